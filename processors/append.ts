@@ -1,0 +1,42 @@
+import type { Logger } from 'pino';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import type { MemoryRef } from '../src/redis/keys.js';
+import type { MemoryStore } from '../src/store/memory-store.js';
+import { AppendJobSchema, type AppendJobResult } from '../queues/job-contracts.js';
+import { QUEUES } from '../queues/names.js';
+import { wrapProcessor } from './job-wrapper.js';
+
+/** Dependencies of {@link createAppendProcessor}. */
+export interface AppendProcessorDeps {
+  readonly store: MemoryStore;
+  readonly registry: MemoryRegistry;
+  /** Enqueues the (deduplicated) token-count job for an instance. */
+  readonly enqueueTokenCount: (ref: MemoryRef) => Promise<void>;
+  readonly log: Logger;
+  /** Clock, ms since epoch; default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/**
+ * `memory-append` processor: re-validates the payload, commits it with one `append.lua` call
+ * (idempotent by message id, so a retry stores nothing twice) and, once per burst, touches the
+ * maintenance index and enqueues a token-count job. A retried attempt always enqueues the
+ * token-count job, since the attempt that opened the burst may have failed before enqueueing.
+ */
+export function createAppendProcessor(deps: AppendProcessorDeps) {
+  const now = deps.now ?? Date.now;
+  return wrapProcessor({
+    queue: QUEUES.append,
+    schema: AppendJobSchema,
+    log: deps.log,
+    async run({ ref, messages }, { job }): Promise<AppendJobResult> {
+      const resource = deps.registry.get(ref.resource);
+      const result = await deps.store.append(ref, messages, resource.persistence.ttlSeconds);
+      if (result.needsTokenCount || job.attemptsMade > 0) {
+        await deps.store.touchIndex(ref, now());
+        await deps.enqueueTokenCount(ref);
+      }
+      return { added: result.added, duplicates: result.duplicates };
+    },
+  });
+}

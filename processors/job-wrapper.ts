@@ -1,0 +1,56 @@
+import { UnrecoverableError, type Job, type Processor } from 'bullmq';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { AppError } from '../src/core/errors.js';
+import { formatIssues } from '../queues/job-contracts.js';
+import type { QueueName } from '../queues/names.js';
+
+/** What a wrapped handler receives besides the parsed payload. */
+export interface JobContext {
+  /** The BullMQ job (id, attemptsMade, ...). */
+  readonly job: Job;
+  /** Fires when the worker cancels the job (shutdown or `cancelJob`). */
+  readonly signal: AbortSignal | undefined;
+  /** Child logger bound to queue and job id. Never log message content. */
+  readonly log: Logger;
+}
+
+/** Options of {@link wrapProcessor}. */
+export interface WrapOptions<S extends z.ZodType, R> {
+  /** Queue the processor consumes (for messages and logs). */
+  readonly queue: QueueName;
+  /** Payload contract; a payload that fails it fails the job without retries. */
+  readonly schema: S;
+  /** Base logger. */
+  readonly log: Logger;
+  /** The job's work, on a trusted payload. */
+  readonly run: (data: z.output<S>, context: JobContext) => Promise<R>;
+}
+
+/**
+ * The one wrapper every processor goes through: parse the payload (invalid -> BullMQ
+ * `UnrecoverableError`, nothing touched), run, and classify errors: a non-retryable
+ * {@link AppError} becomes `UnrecoverableError` (no further attempts, kept as a dead letter);
+ * anything else is rethrown for BullMQ's retry with backoff.
+ */
+export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>): Processor {
+  return async (job: Job, _token?: string, signal?: AbortSignal) => {
+    const log = options.log.child({ queue: options.queue, jobId: job.id, attempt: job.attemptsMade + 1 });
+    const parsed = options.schema.safeParse(job.data);
+    if (!parsed.success) {
+      const reason = formatIssues(`${options.queue} job ${job.id ?? '?'}: invalid payload`, parsed.error);
+      log.warn({ paths: parsed.error.issues.map((i) => i.path.join('.')) }, 'invalid job payload; failing without retry');
+      throw new UnrecoverableError(reason);
+    }
+    try {
+      return await options.run(parsed.data, { job, signal, log });
+    } catch (error) {
+      if (error instanceof AppError && !error.retryable) {
+        log.warn({ code: error.code }, 'job failed permanently');
+        throw new UnrecoverableError(`${error.code}: ${error.message}`);
+      }
+      log.warn({ err: error instanceof Error ? { name: error.name, message: error.message } : String(error) }, 'job failed; will retry if attempts remain');
+      throw error;
+    }
+  };
+}

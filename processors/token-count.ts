@@ -1,0 +1,52 @@
+import type { Logger } from 'pino';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import type { TokenCounter } from '../src/core/token-counter.js';
+import type { MemoryStore } from '../src/store/memory-store.js';
+import { TokenCountJobSchema, type TokenCountJobResult } from '../queues/job-contracts.js';
+import { QUEUES } from '../queues/names.js';
+import { wrapProcessor } from './job-wrapper.js';
+
+/** Messages counted and committed per round trip. */
+export const TOKEN_COUNT_BATCH = 256;
+
+/** Dependencies of {@link createTokenCountProcessor}. */
+export interface TokenCountProcessorDeps {
+  readonly store: MemoryStore;
+  readonly registry: MemoryRegistry;
+  /** The counter for a model (cached by the caller). */
+  readonly counterFor: (model: string) => Promise<TokenCounter>;
+  readonly log: Logger;
+}
+
+/**
+ * `memory-token-count` processor: takes the burst (so appends from now on enqueue a new job),
+ * counts every uncounted message of the instance exactly, in batches of
+ * {@link TOKEN_COUNT_BATCH}, and commits each batch with `commit-tokens.lua`, which replaces the
+ * append-time estimates. Yields to the event loop between batches so BullMQ can renew locks.
+ */
+export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
+  return wrapProcessor({
+    queue: QUEUES.tokenCount,
+    schema: TokenCountJobSchema,
+    log: deps.log,
+    async run({ ref }, { signal }): Promise<TokenCountJobResult> {
+      const resource = deps.registry.get(ref.resource);
+      const counter = await deps.counterFor(resource.tokenProvider.model);
+      await deps.store.clearTokenCountPending(ref);
+      let counted = 0;
+      let tokens = 0;
+      for (;;) {
+        signal?.throwIfAborted();
+        const batch = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
+        if (batch.length === 0) break;
+        const counts = batch.map((message) => ({ id: message.id, tokens: counter.countMessage(message) }));
+        const result = await deps.store.commitTokens(ref, counts, resource.persistence.ttlSeconds);
+        counted += result.committed;
+        tokens += counts.reduce((sum, c) => sum + c.tokens, 0);
+        if (batch.length < TOKEN_COUNT_BATCH) break;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      return { counted, tokens };
+    },
+  });
+}

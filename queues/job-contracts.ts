@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import { MessageSchema } from '../src/core/message.js';
+import { MEMORY_KEY_PATTERN, NAME_PATTERN } from '../src/core/memory-key.js';
+
+/**
+ * Job payload contracts, validated by the producer before `add` and again by the processor
+ * (an invalid payload fails without retries and without touching stored data).
+ */
+
+/** Identifies one memory instance in a job. */
+export const MemoryRefSchema = z.strictObject({
+  /** Tenant, 1-100 of `[A-Za-z0-9_-]`. */
+  project: z.string().regex(NAME_PATTERN, 'expected 1-100 characters of letters, digits, _ or -'),
+  /** Memory resource id from `memories/`. */
+  resource: z.string().regex(NAME_PATTERN, 'expected 1-100 characters of letters, digits, _ or -'),
+  /** Rendered instance key; see MEMORY_KEY_PATTERN. */
+  key: z
+    .string()
+    .regex(MEMORY_KEY_PATTERN, 'expected 1-256 characters of letters, digits, _ : - @ .')
+    .refine((k) => !k.startsWith('__') && !k.endsWith('__'), 'must not start or end with "__"'),
+});
+
+/** Maximum messages in one append job. */
+export const MAX_MESSAGES_PER_APPEND = 100;
+
+/** `memory-append` / `append`: messages (already redacted by the producer) for one instance. */
+export const AppendJobSchema = z.strictObject({
+  /** Target instance. */
+  ref: MemoryRefSchema,
+  /** 1..{@link MAX_MESSAGES_PER_APPEND} messages with ids assigned, ascending by id. */
+  messages: z
+    .array(MessageSchema)
+    .min(1)
+    .max(MAX_MESSAGES_PER_APPEND)
+    .refine(
+      (ms) => ms.every((m, i) => i === 0 || ms[i - 1]!.id < m.id),
+      'message ids must be strictly ascending',
+    ),
+});
+/** Payload of an append job. */
+export type AppendJob = z.output<typeof AppendJobSchema>;
+
+/** `memory-token-count` / `token-count`: a pointer to the instance; messages are read from Redis. */
+export const TokenCountJobSchema = z.strictObject({
+  /** Target instance. */
+  ref: MemoryRefSchema,
+});
+/** Payload of a token-count job. */
+export type TokenCountJob = z.output<typeof TokenCountJobSchema>;
+
+/** Result an append job returns (visible in Bull Board and to `waitFor`). */
+export interface AppendJobResult {
+  /** Messages newly stored. */
+  readonly added: number;
+  /** Messages skipped as already accepted. */
+  readonly duplicates: number;
+}
+
+/** Result a token-count job returns. */
+export interface TokenCountJobResult {
+  /** Messages counted exactly in this job. */
+  readonly counted: number;
+  /** Tokens committed (sum of the exact counts). */
+  readonly tokens: number;
+}
+
+/**
+ * Formats zod issues as one line each: `<where>.<path>: <message>`.
+ * @param where Prefix naming the payload, e.g. `append job 01H...`.
+ */
+export function formatIssues(where: string, error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${where}${issue.path.length ? ': ' + issue.path.join('.') : ''}: ${issue.message}`)
+    .join('\n');
+}

@@ -1,0 +1,22 @@
+import type { DefaultJobOptions, QueueOptions } from 'bullmq';
+
+/**
+ * Default job options for every memq queue (DESIGN.md section 5):
+ * - 5 attempts with exponential backoff from 1 s with 50% jitter (1, 2, 4, 8 s nominal);
+ * - completed jobs kept 1 h / at most 1,000 (enough for `waitFor` and the dashboard);
+ * - failed jobs kept 7 days / at most 10,000: the dead-letter set, retryable from Bull Board.
+ */
+export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1000, jitter: 0.5 },
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
+};
+
+/** Bound on each queue's event stream (BullMQ default ~10,000). */
+export const EVENTS_MAX_LEN = 2000;
+
+/** Queue options shared by producers: prefix, default job options, bounded event stream. */
+export function queueOptions(prefix: string): Omit<QueueOptions, 'connection'> {
+  return { prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS, streams: { events: { maxLen: EVENTS_MAX_LEN } } };
+}

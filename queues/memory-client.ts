@@ -1,0 +1,146 @@
+import { Queue, QueueEvents, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { monotonicFactory } from 'ulid';
+import { z } from 'zod';
+import { PayloadError } from '../src/core/errors.js';
+import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
+import { validateMemoryKey } from '../src/core/memory-key.js';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import type { MemoryRef } from '../src/redis/keys.js';
+import type { MemoryStore, MemoryWindow } from '../src/store/memory-store.js';
+import {
+  AppendJobSchema,
+  MAX_MESSAGES_PER_APPEND,
+  formatIssues,
+  type AppendJob,
+  type AppendJobResult,
+} from './job-contracts.js';
+import { queueOptions } from './job-options.js';
+import { JOBS, QUEUES } from './names.js';
+
+/** Which memory instance a call addresses (the project comes from the client, not the call). */
+export interface MemoryTarget {
+  /** Memory resource id (a file in `memories/`). */
+  readonly resource: string;
+  /** Instance key, e.g. `support:42` (1-256 of `[A-Za-z0-9_:\-@.]`). */
+  readonly key: string;
+}
+
+/** What `append` tells the caller once the messages are durably enqueued. */
+export interface AppendReceipt {
+  /** BullMQ job id (= first message id); pass to {@link MemoryClient.waitFor}. */
+  readonly jobId: string;
+  /** Ids of the accepted messages, in order. */
+  readonly messageIds: readonly string[];
+  /** The instance the messages go to. */
+  readonly ref: MemoryRef;
+}
+
+/** The producer-side library services import (DESIGN.md section 1). */
+export interface MemoryClient {
+  /**
+   * Validates `messages` (1..100), resolves the resource, assigns monotonic ULIDs and
+   * `created_at` where absent, and enqueues one append job. Resolves when the job is in Redis.
+   * @throws PayloadError for invalid input (nothing is enqueued).
+   * @throws MemoryNotFoundError for an unknown resource.
+   */
+  append(target: MemoryTarget, messages: readonly MessageInput[]): Promise<AppendReceipt>;
+  /** Reads one page of an instance (see `MemoryStore.read`). */
+  read(target: MemoryTarget, page?: { offset?: number; limit?: number }): Promise<MemoryWindow>;
+  /**
+   * Waits until append job `jobId` has committed and returns its result.
+   * @throws Error when the job failed (its reason) or did not finish within `timeoutMs`
+   *   (default 30 000).
+   */
+  waitFor(jobId: string, options?: { timeoutMs?: number }): Promise<AppendJobResult>;
+  /** Backlog of the append queue: waiting + delayed + prioritized jobs. */
+  backlog(): Promise<number>;
+  /** Closes the client's queue and event listener (not the Redis connection). Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Dependencies of {@link createMemoryClient}. */
+export interface MemoryClientDeps {
+  /** Producer connection (fail-fast); owned by the caller. */
+  readonly connection: Redis;
+  /** BullMQ prefix, e.g. `{memq}`. */
+  readonly queuePrefix: string;
+  /** Declared memory resources. */
+  readonly registry: MemoryRegistry;
+  /** Tenant all calls of this client act for. */
+  readonly project: string;
+  /** Store used by `read`. */
+  readonly store: MemoryStore;
+  /** Clock for `created_at`, ms since epoch; default `Date.now`. */
+  readonly now?: () => number;
+}
+
+const MessagesSchema = z.array(MessageInputSchema).min(1).max(MAX_MESSAGES_PER_APPEND);
+
+/** Creates a {@link MemoryClient}. */
+export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
+  const now = deps.now ?? Date.now;
+  const nextId = monotonicFactory();
+  const appendQueue = new Queue<AppendJob, AppendJobResult>(QUEUES.append, {
+    connection: deps.connection,
+    ...queueOptions(deps.queuePrefix),
+  });
+  let events: QueueEvents | undefined;
+  let eventsConnection: Redis | undefined;
+  let closed = false;
+
+  const refOf = (target: MemoryTarget): MemoryRef => {
+    deps.registry.get(target.resource);
+    return { project: deps.project, resource: target.resource, key: validateMemoryKey(target.key) };
+  };
+
+  return {
+    async append(target, input) {
+      const ref = refOf(target);
+      const parsed = MessagesSchema.safeParse(input);
+      if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
+      const at = now();
+      const createdAt = new Date(at).toISOString();
+      const messages: Message[] = parsed.data
+        .map((m) => ({ ...m, id: m.id ?? nextId(at), created_at: m.created_at ?? createdAt }))
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const job: AppendJob = { ref, messages };
+      const checked = AppendJobSchema.safeParse(job);
+      if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+      const first = messages[0]!.id;
+      await appendQueue.add(JOBS.append, job, { jobId: first });
+      return { jobId: first, messageIds: messages.map((m) => m.id), ref };
+    },
+
+    read(target, page) {
+      return deps.store.read(refOf(target), page);
+    },
+
+    async waitFor(jobId, options = {}) {
+      const job = await appendQueue.getJob(jobId);
+      if (!job) throw new PayloadError(`waitFor: no append job with id ${JSON.stringify(jobId)}`);
+      if (!events) {
+        eventsConnection = deps.connection.duplicate({ maxRetriesPerRequest: null });
+        events = new QueueEvents(QUEUES.append, { connection: eventsConnection, prefix: deps.queuePrefix });
+      }
+      await events.waitUntilReady();
+      return (await (job as Job<AppendJob, AppendJobResult>).waitUntilFinished(
+        events,
+        options.timeoutMs ?? 30_000,
+      ));
+    },
+
+    async backlog() {
+      const counts = await appendQueue.getJobCounts('waiting', 'delayed', 'prioritized');
+      return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      await events?.close();
+      eventsConnection?.disconnect();
+      await appendQueue.close();
+    },
+  };
+}

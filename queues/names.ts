@@ -1,0 +1,19 @@
+/**
+ * Queue names (DESIGN.md section 5). BullMQ keys are `<prefix>:<queue>:...`; the default prefix
+ * `{memq}` is a hash tag, so every queue lives in one Redis Cluster slot as BullMQ requires.
+ */
+export const QUEUES = {
+  append: 'memory-append',
+  tokenCount: 'memory-token-count',
+  flush: 'memory-flush',
+  cleanup: 'memory-cleanup',
+} as const;
+
+/** One of the {@link QUEUES} names. */
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+
+/** Job names inside the queues. */
+export const JOBS = {
+  append: 'append',
+  tokenCount: 'token-count',
+} as const;

@@ -1,0 +1,308 @@
+/**
+ * Environment configuration: one pure function from an env record to a frozen {@link EnvConfig}.
+ * Only `src/cli` / `src/main` pass `process.env`; tests pass plain objects. An empty string counts
+ * as unset (what `VAR=` in a compose file or `.env` produces).
+ */
+
+import { z } from 'zod';
+import { ConfigError } from '../core/errors.js';
+
+/** pino's levels, lowest-volume last. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** One of {@link LOG_LEVELS}. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** What producers do when a queue's backlog is above the high-water mark. */
+export const BACKPRESSURE_POLICIES = ['reject', 'wait'] as const;
+/** One of {@link BACKPRESSURE_POLICIES}. */
+export type BackpressurePolicy = (typeof BACKPRESSURE_POLICIES)[number];
+
+/** Resolved environment configuration (frozen). */
+export interface EnvConfig {
+  /**
+   * `REDIS_URL`: `redis://` or `rediss://` URL. Default `undefined`: the CLI decides (an embedded
+   * or local default).
+   */
+  readonly redisUrl?: string;
+  /** `MEMQ_MEMORIES_DIR`: directory of memory resource YAML files. Default `memories`. */
+  readonly memoriesDir: string;
+  /** `PORT`: HTTP listen port, 0-65535 (0 = any free port). Default 3000. */
+  readonly port: number;
+  /** `MEMQ_KEY_PREFIX`: prefix of every memory key; no braces or whitespace. Default `memq:`. */
+  readonly keyPrefix: string;
+  /** `MEMQ_QUEUE_PREFIX`: BullMQ prefix, must contain a `{...}` hash tag. Default `{memq}`. */
+  readonly queuePrefix: string;
+  /** `MEMQ_APPEND_CONCURRENCY`: append jobs run at once per worker process, >= 1. Default 16. */
+  readonly appendConcurrency: number;
+  /** `MEMQ_TOKEN_COUNT_CONCURRENCY`: token-count jobs at once per worker process, >= 1. Default 2. */
+  readonly tokenCountConcurrency: number;
+  /** `MEMQ_BACKPRESSURE_HIGH_WATER`: waiting + delayed jobs above which producers push back, >= 1. Default 10 000. */
+  readonly backpressureHighWaterJobs: number;
+  /** `MEMQ_BACKPRESSURE_LOW_WATER`: backlog below which producers resume, < high water. Default 5 000. */
+  readonly backpressureLowWaterJobs: number;
+  /** `MEMQ_BACKPRESSURE_POLICY`: `reject` (BackpressureError) or `wait` (until below low water). Default `reject`. */
+  readonly backpressurePolicy: BackpressurePolicy;
+  /** `MEMQ_SHUTDOWN_GRACE_MS`: how long shutdown waits for each step, milliseconds, >= 0. Default 30 000. */
+  readonly shutdownGraceMs: number;
+  /** `MEMQ_PROJECT`: default project of CLI producers (HTTP callers get theirs from their API key) (1-64 of `[A-Za-z0-9_-]`). Default `default`. */
+  readonly project: string;
+  /**
+   * `MEMQ_API_KEYS`: `key:project,key2:project2` parsed to API key -> project. Default
+   * `undefined` (no keys configured; the HTTP layer decides what that means).
+   */
+  readonly apiKeys?: ReadonlyMap<string, string>;
+  /** `MEMQ_LOG_LEVEL`: one of {@link LOG_LEVELS}. Default `info`. */
+  readonly logLevel: LogLevel;
+}
+
+/** One documented environment variable (the README's table is checked against this). */
+export interface EnvVarDoc {
+  /** Variable name. */
+  readonly name: string;
+  /** Default as written in the environment, or `undefined` when unset by default. */
+  readonly default: string | undefined;
+  /** What it does, with units and allowed values. */
+  readonly description: string;
+}
+
+/** Every variable {@link loadEnvConfig} reads, in README order. */
+export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
+  [
+    {
+      name: 'REDIS_URL',
+      default: undefined,
+      description: 'Redis URL (redis:// or rediss://); unset = the CLI default',
+    },
+    {
+      name: 'MEMQ_MEMORIES_DIR',
+      default: 'memories',
+      description: 'Directory of memory resource YAML files',
+    },
+    { name: 'PORT', default: '3000', description: 'HTTP listen port (0-65535, 0 = any free port)' },
+    {
+      name: 'MEMQ_KEY_PREFIX',
+      default: 'memq:',
+      description: 'Prefix of every memory key (no braces or whitespace)',
+    },
+    {
+      name: 'MEMQ_QUEUE_PREFIX',
+      default: '{memq}',
+      description: 'BullMQ queue prefix; must contain a {hash tag}',
+    },
+    {
+      name: 'MEMQ_APPEND_CONCURRENCY',
+      default: '16',
+      description: 'Append jobs run at once per worker process',
+    },
+    {
+      name: 'MEMQ_TOKEN_COUNT_CONCURRENCY',
+      default: '2',
+      description: 'Token-count jobs run at once per worker process',
+    },
+    {
+      name: 'MEMQ_BACKPRESSURE_HIGH_WATER',
+      default: '10000',
+      description: 'Waiting + delayed jobs above which producers push back',
+    },
+    {
+      name: 'MEMQ_BACKPRESSURE_LOW_WATER',
+      default: '5000',
+      description: 'Backlog below which producers resume (< high water)',
+    },
+    {
+      name: 'MEMQ_BACKPRESSURE_POLICY',
+      default: 'reject',
+      description: 'reject (fail with BACKPRESSURE) or wait (until below low water)',
+    },
+    {
+      name: 'MEMQ_SHUTDOWN_GRACE_MS',
+      default: '30000',
+      description: 'Grace per shutdown step, milliseconds',
+    },
+    { name: 'MEMQ_PROJECT', default: 'default', description: 'Project of CLI producers' },
+    {
+      name: 'MEMQ_API_KEYS',
+      default: undefined,
+      description: 'API keys as key:project,key2:project2',
+    },
+    {
+      name: 'MEMQ_LOG_LEVEL',
+      default: 'info',
+      description: 'pino level: fatal, error, warn, info, debug, trace, silent',
+    },
+  ].map((entry) => Object.freeze(entry)),
+);
+
+const PROJECT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const PROJECT_ALLOWED = '1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit';
+
+/** A non-negative decimal integer in [min, max], written without sign, exponent or spaces. */
+function integer(min: number, max: number, allowed: string) {
+  return z.string().transform((text, ctx) => {
+    const value = /^\d{1,15}$/.test(text) ? Number(text) : Number.NaN;
+    if (!(value >= min && value <= max)) {
+      ctx.addIssue({ code: 'custom', message: allowed, params: { got: JSON.stringify(text) } });
+      return z.NEVER;
+    }
+    return value;
+  });
+}
+
+const RedisUrlSchema = z.string().superRefine((text, ctx) => {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(text).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  if (protocol !== 'redis:' && protocol !== 'rediss:') {
+    // The URL may carry a password, so only its scheme is echoed.
+    const got =
+      protocol === undefined ? 'a value that is not a URL' : `a URL with scheme ${protocol}`;
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected a redis:// or rediss:// URL',
+      params: { got },
+    });
+  }
+});
+
+const ApiKeysSchema = z.string().transform((text, ctx) => {
+  const keys = new Map<string, string>();
+  const entries = text.split(',').map((entry) => entry.trim());
+  entries.forEach((entry, index) => {
+    // Messages name the entry by position only: an entry is a secret.
+    const where = `entry ${index + 1}`;
+    const colon = entry.lastIndexOf(':');
+    const key = colon === -1 ? '' : entry.slice(0, colon);
+    const project = colon === -1 ? '' : entry.slice(colon + 1);
+    let got: string | undefined;
+    if (entry === '') got = `${where} empty`;
+    else if (colon === -1) got = `${where} without ":"`;
+    else if (key === '' || /\s/.test(key))
+      got = `${where} with an empty key or a key containing whitespace`;
+    else if (!PROJECT_PATTERN.test(project))
+      got = `${where} with project ${JSON.stringify(project)}`;
+    else if (keys.has(key)) got = `${where} repeating an earlier key`;
+    if (got !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected comma-separated key:project entries (project: ${PROJECT_ALLOWED})`,
+        params: { got },
+      });
+      return;
+    }
+    keys.set(key, project);
+  });
+  return keys;
+});
+
+const KEY_PREFIX_ALLOWED = 'expected 1-64 characters without braces or whitespace';
+const LOG_LEVEL_ALLOWED = `expected one of ${LOG_LEVELS.join(', ')}`;
+const POLICY_ALLOWED = `expected one of ${BACKPRESSURE_POLICIES.join(', ')}`;
+
+const EnvSchema = z
+  .object({
+    REDIS_URL: RedisUrlSchema.optional(),
+    MEMQ_MEMORIES_DIR: z.string().default('memories'),
+    PORT: integer(0, 65_535, 'expected an integer port in 0-65535').default(3000),
+    // Redis Cluster hashes only the first {...} of a key; a brace in the prefix would put every
+    // memory instance in one slot, defeating the per-instance hash tags.
+    MEMQ_KEY_PREFIX: z
+      .string()
+      .regex(/^[^{}\s]{1,64}$/, { error: KEY_PREFIX_ALLOWED })
+      .default('memq:'),
+    MEMQ_QUEUE_PREFIX: z
+      .string()
+      .regex(/^[^\s]*\{[^{}\s]+\}[^\s]*$/, {
+        error: 'expected a prefix containing a {hash tag}, e.g. {memq}',
+      })
+      .default('{memq}'),
+    MEMQ_APPEND_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(16),
+    MEMQ_TOKEN_COUNT_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(2),
+    MEMQ_BACKPRESSURE_HIGH_WATER: integer(1, 1e12, 'expected a positive integer (jobs)').default(
+      10_000,
+    ),
+    MEMQ_BACKPRESSURE_LOW_WATER: integer(0, 1e12, 'expected a non-negative integer (jobs)').default(
+      5_000,
+    ),
+    MEMQ_BACKPRESSURE_POLICY: z
+      .enum(BACKPRESSURE_POLICIES, { error: POLICY_ALLOWED })
+      .default('reject'),
+    MEMQ_SHUTDOWN_GRACE_MS: integer(
+      0,
+      3_600_000,
+      'expected an integer in 0-3600000 (milliseconds)',
+    ).default(30_000),
+    MEMQ_PROJECT: z
+      .string()
+      .regex(PROJECT_PATTERN, { error: `expected ${PROJECT_ALLOWED}` })
+      .default('default'),
+    MEMQ_API_KEYS: ApiKeysSchema.optional(),
+    MEMQ_LOG_LEVEL: z.enum(LOG_LEVELS, { error: LOG_LEVEL_ALLOWED }).default('info'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.MEMQ_BACKPRESSURE_LOW_WATER >= env.MEMQ_BACKPRESSURE_HIGH_WATER) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MEMQ_BACKPRESSURE_LOW_WATER'],
+        message: `expected an integer below MEMQ_BACKPRESSURE_HIGH_WATER (${env.MEMQ_BACKPRESSURE_HIGH_WATER})`,
+        params: { got: String(env.MEMQ_BACKPRESSURE_LOW_WATER) },
+      });
+    }
+  });
+
+/** Variables whose values are never echoed in messages. */
+const SECRET_VARS = new Set(['REDIS_URL', 'MEMQ_API_KEYS']);
+
+/**
+ * Resolves the environment configuration. Pure: reads only `env`.
+ *
+ * @param env Variables, e.g. `process.env` (passed by the CLI) or `{}` in tests. Empty strings
+ *   count as unset.
+ * @returns The frozen configuration with defaults applied (see {@link ENV_VARS}).
+ * @throws ConfigError listing every invalid variable, one per line:
+ *   `<NAME>: <what is allowed>, got <what was found>` (secrets are described, not echoed).
+ */
+export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfig {
+  const input: Record<string, string> = {};
+  for (const { name } of ENV_VARS) {
+    const value = env[name];
+    if (value !== undefined && value !== '') input[name] = value;
+  }
+  const parsed = EnvSchema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '');
+      const params =
+        issue.code === 'custom' ? (issue.params as { got?: unknown } | undefined) : undefined;
+      const got =
+        typeof params?.got === 'string'
+          ? params.got
+          : SECRET_VARS.has(name)
+            ? 'an invalid value (not shown)'
+            : JSON.stringify(input[name]);
+      return `${name}: ${issue.message}, got ${got}`;
+    });
+    throw new ConfigError(lines.join('\n'), {
+      details: { variables: parsed.error.issues.map((i) => i.path[0]) },
+    });
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    ...(e.REDIS_URL !== undefined ? { redisUrl: e.REDIS_URL } : {}),
+    memoriesDir: e.MEMQ_MEMORIES_DIR,
+    port: e.PORT,
+    keyPrefix: e.MEMQ_KEY_PREFIX,
+    queuePrefix: e.MEMQ_QUEUE_PREFIX,
+    appendConcurrency: e.MEMQ_APPEND_CONCURRENCY,
+    tokenCountConcurrency: e.MEMQ_TOKEN_COUNT_CONCURRENCY,
+    backpressureHighWaterJobs: e.MEMQ_BACKPRESSURE_HIGH_WATER,
+    backpressureLowWaterJobs: e.MEMQ_BACKPRESSURE_LOW_WATER,
+    backpressurePolicy: e.MEMQ_BACKPRESSURE_POLICY,
+    shutdownGraceMs: e.MEMQ_SHUTDOWN_GRACE_MS,
+    project: e.MEMQ_PROJECT,
+    ...(e.MEMQ_API_KEYS !== undefined ? { apiKeys: e.MEMQ_API_KEYS } : {}),
+    logLevel: e.MEMQ_LOG_LEVEL,
+  });
+}

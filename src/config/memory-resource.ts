@@ -1,0 +1,150 @@
+/**
+ * The resolved, frozen shape of one memory resource (one YAML file in `memories/`).
+ * Produced only by the loader in `load-memories.ts` from the strict zod schema in
+ * `memory-resource-schema.ts`; everything downstream trusts it.
+ *
+ * Field names are camelCase versions of the YAML keys (Compozy's schema); durations are resolved
+ * to numbers with their unit in the name.
+ */
+
+import type { Role } from '../core/message.js';
+
+/** Memory types (Compozy `type`). */
+export const MEMORY_TYPES = ['token_based', 'message_count_based', 'buffer'] as const;
+/** One of {@link MEMORY_TYPES}. */
+export type MemoryType = (typeof MEMORY_TYPES)[number];
+
+/** Flush strategies (DESIGN.md section 6). `fifo` is accepted as an alias of `simple_fifo`. */
+export const FLUSH_STRATEGIES = [
+  'simple_fifo',
+  'hybrid_summary',
+  'lru',
+  'lfu',
+  'token_aware_lru',
+  'priority',
+] as const;
+/** One of {@link FLUSH_STRATEGIES}. */
+export type FlushStrategy = (typeof FLUSH_STRATEGIES)[number];
+
+/** Token budget split (fractions of the effective max tokens; they sum to 1 +- 0.001). */
+export interface TokenAllocation {
+  /** Recent raw messages. */
+  readonly shortTerm: number;
+  /** The rolling summary. */
+  readonly longTerm: number;
+  /** System messages. */
+  readonly system: number;
+  /** Extra named buckets (Compozy `user_defined`), included in the sum. */
+  readonly userDefined: Readonly<Record<string, number>>;
+}
+
+/** When and how a memory is flushed. */
+export interface FlushingConfig {
+  /** Strategy; default `simple_fifo`. */
+  readonly type: FlushStrategy;
+  /** Trigger fraction of the limit, in (0, 1]; default 0.8. */
+  readonly summarizeThreshold: number;
+  /** Max tokens of the rolling summary; required (> 0) for `hybrid_summary`. */
+  readonly summaryTokens?: number;
+  /** Fraction of the oldest messages folded per flush, in (0, 1]; default 0.3. */
+  readonly summarizeOldestPercent: number;
+  /**
+   * Fraction of the limit a flush brings the memory down to, in (0, 1) and below
+   * `summarizeThreshold`; default 0.5, or `summarizeThreshold / 2` when the threshold is <= 0.5.
+   */
+  readonly targetRatio: number;
+}
+
+/** Compozy's `persistence.circuit_breaker`, kept for parity (the store path does not use it yet). */
+export interface CircuitBreakerConfig {
+  /** Whether the breaker is on; default false. */
+  readonly enabled: boolean;
+  /** Per-call timeout, milliseconds; default 100. */
+  readonly timeoutMs: number;
+  /** Consecutive failures that open the breaker; default 5. */
+  readonly maxFailures: number;
+  /** Wait before a half-open retry, milliseconds; default 30 000. */
+  readonly resetTimeoutMs: number;
+}
+
+/** Where and how long instances live. */
+export interface PersistenceConfig {
+  /** Only `redis` is implemented; `in_memory` is accepted by the schema for Compozy parity. */
+  readonly type: 'redis' | 'in_memory';
+  /** Sliding TTL of every key of an instance, seconds; 0 = never expires. */
+  readonly ttlSeconds: number;
+  /** Breaker settings, when the file declares them. */
+  readonly circuitBreaker?: CircuitBreakerConfig;
+}
+
+/** Privacy policy (applied before anything reaches Redis; see the privacy issue). */
+export interface PrivacyPolicy {
+  /** Regular expressions (JavaScript syntax) whose matches are redacted. */
+  readonly redactPatterns: readonly string[];
+  /** Roles that are never stored. */
+  readonly nonPersistableMessageTypes: readonly Role[];
+  /** Replacement text; default `[REDACTED]`. */
+  readonly defaultRedactionString: string;
+}
+
+/** Lock TTLs per operation, milliseconds. */
+export interface LockingConfig {
+  /** Default 30 000 ms (`30s`). */
+  readonly appendTtlMs: number;
+  /** Default 10 000 ms (`10s`). */
+  readonly clearTtlMs: number;
+  /** Default 300 000 ms (`5m`). */
+  readonly flushTtlMs: number;
+}
+
+/** How tokens are counted. */
+export interface TokenProviderConfig {
+  /** `openai` (tiktoken, local), `anthropic`, `google`, ...; default `openai`. */
+  readonly provider: string;
+  /** Model name that selects the encoding / context window; default `gpt-4o`. */
+  readonly model: string;
+  /** Name of the environment variable holding the provider API key (never the key itself). */
+  readonly apiKeyEnv?: string;
+  /** Override of the provider's counting endpoint URL. */
+  readonly endpoint?: string;
+  /** Provider-specific string settings. */
+  readonly settings: Readonly<Record<string, string>>;
+}
+
+/** One memory resource, resolved and frozen. */
+export interface MemoryResource {
+  /** Resource id, referenced by producers (`memory_ref`). */
+  readonly id: string;
+  /** Human description. */
+  readonly description?: string;
+  /** Free-form version string. */
+  readonly version?: string;
+  /** Memory type. */
+  readonly type: MemoryType;
+  /** Token limit; effective default 2000 when neither this nor `maxContextRatio` is set. */
+  readonly maxTokens?: number;
+  /** Message limit; effective default 100 for message-count memories. */
+  readonly maxMessages?: number;
+  /** Fraction (0, 1] of the model's context window used as the token limit. */
+  readonly maxContextRatio?: number;
+  /** Optional budget split. */
+  readonly tokenAllocation?: TokenAllocation;
+  /** Flushing (defaults applied). */
+  readonly flushing: FlushingConfig;
+  /** Persistence (defaults applied). */
+  readonly persistence: PersistenceConfig;
+  /** Privacy policy, if any. */
+  readonly privacyPolicy?: PrivacyPolicy;
+  /** `global` (default), `user` or `session`. */
+  readonly privacyScope: 'global' | 'user' | 'session';
+  /** Optional absolute expiration, seconds (Compozy `expiration`); 0 = none. */
+  readonly expirationSeconds?: number;
+  /** Lock TTLs (defaults applied). */
+  readonly locking: LockingConfig;
+  /** Token provider (defaults applied). */
+  readonly tokenProvider: TokenProviderConfig;
+  /** Go-template-style key template used when a caller gives no key. */
+  readonly defaultKeyTemplate?: string;
+  /** The file this resource came from (for error messages). */
+  readonly sourceFile: string;
+}

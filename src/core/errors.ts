@@ -1,0 +1,95 @@
+/**
+ * memq's error hierarchy. Every error a caller can act on is an {@link AppError} with a stable
+ * `code`, a `retryable` flag (whether retrying the same input can succeed) and optional
+ * machine-readable `details`. Errors are translated to transport shapes in exactly one place per
+ * surface: the processor wrapper (non-retryable -> BullMQ `UnrecoverableError`) and, later, the
+ * HTTP error handler (code -> status).
+ */
+
+/** Options accepted by every {@link AppError} constructor. */
+export interface AppErrorOptions {
+  /** Machine-readable context (field paths, limits, ids). Never message content. */
+  details?: Record<string, unknown>;
+  /** The underlying error, kept for logs. */
+  cause?: unknown;
+}
+
+/** Base class of every error memq raises on purpose. */
+export class AppError extends Error {
+  /** Stable upper-snake-case code, e.g. `CONFIG_INVALID`. */
+  readonly code: string;
+  /** True when the same operation may succeed if retried later (e.g. Redis unavailable). */
+  readonly retryable: boolean;
+  /** Machine-readable context; see {@link AppErrorOptions.details}. */
+  readonly details: Record<string, unknown>;
+
+  constructor(code: string, message: string, retryable: boolean, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = retryable;
+    this.details = options.details ?? {};
+  }
+}
+
+/** A memory resource file or environment variable is invalid. Never retryable. */
+export class ConfigError extends AppError {
+  /**
+   * @param message One line per problem, each naming file/variable, field path, what is allowed
+   *   and what was found.
+   */
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('CONFIG_INVALID', message, false, options);
+  }
+}
+
+/** A job payload, API body or client argument failed validation. Never retryable. */
+export class PayloadError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('PAYLOAD_INVALID', message, false, options);
+  }
+}
+
+/** The named memory resource is not declared in `memories/`. Never retryable. */
+export class MemoryNotFoundError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('MEMORY_NOT_FOUND', message, false, options);
+  }
+}
+
+/** Another holder has the instance lock. Retryable: the holder will release or expire. */
+export class LockBusyError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('LOCK_BUSY', message, true, options);
+  }
+}
+
+/** The instance lock expired or was taken over while work was in progress. Retryable. */
+export class LockLostError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('LOCK_LOST', message, true, options);
+  }
+}
+
+/** The target queue's backlog is above its high-water mark. Retryable after `retryAfterMs`. */
+export class BackpressureError extends AppError {
+  /** Suggested wait before retrying, in milliseconds. */
+  readonly retryAfterMs: number;
+
+  constructor(message: string, retryAfterMs: number, options: AppErrorOptions = {}) {
+    super('BACKPRESSURE', message, true, options);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** A privacy policy could not be applied (redaction failed or would be unsafe). Never retryable. */
+export class PolicyError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('POLICY_FAILED', message, false, options);
+  }
+}
+
+/** True when `error` is an {@link AppError} that must not be retried. */
+export function isNonRetryable(error: unknown): boolean {
+  return error instanceof AppError && !error.retryable;
+}

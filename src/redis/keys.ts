@@ -1,0 +1,97 @@
+/**
+ * The only place that builds Redis key strings (DESIGN.md section 4).
+ *
+ * Every key of one memory instance shares the hash tag `{<mid>}`, so every Lua script touching an
+ * instance is cluster-safe. `<mid>` is `<project>/<resource>/<key>`; `{`, `}` and `%` inside the
+ * parts are percent-encoded so user input cannot end the tag early or collide with another mid.
+ */
+
+/** Identifies one memory instance. All three parts are validated before they get here. */
+export interface MemoryRef {
+  /** Tenant; comes from the caller's credentials or CLI config, never from a request body. */
+  readonly project: string;
+  /** Memory resource id (a file in `memories/`). */
+  readonly resource: string;
+  /** Rendered, validated instance key, e.g. `support:42`. */
+  readonly key: string;
+}
+
+/** Key names of one instance's families (see {@link memoryKeys}). */
+export interface MemoryKeys {
+  /** ZSET, all scores 0: message ids in lexicographic (= time) order. */
+  readonly ord: string;
+  /** HASH: id -> message JSON. */
+  readonly msg: string;
+  /** HASH: id -> exact token count (absent = not counted yet). */
+  readonly tok: string;
+  /** ZSET: uncounted id -> append-time token estimate. */
+  readonly unc: string;
+  /** HASH: counters, summary, watermark, timestamps. */
+  readonly meta: string;
+  /** ZSET: id -> accepted-at ms, the idempotency window. */
+  readonly seen: string;
+  /** STRING: instance lock token. */
+  readonly lock: string;
+}
+
+/** Number of index shards (`<prefix>idx:0` .. `idx:15`). */
+export const INDEX_SHARDS = 16;
+
+const escapePart = (part: string): string =>
+  part.replace(/[%{}/]/g, (ch) => '%' + ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+
+/**
+ * The memory id `<project>/<resource>/<key>` with `%`, `{`, `}` and `/` percent-encoded in each
+ * part, so the string is unambiguous and safe inside a hash tag.
+ */
+export function memoryId(ref: MemoryRef): string {
+  return [ref.project, ref.resource, ref.key].map(escapePart).join('/');
+}
+
+/**
+ * Key names of one instance.
+ * @param prefix Key prefix, e.g. `memq:` (tests use a unique prefix each).
+ */
+export function memoryKeys(prefix: string, ref: MemoryRef): MemoryKeys {
+  const base = `${prefix}m:{${memoryId(ref)}}:`;
+  return {
+    ord: `${base}ord`,
+    msg: `${base}msg`,
+    tok: `${base}tok`,
+    unc: `${base}unc`,
+    meta: `${base}meta`,
+    seen: `${base}seen`,
+    lock: `${base}lock`,
+  };
+}
+
+/**
+ * The activity-index shard key for an instance: a ZSET of mid -> last activity ms that
+ * maintenance scans. Sharded by FNV-1a of the mid (http://www.isthe.com/chongo/tech/comp/fnv/)
+ * so no single key grows with every instance.
+ */
+export function indexKey(prefix: string, ref: MemoryRef): string {
+  return indexShardKey(prefix, fnv1a(memoryId(ref)) % INDEX_SHARDS);
+}
+
+/** The key of index shard `shard` (0-based, < {@link INDEX_SHARDS}). */
+export function indexShardKey(prefix: string, shard: number): string {
+  return `${prefix}idx:${shard}`;
+}
+
+/** Parses a mid produced by {@link memoryId} back into its ref. Returns undefined if malformed. */
+export function parseMemoryId(mid: string): MemoryRef | undefined {
+  const parts = mid.split('/');
+  if (parts.length !== 3) return undefined;
+  const [project, resource, key] = parts.map(decodeURIComponent) as [string, string, string];
+  return { project, resource, key };
+}
+
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}

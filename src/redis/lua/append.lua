@@ -1,0 +1,55 @@
+-- append.lua: atomically append a batch of messages to one memory instance.
+-- KEYS: 1 ord, 2 msg, 3 unc, 4 meta, 5 seen, 6 tok
+-- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, 3 token-count pending window ms,
+--       then triples: id, message JSON, estimated tokens
+-- Returns: { added, duplicates, needTokenCount (0/1), message_count }
+-- An id is a duplicate if it was ever accepted (seen), is still in the log, or is at/below the
+-- summary watermark; duplicates change nothing.
+local ord, msg, unc, meta, seen, tok = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ttl = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local pendingWindow = tonumber(ARGV[3])
+local watermark = redis.call('HGET', meta, 'watermark') or ''
+
+local added, duplicates, estimated = 0, 0, 0
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('ZSCORE', seen, id) or redis.call('ZSCORE', ord, id)
+      or (watermark ~= '' and id <= watermark) then
+    duplicates = duplicates + 1
+  else
+    local estimate = tonumber(ARGV[i + 2])
+    redis.call('ZADD', seen, now, id)
+    redis.call('ZADD', ord, 0, id)
+    redis.call('HSET', msg, id, ARGV[i + 1])
+    redis.call('ZADD', unc, estimate, id)
+    added = added + 1
+    estimated = estimated + estimate
+  end
+end
+
+local needTokenCount = 0
+if added > 0 then
+  redis.call('HINCRBY', meta, 'message_count', added)
+  redis.call('HINCRBY', meta, 'accepted_count', added)
+  redis.call('HINCRBY', meta, 'estimated_tokens', estimated)
+  redis.call('HSETNX', meta, 'token_count', 0)
+  redis.call('HSETNX', meta, 'epoch', 0)
+  redis.call('HSETNX', meta, 'created_at', now)
+  redis.call('HSET', meta, 'updated_at', now)
+  local pendingAt = tonumber(redis.call('HGET', meta, 'token_count_pending_at') or '0')
+  if now - pendingAt > pendingWindow then
+    redis.call('HSET', meta, 'token_count_pending_at', now)
+    needTokenCount = 1
+  end
+end
+
+for _, key in ipairs({ ord, msg, unc, meta, seen, tok }) do
+  if ttl > 0 then
+    redis.call('EXPIRE', key, ttl)
+  else
+    redis.call('PERSIST', key)
+  end
+end
+
+return { added, duplicates, needTokenCount, tonumber(redis.call('HGET', meta, 'message_count') or '0') }

@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+/**
+ * memq's Lua commit scripts, registered on an ioredis client with `defineCommand`: ioredis sends
+ * EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT, so each script's body
+ * crosses the wire once per connection (and again only after a Redis restart or SCRIPT FLUSH).
+ */
+export const SCRIPTS = {
+  memqAppend: { file: 'append.lua', numberOfKeys: 6 },
+  memqCommitTokens: { file: 'commit-tokens.lua', numberOfKeys: 4 },
+  memqRead: { file: 'read.lua', numberOfKeys: 4 },
+} as const;
+
+/** Names of the registered script commands. */
+export type ScriptName = keyof typeof SCRIPTS;
+
+/** A client with memq's script commands registered. */
+export type ScriptedRedis = Redis & {
+  [K in ScriptName]: (...args: (string | number)[]) => Promise<unknown>;
+};
+
+const sources = new Map<string, string>();
+
+function source(file: string): string {
+  let text = sources.get(file);
+  if (text === undefined) {
+    text = readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
+    sources.set(file, text);
+  }
+  return text;
+}
+
+/** Registers every memq script on `client` (idempotent) and returns it typed. */
+export function withScripts(client: Redis): ScriptedRedis {
+  const scripted = client as ScriptedRedis;
+  for (const [name, spec] of Object.entries(SCRIPTS)) {
+    if (typeof (scripted as unknown as Record<string, unknown>)[name] !== 'function') {
+      client.defineCommand(name, { numberOfKeys: spec.numberOfKeys, lua: source(spec.file) });
+    }
+  }
+  return scripted;
+}

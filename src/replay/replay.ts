@@ -1,0 +1,288 @@
+import { createHash } from 'node:crypto';
+import { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { ulid } from 'ulid';
+import type { MessageInput } from '../core/message.js';
+import type { MemoryRef } from '../redis/keys.js';
+import type { MemoryStore } from '../store/memory-store.js';
+import type { MemoryClient } from '../../queues/memory-client.js';
+import { QUEUES } from '../../queues/names.js';
+import { buildConversations, type Conversation, type ReplayStats } from './corpus.js';
+
+/** Options of {@link runReplay}. */
+export interface ReplayOptions {
+  /** Cap on messages replayed (whole threads first). Default: all. */
+  readonly limit?: number;
+  /** Corpus groups; default the easy-ham ones. */
+  readonly groups?: readonly string[];
+  /** Enqueue rate cap, messages per second; default unlimited. */
+  readonly ratePerSecond?: number;
+  /** Memory resource the threads go to, e.g. `customer-support`. */
+  readonly memory: string;
+  /** Appends in flight at once (bounded so the producer never buffers the corpus). Default 128. */
+  readonly maxInFlight?: number;
+  /** Give up when nothing commits for this long, ms. Default 120 000. */
+  readonly stallTimeoutMs?: number;
+  /** Called about every 250 ms with progress. */
+  readonly onProgress?: (progress: ReplayProgress) => void;
+}
+
+/** A progress sample. */
+export interface ReplayProgress {
+  readonly phase: 'parsing' | 'enqueueing' | 'committing' | 'counting';
+  readonly total: number;
+  readonly enqueued: number;
+  readonly committed: number;
+  /** Append-queue backlog (waiting + delayed). */
+  readonly backlog: number;
+  /** Commits per second since the first enqueue. */
+  readonly ratePerSecond: number;
+}
+
+/** What a replay reports (issue 2 "The main job on real input"). */
+export interface ReplayReport {
+  readonly memory: string;
+  readonly corpus: ReplayStats;
+  readonly threads: number;
+  readonly messagesEnqueued: number;
+  /** Messages newly stored by append jobs. */
+  readonly messagesAccepted: number;
+  /** Messages the store already had (e.g. a second replay of the same slice). */
+  readonly duplicates: number;
+  /** Append jobs that failed permanently. */
+  readonly failedJobs: number;
+  /** Messages in the replayed memories' logs afterwards. */
+  readonly messagesStored: number;
+  /** Exact tokens in the replayed memories afterwards. */
+  readonly tokensCounted: number;
+  /** Memories whose every message has an exact count. */
+  readonly exactMemories: number;
+  /** Seconds from first enqueue to the last commit (appends and token counts). */
+  readonly elapsedSeconds: number;
+  /** messagesEnqueued / elapsedSeconds. */
+  readonly throughputPerSecond: number;
+  /** Enqueue -> append committed, ms: p50, p99, max, and how many jobs were timed. */
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number; readonly samples: number };
+}
+
+/** Dependencies of {@link runReplay}. */
+export interface ReplayDeps {
+  readonly client: MemoryClient;
+  readonly store: MemoryStore;
+  /** Connection used to create the replay's own event listener and queue handles. */
+  readonly connection: Redis;
+  readonly queuePrefix: string;
+  readonly project: string;
+  readonly log: Logger;
+}
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+/** Base time for threads with no dated e-mail: 2002-01-01T00:00:00Z (the corpus's era). */
+const UNDATED_BASE_MS = Date.UTC(2002, 0, 1);
+
+/**
+ * Deterministic message ids for replayed e-mails, so replaying the same slice twice stores
+ * nothing twice (the second run reports duplicates). Time part: the thread's first dated e-mail
+ * + the message's index in ms (strictly increasing within a thread, whatever the Date headers
+ * say); random part: 80 bits of SHA-256 of the Message-ID.
+ */
+export function replayMessageIds(conversation: Conversation): string[] {
+  const firstDate = conversation.messages.map((m) => (m.metadata.date ? Date.parse(m.metadata.date) : NaN)).find((t) => !Number.isNaN(t));
+  const base = firstDate ?? UNDATED_BASE_MS;
+  return conversation.messages.map((message, index) => {
+    const digest = createHash('sha256').update(message.metadata.message_id).digest();
+    let i = 0;
+    return ulid(base + index, () => (digest[i++ % digest.length]! % CROCKFORD.length) / CROCKFORD.length);
+  });
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The main job on real input: parses the corpus into threads, streams every message through
+ * {@link MemoryClient.append} (one append job per e-mail, key = thread id) while workers run,
+ * waits until every append has committed and every memory's tokens are counted exactly, then
+ * reports. Only reports after everything it enqueued is committed.
+ * @throws Error when nothing commits for `stallTimeoutMs` (names how many jobs are missing).
+ */
+export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promise<ReplayReport> {
+  const maxInFlight = options.maxInFlight ?? 128;
+  const stallTimeoutMs = options.stallTimeoutMs ?? 120_000;
+  const { conversations, stats } = await buildConversations({
+    ...(options.groups ? { groups: options.groups } : {}),
+    ...(options.limit !== undefined ? { limit: options.limit } : {}),
+  });
+  const total = stats.messages;
+
+  const eventsConnection = deps.connection.duplicate({ maxRetriesPerRequest: null });
+  const events = new QueueEvents(QUEUES.append, { connection: eventsConnection, prefix: deps.queuePrefix });
+  const appendQueue = new Queue(QUEUES.append, { connection: deps.connection, prefix: deps.queuePrefix });
+  const tokenQueue = new Queue(QUEUES.tokenCount, { connection: deps.connection, prefix: deps.queuePrefix });
+  const enqueuedAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let accepted = 0;
+  let duplicates = 0;
+  let failed = 0;
+  let committed = 0;
+  let lastProgressAt = Date.now();
+  const settle = (jobId: string, outcome: { added: number; duplicates: number } | 'failed' | 'unknown', timed: boolean) => {
+    const at = enqueuedAt.get(jobId);
+    if (at === undefined) return;
+    enqueuedAt.delete(jobId);
+    committed += 1;
+    lastProgressAt = Date.now();
+    if (outcome === 'failed') failed += 1;
+    else if (outcome !== 'unknown') {
+      accepted += outcome.added;
+      duplicates += outcome.duplicates;
+    }
+    if (timed) latencies.push(Date.now() - at);
+  };
+  events.on('completed', ({ jobId, returnvalue }) => {
+    const value = returnvalue as unknown as { added?: number; duplicates?: number } | null;
+    settle(jobId, { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 }, true);
+  });
+  events.on('failed', ({ jobId, failedReason }) => {
+    deps.log.error({ jobId, failedReason }, 'replay: append job failed');
+    settle(jobId, 'failed', false);
+  });
+
+  let phase: ReplayProgress['phase'] = 'enqueueing';
+  let enqueued = 0;
+  let backlog = 0;
+  let startedAt = 0;
+  const progressTimer = setInterval(() => {
+    void deps.client.backlog().then((b) => (backlog = b), () => undefined);
+    const seconds = startedAt ? (Date.now() - startedAt) / 1000 : 0;
+    options.onProgress?.({ phase, total, enqueued, committed, backlog, ratePerSecond: seconds > 0 ? committed / seconds : 0 });
+  }, 250);
+  progressTimer.unref();
+
+  try {
+    await events.waitUntilReady();
+    const refs: MemoryRef[] = [];
+    startedAt = Date.now();
+    const inFlight = new Set<Promise<void>>();
+    for (const conversation of conversations) {
+      const ids = replayMessageIds(conversation);
+      refs.push({ project: deps.project, resource: options.memory, key: conversation.threadId });
+      for (const [index, message] of conversation.messages.entries()) {
+        if (options.ratePerSecond) {
+          const due = startedAt + (enqueued * 1000) / options.ratePerSecond;
+          if (due > Date.now()) await sleep(due - Date.now());
+        }
+        while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+        const input: MessageInput = { ...message, id: ids[index]!, ...(message.metadata.date ? { created_at: message.metadata.date } : {}) };
+        enqueuedAt.set(input.id!, Date.now());
+        enqueued += 1;
+        const sent: Promise<void> = deps.client
+          .append({ resource: options.memory, key: conversation.threadId }, [input])
+          .then(() => undefined)
+          .finally(() => inFlight.delete(sent));
+        inFlight.add(sent);
+      }
+    }
+    await Promise.all(inFlight);
+
+    phase = 'committing';
+    lastProgressAt = Date.now();
+    while (enqueuedAt.size > 0) {
+      await sleep(200);
+      const quietMs = Date.now() - lastProgressAt;
+      if (quietMs > 2000) {
+        // Events can be missed (a job that already existed from an earlier replay emits no
+        // 'completed'); ask BullMQ for the state of what is still pending.
+        for (const jobId of [...enqueuedAt.keys()].slice(0, 2000)) {
+          const state = await appendQueue.getJobState(jobId);
+          if (state === 'completed' || state === 'unknown') settle(jobId, 'unknown', false);
+          else if (state === 'failed') settle(jobId, 'failed', false);
+        }
+      }
+      if (Date.now() - lastProgressAt > stallTimeoutMs) {
+        throw new Error(`replay: ${enqueuedAt.size} append job(s) did not commit within ${stallTimeoutMs} ms of the last progress; are workers running (memq work)?`);
+      }
+    }
+
+    phase = 'counting';
+    let pending = refs;
+    let lastCountProgress = Date.now();
+    const windows = new Map<string, Awaited<ReturnType<MemoryStore['read']>>>();
+    for (;;) {
+      const counts = await tokenQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      const busy = Object.values(counts).reduce((a, b) => a + b, 0);
+      if (busy === 0) {
+        const next: MemoryRef[] = [];
+        for (const ref of pending) {
+          const window = await deps.store.read(ref, { limit: 1 });
+          windows.set(ref.key, window);
+          if (!window.exact) next.push(ref);
+        }
+        if (next.length < pending.length) lastCountProgress = Date.now();
+        pending = next;
+        if (pending.length === 0) break;
+      }
+      if (Date.now() - lastCountProgress > stallTimeoutMs) {
+        throw new Error(`replay: ${pending.length} memories still have uncounted tokens after ${stallTimeoutMs} ms; are token-count workers running?`);
+      }
+      await sleep(250);
+    }
+    const finishedAt = Date.now();
+    let messagesStored = 0;
+    let tokensCounted = 0;
+    let exactMemories = 0;
+    for (const window of windows.values()) {
+      messagesStored += window.total;
+      tokensCounted += window.tokenCount;
+      if (window.exact) exactMemories += 1;
+    }
+    latencies.sort((a, b) => a - b);
+    const elapsedSeconds = Math.max(0.001, (finishedAt - startedAt) / 1000);
+    return {
+      memory: options.memory,
+      corpus: stats,
+      threads: refs.length,
+      messagesEnqueued: enqueued,
+      messagesAccepted: accepted,
+      duplicates,
+      failedJobs: failed,
+      messagesStored,
+      tokensCounted,
+      exactMemories,
+      elapsedSeconds,
+      throughputPerSecond: enqueued / elapsedSeconds,
+      latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0, samples: latencies.length },
+    };
+  } finally {
+    clearInterval(progressTimer);
+    await events.close();
+    eventsConnection.disconnect();
+    await appendQueue.close();
+    await tokenQueue.close();
+  }
+}
+
+/** The report as an aligned text table (the replay's final output). */
+export function formatReplayReport(report: ReplayReport): string {
+  const rows: Array<[string, string]> = [
+    ['memory', report.memory],
+    ['e-mails read', `${report.corpus.emailsRead} (${report.corpus.unparseable} unparseable, ${report.corpus.duplicates} repeated Message-IDs, ${report.corpus.emptyAfterStripping} empty after quote stripping)`],
+    ['threads', String(report.threads)],
+    ['messages enqueued', String(report.messagesEnqueued)],
+    ['messages accepted', String(report.messagesAccepted)],
+    ['duplicates', String(report.duplicates)],
+    ['failed jobs', String(report.failedJobs)],
+    ['messages stored', String(report.messagesStored)],
+    ['tokens counted', `${report.tokensCounted} (exact in ${report.exactMemories}/${report.threads} memories)`],
+    ['elapsed', `${report.elapsedSeconds.toFixed(2)} s`],
+    ['throughput', `${report.throughputPerSecond.toFixed(1)} messages/s`],
+    ['enqueue -> committed', `p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms (${report.latencyMs.samples} jobs timed)`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return ['memq replay report', ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join('\n');
+}

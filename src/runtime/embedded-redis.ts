@@ -1,0 +1,95 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import { resolve } from 'node:path';
+import { ConfigError } from '../core/errors.js';
+
+/** Where memq looks for Redis when REDIS_URL is unset. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** A Redis that memq started for itself. */
+export interface EmbeddedRedis {
+  /** `redis://127.0.0.1:<port>`. */
+  readonly url: string;
+  /** Stops the server (SHUTDOWN via SIGTERM, waits for exit). Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** True if something at `host:port` answers a Redis PING within `timeoutMs`. */
+export function answersPing(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolvePing) => {
+    const socket = net.connect(port, host);
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolvePing(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())));
+    socket.once('error', () => done(false));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * The embedded default (issue "Start"): if `redis://127.0.0.1:6379` answers, use it; otherwise,
+ * if a `redis-server` binary is on PATH, start a private one on a free loopback port with data
+ * (AOF, `appendfsync everysec`) under `<dataDir>`; otherwise throw.
+ * @param dataDir Default `.memq/redis` in the working directory.
+ * @param say Called with one human line when a private server is started.
+ * @throws ConfigError naming both fixes (install Redis, or `docker compose up`).
+ */
+export async function resolveDefaultRedis(
+  say: (line: string) => void,
+  dataDir = resolve('.memq/redis'),
+): Promise<{ url: string; embedded?: EmbeddedRedis }> {
+  if (await answersPing('127.0.0.1', 6379)) return { url: DEFAULT_REDIS_URL };
+  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' });
+  if (probe.error || probe.status !== 0) {
+    throw new ConfigError(
+      'REDIS_URL is unset and nothing answers at redis://127.0.0.1:6379, and no redis-server binary is on PATH. Fix: install Redis >= 7 (e.g. apt-get install redis-server) and run npm start again, or start one with `docker compose up -d redis`, or set REDIS_URL.',
+    );
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'],
+    { stdio: 'ignore' },
+  );
+  const deadline = Date.now() + 10_000;
+  while (!(await answersPing('127.0.0.1', port, 200))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new ConfigError(`the private redis-server (port ${port}, data ${dataDir}) did not start within 10 s`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const url = `redis://127.0.0.1:${port}`;
+  say(`REDIS_URL is unset and nothing answers at ${DEFAULT_REDIS_URL}: started a private redis-server at ${url} (data in ${dataDir}); it stops when memq exits.`);
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    embedded: {
+      url,
+      stop() {
+        stopping ??= new Promise<void>((done) => {
+          if (child.exitCode !== null) return done();
+          child.once('exit', () => done());
+          child.kill('SIGTERM');
+        });
+        return stopping;
+      },
+    },
+  };
+}

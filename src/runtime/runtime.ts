@@ -1,0 +1,100 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { EnvConfig } from '../config/env.js';
+import type { MemoryRegistry } from '../config/load-memories.js';
+import { closeRedis, createRedis } from '../redis/connection.js';
+import { createMemoryStore, type MemoryStore } from '../store/memory-store.js';
+import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
+import { startWorkers, type Workers } from '../../processors/workers.js';
+
+/** Options of {@link startRuntime}. */
+export interface RuntimeOptions {
+  /** Environment configuration (prefixes, concurrency, grace). */
+  readonly env: EnvConfig;
+  /** Resolved Redis URL. */
+  readonly redisUrl: string;
+  /** Declared memory resources. */
+  readonly registry: MemoryRegistry;
+  /** Process logger. */
+  readonly log: Logger;
+  /** Start BullMQ workers in this process (`memq start`/`work`); false for producer-only use. */
+  readonly workers: boolean;
+}
+
+/** A running memq process: its store, producer client and (optionally) workers. */
+export interface Runtime {
+  readonly store: MemoryStore;
+  readonly client: MemoryClient;
+  readonly workers: Workers | undefined;
+  /** Producer connection (fail-fast). */
+  readonly producerConnection: Redis;
+  /**
+   * Stops in reverse start order -- workers (drain active jobs), client, connections -- each step
+   * under `shutdownGraceMs`; a failed or late step is logged and the next still runs.
+   * `force` does not wait for active jobs (BullMQ returns them to wait when their lock expires).
+   * Idempotent: later calls return the first call's promise.
+   */
+  close(force?: boolean): Promise<void>;
+}
+
+/**
+ * Starts memq: Redis connections -> store -> producer client -> workers (STYLE.md "Lifecycle").
+ */
+export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const { env, log } = options;
+  const workerConnection = createRedis({ url: options.redisUrl, role: 'worker' });
+  const producerConnection = createRedis({ url: options.redisUrl, role: 'producer' });
+  await Promise.all([workerConnection.ping(), producerConnection.ping()]);
+  const store = createMemoryStore({ redis: producerConnection, keyPrefix: env.keyPrefix });
+  const workerStore = createMemoryStore({ redis: workerConnection, keyPrefix: env.keyPrefix });
+  const client = createMemoryClient({
+    connection: producerConnection,
+    queuePrefix: env.queuePrefix,
+    registry: options.registry,
+    project: env.project,
+    store,
+  });
+  const workers = options.workers
+    ? startWorkers({
+        connection: workerConnection,
+        queuePrefix: env.queuePrefix,
+        concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
+        store: workerStore,
+        registry: options.registry,
+        log,
+      })
+    : undefined;
+  await workers?.ready;
+
+  const step = async (name: string, run: () => Promise<unknown>): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), env.shutdownGraceMs);
+      timer.unref();
+    });
+    try {
+      const outcome = await Promise.race([run().then(() => 'done' as const), late]);
+      if (outcome === 'late') log.warn({ step: name, graceMs: env.shutdownGraceMs }, 'shutdown step exceeded its grace time; continuing');
+    } catch (error) {
+      log.error({ step: name, err: error instanceof Error ? error.message : String(error) }, 'shutdown step failed; continuing');
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  let closing: Promise<void> | undefined;
+  return {
+    store,
+    client,
+    workers,
+    producerConnection,
+    close(force = false) {
+      closing ??= (async () => {
+        if (workers) await step('workers', () => workers.close(force));
+        await step('client', () => client.close());
+        await step('redis', () => Promise.all([closeRedis(producerConnection), closeRedis(workerConnection)]));
+      })();
+      return closing;
+    },
+  };
+}
