@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
+import { applyPrivacy } from '../src/core/privacy.js';
 import { AppendJobSchema, type AppendJobResult } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import { wrapProcessor } from './job-wrapper.js';
@@ -31,7 +32,11 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
     log: deps.log,
     async run({ ref, messages }, { job }): Promise<AppendJobResult> {
       const resource = deps.registry.get(ref.resource);
-      const result = await deps.store.append(ref, messages, resource.persistence.ttlSeconds);
+      // Defence in depth: the producer already applied the policy; applying it again is a no-op
+      // unless a producer skipped it.
+      const { kept } = applyPrivacy(resource.privacyPolicy, messages);
+      if (kept.length === 0) return { added: 0, duplicates: 0 };
+      const result = await deps.store.append(ref, kept, resource.persistence.ttlSeconds);
       if (result.needsTokenCount || job.attemptsMade > 0) {
         await deps.store.touchIndex(ref, now());
         await deps.enqueueTokenCount(ref);

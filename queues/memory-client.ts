@@ -1,10 +1,11 @@
-import { Queue, QueueEvents, type Job } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
 import { PayloadError } from '../src/core/errors.js';
 import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
 import { validateMemoryKey } from '../src/core/memory-key.js';
+import { applyPrivacy } from '../src/core/privacy.js';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore, MemoryWindow } from '../src/store/memory-store.js';
@@ -28,10 +29,17 @@ export interface MemoryTarget {
 
 /** What `append` tells the caller once the messages are durably enqueued. */
 export interface AppendReceipt {
-  /** BullMQ job id (= first message id); pass to {@link MemoryClient.waitFor}. */
-  readonly jobId: string;
-  /** Ids of the accepted messages, in order. */
+  /**
+   * BullMQ job id (= first message id); pass to {@link MemoryClient.waitFor}. Undefined when the
+   * privacy policy dropped every message, so nothing was enqueued.
+   */
+  readonly jobId: string | undefined;
+  /** Ids of the messages enqueued (after the privacy policy), in order. */
   readonly messageIds: readonly string[];
+  /** Messages dropped because their role is non-persistable under the resource's policy. */
+  readonly dropped: number;
+  /** Pattern matches redacted before enqueueing. */
+  readonly redactions: number;
   /** The instance the messages go to. */
   readonly ref: MemoryRef;
 }
@@ -40,7 +48,9 @@ export interface AppendReceipt {
 export interface MemoryClient {
   /**
    * Validates `messages` (1..100), resolves the resource, assigns monotonic ULIDs and
-   * `created_at` where absent, and enqueues one append job. Resolves when the job is in Redis.
+   * `created_at` where absent, applies the resource's privacy policy (drops non-persistable
+   * roles, redacts patterns: raw content never reaches Redis, job data included) and enqueues
+   * one append job. Resolves when the job is in Redis.
    * @throws PayloadError for invalid input (nothing is enqueued).
    * @throws MemoryNotFoundError for an unknown resource.
    */
@@ -55,7 +65,7 @@ export interface MemoryClient {
   waitFor(jobId: string, options?: { timeoutMs?: number }): Promise<AppendJobResult>;
   /** Backlog of the append queue: waiting + delayed + prioritized jobs. */
   backlog(): Promise<number>;
-  /** Closes the client's queue and event listener (not the Redis connection). Idempotent. */
+  /** Closes the client's queue (not the Redis connection). Idempotent. */
   close(): Promise<void>;
 }
 
@@ -85,8 +95,6 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     connection: deps.connection,
     ...queueOptions(deps.queuePrefix),
   });
-  let events: QueueEvents | undefined;
-  let eventsConnection: Redis | undefined;
   let closed = false;
 
   const refOf = (target: MemoryTarget): MemoryRef => {
@@ -97,19 +105,22 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   return {
     async append(target, input) {
       const ref = refOf(target);
+      const resource = deps.registry.get(target.resource);
       const parsed = MessagesSchema.safeParse(input);
       if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
       const at = now();
       const createdAt = new Date(at).toISOString();
-      const messages: Message[] = parsed.data
+      const identified: Message[] = parsed.data
         .map((m) => ({ ...m, id: m.id ?? nextId(at), created_at: m.created_at ?? createdAt }))
         .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const { kept: messages, dropped, redactions } = applyPrivacy(resource.privacyPolicy, identified);
+      if (messages.length === 0) return { jobId: undefined, messageIds: [], dropped, redactions, ref };
       const job: AppendJob = { ref, messages };
       const checked = AppendJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
       const first = messages[0]!.id;
       await appendQueue.add(JOBS.append, job, { jobId: first });
-      return { jobId: first, messageIds: messages.map((m) => m.id), ref };
+      return { jobId: first, messageIds: messages.map((m) => m.id), dropped, redactions, ref };
     },
 
     read(target, page) {
@@ -117,17 +128,25 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     },
 
     async waitFor(jobId, options = {}) {
-      const job = await appendQueue.getJob(jobId);
-      if (!job) throw new PayloadError(`waitFor: no append job with id ${JSON.stringify(jobId)}`);
-      if (!events) {
-        eventsConnection = deps.connection.duplicate({ maxRetriesPerRequest: null });
-        events = new QueueEvents(QUEUES.append, { connection: eventsConnection, prefix: deps.queuePrefix });
+      const timeoutMs = options.timeoutMs ?? 30_000;
+      const deadline = Date.now() + timeoutMs;
+      // Polls the job's state (5 ms doubling to 100 ms) rather than listening to QueueEvents: a
+      // listener that starts reading the event stream after the job finished misses the event.
+      for (let delayMs = 5; ; delayMs = Math.min(100, delayMs * 2)) {
+        const state = await appendQueue.getJobState(jobId);
+        if (state === 'unknown') {
+          throw new PayloadError(`waitFor: no append job with id ${JSON.stringify(jobId)} (unknown id, or removed after completion by removeOnComplete)`);
+        }
+        if (state === 'completed' || state === 'failed') {
+          const job = await appendQueue.getJob(jobId);
+          if (state === 'completed' && job) return job.returnvalue;
+          throw new Error(`append job ${jobId} failed: ${job?.failedReason ?? 'removed after failing'}`);
+        }
+        if (Date.now() >= deadline) {
+          throw new Error(`waitFor: append job ${jobId} did not finish within ${timeoutMs} ms (state: ${state})`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, deadline - Date.now())));
       }
-      await events.waitUntilReady();
-      return (await (job as Job<AppendJob, AppendJobResult>).waitUntilFinished(
-        events,
-        options.timeoutMs ?? 30_000,
-      ));
     },
 
     async backlog() {
@@ -138,8 +157,6 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     async close() {
       if (closed) return;
       closed = true;
-      await events?.close();
-      eventsConnection?.disconnect();
       await appendQueue.close();
     },
   };

@@ -87,7 +87,7 @@ function durationMs(rule: DurationRule) {
       ms !== undefined && (rule.allowZero || ms > 0) && (!rule.wholeSeconds || ms % 1000 === 0);
     if (!ok) {
       const got =
-        typeof raw === 'number'
+        typeof raw === 'number' && raw !== 0
           ? `${raw} (a number needs a unit, e.g. ${raw}s)`
           : JSON.stringify(raw);
       ctx.addIssue({ code: 'custom', message: allowed, params: { got } });
@@ -300,7 +300,13 @@ const RedactPatternSchema = z
   .min(1, { error: 'expected a non-empty JavaScript regular expression' })
   .superRefine((pattern, ctx) => {
     try {
-      new RegExp(pattern, 'g');
+      // A pattern matching "" would insert the redaction string between every character.
+      if (new RegExp(pattern).test('')) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'expected a regular expression that does not match the empty string',
+        });
+      }
     } catch (error) {
       const reason = error instanceof Error ? (error.message.split(': ').pop() ?? '') : '';
       ctx.addIssue({

@@ -8,11 +8,16 @@ import { createRequire } from 'node:module';
 import PostalMime from 'postal-mime';
 import type { Address, Mailbox } from 'postal-mime';
 import { PayloadError } from '../core/errors.js';
-import type { AppErrorOptions } from '../core/errors.js';
 import { stripQuotedText } from './quoted-text.js';
 
 /** The dataset's groups and their sizes: 2500, 1400, 250, 500 and 1396 e-mails. */
-export const CORPUS_GROUPS = ['easy-ham-1', 'easy-ham-2', 'hard-ham-1', 'spam-1', 'spam-2'] as const;
+export const CORPUS_GROUPS = [
+  'easy-ham-1',
+  'easy-ham-2',
+  'hard-ham-1',
+  'spam-1',
+  'spam-2',
+] as const;
 
 /** One of {@link CORPUS_GROUPS}. */
 export type CorpusGroup = (typeof CORPUS_GROUPS)[number];
@@ -76,11 +81,7 @@ export interface ParsedEmail {
  * {@link parseEmails} and {@link conversations} count these and carry on; `details.source`
  * names the e-mail.
  */
-export class UnparseableEmailError extends PayloadError {
-  constructor(message: string, options: AppErrorOptions = {}) {
-    super(message, options);
-  }
-}
+export class UnparseableEmailError extends PayloadError {}
 
 /** A conversation: e-mails linked by references or, failing that, by subject. */
 export interface Thread {
@@ -373,8 +374,9 @@ export function threadIdFor(rootMessageId: string): string {
  *
  * Within a thread e-mails are sorted by date; an undated e-mail takes the time of the e-mail
  * before it in input order (corpus order). Threads are sorted by their first e-mail's date,
- * then by id. The root Message-ID is the first e-mail's oldest reference, else its In-Reply-To,
- * else its own id, so a thread keeps its id when earlier e-mails of it are not loaded.
+ * then by that e-mail's input position (unique, so the order is total and deterministic).
+ * The root Message-ID is the first e-mail's oldest reference, else its In-Reply-To, else its
+ * own id, so a thread keeps its id when earlier e-mails of it are not loaded.
  *
  * @param emails In corpus order (the order is the tie-breaker).
  */
@@ -418,9 +420,9 @@ export function threadEmails(emails: readonly ParsedEmail[]): Thread[] {
     list.push({ email, order, timeMs: dated ?? previous?.timeMs ?? Number.NEGATIVE_INFINITY });
   });
 
-  const threads: { thread: Thread; startMs: number }[] = [];
+  const threads: { thread: Thread; startMs: number; order: number }[] = [];
   for (const list of members.values()) {
-    list.sort((a, b) => a.timeMs - b.timeMs || a.order - b.order);
+    list.sort((a, b) => compareNumbers(a.timeMs, b.timeMs) || a.order - b.order);
     const first = list[0];
     if (first === undefined) continue;
     const rootMessageId =
@@ -433,14 +435,16 @@ export function threadEmails(emails: readonly ParsedEmail[]): Thread[] {
         emails: list.map((entry) => entry.email),
       },
       startMs: first.timeMs,
+      order: first.order,
     });
   }
-  threads.sort(
-    (a, b) =>
-      a.startMs - b.startMs ||
-      (a.thread.id < b.thread.id ? -1 : a.thread.id > b.thread.id ? 1 : 0),
-  );
+  threads.sort((a, b) => compareNumbers(a.startMs, b.startMs) || a.order - b.order);
   return threads.map((entry) => entry.thread);
+}
+
+/** Ascending order that also holds for infinities (`-Infinity - -Infinity` is NaN). */
+function compareNumbers(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Union-find over strings with path halving and union by size. */
@@ -510,7 +514,9 @@ export function toMessages(thread: Thread): ReplayMessage[] {
 }
 
 function clamp(value: string): string {
-  return value.length <= METADATA_STRING_MAX_CHARS ? value : value.slice(0, METADATA_STRING_MAX_CHARS);
+  return value.length <= METADATA_STRING_MAX_CHARS
+    ? value
+    : value.slice(0, METADATA_STRING_MAX_CHARS);
 }
 
 function requirePositiveInteger(name: string, value: number): void {

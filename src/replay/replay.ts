@@ -130,7 +130,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let duplicates = 0;
   let failed = 0;
   let committed = 0;
-  let lastProgressAt = Date.now();
+  let lastProgressAt = 0;
   const settle = (jobId: string, outcome: { added: number; duplicates: number } | 'failed' | 'unknown', timed: boolean) => {
     const at = enqueuedAt.get(jobId);
     if (at === undefined) return;

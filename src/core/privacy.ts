@@ -1,0 +1,81 @@
+import { PolicyError } from './errors.js';
+import type { Message } from './message.js';
+import type { Role } from './message.js';
+
+/** The parts of a resource's privacy policy that the redactor needs. */
+export interface RedactionPolicy {
+  /** JavaScript regular expressions; every match is replaced. */
+  readonly redactPatterns: readonly string[];
+  /** Roles that are never stored. */
+  readonly nonPersistableMessageTypes: readonly Role[];
+  /** Replacement text for each match. */
+  readonly defaultRedactionString: string;
+}
+
+/** Outcome of {@link applyPrivacy}. */
+export interface PrivacyResult<M> {
+  /** Messages to store, content redacted, order kept. */
+  readonly kept: M[];
+  /** Number of messages dropped because their role is non-persistable. */
+  readonly dropped: number;
+  /** Number of pattern matches replaced across all kept messages. */
+  readonly redactions: number;
+}
+
+const compiled = new WeakMap<RedactionPolicy, RegExp[]>();
+
+function patternsOf(policy: RedactionPolicy): RegExp[] {
+  let regexes = compiled.get(policy);
+  if (!regexes) {
+    regexes = policy.redactPatterns.map((source, i) => {
+      try {
+        return new RegExp(source, 'g');
+      } catch (error) {
+        throw new PolicyError(`privacy_policy.redact_patterns[${i}]: does not compile as a JavaScript RegExp`, { cause: error });
+      }
+    });
+    compiled.set(policy, regexes);
+  }
+  return regexes;
+}
+
+/**
+ * Applies a privacy policy to messages before they are stored or enqueued (DESIGN.md invariant
+ * 6): drops messages whose role is non-persistable and replaces every match of every pattern
+ * in `content` and in string metadata values with the redaction string. Idempotent as long as the redaction string itself
+ * matches no pattern (so the producer and the processor can both apply it).
+ * With no policy, returns the messages unchanged.
+ * @throws PolicyError when a pattern does not compile (fail closed: nothing is stored).
+ */
+export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metadata'>>(
+  policy: RedactionPolicy | undefined,
+  messages: readonly M[],
+): PrivacyResult<M> {
+  if (!policy) return { kept: [...messages], dropped: 0, redactions: 0 };
+  const regexes = patternsOf(policy);
+  const kept: M[] = [];
+  let dropped = 0;
+  let redactions = 0;
+  for (const message of messages) {
+    if (policy.nonPersistableMessageTypes.includes(message.role)) {
+      dropped += 1;
+      continue;
+    }
+    const redact = (text: string): string => {
+      for (const regex of regexes) {
+        text = text.replace(regex, () => {
+          redactions += 1;
+          return policy.defaultRedactionString;
+        });
+      }
+      return text;
+    };
+    const before = redactions;
+    const content = redact(message.content);
+    const metadata = message.metadata
+      ? Object.fromEntries(Object.entries(message.metadata).map(([k, v]) => [k, typeof v === 'string' ? redact(v) : v]))
+      : undefined;
+    kept.push(redactions === before ? message : { ...message, content, ...(metadata ? { metadata } : {}) });
+  }
+  return { kept, dropped, redactions };
+}

@@ -1,0 +1,51 @@
+import pino from 'pino';
+import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
+import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
+import { startWorkers, type Workers } from '../../processors/workers.js';
+import type { RedisNamespace } from './redis-namespace.js';
+
+/** Producer client + workers on a test namespace, as `memq start` wires them. */
+export interface TestPipeline {
+  readonly client: MemoryClient;
+  readonly store: MemoryStore;
+  readonly workers: Workers;
+  close(): Promise<void>;
+}
+
+/** Silent logger for tests (logs are asserted where they matter, not printed). */
+export const quietLog = pino({ level: process.env.MEMQ_TEST_LOG_LEVEL ?? 'silent' });
+
+/** Starts client and workers on `ns` for `registry`, project `test`. */
+export async function startPipeline(ns: RedisNamespace, registry: MemoryRegistry, project = 'test'): Promise<TestPipeline> {
+  const producer = ns.connect({ producer: true });
+  const store = createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix });
+  const client = createMemoryClient({ connection: producer, queuePrefix: ns.queuePrefix, registry, project, store });
+  const workers = startWorkers({
+    connection: ns.connect(),
+    queuePrefix: ns.queuePrefix,
+    concurrency: { append: 8, tokenCount: 2 },
+    store: createMemoryStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
+    registry,
+    log: quietLog,
+  });
+  await workers.ready;
+  return {
+    client,
+    store,
+    workers,
+    async close() {
+      await workers.close();
+      await client.close();
+    },
+  };
+}
+
+/** Polls `check` every 50 ms until it returns true or `timeoutMs` passes (then throws `what`). */
+export async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,235 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/core/errors.js';
+import { ENV_VARS, loadEnvConfig } from '../../../src/config/env.js';
+
+function errorOf(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadEnvConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('expected loadEnvConfig to throw a ConfigError');
+}
+
+describe('loadEnvConfig', () => {
+  it('applies every default to an empty environment', () => {
+    expect(loadEnvConfig({})).toEqual({
+      memoriesDir: 'memories',
+      port: 3000,
+      keyPrefix: 'memq:',
+      queuePrefix: '{memq}',
+      appendConcurrency: 16,
+      tokenCountConcurrency: 2,
+      backpressureHighWaterJobs: 10_000,
+      backpressureLowWaterJobs: 5_000,
+      backpressurePolicy: 'reject',
+      shutdownGraceMs: 30_000,
+      project: 'default',
+      logLevel: 'info',
+    });
+  });
+
+  it('leaves REDIS_URL and MEMQ_API_KEYS unset by default', () => {
+    const config = loadEnvConfig({});
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.apiKeys).toBeUndefined();
+  });
+
+  it('treats empty strings as unset', () => {
+    expect(loadEnvConfig({ PORT: '', REDIS_URL: '', MEMQ_LOG_LEVEL: '' })).toMatchObject({
+      port: 3000,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadEnvConfig({
+      REDIS_URL: 'rediss://user:secret@redis.example:6380/2',
+      MEMQ_MEMORIES_DIR: '/etc/memq/memories',
+      PORT: '8080',
+      MEMQ_KEY_PREFIX: 'staging:memq:',
+      MEMQ_QUEUE_PREFIX: 'staging{memq}',
+      MEMQ_APPEND_CONCURRENCY: '32',
+      MEMQ_TOKEN_COUNT_CONCURRENCY: '4',
+      MEMQ_BACKPRESSURE_HIGH_WATER: '200',
+      MEMQ_BACKPRESSURE_LOW_WATER: '100',
+      MEMQ_BACKPRESSURE_POLICY: 'wait',
+      MEMQ_SHUTDOWN_GRACE_MS: '5000',
+      MEMQ_PROJECT: 'acme',
+      MEMQ_API_KEYS: 'k-one:acme, k:two:beta',
+      MEMQ_LOG_LEVEL: 'debug',
+    });
+    expect(config).toMatchObject({
+      redisUrl: 'rediss://user:secret@redis.example:6380/2',
+      memoriesDir: '/etc/memq/memories',
+      port: 8080,
+      keyPrefix: 'staging:memq:',
+      queuePrefix: 'staging{memq}',
+      appendConcurrency: 32,
+      tokenCountConcurrency: 4,
+      backpressureHighWaterJobs: 200,
+      backpressureLowWaterJobs: 100,
+      backpressurePolicy: 'wait',
+      shutdownGraceMs: 5000,
+      project: 'acme',
+      logLevel: 'debug',
+    });
+    // The last ':' separates the project, so keys may contain ':'.
+    expect(Object.fromEntries(config.apiKeys ?? [])).toEqual({ 'k-one': 'acme', 'k:two': 'beta' });
+  });
+
+  it('returns a frozen object', () => {
+    expect(Object.isFrozen(loadEnvConfig({}))).toBe(true);
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(loadEnvConfig({ HOME: '/root', MEMQ_UNKNOWN: 'x' }).port).toBe(3000);
+  });
+
+  it.each([
+    [
+      'REDIS_URL',
+      'http://user:hunter2@redis:6379',
+      'REDIS_URL: expected a redis:// or rediss:// URL, got a URL with scheme http:',
+    ],
+    [
+      'REDIS_URL',
+      'localhost:6379:hunter2',
+      'REDIS_URL: expected a redis:// or rediss:// URL, got a URL with scheme localhost:',
+    ],
+    [
+      'REDIS_URL',
+      'not a url',
+      'REDIS_URL: expected a redis:// or rediss:// URL, got a value that is not a URL',
+    ],
+    ['PORT', 'abc', 'PORT: expected an integer port in 0-65535, got "abc"'],
+    ['PORT', '70000', 'PORT: expected an integer port in 0-65535, got "70000"'],
+    ['PORT', '-1', 'PORT: expected an integer port in 0-65535, got "-1"'],
+    ['PORT', '3e3', 'PORT: expected an integer port in 0-65535, got "3e3"'],
+    [
+      'MEMQ_KEY_PREFIX',
+      '{memq}:',
+      'MEMQ_KEY_PREFIX: expected 1-64 characters without braces or whitespace, got "{memq}:"',
+    ],
+    [
+      'MEMQ_KEY_PREFIX',
+      'my prefix',
+      'MEMQ_KEY_PREFIX: expected 1-64 characters without braces or whitespace, got "my prefix"',
+    ],
+    [
+      'MEMQ_QUEUE_PREFIX',
+      'memq',
+      'MEMQ_QUEUE_PREFIX: expected a prefix containing a {hash tag}, e.g. {memq}, got "memq"',
+    ],
+    [
+      'MEMQ_QUEUE_PREFIX',
+      '{}',
+      'MEMQ_QUEUE_PREFIX: expected a prefix containing a {hash tag}, e.g. {memq}, got "{}"',
+    ],
+    [
+      'MEMQ_APPEND_CONCURRENCY',
+      '0',
+      'MEMQ_APPEND_CONCURRENCY: expected an integer in 1-10000, got "0"',
+    ],
+    [
+      'MEMQ_TOKEN_COUNT_CONCURRENCY',
+      '1.5',
+      'MEMQ_TOKEN_COUNT_CONCURRENCY: expected an integer in 1-10000, got "1.5"',
+    ],
+    [
+      'MEMQ_BACKPRESSURE_HIGH_WATER',
+      '0',
+      'MEMQ_BACKPRESSURE_HIGH_WATER: expected a positive integer (jobs), got "0"',
+    ],
+    [
+      'MEMQ_BACKPRESSURE_LOW_WATER',
+      'lots',
+      'MEMQ_BACKPRESSURE_LOW_WATER: expected a non-negative integer (jobs), got "lots"',
+    ],
+    [
+      'MEMQ_BACKPRESSURE_LOW_WATER',
+      '10000',
+      'MEMQ_BACKPRESSURE_LOW_WATER: expected an integer below MEMQ_BACKPRESSURE_HIGH_WATER (10000), got 10000',
+    ],
+    [
+      'MEMQ_BACKPRESSURE_POLICY',
+      'drop',
+      'MEMQ_BACKPRESSURE_POLICY: expected one of reject, wait, got "drop"',
+    ],
+    [
+      'MEMQ_SHUTDOWN_GRACE_MS',
+      '30s',
+      'MEMQ_SHUTDOWN_GRACE_MS: expected an integer in 0-3600000 (milliseconds), got "30s"',
+    ],
+    [
+      'MEMQ_PROJECT',
+      'my project',
+      'MEMQ_PROJECT: expected 1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit, got "my project"',
+    ],
+    [
+      'MEMQ_LOG_LEVEL',
+      'verbose',
+      'MEMQ_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"',
+    ],
+  ])(
+    'rejects %s=%j naming the variable, what is allowed and what was found',
+    (name, value, message) => {
+      const error = errorOf({ [name]: value });
+      expect(error.code).toBe('CONFIG_INVALID');
+      expect(error.message).toBe(message);
+    },
+  );
+
+  it.each([
+    ['sk-secret-1', 'entry 1 without ":"'],
+    ['sk-secret-1:acme,,sk-secret-2:beta', 'entry 2 empty'],
+    [':acme', 'entry 1 with an empty key or a key containing whitespace'],
+    ['sk secret:acme', 'entry 1 with an empty key or a key containing whitespace'],
+    ['sk-secret-1:', 'entry 1 with project ""'],
+    ['sk-secret-1:acme,sk-secret-1:beta', 'entry 2 repeating an earlier key'],
+  ])('rejects a malformed MEMQ_API_KEYS entry without echoing the key (%s)', (value, got) => {
+    const error = errorOf({ MEMQ_API_KEYS: value });
+    expect(error.message).toBe(
+      `MEMQ_API_KEYS: expected comma-separated key:project entries (project: 1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit), got ${got}`,
+    );
+    expect(error.message).not.toContain('sk');
+  });
+
+  it('never echoes a REDIS_URL password', () => {
+    expect(errorOf({ REDIS_URL: 'http://user:hunter2@redis:6379' }).message).not.toContain(
+      'hunter2',
+    );
+  });
+
+  it('reports every invalid variable in one error, one per line', () => {
+    const error = errorOf({ PORT: 'x', MEMQ_LOG_LEVEL: 'loud', MEMQ_BACKPRESSURE_POLICY: 'drop' });
+    expect(error.message.split('\n')).toEqual([
+      'PORT: expected an integer port in 0-65535, got "x"',
+      'MEMQ_BACKPRESSURE_POLICY: expected one of reject, wait, got "drop"',
+      'MEMQ_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+    ]);
+  });
+
+  it('documents every variable it reads, with the defaults it applies', () => {
+    expect(ENV_VARS.map((v) => v.name)).toEqual([
+      'REDIS_URL',
+      'MEMQ_MEMORIES_DIR',
+      'PORT',
+      'MEMQ_KEY_PREFIX',
+      'MEMQ_QUEUE_PREFIX',
+      'MEMQ_APPEND_CONCURRENCY',
+      'MEMQ_TOKEN_COUNT_CONCURRENCY',
+      'MEMQ_BACKPRESSURE_HIGH_WATER',
+      'MEMQ_BACKPRESSURE_LOW_WATER',
+      'MEMQ_BACKPRESSURE_POLICY',
+      'MEMQ_SHUTDOWN_GRACE_MS',
+      'MEMQ_PROJECT',
+      'MEMQ_API_KEYS',
+      'MEMQ_LOG_LEVEL',
+    ]);
+    // Setting every variable to its documented default changes nothing.
+    const documentedDefaults = Object.fromEntries(ENV_VARS.map((v) => [v.name, v.default]));
+    expect(loadEnvConfig(documentedDefaults)).toEqual(loadEnvConfig({}));
+  });
+});
