@@ -15,14 +15,21 @@ const layer = (files, forbidden) => ({
       {
         patterns: forbidden.map((group) => ({
           group: [group],
-          message: 'imports flow one way: src/core <- src/config <- src/{redis,store,metrics} <- queues <- processors <- src/{http,cli,runtime,replay} (STYLE.md)',
+          message:
+            'imports flow one way: src/core <- src/config <- src/{redis,store,metrics} <- queues <- processors <- src/{http,cli,runtime,replay} (STYLE.md)',
         })),
       },
     ],
   },
 });
 
-const upper = ['**/src/http/**', '**/src/cli/**', '**/src/runtime/**', '**/src/replay/**', '**/src/main*'];
+const upper = [
+  '**/src/http/**',
+  '**/src/cli/**',
+  '**/src/runtime/**',
+  '**/src/replay/**',
+  '**/src/main*',
+];
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.memq/**', 'coverage/**', 'bin/**', 'bench/results/**'] },
@@ -40,13 +47,43 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
-  layer(['src/core/**'], ['**/config/**', '**/redis/**', '**/store/**', '**/metrics/**', '**/queues/**', '**/processors/**', ...upper, 'ioredis', 'bullmq', 'node:fs', 'node:fs/*', 'node:net', 'node:child_process']),
-  layer(['src/config/**'], ['**/redis/**', '**/store/**', '**/metrics/**', '**/queues/**', '**/processors/**', ...upper]),
-  layer(['src/redis/**', 'src/store/**', 'src/metrics/**'], ['**/queues/**', '**/processors/**', ...upper]),
+  layer(
+    ['src/core/**'],
+    [
+      '**/config/**',
+      '**/redis/**',
+      '**/store/**',
+      '**/metrics/**',
+      '**/queues/**',
+      '**/processors/**',
+      ...upper,
+      'ioredis',
+      'bullmq',
+      'node:fs',
+      'node:fs/*',
+      'node:net',
+      'node:child_process',
+    ],
+  ),
+  layer(
+    ['src/config/**'],
+    ['**/redis/**', '**/store/**', '**/metrics/**', '**/queues/**', '**/processors/**', ...upper],
+  ),
+  layer(
+    ['src/redis/**', 'src/store/**', 'src/metrics/**'],
+    ['**/queues/**', '**/processors/**', ...upper],
+  ),
   layer(['queues/**'], ['**/processors/**', ...upper]),
   layer(['processors/**'], upper),
   {
     files: ['**/*.js', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { module: 'writable', require: 'readonly' },
+    },
   },
 );

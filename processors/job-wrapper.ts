@@ -35,11 +35,21 @@ export interface WrapOptions<S extends z.ZodType, R> {
  */
 export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>): Processor {
   return async (job: Job, _token?: string, signal?: AbortSignal) => {
-    const log = options.log.child({ queue: options.queue, jobId: job.id, attempt: job.attemptsMade + 1 });
+    const log = options.log.child({
+      queue: options.queue,
+      jobId: job.id,
+      attempt: job.attemptsMade + 1,
+    });
     const parsed = options.schema.safeParse(job.data);
     if (!parsed.success) {
-      const reason = formatIssues(`${options.queue} job ${job.id ?? '?'}: invalid payload`, parsed.error);
-      log.warn({ paths: parsed.error.issues.map((i) => i.path.join('.')) }, 'invalid job payload; failing without retry');
+      const reason = formatIssues(
+        `${options.queue} job ${job.id ?? '?'}: invalid payload`,
+        parsed.error,
+      );
+      log.warn(
+        { paths: parsed.error.issues.map((i) => i.path.join('.')) },
+        'invalid job payload; failing without retry',
+      );
       throw new UnrecoverableError(reason);
     }
     try {
@@ -49,7 +59,13 @@ export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>
         log.warn({ code: error.code }, 'job failed permanently');
         throw new UnrecoverableError(`${error.code}: ${error.message}`);
       }
-      log.warn({ err: error instanceof Error ? { name: error.name, message: error.message } : String(error) }, 'job failed; will retry if attempts remain');
+      log.warn(
+        {
+          err:
+            error instanceof Error ? { name: error.name, message: error.message } : String(error),
+        },
+        'job failed; will retry if attempts remain',
+      );
       throw error;
     }
   };

@@ -39,7 +39,10 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         signal?.throwIfAborted();
         const batch = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
         if (batch.length === 0) break;
-        const counts = batch.map((message) => ({ id: message.id, tokens: counter.countMessage(message) }));
+        const counts = batch.map((message) => ({
+          id: message.id,
+          tokens: counter.countMessage(message),
+        }));
         const result = await deps.store.commitTokens(ref, counts, resource.persistence.ttlSeconds);
         counted += result.committed;
         tokens += counts.reduce((sum, c) => sum + c.tokens, 0);

@@ -2,7 +2,11 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
-import { createTokenCounter, encodingForModel, type TokenCounter } from '../src/core/token-counter.js';
+import {
+  createTokenCounter,
+  encodingForModel,
+  type TokenCounter,
+} from '../src/core/token-counter.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { QUEUES } from '../queues/names.js';
 import { createTokenCountQueue } from '../queues/token-count-queue.js';
@@ -50,7 +54,14 @@ export function startWorkers(options: WorkersOptions): Workers {
     let counter = counters.get(model);
     if (!counter) {
       counter = createTokenCounter(encodingForModel(model), (info) =>
-        log.info({ encoding: info.encoding, loadMs: info.loadMs, rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20) }, 'tokenizer loaded'),
+        log.info(
+          {
+            encoding: info.encoding,
+            loadMs: info.loadMs,
+            rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20),
+          },
+          'tokenizer loaded',
+        ),
       );
       counters.set(model, counter);
     }
@@ -61,20 +72,37 @@ export function startWorkers(options: WorkersOptions): Workers {
   const workers = [
     new Worker(
       QUEUES.append,
-      createAppendProcessor({ store: options.store, registry: options.registry, enqueueTokenCount: (ref) => tokenCountQueue.enqueue(ref), log }),
+      createAppendProcessor({
+        store: options.store,
+        registry: options.registry,
+        enqueueTokenCount: (ref) => tokenCountQueue.enqueue(ref),
+        log,
+      }),
       { ...common, concurrency: options.concurrency.append },
     ),
     new Worker(
       QUEUES.tokenCount,
-      createTokenCountProcessor({ store: options.store, registry: options.registry, counterFor, log }),
+      createTokenCountProcessor({
+        store: options.store,
+        registry: options.registry,
+        counterFor,
+        log,
+      }),
       { ...common, concurrency: options.concurrency.tokenCount },
     ),
   ];
   for (const worker of workers) {
-    worker.on('error', (err) => log.error({ queue: worker.name, err: { name: err.name, message: err.message } }, 'worker error'));
+    worker.on('error', (err) =>
+      log.error(
+        { queue: worker.name, err: { name: err.name, message: err.message } },
+        'worker error',
+      ),
+    );
   }
 
-  const ready = Promise.all(options.registry.list().map((r) => counterFor(r.tokenProvider.model))).then(() => undefined);
+  const ready = Promise.all(
+    options.registry.list().map((r) => counterFor(r.tokenProvider.model)),
+  ).then(() => undefined);
 
   let closing: Promise<void> | undefined;
   return {

@@ -70,6 +70,9 @@ export interface TokenCountJobResult {
  */
 export function formatIssues(where: string, error: z.ZodError): string {
   return error.issues
-    .map((issue) => `${where}${issue.path.length ? ': ' + issue.path.join('.') : ''}: ${issue.message}`)
+    .map(
+      (issue) =>
+        `${where}${issue.path.length ? ': ' + issue.path.join('.') : ''}: ${issue.message}`,
+    )
     .join('\n');
 }

@@ -18,5 +18,9 @@ export const EVENTS_MAX_LEN = 2000;
 
 /** Queue options shared by producers: prefix, default job options, bounded event stream. */
 export function queueOptions(prefix: string): Omit<QueueOptions, 'connection'> {
-  return { prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS, streams: { events: { maxLen: EVENTS_MAX_LEN } } };
+  return {
+    prefix,
+    defaultJobOptions: DEFAULT_JOB_OPTIONS,
+    streams: { events: { maxLen: EVENTS_MAX_LEN } },
+  };
 }

@@ -113,8 +113,13 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       const identified: Message[] = parsed.data
         .map((m) => ({ ...m, id: m.id ?? nextId(at), created_at: m.created_at ?? createdAt }))
         .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      const { kept: messages, dropped, redactions } = applyPrivacy(resource.privacyPolicy, identified);
-      if (messages.length === 0) return { jobId: undefined, messageIds: [], dropped, redactions, ref };
+      const {
+        kept: messages,
+        dropped,
+        redactions,
+      } = applyPrivacy(resource.privacyPolicy, identified);
+      if (messages.length === 0)
+        return { jobId: undefined, messageIds: [], dropped, redactions, ref };
       const job: AppendJob = { ref, messages };
       const checked = AppendJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
@@ -135,17 +140,25 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       for (let delayMs = 5; ; delayMs = Math.min(100, delayMs * 2)) {
         const state = await appendQueue.getJobState(jobId);
         if (state === 'unknown') {
-          throw new PayloadError(`waitFor: no append job with id ${JSON.stringify(jobId)} (unknown id, or removed after completion by removeOnComplete)`);
+          throw new PayloadError(
+            `waitFor: no append job with id ${JSON.stringify(jobId)} (unknown id, or removed after completion by removeOnComplete)`,
+          );
         }
         if (state === 'completed' || state === 'failed') {
           const job = await appendQueue.getJob(jobId);
           if (state === 'completed' && job) return job.returnvalue;
-          throw new Error(`append job ${jobId} failed: ${job?.failedReason ?? 'removed after failing'}`);
+          throw new Error(
+            `append job ${jobId} failed: ${job?.failedReason ?? 'removed after failing'}`,
+          );
         }
         if (Date.now() >= deadline) {
-          throw new Error(`waitFor: append job ${jobId} did not finish within ${timeoutMs} ms (state: ${state})`);
+          throw new Error(
+            `waitFor: append job ${jobId} did not finish within ${timeoutMs} ms (state: ${state})`,
+          );
         }
-        await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, deadline - Date.now())));
+        await new Promise((resolve) =>
+          setTimeout(resolve, Math.min(delayMs, deadline - Date.now())),
+        );
       }
     },
 

@@ -25,7 +25,11 @@ export function createTokenCountQueue(connection: Redis, prefix: string): TokenC
   let closed = false;
   return {
     async enqueue(ref) {
-      await queue.add(JOBS.tokenCount, { ref }, { deduplication: { id: memoryId(ref), keepLastIfActive: true } });
+      await queue.add(
+        JOBS.tokenCount,
+        { ref },
+        { deduplication: { id: memoryId(ref), keepLastIfActive: true } },
+      );
     },
     async close() {
       if (closed) return;

@@ -47,13 +47,17 @@ async function main(argv: string[]): Promise<number> {
       parseArgs({ args: rest, strict: true });
       const log = createLogger(env.logLevel);
       const running = await runWorkers(env, log, err);
-      err(`memq ${command}: workers running (append x${env.appendConcurrency}, token-count x${env.tokenCountConcurrency}); Ctrl-C to stop`);
+      err(
+        `memq ${command}: workers running (append x${env.appendConcurrency}, token-count x${env.tokenCountConcurrency}); Ctrl-C to stop`,
+      );
       await new Promise<void>((resolve) => {
         let signals = 0;
         const onSignal = (signal: NodeJS.Signals) => {
           signals += 1;
           if (signals === 1) {
-            err(`memq: ${signal}: draining active jobs (grace ${env.shutdownGraceMs} ms); send again to force`);
+            err(
+              `memq: ${signal}: draining active jobs (grace ${env.shutdownGraceMs} ms); send again to force`,
+            );
             void running.stop().then(resolve);
           } else {
             err(`memq: ${signal} again: forcing exit`);
@@ -79,7 +83,12 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     if (error instanceof AppError) err(`memq: ${error.code}: ${error.message}`);
-    else if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) err(`memq: ${error.message}\n\n${USAGE}`);
+    else if (
+      error instanceof TypeError &&
+      'code' in error &&
+      String(error.code).startsWith('ERR_PARSE_ARGS')
+    )
+      err(`memq: ${error.message}\n\n${USAGE}`);
     else err(`memq: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     process.exitCode = 1;
   },

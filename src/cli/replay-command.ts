@@ -21,7 +21,8 @@ export const REPLAY_HELP = `  --limit N          replay at most N messages (whol
 function positiveInt(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new PayloadError(`--${name}: expected an integer >= 1, got ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new PayloadError(`--${name}: expected an integer >= 1, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -30,7 +31,12 @@ function positiveInt(name: string, value: string | undefined): number | undefine
  * unless `--no-workers`), shows progress on stderr, prints the report on stdout.
  * @returns exit code: 0 when every enqueued job committed and no job failed, else 1.
  */
-export async function replayCommand(args: string[], env: EnvConfig, out: (line: string) => void, err: (line: string) => void): Promise<number> {
+export async function replayCommand(
+  args: string[],
+  env: EnvConfig,
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -46,15 +52,29 @@ export async function replayCommand(args: string[], env: EnvConfig, out: (line: 
   });
   const limit = positiveInt('limit', values.limit);
   const rate = positiveInt('rate', values.rate);
-  const groups = values.groups?.split(',').map((g) => g.trim()).filter(Boolean);
+  const groups = values.groups
+    ?.split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
   const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel);
   const registry = await loadMemoryResources(env.memoriesDir);
   registry.get(values.memory);
   const redis = env.redisUrl ? { url: env.redisUrl } : await resolveDefaultRedis(err);
-  const runtime = await startRuntime({ env, redisUrl: redis.url, registry, log, workers: values.workers });
+  const runtime = await startRuntime({
+    env,
+    redisUrl: redis.url,
+    registry,
+    log,
+    workers: values.workers,
+  });
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar(
-        { format: 'replay {phase} |{bar}| {committed}/{total} committed, {enqueued} enqueued, {rate} msg/s, backlog {backlog}', stream: process.stderr, hideCursor: true },
+        {
+          format:
+            'replay {phase} |{bar}| {committed}/{total} committed, {enqueued} enqueued, {rate} msg/s, backlog {backlog}',
+          stream: process.stderr,
+          hideCursor: true,
+        },
         cliProgress.Presets.shades_classic,
       )
     : undefined;
@@ -62,20 +82,35 @@ export async function replayCommand(args: string[], env: EnvConfig, out: (line: 
   try {
     bar?.start(1, 0, { phase: 'parsing', committed: 0, enqueued: 0, rate: '0', backlog: 0 });
     const report = await runReplay(
-      { client: runtime.client, store: runtime.store, connection: runtime.producerConnection, queuePrefix: env.queuePrefix, project: env.project, log },
+      {
+        client: runtime.client,
+        store: runtime.store,
+        connection: runtime.producerConnection,
+        queuePrefix: env.queuePrefix,
+        project: env.project,
+        log,
+      },
       {
         memory: values.memory,
         ...(limit !== undefined ? { limit } : {}),
         ...(rate !== undefined ? { ratePerSecond: rate } : {}),
         ...(groups ? { groups } : {}),
         onProgress: (p) => {
-          const payload = { phase: p.phase, committed: p.committed, enqueued: p.enqueued, rate: p.ratePerSecond.toFixed(0), backlog: p.backlog };
+          const payload = {
+            phase: p.phase,
+            committed: p.committed,
+            enqueued: p.enqueued,
+            rate: p.ratePerSecond.toFixed(0),
+            backlog: p.backlog,
+          };
           if (bar) {
             bar.setTotal(p.total);
             bar.update(p.committed, payload);
           } else if (Date.now() - lastLine > 5000) {
             lastLine = Date.now();
-            err(`replay ${p.phase}: ${p.committed}/${p.total} committed, ${p.enqueued} enqueued, ${payload.rate} msg/s, backlog ${p.backlog}`);
+            err(
+              `replay ${p.phase}: ${p.committed}/${p.total} committed, ${p.enqueued} enqueued, ${payload.rate} msg/s, backlog ${p.backlog}`,
+            );
           }
         },
       },

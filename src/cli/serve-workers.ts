@@ -16,7 +16,11 @@ export interface RunningProcess {
  * default) and runs the workers until stopped. The HTTP API and Bull Board join `start` later.
  * @throws ConfigError for invalid resources or no reachable Redis.
  */
-export async function runWorkers(env: EnvConfig, log: Logger, say: (line: string) => void): Promise<RunningProcess> {
+export async function runWorkers(
+  env: EnvConfig,
+  log: Logger,
+  say: (line: string) => void,
+): Promise<RunningProcess> {
   const registry = await loadMemoryResources(env.memoriesDir);
   const redis = env.redisUrl ? { url: env.redisUrl } : await resolveDefaultRedis(say);
   let runtime: Runtime;
@@ -27,7 +31,12 @@ export async function runWorkers(env: EnvConfig, log: Logger, say: (line: string
     throw error;
   }
   log.info(
-    { memories: registry.list().map((r) => r.id), appendConcurrency: env.appendConcurrency, tokenCountConcurrency: env.tokenCountConcurrency, queuePrefix: env.queuePrefix },
+    {
+      memories: registry.list().map((r) => r.id),
+      appendConcurrency: env.appendConcurrency,
+      tokenCountConcurrency: env.tokenCountConcurrency,
+      queuePrefix: env.queuePrefix,
+    },
     'memq workers running',
   );
   let stopping: Promise<void> | undefined;

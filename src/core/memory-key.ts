@@ -14,7 +14,10 @@ export const MEMORY_KEY_PATTERN = /^[A-Za-z0-9_:\-@.]{1,256}$/;
  */
 export function validateMemoryKey(key: string, where = 'key'): string {
   if (!MEMORY_KEY_PATTERN.test(key) || key.startsWith('__') || key.endsWith('__')) {
-    const shown = key.length > 64 ? `${JSON.stringify(key.slice(0, 64))}... (${key.length} chars)` : JSON.stringify(key);
+    const shown =
+      key.length > 64
+        ? `${JSON.stringify(key.slice(0, 64))}... (${key.length} chars)`
+        : JSON.stringify(key);
     throw new PayloadError(
       `${where}: expected 1-256 characters of letters, digits, _ : - @ . not starting or ending with "__", got ${shown}`,
       { details: { field: where } },

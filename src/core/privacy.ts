@@ -31,7 +31,10 @@ function patternsOf(policy: RedactionPolicy): RegExp[] {
       try {
         return new RegExp(source, 'g');
       } catch (error) {
-        throw new PolicyError(`privacy_policy.redact_patterns[${i}]: does not compile as a JavaScript RegExp`, { cause: error });
+        throw new PolicyError(
+          `privacy_policy.redact_patterns[${i}]: does not compile as a JavaScript RegExp`,
+          { cause: error },
+        );
       }
     });
     compiled.set(policy, regexes);
@@ -73,9 +76,16 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
     const before = redactions;
     const content = redact(message.content);
     const metadata = message.metadata
-      ? Object.fromEntries(Object.entries(message.metadata).map(([k, v]) => [k, typeof v === 'string' ? redact(v) : v]))
+      ? Object.fromEntries(
+          Object.entries(message.metadata).map(([k, v]) => [
+            k,
+            typeof v === 'string' ? redact(v) : v,
+          ]),
+        )
       : undefined;
-    kept.push(redactions === before ? message : { ...message, content, ...(metadata ? { metadata } : {}) });
+    kept.push(
+      redactions === before ? message : { ...message, content, ...(metadata ? { metadata } : {}) },
+    );
   }
   return { kept, dropped, redactions };
 }

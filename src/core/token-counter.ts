@@ -3,7 +3,14 @@ import { ConfigError } from './errors.js';
 import type { Role } from './message.js';
 
 /** BPE encodings js-tiktoken ships (rank files inside the package; no network at run time). */
-export const ENCODINGS = ['o200k_base', 'cl100k_base', 'p50k_base', 'p50k_edit', 'r50k_base', 'gpt2'] as const;
+export const ENCODINGS = [
+  'o200k_base',
+  'cl100k_base',
+  'p50k_base',
+  'p50k_edit',
+  'r50k_base',
+  'gpt2',
+] as const;
 /** One of {@link ENCODINGS}. */
 export type EncodingName = (typeof ENCODINGS)[number];
 
@@ -95,7 +102,11 @@ async function loadRanks(encoding: EncodingName): Promise<TiktokenBPE> {
 }
 
 /** Called once per encoding per process with its load cost, for logging. */
-export type EncoderLoadListener = (info: { encoding: EncodingName; loadMs: number; rssDeltaBytes: number }) => void;
+export type EncoderLoadListener = (info: {
+  encoding: EncodingName;
+  loadMs: number;
+  rssDeltaBytes: number;
+}) => void;
 
 /**
  * A counter for `encoding`. The encoder is built once per encoding per process, lazily (the

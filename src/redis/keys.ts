@@ -38,7 +38,10 @@ export interface MemoryKeys {
 export const INDEX_SHARDS = 16;
 
 const escapePart = (part: string): string =>
-  part.replace(/[%{}/]/g, (ch) => '%' + ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+  part.replace(
+    /[%{}/]/g,
+    (ch) => '%' + ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'),
+  );
 
 /**
  * The memory id `<project>/<resource>/<key>` with `%`, `{`, `}` and `/` percent-encoded in each

@@ -63,7 +63,12 @@ export interface ReplayReport {
   /** messagesEnqueued / elapsedSeconds. */
   readonly throughputPerSecond: number;
   /** Enqueue -> append committed, ms: p50, p99, max, and how many jobs were timed. */
-  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number; readonly samples: number };
+  readonly latencyMs: {
+    readonly p50: number;
+    readonly p99: number;
+    readonly max: number;
+    readonly samples: number;
+  };
 }
 
 /** Dependencies of {@link runReplay}. */
@@ -88,12 +93,17 @@ const UNDATED_BASE_MS = Date.UTC(2002, 0, 1);
  * say); random part: 80 bits of SHA-256 of the Message-ID.
  */
 export function replayMessageIds(conversation: Conversation): string[] {
-  const firstDate = conversation.messages.map((m) => (m.metadata.date ? Date.parse(m.metadata.date) : NaN)).find((t) => !Number.isNaN(t));
+  const firstDate = conversation.messages
+    .map((m) => (m.metadata.date ? Date.parse(m.metadata.date) : NaN))
+    .find((t) => !Number.isNaN(t));
   const base = firstDate ?? UNDATED_BASE_MS;
   return conversation.messages.map((message, index) => {
     const digest = createHash('sha256').update(message.metadata.message_id).digest();
     let i = 0;
-    return ulid(base + index, () => (digest[i++ % digest.length]! % CROCKFORD.length) / CROCKFORD.length);
+    return ulid(
+      base + index,
+      () => (digest[i++ % digest.length]! % CROCKFORD.length) / CROCKFORD.length,
+    );
   });
 }
 
@@ -121,22 +131,35 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   const total = stats.messages;
 
   const eventsConnection = deps.connection.duplicate({ maxRetriesPerRequest: null });
-  const events = new QueueEvents(QUEUES.append, { connection: eventsConnection, prefix: deps.queuePrefix });
-  const appendQueue = new Queue(QUEUES.append, { connection: deps.connection, prefix: deps.queuePrefix });
-  const tokenQueue = new Queue(QUEUES.tokenCount, { connection: deps.connection, prefix: deps.queuePrefix });
+  const events = new QueueEvents(QUEUES.append, {
+    connection: eventsConnection,
+    prefix: deps.queuePrefix,
+  });
+  const appendQueue = new Queue(QUEUES.append, {
+    connection: deps.connection,
+    prefix: deps.queuePrefix,
+  });
+  const tokenQueue = new Queue(QUEUES.tokenCount, {
+    connection: deps.connection,
+    prefix: deps.queuePrefix,
+  });
   const enqueuedAt = new Map<string, number>();
   const latencies: number[] = [];
   let accepted = 0;
   let duplicates = 0;
   let failed = 0;
   let committed = 0;
-  let lastProgressAt = 0;
-  const settle = (jobId: string, outcome: { added: number; duplicates: number } | 'failed' | 'unknown', timed: boolean) => {
+  const progressAt = { last: Date.now() };
+  const settle = (
+    jobId: string,
+    outcome: { added: number; duplicates: number } | 'failed' | 'unknown',
+    timed: boolean,
+  ) => {
     const at = enqueuedAt.get(jobId);
     if (at === undefined) return;
     enqueuedAt.delete(jobId);
     committed += 1;
-    lastProgressAt = Date.now();
+    progressAt.last = Date.now();
     if (outcome === 'failed') failed += 1;
     else if (outcome !== 'unknown') {
       accepted += outcome.added;
@@ -158,9 +181,19 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let backlog = 0;
   let startedAt = 0;
   const progressTimer = setInterval(() => {
-    void deps.client.backlog().then((b) => (backlog = b), () => undefined);
+    void deps.client.backlog().then(
+      (b) => (backlog = b),
+      () => undefined,
+    );
     const seconds = startedAt ? (Date.now() - startedAt) / 1000 : 0;
-    options.onProgress?.({ phase, total, enqueued, committed, backlog, ratePerSecond: seconds > 0 ? committed / seconds : 0 });
+    options.onProgress?.({
+      phase,
+      total,
+      enqueued,
+      committed,
+      backlog,
+      ratePerSecond: seconds > 0 ? committed / seconds : 0,
+    });
   }, 250);
   progressTimer.unref();
 
@@ -178,7 +211,11 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
           if (due > Date.now()) await sleep(due - Date.now());
         }
         while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
-        const input: MessageInput = { ...message, id: ids[index]!, ...(message.metadata.date ? { created_at: message.metadata.date } : {}) };
+        const input: MessageInput = {
+          ...message,
+          id: ids[index]!,
+          ...(message.metadata.date ? { created_at: message.metadata.date } : {}),
+        };
         enqueuedAt.set(input.id!, Date.now());
         enqueued += 1;
         const sent: Promise<void> = deps.client
@@ -191,10 +228,10 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     await Promise.all(inFlight);
 
     phase = 'committing';
-    lastProgressAt = Date.now();
+    progressAt.last = Date.now();
     while (enqueuedAt.size > 0) {
       await sleep(200);
-      const quietMs = Date.now() - lastProgressAt;
+      const quietMs = Date.now() - progressAt.last;
       if (quietMs > 2000) {
         // Events can be missed (a job that already existed from an earlier replay emits no
         // 'completed'); ask BullMQ for the state of what is still pending.
@@ -204,8 +241,10 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
           else if (state === 'failed') settle(jobId, 'failed', false);
         }
       }
-      if (Date.now() - lastProgressAt > stallTimeoutMs) {
-        throw new Error(`replay: ${enqueuedAt.size} append job(s) did not commit within ${stallTimeoutMs} ms of the last progress; are workers running (memq work)?`);
+      if (Date.now() - progressAt.last > stallTimeoutMs) {
+        throw new Error(
+          `replay: ${enqueuedAt.size} append job(s) did not commit within ${stallTimeoutMs} ms of the last progress; are workers running (memq work)?`,
+        );
       }
     }
 
@@ -228,7 +267,9 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
         if (pending.length === 0) break;
       }
       if (Date.now() - lastCountProgress > stallTimeoutMs) {
-        throw new Error(`replay: ${pending.length} memories still have uncounted tokens after ${stallTimeoutMs} ms; are token-count workers running?`);
+        throw new Error(
+          `replay: ${pending.length} memories still have uncounted tokens after ${stallTimeoutMs} ms; are token-count workers running?`,
+        );
       }
       await sleep(250);
     }
@@ -256,7 +297,12 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       exactMemories,
       elapsedSeconds,
       throughputPerSecond: enqueued / elapsedSeconds,
-      latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0, samples: latencies.length },
+      latencyMs: {
+        p50: percentile(latencies, 50),
+        p99: percentile(latencies, 99),
+        max: latencies.at(-1) ?? 0,
+        samples: latencies.length,
+      },
     };
   } finally {
     clearInterval(progressTimer);
@@ -271,17 +317,26 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
 export function formatReplayReport(report: ReplayReport): string {
   const rows: Array<[string, string]> = [
     ['memory', report.memory],
-    ['e-mails read', `${report.corpus.emailsRead} (${report.corpus.unparseable} unparseable, ${report.corpus.duplicates} repeated Message-IDs, ${report.corpus.emptyAfterStripping} empty after quote stripping)`],
+    [
+      'e-mails read',
+      `${report.corpus.emailsRead} (${report.corpus.unparseable} unparseable, ${report.corpus.duplicates} repeated Message-IDs, ${report.corpus.emptyAfterStripping} empty after quote stripping)`,
+    ],
     ['threads', String(report.threads)],
     ['messages enqueued', String(report.messagesEnqueued)],
     ['messages accepted', String(report.messagesAccepted)],
     ['duplicates', String(report.duplicates)],
     ['failed jobs', String(report.failedJobs)],
     ['messages stored', String(report.messagesStored)],
-    ['tokens counted', `${report.tokensCounted} (exact in ${report.exactMemories}/${report.threads} memories)`],
+    [
+      'tokens counted',
+      `${report.tokensCounted} (exact in ${report.exactMemories}/${report.threads} memories)`,
+    ],
     ['elapsed', `${report.elapsedSeconds.toFixed(2)} s`],
     ['throughput', `${report.throughputPerSecond.toFixed(1)} messages/s`],
-    ['enqueue -> committed', `p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms (${report.latencyMs.samples} jobs timed)`],
+    [
+      'enqueue -> committed',
+      `p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms (${report.latencyMs.samples} jobs timed)`,
+    ],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return ['memq replay report', ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)].join('\n');

@@ -41,42 +41,74 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Options of {@link resolveDefaultRedis}; the defaults are what `memq start` uses. */
+export interface EmbeddedRedisOptions {
+  /** Data directory of a private server (AOF lives here). Default `.memq/redis` in the cwd. */
+  readonly dataDir?: string;
+  /** The server binary. Default `redis-server` (looked up on PATH). */
+  readonly redisServerBin?: string;
+  /** Loopback port probed first. Default 6379. */
+  readonly defaultPort?: number;
+}
+
 /**
  * The embedded default (issue "Start"): if `redis://127.0.0.1:6379` answers, use it; otherwise,
  * if a `redis-server` binary is on PATH, start a private one on a free loopback port with data
  * (AOF, `appendfsync everysec`) under `<dataDir>`; otherwise throw.
- * @param dataDir Default `.memq/redis` in the working directory.
  * @param say Called with one human line when a private server is started.
  * @throws ConfigError naming both fixes (install Redis, or `docker compose up`).
  */
 export async function resolveDefaultRedis(
   say: (line: string) => void,
-  dataDir = resolve('.memq/redis'),
+  options: EmbeddedRedisOptions = {},
 ): Promise<{ url: string; embedded?: EmbeddedRedis }> {
-  if (await answersPing('127.0.0.1', 6379)) return { url: DEFAULT_REDIS_URL };
-  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' });
+  const dataDir = options.dataDir ?? resolve('.memq/redis');
+  const bin = options.redisServerBin ?? 'redis-server';
+  const defaultPort = options.defaultPort ?? 6379;
+  if (await answersPing('127.0.0.1', defaultPort))
+    return { url: `redis://127.0.0.1:${defaultPort}` };
+  const probe = spawnSync(bin, ['--version'], { stdio: 'ignore' });
   if (probe.error || probe.status !== 0) {
     throw new ConfigError(
-      'REDIS_URL is unset and nothing answers at redis://127.0.0.1:6379, and no redis-server binary is on PATH. Fix: install Redis >= 7 (e.g. apt-get install redis-server) and run npm start again, or start one with `docker compose up -d redis`, or set REDIS_URL.',
+      `REDIS_URL is unset and nothing answers at redis://127.0.0.1:${defaultPort}, and no ${bin} binary is on PATH. Fix: install Redis >= 7 (e.g. apt-get install redis-server) and run npm start again, or start one with \`docker compose up -d redis\`, or set REDIS_URL.`,
     );
   }
   mkdirSync(dataDir, { recursive: true });
   const port = await freePort();
   const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'],
+    bin,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dataDir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+    ],
     { stdio: 'ignore' },
   );
   const deadline = Date.now() + 10_000;
   while (!(await answersPing('127.0.0.1', port, 200))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new ConfigError(`the private redis-server (port ${port}, data ${dataDir}) did not start within 10 s`);
+      throw new ConfigError(
+        `the private redis-server (port ${port}, data ${dataDir}) did not start within 10 s`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   const url = `redis://127.0.0.1:${port}`;
-  say(`REDIS_URL is unset and nothing answers at ${DEFAULT_REDIS_URL}: started a private redis-server at ${url} (data in ${dataDir}); it stops when memq exits.`);
+  say(
+    `REDIS_URL is unset and nothing answers at redis://127.0.0.1:${defaultPort}: started a private redis-server at ${url} (data in ${dataDir}); it stops when memq exits.`,
+  );
   let stopping: Promise<void> | undefined;
   return {
     url,

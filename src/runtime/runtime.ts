@@ -74,9 +74,16 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     });
     try {
       const outcome = await Promise.race([run().then(() => 'done' as const), late]);
-      if (outcome === 'late') log.warn({ step: name, graceMs: env.shutdownGraceMs }, 'shutdown step exceeded its grace time; continuing');
+      if (outcome === 'late')
+        log.warn(
+          { step: name, graceMs: env.shutdownGraceMs },
+          'shutdown step exceeded its grace time; continuing',
+        );
     } catch (error) {
-      log.error({ step: name, err: error instanceof Error ? error.message : String(error) }, 'shutdown step failed; continuing');
+      log.error(
+        { step: name, err: error instanceof Error ? error.message : String(error) },
+        'shutdown step failed; continuing',
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -92,7 +99,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       closing ??= (async () => {
         if (workers) await step('workers', () => workers.close(force));
         await step('client', () => client.close());
-        await step('redis', () => Promise.all([closeRedis(producerConnection), closeRedis(workerConnection)]));
+        await step('redis', () =>
+          Promise.all([closeRedis(producerConnection), closeRedis(workerConnection)]),
+        );
       })();
       return closing;
     },

@@ -121,7 +121,13 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         args.push(message.id, JSON.stringify(message), estimateTokens(message));
       }
       const [added, duplicates, needsTokenCount, messageCount] = (await redis.memqAppend(
-        k.ord, k.msg, k.unc, k.meta, k.seen, k.tok, ...args,
+        k.ord,
+        k.msg,
+        k.unc,
+        k.meta,
+        k.seen,
+        k.tok,
+        ...args,
       )) as [number, number, number, number];
       return { added, duplicates, needsTokenCount: needsTokenCount === 1, messageCount };
     },
@@ -131,7 +137,12 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const limit = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.trunc(page.limit ?? 100)));
       const k = keysOf(ref);
       const [total, ids, bodies, counts, metaFlat] = (await redis.memqRead(
-        k.ord, k.msg, k.tok, k.meta, offset, limit,
+        k.ord,
+        k.msg,
+        k.tok,
+        k.meta,
+        offset,
+        limit,
       )) as [number, string[], (string | null)[], (string | null)[], string[]];
       const meta = toRecord(metaFlat);
       const messages: StoredMessage[] = [];
@@ -139,7 +150,10 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         const body = bodies[i];
         if (body == null) return;
         const count = counts[i];
-        messages.push({ message: JSON.parse(body) as Message, tokens: count == null ? undefined : Number(count) });
+        messages.push({
+          message: JSON.parse(body) as Message,
+          tokens: count == null ? undefined : Number(count),
+        });
       });
       const estimatedTokens = Number(meta.estimated_tokens ?? 0);
       return {
@@ -158,7 +172,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
 
     async uncounted(ref, max) {
       const k = keysOf(ref);
-      const ids = await redis.zrange(k.unc, "0", String(max - 1));
+      const ids = await redis.zrange(k.unc, '0', String(max - 1));
       if (ids.length === 0) return [];
       const bodies = await redis.hmget(k.msg, ...ids);
       return bodies.flatMap((body) => (body == null ? [] : [JSON.parse(body) as Message]));
@@ -169,7 +183,11 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const args: (string | number)[] = [ttlSeconds];
       for (const { id, tokens } of counts) args.push(id, tokens);
       const [committed, tokenCount, estimatedTokens] = (await redis.memqCommitTokens(
-        k.ord, k.tok, k.unc, k.meta, ...args,
+        k.ord,
+        k.tok,
+        k.unc,
+        k.meta,
+        ...args,
       )) as [number, number, number];
       return { committed, tokenCount, estimatedTokens };
     },

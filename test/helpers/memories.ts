@@ -1,4 +1,8 @@
-import { createMemoryRegistry, loadMemoryResources, type MemoryRegistry } from '../../src/config/load-memories.js';
+import {
+  createMemoryRegistry,
+  loadMemoryResources,
+  type MemoryRegistry,
+} from '../../src/config/load-memories.js';
 import type { MemoryResource } from '../../src/config/memory-resource.js';
 
 /** The shipped `memories/` directory as a registry. */

@@ -17,10 +17,20 @@ export interface TestPipeline {
 export const quietLog = pino({ level: process.env.MEMQ_TEST_LOG_LEVEL ?? 'silent' });
 
 /** Starts client and workers on `ns` for `registry`, project `test`. */
-export async function startPipeline(ns: RedisNamespace, registry: MemoryRegistry, project = 'test'): Promise<TestPipeline> {
+export async function startPipeline(
+  ns: RedisNamespace,
+  registry: MemoryRegistry,
+  project = 'test',
+): Promise<TestPipeline> {
   const producer = ns.connect({ producer: true });
   const store = createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix });
-  const client = createMemoryClient({ connection: producer, queuePrefix: ns.queuePrefix, registry, project, store });
+  const client = createMemoryClient({
+    connection: producer,
+    queuePrefix: ns.queuePrefix,
+    registry,
+    project,
+    store,
+  });
   const workers = startWorkers({
     connection: ns.connect(),
     queuePrefix: ns.queuePrefix,
@@ -42,10 +52,15 @@ export async function startPipeline(ns: RedisNamespace, registry: MemoryRegistry
 }
 
 /** Polls `check` every 50 ms until it returns true or `timeoutMs` passes (then throws `what`). */
-export async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+export async function eventually(
+  check: () => Promise<boolean>,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

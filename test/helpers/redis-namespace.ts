@@ -47,7 +47,10 @@ export function createRedisNamespace(): RedisNamespace {
     return found;
   };
   const escapeGlob = (s: string) => s.replace(/[*?[\]\\{}]/g, (c) => '\\' + c);
-  const keys = async () => [...(await scan(`${escapeGlob(keyPrefix)}*`)), ...(await scan(`${escapeGlob(queuePrefix)}*`))];
+  const keys = async () => [
+    ...(await scan(`${escapeGlob(keyPrefix)}*`)),
+    ...(await scan(`${escapeGlob(queuePrefix)}*`)),
+  ];
   return {
     url,
     keyPrefix,

@@ -32,9 +32,24 @@ describe('MemoryStore on real Redis', () => {
 
   it('reads back appended messages with the same order, role and content', async () => {
     const batch = [
-      { id: nextId(), role: 'system' as const, content: 'You are helpful.', created_at: new Date().toISOString() },
-      { id: nextId(), role: 'user' as const, content: 'Hello', created_at: new Date().toISOString() },
-      { id: nextId(), role: 'assistant' as const, content: 'Hi! How can I help?', created_at: new Date().toISOString() },
+      {
+        id: nextId(),
+        role: 'system' as const,
+        content: 'You are helpful.',
+        created_at: new Date().toISOString(),
+      },
+      {
+        id: nextId(),
+        role: 'user' as const,
+        content: 'Hello',
+        created_at: new Date().toISOString(),
+      },
+      {
+        id: nextId(),
+        role: 'assistant' as const,
+        content: 'Hi! How can I help?',
+        created_at: new Date().toISOString(),
+      },
     ];
     const result = await store.append(ref, batch, 3600);
     expect(result).toEqual({ added: 3, duplicates: 0, needsTokenCount: true, messageCount: 3 });
@@ -80,17 +95,40 @@ describe('MemoryStore on real Redis', () => {
     await store.append(ref, batch, 3600);
     const contents = async (offset: number, limit: number) => {
       const w = await store.read(ref, { offset, limit });
-      return { contents: w.messages.map((m) => m.message.content), total: w.total, hasMore: w.hasMore };
+      return {
+        contents: w.messages.map((m) => m.message.content),
+        total: w.total,
+        hasMore: w.hasMore,
+      };
     };
-    expect(await contents(0, 3)).toEqual({ contents: ['Message 1', 'Message 2', 'Message 3'], total: 10, hasMore: true });
-    expect(await contents(3, 3)).toEqual({ contents: ['Message 4', 'Message 5', 'Message 6'], total: 10, hasMore: true });
-    expect(await contents(8, 5)).toEqual({ contents: ['Message 9', 'Message 10'], total: 10, hasMore: false });
+    expect(await contents(0, 3)).toEqual({
+      contents: ['Message 1', 'Message 2', 'Message 3'],
+      total: 10,
+      hasMore: true,
+    });
+    expect(await contents(3, 3)).toEqual({
+      contents: ['Message 4', 'Message 5', 'Message 6'],
+      total: 10,
+      hasMore: true,
+    });
+    expect(await contents(8, 5)).toEqual({
+      contents: ['Message 9', 'Message 10'],
+      total: 10,
+      hasMore: false,
+    });
     expect(await contents(15, 5)).toEqual({ contents: [], total: 10, hasMore: false });
   });
 
   it('reads a missing instance as empty with zero counts', async () => {
     const window = await store.read({ ...ref, key: 'never-written' });
-    expect(window).toMatchObject({ messages: [], total: 0, messageCount: 0, tokenCount: 0, estimatedTokens: 0, exact: true });
+    expect(window).toMatchObject({
+      messages: [],
+      total: 0,
+      messageCount: 0,
+      tokenCount: 0,
+      estimatedTokens: 0,
+      exact: true,
+    });
   });
 
   it('slides the TTL of every key family on append, and sets none for ttl 0', async () => {
@@ -111,8 +149,19 @@ describe('MemoryStore on real Redis', () => {
   it('commits exact token counts only for ids still uncounted and present', async () => {
     const batch = messages(3);
     await store.append(ref, batch, 3600);
-    const first = await store.commitTokens(ref, [{ id: batch[0]!.id, tokens: 11 }, { id: batch[1]!.id, tokens: 7 }], 3600);
-    expect(first).toEqual({ committed: 2, tokenCount: 18, estimatedTokens: estimateTokens(batch[2]!) });
+    const first = await store.commitTokens(
+      ref,
+      [
+        { id: batch[0]!.id, tokens: 11 },
+        { id: batch[1]!.id, tokens: 7 },
+      ],
+      3600,
+    );
+    expect(first).toEqual({
+      committed: 2,
+      tokenCount: 18,
+      estimatedTokens: estimateTokens(batch[2]!),
+    });
     const repeat = await store.commitTokens(ref, [{ id: batch[0]!.id, tokens: 99 }], 3600);
     expect(repeat.committed).toBe(0);
     expect(repeat.tokenCount).toBe(18);

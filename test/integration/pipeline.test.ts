@@ -27,15 +27,24 @@ describe('append and token-count pipeline on real Redis', () => {
   it('commits appended messages once, in order, with exact token counts', async () => {
     const receipts = [];
     for (let i = 0; i < 12; i++) {
-      receipts.push(await pipeline.client.append(target, [{ role: i % 2 ? 'assistant' : 'user', content: `turn ${i}: <|endoftext|> ünïcödé 🚀` }]));
+      receipts.push(
+        await pipeline.client.append(target, [
+          { role: i % 2 ? 'assistant' : 'user', content: `turn ${i}: <|endoftext|> ünïcödé 🚀` },
+        ]),
+      );
     }
-    for (const r of receipts) expect(await pipeline.client.waitFor(r.jobId!)).toEqual({ added: 1, duplicates: 0 });
+    for (const r of receipts)
+      expect(await pipeline.client.waitFor(r.jobId!)).toEqual({ added: 1, duplicates: 0 });
     await eventually(async () => (await pipeline.client.read(target)).exact, 'exact token counts');
 
     const window = await pipeline.client.read(target, { limit: 100 });
     expect(window.messages.map((m) => m.message.id)).toEqual(receipts.map((r) => r.messageIds[0]));
-    expect(window.messages.map((m) => m.message.content)).toEqual(receipts.map((_, i) => `turn ${i}: <|endoftext|> ünïcödé 🚀`));
-    const counter = await createTokenCounter(encodingForModel(registry.get('agent-memory').tokenProvider.model));
+    expect(window.messages.map((m) => m.message.content)).toEqual(
+      receipts.map((_, i) => `turn ${i}: <|endoftext|> ünïcödé 🚀`),
+    );
+    const counter = await createTokenCounter(
+      encodingForModel(registry.get('agent-memory').tokenProvider.model),
+    );
     const expected = window.messages.map((m) => counter.countMessage(m.message));
     expect(window.messages.map((m) => m.tokens)).toEqual(expected);
     expect(window.tokenCount).toBe(expected.reduce((a, b) => a + b, 0));
@@ -51,7 +60,9 @@ describe('append and token-count pipeline on real Redis', () => {
     const queue = new Queue(QUEUES.append, { connection: ns.redis, prefix: ns.queuePrefix });
     await queue.remove(first.jobId!);
     await queue.close();
-    const again = await pipeline.client.append(target, [{ id, role: 'user', content: 'only once' }]);
+    const again = await pipeline.client.append(target, [
+      { id, role: 'user', content: 'only once' },
+    ]);
     expect(await pipeline.client.waitFor(again.jobId!)).toEqual({ added: 0, duplicates: 1 });
     expect((await pipeline.client.read(target)).total).toBe(1);
   });
@@ -76,7 +87,14 @@ describe('append and token-count pipeline on real Redis', () => {
   it('fails an invalid job without retries or writes, and keeps the worker running', async () => {
     const queue = new Queue(QUEUES.append, { connection: ns.redis, prefix: ns.queuePrefix });
     try {
-      const bad = await queue.add('append', { ref: { project: 'test', resource: 'agent-memory', key: 'agent:7' }, messages: [{ id: 'not-a-ulid', role: 'robot', content: 'x', created_at: 'yesterday' }] }, { attempts: 5 });
+      const bad = await queue.add(
+        'append',
+        {
+          ref: { project: 'test', resource: 'agent-memory', key: 'agent:7' },
+          messages: [{ id: 'not-a-ulid', role: 'robot', content: 'x', created_at: 'yesterday' }],
+        },
+        { attempts: 5 },
+      );
       await eventually(async () => (await bad.getState()) === 'failed', 'the invalid job to fail');
       const failed = await queue.getJob(bad.id!);
       expect(failed!.attemptsMade).toBe(1);
@@ -85,8 +103,25 @@ describe('append and token-count pipeline on real Redis', () => {
       expect(failed!.failedReason).toContain('messages.0.role');
       expect((await pipeline.client.read(target)).total).toBe(0);
 
-      const unknown = await queue.add('append', { ref: { project: 'test', resource: 'no-such-memory', key: 'k' }, messages: [{ id: '01JC0000000000000000000000', role: 'user', content: 'x', created_at: new Date().toISOString() }] }, { attempts: 5 });
-      await eventually(async () => (await unknown.getState()) === 'failed', 'the unknown-resource job to fail');
+      const unknown = await queue.add(
+        'append',
+        {
+          ref: { project: 'test', resource: 'no-such-memory', key: 'k' },
+          messages: [
+            {
+              id: '01JC0000000000000000000000',
+              role: 'user',
+              content: 'x',
+              created_at: new Date().toISOString(),
+            },
+          ],
+        },
+        { attempts: 5 },
+      );
+      await eventually(
+        async () => (await unknown.getState()) === 'failed',
+        'the unknown-resource job to fail',
+      );
       const unknownFailed = await queue.getJob(unknown.id!);
       expect(unknownFailed!.attemptsMade).toBe(1);
       expect(unknownFailed!.failedReason).toContain('MEMORY_NOT_FOUND');
@@ -99,10 +134,20 @@ describe('append and token-count pipeline on real Redis', () => {
   });
 
   it('rejects invalid input at the client with a clear error and enqueues nothing', async () => {
-    await expect(pipeline.client.append(target, [])).rejects.toThrow(/messages: .*at least 1|expected array to have >=1/i);
-    await expect(pipeline.client.append({ resource: 'agent-memory', key: '__bad' }, [{ role: 'user', content: 'x' }])).rejects.toThrow(/key: expected 1-256 characters/);
-    await expect(pipeline.client.append({ resource: 'nope', key: 'k' }, [{ role: 'user', content: 'x' }])).rejects.toThrow(/memory resource "nope" is not declared/);
-    await expect(pipeline.client.append(target, [{ role: 'user', content: 'x', extra: 1 } as never])).rejects.toThrow(/messages: 0: Unrecognized key/i);
+    await expect(pipeline.client.append(target, [])).rejects.toThrow(
+      /messages: .*at least 1|expected array to have >=1/i,
+    );
+    await expect(
+      pipeline.client.append({ resource: 'agent-memory', key: '__bad' }, [
+        { role: 'user', content: 'x' },
+      ]),
+    ).rejects.toThrow(/key: expected 1-256 characters/);
+    await expect(
+      pipeline.client.append({ resource: 'nope', key: 'k' }, [{ role: 'user', content: 'x' }]),
+    ).rejects.toThrow(/memory resource "nope" is not declared/);
+    await expect(
+      pipeline.client.append(target, [{ role: 'user', content: 'x', extra: 1 } as never]),
+    ).rejects.toThrow(/messages: 0: Unrecognized key/i);
     expect(await pipeline.client.backlog()).toBe(0);
   });
 });

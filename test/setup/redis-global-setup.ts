@@ -38,12 +38,15 @@ export async function waitForRedis(port: number, timeoutMs = 10_000): Promise<vo
       socket.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-async function tryTestcontainers(): Promise<{ url: string; stop: () => Promise<unknown> } | undefined> {
+async function tryTestcontainers(): Promise<
+  { url: string; stop: () => Promise<unknown> } | undefined
+> {
   if (process.env.TESTCONTAINERS === '0') return undefined;
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
@@ -81,7 +84,20 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
   const child: ChildProcess = spawn(
     bin,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--maxmemory-policy',
+      'noeviction',
+    ],
     { stdio: 'ignore' },
   );
   const spawnError = new Promise<never>((_, reject) =>

@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import { applyPrivacy } from '../../src/core/privacy.js';
+import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
+import { buildConversations, type Conversation } from '../../src/replay/corpus.js';
+import { replayMessageIds, runReplay, type ReplayReport } from '../../src/replay/replay.js';
+import { shippedMemories } from '../helpers/memories.js';
+import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+
+const LIMIT = 300;
+
+describe('memq replay on 300 real e-mails', () => {
+  let ns: RedisNamespace;
+  let registry: MemoryRegistry;
+  let pipeline: TestPipeline;
+  let report: ReplayReport;
+  let source: Conversation[];
+
+  beforeAll(async () => {
+    ns = createRedisNamespace();
+    registry = await shippedMemories();
+    pipeline = await startPipeline(ns, registry);
+    const deps = {
+      client: pipeline.client,
+      store: pipeline.store,
+      connection: ns.connect({ producer: true }),
+      queuePrefix: ns.queuePrefix,
+      project: 'test',
+      log: quietLog,
+    };
+    report = await runReplay(deps, { memory: 'customer-support', limit: LIMIT });
+    source = (await buildConversations({ limit: LIMIT })).conversations;
+  }, 120_000);
+  afterAll(async () => {
+    await pipeline.close();
+    await ns.cleanup();
+  });
+
+  it('reports every enqueued message as accepted and committed', () => {
+    expect(report.messagesEnqueued).toBe(LIMIT);
+    expect(report.messagesAccepted).toBe(LIMIT);
+    expect(report.duplicates).toBe(0);
+    expect(report.failedJobs).toBe(0);
+    expect(report.messagesStored).toBe(LIMIT);
+    expect(report.exactMemories).toBe(report.threads);
+    expect(report.threads).toBe(source.length);
+  });
+
+  it('stores every e-mail once, in thread order, redacted, with exact token counts', async () => {
+    const resource = registry.get('customer-support');
+    const counter = await createTokenCounter(encodingForModel(resource.tokenProvider.model));
+    let tokens = 0;
+    for (const conversation of source) {
+      const window = await pipeline.client.read(
+        { resource: 'customer-support', key: conversation.threadId },
+        { limit: 1000 },
+      );
+      const expected = applyPrivacy(resource.privacyPolicy, conversation.messages).kept;
+      expect(window.messages.map((m) => m.message.id)).toEqual(replayMessageIds(conversation));
+      expect(window.messages.map((m) => m.message.content)).toEqual(expected.map((m) => m.content));
+      expect(window.messages.map((m) => m.message.role)).toEqual(expected.map((m) => m.role));
+      const exact = window.messages.map((m) => counter.countMessage(m.message));
+      expect(window.messages.map((m) => m.tokens)).toEqual(exact);
+      expect(window.tokenCount).toBe(exact.reduce((a, b) => a + b, 0));
+      expect(window.estimatedTokens).toBe(0);
+      expect(window.messageCount).toBe(window.total);
+      tokens += window.tokenCount;
+    }
+    expect(report.tokensCounted).toBe(tokens);
+  });
+
+  it('stores nothing twice when the same slice is replayed again', async () => {
+    const deps = {
+      client: pipeline.client,
+      store: pipeline.store,
+      connection: ns.connect({ producer: true }),
+      queuePrefix: ns.queuePrefix,
+      project: 'test',
+      log: quietLog,
+    };
+    const again = await runReplay(deps, { memory: 'customer-support', limit: LIMIT });
+    expect(again.messagesAccepted + again.duplicates).toBeLessThanOrEqual(LIMIT);
+    expect(again.messagesAccepted).toBe(0);
+    expect(again.messagesStored).toBe(LIMIT);
+    expect(again.tokensCounted).toBe(report.tokensCounted);
+  }, 120_000);
+});

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { validateMemoryKey } from '../../../src/core/memory-key.js';
+
+describe('validateMemoryKey', () => {
+  it.each(['support:42', 'user:john_doe', 'a', 'x@y.z', 'session:myapp:12345', 'k'.repeat(256)])(
+    'accepts %s',
+    (key) => {
+      expect(validateMemoryKey(key)).toBe(key);
+    },
+  );
+
+  it.each([
+    ['empty', ''],
+    ['too long', 'k'.repeat(257)],
+    ['space', 'a b'],
+    ['newline', 'a\nb'],
+    ['glob star', 'user:*'],
+    ['braces', '{{ .id }}'],
+    ['slash', 'a/b'],
+    ['leading __', '__proto__x'],
+    ['trailing __', 'x__'],
+    ['unicode', 'clé'],
+  ])('rejects %s with the rule and what was found', (_, key) => {
+    expect(() => validateMemoryKey(key, 'key')).toThrow(
+      /^key: expected 1-256 characters of letters, digits, _ : - @ \. not starting or ending with "__", got /,
+    );
+  });
+
+  it('truncates a long key in the message', () => {
+    expect(() => validateMemoryKey('!'.repeat(10_000))).toThrow(/\.\.\. \(10000 chars\)/);
+  });
+});
