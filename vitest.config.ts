@@ -6,6 +6,10 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
+    // In CI a JSON report beside the console one lets .ci/run print a plain "N passed, N failed".
+    reporters: process.env.CI
+      ? ['default', ['json', { outputFile: '.memq/vitest-report.json' }]]
+      : ['default'],
     projects: [
       {
         test: {
