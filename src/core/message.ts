@@ -57,3 +57,24 @@ export const MessageSchema = MessageInputSchema.extend({
 
 /** A stored message (see {@link MessageSchema}). */
 export type Message = z.output<typeof MessageSchema>;
+
+/**
+ * The rolling summary of an instance (DESIGN.md section 3): stored beside the log, never as a
+ * message in it. Messages with ids at or below `covers_through_id` (the watermark) are folded
+ * into it.
+ */
+export const SummarySchema = z.strictObject({
+  /** Summary text (built only from redacted content). */
+  content: z.string(),
+  /** Exact tokens of `content` as a message (see `TokenCounter.countMessage`). */
+  tokens: z.number().int().nonnegative(),
+  /** The watermark: the newest message id folded into this summary. */
+  covers_through_id: z.string().regex(MESSAGE_ID_PATTERN),
+  /** Messages folded into this summary over its lifetime. */
+  message_count_covered: z.number().int().nonnegative(),
+  /** ISO-8601 time of the last update. */
+  updated_at: z.iso.datetime({ offset: true }),
+});
+
+/** A rolling summary (see {@link SummarySchema}). */
+export type Summary = z.output<typeof SummarySchema>;

@@ -10,6 +10,11 @@ export const SCRIPTS = {
   memqAppend: { file: 'append.lua', numberOfKeys: 6 },
   memqCommitTokens: { file: 'commit-tokens.lua', numberOfKeys: 4 },
   memqRead: { file: 'read.lua', numberOfKeys: 4 },
+  memqApplyFlush: { file: 'apply-flush.lua', numberOfKeys: 6 },
+  memqWrite: { file: 'write.lua', numberOfKeys: 6 },
+  memqClear: { file: 'clear.lua', numberOfKeys: 5 },
+  memqDelete: { file: 'delete.lua', numberOfKeys: 6 },
+  memqInspect: { file: 'inspect.lua', numberOfKeys: 5 },
 } as const;
 
 /** Names of the registered script commands. */

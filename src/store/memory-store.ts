@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { Message } from '../core/message.js';
+import { LockLostError } from '../core/errors.js';
+import type { Message, Summary } from '../core/message.js';
 import { estimateTokens } from '../core/token-counter.js';
 import { indexKey, memoryId, memoryKeys, type MemoryRef } from '../redis/keys.js';
 import { withScripts } from '../redis/scripts.js';
@@ -43,8 +44,12 @@ export interface MemoryWindow {
   readonly estimatedTokens: number;
   /** True when every message has an exact count (`estimatedTokens == 0`). */
   readonly exact: boolean;
-  /** Messages ever accepted into this instance. */
+  /** Messages ever accepted into this instance (since its last write or clear). */
   readonly acceptedCount: number;
+  /** The rolling summary, if a flush has folded messages into one. */
+  readonly summary: Summary | undefined;
+  /** Flush/write/clear generation; a flush plan commits only against the epoch it read. */
+  readonly epoch: number;
 }
 
 /** Outcome of {@link MemoryStore.commitTokens}. */
@@ -55,6 +60,73 @@ export interface CommitTokensResult {
   readonly tokenCount: number;
   /** `estimated_tokens` after the commit. */
   readonly estimatedTokens: number;
+}
+
+/** A flush plan to commit with {@link MemoryStore.applyFlush}. */
+export interface FlushCommit {
+  /** Token of the instance lock the caller holds (fencing). */
+  readonly lockToken: string;
+  /** The epoch the plan was computed from ({@link MemoryWindow.epoch}). */
+  readonly epoch: number;
+  /** Ids folded into `summary`; all must be at or below `summary.covers_through_id`. */
+  readonly foldedIds: readonly string[];
+  /** Ids evicted without a summary (a strategy's explicit decision). */
+  readonly evictedIds: readonly string[];
+  /** The new summary (replaces the old one); required when `foldedIds` is not empty. */
+  readonly summary?: Summary;
+}
+
+/** Outcome of {@link MemoryStore.applyFlush}. */
+export interface FlushCommitResult {
+  /** Folded ids that were still in the log and are now removed. */
+  readonly folded: number;
+  /** Evicted ids that were still in the log and are now removed. */
+  readonly evicted: number;
+  /** `message_count` after the commit. */
+  readonly messageCount: number;
+  /** `token_count` after the commit (exact messages + summary). */
+  readonly tokenCount: number;
+  /** The new epoch. */
+  readonly epoch: number;
+}
+
+/** Counters and health of one instance ({@link MemoryStore.stats}). */
+export interface MemoryStats {
+  /** False when no key of the instance exists. */
+  readonly exists: boolean;
+  /** Messages in the log (`ZCARD ord`). */
+  readonly messageCount: number;
+  /** `message_count` counter; equals `messageCount` when consistent. */
+  readonly countedMessages: number;
+  /** Exact tokens (messages + summary). */
+  readonly tokenCount: number;
+  /** Estimated tokens of messages not counted yet. */
+  readonly estimatedTokens: number;
+  /** Messages waiting for an exact count. */
+  readonly uncountedMessages: number;
+  /** Tokens of the summary (0 without one). */
+  readonly summaryTokens: number;
+  /** Accounting since the last write/clear: accepted == present + folded + evicted. */
+  readonly acceptedCount: number;
+  readonly foldedCount: number;
+  readonly evictedCount: number;
+  /** Flush/write/clear generation. */
+  readonly epoch: number;
+  /** Newest folded id, if any. */
+  readonly watermark: string | undefined;
+  /** ms since epoch of the last flush, if any. */
+  readonly lastFlushAt: number | undefined;
+  /** ms since epoch of creation and last change. */
+  readonly createdAt: number | undefined;
+  readonly updatedAt: number | undefined;
+  /** Seconds until the instance expires; -1 = never; undefined when it does not exist. */
+  readonly ttlSeconds: number | undefined;
+  /** Whether some operation holds the instance lock right now. */
+  readonly locked: boolean;
+  /** Messages per role (only when asked for: it reads every message). */
+  readonly roles: Readonly<Record<string, number>> | undefined;
+  /** True when `countedMessages == messageCount` and `acceptedCount == messageCount + foldedCount + evictedCount`. */
+  readonly consistent: boolean;
 }
 
 /** The largest page {@link MemoryStore.read} returns (Lua `unpack` limits and reply size). */
@@ -84,6 +156,38 @@ export interface MemoryStore {
     counts: ReadonlyArray<{ id: string; tokens: number }>,
     ttlSeconds: number,
   ): Promise<CommitTokensResult>;
+  /**
+   * Commits a flush plan in one script, only while `lockToken` is the instance lock's value and
+   * the epoch is unchanged (DESIGN.md invariant 5). Removes exactly the planned ids still in the
+   * log, so messages appended after planning survive.
+   * @throws LockLostError when the lock is no longer the caller's, or the epoch moved (a write,
+   *   clear or other flush committed since planning): nothing changed, re-plan.
+   * @throws Error (`INVALID_PLAN`) for a folded id above the summary's watermark.
+   */
+  applyFlush(ref: MemoryRef, commit: FlushCommit, ttlSeconds: number): Promise<FlushCommitResult>;
+  /**
+   * Atomically replaces the log with `messages` (sorted by id): summary and watermark removed,
+   * accounting restarted, epoch + 1, TTL set. The messages are uncounted afterwards.
+   */
+  write(
+    ref: MemoryRef,
+    messages: readonly Message[],
+    ttlSeconds: number,
+  ): Promise<{ messageCount: number; epoch: number }>;
+  /** Removes every message and the summary; keeps the idempotency window. Epoch + 1. */
+  clear(ref: MemoryRef): Promise<{ removed: number; epoch: number }>;
+  /** Removes every key family and the index entry. Returns the messages removed. */
+  delete(ref: MemoryRef): Promise<number>;
+  /**
+   * Counters, accounting and health of an instance in one consistent read.
+   * @param options.roles Count messages per role (reads every message: O(n)). Default false.
+   */
+  stats(ref: MemoryRef, options?: { roles?: boolean }): Promise<MemoryStats>;
+  /**
+   * Health of an instance: {@link MemoryStats} without role counts, plus `healthy` (exists or
+   * empty, and consistent counters).
+   */
+  health(ref: MemoryRef): Promise<MemoryStats & { healthy: boolean }>;
   /** Marks the token-count burst as taken so the next append opens a new one. */
   clearTokenCountPending(ref: MemoryRef): Promise<void>;
   /** Records activity in the maintenance index (outside the script: it is another slot). */
@@ -167,6 +271,8 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         estimatedTokens,
         exact: estimatedTokens === 0,
         acceptedCount: Number(meta.accepted_count ?? 0),
+        summary: meta.summary ? (JSON.parse(meta.summary) as Summary) : undefined,
+        epoch: Number(meta.epoch ?? 0),
       };
     },
 
@@ -190,6 +296,144 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         ...args,
       )) as [number, number, number];
       return { committed, tokenCount, estimatedTokens };
+    },
+
+    async applyFlush(ref, commit, ttlSeconds) {
+      const k = keysOf(ref);
+      const summary = commit.summary;
+      const reply = (await redis.memqApplyFlush(
+        k.ord,
+        k.msg,
+        k.tok,
+        k.unc,
+        k.meta,
+        k.lock,
+        commit.lockToken,
+        commit.epoch,
+        ttlSeconds,
+        now(),
+        summary ? JSON.stringify(summary) : '',
+        summary?.tokens ?? 0,
+        summary?.covers_through_id ?? '',
+        commit.foldedIds.length,
+        ...commit.foldedIds,
+        ...commit.evictedIds,
+      )) as [string, ...(number | string)[]];
+      const [status, ...rest] = reply;
+      if (status === 'LOCK_LOST') {
+        throw new LockLostError(
+          `applyFlush ${memoryId(ref)}: the instance lock is no longer held by this flush; nothing changed`,
+        );
+      }
+      if (status === 'EPOCH_CHANGED') {
+        throw new LockLostError(
+          `applyFlush ${memoryId(ref)}: epoch changed from ${commit.epoch} to ${String(rest[0])} since planning (a write, clear or flush committed); nothing changed`,
+          { details: { expected: commit.epoch, current: Number(rest[0]) } },
+        );
+      }
+      if (status !== 'OK')
+        throw new Error(`applyFlush ${memoryId(ref)}: ${status}: ${String(rest[0])}`);
+      const [folded, evicted, messageCount, tokenCount, epoch] = rest.map(Number) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
+      return { folded, evicted, messageCount, tokenCount, epoch };
+    },
+
+    async write(ref, messages, ttlSeconds) {
+      const k = keysOf(ref);
+      const sorted = [...messages].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const args: (string | number)[] = [ttlSeconds, now()];
+      for (const message of sorted)
+        args.push(message.id, JSON.stringify(message), estimateTokens(message));
+      const [messageCount, epoch] = (await redis.memqWrite(
+        k.ord,
+        k.msg,
+        k.tok,
+        k.unc,
+        k.meta,
+        k.seen,
+        ...args,
+      )) as [number, number];
+      return { messageCount, epoch };
+    },
+
+    async clear(ref) {
+      const k = keysOf(ref);
+      const [removed, epoch] = (await redis.memqClear(
+        k.ord,
+        k.msg,
+        k.tok,
+        k.unc,
+        k.meta,
+        now(),
+      )) as [number, number];
+      return { removed, epoch };
+    },
+
+    async delete(ref) {
+      const k = keysOf(ref);
+      const removed = (await redis.memqDelete(
+        k.ord,
+        k.msg,
+        k.tok,
+        k.unc,
+        k.meta,
+        k.seen,
+      )) as number;
+      await redis.zrem(indexKey(deps.keyPrefix, ref), memoryId(ref));
+      return removed;
+    },
+
+    async stats(ref, options = {}) {
+      const k = keysOf(ref);
+      const [ordCount, metaFlat, ttl, locked, uncounted, roleFlat] = (await redis.memqInspect(
+        k.ord,
+        k.msg,
+        k.meta,
+        k.lock,
+        k.unc,
+        options.roles ? '1' : '0',
+      )) as [number, string[], number, number, number, (string | number)[]];
+      const meta = toRecord(metaFlat);
+      const num = (field: string) => Number(meta[field] ?? 0);
+      const optionalNum = (field: string) =>
+        meta[field] === undefined ? undefined : Number(meta[field]);
+      const roles: Record<string, number> = {};
+      for (let i = 0; i + 1 < roleFlat.length; i += 2)
+        roles[String(roleFlat[i])] = Number(roleFlat[i + 1]);
+      const exists = ttl !== -2 || ordCount > 0;
+      return {
+        exists,
+        messageCount: ordCount,
+        countedMessages: num('message_count'),
+        tokenCount: num('token_count'),
+        estimatedTokens: num('estimated_tokens'),
+        uncountedMessages: uncounted,
+        summaryTokens: num('summary_tokens'),
+        acceptedCount: num('accepted_count'),
+        foldedCount: num('folded_count'),
+        evictedCount: num('evicted_count'),
+        epoch: num('epoch'),
+        watermark: meta.watermark,
+        lastFlushAt: optionalNum('last_flush_at'),
+        createdAt: optionalNum('created_at'),
+        updatedAt: optionalNum('updated_at'),
+        ttlSeconds: exists ? ttl : undefined,
+        locked: locked === 1,
+        roles: options.roles ? roles : undefined,
+        consistent:
+          num('message_count') === ordCount &&
+          num('accepted_count') === ordCount + num('folded_count') + num('evicted_count'),
+      };
+    },
+
+    async health(ref) {
+      const stats = await this.stats(ref);
+      return { ...stats, healthy: stats.consistent };
     },
 
     async clearTokenCountPending(ref) {

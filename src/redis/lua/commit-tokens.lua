@@ -22,7 +22,7 @@ for i = 2, #ARGV, 2 do
 end
 if estimateRemoved > 0 or exact > 0 then
   redis.call('HINCRBY', meta, 'token_count', exact)
-  redis.call('HINCRBY', meta, 'estimated_tokens', -estimateRemoved)
+  redis.call('HINCRBY', meta, 'estimated_tokens', 0 - estimateRemoved)
 end
 if ttl > 0 and committed > 0 then
   redis.call('EXPIRE', tok, ttl)

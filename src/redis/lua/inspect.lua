@@ -1,0 +1,26 @@
+-- inspect.lua: read-only snapshot for stats and health.
+-- KEYS: 1 ord, 2 msg, 3 meta, 4 lock, 5 unc
+-- ARGV: 1 '1' to count roles (O(messages)), '0' to skip
+-- Returns { ZCARD ord, flat meta HGETALL, TTL of meta (s; -1 none, -2 missing), lock held (0/1),
+--           ZCARD unc, flat role counts }
+local ord, msg, meta, lock, unc = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local roles = {}
+if ARGV[1] == '1' then
+  local counts = {}
+  for _, body in ipairs(redis.call('HVALS', msg)) do
+    local role = string.match(body, '"role":"(%a+)"') or 'unknown'
+    counts[role] = (counts[role] or 0) + 1
+  end
+  for role, count in pairs(counts) do
+    roles[#roles + 1] = role
+    roles[#roles + 1] = count
+  end
+end
+return {
+  redis.call('ZCARD', ord),
+  redis.call('HGETALL', meta),
+  redis.call('TTL', meta),
+  redis.call('EXISTS', lock),
+  redis.call('ZCARD', unc),
+  roles,
+}

@@ -1,0 +1,32 @@
+-- write.lua: atomically replace an instance's log with the given messages.
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 seen
+-- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, then triples: id, message JSON, estimate
+-- Effects: the log becomes exactly these messages (uncounted; the caller enqueues a token
+-- count), the summary and watermark are removed, the accounting restarts (accepted = n,
+-- folded = evicted = 0), the ids join the idempotency window, epoch + 1 (fences any flush
+-- planned before), TTL set on every family. Returns { message_count, epoch }.
+local ord, msg, tok, unc, meta, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ttl = tonumber(ARGV[1])
+local now = ARGV[2]
+redis.call('DEL', ord, msg, tok, unc)
+local n, estimated = 0, 0
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  local estimate = tonumber(ARGV[i + 2])
+  redis.call('ZADD', ord, 0, id)
+  redis.call('HSET', msg, id, ARGV[i + 1])
+  redis.call('ZADD', unc, estimate, id)
+  redis.call('ZADD', seen, now, id)
+  n = n + 1
+  estimated = estimated + estimate
+end
+redis.call('HDEL', meta, 'summary', 'watermark', 'token_count_pending_at')
+redis.call('HSET', meta,
+  'message_count', n, 'token_count', 0, 'estimated_tokens', estimated, 'summary_tokens', 0,
+  'accepted_count', n, 'folded_count', 0, 'evicted_count', 0, 'updated_at', now)
+redis.call('HSETNX', meta, 'created_at', now)
+local epoch = redis.call('HINCRBY', meta, 'epoch', 1)
+for _, key in ipairs({ ord, msg, unc, meta, seen }) do
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
+end
+return { n, epoch }
