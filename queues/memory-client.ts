@@ -4,7 +4,7 @@ import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
 import { PayloadError } from '../src/core/errors.js';
 import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
-import { validateMemoryKey } from '../src/core/memory-key.js';
+import { resolveMemoryKey } from '../src/core/key-template.js';
 import { applyPrivacy } from '../src/core/privacy.js';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { MemoryRef } from '../src/redis/keys.js';
@@ -19,12 +19,21 @@ import {
 import { queueOptions } from './job-options.js';
 import { JOBS, QUEUES } from './names.js';
 
-/** Which memory instance a call addresses (the project comes from the client, not the call). */
+/**
+ * Which memory instance a call addresses (the project comes from the client, not the call).
+ * The key is resolved by `resolveMemoryKey` (Compozy's precedence): `key` (rendered if it
+ * contains `{{`), else `keyTemplate`, else the resource's `default_key_template`, each rendered
+ * against `context`.
+ */
 export interface MemoryTarget {
   /** Memory resource id (a file in `memories/`). */
   readonly resource: string;
-  /** Instance key, e.g. `support:42` (1-256 of `[A-Za-z0-9_:\-@.]`). */
-  readonly key: string;
+  /** Instance key, e.g. `support:42` (1-256 of `[A-Za-z0-9_:\-@.]`), or a key template. */
+  readonly key?: string;
+  /** Go-template-style key, e.g. `support:{{ .conversation_id }}`. */
+  readonly keyTemplate?: string;
+  /** Variables for the template, e.g. `{ conversation_id: '42' }`. */
+  readonly context?: unknown;
 }
 
 /** What `append` tells the caller once the messages are durably enqueued. */
@@ -98,8 +107,16 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   let closed = false;
 
   const refOf = (target: MemoryTarget): MemoryRef => {
-    deps.registry.get(target.resource);
-    return { project: deps.project, resource: target.resource, key: validateMemoryKey(target.key) };
+    const resource = deps.registry.get(target.resource);
+    const key = resolveMemoryKey({
+      ...(target.key !== undefined ? { key: target.key } : {}),
+      ...(target.keyTemplate !== undefined ? { keyTemplate: target.keyTemplate } : {}),
+      ...(resource.defaultKeyTemplate !== undefined
+        ? { defaultKeyTemplate: resource.defaultKeyTemplate }
+        : {}),
+      context: target.context,
+    });
+    return { project: deps.project, resource: target.resource, key };
   };
 
   return {

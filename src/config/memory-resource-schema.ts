@@ -9,6 +9,7 @@
  */
 
 import { z } from 'zod';
+import { KEY_TEMPLATE_MAX_CHARS, findKeyTemplateProblem } from '../core/key-template.js';
 import { ROLES } from '../core/message.js';
 import { DURATION_FORMAT, parseDurationMs } from './duration.js';
 import { FLUSH_STRATEGIES, MEMORY_TYPES } from './memory-resource.js';
@@ -49,10 +50,6 @@ export const ENV_VAR_NAME_PATTERN = /^[A-Z_][A-Z0-9_]*$/;
 
 /** Tolerance of the `token_allocation` sum around 1 (Compozy: 1.0 +- 0.001). */
 export const TOKEN_ALLOCATION_TOLERANCE = 0.001;
-
-/** Characters a rendered instance key may contain (DESIGN.md section 3). */
-const KEY_TEXT = /^[A-Za-z0-9_:\-@.]*$/;
-const PLACEHOLDER_PATH = /^\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
 const RATIO = 'expected a number in (0, 1]';
 const OPEN_RATIO = 'expected a number in (0, 1)';
@@ -98,35 +95,18 @@ function durationMs(rule: DurationRule) {
 }
 
 /**
- * Checks a Go-template-style key template: literal key characters (`[A-Za-z0-9_:\-@.]`) and
- * `{{ .path.to.var }}` placeholders (optional spaces inside the braces).
+ * Checks a key template's syntax with the key template parser (`core/key-template.ts`): literal
+ * key characters (`[A-Za-z0-9_:\-@.]`) and `{{ .path.to.var }}` placeholders.
  *
- * @returns `undefined` when valid, else a description of the first offending part.
+ * Templates longer than the parser's limit are left to the schema's `.max()` check (one problem,
+ * not two).
+ *
+ * @returns `undefined` when valid, else the quoted template and the first offending part.
  */
 export function findKeyTemplateError(template: string): string | undefined {
-  let index = 0;
-  while (index < template.length) {
-    const open = template.indexOf('{{', index);
-    const literalEnd = open === -1 ? template.length : open;
-    const literal = template.slice(index, literalEnd);
-    if (!KEY_TEXT.test(literal)) {
-      const badAt = [...literal].findIndex((ch) => !KEY_TEXT.test(ch)) + index;
-      const ch = template[badAt] ?? '';
-      const what =
-        ch === '{' || ch === '}' ? 'an unbalanced brace' : 'a character not allowed in keys';
-      return `${JSON.stringify(template)} (${what} ${JSON.stringify(ch)} at offset ${badAt})`;
-    }
-    if (open === -1) return undefined;
-    const close = template.indexOf('}}', open + 2);
-    if (close === -1) return `${JSON.stringify(template)} (unclosed "{{" at offset ${open})`;
-    const inner = template.slice(open + 2, close).trim();
-    if (!PLACEHOLDER_PATH.test(inner)) {
-      const placeholder = template.slice(open, close + 2);
-      return `${JSON.stringify(template)} (placeholder ${JSON.stringify(placeholder)} is not a dotted path starting with ".")`;
-    }
-    index = close + 2;
-  }
-  return undefined;
+  if (template.length > KEY_TEMPLATE_MAX_CHARS) return undefined;
+  const problem = findKeyTemplateProblem(template);
+  return problem && `${JSON.stringify(template)} (${problem.message})`;
 }
 
 const TokenAllocationShape = {

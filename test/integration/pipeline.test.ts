@@ -133,6 +133,29 @@ describe('append and token-count pipeline on real Redis', () => {
     }
   });
 
+  it("resolves the key from the resource's default_key_template and the caller's context", async () => {
+    const receipt = await pipeline.client.append(
+      { resource: 'customer-support', context: { conversation_id: 'c-77' } },
+      [{ role: 'user', content: 'hi' }],
+    );
+    expect(receipt.ref).toEqual({
+      project: 'test',
+      resource: 'customer-support',
+      key: 'support:c-77',
+    });
+    await pipeline.client.waitFor(receipt.jobId!);
+    expect(
+      (await pipeline.client.read({ resource: 'customer-support', key: 'support:c-77' })).total,
+    ).toBe(1);
+    await expect(
+      pipeline.client.append({ resource: 'customer-support', context: {} }, [
+        { role: 'user', content: 'hi' },
+      ]),
+    ).rejects.toThrow(
+      /default_key_template "support:\{\{ \.conversation_id \}\}": \.conversation_id is missing from the context/,
+    );
+  });
+
   it('rejects invalid input at the client with a clear error and enqueues nothing', async () => {
     await expect(pipeline.client.append(target, [])).rejects.toThrow(
       /messages: .*at least 1|expected array to have >=1/i,
