@@ -21,8 +21,10 @@ export interface AppendProcessorDeps {
 /**
  * `memory-append` processor: re-validates the payload, commits it with one `append.lua` call
  * (idempotent by message id, so a retry stores nothing twice) and, once per burst, touches the
- * maintenance index and enqueues a token-count job. A retried attempt always enqueues the
- * token-count job, since the attempt that opened the burst may have failed before enqueueing.
+ * maintenance index and enqueues a token-count job. It also enqueues one whenever the job is
+ * a redelivery (a retry, or a stalled job whose worker died) or met duplicates: the attempt that
+ * opened the burst may have committed and then died before enqueueing, and an extra
+ * token-count job is deduplicated per instance and finds nothing left to count.
  */
 export function createAppendProcessor(deps: AppendProcessorDeps) {
   const now = deps.now ?? Date.now;
@@ -37,7 +39,7 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
       const { kept } = applyPrivacy(resource.privacyPolicy, messages);
       if (kept.length === 0) return { added: 0, duplicates: 0 };
       const result = await deps.store.append(ref, kept, resource.persistence.ttlSeconds);
-      if (result.needsTokenCount || job.attemptsMade > 0) {
+      if (result.needsTokenCount || result.duplicates > 0 || job.attemptsStarted > 1) {
         await deps.store.touchIndex(ref, now());
         await deps.enqueueTokenCount(ref);
       }

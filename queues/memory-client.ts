@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
@@ -39,7 +40,7 @@ export interface MemoryTarget {
 /** What `append` tells the caller once the messages are durably enqueued. */
 export interface AppendReceipt {
   /**
-   * BullMQ job id (= first message id); pass to {@link MemoryClient.waitFor}. Undefined when the
+   * BullMQ job id ({@link appendJobId}); pass to {@link MemoryClient.waitFor}. Undefined when the
    * privacy policy dropped every message, so nothing was enqueued.
    */
   readonly jobId: string | undefined;
@@ -49,6 +50,12 @@ export interface AppendReceipt {
   readonly dropped: number;
   /** Pattern matches redacted before enqueueing. */
   readonly redactions: number;
+  /**
+   * True when BullMQ already had this exact batch (same job id, so the same message ids): the
+   * messages were enqueued before and are stored once; nothing new was added. A batch whose
+   * earlier job had failed permanently is retried instead.
+   */
+  readonly alreadyEnqueued: boolean;
   /** The instance the messages go to. */
   readonly ref: MemoryRef;
 }
@@ -96,6 +103,16 @@ export interface MemoryClientDeps {
 
 const MessagesSchema = z.array(MessageInputSchema).min(1).max(MAX_MESSAGES_PER_APPEND);
 
+/**
+ * The append job id of a batch: its first message id plus 16 hex characters of SHA-256 over all
+ * its ids, so two different batches never share a job id (BullMQ ignores an `add` whose id it
+ * still keeps) while an identical resubmission maps to the same job. No `:` (BullMQ job-id rule).
+ */
+export function appendJobId(messageIds: readonly string[]): string {
+  const digest = createHash('sha256').update(messageIds.join(',')).digest('hex').slice(0, 16);
+  return `${messageIds[0]}-${digest}`;
+}
+
 /** Creates a {@link MemoryClient}. */
 export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const now = deps.now ?? Date.now;
@@ -121,8 +138,8 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
 
   return {
     async append(target, input) {
-      const ref = refOf(target);
       const resource = deps.registry.get(target.resource);
+      const ref = refOf(target);
       const parsed = MessagesSchema.safeParse(input);
       if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
       const at = now();
@@ -136,13 +153,35 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
         redactions,
       } = applyPrivacy(resource.privacyPolicy, identified);
       if (messages.length === 0)
-        return { jobId: undefined, messageIds: [], dropped, redactions, ref };
+        return {
+          jobId: undefined,
+          messageIds: [],
+          dropped,
+          redactions,
+          alreadyEnqueued: false,
+          ref,
+        };
       const job: AppendJob = { ref, messages };
       const checked = AppendJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
-      const first = messages[0]!.id;
-      await appendQueue.add(JOBS.append, job, { jobId: first });
-      return { jobId: first, messageIds: messages.map((m) => m.id), dropped, redactions, ref };
+      const jobId = appendJobId(messages.map((m) => m.id));
+      const enqueuedAt = Date.now();
+      const added = await appendQueue.add(JOBS.append, job, { jobId });
+      // BullMQ returns the existing job for a job id it still keeps. Same id = same message ids,
+      // so the batch is stored (or being stored) already -- unless that job is a dead letter.
+      let alreadyEnqueued = added.timestamp < enqueuedAt - 1;
+      if (alreadyEnqueued && (await added.isFailed())) {
+        await added.retry('failed');
+        alreadyEnqueued = false;
+      }
+      return {
+        jobId,
+        messageIds: messages.map((m) => m.id),
+        dropped,
+        redactions,
+        alreadyEnqueued,
+        ref,
+      };
     },
 
     read(target, page) {
