@@ -14,7 +14,7 @@ export const SCRIPTS = {
   memqWrite: { file: 'write.lua', numberOfKeys: 6 },
   memqClear: { file: 'clear.lua', numberOfKeys: 5 },
   memqDelete: { file: 'delete.lua', numberOfKeys: 6 },
-  memqInspect: { file: 'inspect.lua', numberOfKeys: 5 },
+  memqInspect: { file: 'inspect.lua', numberOfKeys: 6 },
 } as const;
 
 /** Names of the registered script commands. */

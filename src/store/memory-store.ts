@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
-import { LockLostError } from '../core/errors.js';
-import type { Message, Summary } from '../core/message.js';
+import { LockLostError, PayloadError } from '../core/errors.js';
+import { SummarySchema, type Message, type Summary } from '../core/message.js';
 import { estimateTokens } from '../core/token-counter.js';
 import { indexKey, memoryId, memoryKeys, type MemoryRef } from '../redis/keys.js';
 import { withScripts } from '../redis/scripts.js';
@@ -108,7 +108,9 @@ export interface MemoryStats {
   readonly summaryTokens: number;
   /** Accounting since the last write/clear: accepted == present + folded + evicted. */
   readonly acceptedCount: number;
+  /** Messages folded into the summary since the last write/clear. */
   readonly foldedCount: number;
+  /** Messages evicted by a strategy since the last write/clear. */
   readonly evictedCount: number;
   /** Flush/write/clear generation. */
   readonly epoch: number;
@@ -116,16 +118,23 @@ export interface MemoryStats {
   readonly watermark: string | undefined;
   /** ms since epoch of the last flush, if any. */
   readonly lastFlushAt: number | undefined;
-  /** ms since epoch of creation and last change. */
+  /** ms since epoch of creation. */
   readonly createdAt: number | undefined;
+  /** ms since epoch of the last change. */
   readonly updatedAt: number | undefined;
   /** Seconds until the instance expires; -1 = never; undefined when it does not exist. */
   readonly ttlSeconds: number | undefined;
   /** Whether some operation holds the instance lock right now. */
   readonly locked: boolean;
-  /** Messages per role (only when asked for: it reads every message). */
+  /** Messages per role (deep stats only: it reads every message). */
   readonly roles: Readonly<Record<string, number>> | undefined;
-  /** True when `countedMessages == messageCount` and `acceptedCount == messageCount + foldedCount + evictedCount`. */
+  /** Sum of the exact per-message counts (deep stats only). */
+  readonly exactMessageTokens: number | undefined;
+  /**
+   * DESIGN.md invariant 3 and the no-loss accounting: `countedMessages == messageCount`,
+   * `acceptedCount == messageCount + foldedCount + evictedCount`, and (deep stats only)
+   * `tokenCount == exactMessageTokens + summaryTokens`.
+   */
   readonly consistent: boolean;
 }
 
@@ -180,9 +189,10 @@ export interface MemoryStore {
   delete(ref: MemoryRef): Promise<number>;
   /**
    * Counters, accounting and health of an instance in one consistent read.
-   * @param options.roles Count messages per role (reads every message: O(n)). Default false.
+   * @param options.deep Also count messages per role and recount exact tokens (reads every
+   *   message: O(n)). Default false.
    */
-  stats(ref: MemoryRef, options?: { roles?: boolean }): Promise<MemoryStats>;
+  stats(ref: MemoryRef, options?: { deep?: boolean }): Promise<MemoryStats>;
   /**
    * Health of an instance: {@link MemoryStats} without role counts, plus `healthy` (exists or
    * empty, and consistent counters).
@@ -219,6 +229,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
 
   return {
     async append(ref, messages, ttlSeconds) {
+      requireTtl(ttlSeconds);
       const k = keysOf(ref);
       const args: (string | number)[] = [ttlSeconds, now(), pendingWindowMs];
       for (const message of messages) {
@@ -285,6 +296,14 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     },
 
     async commitTokens(ref, counts, ttlSeconds) {
+      requireTtl(ttlSeconds);
+      for (const { id, tokens } of counts) {
+        if (!Number.isSafeInteger(tokens) || tokens < 0) {
+          throw new PayloadError(
+            `commitTokens: tokens of ${id}: expected an integer >= 0, got ${tokens}`,
+          );
+        }
+      }
       const k = keysOf(ref);
       const args: (string | number)[] = [ttlSeconds];
       for (const { id, tokens } of counts) args.push(id, tokens);
@@ -299,8 +318,19 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     },
 
     async applyFlush(ref, commit, ttlSeconds) {
+      requireTtl(ttlSeconds);
+      // Redis does not roll back a script that fails half-way: check every argument first.
+      const summary =
+        commit.summary === undefined ? undefined : SummarySchema.parse(commit.summary);
+      if (!Number.isSafeInteger(commit.epoch) || commit.epoch < 0) {
+        throw new PayloadError(`applyFlush: epoch: expected an integer >= 0, got ${commit.epoch}`);
+      }
+      if (commit.foldedIds.length > 0 && !summary) {
+        throw new PayloadError(
+          'applyFlush: folded messages need the summary they were folded into',
+        );
+      }
       const k = keysOf(ref);
-      const summary = commit.summary;
       const reply = (await redis.memqApplyFlush(
         k.ord,
         k.msg,
@@ -344,8 +374,17 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     },
 
     async write(ref, messages, ttlSeconds) {
+      requireTtl(ttlSeconds);
       const k = keysOf(ref);
       const sorted = [...messages].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const repeated = sorted
+        .filter((m, i) => i > 0 && sorted[i - 1]!.id === m.id)
+        .map((m) => m.id);
+      if (repeated.length > 0) {
+        throw new PayloadError(
+          `write: message ids must be unique; repeated: ${[...new Set(repeated)].join(', ')}`,
+        );
+      }
       const args: (string | number)[] = [ttlSeconds, now()];
       for (const message of sorted)
         args.push(message.id, JSON.stringify(message), estimateTokens(message));
@@ -390,14 +429,16 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
 
     async stats(ref, options = {}) {
       const k = keysOf(ref);
-      const [ordCount, metaFlat, ttl, locked, uncounted, roleFlat] = (await redis.memqInspect(
-        k.ord,
-        k.msg,
-        k.meta,
-        k.lock,
-        k.unc,
-        options.roles ? '1' : '0',
-      )) as [number, string[], number, number, number, (string | number)[]];
+      const [ordCount, metaFlat, ttl, locked, uncounted, roleFlat, tokSum] =
+        (await redis.memqInspect(
+          k.ord,
+          k.msg,
+          k.meta,
+          k.lock,
+          k.unc,
+          k.tok,
+          options.deep ? '1' : '0',
+        )) as [number, string[], number, number, number, (string | number)[], number];
       const meta = toRecord(metaFlat);
       const num = (field: string) => Number(meta[field] ?? 0);
       const optionalNum = (field: string) =>
@@ -424,10 +465,12 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         updatedAt: optionalNum('updated_at'),
         ttlSeconds: exists ? ttl : undefined,
         locked: locked === 1,
-        roles: options.roles ? roles : undefined,
+        roles: options.deep ? roles : undefined,
+        exactMessageTokens: options.deep ? tokSum : undefined,
         consistent:
           num('message_count') === ordCount &&
-          num('accepted_count') === ordCount + num('folded_count') + num('evicted_count'),
+          num('accepted_count') === ordCount + num('folded_count') + num('evicted_count') &&
+          (!options.deep || num('token_count') === tokSum + num('summary_tokens')),
       };
     },
 
@@ -444,6 +487,14 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       await redis.zadd(indexKey(deps.keyPrefix, ref), String(atMs), memoryId(ref));
     },
   };
+}
+
+function requireTtl(ttlSeconds: number): void {
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0) {
+    throw new PayloadError(
+      `ttlSeconds: expected an integer >= 0 (0 = never expires), got ${ttlSeconds}`,
+    );
+  }
 }
 
 function toRecord(flat: readonly string[]): Record<string, string> {

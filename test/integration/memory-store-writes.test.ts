@@ -18,6 +18,12 @@ function messages(n: number, prefix = 'Message'): Message[] {
   }));
 }
 
+/** Stats without the TTL, which ticks down between two reads. */
+async function snapshot(store: MemoryStore) {
+  const { ttlSeconds: _ttl, ...rest } = await store.stats(ref, { deep: true });
+  return rest;
+}
+
 function summaryThrough(id: string, covered: number, tokens = 40): Summary {
   return {
     content: `summary of ${covered}`,
@@ -125,6 +131,31 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
     ).toBe(0);
   });
 
+  it('rejects a write with repeated ids before touching anything', async () => {
+    await store.append(ref, messages(2), TTL);
+    const [a, b] = messages(2);
+    await expect(store.write(ref, [a!, b!, a!], TTL)).rejects.toThrow(
+      `write: message ids must be unique; repeated: ${a!.id}`,
+    );
+    expect((await store.read(ref)).total).toBe(2);
+  });
+
+  it('rejects a flush commit with a malformed summary before touching anything', async () => {
+    const batch = messages(3);
+    await store.append(ref, batch, TTL);
+    await ns.redis.set(lockKey, 't');
+    const bad = { ...summaryThrough(batch[0]!.id, 1), tokens: 2.5 };
+    await expect(
+      store.applyFlush(
+        ref,
+        { lockToken: 't', epoch: 0, foldedIds: [batch[0]!.id], evictedIds: [], summary: bad },
+        TTL,
+      ),
+    ).rejects.toThrow();
+    expect((await store.stats(ref, { deep: true })).consistent).toBe(true);
+    expect((await store.read(ref)).total).toBe(3);
+  });
+
   it('a cleared message cannot come back through a late retry', async () => {
     const batch = messages(2);
     await store.append(ref, batch, TTL);
@@ -137,7 +168,7 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
     await store.append(ref, batch, TTL);
     await countAll(batch);
     await ns.redis.set(lockKey, 'someone-else');
-    const before = await store.stats(ref);
+    const before = await snapshot(store);
     await expect(
       store.applyFlush(
         ref,
@@ -145,7 +176,7 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
         TTL,
       ),
     ).rejects.toThrow(/lock is no longer held/);
-    expect(await store.stats(ref)).toEqual(before);
+    expect(await snapshot(store)).toEqual(before);
     await ns.redis.del(lockKey);
     await expect(
       store.applyFlush(
@@ -154,7 +185,7 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
         TTL,
       ),
     ).rejects.toThrow(/lock is no longer held/);
-    expect(await store.stats(ref)).toEqual({ ...before, locked: false });
+    expect(await snapshot(store)).toEqual({ ...before, locked: false });
   });
 
   it('rejects a flush planned before a write or clear (stale epoch) and changes nothing', async () => {
@@ -165,7 +196,7 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
     const kept = messages(2);
     await store.append(ref, kept, TTL);
     await ns.redis.set(lockKey, 't');
-    const before = await store.stats(ref);
+    const before = await snapshot(store);
     await expect(
       store.applyFlush(
         ref,
@@ -173,7 +204,7 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
         TTL,
       ),
     ).rejects.toThrow(/epoch changed from 0 to 1/);
-    expect(await store.stats(ref)).toEqual(before);
+    expect(await snapshot(store)).toEqual(before);
     expect((await store.read(ref)).total).toBe(2);
   });
 
@@ -283,7 +314,7 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
       TTL,
     );
     await ns.redis.set(lockKey, 'x');
-    const stats = await store.stats(ref, { roles: true });
+    const stats = await store.stats(ref, { deep: true });
     expect(stats.roles).toEqual({ user: 2, assistant: 1, system: 1 });
     expect(stats.locked).toBe(true);
     expect(stats.ttlSeconds).toBeGreaterThan(TTL - 10);

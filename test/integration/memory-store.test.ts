@@ -73,12 +73,35 @@ describe('MemoryStore on real Redis', () => {
     expect(window.acceptedCount).toBe(5);
   });
 
-  it('treats ids at or below the summary watermark as duplicates', async () => {
-    const [old, atMark, fresh] = messages(3);
-    await ns.redis.hset(memoryKeys(ns.keyPrefix, ref).meta, 'watermark', atMark!.id);
-    const result = await store.append(ref, [old!, atMark!, fresh!], 3600);
-    expect(result).toMatchObject({ added: 1, duplicates: 2 });
-    expect((await store.read(ref)).messages.map((m) => m.message.id)).toEqual([fresh!.id]);
+  it('treats an id at or below the watermark as a duplicate once it was accepted', async () => {
+    const [folded, fresh] = messages(2);
+    await store.append(ref, [folded!], 3600);
+    await ns.redis.hset(memoryKeys(ns.keyPrefix, ref).meta, 'watermark', folded!.id);
+    await ns.redis.zrem(memoryKeys(ns.keyPrefix, ref).ord, folded!.id); // as a flush would
+    expect(await store.append(ref, [folded!, fresh!], 3600)).toMatchObject({
+      added: 1,
+      duplicates: 1,
+    });
+  });
+
+  it('stores a late first-time id below the watermark instead of dropping it', async () => {
+    const [late, folded] = messages(2);
+    await ns.redis.hset(memoryKeys(ns.keyPrefix, ref).meta, 'watermark', folded!.id);
+    expect(await store.append(ref, [late!], 3600)).toMatchObject({ added: 1, duplicates: 0 });
+    expect((await store.read(ref)).messages.map((m) => m.message.id)).toEqual([late!.id]);
+  });
+
+  it('treats an id below the watermark and older than the pruned idempotency window as a duplicate', async () => {
+    const [old, folded] = messages(2);
+    const meta = memoryKeys(ns.keyPrefix, ref).meta;
+    await ns.redis.hset(
+      meta,
+      'watermark',
+      folded!.id,
+      'seen_floor_ms',
+      String(Date.now() + 60_000),
+    );
+    expect(await store.append(ref, [old!], 3600)).toMatchObject({ added: 0, duplicates: 1 });
   });
 
   it('keeps the log in id order whatever order batches commit in', async () => {

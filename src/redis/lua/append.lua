@@ -3,19 +3,33 @@
 -- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, 3 token-count pending window ms,
 --       then triples: id, message JSON, estimated tokens
 -- Returns: { added, duplicates, needTokenCount (0/1), message_count }
--- An id is a duplicate if it was ever accepted (seen), is still in the log, or is at/below the
--- summary watermark; duplicates change nothing.
+-- An id is a duplicate if it is in the idempotency window (seen) or still in the log, or if it
+-- is at/below the summary watermark AND older than `meta.seen_floor_ms` (the accepted-at time
+-- below which maintenance pruned `seen`, so its absence from `seen` proves nothing). A late
+-- first-time id below the watermark (an append that committed after a flush planned without
+-- it) is stored, not dropped: the next flush folds it. Duplicates change nothing.
 local ord, msg, unc, meta, seen, tok = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local ttl = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local pendingWindow = tonumber(ARGV[3])
 local watermark = redis.call('HGET', meta, 'watermark') or ''
+local seenFloor = tonumber(redis.call('HGET', meta, 'seen_floor_ms') or '0')
+
+local CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+-- Milliseconds encoded in a ULID's first 10 characters (https://github.com/ulid/spec).
+local function ulidTime(id)
+  local t = 0
+  for i = 1, 10 do
+    t = t * 32 + (string.find(CROCKFORD, string.sub(id, i, i), 1, true) or 1) - 1
+  end
+  return t
+end
 
 local added, duplicates, estimated = 0, 0, 0
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('ZSCORE', seen, id) or redis.call('ZSCORE', ord, id)
-      or (watermark ~= '' and id <= watermark) then
+      or (watermark ~= '' and id <= watermark and seenFloor > 0 and ulidTime(id) < seenFloor) then
     duplicates = duplicates + 1
   else
     local estimate = tonumber(ARGV[i + 2])

@@ -24,8 +24,15 @@ if estimateRemoved > 0 or exact > 0 then
   redis.call('HINCRBY', meta, 'token_count', exact)
   redis.call('HINCRBY', meta, 'estimated_tokens', 0 - estimateRemoved)
 end
-if ttl > 0 and committed > 0 then
-  redis.call('EXPIRE', tok, ttl)
+if committed > 0 then
+  -- `tok` may have just been created: give it the instance's remaining TTL, not a fresh one,
+  -- so it can never outlive `ord` and `meta`.
+  local remaining = redis.call('PTTL', meta)
+  if remaining > 0 then
+    redis.call('PEXPIRE', tok, remaining)
+  elseif ttl > 0 then
+    redis.call('EXPIRE', tok, ttl)
+  end
 end
 return {
   committed,
