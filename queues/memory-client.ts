@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { PayloadError } from '../src/core/errors.js';
 import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
 import { resolveMemoryKey } from '../src/core/key-template.js';
-import { applyPrivacy } from '../src/core/privacy.js';
+import { applyPrivacy, findRedactable } from '../src/core/privacy.js';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore, MemoryWindow } from '../src/store/memory-store.js';
@@ -133,6 +133,13 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
         : {}),
       context: target.context,
     });
+    const pattern = findRedactable(resource.privacyPolicy, key);
+    if (pattern !== undefined) {
+      throw new PayloadError(
+        `key: contains text that memory ${JSON.stringify(target.resource)}'s privacy policy redacts (privacy_policy.redact_patterns[${pattern}]); keys end up in Redis key names, job data and logs, where nothing can be redacted: use an opaque id`,
+        { details: { field: 'key', pattern } },
+      );
+    }
     return { project: deps.project, resource: target.resource, key };
   };
 

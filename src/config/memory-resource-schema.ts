@@ -315,11 +315,36 @@ const PrivacyPolicyShape = {
     .default(MEMORY_DEFAULTS.redactionString),
 };
 
-/** `privacy_policy`: redaction and non-persistable roles, applied before anything is stored. */
-export const PrivacyPolicySchema = z.strictObject(PrivacyPolicyShape, {
-  error:
-    'expected a mapping with redact_patterns, non_persistable_message_types, default_redaction_string',
-});
+/**
+ * `privacy_policy`: redaction and non-persistable roles, applied before anything is stored.
+ * The redaction string must match none of the patterns, so applying the policy twice (producer
+ * and processor) changes nothing the second time.
+ */
+export const PrivacyPolicySchema = z
+  .strictObject(PrivacyPolicyShape, {
+    error:
+      'expected a mapping with redact_patterns, non_persistable_message_types, default_redaction_string',
+  })
+  .superRefine((policy, ctx) => {
+    policy.redact_patterns.forEach((pattern, i) => {
+      let matches = false;
+      try {
+        const regex = new RegExp(pattern);
+        if (regex.test('')) return; // reported by the pattern's own check
+        matches = regex.test(policy.default_redaction_string);
+      } catch {
+        return; // reported by the pattern's own check
+      }
+      if (matches) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['default_redaction_string'],
+          message: `expected a redaction string that redact_patterns[${i}] does not match (or redaction would not be idempotent)`,
+          params: { got: JSON.stringify(policy.default_redaction_string) },
+        });
+      }
+    });
+  });
 
 const LockingShape = {
   /** Lock TTL of an append, duration > 0. Default `30s`. Output: milliseconds. */

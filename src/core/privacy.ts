@@ -45,12 +45,12 @@ function patternsOf(policy: RedactionPolicy): RegExp[] {
 /**
  * Applies a privacy policy to messages before they are stored or enqueued (DESIGN.md invariant
  * 6): drops messages whose role is non-persistable and replaces every match of every pattern
- * in `content` and in string metadata values with the redaction string. Idempotent as long as the redaction string itself
+ * in `content`, `name`, and metadata keys and string values with the redaction string. Idempotent as long as the redaction string itself
  * matches no pattern (so the producer and the processor can both apply it).
  * With no policy, returns the messages unchanged.
  * @throws PolicyError when a pattern does not compile (fail closed: nothing is stored).
  */
-export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metadata'>>(
+export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metadata' | 'name'>>(
   policy: RedactionPolicy | undefined,
   messages: readonly M[],
 ): PrivacyResult<M> {
@@ -75,17 +75,43 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
     };
     const before = redactions;
     const content = redact(message.content);
+    const name = message.name === undefined ? undefined : redact(message.name);
     const metadata = message.metadata
       ? Object.fromEntries(
           Object.entries(message.metadata).map(([k, v]) => [
-            k,
+            redact(k),
             typeof v === 'string' ? redact(v) : v,
           ]),
         )
       : undefined;
     kept.push(
-      redactions === before ? message : { ...message, content, ...(metadata ? { metadata } : {}) },
+      redactions === before
+        ? message
+        : {
+            ...message,
+            content,
+            ...(name !== undefined ? { name } : {}),
+            ...(metadata ? { metadata } : {}),
+          },
     );
   }
   return { kept, dropped, redactions };
+}
+
+/**
+ * The index of the first pattern of `policy` that matches `text`, or undefined. Used to refuse
+ * identifiers (memory keys) that would carry redactable data into Redis key names, job data and
+ * logs, where it cannot be redacted.
+ * @throws PolicyError when a pattern does not compile.
+ */
+export function findRedactable(
+  policy: RedactionPolicy | undefined,
+  text: string,
+): number | undefined {
+  if (!policy) return undefined;
+  const index = patternsOf(policy).findIndex((regex) => {
+    regex.lastIndex = 0;
+    return regex.test(text);
+  });
+  return index === -1 ? undefined : index;
 }

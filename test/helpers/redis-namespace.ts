@@ -16,6 +16,12 @@ export interface RedisNamespace {
   connect(options?: { producer?: boolean }): Redis;
   /** Every key of this namespace (memory keys and BullMQ keys). */
   keys(): Promise<string[]>;
+  /**
+   * Every key name and value of this namespace as plain text (read by type: GET, HGETALL,
+   * ZRANGE, LRANGE, SMEMBERS, XRANGE), for scanning what Redis holds. DUMP is not usable for
+   * that: its payload is LZF-compressed.
+   */
+  allText(): Promise<string>;
   /** Deletes only this namespace's keys and closes its connections. */
   cleanup(): Promise<void>;
 }
@@ -51,6 +57,24 @@ export function createRedisNamespace(): RedisNamespace {
     ...(await scan(`${escapeGlob(keyPrefix)}*`)),
     ...(await scan(`${escapeGlob(queuePrefix)}*`)),
   ];
+  const valueText = async (key: string): Promise<string> => {
+    switch (await redis.type(key)) {
+      case 'string':
+        return (await redis.get(key)) ?? '';
+      case 'hash':
+        return JSON.stringify(await redis.hgetall(key));
+      case 'zset':
+        return JSON.stringify(await redis.zrange(key, '0', '-1', 'WITHSCORES'));
+      case 'list':
+        return JSON.stringify(await redis.lrange(key, '0', '-1'));
+      case 'set':
+        return JSON.stringify(await redis.smembers(key));
+      case 'stream':
+        return JSON.stringify(await redis.xrange(key, '-', '+'));
+      default:
+        return '';
+    }
+  };
   return {
     url,
     keyPrefix,
@@ -58,6 +82,11 @@ export function createRedisNamespace(): RedisNamespace {
     redis,
     connect,
     keys,
+    async allText() {
+      const parts: string[] = [];
+      for (const key of await keys()) parts.push(key, await valueText(key));
+      return parts.join('\n');
+    },
     async cleanup() {
       const all = await keys();
       for (let i = 0; i < all.length; i += 500) await redis.unlink(...all.slice(i, i + 500));

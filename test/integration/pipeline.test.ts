@@ -78,9 +78,10 @@ describe('append and token-count pipeline on real Redis', () => {
     await pipeline.client.waitFor(receipt.jobId!);
     const stored = (await pipeline.client.read(support)).messages.map((m) => m.message.content);
     expect(stored).toEqual(['mail me at [REDACTED] or call [REDACTED]']);
-    const everything = await Promise.all((await ns.keys()).map((k) => ns.redis.dumpBuffer(k)));
-    const raw = Buffer.concat(everything.filter((b): b is Buffer => b !== null)).toString('latin1');
+    const raw = await ns.allText();
+    expect(raw).toContain('mail me at [REDACTED] or call [REDACTED]');
     expect(raw).not.toContain('jane.doe@example.com');
+    expect(raw).not.toContain('415-555-0199');
     expect(raw).not.toContain('internal prompt');
   });
 
@@ -156,6 +157,18 @@ describe('append and token-count pipeline on real Redis', () => {
     );
   });
 
+  it('refuses a key that carries data the privacy policy redacts', async () => {
+    await expect(
+      pipeline.client.append(
+        { resource: 'customer-support', key: 'support:jane.doe@example.com' },
+        [{ role: 'user', content: 'hi' }],
+      ),
+    ).rejects.toThrow(
+      /key: contains text that memory "customer-support"'s privacy policy redacts \(privacy_policy\.redact_patterns\[0\]\)/,
+    );
+    expect(await ns.allText()).not.toContain('jane.doe@example.com');
+  });
+
   it('rejects invalid input at the client with a clear error and enqueues nothing', async () => {
     await expect(pipeline.client.append(target, [])).rejects.toThrow(
       /messages: .*at least 1|expected array to have >=1/i,
@@ -171,6 +184,9 @@ describe('append and token-count pipeline on real Redis', () => {
     await expect(
       pipeline.client.append(target, [{ role: 'user', content: 'x', extra: 1 } as never]),
     ).rejects.toThrow(/messages: 0: Unrecognized key/i);
-    expect(await pipeline.client.backlog()).toBe(0);
+    const queue = new Queue(QUEUES.append, { connection: ns.redis, prefix: ns.queuePrefix });
+    const counts = await queue.getJobCounts();
+    await queue.close();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
   });
 });

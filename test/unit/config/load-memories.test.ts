@@ -103,6 +103,11 @@ describe('invalid memory resource files', () => {
       'expected a valid JavaScript regular expression, got "(?i)secret" (Invalid group)',
     ],
     [
+      'redaction-string-redactable',
+      'privacy_policy.default_redaction_string',
+      'expected a redaction string that redact_patterns[0] does not match (or redaction would not be idempotent), got "[HIDDEN]"',
+    ],
+    [
       'literal-api-key',
       'token_provider.api_key',
       'literal API keys are not allowed, expected api_key_env naming the environment variable that holds the key, got a literal key (not shown)',

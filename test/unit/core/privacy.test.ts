@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyPrivacy } from '../../../src/core/privacy.js';
+import { applyPrivacy, findRedactable } from '../../../src/core/privacy.js';
 
 const policy = {
   redactPatterns: [
@@ -27,6 +27,21 @@ describe('applyPrivacy', () => {
       },
     ]);
     expect(result.redactions).toBe(4);
+  });
+
+  it('redacts the name and metadata keys too', () => {
+    const result = applyPrivacy(policy, [
+      { role: 'user' as const, content: 'x', name: 'a@b.com', metadata: { 'c@d.org': 'v' } },
+    ]);
+    expect(result.kept).toEqual([
+      { role: 'user', content: 'x', name: '[REDACTED]', metadata: { '[REDACTED]': 'v' } },
+    ]);
+  });
+
+  it('finds which pattern matches an identifier', () => {
+    expect(findRedactable(policy, 'support:a@b.com')).toBe(0);
+    expect(findRedactable(policy, 'support:42')).toBeUndefined();
+    expect(findRedactable(undefined, 'a@b.com')).toBeUndefined();
   });
 
   it('drops non-persistable roles and reports how many', () => {
