@@ -9,10 +9,13 @@ import { wrapProcessor } from './job-wrapper.js';
 
 /** Dependencies of {@link createAppendProcessor}. */
 export interface AppendProcessorDeps {
+  /** Where messages are committed. */
   readonly store: MemoryStore;
+  /** Declared resources (TTL, privacy policy). */
   readonly registry: MemoryRegistry;
   /** Enqueues the (deduplicated) token-count job for an instance. */
   readonly enqueueTokenCount: (ref: MemoryRef) => Promise<void>;
+  /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
   /** Clock, ms since epoch; default `Date.now`. */
   readonly now?: () => number;

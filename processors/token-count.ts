@@ -11,10 +11,13 @@ export const TOKEN_COUNT_BATCH = 256;
 
 /** Dependencies of {@link createTokenCountProcessor}. */
 export interface TokenCountProcessorDeps {
+  /** Where counts are committed. */
   readonly store: MemoryStore;
+  /** Declared resources (model, TTL). */
   readonly registry: MemoryRegistry;
   /** The counter for a model (cached by the caller). */
   readonly counterFor: (model: string) => Promise<TokenCounter>;
+  /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
 }
 
@@ -37,8 +40,8 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
       let tokens = 0;
       for (;;) {
         signal?.throwIfAborted();
-        const batch = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
-        if (batch.length === 0) break;
+        const { messages: batch, scanned } = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
+        if (scanned === 0) break;
         const counts = batch.map((message) => ({
           id: message.id,
           tokens: counter.countMessage(message),
@@ -46,7 +49,7 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         const result = await deps.store.commitTokens(ref, counts, resource.persistence.ttlSeconds);
         counted += result.committed;
         tokens += counts.reduce((sum, c) => sum + c.tokens, 0);
-        if (batch.length < TOKEN_COUNT_BATCH) break;
+        if (scanned < TOKEN_COUNT_BATCH) break;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
       return { counted, tokens };

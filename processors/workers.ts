@@ -21,8 +21,11 @@ export interface WorkersOptions {
   readonly queuePrefix: string;
   /** Jobs run at once per queue in this process. */
   readonly concurrency: { readonly append: number; readonly tokenCount: number };
+  /** Store the processors commit to (on a worker connection). */
   readonly store: MemoryStore;
+  /** Declared resources. */
   readonly registry: MemoryRegistry;
+  /** Base logger (job ids and memory ids only, never message content). */
   readonly log: Logger;
 }
 
@@ -36,8 +39,9 @@ export interface Workers {
    */
   readonly ready: Promise<void>;
   /**
-   * Stops taking jobs and waits for active ones to finish (`force` abandons them; BullMQ moves
-   * them back to wait once their lock expires). Idempotent.
+   * Stops taking jobs and waits for active ones to finish. `force` does not wait (BullMQ moves
+   * abandoned jobs back to wait once their locks expire); it only takes effect on the first call.
+   * Idempotent: later calls return the first call's promise.
    */
   close(force?: boolean): Promise<void>;
 }

@@ -32,10 +32,17 @@ export const AppendJobSchema = z.strictObject({
     .array(MessageSchema)
     .min(1)
     .max(MAX_MESSAGES_PER_APPEND)
-    .refine(
-      (ms) => ms.every((m, i) => i === 0 || ms[i - 1]!.id < m.id),
-      'message ids must be strictly ascending',
-    ),
+    .superRefine((ms, ctx) => {
+      ms.forEach((m, i) => {
+        if (i > 0 && ms[i - 1]!.id >= m.id) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'id'],
+            message: `message ids must be unique and strictly ascending; ${m.id} follows ${ms[i - 1]!.id}`,
+          });
+        }
+      });
+    }),
 });
 /** Payload of an append job. */
 export type AppendJob = z.output<typeof AppendJobSchema>;
@@ -60,7 +67,10 @@ export interface AppendJobResult {
 export interface TokenCountJobResult {
   /** Messages counted exactly in this job. */
   readonly counted: number;
-  /** Tokens committed (sum of the exact counts). */
+  /**
+   * Tokens counted in this job (sum of the exact counts, including messages that were flushed
+   * or cleared before their count could be committed).
+   */
   readonly tokens: number;
 }
 

@@ -13,8 +13,11 @@ export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
   removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
 };
 
-/** Bound on each queue's event stream (BullMQ default ~10,000). */
-export const EVENTS_MAX_LEN = 2000;
+/**
+ * Bound on each queue's event stream: about 5 events per job, so 10,000 (BullMQ's own default)
+ * lets an event listener (the replay, Bull Board) lag ~2,000 jobs before events are trimmed.
+ */
+export const EVENTS_MAX_LEN = 10_000;
 
 /** Queue options shared by producers: prefix, default job options, bounded event stream. */
 export function queueOptions(prefix: string): Omit<QueueOptions, 'connection'> {

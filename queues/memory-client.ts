@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
@@ -50,12 +50,6 @@ export interface AppendReceipt {
   readonly dropped: number;
   /** Pattern matches redacted before enqueueing. */
   readonly redactions: number;
-  /**
-   * True when BullMQ already had this exact batch (same job id, so the same message ids): the
-   * messages were enqueued before and are stored once; nothing new was added. A batch whose
-   * earlier job had failed permanently is retried instead.
-   */
-  readonly alreadyEnqueued: boolean;
   /** The instance the messages go to. */
   readonly ref: MemoryRef;
 }
@@ -104,13 +98,15 @@ export interface MemoryClientDeps {
 const MessagesSchema = z.array(MessageInputSchema).min(1).max(MAX_MESSAGES_PER_APPEND);
 
 /**
- * The append job id of a batch: its first message id plus 16 hex characters of SHA-256 over all
- * its ids, so two different batches never share a job id (BullMQ ignores an `add` whose id it
- * still keeps) while an identical resubmission maps to the same job. No `:` (BullMQ job-id rule).
+ * A fresh append job id: the batch's first message id plus 8 random hex characters, so Bull
+ * Board shows which messages a job carries (no `:`, BullMQ's job-id rule). Every enqueue is a new
+ * job on purpose: idempotency is the store's (the `seen` window), so a resubmitted batch runs
+ * and reports its duplicates truthfully, and a batch whose job ended as a dead letter can simply
+ * be submitted again. (A job id derived from the content would make BullMQ silently ignore the
+ * resubmission while it still keeps the old job.)
  */
 export function appendJobId(messageIds: readonly string[]): string {
-  const digest = createHash('sha256').update(messageIds.join(',')).digest('hex').slice(0, 16);
-  return `${messageIds[0]}-${digest}`;
+  return `${messageIds[0]}-${randomBytes(4).toString('hex')}`;
 }
 
 /** Creates a {@link MemoryClient}. */
@@ -165,28 +161,18 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
           messageIds: [],
           dropped,
           redactions,
-          alreadyEnqueued: false,
           ref,
         };
       const job: AppendJob = { ref, messages };
       const checked = AppendJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
       const jobId = appendJobId(messages.map((m) => m.id));
-      const enqueuedAt = Date.now();
-      const added = await appendQueue.add(JOBS.append, job, { jobId });
-      // BullMQ returns the existing job for a job id it still keeps. Same id = same message ids,
-      // so the batch is stored (or being stored) already -- unless that job is a dead letter.
-      let alreadyEnqueued = added.timestamp < enqueuedAt - 1;
-      if (alreadyEnqueued && (await added.isFailed())) {
-        await added.retry('failed');
-        alreadyEnqueued = false;
-      }
+      await appendQueue.add(JOBS.append, job, { jobId });
       return {
         jobId,
         messageIds: messages.map((m) => m.id),
         dropped,
         redactions,
-        alreadyEnqueued,
         ref,
       };
     },

@@ -61,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
             void running.stop().then(resolve);
           } else {
             err(`memq: ${signal} again: forcing exit`);
-            void running.runtime.close(true).finally(() => process.exit(130));
+            void running.abandon().finally(() => process.exit(130));
           }
         };
         process.on('SIGINT', onSignal);

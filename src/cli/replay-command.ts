@@ -29,7 +29,7 @@ function positiveInt(name: string, value: string | undefined): number | undefine
 /**
  * `memq replay`: streams the SpamAssassin ham threads through memq (workers in this process
  * unless `--no-workers`), shows progress on stderr, prints the report on stdout.
- * @returns exit code: 0 when every enqueued job committed and no job failed, else 1.
+ * @returns exit code: 0 when every message was enqueued and committed and no job failed, else 1.
  */
 export async function replayCommand(
   args: string[],
@@ -118,7 +118,9 @@ export async function replayCommand(
     bar?.stop();
     out(formatReplayReport(report));
     if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2) + '\n');
-    return report.failedJobs === 0 && report.messagesEnqueued > 0 ? 0 : 1;
+    return report.failedJobs === 0 && report.enqueueErrors === 0 && report.messagesEnqueued > 0
+      ? 0
+      : 1;
   } finally {
     bar?.stop();
     await runtime.close();

@@ -6,9 +6,15 @@ import { startRuntime, type Runtime } from '../runtime/runtime.js';
 
 /** A started `memq start` / `memq work` process. */
 export interface RunningProcess {
+  /** The started runtime (store, client, workers). */
   readonly runtime: Runtime;
-  /** Stops the runtime, then the private Redis if memq started one. Idempotent. */
-  stop(force?: boolean): Promise<void>;
+  /** Drains and stops the runtime, then the private Redis if memq started one. Idempotent. */
+  stop(): Promise<void>;
+  /**
+   * For a forced exit: stops only the private Redis (if any), so it does not outlive memq.
+   * Active jobs are abandoned; BullMQ returns them to wait when their locks expire.
+   */
+  abandon(): Promise<void>;
 }
 
 /**
@@ -42,12 +48,15 @@ export async function runWorkers(
   let stopping: Promise<void> | undefined;
   return {
     runtime,
-    stop(force = false) {
+    stop() {
       stopping ??= (async () => {
-        await runtime.close(force);
+        await runtime.close();
         await redis.embedded?.stop();
       })();
       return stopping;
+    },
+    async abandon() {
+      await redis.embedded?.stop();
     },
   };
 }

@@ -327,15 +327,14 @@ export const PrivacyPolicySchema = z
   })
   .superRefine((policy, ctx) => {
     policy.redact_patterns.forEach((pattern, i) => {
-      let matches = false;
+      let regex: RegExp;
       try {
-        const regex = new RegExp(pattern);
-        if (regex.test('')) return; // reported by the pattern's own check
-        matches = regex.test(policy.default_redaction_string);
+        regex = new RegExp(pattern);
       } catch {
         return; // reported by the pattern's own check
       }
-      if (matches) {
+      if (regex.test('')) return; // reported by the pattern's own check
+      if (regex.test(policy.default_redaction_string)) {
         ctx.addIssue({
           code: 'custom',
           path: ['default_redaction_string'],

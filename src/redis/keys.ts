@@ -2,8 +2,8 @@
  * The only place that builds Redis key strings (DESIGN.md section 4).
  *
  * Every key of one memory instance shares the hash tag `{<mid>}`, so every Lua script touching an
- * instance is cluster-safe. `<mid>` is `<project>/<resource>/<key>`; `{`, `}` and `%` inside the
- * parts are percent-encoded so user input cannot end the tag early or collide with another mid.
+ * instance is cluster-safe. `<mid>` is `<project>/<resource>/<key>`; `{`, `}`, `/` and `%` inside
+ * the parts are percent-encoded so user input cannot end the tag early or collide with another mid.
  */
 
 /** Identifies one memory instance. All three parts are validated before they get here. */

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { ulid } from 'ulid';
 import type { MessageInput } from '../core/message.js';
 import type { MemoryRef } from '../redis/keys.js';
-import type { MemoryStore } from '../store/memory-store.js';
+import type { MemoryStore, MemoryWindow } from '../store/memory-store.js';
 import type { MemoryClient } from '../../queues/memory-client.js';
 import { QUEUES } from '../../queues/names.js';
 import { buildConversations, type Conversation, type ReplayStats } from './corpus.js';
@@ -30,9 +30,13 @@ export interface ReplayOptions {
 
 /** A progress sample. */
 export interface ReplayProgress {
+  /** What the replay is doing: enqueueing messages, waiting for commits, or for exact counts. */
   readonly phase: 'parsing' | 'enqueueing' | 'committing' | 'counting';
+  /** Messages to replay. */
   readonly total: number;
+  /** Messages handed to the client so far. */
   readonly enqueued: number;
+  /** Messages whose append job finished (committed, failed, or dropped before enqueueing). */
   readonly committed: number;
   /** Append-queue backlog (waiting + delayed). */
   readonly backlog: number;
@@ -42,15 +46,28 @@ export interface ReplayProgress {
 
 /** What a replay reports (issue 2 "The main job on real input"). */
 export interface ReplayReport {
+  /** Memory resource replayed into. */
   readonly memory: string;
+  /** What the corpus parser read, skipped and produced. */
   readonly corpus: ReplayStats;
+  /** Thread memories written (one instance per thread). */
   readonly threads: number;
+  /** Messages handed to `MemoryClient.append` (one append job each). */
   readonly messagesEnqueued: number;
   /** Messages newly stored by append jobs. */
   readonly messagesAccepted: number;
-  /** Messages the store already had (e.g. a second replay of the same slice). */
+  /**
+   * Messages stored before: found by the store's idempotency check, or whole batches BullMQ
+   * still had under the same job id (e.g. a second replay of the same slice).
+   */
   readonly duplicates: number;
-  /** Append jobs that failed permanently. */
+  /** Messages the privacy policy dropped (non-persistable roles) before enqueueing. */
+  readonly droppedByPolicy: number;
+  /** Pattern matches the privacy policy redacted before enqueueing. */
+  readonly redactions: number;
+  /** Appends whose enqueue failed (e.g. Redis unreachable); each is logged. */
+  readonly enqueueErrors: number;
+  /** Append jobs that failed permanently (dead letters). */
   readonly failedJobs: number;
   /** Messages in the replayed memories' logs afterwards. */
   readonly messagesStored: number;
@@ -62,7 +79,10 @@ export interface ReplayReport {
   readonly elapsedSeconds: number;
   /** messagesEnqueued / elapsedSeconds. */
   readonly throughputPerSecond: number;
-  /** Enqueue -> append committed, ms: p50, p99, max, and how many jobs were timed. */
+  /**
+   * Enqueue -> append committed, ms: p50, p99, max, and how many jobs were timed (jobs whose
+   * completion was learnt by polling rather than from an event are not timed).
+   */
   readonly latencyMs: {
     readonly p50: number;
     readonly p99: number;
@@ -73,14 +93,22 @@ export interface ReplayReport {
 
 /** Dependencies of {@link runReplay}. */
 export interface ReplayDeps {
+  /** Producer the messages go through (validation, privacy, ids, enqueue). */
   readonly client: MemoryClient;
+  /** Store read at the end to verify what was committed. */
   readonly store: MemoryStore;
   /** Connection used to create the replay's own event listener and queue handles. */
   readonly connection: Redis;
+  /** BullMQ prefix of the queues the workers consume. */
   readonly queuePrefix: string;
+  /** Project the client writes to (for the memory refs it verifies). */
   readonly project: string;
+  /** Logger for failures (never message content). */
   readonly log: Logger;
 }
+
+/** What an append job ended with. */
+type JobOutcome = { added: number; duplicates: number } | 'failed';
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 /** Base time for threads with no dated e-mail: 2002-01-01T00:00:00Z (the corpus's era). */
@@ -139,41 +167,42 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     connection: deps.connection,
     prefix: deps.queuePrefix,
   });
-  const tokenQueue = new Queue(QUEUES.tokenCount, {
-    connection: deps.connection,
-    prefix: deps.queuePrefix,
-  });
-  const enqueuedAt = new Map<string, number>();
+  /** Job id -> enqueue start (ms), for jobs whose outcome is not known yet. */
+  const pendingJobs = new Map<string, number>();
+  /** Outcomes that arrived before the job's `add` resolved (fast workers). */
+  const early = new Map<string, { at: number; outcome: JobOutcome }>();
   const latencies: number[] = [];
   let accepted = 0;
   let duplicates = 0;
   let failed = 0;
   let committed = 0;
+  let enqueueErrors = 0;
+  let droppedByPolicy = 0;
+  let redactions = 0;
   const progressAt = { last: Date.now() };
-  const settle = (
-    jobId: string,
-    outcome: { added: number; duplicates: number } | 'failed' | 'unknown',
-    timed: boolean,
-  ) => {
-    const at = enqueuedAt.get(jobId);
-    if (at === undefined) return;
-    enqueuedAt.delete(jobId);
+  const settle = (jobId: string, outcome: JobOutcome, finishedAt: number | undefined) => {
+    const at = pendingJobs.get(jobId);
+    if (at === undefined) {
+      if (finishedAt !== undefined) early.set(jobId, { at: finishedAt, outcome });
+      return;
+    }
+    pendingJobs.delete(jobId);
     committed += 1;
     progressAt.last = Date.now();
     if (outcome === 'failed') failed += 1;
-    else if (outcome !== 'unknown') {
+    else {
       accepted += outcome.added;
       duplicates += outcome.duplicates;
     }
-    if (timed) latencies.push(Date.now() - at);
+    if (finishedAt !== undefined) latencies.push(finishedAt - at);
   };
   events.on('completed', ({ jobId, returnvalue }) => {
     const value = returnvalue as unknown as { added?: number; duplicates?: number } | null;
-    settle(jobId, { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 }, true);
+    settle(jobId, { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 }, Date.now());
   });
   events.on('failed', ({ jobId, failedReason }) => {
     deps.log.error({ jobId, failedReason }, 'replay: append job failed');
-    settle(jobId, 'failed', false);
+    settle(jobId, 'failed', Date.now());
   });
 
   let phase: ReplayProgress['phase'] = 'enqueueing';
@@ -216,11 +245,34 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
           id: ids[index]!,
           ...(message.metadata.date ? { created_at: message.metadata.date } : {}),
         };
-        enqueuedAt.set(input.id!, Date.now());
+        const startedAtMs = Date.now();
         enqueued += 1;
         const sent: Promise<void> = deps.client
           .append({ resource: options.memory, key: conversation.threadId }, [input])
-          .then(() => undefined)
+          .then(
+            (receipt) => {
+              redactions += receipt.redactions;
+              droppedByPolicy += receipt.dropped;
+              if (receipt.jobId === undefined) {
+                committed += 1; // nothing to store: the policy dropped the message
+                return;
+              }
+              pendingJobs.set(receipt.jobId, startedAtMs);
+              const before = early.get(receipt.jobId);
+              if (before) {
+                early.delete(receipt.jobId);
+                settle(receipt.jobId, before.outcome, before.at);
+              }
+            },
+            (error: unknown) => {
+              enqueueErrors += 1;
+              committed += 1;
+              deps.log.error(
+                { err: error instanceof Error ? error.message : String(error) },
+                'replay: enqueue failed',
+              );
+            },
+          )
           .finally(() => inFlight.delete(sent));
         inFlight.add(sent);
       }
@@ -229,21 +281,27 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
 
     phase = 'committing';
     progressAt.last = Date.now();
-    while (enqueuedAt.size > 0) {
+    while (pendingJobs.size > 0) {
       await sleep(200);
-      const quietMs = Date.now() - progressAt.last;
-      if (quietMs > 2000) {
-        // Events can be missed (a job that already existed from an earlier replay emits no
-        // 'completed'); ask BullMQ for the state of what is still pending.
-        for (const jobId of [...enqueuedAt.keys()].slice(0, 2000)) {
+      if (Date.now() - progressAt.last > 2000) {
+        // Events can be missed (a listener lagging past the stream's bound): ask BullMQ for the
+        // state of what is still pending. Outcomes learnt this way are not timed.
+        for (const jobId of [...pendingJobs.keys()].slice(0, 2000)) {
           const state = await appendQueue.getJobState(jobId);
-          if (state === 'completed' || state === 'unknown') settle(jobId, 'unknown', false);
-          else if (state === 'failed') settle(jobId, 'failed', false);
+          if (state === 'completed') {
+            const job = await appendQueue.getJob(jobId);
+            const value = job?.returnvalue as { added?: number; duplicates?: number } | undefined;
+            settle(
+              jobId,
+              { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 },
+              undefined,
+            );
+          } else if (state === 'failed') settle(jobId, 'failed', undefined);
         }
       }
       if (Date.now() - progressAt.last > stallTimeoutMs) {
         throw new Error(
-          `replay: ${enqueuedAt.size} append job(s) did not commit within ${stallTimeoutMs} ms of the last progress; are workers running (memq work)?`,
+          `replay: ${pendingJobs.size} append job(s) did not commit within ${stallTimeoutMs} ms of the last progress; are workers running (memq work)?`,
         );
       }
     }
@@ -251,24 +309,23 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     phase = 'counting';
     let pending = refs;
     let lastCountProgress = Date.now();
-    const windows = new Map<string, Awaited<ReturnType<MemoryStore['read']>>>();
-    for (;;) {
-      const counts = await tokenQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      const busy = Object.values(counts).reduce((a, b) => a + b, 0);
-      if (busy === 0) {
-        const next: MemoryRef[] = [];
-        for (const ref of pending) {
-          const window = await deps.store.read(ref, { limit: 1 });
-          windows.set(ref.key, window);
-          if (!window.exact) next.push(ref);
-        }
-        if (next.length < pending.length) lastCountProgress = Date.now();
-        pending = next;
-        if (pending.length === 0) break;
+    const windows = new Map<string, MemoryWindow>();
+    while (pending.length > 0) {
+      const next: MemoryRef[] = [];
+      for (let i = 0; i < pending.length; i += 200) {
+        const chunk = pending.slice(i, i + 200);
+        const read = await Promise.all(chunk.map((ref) => deps.store.read(ref, { limit: 1 })));
+        read.forEach((window, j) => {
+          windows.set(chunk[j]!.key, window);
+          if (!window.exact) next.push(chunk[j]!);
+        });
       }
+      if (next.length < pending.length) lastCountProgress = Date.now();
+      pending = next;
+      if (pending.length === 0) break;
       if (Date.now() - lastCountProgress > stallTimeoutMs) {
         throw new Error(
-          `replay: ${pending.length} memories still have uncounted tokens after ${stallTimeoutMs} ms; are token-count workers running?`,
+          `replay: ${pending.length} memories still have uncounted tokens after ${stallTimeoutMs} ms without progress; are token-count workers running (memq work)?`,
         );
       }
       await sleep(250);
@@ -291,6 +348,9 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       messagesEnqueued: enqueued,
       messagesAccepted: accepted,
       duplicates,
+      droppedByPolicy,
+      redactions,
+      enqueueErrors,
       failedJobs: failed,
       messagesStored,
       tokensCounted,
@@ -309,7 +369,6 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     await events.close();
     eventsConnection.disconnect();
     await appendQueue.close();
-    await tokenQueue.close();
   }
 }
 
@@ -325,6 +384,9 @@ export function formatReplayReport(report: ReplayReport): string {
     ['messages enqueued', String(report.messagesEnqueued)],
     ['messages accepted', String(report.messagesAccepted)],
     ['duplicates', String(report.duplicates)],
+    ['dropped by policy', String(report.droppedByPolicy)],
+    ['redactions', String(report.redactions)],
+    ['enqueue errors', String(report.enqueueErrors)],
     ['failed jobs', String(report.failedJobs)],
     ['messages stored', String(report.messagesStored)],
     [

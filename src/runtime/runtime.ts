@@ -23,18 +23,21 @@ export interface RuntimeOptions {
 
 /** A running memq process: its store, producer client and (optionally) workers. */
 export interface Runtime {
+  /** Store on the producer connection (reads, verification). */
   readonly store: MemoryStore;
+  /** The producer client. */
   readonly client: MemoryClient;
+  /** The workers, when started with `workers: true`. */
   readonly workers: Workers | undefined;
   /** Producer connection (fail-fast). */
   readonly producerConnection: Redis;
   /**
    * Stops in reverse start order -- workers (drain active jobs), client, connections -- each step
    * under `shutdownGraceMs`; a failed or late step is logged and the next still runs.
-   * `force` does not wait for active jobs (BullMQ returns them to wait when their lock expires).
-   * Idempotent: later calls return the first call's promise.
+   * Idempotent: later calls return the first call's promise. (A forced exit does not call this:
+   * the process exits and BullMQ returns active jobs to wait when their locks expire.)
    */
-  close(force?: boolean): Promise<void>;
+  close(): Promise<void>;
 }
 
 /**
@@ -95,9 +98,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     client,
     workers,
     producerConnection,
-    close(force = false) {
+    close() {
       closing ??= (async () => {
-        if (workers) await step('workers', () => workers.close(force));
+        if (workers) await step('workers', () => workers.close());
         await step('client', () => client.close());
         await step('redis', () =>
           Promise.all([closeRedis(producerConnection), closeRedis(workerConnection)]),

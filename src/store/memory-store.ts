@@ -19,6 +19,7 @@ export interface AppendResult {
 
 /** A stored message with its exact token count, if counted yet. */
 export interface StoredMessage {
+  /** The message as stored (already redacted). */
   readonly message: Message;
   /** Exact tokens (see `TokenCounter.countMessage`); undefined until the token-count job ran. */
   readonly tokens: number | undefined;
@@ -157,8 +158,12 @@ export interface MemoryStore {
    * at {@link MAX_PAGE_SIZE}) with the instance's counters. A missing instance reads as empty.
    */
   read(ref: MemoryRef, page?: { offset?: number; limit?: number }): Promise<MemoryWindow>;
-  /** Up to `max` messages still waiting for an exact token count (smallest estimates first). */
-  uncounted(ref: MemoryRef, max: number): Promise<Message[]>;
+  /**
+   * Up to `max` messages still waiting for an exact token count (smallest estimates first), and
+   * how many ids were scanned (a message whose body vanished is skipped, so `messages` can be
+   * shorter than `scanned`).
+   */
+  uncounted(ref: MemoryRef, max: number): Promise<{ messages: Message[]; scanned: number }>;
   /** Commits exact counts for ids still uncounted and still in the log. */
   commitTokens(
     ref: MemoryRef,
@@ -290,9 +295,12 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     async uncounted(ref, max) {
       const k = keysOf(ref);
       const ids = await redis.zrange(k.unc, '0', String(max - 1));
-      if (ids.length === 0) return [];
+      if (ids.length === 0) return { messages: [], scanned: 0 };
       const bodies = await redis.hmget(k.msg, ...ids);
-      return bodies.flatMap((body) => (body == null ? [] : [JSON.parse(body) as Message]));
+      const messages = bodies.flatMap((body) =>
+        body == null ? [] : [JSON.parse(body) as Message],
+      );
+      return { messages, scanned: ids.length };
     },
 
     async commitTokens(ref, counts, ttlSeconds) {

@@ -192,7 +192,7 @@ describe('MemoryStore on real Redis', () => {
     expect(unknown.committed).toBe(0);
     const window = await store.read(ref);
     expect(window.messages.map((m) => m.tokens)).toEqual([11, 7, undefined]);
-    expect((await store.uncounted(ref, 10)).map((m) => m.id)).toEqual([batch[2]!.id]);
+    expect((await store.uncounted(ref, 10)).messages.map((m) => m.id)).toEqual([batch[2]!.id]);
   });
 
   it('opens one token-count burst per pending window', async () => {

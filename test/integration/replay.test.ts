@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
-import { applyPrivacy } from '../../src/core/privacy.js';
 import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
 import { buildConversations, type Conversation } from '../../src/replay/corpus.js';
 import { replayMessageIds, runReplay, type ReplayReport } from '../../src/replay/replay.js';
@@ -9,6 +8,8 @@ import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const LIMIT = 300;
+const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/;
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 describe('memq replay on 300 real e-mails', () => {
   let ns: RedisNamespace;
@@ -56,10 +57,20 @@ describe('memq replay on 300 real e-mails', () => {
         { resource: 'customer-support', key: conversation.threadId },
         { limit: 1000 },
       );
-      const expected = applyPrivacy(resource.privacyPolicy, conversation.messages).kept;
       expect(window.messages.map((m) => m.message.id)).toEqual(replayMessageIds(conversation));
-      expect(window.messages.map((m) => m.message.content)).toEqual(expected.map((m) => m.content));
-      expect(window.messages.map((m) => m.message.role)).toEqual(expected.map((m) => m.role));
+      expect(window.messages.map((m) => m.message.role)).toEqual(
+        conversation.messages.map((m) => m.role),
+      );
+      window.messages.forEach(({ message }, i) => {
+        const original = conversation.messages[i]!.content;
+        // Independent of the redactor: no e-mail address survives, and the stored text is the
+        // original with some spans replaced by [REDACTED].
+        expect(message.content).not.toMatch(EMAIL);
+        const shape = new RegExp(
+          '^' + message.content.split('[REDACTED]').map(escapeRegExp).join('[\\s\\S]+?') + '$',
+        );
+        expect(original).toMatch(shape);
+      });
       const exact = window.messages.map((m) => counter.countMessage(m.message));
       expect(window.messages.map((m) => m.tokens)).toEqual(exact);
       expect(window.tokenCount).toBe(exact.reduce((a, b) => a + b, 0));
@@ -68,6 +79,7 @@ describe('memq replay on 300 real e-mails', () => {
       tokens += window.tokenCount;
     }
     expect(report.tokensCounted).toBe(tokens);
+    expect(report.redactions).toBeGreaterThan(0);
   });
 
   it('stores nothing twice when the same slice is replayed again', async () => {
@@ -80,8 +92,8 @@ describe('memq replay on 300 real e-mails', () => {
       log: quietLog,
     };
     const again = await runReplay(deps, { memory: 'customer-support', limit: LIMIT });
-    expect(again.messagesAccepted + again.duplicates).toBeLessThanOrEqual(LIMIT);
     expect(again.messagesAccepted).toBe(0);
+    expect(again.duplicates).toBe(LIMIT);
     expect(again.messagesStored).toBe(LIMIT);
     expect(again.tokensCounted).toBe(report.tokensCounted);
   }, 120_000);
