@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
+import { needsFlush } from '../src/core/flush-plan.js';
 import type { TokenCounter } from '../src/core/token-counter.js';
+import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { TokenCountJobSchema, type TokenCountJobResult } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
+import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /** Messages counted and committed per round trip. */
@@ -17,6 +20,11 @@ export interface TokenCountProcessorDeps {
   readonly registry: MemoryRegistry;
   /** The counter for a model (cached by the caller). */
   readonly counterFor: (model: string) => Promise<TokenCounter>;
+  /**
+   * Enqueues a (deduplicated) flush when the counted memory is over its trigger
+   * (`limit x summarize_threshold`); absent = never.
+   */
+  readonly enqueueFlush?: (ref: MemoryRef) => Promise<unknown>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
 }
@@ -26,6 +34,8 @@ export interface TokenCountProcessorDeps {
  * counts every uncounted message of the instance exactly, in batches of
  * {@link TOKEN_COUNT_BATCH}, and commits each batch with `commit-tokens.lua`, which replaces the
  * append-time estimates. Yields to the event loop between batches so BullMQ can renew locks.
+ * Then evaluates the flush trigger and enqueues a flush if the memory is over it and its
+ * strategy is available.
  */
 export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
   return wrapProcessor({
@@ -51,6 +61,14 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         tokens += counts.reduce((sum, c) => sum + c.tokens, 0);
         if (scanned < TOKEN_COUNT_BATCH) break;
         await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      if (deps.enqueueFlush && AVAILABLE_FLUSH_STRATEGIES.has(resource.flushing.type)) {
+        const window = await deps.store.read(ref, { limit: 1 });
+        const usage = {
+          tokens: window.tokenCount + window.estimatedTokens,
+          messages: window.total,
+        };
+        if (needsFlush(resource, usage)) await deps.enqueueFlush(ref);
       }
       return { counted, tokens };
     },

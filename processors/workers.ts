@@ -1,4 +1,4 @@
-import { Worker } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
@@ -7,11 +7,26 @@ import {
   encodingForModel,
   type TokenCounter,
 } from '../src/core/token-counter.js';
+import { createLockService, type LockService } from '../src/redis/lock-service.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
+import { createMemoryQueues } from '../queues/memory-queues.js';
 import { QUEUES } from '../queues/names.js';
-import { createTokenCountQueue } from '../queues/token-count-queue.js';
 import { createAppendProcessor } from './append.js';
+import { createCleanupProcessor } from './cleanup.js';
+import { createFlushProcessor } from './flush.js';
 import { createTokenCountProcessor } from './token-count.js';
+
+/** Jobs run at once per queue in one process. */
+export interface WorkerConcurrency {
+  /** `memory-append` (default 16 via MEMQ_APPEND_CONCURRENCY). */
+  readonly append: number;
+  /** `memory-token-count` (default 2 via MEMQ_TOKEN_COUNT_CONCURRENCY). */
+  readonly tokenCount: number;
+  /** `memory-flush`; default 2. */
+  readonly flush?: number;
+  /** `memory-cleanup`; default 4. */
+  readonly cleanup?: number;
+}
 
 /** Options of {@link startWorkers}. */
 export interface WorkersOptions {
@@ -19,29 +34,36 @@ export interface WorkersOptions {
   readonly connection: Redis;
   /** BullMQ prefix, e.g. `{memq}`. */
   readonly queuePrefix: string;
+  /** Memory key prefix (for the instance locks), e.g. `memq:`. */
+  readonly keyPrefix: string;
   /** Jobs run at once per queue in this process. */
-  readonly concurrency: { readonly append: number; readonly tokenCount: number };
+  readonly concurrency: WorkerConcurrency;
   /** Store the processors commit to (on a worker connection). */
   readonly store: MemoryStore;
   /** Declared resources. */
   readonly registry: MemoryRegistry;
   /** Base logger (job ids and memory ids only, never message content). */
   readonly log: Logger;
+  /** The maintenance sweep run by `memory-cleanup` / `maintenance` jobs, if any. */
+  readonly maintenance?: (job: Job) => Promise<unknown>;
 }
 
 /** Running workers. */
 export interface Workers {
   /** The BullMQ workers, one per queue. */
   readonly workers: readonly Worker[];
+  /** The instance locks the flush and cleanup processors take. */
+  readonly locks: LockService;
   /**
    * Resolves once the tokenizer of every declared resource's model is loaded (about 1 s for
    * o200k), so the first jobs do not stall the event loop.
    */
   readonly ready: Promise<void>;
   /**
-   * Stops taking jobs and waits for active ones to finish. `force` does not wait (BullMQ moves
-   * abandoned jobs back to wait once their locks expire); it only takes effect on the first call.
-   * Idempotent: later calls return the first call's promise.
+   * Stops taking jobs and waits for active ones to finish (so every lock they hold is released
+   * in their `finally`). `force` does not wait (BullMQ moves abandoned jobs back to wait once
+   * their locks expire); it only takes effect on the first call. Idempotent: later calls return
+   * the first call's promise.
    */
   close(force?: boolean): Promise<void>;
 }
@@ -51,8 +73,9 @@ export interface Workers {
  * their concrete dependencies.
  */
 export function startWorkers(options: WorkersOptions): Workers {
-  const { connection, queuePrefix, log } = options;
-  const tokenCountQueue = createTokenCountQueue(connection, queuePrefix);
+  const { connection, queuePrefix, log, store, registry } = options;
+  const queues = createMemoryQueues(connection, queuePrefix);
+  const locks = createLockService({ redis: connection, keyPrefix: options.keyPrefix });
   const counters = new Map<string, Promise<TokenCounter>>();
   const counterFor = (model: string): Promise<TokenCounter> => {
     let counter = counters.get(model);
@@ -71,28 +94,40 @@ export function startWorkers(options: WorkersOptions): Workers {
     }
     return counter;
   };
+  const enqueueTokenCount = queues.enqueueTokenCount.bind(queues);
 
   const common = { connection, prefix: queuePrefix };
   const workers = [
-    new Worker(
-      QUEUES.append,
-      createAppendProcessor({
-        store: options.store,
-        registry: options.registry,
-        enqueueTokenCount: (ref) => tokenCountQueue.enqueue(ref),
-        log,
-      }),
-      { ...common, concurrency: options.concurrency.append },
-    ),
+    new Worker(QUEUES.append, createAppendProcessor({ store, registry, enqueueTokenCount, log }), {
+      ...common,
+      concurrency: options.concurrency.append,
+    }),
     new Worker(
       QUEUES.tokenCount,
       createTokenCountProcessor({
-        store: options.store,
-        registry: options.registry,
+        store,
+        registry,
         counterFor,
+        enqueueFlush: (ref) => queues.enqueueFlush(ref),
         log,
       }),
       { ...common, concurrency: options.concurrency.tokenCount },
+    ),
+    new Worker(QUEUES.flush, createFlushProcessor({ store, registry, locks, log }), {
+      ...common,
+      concurrency: options.concurrency.flush ?? 2,
+    }),
+    new Worker(
+      QUEUES.cleanup,
+      createCleanupProcessor({
+        store,
+        registry,
+        locks,
+        enqueueTokenCount,
+        log,
+        ...(options.maintenance ? { maintenance: options.maintenance } : {}),
+      }),
+      { ...common, concurrency: options.concurrency.cleanup ?? 4 },
     ),
   ];
   for (const worker of workers) {
@@ -104,18 +139,20 @@ export function startWorkers(options: WorkersOptions): Workers {
     );
   }
 
-  const ready = Promise.all(
-    options.registry.list().map((r) => counterFor(r.tokenProvider.model)),
-  ).then(() => undefined);
+  const ready = Promise.all(registry.list().map((r) => counterFor(r.tokenProvider.model))).then(
+    () => undefined,
+  );
 
   let closing: Promise<void> | undefined;
   return {
     workers,
+    locks,
     ready,
     close(force = false) {
       closing ??= (async () => {
         await Promise.allSettled(workers.map((w) => w.close(force)));
-        await tokenCountQueue.close();
+        await locks.close();
+        await queues.close();
       })();
       return closing;
     },

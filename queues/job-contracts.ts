@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { MessageSchema } from '../src/core/message.js';
 import { MEMORY_KEY_PATTERN, NAME_PATTERN } from '../src/core/memory-key.js';
+import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 
 /**
  * Job payload contracts, validated by the producer before `add` and again by the processor
@@ -54,6 +55,59 @@ export const TokenCountJobSchema = z.strictObject({
 });
 /** Payload of a token-count job. */
 export type TokenCountJob = z.output<typeof TokenCountJobSchema>;
+
+/** Maximum messages in one write job. */
+export const MAX_MESSAGES_PER_WRITE = 1000;
+
+/** `memory-flush` / `flush`: flush one instance now. */
+export const FlushJobSchema = z.strictObject({
+  /** Target instance. */
+  ref: MemoryRefSchema,
+  /** Strategy override; default the resource's `flushing.type`. */
+  strategy: z.enum(FLUSH_STRATEGIES).optional(),
+  /** Plan only: report what would be evicted or folded and change nothing. Default false. */
+  dry_run: z.boolean().default(false),
+});
+/** Payload of a flush job. */
+export type FlushJob = z.output<typeof FlushJobSchema>;
+
+/** `memory-cleanup` / `clear`: remove every message and the summary of one instance. */
+export const ClearJobSchema = z.strictObject({
+  /** Target instance. */
+  ref: MemoryRefSchema,
+});
+/** Payload of a clear job. */
+export type ClearJob = z.output<typeof ClearJobSchema>;
+
+/** `memory-cleanup` / `delete`: remove one instance entirely. */
+export const DeleteJobSchema = ClearJobSchema;
+/** Payload of a delete job. */
+export type DeleteJob = ClearJob;
+
+/** `memory-cleanup` / `write`: replace one instance's log (messages already redacted). */
+export const WriteJobSchema = z.strictObject({
+  /** Target instance. */
+  ref: MemoryRefSchema,
+  /** The new log: 0..{@link MAX_MESSAGES_PER_WRITE} messages, ids unique. */
+  messages: z
+    .array(MessageSchema)
+    .max(MAX_MESSAGES_PER_WRITE)
+    .superRefine((ms, ctx) => {
+      const seen = new Set<string>();
+      ms.forEach((m, i) => {
+        if (seen.has(m.id)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'id'],
+            message: `message id ${m.id} is repeated`,
+          });
+        }
+        seen.add(m.id);
+      });
+    }),
+});
+/** Payload of a write job. */
+export type WriteJob = z.output<typeof WriteJobSchema>;
 
 /** Result an append job returns (visible in Bull Board and to `waitFor`). */
 export interface AppendJobResult {

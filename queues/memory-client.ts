@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
@@ -8,17 +7,33 @@ import { MessageInputSchema, type Message, type MessageInput } from '../src/core
 import { resolveMemoryKey } from '../src/core/key-template.js';
 import { applyPrivacy, findRedactable } from '../src/core/privacy.js';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
+import type { FlushStrategy } from '../src/core/memory-resource.js';
 import type { MemoryRef } from '../src/redis/keys.js';
-import type { MemoryStore, MemoryWindow } from '../src/store/memory-store.js';
+import type { MemoryStats, MemoryStore, MemoryWindow } from '../src/store/memory-store.js';
 import {
   AppendJobSchema,
   MAX_MESSAGES_PER_APPEND,
+  MAX_MESSAGES_PER_WRITE,
+  WriteJobSchema,
   formatIssues,
   type AppendJob,
   type AppendJobResult,
+  type ClearJob,
+  type DeleteJob,
+  type WriteJob,
 } from './job-contracts.js';
-import { queueOptions } from './job-options.js';
-import { JOBS, QUEUES } from './names.js';
+import { createMemoryQueues } from './memory-queues.js';
+import { JOBS, QUEUES, type QueueName } from './names.js';
+
+/** Where an enqueued job can be found: pass it to {@link MemoryClient.waitFor}. */
+export interface JobReceipt {
+  /** The queue the job is in. */
+  readonly queue: QueueName;
+  /** The BullMQ job id. */
+  readonly jobId: string;
+  /** The instance the job acts on. */
+  readonly ref: MemoryRef;
+}
 
 /**
  * Which memory instance a call addresses (the project comes from the client, not the call).
@@ -65,17 +80,46 @@ export interface MemoryClient {
    * @throws MemoryNotFoundError for an unknown resource.
    */
   append(target: MemoryTarget, messages: readonly MessageInput[]): Promise<AppendReceipt>;
+  /**
+   * Replaces an instance's log with `messages` (0..1000; ids assigned where absent, privacy
+   * policy applied) through a `memory-cleanup` / `write` job.
+   * @throws PayloadError for invalid input (nothing is enqueued).
+   */
+  write(target: MemoryTarget, messages: readonly MessageInput[]): Promise<JobReceipt>;
+  /**
+   * Enqueues a flush (`memory-flush`): `strategy` overrides the resource's; `dryRun` plans only.
+   * Real flushes are deduplicated per instance (the receipt then names the pending flush).
+   */
+  flush(
+    target: MemoryTarget,
+    options?: { strategy?: FlushStrategy; dryRun?: boolean },
+  ): Promise<JobReceipt>;
+  /**
+   * Enqueues a clear (every message and the summary go; the instance stays).
+   * @throws PayloadError unless `confirm` is exactly `true` (Compozy's rule for destructive calls).
+   */
+  clear(target: MemoryTarget, options: { confirm: true }): Promise<JobReceipt>;
+  /** Enqueues a delete of the instance (every key family and its index entry). */
+  delete(target: MemoryTarget): Promise<JobReceipt>;
   /** Reads one page of an instance (see `MemoryStore.read`). */
   read(target: MemoryTarget, page?: { offset?: number; limit?: number }): Promise<MemoryWindow>;
+  /** Counters, accounting and health of an instance (see `MemoryStore.stats`). */
+  stats(target: MemoryTarget, options?: { deep?: boolean }): Promise<MemoryStats>;
+  /** Health of an instance (see `MemoryStore.health`). */
+  health(target: MemoryTarget): Promise<MemoryStats & { healthy: boolean }>;
   /**
-   * Waits until append job `jobId` has committed and returns its result.
+   * Waits until a job has finished and returns its result. A bare job id means an append job.
    * @throws Error when the job failed (its reason) or did not finish within `timeoutMs`
    *   (default 30 000).
+   * @throws PayloadError when no such job exists (unknown id, or already removed by retention).
    */
-  waitFor(jobId: string, options?: { timeoutMs?: number }): Promise<AppendJobResult>;
+  waitFor<R = AppendJobResult>(
+    job: string | JobReceipt,
+    options?: { timeoutMs?: number },
+  ): Promise<R>;
   /** Backlog of the append queue: waiting + delayed + prioritized jobs. */
   backlog(): Promise<number>;
-  /** Closes the client's queue (not the Redis connection). Idempotent. */
+  /** Closes the client's queues (not the Redis connection). Idempotent. */
   close(): Promise<void>;
 }
 
@@ -95,8 +139,6 @@ export interface MemoryClientDeps {
   readonly now?: () => number;
 }
 
-const MessagesSchema = z.array(MessageInputSchema).min(1).max(MAX_MESSAGES_PER_APPEND);
-
 /**
  * A fresh append job id: the batch's first message id plus 8 random hex characters, so Bull
  * Board shows which messages a job carries (no `:`, BullMQ's job-id rule). Every enqueue is a new
@@ -113,11 +155,21 @@ export function appendJobId(messageIds: readonly string[]): string {
 export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const now = deps.now ?? Date.now;
   const nextId = monotonicFactory();
-  const appendQueue = new Queue<AppendJob, AppendJobResult>(QUEUES.append, {
-    connection: deps.connection,
-    ...queueOptions(deps.queuePrefix),
-  });
-  let closed = false;
+  const queues = createMemoryQueues(deps.connection, deps.queuePrefix);
+  const appendQueue = queues.append;
+  const identify = (input: readonly MessageInput[], max: number, min: number): Message[] => {
+    const parsed = z.array(MessageInputSchema).min(min).max(max).safeParse(input);
+    if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
+    const at = now();
+    const createdAt = new Date(at).toISOString();
+    return parsed.data
+      .map((m) => ({ ...m, id: m.id ?? nextId(at), created_at: m.created_at ?? createdAt }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  };
+  const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
+    const job = await queues.cleanup.add(name, data);
+    return { queue: QUEUES.cleanup, jobId: job.id!, ref };
+  };
 
   const refOf = (target: MemoryTarget): MemoryRef => {
     const resource = deps.registry.get(target.resource);
@@ -143,13 +195,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     async append(target, input) {
       const resource = deps.registry.get(target.resource);
       const ref = refOf(target);
-      const parsed = MessagesSchema.safeParse(input);
-      if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
-      const at = now();
-      const createdAt = new Date(at).toISOString();
-      const identified: Message[] = parsed.data
-        .map((m) => ({ ...m, id: m.id ?? nextId(at), created_at: m.created_at ?? createdAt }))
-        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const identified = identify(input, MAX_MESSAGES_PER_APPEND, 1);
       const {
         kept: messages,
         dropped,
@@ -177,32 +223,82 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       };
     },
 
+    async write(target, input) {
+      const resource = deps.registry.get(target.resource);
+      const ref = refOf(target);
+      const { kept } = applyPrivacy(
+        resource.privacyPolicy,
+        identify(input, MAX_MESSAGES_PER_WRITE, 0),
+      );
+      const job: WriteJob = { ref, messages: kept };
+      const checked = WriteJobSchema.safeParse(job);
+      if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+      return cleanupJob(JOBS.write, job, ref);
+    },
+
+    async flush(target, options = {}) {
+      const ref = refOf(target);
+      const jobId = await queues.enqueueFlush(ref, options);
+      return { queue: QUEUES.flush, jobId, ref };
+    },
+
+    async clear(target, options) {
+      if ((options as { confirm?: unknown } | undefined)?.confirm !== true) {
+        throw new PayloadError(
+          'clear: pass { confirm: true } to remove every message and the summary',
+          {
+            details: { field: 'confirm' },
+          },
+        );
+      }
+      const ref = refOf(target);
+      const job: ClearJob = { ref };
+      return cleanupJob(JOBS.clear, job, ref);
+    },
+
+    async delete(target) {
+      const ref = refOf(target);
+      const job: DeleteJob = { ref };
+      return cleanupJob(JOBS.delete, job, ref);
+    },
+
     read(target, page) {
       return deps.store.read(refOf(target), page);
     },
 
-    async waitFor(jobId, options = {}) {
+    stats(target, options) {
+      return deps.store.stats(refOf(target), options);
+    },
+
+    health(target) {
+      return deps.store.health(refOf(target));
+    },
+
+    async waitFor<R>(job: string | JobReceipt, options: { timeoutMs?: number } = {}): Promise<R> {
+      const queueName = typeof job === 'string' ? QUEUES.append : job.queue;
+      const jobId = typeof job === 'string' ? job : job.jobId;
+      const queue = queues.byName(queueName);
       const timeoutMs = options.timeoutMs ?? 30_000;
       const deadline = Date.now() + timeoutMs;
       // Polls the job's state (5 ms doubling to 100 ms) rather than listening to QueueEvents: a
       // listener that starts reading the event stream after the job finished misses the event.
       for (let delayMs = 5; ; delayMs = Math.min(100, delayMs * 2)) {
-        const state = await appendQueue.getJobState(jobId);
+        const state = await queue.getJobState(jobId);
         if (state === 'unknown') {
           throw new PayloadError(
-            `waitFor: no append job with id ${JSON.stringify(jobId)} (unknown id, or removed after completion by removeOnComplete)`,
+            `waitFor: no ${queueName} job with id ${JSON.stringify(jobId)} (unknown id, or removed after completion by removeOnComplete)`,
           );
         }
         if (state === 'completed' || state === 'failed') {
-          const job = await appendQueue.getJob(jobId);
-          if (state === 'completed' && job) return job.returnvalue;
+          const found = await queue.getJob(jobId);
+          if (state === 'completed' && found) return found.returnvalue as R;
           throw new Error(
-            `append job ${jobId} failed: ${job?.failedReason ?? 'removed after failing'}`,
+            `${queueName} job ${jobId} failed: ${found?.failedReason ?? 'removed after failing'}`,
           );
         }
         if (Date.now() >= deadline) {
           throw new Error(
-            `waitFor: append job ${jobId} did not finish within ${timeoutMs} ms (state: ${state})`,
+            `waitFor: ${queueName} job ${jobId} did not finish within ${timeoutMs} ms (state: ${state})`,
           );
         }
         await new Promise((resolve) =>
@@ -216,10 +312,8 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
     },
 
-    async close() {
-      if (closed) return;
-      closed = true;
-      await appendQueue.close();
+    close() {
+      return queues.close();
     },
   };
 }

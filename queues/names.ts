@@ -16,4 +16,9 @@ export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 export const JOBS = {
   append: 'append',
   tokenCount: 'token-count',
+  flush: 'flush',
+  clear: 'clear',
+  delete: 'delete',
+  write: 'write',
+  maintenance: 'maintenance',
 } as const;

@@ -11,7 +11,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, MemoryNotFoundError } from '../core/errors.js';
-import type { MemoryResource } from './memory-resource.js';
+import type { MemoryResource } from '../core/memory-resource.js';
 import { explainUnknownKey, MemoryResourceFileSchema } from './memory-resource-schema.js';
 import type { MemoryResourceFile } from './memory-resource-schema.js';
 

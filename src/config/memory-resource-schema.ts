@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { KEY_TEMPLATE_MAX_CHARS, findKeyTemplateProblem } from '../core/key-template.js';
 import { ROLES } from '../core/message.js';
 import { DURATION_FORMAT, parseDurationMs } from './duration.js';
-import { FLUSH_STRATEGIES, MEMORY_TYPES } from './memory-resource.js';
+import { FLUSH_STRATEGIES, MEMORY_TYPES } from '../core/memory-resource.js';
 
 /** Defaults applied when a key is absent (Compozy's, plus memq's `target_ratio`). */
 export const MEMORY_DEFAULTS = Object.freeze({

@@ -7,7 +7,7 @@ import {
   type Lock,
   type LockHandle,
 } from 'redlock-universal';
-import type { LockingConfig } from '../config/memory-resource.js';
+import type { LockingConfig } from '../core/memory-resource.js';
 import { LockBusyError, LockLostError } from '../core/errors.js';
 import { memoryId, memoryKeys, type MemoryRef } from './keys.js';
 

@@ -61,6 +61,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     ? startWorkers({
         connection: workerConnection,
         queuePrefix: env.queuePrefix,
+        keyPrefix: env.keyPrefix,
         concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
         store: workerStore,
         registry: options.registry,

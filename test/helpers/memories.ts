@@ -3,7 +3,7 @@ import {
   loadMemoryResources,
   type MemoryRegistry,
 } from '../../src/config/load-memories.js';
-import type { MemoryResource } from '../../src/config/memory-resource.js';
+import type { MemoryResource } from '../../src/core/memory-resource.js';
 
 /** The shipped `memories/` directory as a registry. */
 export function shippedMemories(): Promise<MemoryRegistry> {

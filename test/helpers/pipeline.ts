@@ -34,6 +34,7 @@ export async function startPipeline(
   const workers = startWorkers({
     connection: ns.connect(),
     queuePrefix: ns.queuePrefix,
+    keyPrefix: ns.keyPrefix,
     concurrency: { append: 8, tokenCount: 2 },
     store: createMemoryStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
     registry,

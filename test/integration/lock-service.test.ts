@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { LockingConfig } from '../../src/config/memory-resource.js';
+import type { LockingConfig } from '../../src/core/memory-resource.js';
 import { LockBusyError, LockLostError } from '../../src/core/errors.js';
 import { memoryKeys, type MemoryRef } from '../../src/redis/keys.js';
 import {

@@ -7,7 +7,7 @@
  * to numbers with their unit in the name.
  */
 
-import type { Role } from '../core/message.js';
+import type { Role } from './message.js';
 
 /** Memory types (Compozy `type`). */
 export const MEMORY_TYPES = ['token_based', 'message_count_based', 'buffer'] as const;

@@ -1,0 +1,119 @@
+import type { Logger } from 'pino';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import { PayloadError } from '../src/core/errors.js';
+import { planSimpleFifo, type FlushPlan, type WindowMessage } from '../src/core/flush-plan.js';
+import type { FlushStrategy } from '../src/core/memory-resource.js';
+import type { MemoryRef } from '../src/redis/keys.js';
+import type { LockService } from '../src/redis/lock-service.js';
+import { MAX_PAGE_SIZE, type MemoryStore } from '../src/store/memory-store.js';
+import { FlushJobSchema } from '../queues/job-contracts.js';
+import { QUEUES } from '../queues/names.js';
+import { wrapProcessor } from './job-wrapper.js';
+
+/**
+ * Strategies this version can apply. The others validate in `memories/*.yaml` (Compozy's
+ * schema) and are planned in the flush-strategies issue; until then a flush asking for one
+ * fails with a clear error and automatic flushes skip such memories.
+ */
+export const AVAILABLE_FLUSH_STRATEGIES: ReadonlySet<FlushStrategy> = new Set(['simple_fifo']);
+
+/** What a flush job returns. */
+export interface FlushJobResult {
+  /** The plan that was made. */
+  readonly plan: FlushPlan;
+  /** False for a dry run or an empty plan. */
+  readonly applied: boolean;
+  /** Messages actually evicted (planned ids still present at commit). */
+  readonly evicted: number;
+  /** Messages actually folded into the summary. */
+  readonly folded: number;
+}
+
+/** Dependencies of {@link createFlushProcessor}. */
+export interface FlushProcessorDeps {
+  /** Where the window is read and the plan committed. */
+  readonly store: MemoryStore;
+  /** Declared resources (strategy, limits, lock TTLs). */
+  readonly registry: MemoryRegistry;
+  /** Instance locks (flush holds `flush_ttl`, auto-extended). */
+  readonly locks: LockService;
+  /** Base logger (job ids and memory ids only). */
+  readonly log: Logger;
+}
+
+/** Reads an instance's whole log, page by page, with the epoch of the first page. */
+export async function readWholeWindow(
+  store: MemoryStore,
+  ref: MemoryRef,
+): Promise<{ messages: WindowMessage[]; epoch: number; summaryTokens: number }> {
+  const messages: WindowMessage[] = [];
+  let epoch = 0;
+  let summaryTokens = 0;
+  for (let offset = 0; ; offset += MAX_PAGE_SIZE) {
+    const page = await store.read(ref, { offset, limit: MAX_PAGE_SIZE });
+    if (offset === 0) {
+      epoch = page.epoch;
+      summaryTokens = page.summary?.tokens ?? 0;
+    }
+    messages.push(...page.messages);
+    if (!page.hasMore) break;
+  }
+  return { messages, epoch, summaryTokens };
+}
+
+/**
+ * `memory-flush` processor: under the instance lock (`flush_ttl`, auto-extended), reads the
+ * window, plans with the requested (or configured) strategy and commits with `applyFlush`,
+ * fenced by the lock token and the epoch read. A dry run returns the plan and changes nothing.
+ * Messages appended while the flush runs are not in the plan and survive it.
+ */
+export function createFlushProcessor(deps: FlushProcessorDeps) {
+  return wrapProcessor({
+    queue: QUEUES.flush,
+    schema: FlushJobSchema,
+    log: deps.log,
+    async run({ ref, strategy, dry_run }, { log }): Promise<FlushJobResult> {
+      const resource = deps.registry.get(ref.resource);
+      const chosen = strategy ?? resource.flushing.type;
+      if (!AVAILABLE_FLUSH_STRATEGIES.has(chosen)) {
+        throw new PayloadError(
+          `flush strategy ${JSON.stringify(chosen)} is not available in this version; available: ${[...AVAILABLE_FLUSH_STRATEGIES].join(', ')}`,
+          { details: { strategy: chosen } },
+        );
+      }
+      const flush = async (lockToken: string | undefined): Promise<FlushJobResult> => {
+        const window = await readWholeWindow(deps.store, ref);
+        const plan = planSimpleFifo(resource, window.messages, window.summaryTokens);
+        if (
+          dry_run ||
+          lockToken === undefined ||
+          plan.evictedIds.length + plan.foldedIds.length === 0
+        ) {
+          return { plan, applied: false, evicted: 0, folded: 0 };
+        }
+        const committed = await deps.store.applyFlush(
+          ref,
+          {
+            lockToken,
+            epoch: window.epoch,
+            foldedIds: plan.foldedIds,
+            evictedIds: plan.evictedIds,
+          },
+          resource.persistence.ttlSeconds,
+        );
+        log.info(
+          {
+            memory: `${ref.project}/${ref.resource}`,
+            evicted: committed.evicted,
+            folded: committed.folded,
+            tokensAfter: committed.tokenCount,
+          },
+          'flush committed',
+        );
+        return { plan, applied: true, evicted: committed.evicted, folded: committed.folded };
+      };
+      if (dry_run) return flush(undefined);
+      return deps.locks.withLock(ref, resource.locking, 'flush', (lock) => flush(lock.token));
+    },
+  });
+}

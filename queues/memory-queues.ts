@@ -1,0 +1,79 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { FlushStrategy } from '../src/core/memory-resource.js';
+import { memoryId, type MemoryRef } from '../src/redis/keys.js';
+import type { FlushJob, TokenCountJob } from './job-contracts.js';
+import { queueOptions } from './job-options.js';
+import { JOBS, QUEUES, type QueueName } from './names.js';
+
+/** Handles on memq's four queues plus the deduplicated follow-up enqueues. */
+export interface MemoryQueues {
+  /** `memory-append`. */
+  readonly append: Queue;
+  /** `memory-token-count`. */
+  readonly tokenCount: Queue;
+  /** `memory-flush`. */
+  readonly flush: Queue;
+  /** `memory-cleanup` (clear, delete, write, maintenance). */
+  readonly cleanup: Queue;
+  /** The queue called `name`. */
+  byName(name: QueueName): Queue;
+  /**
+   * Enqueues a token-count job for `ref`, deduplicated per instance with `keepLastIfActive`: at
+   * most one waiting job per instance, never two running at once (BullMQ deduplication guide).
+   */
+  enqueueTokenCount(ref: MemoryRef): Promise<void>;
+  /**
+   * Enqueues a flush of `ref`. Real flushes are deduplicated per instance (while one is waiting
+   * or running, another add returns that job's id); dry runs are never deduplicated.
+   * @returns The job id to wait for.
+   */
+  enqueueFlush(
+    ref: MemoryRef,
+    options?: { strategy?: FlushStrategy; dryRun?: boolean },
+  ): Promise<string>;
+  /** Closes every queue (not the connection). Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Creates {@link MemoryQueues} on `connection` (owned by the caller). */
+export function createMemoryQueues(connection: Redis, prefix: string): MemoryQueues {
+  const make = (name: QueueName) => new Queue(name, { connection, ...queueOptions(prefix) });
+  const queues = {
+    [QUEUES.append]: make(QUEUES.append),
+    [QUEUES.tokenCount]: make(QUEUES.tokenCount),
+    [QUEUES.flush]: make(QUEUES.flush),
+    [QUEUES.cleanup]: make(QUEUES.cleanup),
+  } satisfies Record<QueueName, Queue>;
+  let closing: Promise<void> | undefined;
+  return {
+    append: queues[QUEUES.append],
+    tokenCount: queues[QUEUES.tokenCount],
+    flush: queues[QUEUES.flush],
+    cleanup: queues[QUEUES.cleanup],
+    byName: (name) => queues[name],
+    async enqueueTokenCount(ref) {
+      const data: TokenCountJob = { ref };
+      await queues[QUEUES.tokenCount].add(JOBS.tokenCount, data, {
+        deduplication: { id: memoryId(ref), keepLastIfActive: true },
+      });
+    },
+    async enqueueFlush(ref, options = {}) {
+      const data: FlushJob = {
+        ref,
+        dry_run: options.dryRun ?? false,
+        ...(options.strategy ? { strategy: options.strategy } : {}),
+      };
+      const job = await queues[QUEUES.flush].add(
+        JOBS.flush,
+        data,
+        data.dry_run ? {} : { deduplication: { id: memoryId(ref) } },
+      );
+      return job.id!;
+    },
+    close() {
+      closing ??= Promise.all(Object.values(queues).map((q) => q.close())).then(() => undefined);
+      return closing;
+    },
+  };
+}

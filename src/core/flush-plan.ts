@@ -1,0 +1,141 @@
+import type { MemoryResource } from './memory-resource.js';
+import { contextWindowOf } from './context-window.js';
+import type { Message } from './message.js';
+import { estimateTokens } from './token-counter.js';
+
+/**
+ * Compozy's effective defaults (reference section 1.3): 2,000 tokens when a token-limited memory
+ * sets neither `max_tokens` nor `max_context_ratio`, 100 messages when a message-limited one sets
+ * no `max_messages`.
+ */
+export const DEFAULT_MAX_TOKENS = 2000;
+/** See {@link DEFAULT_MAX_TOKENS}. */
+export const DEFAULT_MAX_MESSAGES = 100;
+
+/** The limits a memory is flushed against; undefined = that dimension is not limited. */
+export interface EffectiveLimits {
+  /** Token limit: `max_tokens`, else `floor(context window x max_context_ratio)`, else 2,000. */
+  readonly maxTokens: number | undefined;
+  /** Message limit: `max_messages`, else 100 (message-count and buffer memories only). */
+  readonly maxMessages: number | undefined;
+}
+
+/**
+ * The limits of `resource` by type: `token_based` -> tokens (and `max_messages` if set),
+ * `message_count_based` -> messages, `buffer` -> both.
+ * @throws ConfigError when `max_context_ratio` names a model without a known context window.
+ */
+export function effectiveLimits(resource: MemoryResource): EffectiveLimits {
+  const tokens =
+    resource.maxTokens ??
+    (resource.maxContextRatio !== undefined
+      ? Math.floor(contextWindowOf(resource.tokenProvider.model) * resource.maxContextRatio)
+      : DEFAULT_MAX_TOKENS);
+  switch (resource.type) {
+    case 'token_based':
+      return { maxTokens: tokens, maxMessages: resource.maxMessages };
+    case 'message_count_based':
+      return {
+        maxTokens: resource.maxTokens,
+        maxMessages: resource.maxMessages ?? DEFAULT_MAX_MESSAGES,
+      };
+    case 'buffer':
+      return { maxTokens: tokens, maxMessages: resource.maxMessages ?? DEFAULT_MAX_MESSAGES };
+  }
+}
+
+/** Current size of a memory. */
+export interface MemoryUsage {
+  /** Exact tokens plus estimates of uncounted messages plus the summary. */
+  readonly tokens: number;
+  /** Messages in the log. */
+  readonly messages: number;
+}
+
+/**
+ * The flush trigger (DESIGN.md section 6): usage reaches `limit x summarize_threshold` in any
+ * limited dimension.
+ */
+export function needsFlush(resource: MemoryResource, usage: MemoryUsage): boolean {
+  const limits = effectiveLimits(resource);
+  const threshold = resource.flushing.summarizeThreshold;
+  return (
+    (limits.maxTokens !== undefined && usage.tokens >= limits.maxTokens * threshold) ||
+    (limits.maxMessages !== undefined && usage.messages >= limits.maxMessages * threshold)
+  );
+}
+
+/** A message of the window with its tokens (exact, or estimated when not counted yet). */
+export interface WindowMessage {
+  readonly message: Message;
+  /** Exact tokens, undefined when not counted yet (the estimate is used). */
+  readonly tokens: number | undefined;
+}
+
+/** What a flush will do (or, for a dry run, would do). */
+export interface FlushPlan {
+  /** Strategy that made the plan. */
+  readonly strategy: 'simple_fifo';
+  /** Ids removed without a summary, oldest first. */
+  readonly evictedIds: readonly string[];
+  /** Ids folded into the summary (none for simple_fifo). */
+  readonly foldedIds: readonly string[];
+  /** Usage before and after the plan. */
+  readonly before: MemoryUsage;
+  readonly after: MemoryUsage;
+  /** The target it flushed down to (`limit x target_ratio` per limited dimension). */
+  readonly target: { readonly tokens: number | undefined; readonly messages: number | undefined };
+}
+
+/**
+ * `simple_fifo`: evicts the oldest messages until usage is at or below `limit x target_ratio`
+ * in every limited dimension (hysteresis: DESIGN.md section 6). System messages are never
+ * evicted, and an assistant message is evicted together with the `tool` results that follow it,
+ * so a tool call is never separated from its result. Pure.
+ * @param summaryTokens Tokens of the current summary (counted in usage, never evicted here).
+ */
+export function planSimpleFifo(
+  resource: MemoryResource,
+  window: readonly WindowMessage[],
+  summaryTokens = 0,
+): FlushPlan {
+  const limits = effectiveLimits(resource);
+  const ratio = resource.flushing.targetRatio;
+  const target = {
+    tokens: limits.maxTokens === undefined ? undefined : Math.floor(limits.maxTokens * ratio),
+    messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
+  };
+  const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
+  const before: MemoryUsage = {
+    tokens: summaryTokens + window.reduce((sum, m) => sum + cost(m), 0),
+    messages: window.length,
+  };
+  let tokens = before.tokens;
+  let messages = before.messages;
+  const over = () =>
+    (target.tokens !== undefined && tokens > target.tokens) ||
+    (target.messages !== undefined && messages > target.messages);
+  const evictedIds: string[] = [];
+  for (let i = 0; i < window.length && over(); i++) {
+    const head = window[i]!;
+    if (head.message.role === 'system') continue;
+    // A tool result is evicted with the call before it; one reached on its own (its call was a
+    // system message or already gone) goes alone.
+    const group = [head];
+    while (head.message.role === 'assistant' && window[i + 1]?.message.role === 'tool')
+      group.push(window[++i]!);
+    for (const m of group) {
+      evictedIds.push(m.message.id);
+      tokens -= cost(m);
+      messages -= 1;
+    }
+  }
+  return {
+    strategy: 'simple_fifo',
+    evictedIds,
+    foldedIds: [],
+    before,
+    after: { tokens, messages },
+    target,
+  };
+}
