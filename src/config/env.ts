@@ -44,6 +44,14 @@ export interface EnvConfig {
   readonly backpressurePolicy: BackpressurePolicy;
   /** `MEMQ_SHUTDOWN_GRACE_MS`: how long shutdown waits for each step, milliseconds, >= 0. Default 30 000. */
   readonly shutdownGraceMs: number;
+  /** `MEMQ_MAINTENANCE_INTERVAL_MS`: how often the maintenance sweep runs, milliseconds, 1 000-86 400 000. Default 300 000 (5 min). */
+  readonly maintenanceIntervalMs: number;
+  /**
+   * `MEMQ_IDEMPOTENCY_WINDOW_MS`: how long an accepted message id is remembered for duplicate
+   * detection (producers may retry within it), milliseconds, 60 000-2 592 000 000. Default
+   * 86 400 000 (24 h). Past it, maintenance prunes the id unless it is still in the log.
+   */
+  readonly idempotencyWindowMs: number;
   /** `MEMQ_PROJECT`: default project of CLI producers (HTTP callers get theirs from their API key) (1-64 of `[A-Za-z0-9_-]`). Default `default`. */
   readonly project: string;
   /**
@@ -118,6 +126,16 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       name: 'MEMQ_SHUTDOWN_GRACE_MS',
       default: '30000',
       description: 'Grace per shutdown step, milliseconds',
+    },
+    {
+      name: 'MEMQ_MAINTENANCE_INTERVAL_MS',
+      default: '300000',
+      description: 'How often the maintenance sweep runs, milliseconds',
+    },
+    {
+      name: 'MEMQ_IDEMPOTENCY_WINDOW_MS',
+      default: '86400000',
+      description: 'How long accepted message ids are remembered for duplicate detection, milliseconds',
     },
     { name: 'MEMQ_PROJECT', default: 'default', description: 'Project of CLI producers' },
     {
@@ -234,6 +252,16 @@ const EnvSchema = z
       3_600_000,
       'expected an integer in 0-3600000 (milliseconds)',
     ).default(30_000),
+    MEMQ_MAINTENANCE_INTERVAL_MS: integer(
+      1000,
+      86_400_000,
+      'expected an integer in 1000-86400000 (milliseconds)',
+    ).default(300_000),
+    MEMQ_IDEMPOTENCY_WINDOW_MS: integer(
+      60_000,
+      2_592_000_000,
+      'expected an integer in 60000-2592000000 (milliseconds)',
+    ).default(86_400_000),
     MEMQ_PROJECT: z
       .string()
       .regex(PROJECT_PATTERN, { error: `expected ${PROJECT_ALLOWED}` })
@@ -301,6 +329,8 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
     backpressureLowWaterJobs: e.MEMQ_BACKPRESSURE_LOW_WATER,
     backpressurePolicy: e.MEMQ_BACKPRESSURE_POLICY,
     shutdownGraceMs: e.MEMQ_SHUTDOWN_GRACE_MS,
+    maintenanceIntervalMs: e.MEMQ_MAINTENANCE_INTERVAL_MS,
+    idempotencyWindowMs: e.MEMQ_IDEMPOTENCY_WINDOW_MS,
     project: e.MEMQ_PROJECT,
     ...(e.MEMQ_API_KEYS !== undefined ? { apiKeys: e.MEMQ_API_KEYS } : {}),
     logLevel: e.MEMQ_LOG_LEVEL,

@@ -15,6 +15,8 @@ export const SCRIPTS = {
   memqClear: { file: 'clear.lua', numberOfKeys: 5 },
   memqDelete: { file: 'delete.lua', numberOfKeys: 6 },
   memqInspect: { file: 'inspect.lua', numberOfKeys: 6 },
+  memqReconcile: { file: 'reconcile.lua', numberOfKeys: 5 },
+  memqPruneSeen: { file: 'prune-seen.lua', numberOfKeys: 3 },
 } as const;
 
 /** Names of the registered script commands. */

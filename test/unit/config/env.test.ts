@@ -25,6 +25,8 @@ describe('loadEnvConfig', () => {
       backpressureLowWaterJobs: 5_000,
       backpressurePolicy: 'reject',
       shutdownGraceMs: 30_000,
+      maintenanceIntervalMs: 300_000,
+      idempotencyWindowMs: 86_400_000,
       project: 'default',
       logLevel: 'info',
     });
@@ -224,6 +226,8 @@ describe('loadEnvConfig', () => {
       'MEMQ_BACKPRESSURE_LOW_WATER',
       'MEMQ_BACKPRESSURE_POLICY',
       'MEMQ_SHUTDOWN_GRACE_MS',
+      'MEMQ_MAINTENANCE_INTERVAL_MS',
+      'MEMQ_IDEMPOTENCY_WINDOW_MS',
       'MEMQ_PROJECT',
       'MEMQ_API_KEYS',
       'MEMQ_LOG_LEVEL',

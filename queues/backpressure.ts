@@ -1,0 +1,259 @@
+/**
+ * Producer backpressure (DESIGN.md section 5): a gate in front of `queue.add` that compares the
+ * target queue's backlog against high/low water marks, with hysteresis, and either rejects with
+ * {@link BackpressureError} or waits for the backlog to drain.
+ */
+
+import { BackpressureError } from '../src/core/errors.js';
+import type { BackpressurePolicy } from '../src/config/env.js';
+
+/** Lower bound of {@link estimateRetryAfterMs}, ms: the default backlog cache age. */
+export const RETRY_AFTER_MIN_MS = 250;
+/** Upper bound of {@link estimateRetryAfterMs}, ms: the default `wait` timeout. */
+export const RETRY_AFTER_MAX_MS = 30_000;
+/** {@link estimateRetryAfterMs} when no drain rate is known, ms: one HTTP `Retry-After` second. */
+export const RETRY_AFTER_DEFAULT_MS = 1000;
+
+/** Options of {@link createBackpressureGate}. */
+export interface BackpressureGateOptions {
+  /**
+   * Reads the target queue's backlog in jobs: waiting + delayed + prioritized, e.g. the sum of
+   * BullMQ `queue.getJobCounts('waiting', 'delayed', 'prioritized')`. Called at most once per
+   * `cacheMs`, never concurrently with itself. A rejection (Redis down) reaches the caller.
+   */
+  readonly countBacklog: () => Promise<number>;
+  /** Queue name, used in messages and error details, e.g. `memory-append`. */
+  readonly queueName: string;
+  /** Backlog in jobs at which the gate starts pushing back, >= 1 (`MEMQ_BACKPRESSURE_HIGH_WATER`). */
+  readonly highWaterJobs: number;
+  /**
+   * Backlog in jobs at or below which the gate admits again once it pushed back, >= 0 and below
+   * `highWaterJobs` (`MEMQ_BACKPRESSURE_LOW_WATER`).
+   */
+  readonly lowWaterJobs: number;
+  /** `reject`: throw {@link BackpressureError} at once; `wait`: poll until the low-water mark. */
+  readonly policy: BackpressurePolicy;
+  /**
+   * Longest age of a backlog count that is reused, ms, >= 0 (0 = count on every call, still shared
+   * by concurrent callers).
+   * @defaultValue 250
+   */
+  readonly cacheMs?: number;
+  /**
+   * Longest `admit` waits under policy `wait` before throwing {@link BackpressureError}, ms, >= 0.
+   * @defaultValue 30000
+   */
+  readonly waitTimeoutMs?: number;
+  /**
+   * Interval between backlog checks while waiting under policy `wait`, ms, >= 1 (reads are still
+   * served from the cache when it is younger than `cacheMs`).
+   * @defaultValue 100
+   */
+  readonly pollMs?: number;
+  /** Clock, ms since epoch; default `Date.now`. Used for the cache age, drain rate and deadline. */
+  readonly now?: () => number;
+}
+
+/** The gate returned by {@link createBackpressureGate}. */
+export interface BackpressureGate {
+  /**
+   * Resolves when a producer may enqueue: at once while the gate is open, otherwise per policy.
+   * The gate closes when the backlog reaches `highWaterJobs` and opens again when it falls to
+   * `lowWaterJobs` or below. The mark is soft: callers admitted on the same cached count may
+   * together overshoot it by what they enqueue within `cacheMs`.
+   * @param signal Aborts a `wait`; `admit` then rejects with `signal.reason` (wrapped in an Error
+   *   when it is not one).
+   * @throws BackpressureError when the gate is closed (policy `reject`), or stayed closed for
+   *   `waitTimeoutMs` (policy `wait`); `retryAfterMs` per {@link estimateRetryAfterMs}, `details`
+   *   `{ queue, backlogJobs, highWaterJobs, lowWaterJobs }`.
+   * @throws whatever `countBacklog` throws (never read as "open").
+   * @throws Error when the gate has been closed with {@link BackpressureGate.close}.
+   */
+  admit(signal?: AbortSignal): Promise<void>;
+  /**
+   * The backlog in jobs, from the cache when younger than `cacheMs`; a fresh count also updates
+   * the gate's state.
+   * @throws whatever `countBacklog` throws; Error after {@link BackpressureGate.close}.
+   */
+  backlog(): Promise<number>;
+  /** Stops the gate: pending waits reject and later calls throw. Idempotent. */
+  close(): void;
+}
+
+/** One backlog count and when it was requested. */
+export interface BacklogSample {
+  /** Backlog, jobs. */
+  readonly backlogJobs: number;
+  /** When the count was requested, ms since epoch. */
+  readonly atMs: number;
+}
+
+/**
+ * Estimates how long until a closed gate opens, i.e. until the backlog reaches the low-water mark:
+ *
+ * `clamp(ceil((latest.backlogJobs - lowWaterJobs) / rate), 250, 30_000)` with the net drain rate
+ * `rate = (previous.backlogJobs - latest.backlogJobs) / (latest.atMs - previous.atMs)` jobs/ms
+ * from the two most recent counts; {@link RETRY_AFTER_DEFAULT_MS} (1000) when there is no previous
+ * count or the backlog did not shrink between them (no rate to extrapolate).
+ *
+ * Reasoning: the gate reopens only at the low mark, so retrying before the backlog can get there at
+ * the observed rate (workers' drain minus other producers' adds) is rejected again. The floor is
+ * the default cache age (a sooner retry reads the same count); the ceiling is the default `wait`
+ * timeout, so one slow sample cannot make clients stay away long after a burst; the fallback is the
+ * smallest non-zero HTTP `Retry-After` (whole seconds).
+ * @returns Milliseconds, an integer in [{@link RETRY_AFTER_MIN_MS}, {@link RETRY_AFTER_MAX_MS}].
+ */
+export function estimateRetryAfterMs(
+  previous: BacklogSample | undefined,
+  latest: BacklogSample,
+  lowWaterJobs: number,
+): number {
+  if (previous === undefined) return RETRY_AFTER_DEFAULT_MS;
+  const drainedJobs = previous.backlogJobs - latest.backlogJobs;
+  const elapsedMs = latest.atMs - previous.atMs;
+  if (drainedJobs <= 0 || elapsedMs <= 0) return RETRY_AFTER_DEFAULT_MS;
+  const remainingJobs = Math.max(0, latest.backlogJobs - lowWaterJobs);
+  const estimateMs = Math.ceil((remainingJobs * elapsedMs) / drainedJobs);
+  return Math.min(RETRY_AFTER_MAX_MS, Math.max(RETRY_AFTER_MIN_MS, estimateMs));
+}
+
+/** `signal.reason` (an `AbortError` DOMException unless the caller gave one), as an Error. */
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error(String(reason), { cause: reason });
+}
+
+function checkOption(name: string, value: number, min: number, allowed: string): void {
+  if (!(Number.isFinite(value) && value >= min)) {
+    throw new RangeError(`backpressure gate: ${name}: expected ${allowed}, got ${value}`);
+  }
+}
+
+/**
+ * Creates a {@link BackpressureGate} over `options.countBacklog` (see
+ * {@link BackpressureGateOptions} for units and defaults). Starts open; does no I/O until called.
+ * @throws RangeError when a mark or duration is out of range (e.g. `lowWaterJobs >= highWaterJobs`).
+ */
+export function createBackpressureGate(options: BackpressureGateOptions): BackpressureGate {
+  const { countBacklog, queueName, highWaterJobs, lowWaterJobs, policy } = options;
+  const cacheMs = options.cacheMs ?? 250;
+  const waitTimeoutMs = options.waitTimeoutMs ?? 30_000;
+  const pollMs = options.pollMs ?? 100;
+  const now = options.now ?? (() => Date.now());
+  checkOption('highWaterJobs', highWaterJobs, 1, 'a number >= 1 (jobs)');
+  checkOption('lowWaterJobs', lowWaterJobs, 0, 'a number >= 0 (jobs)');
+  if (lowWaterJobs >= highWaterJobs) {
+    throw new RangeError(
+      `backpressure gate: lowWaterJobs: expected a value below highWaterJobs (${highWaterJobs}), got ${lowWaterJobs}`,
+    );
+  }
+  checkOption('cacheMs', cacheMs, 0, 'a duration >= 0 (ms)');
+  checkOption('waitTimeoutMs', waitTimeoutMs, 0, 'a duration >= 0 (ms)');
+  checkOption('pollMs', pollMs, 1, 'a duration >= 1 (ms)');
+
+  let pushingBack = false;
+  let previous: BacklogSample | undefined;
+  let latest: BacklogSample | undefined;
+  let inFlight: Promise<number> | undefined;
+  let closed = false;
+  const onClose = new Set<() => void>();
+
+  const assertOpen = () => {
+    if (closed) throw new Error(`${queueName} backpressure gate is closed`);
+  };
+
+  const read = (): Promise<number> => {
+    if (latest !== undefined && now() - latest.atMs < cacheMs) {
+      return Promise.resolve(latest.backlogJobs);
+    }
+    if (inFlight === undefined) {
+      // Aged from the request, not the reply: the count may be older than the reply's arrival.
+      const atMs = now();
+      inFlight = countBacklog()
+        .then((backlogJobs) => {
+          previous = latest;
+          latest = { backlogJobs, atMs };
+          if (!pushingBack && backlogJobs >= highWaterJobs) pushingBack = true;
+          else if (pushingBack && backlogJobs <= lowWaterJobs) pushingBack = false;
+          return backlogJobs;
+        })
+        .finally(() => {
+          inFlight = undefined;
+        });
+    }
+    return inFlight;
+  };
+
+  /** Settles like `promise`, or rejects with `signal.reason` (or the gate's closing) first. */
+  const interruptible = <T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(abortReason(signal));
+        return;
+      }
+      const onAbort = () => reject(abortReason(signal!));
+      const onGateClose = () =>
+        reject(new Error(`${queueName} backpressure gate closed while waiting`));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      onClose.add(onGateClose);
+      promise.then(resolve, reject).finally(() => {
+        signal?.removeEventListener('abort', onAbort);
+        onClose.delete(onGateClose);
+      });
+    });
+
+  const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    const elapsed = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    });
+    return interruptible(elapsed, signal).finally(() => clearTimeout(timer));
+  };
+
+  const backpressureError = (message: string, sample: BacklogSample): BackpressureError => {
+    const retryAfterMs = estimateRetryAfterMs(previous, sample, lowWaterJobs);
+    return new BackpressureError(`${message}; retry after ${retryAfterMs} ms`, retryAfterMs, {
+      details: { queue: queueName, backlogJobs: sample.backlogJobs, highWaterJobs, lowWaterJobs },
+    });
+  };
+
+  const describeClosed = (sample: BacklogSample): string =>
+    sample.backlogJobs >= highWaterJobs
+      ? `${queueName} backlog ${sample.backlogJobs} jobs is at or above the high-water mark ${highWaterJobs}`
+      : `${queueName} backlog ${sample.backlogJobs} jobs has not drained to the low-water mark ${lowWaterJobs} since reaching the high-water mark ${highWaterJobs}`;
+
+  return {
+    async admit(signal) {
+      assertOpen();
+      if (signal?.aborted) throw abortReason(signal);
+      await interruptible(read(), signal);
+      if (!pushingBack) return;
+      if (policy === 'reject') throw backpressureError(describeClosed(latest!), latest!);
+      const deadlineMs = now() + waitTimeoutMs;
+      for (;;) {
+        const remainingMs = deadlineMs - now();
+        if (remainingMs <= 0) {
+          throw backpressureError(
+            `${queueName} backlog ${latest!.backlogJobs} jobs did not drain to the low-water mark ${lowWaterJobs} within ${waitTimeoutMs} ms (high-water mark ${highWaterJobs})`,
+            latest!,
+          );
+        }
+        await sleep(Math.min(pollMs, remainingMs), signal);
+        await interruptible(read(), signal);
+        if (!pushingBack) return;
+      }
+    },
+
+    async backlog() {
+      assertOpen();
+      return read();
+    },
+
+    close() {
+      if (closed) return;
+      closed = true;
+      for (const reject of [...onClose]) reject();
+    },
+  };
+}

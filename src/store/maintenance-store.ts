@@ -1,0 +1,314 @@
+import type { Redis } from 'ioredis';
+import { PayloadError } from '../core/errors.js';
+import {
+  INDEX_SHARDS,
+  indexKey,
+  indexShardKey,
+  memoryId,
+  memoryKeys,
+  parseMemoryId,
+  type MemoryRef,
+} from '../redis/keys.js';
+import { withScripts } from '../redis/scripts.js';
+
+/** One entry of an index shard ({@link MaintenanceStore.scanIndex}). */
+export interface IndexEntry {
+  /** The instance the entry names. */
+  readonly ref: MemoryRef;
+  /** Last activity recorded by `touchIndex`, ms since epoch (the entry's score). */
+  readonly lastActivityMs: number;
+}
+
+/** One page of {@link MaintenanceStore.scanIndex}. */
+export interface IndexPage {
+  /** Entries in ascending (last activity, mid) order. */
+  readonly refs: IndexEntry[];
+  /**
+   * Index members in this page that are not a canonical mid (not produced by `memoryId`): skipped
+   * and reported here so an operator can see and remove them; they never reach `refs`.
+   */
+  readonly malformed: string[];
+  /** Pass back to continue; {@link SCAN_DONE} (`'0'`) when the shard has no more entries. */
+  readonly cursor: string;
+}
+
+/** Options of {@link MaintenanceStore.scanIndex}. */
+export interface ScanIndexOptions {
+  /**
+   * Only entries whose last activity is strictly before this, ms since epoch (e.g.
+   * `now - idleMs`). Default: every entry.
+   */
+  readonly olderThanMs?: number;
+  /** Page size: entries read per call, integer in 1..{@link MAX_SCAN_COUNT}. */
+  readonly count: number;
+  /** The cursor of the previous page; omit (or pass {@link SCAN_DONE}) to start. */
+  readonly cursor?: string;
+}
+
+/** Counters of one instance before and after {@link MaintenanceStore.reconcile}. */
+export interface CounterDrift {
+  /** Value of the `meta` field before (an absent field reads as 0). */
+  readonly before: number;
+  /** Value after: recomputed from the log. */
+  readonly after: number;
+}
+
+/** Outcome of {@link MaintenanceStore.reconcile}. */
+export interface ReconcileResult {
+  /** False when the instance has no `meta` key (expired or deleted): nothing was read or written. */
+  readonly exists: boolean;
+  /** True when anything was written (a counter differed or an orphan was removed). */
+  readonly changed: boolean;
+  /** `message_count` vs `ZCARD ord`. */
+  readonly messageCount: CounterDrift;
+  /** `token_count` vs exact tokens of messages in the log + `summary_tokens`. */
+  readonly tokenCount: CounterDrift;
+  /** `estimated_tokens` vs the estimates (`unc` scores) of messages in the log. */
+  readonly estimatedTokens: CounterDrift;
+  /** Entries removed because their id is not in the log, per family. */
+  readonly orphansRemoved: { readonly tok: number; readonly unc: number; readonly msg: number };
+  /**
+   * Ids in the log without a stored body: reported only (the content is gone; a read skips
+   * them). Not counted in {@link ReconcileResult.changed}.
+   */
+  readonly missingBodies: number;
+}
+
+/**
+ * The maintenance side of the Redis store, used by the scheduled `maintenance` job (DESIGN.md
+ * section 5): scan the activity index, drop entries of expired instances, repair counters,
+ * prune the idempotency window. Flush candidates are chosen by the caller from
+ * `MemoryStore.stats`.
+ */
+export interface MaintenanceStore {
+  /**
+   * One page of index shard `shard`, oldest activity first, read with
+   * `ZRANGE <idx> <min> <max> BYSCORE LIMIT` (keyset pagination on (score, mid), not ZSCAN), so
+   * with `olderThanMs` only the idle entries are read, O(log n + page). The cursor is the last
+   * (score, mid) returned: entries removed between calls shift nothing, every entry present with
+   * an unchanged score for the whole scan is returned exactly once, and an entry touched during
+   * the scan moves past the cursor (returned again later, or excluded by `olderThanMs`).
+   * Members that do not parse back into a ref are reported in `malformed`.
+   * @throws PayloadError for a shard outside 0..15, a count outside 1..{@link MAX_SCAN_COUNT},
+   *   a non-integer `olderThanMs` or a cursor this function did not return.
+   */
+  scanIndex(shard: number, options: ScanIndexOptions): Promise<IndexPage>;
+  /**
+   * Removes `ref`'s index entry if the instance expired (neither `meta` nor `ord` exists).
+   * Returns true when it removed the entry, false when the instance is alive or had no entry.
+   *
+   * The index shard is in another cluster slot than the instance, so this cannot be one script.
+   * Race: an append may recreate the instance between the existence check and the ZREM, and its
+   * `touchIndex` may land before the ZREM (which would then remove a live entry). Handling:
+   * after removing, existence is checked again; if the instance is back the entry is restored
+   * with `ZADD GT` at max(old score, `meta.updated_at`), so a newer `touchIndex` score wins. An
+   * append after the second check re-adds the entry through its own `touchIndex`. The worst
+   * case, a crash between ZREM and the restore, leaves a live instance unindexed until its next
+   * append; its keys still expire by TTL.
+   */
+  dropStaleIndexEntry(ref: MemoryRef): Promise<boolean>;
+  /**
+   * Recomputes `message_count`, `token_count` and `estimated_tokens` from the log and removes
+   * `tok`/`unc`/`msg` entries whose id is not in the log, in one script (`reconcile.lua`), and
+   * reports before/after values. A consistent instance is not written to; a missing one is not
+   * touched (`exists: false`, no key created). Needs no lock: it is atomic, leaves the epoch
+   * alone, and sets absolute values that later delta updates (`apply-flush`) stay correct on.
+   * O(messages) inside Redis.
+   */
+  reconcile(ref: MemoryRef): Promise<ReconcileResult>;
+  /**
+   * Removes `seen` (idempotency) entries accepted before `acceptedBeforeMs`, except ids still in
+   * the log, and raises `meta.seen_floor_ms` to `acceptedBeforeMs` (never lowers it), in one
+   * script (`prune-seen.lua`). Past the floor, `append.lua` rejects ids at/below the watermark
+   * whose ULID time is older than the floor. Returns the number of entries removed; a missing
+   * instance returns 0 and no key is created.
+   * @param acceptedBeforeMs ms since epoch, integer, not after the store's clock (a floor in the
+   *   future would turn late first-time messages at/below the watermark into duplicates).
+   * @throws PayloadError when `acceptedBeforeMs` is not an integer in 0..now.
+   */
+  pruneSeen(ref: MemoryRef, acceptedBeforeMs: number): Promise<number>;
+}
+
+/** Dependencies of {@link createMaintenanceStore}. */
+export interface MaintenanceStoreDeps {
+  /** Connection used for all commands (RESP2, as `src/redis/connection.ts` creates them). */
+  readonly redis: Redis;
+  /** Key prefix, e.g. `memq:`; the same as the memory store's. */
+  readonly keyPrefix: string;
+  /** Clock, ms since epoch; default `Date.now`. Bounds `pruneSeen`'s floor. */
+  readonly now?: () => number;
+}
+
+/** The cursor that starts a scan and that marks its end ({@link IndexPage.cursor}). */
+export const SCAN_DONE = '0';
+
+/** The largest page {@link MaintenanceStore.scanIndex} reads in one call. */
+export const MAX_SCAN_COUNT = 1000;
+
+/** Creates the Redis-backed {@link MaintenanceStore}. */
+export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceStore {
+  const redis = withScripts(deps.redis);
+  const now = deps.now ?? Date.now;
+  const keysOf = (ref: MemoryRef) => memoryKeys(deps.keyPrefix, ref);
+
+  return {
+    async scanIndex(shard, options) {
+      if (!Number.isInteger(shard) || shard < 0 || shard >= INDEX_SHARDS) {
+        throw new PayloadError(
+          `scanIndex: shard: expected an integer in 0..${INDEX_SHARDS - 1}, got ${shard}`,
+        );
+      }
+      const { count, olderThanMs } = options;
+      if (!Number.isInteger(count) || count < 1 || count > MAX_SCAN_COUNT) {
+        throw new PayloadError(
+          `scanIndex: count: expected an integer in 1..${MAX_SCAN_COUNT}, got ${count}`,
+        );
+      }
+      if (olderThanMs !== undefined && !Number.isSafeInteger(olderThanMs)) {
+        throw new PayloadError(
+          `scanIndex: olderThanMs: expected an integer (ms since epoch), got ${olderThanMs}`,
+        );
+      }
+      const after = parseCursor(options.cursor);
+      const key = indexShardKey(deps.keyPrefix, shard);
+      const min = after === undefined ? '-inf' : String(after.score);
+      const max = olderThanMs === undefined ? '+inf' : `(${olderThanMs}`;
+
+      // Entries that share the cursor's score are re-read and skipped up to its mid; widen the
+      // read until one entry past the page is found or the range is exhausted. Equal scores
+      // (same millisecond) are rare, so this is normally one round trip.
+      let limit = count + 1 + (after === undefined ? 0 : 16);
+      for (;;) {
+        const flat = await redis.zrange(key, min, max, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES');
+        const entries: Array<{ mid: string; score: number }> = [];
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const mid = flat[i]!;
+          const score = Number(flat[i + 1]);
+          // Redis orders equal scores by member bytes, so compare bytes, not UTF-16 units.
+          if (after && score === after.score && Buffer.compare(Buffer.from(mid), after.mid) <= 0)
+            continue;
+          entries.push({ mid, score });
+        }
+        const exhausted = flat.length / 2 < limit;
+        if (entries.length <= count && !exhausted) {
+          limit *= 2;
+          continue;
+        }
+        const page = entries.slice(0, count);
+        const refs: IndexEntry[] = [];
+        const malformed: string[] = [];
+        for (const { mid, score } of page) {
+          const ref = refOf(mid);
+          if (ref) refs.push({ ref, lastActivityMs: score });
+          else malformed.push(mid);
+        }
+        const last = page.at(-1);
+        const cursor = entries.length > count && last ? `${last.score}:${last.mid}` : SCAN_DONE;
+        return { refs, malformed, cursor };
+      }
+    },
+
+    async dropStaleIndexEntry(ref) {
+      const k = keysOf(ref);
+      const idx = indexKey(deps.keyPrefix, ref);
+      const mid = memoryId(ref);
+      const score = await redis.zscore(idx, mid);
+      if (score === null) return false;
+      if ((await redis.exists(k.meta, k.ord)) > 0) return false;
+      if ((await redis.zrem(idx, mid)) === 0) return false;
+      // Second check: see the race in the interface's TSDoc.
+      if ((await redis.exists(k.meta, k.ord)) === 0) return true;
+      const updatedAt = await redis.hget(k.meta, 'updated_at');
+      const restored = Math.max(Number(score), Number(updatedAt ?? 0));
+      await redis.zadd(idx, 'GT', restored, mid);
+      return false;
+    },
+
+    async reconcile(ref) {
+      const k = keysOf(ref);
+      const reply = (await redis.memqReconcile(k.ord, k.msg, k.tok, k.unc, k.meta)) as [
+        string,
+        ...number[],
+      ];
+      const [status, ...values] = reply;
+      if (status === 'MISSING') {
+        const zero = { before: 0, after: 0 };
+        return {
+          exists: false,
+          changed: false,
+          messageCount: zero,
+          tokenCount: zero,
+          estimatedTokens: zero,
+          orphansRemoved: { tok: 0, unc: 0, msg: 0 },
+          missingBodies: 0,
+        };
+      }
+      const [mcBefore, mcAfter, tcBefore, tcAfter, etBefore, etAfter, tok, unc, msg, missing] =
+        values.map(Number) as [
+          number,
+          number,
+          number,
+          number,
+          number,
+          number,
+          number,
+          number,
+          number,
+          number,
+        ];
+      return {
+        exists: true,
+        changed:
+          mcBefore !== mcAfter ||
+          tcBefore !== tcAfter ||
+          etBefore !== etAfter ||
+          tok + unc + msg > 0,
+        messageCount: { before: mcBefore, after: mcAfter },
+        tokenCount: { before: tcBefore, after: tcAfter },
+        estimatedTokens: { before: etBefore, after: etAfter },
+        orphansRemoved: { tok, unc, msg },
+        missingBodies: missing,
+      };
+    },
+
+    async pruneSeen(ref, acceptedBeforeMs) {
+      const clock = now();
+      if (!Number.isSafeInteger(acceptedBeforeMs) || acceptedBeforeMs < 0) {
+        throw new PayloadError(
+          `pruneSeen: acceptedBeforeMs: expected an integer ms since epoch, got ${acceptedBeforeMs}`,
+        );
+      }
+      if (acceptedBeforeMs > clock) {
+        throw new PayloadError(
+          `pruneSeen: acceptedBeforeMs: expected a time not after now (${clock}), got ${acceptedBeforeMs}`,
+        );
+      }
+      const k = keysOf(ref);
+      return Number(await redis.memqPruneSeen(k.seen, k.ord, k.meta, acceptedBeforeMs));
+    },
+  };
+}
+
+/** A mid back to its ref, only if the mid is exactly what `memoryId` makes of that ref. */
+function refOf(mid: string): MemoryRef | undefined {
+  let ref: MemoryRef | undefined;
+  try {
+    ref = parseMemoryId(mid);
+  } catch {
+    return undefined; // a bad percent-escape
+  }
+  if (!ref || !ref.project || !ref.resource || !ref.key) return undefined;
+  return memoryId(ref) === mid ? ref : undefined;
+}
+
+function parseCursor(cursor: string | undefined): { score: number; mid: Buffer } | undefined {
+  if (cursor === undefined || cursor === SCAN_DONE) return undefined;
+  const colon = cursor.indexOf(':');
+  const score = Number(cursor.slice(0, colon));
+  if (colon <= 0 || !Number.isFinite(score)) {
+    throw new PayloadError(
+      `scanIndex: cursor: expected '0' or a cursor returned by scanIndex, got ${JSON.stringify(cursor)}`,
+    );
+  }
+  return { score, mid: Buffer.from(cursor.slice(colon + 1)) };
+}
