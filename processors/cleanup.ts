@@ -20,7 +20,7 @@ export interface CleanupProcessorDeps {
   /** Enqueues the token count a write needs. */
   readonly enqueueTokenCount: (ref: MemoryRef) => Promise<void>;
   /** Runs a maintenance sweep (job `maintenance`); absent = maintenance jobs fail clearly. */
-  readonly maintenance?: (job: Job) => Promise<unknown>;
+  readonly maintenance?: (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
 }
@@ -64,7 +64,8 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
     [JOBS.write]: write,
   } as const;
   return (job: Job, token?: string, signal?: AbortSignal): Promise<unknown> => {
-    if (job.name === JOBS.maintenance && deps.maintenance) return deps.maintenance(job);
+    if (job.name === JOBS.maintenance && deps.maintenance)
+      return deps.maintenance(job, token, signal);
     const processor = processors[job.name as keyof typeof processors] as
       ((job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>) | undefined;
     if (!processor) {

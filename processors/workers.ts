@@ -1,4 +1,4 @@
-import { Worker, type Job } from 'bullmq';
+import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
@@ -8,12 +8,14 @@ import {
   type TokenCounter,
 } from '../src/core/token-counter.js';
 import { createLockService, type LockService } from '../src/redis/lock-service.js';
+import { createMaintenanceStore } from '../src/store/maintenance-store.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
-import { createMemoryQueues } from '../queues/memory-queues.js';
+import { createMemoryQueues, type MemoryQueues } from '../queues/memory-queues.js';
 import { QUEUES } from '../queues/names.js';
 import { createAppendProcessor } from './append.js';
 import { createCleanupProcessor } from './cleanup.js';
 import { createFlushProcessor } from './flush.js';
+import { createMaintenanceProcessor } from './maintenance.js';
 import { createTokenCountProcessor } from './token-count.js';
 
 /** Jobs run at once per queue in one process. */
@@ -44,8 +46,11 @@ export interface WorkersOptions {
   readonly registry: MemoryRegistry;
   /** Base logger (job ids and memory ids only, never message content). */
   readonly log: Logger;
-  /** The maintenance sweep run by `memory-cleanup` / `maintenance` jobs, if any. */
-  readonly maintenance?: (job: Job) => Promise<unknown>;
+  /**
+   * How long accepted message ids are remembered for duplicate detection, ms: the maintenance
+   * sweep prunes older ones. Default 86 400 000 (24 h).
+   */
+  readonly idempotencyWindowMs?: number;
 }
 
 /** Running workers. */
@@ -54,6 +59,8 @@ export interface Workers {
   readonly workers: readonly Worker[];
   /** The instance locks the flush and cleanup processors take. */
   readonly locks: LockService;
+  /** The queues the workers consume and enqueue follow-ups to. */
+  readonly queues: MemoryQueues;
   /**
    * Resolves once the tokenizer of every declared resource's model is loaded (about 1 s for
    * o200k), so the first jobs do not stall the event loop.
@@ -125,7 +132,14 @@ export function startWorkers(options: WorkersOptions): Workers {
         locks,
         enqueueTokenCount,
         log,
-        ...(options.maintenance ? { maintenance: options.maintenance } : {}),
+        maintenance: createMaintenanceProcessor({
+          maintenance: createMaintenanceStore({ redis: connection, keyPrefix: options.keyPrefix }),
+          store,
+          registry,
+          queues,
+          idempotencyWindowMs: options.idempotencyWindowMs ?? 86_400_000,
+          log,
+        }),
       }),
       { ...common, concurrency: options.concurrency.cleanup ?? 4 },
     ),
@@ -147,6 +161,7 @@ export function startWorkers(options: WorkersOptions): Workers {
   return {
     workers,
     locks,
+    queues,
     ready,
     close(force = false) {
       closing ??= (async () => {

@@ -22,6 +22,7 @@ import {
   type DeleteJob,
   type WriteJob,
 } from './job-contracts.js';
+import { createBackpressureGate } from './backpressure.js';
 import { createMemoryQueues } from './memory-queues.js';
 import { JOBS, QUEUES, type QueueName } from './names.js';
 
@@ -77,6 +78,8 @@ export interface MemoryClient {
    * roles, redacts patterns: raw content never reaches Redis, job data included) and enqueues
    * one append job. Resolves when the job is in Redis.
    * @throws PayloadError for invalid input (nothing is enqueued).
+   * @throws BackpressureError when the append backlog is over the high-water mark (see
+   *   {@link MemoryClientDeps.backpressure}); nothing is enqueued, retry after `retryAfterMs`.
    * @throws MemoryNotFoundError for an unknown resource.
    */
   append(target: MemoryTarget, messages: readonly MessageInput[]): Promise<AppendReceipt>;
@@ -117,7 +120,7 @@ export interface MemoryClient {
     job: string | JobReceipt,
     options?: { timeoutMs?: number },
   ): Promise<R>;
-  /** Backlog of the append queue: waiting + delayed + prioritized jobs. */
+  /** Backlog of the append queue: waiting + delayed + prioritized jobs (cached <= 250 ms with backpressure on). */
   backlog(): Promise<number>;
   /** Closes the client's queues (not the Redis connection). Idempotent. */
   close(): Promise<void>;
@@ -137,6 +140,19 @@ export interface MemoryClientDeps {
   readonly store: MemoryStore;
   /** Clock for `created_at`, ms since epoch; default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Producer backpressure on the append queue (DESIGN.md section 5); absent = none. At or above
+   * `highWaterJobs` waiting + delayed + prioritized appends, `append` and `write` reject with
+   * `BackpressureError` (policy `reject`) or wait until the backlog is at or below
+   * `lowWaterJobs` (policy `wait`, up to `waitTimeoutMs`).
+   */
+  readonly backpressure?: {
+    readonly highWaterJobs: number;
+    readonly lowWaterJobs: number;
+    readonly policy: 'reject' | 'wait';
+    /** Default 30 000. */
+    readonly waitTimeoutMs?: number;
+  };
 }
 
 /**
@@ -157,6 +173,13 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const nextId = monotonicFactory();
   const queues = createMemoryQueues(deps.connection, deps.queuePrefix);
   const appendQueue = queues.append;
+  const countBacklog = async () => {
+    const counts = await appendQueue.getJobCounts('waiting', 'delayed', 'prioritized');
+    return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
+  };
+  const gate = deps.backpressure
+    ? createBackpressureGate({ countBacklog, queueName: QUEUES.append, ...deps.backpressure })
+    : undefined;
   const identify = (input: readonly MessageInput[], max: number, min: number): Message[] => {
     const parsed = z.array(MessageInputSchema).min(min).max(max).safeParse(input);
     if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
@@ -213,6 +236,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       const checked = AppendJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
       const jobId = appendJobId(messages.map((m) => m.id));
+      await gate?.admit();
       await appendQueue.add(JOBS.append, job, { jobId });
       return {
         jobId,
@@ -233,6 +257,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       const job: WriteJob = { ref, messages: kept };
       const checked = WriteJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+      await gate?.admit();
       return cleanupJob(JOBS.write, job, ref);
     },
 
@@ -307,12 +332,12 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       }
     },
 
-    async backlog() {
-      const counts = await appendQueue.getJobCounts('waiting', 'delayed', 'prioritized');
-      return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
+    backlog() {
+      return gate ? gate.backlog() : countBacklog();
     },
 
     close() {
+      gate?.close();
       return queues.close();
     },
   };

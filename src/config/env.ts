@@ -135,7 +135,8 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
     {
       name: 'MEMQ_IDEMPOTENCY_WINDOW_MS',
       default: '86400000',
-      description: 'How long accepted message ids are remembered for duplicate detection, milliseconds',
+      description:
+        'How long accepted message ids are remembered for duplicate detection, milliseconds',
     },
     { name: 'MEMQ_PROJECT', default: 'default', description: 'Project of CLI producers' },
     {

@@ -6,7 +6,8 @@ import { ulid } from 'ulid';
 import type { MessageInput } from '../core/message.js';
 import type { MemoryRef } from '../redis/keys.js';
 import type { MemoryStore, MemoryWindow } from '../store/memory-store.js';
-import type { MemoryClient } from '../../queues/memory-client.js';
+import type { AppendReceipt, MemoryClient } from '../../queues/memory-client.js';
+import { BackpressureError } from '../core/errors.js';
 import { QUEUES } from '../../queues/names.js';
 import { buildConversations, type Conversation, type ReplayStats } from './corpus.js';
 
@@ -135,6 +136,25 @@ export function replayMessageIds(conversation: Conversation): string[] {
   });
 }
 
+/**
+ * Appends one message, waiting out backpressure: on `BackpressureError` it sleeps the suggested
+ * `retryAfterMs` and tries again (what a well-behaved producer does); other errors propagate.
+ */
+async function appendWithBackpressure(
+  client: MemoryClient,
+  target: { resource: string; key: string },
+  input: MessageInput,
+): Promise<AppendReceipt> {
+  for (;;) {
+    try {
+      return await client.append(target, [input]);
+    } catch (error) {
+      if (!(error instanceof BackpressureError)) throw error;
+      await sleep(error.retryAfterMs);
+    }
+  }
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -247,8 +267,8 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
         };
         const startedAtMs = Date.now();
         enqueued += 1;
-        const sent: Promise<void> = deps.client
-          .append({ resource: options.memory, key: conversation.threadId }, [input])
+        const target = { resource: options.memory, key: conversation.threadId };
+        const sent: Promise<void> = appendWithBackpressure(deps.client, target, input)
           .then(
             (receipt) => {
               redactions += receipt.redactions;

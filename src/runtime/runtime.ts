@@ -5,6 +5,7 @@ import type { MemoryRegistry } from '../config/load-memories.js';
 import { closeRedis, createRedis } from '../redis/connection.js';
 import { createMemoryStore, type MemoryStore } from '../store/memory-store.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
+import { upsertMaintenanceSchedule } from '../../queues/schedules.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
 
 /** Options of {@link startRuntime}. */
@@ -41,7 +42,8 @@ export interface Runtime {
 }
 
 /**
- * Starts memq: Redis connections -> store -> producer client -> workers (STYLE.md "Lifecycle").
+ * Starts memq: Redis connections -> store -> producer client -> workers -> the maintenance
+ * schedule (STYLE.md "Lifecycle"). With `workers: false` (a producer only) no schedule is set.
  */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { env, log } = options;
@@ -56,12 +58,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     registry: options.registry,
     project: env.project,
     store,
+    backpressure: {
+      highWaterJobs: env.backpressureHighWaterJobs,
+      lowWaterJobs: env.backpressureLowWaterJobs,
+      policy: env.backpressurePolicy,
+    },
   });
   const workers = options.workers
     ? startWorkers({
         connection: workerConnection,
         queuePrefix: env.queuePrefix,
         keyPrefix: env.keyPrefix,
+        idempotencyWindowMs: env.idempotencyWindowMs,
         concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
         store: workerStore,
         registry: options.registry,
@@ -69,6 +77,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       })
     : undefined;
   await workers?.ready;
+  if (workers) await upsertMaintenanceSchedule(workers.queues, env.maintenanceIntervalMs);
 
   const step = async (name: string, run: () => Promise<unknown>): Promise<void> => {
     let timer: NodeJS.Timeout | undefined;

@@ -1,0 +1,145 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import { needsFlush } from '../src/core/flush-plan.js';
+import { INDEX_SHARDS } from '../src/redis/keys.js';
+import type { MaintenanceStore } from '../src/store/maintenance-store.js';
+import { SCAN_DONE } from '../src/store/maintenance-store.js';
+import type { MemoryStore } from '../src/store/memory-store.js';
+import { DEFAULT_JOB_OPTIONS } from '../queues/job-options.js';
+import type { MemoryQueues } from '../queues/memory-queues.js';
+import { QUEUES } from '../queues/names.js';
+import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
+import { wrapProcessor } from './job-wrapper.js';
+
+/** `memory-cleanup` / `maintenance` payload: nothing, or a subset of index shards to sweep. */
+export const MaintenanceJobSchema = z.strictObject({
+  /** Index shards to sweep (0-15); default all. */
+  shards: z
+    .array(
+      z
+        .number()
+        .int()
+        .min(0)
+        .max(INDEX_SHARDS - 1),
+    )
+    .optional(),
+});
+
+/** What one sweep did. */
+export interface MaintenanceResult {
+  /** Index entries visited. */
+  readonly scanned: number;
+  /** Index entries dropped because their instance expired or was deleted. */
+  readonly staleDropped: number;
+  /** Instances whose counters had drifted and were repaired. */
+  readonly reconciled: number;
+  /** Idempotency ids pruned past the window. */
+  readonly seenPruned: number;
+  /** Flushes enqueued for instances over their trigger. */
+  readonly flushesEnqueued: number;
+  /** Index members that are not memory ids (left in place, reported). */
+  readonly malformed: number;
+  /** Finished jobs removed by `queue.clean` across the four queues. */
+  readonly jobsCleaned: number;
+}
+
+/** Dependencies of {@link createMaintenanceProcessor}. */
+export interface MaintenanceProcessorDeps {
+  /** Index scans, reconcile, seen pruning. */
+  readonly maintenance: MaintenanceStore;
+  /** Reads usage for the flush trigger. */
+  readonly store: MemoryStore;
+  /** Declared resources (an instance of an undeclared resource is only reconciled). */
+  readonly registry: MemoryRegistry;
+  /** Flush enqueues and `queue.clean`. */
+  readonly queues: MemoryQueues;
+  /** How long accepted ids stay in `seen`, ms (MEMQ_IDEMPOTENCY_WINDOW_MS). */
+  readonly idempotencyWindowMs: number;
+  /** Base logger (job ids and memory ids only). */
+  readonly log: Logger;
+  /** Clock, ms since epoch; default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** Index entries read per page. */
+const PAGE = 200;
+
+/**
+ * The scheduled maintenance sweep (DESIGN.md section 5), safe to run on any replica and at any
+ * time (every step is idempotent): for every index entry, drop it if its instance expired,
+ * reconcile counters against the log, prune idempotency ids older than the window (keeping ids
+ * still in the log), and enqueue a flush when the instance is over its trigger; then
+ * `queue.clean` finished jobs past their retention. Reports progress per shard.
+ */
+export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
+  const now = deps.now ?? Date.now;
+  return wrapProcessor({
+    queue: QUEUES.cleanup,
+    schema: MaintenanceJobSchema,
+    log: deps.log,
+    async run({ shards }, { job, log, signal }): Promise<MaintenanceResult> {
+      const todo = shards ?? Array.from({ length: INDEX_SHARDS }, (_, i) => i);
+      const result = {
+        scanned: 0,
+        staleDropped: 0,
+        reconciled: 0,
+        seenPruned: 0,
+        flushesEnqueued: 0,
+        malformed: 0,
+        jobsCleaned: 0,
+      };
+      const pruneBefore = now() - deps.idempotencyWindowMs;
+      for (const [done, shard] of todo.entries()) {
+        let cursor = SCAN_DONE;
+        do {
+          signal?.throwIfAborted();
+          const page = await deps.maintenance.scanIndex(shard, { count: PAGE, cursor });
+          cursor = page.cursor;
+          result.malformed += page.malformed.length;
+          for (const { ref } of page.refs) {
+            result.scanned += 1;
+            if (await deps.maintenance.dropStaleIndexEntry(ref)) {
+              result.staleDropped += 1;
+              continue;
+            }
+            if ((await deps.maintenance.reconcile(ref)).changed) result.reconciled += 1;
+            if (pruneBefore > 0)
+              result.seenPruned += await deps.maintenance.pruneSeen(ref, pruneBefore);
+            if (!deps.registry.has(ref.resource)) continue;
+            const resource = deps.registry.get(ref.resource);
+            if (!AVAILABLE_FLUSH_STRATEGIES.has(resource.flushing.type)) continue;
+            const window = await deps.store.read(ref, { limit: 1 });
+            if (
+              needsFlush(resource, {
+                tokens: window.tokenCount + window.estimatedTokens,
+                messages: window.total,
+              })
+            ) {
+              await deps.queues.enqueueFlush(ref);
+              result.flushesEnqueued += 1;
+            }
+          }
+        } while (cursor !== SCAN_DONE);
+        await job.updateProgress(Math.round(((done + 1) / todo.length) * 100));
+      }
+      const completedAgeMs = ageMs(DEFAULT_JOB_OPTIONS.removeOnComplete, 3600);
+      const failedAgeMs = ageMs(DEFAULT_JOB_OPTIONS.removeOnFail, 7 * 24 * 3600);
+      for (const name of Object.values(QUEUES)) {
+        const queue = deps.queues.byName(name);
+        result.jobsCleaned += (await queue.clean(completedAgeMs, 10_000, 'completed')).length;
+        result.jobsCleaned += (await queue.clean(failedAgeMs, 10_000, 'failed')).length;
+      }
+      log.info(result, 'maintenance sweep done');
+      return result;
+    },
+  });
+}
+
+function ageMs(option: unknown, fallbackSeconds: number): number {
+  const age =
+    typeof option === 'object' && option !== null && 'age' in option
+      ? Number(option.age)
+      : fallbackSeconds;
+  return age * 1000;
+}
