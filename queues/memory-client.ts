@@ -84,6 +84,16 @@ export interface MemoryClient {
    */
   append(target: MemoryTarget, messages: readonly MessageInput[]): Promise<AppendReceipt>;
   /**
+   * The producer-side work of {@link MemoryClient.append} without the enqueue: validation, key
+   * resolution, ids, privacy, the job contract. Returns the receipt `append` would return and
+   * the job payload (absent when the policy dropped every message). Synchronous; no I/O.
+   * @throws PayloadError / MemoryNotFoundError as `append` does.
+   */
+  prepareAppend(
+    target: MemoryTarget,
+    messages: readonly MessageInput[],
+  ): { receipt: AppendReceipt; job?: AppendJob };
+  /**
    * Replaces an instance's log with `messages` (0..1000; ids assigned where absent, privacy
    * policy applied) through a `memory-cleanup` / `write` job.
    * @throws PayloadError for invalid input (nothing is enqueued).
@@ -214,37 +224,35 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     return { project: deps.project, resource: target.resource, key };
   };
 
+  const prepareAppend: MemoryClient['prepareAppend'] = (target, input) => {
+    const resource = deps.registry.get(target.resource);
+    const ref = refOf(target);
+    const identified = identify(input, MAX_MESSAGES_PER_APPEND, 1);
+    const {
+      kept: messages,
+      dropped,
+      redactions,
+    } = applyPrivacy(resource.privacyPolicy, identified);
+    if (messages.length === 0) {
+      return { receipt: { jobId: undefined, messageIds: [], dropped, redactions, ref } };
+    }
+    const job: AppendJob = { ref, messages };
+    const checked = AppendJobSchema.safeParse(job);
+    if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+    const messageIds = messages.map((m) => m.id);
+    const jobId = appendJobId(messageIds);
+    return { receipt: { jobId, messageIds, dropped, redactions, ref }, job };
+  };
+
   return {
+    prepareAppend,
+
     async append(target, input) {
-      const resource = deps.registry.get(target.resource);
-      const ref = refOf(target);
-      const identified = identify(input, MAX_MESSAGES_PER_APPEND, 1);
-      const {
-        kept: messages,
-        dropped,
-        redactions,
-      } = applyPrivacy(resource.privacyPolicy, identified);
-      if (messages.length === 0)
-        return {
-          jobId: undefined,
-          messageIds: [],
-          dropped,
-          redactions,
-          ref,
-        };
-      const job: AppendJob = { ref, messages };
-      const checked = AppendJobSchema.safeParse(job);
-      if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
-      const jobId = appendJobId(messages.map((m) => m.id));
+      const { receipt, job } = prepareAppend(target, input);
+      if (!job || receipt.jobId === undefined) return receipt;
       await gate?.admit();
-      await appendQueue.add(JOBS.append, job, { jobId });
-      return {
-        jobId,
-        messageIds: messages.map((m) => m.id),
-        dropped,
-        redactions,
-        ref,
-      };
+      await appendQueue.add(JOBS.append, job, { jobId: receipt.jobId });
+      return receipt;
     },
 
     async write(target, input) {
