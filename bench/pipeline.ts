@@ -93,7 +93,7 @@ try {
   // (a) BullMQ no-op ceiling.
   const noopPrefix = '{bench-noop}';
   const noopQueue = new Queue('noop', { connection: connect(true), prefix: noopPrefix });
-  const noopWorker = new Worker('noop', async () => undefined, {
+  const noopWorker = new Worker('noop', () => Promise.resolve(undefined), {
     connection: connect(),
     prefix: noopPrefix,
     concurrency: CONCURRENCY,
