@@ -17,7 +17,6 @@
  * Prints a table and writes bench/results/latest.json.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
@@ -25,7 +24,7 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
-import { resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
+import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
 import { createMemoryClient } from '../queues/memory-client.js';
 import { QUEUES } from '../queues/names.js';
@@ -35,14 +34,6 @@ const quick = process.argv.includes('--quick');
 const N = quick ? 1000 : 5000;
 const CONCURRENCY = 16;
 const MEMORIES = 50;
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 const registry = await loadMemoryResources('memories');
 const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>

@@ -11,7 +11,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
 import { loadMemoryResources } from '../src/config/load-memories.js';
@@ -19,16 +18,8 @@ import type { Message } from '../src/core/message.js';
 import { applyPrivacy } from '../src/core/privacy.js';
 import { createTokenCounter, encodingForModel } from '../src/core/token-counter.js';
 import { buildConversations } from '../src/replay/corpus.js';
-import { resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
+import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 const registry = await loadMemoryResources('memories');
 const resource = registry.get('customer-support');

@@ -30,7 +30,8 @@ export function answersPing(host: string, port: number, timeoutMs = 1000): Promi
   });
 }
 
-function freePort(): Promise<number> {
+/** A free TCP port on the loopback interface (bind to port 0, read it, close). */
+export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = net.createServer();
     server.once('error', reject);

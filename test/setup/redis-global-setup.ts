@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { freePort } from '../../src/runtime/embedded-redis.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -12,17 +13,7 @@ declare module 'vitest' {
   }
 }
 
-/** Finds a free loopback TCP port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Resolves when something answers PING on `port`, or rejects after `timeoutMs`. */
 export async function waitForRedis(port: number, timeoutMs = 10_000): Promise<void> {
