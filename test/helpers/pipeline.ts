@@ -3,7 +3,9 @@ import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
-import type { RedisNamespace } from './redis-namespace.js';
+import { afterEach, beforeEach } from 'vitest';
+import { shippedMemories } from './memories.js';
+import { createRedisNamespace, type RedisNamespace } from './redis-namespace.js';
 
 /** Producer client + workers on a test namespace, as `memq start` wires them. */
 export interface TestPipeline {
@@ -64,4 +66,34 @@ export async function eventually(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** What {@link usePipelinePerTest} gives each test. */
+export interface PipelineContext {
+  readonly ns: RedisNamespace;
+  readonly registry: MemoryRegistry;
+  readonly pipeline: TestPipeline;
+}
+
+/**
+ * Registers `beforeEach`/`afterEach` hooks giving every test of the calling `describe` its own
+ * namespace, the shipped memories and a running pipeline, closed and cleaned after the test.
+ * @returns A getter for the current test's context.
+ */
+export function usePipelinePerTest(): () => PipelineContext {
+  let context: PipelineContext | undefined;
+  beforeEach(async () => {
+    const ns = createRedisNamespace();
+    const registry = await shippedMemories();
+    context = { ns, registry, pipeline: await startPipeline(ns, registry) };
+  });
+  afterEach(async () => {
+    await context?.pipeline.close();
+    await context?.ns.cleanup();
+    context = undefined;
+  });
+  return () => {
+    if (!context) throw new Error('usePipelinePerTest: only available inside a test');
+    return context;
+  };
 }

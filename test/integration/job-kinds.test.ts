@@ -1,9 +1,6 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { FlushJobResult } from '../../processors/flush.js';
-import { shippedMemories } from '../helpers/memories.js';
-import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
-import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+import { eventually, usePipelinePerTest, type TestPipeline } from '../helpers/pipeline.js';
 
 const turns = (n: number, prefix = 'turn') =>
   Array.from({ length: n }, (_, i) => ({
@@ -12,18 +9,10 @@ const turns = (n: number, prefix = 'turn') =>
   }));
 
 describe('every job kind through producer -> worker -> store', () => {
-  let ns: RedisNamespace;
-  let registry: MemoryRegistry;
+  const context = usePipelinePerTest();
   let pipeline: TestPipeline;
-
-  beforeEach(async () => {
-    ns = createRedisNamespace();
-    registry = await shippedMemories();
-    pipeline = await startPipeline(ns, registry);
-  });
-  afterEach(async () => {
-    await pipeline.close();
-    await ns.cleanup();
+  beforeEach(() => {
+    ({ pipeline } = context());
   });
 
   const chat = { resource: 'chat-buffer', key: 'chat:s1' };

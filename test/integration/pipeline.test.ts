@@ -1,25 +1,18 @@
 import { Queue } from 'bullmq';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
 import { QUEUES } from '../../queues/names.js';
-import { shippedMemories } from '../helpers/memories.js';
-import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
-import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+import { eventually, usePipelinePerTest, type TestPipeline } from '../helpers/pipeline.js';
+import type { RedisNamespace } from '../helpers/redis-namespace.js';
 
 describe('append and token-count pipeline on real Redis', () => {
+  const context = usePipelinePerTest();
   let ns: RedisNamespace;
   let registry: MemoryRegistry;
   let pipeline: TestPipeline;
-
-  beforeEach(async () => {
-    ns = createRedisNamespace();
-    registry = await shippedMemories();
-    pipeline = await startPipeline(ns, registry);
-  });
-  afterEach(async () => {
-    await pipeline.close();
-    await ns.cleanup();
+  beforeEach(() => {
+    ({ ns, registry, pipeline } = context());
   });
 
   const target = { resource: 'agent-memory', key: 'agent:7' };

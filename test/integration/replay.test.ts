@@ -2,7 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
 import { buildConversations, type Conversation } from '../../src/replay/corpus.js';
-import { replayMessageIds, runReplay, type ReplayReport } from '../../src/replay/replay.js';
+import {
+  replayMessageIds,
+  runReplay,
+  type ReplayDeps,
+  type ReplayReport,
+} from '../../src/replay/replay.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
@@ -17,12 +22,13 @@ describe('memq replay on 300 real e-mails', () => {
   let pipeline: TestPipeline;
   let report: ReplayReport;
   let source: Conversation[];
+  let deps: ReplayDeps;
 
   beforeAll(async () => {
     ns = createRedisNamespace();
     registry = await shippedMemories();
     pipeline = await startPipeline(ns, registry);
-    const deps = {
+    deps = {
       client: pipeline.client,
       store: pipeline.store,
       connection: ns.connect({ producer: true }),
@@ -83,14 +89,6 @@ describe('memq replay on 300 real e-mails', () => {
   });
 
   it('stores nothing twice when the same slice is replayed again', async () => {
-    const deps = {
-      client: pipeline.client,
-      store: pipeline.store,
-      connection: ns.connect({ producer: true }),
-      queuePrefix: ns.queuePrefix,
-      project: 'test',
-      log: quietLog,
-    };
     const again = await runReplay(deps, { memory: 'customer-support', limit: LIMIT });
     expect(again.messagesAccepted).toBe(0);
     expect(again.duplicates).toBe(LIMIT);
