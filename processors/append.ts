@@ -5,6 +5,7 @@ import type { MemoryStore } from '../src/store/memory-store.js';
 import { applyPrivacy } from '../src/core/privacy.js';
 import { AppendJobSchema, type AppendJobResult } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /** Dependencies of {@link createAppendProcessor}. */
@@ -17,6 +18,8 @@ export interface AppendProcessorDeps {
   readonly enqueueTokenCount: (ref: MemoryRef) => Promise<void>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
+  /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
+  readonly metrics: MemqMetrics;
   /** Clock, ms since epoch; default `Date.now`. */
   readonly now?: () => number;
 }
@@ -35,6 +38,7 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
     queue: QUEUES.append,
     schema: AppendJobSchema,
     log: deps.log,
+    metrics: deps.metrics,
     async run({ ref, messages }, { job }): Promise<AppendJobResult> {
       const resource = deps.registry.get(ref.resource);
       // Defence in depth: the producer already applied the policy; applying it again is a no-op
@@ -42,6 +46,8 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
       const { kept } = applyPrivacy(resource.privacyPolicy, messages);
       if (kept.length === 0) return { added: 0, duplicates: 0 };
       const result = await deps.store.append(ref, kept, resource.persistence.ttlSeconds);
+      deps.metrics.messagesAppended.inc({ resource: ref.resource }, result.added);
+      deps.metrics.messagesDuplicate.inc({ resource: ref.resource }, result.duplicates);
       if (result.needsTokenCount || result.duplicates > 0 || job.attemptsStarted > 1) {
         await deps.store.touchIndex(ref, now());
         await deps.enqueueTokenCount(ref);

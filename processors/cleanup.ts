@@ -7,6 +7,7 @@ import type { MemoryStore } from '../src/store/memory-store.js';
 import { ClearJobSchema, WriteJobSchema } from '../queues/job-contracts.js';
 import { JOBS, QUEUES } from '../queues/names.js';
 import type { MemoryRef } from '../src/redis/keys.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /** Dependencies of {@link createCleanupProcessor}. */
@@ -23,6 +24,8 @@ export interface CleanupProcessorDeps {
   readonly maintenance?: (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
+  /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
+  readonly metrics: MemqMetrics;
 }
 
 /**
@@ -37,6 +40,7 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
       queue: QUEUES.cleanup,
       schema: ClearJobSchema,
       log: deps.log,
+      metrics: deps.metrics,
       async run({ ref }) {
         const resource = deps.registry.get(ref.resource);
         return deps.locks.withLock(ref, resource.locking, 'clear', async () =>
@@ -48,6 +52,7 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
     queue: QUEUES.cleanup,
     schema: WriteJobSchema,
     log: deps.log,
+    metrics: deps.metrics,
     async run({ ref, messages }) {
       const resource = deps.registry.get(ref.resource);
       const { kept } = applyPrivacy(resource.privacyPolicy, messages);

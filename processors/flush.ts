@@ -8,6 +8,7 @@ import type { LockService } from '../src/redis/lock-service.js';
 import { MAX_PAGE_SIZE, type MemoryStore } from '../src/store/memory-store.js';
 import { FlushJobSchema } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /**
@@ -39,6 +40,8 @@ export interface FlushProcessorDeps {
   readonly locks: LockService;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
+  /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
+  readonly metrics: MemqMetrics;
 }
 
 /** Reads an instance's whole log, page by page, with the epoch of the first page. */
@@ -72,6 +75,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
     queue: QUEUES.flush,
     schema: FlushJobSchema,
     log: deps.log,
+    metrics: deps.metrics,
     async run({ ref, strategy, dry_run }, { log }): Promise<FlushJobResult> {
       const resource = deps.registry.get(ref.resource);
       const chosen = strategy ?? resource.flushing.type;
@@ -100,6 +104,10 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
             evictedIds: plan.evictedIds,
           },
           resource.persistence.ttlSeconds,
+        );
+        deps.metrics.tokensSaved.inc(
+          { resource: ref.resource, strategy: chosen },
+          Math.max(0, plan.before.tokens - plan.after.tokens),
         );
         log.info(
           {

@@ -2,6 +2,7 @@ import { UnrecoverableError, type Job, type Processor } from 'bullmq';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { AppError } from '../src/core/errors.js';
+import type { JobOutcome, MemqMetrics } from '../src/metrics/metrics.js';
 import { formatIssues } from '../queues/job-contracts.js';
 import type { QueueName } from '../queues/names.js';
 
@@ -23,6 +24,8 @@ export interface WrapOptions<S extends z.ZodType, R> {
   readonly schema: S;
   /** Base logger. */
   readonly log: Logger;
+  /** Instruments: `memq_jobs_total`, `memq_job_duration_seconds`, `memq_job_wait_seconds`. */
+  readonly metrics: MemqMetrics;
   /** The job's work, on a trusted payload. */
   readonly run: (data: z.output<S>, context: JobContext) => Promise<R>;
 }
@@ -31,10 +34,26 @@ export interface WrapOptions<S extends z.ZodType, R> {
  * The one wrapper every processor goes through: parse the payload (invalid -> BullMQ
  * `UnrecoverableError`, nothing touched), run, and classify errors: a non-retryable
  * {@link AppError} becomes `UnrecoverableError` (no further attempts, kept as a dead letter);
- * anything else is rethrown for BullMQ's retry with backoff.
+ * anything else is rethrown for BullMQ's retry with backoff. Records every attempt's outcome
+ * ({@link JobOutcome}) and run time in `options.metrics`, and the queue wait of first attempts
+ * (`processedOn - (timestamp + delay)`; a retry's wait is mostly its backoff, so it is not
+ * recorded).
  */
 export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>): Processor {
+  const { metrics, queue } = options;
   return async (job: Job, _token?: string, signal?: AbortSignal) => {
+    const started = performance.now();
+    if (job.attemptsStarted <= 1) {
+      const readyAt = job.timestamp + (job.delay ?? 0);
+      metrics.jobWait.observe(
+        { queue },
+        Math.max(0, (job.processedOn ?? Date.now()) - readyAt) / 1000,
+      );
+    }
+    const record = (outcome: JobOutcome) => {
+      metrics.jobs.inc({ queue, outcome });
+      metrics.jobDuration.observe({ queue, outcome }, (performance.now() - started) / 1000);
+    };
     const log = options.log.child({
       queue: options.queue,
       jobId: job.id,
@@ -42,6 +61,7 @@ export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>
     });
     const parsed = options.schema.safeParse(job.data);
     if (!parsed.success) {
+      record('invalid');
       const reason = formatIssues(
         `${options.queue} job ${job.id ?? '?'}: invalid payload`,
         parsed.error,
@@ -53,12 +73,16 @@ export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>
       throw new UnrecoverableError(reason);
     }
     try {
-      return await options.run(parsed.data, { job, signal, log });
+      const result = await options.run(parsed.data, { job, signal, log });
+      record('completed');
+      return result;
     } catch (error) {
       if (error instanceof AppError && !error.retryable) {
+        record('failed');
         log.warn({ code: error.code }, 'job failed permanently');
         throw new UnrecoverableError(`${error.code}: ${error.message}`);
       }
+      record(job.attemptsMade + 1 < (job.opts.attempts ?? 1) ? 'retry' : 'failed');
       log.warn(
         {
           err:

@@ -10,6 +10,7 @@ import { DEFAULT_JOB_OPTIONS } from '../queues/job-options.js';
 import type { MemoryQueues } from '../queues/memory-queues.js';
 import { QUEUES } from '../queues/names.js';
 import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /** `memory-cleanup` / `maintenance` payload: nothing, or a subset of index shards to sweep. */
@@ -58,6 +59,8 @@ export interface MaintenanceProcessorDeps {
   readonly idempotencyWindowMs: number;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
+  /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
+  readonly metrics: MemqMetrics;
   /** Clock, ms since epoch; default `Date.now`. */
   readonly now?: () => number;
 }
@@ -78,6 +81,7 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
     queue: QUEUES.cleanup,
     schema: MaintenanceJobSchema,
     log: deps.log,
+    metrics: deps.metrics,
     async run({ shards }, { job, log, signal }): Promise<MaintenanceResult> {
       const todo = shards ?? Array.from({ length: INDEX_SHARDS }, (_, i) => i);
       const result = {

@@ -7,6 +7,7 @@ import type { MemoryStore } from '../src/store/memory-store.js';
 import { TokenCountJobSchema, type TokenCountJobResult } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /** Messages counted and committed per round trip. */
@@ -27,6 +28,8 @@ export interface TokenCountProcessorDeps {
   readonly enqueueFlush?: (ref: MemoryRef) => Promise<unknown>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
+  /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
+  readonly metrics: MemqMetrics;
 }
 
 /**
@@ -42,6 +45,7 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
     queue: QUEUES.tokenCount,
     schema: TokenCountJobSchema,
     log: deps.log,
+    metrics: deps.metrics,
     async run({ ref }, { signal }): Promise<TokenCountJobResult> {
       const resource = deps.registry.get(ref.resource);
       const counter = await deps.counterFor(resource.tokenProvider.model);
@@ -70,6 +74,7 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         };
         if (needsFlush(resource, usage)) await deps.enqueueFlush(ref);
       }
+      deps.metrics.tokensCounted.inc({ resource: ref.resource, source: counter.encoding }, tokens);
       return { counted, tokens };
     },
   });

@@ -8,6 +8,7 @@ import {
   type TokenCounter,
 } from '../src/core/token-counter.js';
 import { createLockService, type LockService } from '../src/redis/lock-service.js';
+import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
 import { createMaintenanceStore } from '../src/store/maintenance-store.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { createMemoryQueues, type MemoryQueues } from '../queues/memory-queues.js';
@@ -51,6 +52,8 @@ export interface WorkersOptions {
    * sweep prunes older ones. Default 86 400 000 (24 h).
    */
   readonly idempotencyWindowMs?: number;
+  /** Instruments the processors and locks record to; default a fresh set on its own registry. */
+  readonly metrics?: MemqMetrics;
 }
 
 /** Running workers. */
@@ -61,6 +64,8 @@ export interface Workers {
   readonly locks: LockService;
   /** The queues the workers consume and enqueue follow-ups to. */
   readonly queues: MemoryQueues;
+  /** The instruments in use ({@link WorkersOptions.metrics} or the default set). */
+  readonly metrics: MemqMetrics;
   /**
    * Resolves once the tokenizer of every declared resource's model is loaded (about 1 s for
    * o200k), so the first jobs do not stall the event loop.
@@ -82,7 +87,17 @@ export interface Workers {
 export function startWorkers(options: WorkersOptions): Workers {
   const { connection, queuePrefix, log, store, registry } = options;
   const queues = createMemoryQueues(connection, queuePrefix);
-  const locks = createLockService({ redis: connection, keyPrefix: options.keyPrefix });
+  const metrics = options.metrics ?? createMetrics();
+  const locks = createLockService({
+    redis: connection,
+    keyPrefix: options.keyPrefix,
+    onEvent(event) {
+      metrics.lockEvents.inc({ operation: event.operation, event: event.type });
+      if (event.waitedMs !== undefined) {
+        metrics.lockWait.observe({ operation: event.operation }, event.waitedMs / 1000);
+      }
+    },
+  });
   const counters = new Map<string, Promise<TokenCounter>>();
   const counterFor = (model: string): Promise<TokenCounter> => {
     let counter = counters.get(model);
@@ -102,13 +117,27 @@ export function startWorkers(options: WorkersOptions): Workers {
     return counter;
   };
   const enqueueTokenCount = queues.enqueueTokenCount.bind(queues);
+  metrics.setQueueDepthSource(async () => {
+    const states = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
+    const rows = await Promise.all(
+      Object.values(QUEUES).map(async (queue) => {
+        const counts = await queues.byName(queue).getJobCounts(...states);
+        return states.map((state) => ({ queue, state, jobs: counts[state] ?? 0 }));
+      }),
+    );
+    return rows.flat();
+  });
 
   const common = { connection, prefix: queuePrefix };
   const workers = [
-    new Worker(QUEUES.append, createAppendProcessor({ store, registry, enqueueTokenCount, log }), {
-      ...common,
-      concurrency: options.concurrency.append,
-    }),
+    new Worker(
+      QUEUES.append,
+      createAppendProcessor({ store, registry, enqueueTokenCount, log, metrics }),
+      {
+        ...common,
+        concurrency: options.concurrency.append,
+      },
+    ),
     new Worker(
       QUEUES.tokenCount,
       createTokenCountProcessor({
@@ -117,10 +146,11 @@ export function startWorkers(options: WorkersOptions): Workers {
         counterFor,
         enqueueFlush: (ref) => queues.enqueueFlush(ref),
         log,
+        metrics,
       }),
       { ...common, concurrency: options.concurrency.tokenCount },
     ),
-    new Worker(QUEUES.flush, createFlushProcessor({ store, registry, locks, log }), {
+    new Worker(QUEUES.flush, createFlushProcessor({ store, registry, locks, log, metrics }), {
       ...common,
       concurrency: options.concurrency.flush ?? 2,
     }),
@@ -132,6 +162,7 @@ export function startWorkers(options: WorkersOptions): Workers {
         locks,
         enqueueTokenCount,
         log,
+        metrics,
         maintenance: createMaintenanceProcessor({
           maintenance: createMaintenanceStore({ redis: connection, keyPrefix: options.keyPrefix }),
           store,
@@ -139,6 +170,7 @@ export function startWorkers(options: WorkersOptions): Workers {
           queues,
           idempotencyWindowMs: options.idempotencyWindowMs ?? 86_400_000,
           log,
+          metrics,
         }),
       }),
       { ...common, concurrency: options.concurrency.cleanup ?? 4 },
@@ -162,6 +194,7 @@ export function startWorkers(options: WorkersOptions): Workers {
     workers,
     locks,
     queues,
+    metrics,
     ready,
     close(force = false) {
       closing ??= (async () => {

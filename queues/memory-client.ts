@@ -2,13 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
-import { PayloadError } from '../src/core/errors.js';
+import { BackpressureError, PayloadError } from '../src/core/errors.js';
 import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
 import { resolveMemoryKey } from '../src/core/key-template.js';
 import { applyPrivacy, findRedactable } from '../src/core/privacy.js';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
 import type { MemoryRef } from '../src/redis/keys.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { MemoryStats, MemoryStore, MemoryWindow } from '../src/store/memory-store.js';
 import {
   AppendJobSchema,
@@ -150,6 +151,8 @@ export interface MemoryClientDeps {
   readonly store: MemoryStore;
   /** Clock for `created_at`, ms since epoch; default `Date.now`. */
   readonly now?: () => number;
+  /** Records `memq_redactions_total` and `memq_backpressure_rejections_total`; absent = not recorded. */
+  readonly metrics?: MemqMetrics;
   /**
    * Producer backpressure on the append queue (DESIGN.md section 5); absent = none. At or above
    * `highWaterJobs` waiting + delayed + prioritized appends, `append` and `write` reject with
@@ -190,6 +193,16 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const gate = deps.backpressure
     ? createBackpressureGate({ countBacklog, queueName: QUEUES.append, ...deps.backpressure })
     : undefined;
+  const admit = async () => {
+    try {
+      await gate?.admit();
+    } catch (error) {
+      if (error instanceof BackpressureError) {
+        deps.metrics?.backpressureRejections.inc({ queue: QUEUES.append });
+      }
+      throw error;
+    }
+  };
   const identify = (input: readonly MessageInput[], max: number, min: number): Message[] => {
     const parsed = z.array(MessageInputSchema).min(min).max(max).safeParse(input);
     if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
@@ -249,8 +262,11 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
 
     async append(target, input) {
       const { receipt, job } = prepareAppend(target, input);
+      if (receipt.redactions > 0) {
+        deps.metrics?.redactions.inc({ resource: target.resource }, receipt.redactions);
+      }
       if (!job || receipt.jobId === undefined) return receipt;
-      await gate?.admit();
+      await admit();
       await appendQueue.add(JOBS.append, job, { jobId: receipt.jobId });
       return receipt;
     },
@@ -265,7 +281,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       const job: WriteJob = { ref, messages: kept };
       const checked = WriteJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
-      await gate?.admit();
+      await admit();
       return cleanupJob(JOBS.write, job, ref);
     },
 

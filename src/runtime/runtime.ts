@@ -4,6 +4,7 @@ import type { EnvConfig } from '../config/env.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import { closeRedis, createRedis } from '../redis/connection.js';
 import { createMemoryStore, type MemoryStore } from '../store/memory-store.js';
+import { createMetrics, type MemqMetrics } from '../metrics/metrics.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
 import { upsertMaintenanceSchedule } from '../../queues/schedules.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
@@ -32,6 +33,8 @@ export interface Runtime {
   readonly workers: Workers | undefined;
   /** Producer connection (fail-fast). */
   readonly producerConnection: Redis;
+  /** The process's instruments (memq metrics plus default process metrics) for `/metrics`. */
+  readonly metrics: MemqMetrics;
   /**
    * Stops in reverse start order -- workers (drain active jobs), client, connections -- each step
    * under `shutdownGraceMs`; a failed or late step is logged and the next still runs.
@@ -52,7 +55,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   await Promise.all([workerConnection.ping(), producerConnection.ping()]);
   const store = createMemoryStore({ redis: producerConnection, keyPrefix: env.keyPrefix });
   const workerStore = createMemoryStore({ redis: workerConnection, keyPrefix: env.keyPrefix });
+  const metrics = createMetrics({ processMetrics: true });
   const client = createMemoryClient({
+    metrics,
     connection: producerConnection,
     queuePrefix: env.queuePrefix,
     registry: options.registry,
@@ -74,6 +79,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         store: workerStore,
         registry: options.registry,
         log,
+        metrics,
       })
     : undefined;
   await workers?.ready;
@@ -108,6 +114,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     client,
     workers,
     producerConnection,
+    metrics,
     close() {
       closing ??= (async () => {
         if (workers) await step('workers', () => workers.close());

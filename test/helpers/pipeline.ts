@@ -3,6 +3,7 @@ import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
+import { createMetrics, type MemqMetrics } from '../../src/metrics/metrics.js';
 import { afterEach, beforeEach } from 'vitest';
 import { shippedMemories } from './memories.js';
 import { createRedisNamespace, type RedisNamespace } from './redis-namespace.js';
@@ -12,6 +13,8 @@ export interface TestPipeline {
   readonly client: MemoryClient;
   readonly store: MemoryStore;
   readonly workers: Workers;
+  /** The instruments client and workers record to (one registry per pipeline). */
+  readonly metrics: MemqMetrics;
   close(): Promise<void>;
 }
 
@@ -26,7 +29,9 @@ export async function startPipeline(
 ): Promise<TestPipeline> {
   const producer = ns.connect({ producer: true });
   const store = createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix });
+  const metrics = createMetrics();
   const client = createMemoryClient({
+    metrics,
     connection: producer,
     queuePrefix: ns.queuePrefix,
     registry,
@@ -41,12 +46,14 @@ export async function startPipeline(
     store: createMemoryStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
     registry,
     log: quietLog,
+    metrics,
   });
   await workers.ready;
   return {
     client,
     store,
     workers,
+    metrics,
     async close() {
       await workers.close();
       await client.close();

@@ -1,0 +1,217 @@
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type CounterConfiguration,
+} from 'prom-client';
+
+/** Prefix of every memq metric (DESIGN.md section 9). */
+export const METRIC_PREFIX = 'memq_';
+
+/**
+ * How a job attempt ended, as the processor wrapper classifies it:
+ * - `completed`: the handler returned;
+ * - `invalid`: the payload failed its contract (unrecoverable, nothing touched);
+ * - `failed`: a non-retryable error (unrecoverable: the job is a dead letter now);
+ * - `retry`: a retryable error (BullMQ retries with backoff while attempts remain).
+ */
+export type JobOutcome = 'completed' | 'invalid' | 'failed' | 'retry';
+
+/** Job-duration buckets, seconds: 1 ms to 30 s (a flush with an LLM summary is the long tail). */
+export const JOB_DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+/** Queue-wait buckets, seconds (enqueue -> start): 1 ms to 5 min (backlogs under load). */
+export const JOB_WAIT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+];
+
+/** Source of queue depths for the `memq_queue_jobs` gauge, read at scrape time. */
+export type QueueDepthSource = () => Promise<
+  ReadonlyArray<{ queue: string; state: string; jobs: number }>
+>;
+
+/** Source of token-count cache statistics, read at scrape time (cumulative). */
+export type TokenCacheSource = () => {
+  hits: number;
+  misses: number;
+  entries: number;
+  bytes: number;
+};
+
+/**
+ * memq's Prometheus instruments, all on one {@link Registry}. Labels never carry message
+ * content or keys (memory keys can be high-cardinality): queue names, outcomes, resource ids,
+ * providers and breaker names only.
+ */
+export interface MemqMetrics {
+  /** The registry to expose on `/metrics`. */
+  readonly registry: Registry;
+  /** `memq_jobs_total{queue,outcome}`: job attempts by how they ended ({@link JobOutcome}). */
+  readonly jobs: Counter<'queue' | 'outcome'>;
+  /** `memq_job_duration_seconds{queue,outcome}`: processor run time per attempt. */
+  readonly jobDuration: Histogram<'queue' | 'outcome'>;
+  /** `memq_job_wait_seconds{queue}`: enqueue (plus any requested delay) -> start of the first attempt. */
+  readonly jobWait: Histogram<'queue'>;
+  /** `memq_messages_appended_total{resource}`: messages committed by append jobs. */
+  readonly messagesAppended: Counter<'resource'>;
+  /** `memq_messages_duplicate_total{resource}`: message ids an append found already stored. */
+  readonly messagesDuplicate: Counter<'resource'>;
+  /** `memq_tokens_counted_total{resource,source}`: exact tokens committed; `source` = tiktoken or a provider. */
+  readonly tokensCounted: Counter<'resource' | 'source'>;
+  /** `memq_token_provider_fallbacks_total{provider,reason}`: provider calls answered by the local tokenizer instead. */
+  readonly tokenProviderFallbacks: Counter<'provider' | 'reason'>;
+  /** `memq_breaker_state{breaker}`: 0 closed, 0.5 half-open, 1 open. */
+  readonly breakerState: Gauge<'breaker'>;
+  /** `memq_tokens_saved_total{resource,strategy}`: tokens removed from windows by flushes. */
+  readonly tokensSaved: Counter<'resource' | 'strategy'>;
+  /** `memq_redactions_total{resource}`: pattern matches redacted before enqueueing. */
+  readonly redactions: Counter<'resource'>;
+  /** `memq_backpressure_rejections_total{queue}`: producer calls refused by backpressure. */
+  readonly backpressureRejections: Counter<'queue'>;
+  /**
+   * `memq_lock_events_total{operation,event}`: instance-lock events (`acquired`, `contended` =
+   * gave up busy, `extended`, `lost`, `released`, `release_failed`; see the lock service).
+   */
+  readonly lockEvents: Counter<'operation' | 'event'>;
+  /** `memq_lock_wait_seconds{operation}`: wait before an instance lock was acquired or given up. */
+  readonly lockWait: Histogram<'operation'>;
+  /** Registers the scrape-time source of `memq_queue_jobs{queue,state}`. Last call wins. */
+  setQueueDepthSource(source: QueueDepthSource): void;
+  /** Registers the scrape-time source of `memq_token_cache_*`. Last call wins. */
+  setTokenCacheSource(source: TokenCacheSource): void;
+}
+
+/** Options of {@link createMetrics}. */
+export interface MetricsOptions {
+  /** Registry to register on; default a new one (so tests and embedders never collide). */
+  readonly registry?: Registry;
+  /** Also collect prom-client's default process metrics (CPU, memory, event loop). Default false. */
+  readonly processMetrics?: boolean;
+}
+
+/** Creates memq's instruments on `options.registry` (default: a fresh {@link Registry}). */
+export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
+  const registry = options.registry ?? new Registry();
+  if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  const counter = <L extends string>(config: CounterConfiguration<L>) =>
+    new Counter<L>({ ...config, name: METRIC_PREFIX + config.name, registers: [registry] });
+
+  let queueDepth: QueueDepthSource | undefined;
+  let tokenCache: TokenCacheSource | undefined;
+  new Gauge({
+    name: `${METRIC_PREFIX}queue_jobs`,
+    help: 'Jobs per queue and state (waiting, active, delayed, prioritized, failed), read at scrape time.',
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (!queueDepth) return;
+      for (const { queue, state, jobs } of await queueDepth()) this.set({ queue, state }, jobs);
+    },
+  });
+  const cacheGauge = (
+    name: string,
+    help: string,
+    read: (s: ReturnType<TokenCacheSource>) => number,
+  ) =>
+    new Gauge({
+      name: `${METRIC_PREFIX}token_cache_${name}`,
+      help,
+      registers: [registry],
+      collect() {
+        if (tokenCache) this.set(read(tokenCache()));
+      },
+    });
+  cacheGauge('hits', 'Token-count cache hits since start (cumulative).', (s) => s.hits);
+  cacheGauge('misses', 'Token-count cache misses since start (cumulative).', (s) => s.misses);
+  cacheGauge('hit_ratio', 'Token-count cache hits / lookups since start (0 when none).', (s) =>
+    s.hits + s.misses === 0 ? 0 : s.hits / (s.hits + s.misses),
+  );
+  cacheGauge('entries', 'Entries in the token-count cache.', (s) => s.entries);
+  cacheGauge('bytes', 'Approximate bytes held by the token-count cache.', (s) => s.bytes);
+
+  return {
+    registry,
+    jobs: counter({
+      name: 'jobs_total',
+      help: 'Job attempts by queue and outcome (completed, invalid, failed, retry).',
+      labelNames: ['queue', 'outcome'],
+    }),
+    jobDuration: new Histogram({
+      name: `${METRIC_PREFIX}job_duration_seconds`,
+      help: 'Processor run time per job attempt, seconds.',
+      labelNames: ['queue', 'outcome'],
+      buckets: JOB_DURATION_BUCKETS,
+      registers: [registry],
+    }),
+    jobWait: new Histogram({
+      name: `${METRIC_PREFIX}job_wait_seconds`,
+      help: 'Time from enqueue (plus any requested delay) to the start of the first attempt, seconds.',
+      labelNames: ['queue'],
+      buckets: JOB_WAIT_BUCKETS,
+      registers: [registry],
+    }),
+    messagesAppended: counter({
+      name: 'messages_appended_total',
+      help: 'Messages committed by append jobs.',
+      labelNames: ['resource'],
+    }),
+    messagesDuplicate: counter({
+      name: 'messages_duplicate_total',
+      help: 'Message ids an append job found already stored (idempotent resubmissions and retries).',
+      labelNames: ['resource'],
+    }),
+    tokensCounted: counter({
+      name: 'tokens_counted_total',
+      help: 'Exact tokens committed by token-count jobs, by counting source.',
+      labelNames: ['resource', 'source'],
+    }),
+    tokenProviderFallbacks: counter({
+      name: 'token_provider_fallbacks_total',
+      help: 'Provider token counts answered by the local tokenizer instead (open breaker, 429, 5xx, timeout, error).',
+      labelNames: ['provider', 'reason'],
+    }),
+    breakerState: new Gauge({
+      name: `${METRIC_PREFIX}breaker_state`,
+      help: 'Circuit breaker state: 0 closed, 0.5 half-open, 1 open.',
+      labelNames: ['breaker'],
+      registers: [registry],
+    }),
+    tokensSaved: counter({
+      name: 'tokens_saved_total',
+      help: 'Tokens removed from memory windows by flushes.',
+      labelNames: ['resource', 'strategy'],
+    }),
+    redactions: counter({
+      name: 'redactions_total',
+      help: 'Privacy-pattern matches redacted before enqueueing.',
+      labelNames: ['resource'],
+    }),
+    backpressureRejections: counter({
+      name: 'backpressure_rejections_total',
+      help: 'Producer calls refused because the queue backlog was over its high-water mark.',
+      labelNames: ['queue'],
+    }),
+    lockEvents: counter({
+      name: 'lock_events_total',
+      help: 'Instance-lock events by operation (acquired, contended, extended, lost, released, release_failed).',
+      labelNames: ['operation', 'event'],
+    }),
+    lockWait: new Histogram({
+      name: `${METRIC_PREFIX}lock_wait_seconds`,
+      help: 'Wait before an instance lock was acquired or given up as busy, seconds.',
+      labelNames: ['operation'],
+      buckets: [0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1],
+      registers: [registry],
+    }),
+    setQueueDepthSource(source) {
+      queueDepth = source;
+    },
+    setTokenCacheSource(source) {
+      tokenCache = source;
+    },
+  };
+}
