@@ -14,10 +14,10 @@ function sample(
     if (!line.startsWith(name)) continue;
     const match = /^([a-z_]+)(\{(.*)\})? (.+)$/.exec(line);
     if (!match || match[1] !== name) continue;
-    const found = Object.fromEntries(
-      [...(match[3] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
+    const found = new Map(
+      [...(match[3] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!] as const),
     );
-    if (Object.entries(labels).every(([k, v]) => found[k] === v)) return Number(match[4]);
+    if (Object.entries(labels).every(([k, v]) => found.get(k) === v)) return Number(match[4]);
   }
   return undefined;
 }
