@@ -56,10 +56,10 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         signal?.throwIfAborted();
         const { messages: batch, scanned } = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
         if (scanned === 0) break;
-        const counts = batch.map((message) => ({
-          id: message.id,
-          tokens: counter.countMessage(message),
-        }));
+        const counts = [];
+        for (const message of batch) {
+          counts.push({ id: message.id, tokens: await counter.countMessageAsync(message, signal) });
+        }
         const result = await deps.store.commitTokens(ref, counts, resource.persistence.ttlSeconds);
         counted += result.committed;
         tokens += counts.reduce((sum, c) => sum + c.tokens, 0);

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import {
+  createTokenCache,
   createTokenCounter,
   encodingForModel,
   type TokenCounter,
@@ -52,6 +53,13 @@ export interface WorkersOptions {
    * sweep prunes older ones. Default 86 400 000 (24 h).
    */
   readonly idempotencyWindowMs?: number;
+  /**
+   * BullMQ job lock duration, ms (also the stalled-job check interval): a job whose worker stops
+   * renewing its lock for this long is taken back and retried. Default 30 000 (BullMQ's).
+   */
+  readonly lockDurationMs?: number;
+  /** Bound of the token-count cache, bytes; default `DEFAULT_TOKEN_CACHE_BYTES` (16 MiB). */
+  readonly tokenCacheBytes?: number;
   /** Instruments the processors and locks record to; default a fresh set on its own registry. */
   readonly metrics?: MemqMetrics;
 }
@@ -99,19 +107,23 @@ export function startWorkers(options: WorkersOptions): Workers {
     },
   });
   const counters = new Map<string, Promise<TokenCounter>>();
+  const tokenCache = createTokenCache(options.tokenCacheBytes);
+  metrics.setTokenCacheSource(() => tokenCache.stats());
   const counterFor = (model: string): Promise<TokenCounter> => {
     let counter = counters.get(model);
     if (!counter) {
-      counter = createTokenCounter(encodingForModel(model), (info) =>
-        log.info(
-          {
-            encoding: info.encoding,
-            loadMs: info.loadMs,
-            rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20),
-          },
-          'tokenizer loaded',
-        ),
-      );
+      counter = createTokenCounter(encodingForModel(model), {
+        cache: tokenCache,
+        onLoad: (info) =>
+          log.info(
+            {
+              encoding: info.encoding,
+              loadMs: info.loadMs,
+              rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20),
+            },
+            'tokenizer loaded',
+          ),
+      });
       counters.set(model, counter);
     }
     return counter;
@@ -128,7 +140,13 @@ export function startWorkers(options: WorkersOptions): Workers {
     return rows.flat();
   });
 
-  const common = { connection, prefix: queuePrefix };
+  const lockDuration = options.lockDurationMs ?? 30_000;
+  const common = {
+    connection,
+    prefix: queuePrefix,
+    lockDuration,
+    stalledInterval: lockDuration,
+  };
   const workers = [
     new Worker(
       QUEUES.append,

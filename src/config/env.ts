@@ -36,6 +36,8 @@ export interface EnvConfig {
   readonly appendConcurrency: number;
   /** `MEMQ_TOKEN_COUNT_CONCURRENCY`: token-count jobs at once per worker process, >= 1. Default 2. */
   readonly tokenCountConcurrency: number;
+  /** `MEMQ_TOKEN_CACHE_BYTES`: bound of the token-count cache per worker process, bytes, >= 1. Default 16 777 216 (16 MiB). */
+  readonly tokenCacheBytes: number;
   /** `MEMQ_BACKPRESSURE_HIGH_WATER`: waiting + delayed jobs above which producers push back, >= 1. Default 10 000. */
   readonly backpressureHighWaterJobs: number;
   /** `MEMQ_BACKPRESSURE_LOW_WATER`: backlog below which producers resume, < high water. Default 5 000. */
@@ -106,6 +108,12 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       name: 'MEMQ_TOKEN_COUNT_CONCURRENCY',
       default: '2',
       description: 'Token-count jobs run at once per worker process',
+    },
+    {
+      name: 'MEMQ_TOKEN_CACHE_BYTES',
+      default: '16777216',
+      description:
+        'Bound of the token-count cache (content hash -> tokens) per worker process, bytes',
     },
     {
       name: 'MEMQ_BACKPRESSURE_HIGH_WATER',
@@ -239,6 +247,9 @@ const EnvSchema = z
       .default('{memq}'),
     MEMQ_APPEND_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(16),
     MEMQ_TOKEN_COUNT_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(2),
+    MEMQ_TOKEN_CACHE_BYTES: integer(1, 2 ** 40, 'expected a positive integer (bytes)').default(
+      16 * 2 ** 20,
+    ),
     MEMQ_BACKPRESSURE_HIGH_WATER: integer(1, 1e12, 'expected a positive integer (jobs)').default(
       10_000,
     ),
@@ -326,6 +337,7 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
     queuePrefix: e.MEMQ_QUEUE_PREFIX,
     appendConcurrency: e.MEMQ_APPEND_CONCURRENCY,
     tokenCountConcurrency: e.MEMQ_TOKEN_COUNT_CONCURRENCY,
+    tokenCacheBytes: e.MEMQ_TOKEN_CACHE_BYTES,
     backpressureHighWaterJobs: e.MEMQ_BACKPRESSURE_HIGH_WATER,
     backpressureLowWaterJobs: e.MEMQ_BACKPRESSURE_LOW_WATER,
     backpressurePolicy: e.MEMQ_BACKPRESSURE_POLICY,

@@ -1,8 +1,10 @@
-import { Tiktoken, getEncodingNameForModel, type TiktokenBPE } from 'js-tiktoken/lite';
+import { hash } from 'node:crypto';
+import { getEncodingNameForModel } from 'js-tiktoken/lite';
+import { LRUCache } from 'lru-cache';
 import { ConfigError } from './errors.js';
 import type { Role } from './message.js';
 
-/** BPE encodings js-tiktoken ships (rank files inside the package; no network at run time). */
+/** BPE encodings memq counts with (gpt-tokenizer and js-tiktoken ship their rank files: no network at run time). */
 export const ENCODINGS = [
   'o200k_base',
   'cl100k_base',
@@ -73,31 +75,112 @@ export interface CountableMessage {
 export interface TokenCounter {
   /** The encoding in use. */
   readonly encoding: EncodingName;
-  /** Tokens of `text`, with special-token text (`<|endoftext|>`) counted as plain text. */
+  /**
+   * Tokens of `text`, with special-token text (`<|endoftext|>`) counted as plain text. Cached by
+   * content hash when the counter has a {@link TokenCache}. Synchronous: prefer
+   * {@link TokenCounter.countMessageAsync} for text that may be large.
+   */
   countText(text: string): number;
   /**
    * Tokens one stored message costs in a chat request: {@link TOKENS_PER_MESSAGE} + role +
    * content (+ name + {@link TOKENS_PER_NAME}).
    */
   countMessage(message: CountableMessage): number;
+  /**
+   * {@link TokenCounter.countMessage}, yielding to the event loop whenever
+   * {@link YIELD_EVERY_MS} of counting has passed (between slices of {@link SLICE_CHARS}), so a
+   * multi-megabyte message never starves BullMQ's lock renewal.
+   * @throws the signal's reason when `signal` aborts between slices.
+   */
+  countMessageAsync(message: CountableMessage, signal?: AbortSignal): Promise<number>;
 }
 
-const encoders = new Map<EncodingName, Promise<Tiktoken>>();
+/**
+ * Longest text counted in one tokenizer call, characters. Longer text is cut into slices just
+ * before a space that sits between two lowercase ASCII letters (`a| b`): with every encoding's
+ * pre-tokenizer regex such a space always starts a new piece, so the slices' counts add up to the
+ * whole text's count exactly (tested against js-tiktoken). Only a stretch of
+ * {@link SLICE_CHARS} / 2 characters or more without such a boundary (a base64 blob, a run of one
+ * character, unspaced CJK text) is cut at a fixed length, where the count can differ from the
+ * tokenizer's by a token or two per cut. The reason: BPE is quadratic in a piece's length (20,000
+ * `a`s take 250 ms in gpt-tokenizer and 25 s in js-tiktoken, measured here), and slicing makes
+ * the cost linear. 2,048 keeps the worst slice near 20 ms (unspaced CJK).
+ */
+export const SLICE_CHARS = 2048;
+/** Counting time after which {@link TokenCounter.countMessageAsync} yields to the event loop, ms. */
+export const YIELD_EVERY_MS = 10;
 
-async function loadRanks(encoding: EncodingName): Promise<TiktokenBPE> {
+/** Token counts cached by encoding and content hash, bounded in bytes (lru-cache). */
+export interface TokenCache {
+  /** The cached count for `key`, or undefined (a miss). Counts hits and misses. */
+  get(key: string): number | undefined;
+  /** Caches `tokens` for `key`. */
+  set(key: string, tokens: number): void;
+  /** Cumulative hits and misses, current entries and approximate bytes held. */
+  stats(): { hits: number; misses: number; entries: number; bytes: number };
+}
+
+/**
+ * Default {@link createTokenCache} bound: 16 MiB, about 100,000 entries of hashed content (each
+ * entry is a ~60-character key and a number: estimated at 2 bytes per key character plus 48).
+ */
+export const DEFAULT_TOKEN_CACHE_BYTES = 16 * 2 ** 20;
+/** Texts up to this many characters are their own cache key; longer ones are keyed by SHA-256. */
+const CACHE_KEY_INLINE_CHARS = 64;
+
+/**
+ * A {@link TokenCache} holding at most `maxBytes` (estimated: 2 bytes per key character plus 48
+ * per entry), least recently used entries evicted first.
+ * @throws RangeError when `maxBytes` is not a positive integer.
+ */
+export function createTokenCache(maxBytes = DEFAULT_TOKEN_CACHE_BYTES): TokenCache {
+  if (!Number.isInteger(maxBytes) || maxBytes <= 0) {
+    throw new RangeError(`token cache size: expected a positive integer of bytes, got ${maxBytes}`);
+  }
+  const cache = new LRUCache<string, number>({
+    maxSize: maxBytes,
+    sizeCalculation: (_value, key) => key.length * 2 + 48,
+  });
+  let hits = 0;
+  let misses = 0;
+  return {
+    get(key) {
+      const found = cache.get(key);
+      if (found === undefined) misses += 1;
+      else hits += 1;
+      return found;
+    },
+    set(key, tokens) {
+      cache.set(key, tokens);
+    },
+    stats: () => ({ hits, misses, entries: cache.size, bytes: cache.calculatedSize }),
+  };
+}
+
+/** The part of a gpt-tokenizer encoding module memq uses. */
+interface Encoder {
+  countTokens(
+    text: string,
+    options: { allowedSpecial: Set<string>; disallowedSpecial: Set<string> },
+  ): number;
+}
+
+const encoders = new Map<EncodingName, Promise<Encoder>>();
+
+async function loadEncoder(encoding: EncodingName): Promise<Encoder> {
   switch (encoding) {
     case 'o200k_base':
-      return (await import('js-tiktoken/ranks/o200k_base')).default;
+      return import('gpt-tokenizer/encoding/o200k_base');
     case 'cl100k_base':
-      return (await import('js-tiktoken/ranks/cl100k_base')).default;
+      return import('gpt-tokenizer/encoding/cl100k_base');
     case 'p50k_base':
-      return (await import('js-tiktoken/ranks/p50k_base')).default;
+      return import('gpt-tokenizer/encoding/p50k_base');
     case 'p50k_edit':
-      return (await import('js-tiktoken/ranks/p50k_edit')).default;
+      return import('gpt-tokenizer/encoding/p50k_edit');
     case 'r50k_base':
-      return (await import('js-tiktoken/ranks/r50k_base')).default;
+      return import('gpt-tokenizer/encoding/r50k_base');
     case 'gpt2':
-      return (await import('js-tiktoken/ranks/gpt2')).default;
+      return import('gpt-tokenizer/encoding/gpt2');
   }
 }
 
@@ -108,21 +191,61 @@ export type EncoderLoadListener = (info: {
   rssDeltaBytes: number;
 }) => void;
 
+/** Options of {@link createTokenCounter}. */
+export interface TokenCounterOptions {
+  /** Told once per encoding per process how long its load took (for the log). */
+  readonly onLoad?: EncoderLoadListener;
+  /** Count cache shared by counters; absent = no caching. */
+  readonly cache?: TokenCache;
+}
+
+/** Start of each slice of `text` (see {@link SLICE_CHARS}); the last slice runs to the end. */
+export function sliceStarts(text: string): number[] {
+  const starts = [0];
+  let start = 0;
+  while (text.length - start > SLICE_CHARS) {
+    let cut = -1;
+    for (let i = start + SLICE_CHARS - 1; i > start + SLICE_CHARS / 2; i--) {
+      if (
+        text.charCodeAt(i) === 32 &&
+        isLower(text.charCodeAt(i - 1)) &&
+        isLower(text.charCodeAt(i + 1))
+      ) {
+        cut = i;
+        break;
+      }
+    }
+    if (cut < 0) {
+      cut = start + SLICE_CHARS;
+      // Never cut a UTF-16 surrogate pair in two.
+      if (isLowSurrogate(text.charCodeAt(cut))) cut -= 1;
+    }
+    starts.push(cut);
+    start = cut;
+  }
+  return starts;
+}
+
+const isLower = (code: number) => code >= 97 && code <= 122;
+const isLowSurrogate = (code: number) => code >= 0xdc00 && code <= 0xdfff;
+
 /**
- * A counter for `encoding`. The encoder is built once per encoding per process, lazily (the
- * o200k ranks take about a second and ~150 MB to load, ecosystem.md section 4), and shared.
+ * A counter for `encoding`, counting with gpt-tokenizer (exact: equal to js-tiktoken, the card's
+ * tokenizer and the tests' oracle, and 3-8x faster on the mail corpus; docs/decisions.md). The
+ * encoder is loaded once per encoding per process, lazily, and shared.
  */
 export async function createTokenCounter(
   encoding: EncodingName,
-  onLoad?: EncoderLoadListener,
+  options: TokenCounterOptions = {},
 ): Promise<TokenCounter> {
   let pending = encoders.get(encoding);
   if (!pending) {
     pending = (async () => {
       const started = performance.now();
       const rssBefore = process.memoryUsage.rss();
-      const encoder = new Tiktoken(await loadRanks(encoding));
-      onLoad?.({
+      const encoder = await loadEncoder(encoding);
+      encoder.countTokens('warm up', PLAIN_TEXT);
+      options.onLoad?.({
         encoding,
         loadMs: Math.round(performance.now() - started),
         rssDeltaBytes: process.memoryUsage.rss() - rssBefore,
@@ -132,19 +255,65 @@ export async function createTokenCounter(
     encoders.set(encoding, pending);
   }
   const encoder = await pending;
-  // allowedSpecial = [] and disallowedSpecial = [] make special-token text plain text instead of
-  // throwing ("The text contains a special token that is not allowed").
-  const countText = (text: string): number => encoder.encode(text, [], []).length;
+  const { cache } = options;
+  const keyOf = (text: string) =>
+    text.length <= CACHE_KEY_INLINE_CHARS
+      ? `${encoding}:${text}`
+      : `${encoding}#${hash('sha256', text, 'base64url')}`;
+
+  const countSlices = (text: string, starts: readonly number[], from: number, to: number) => {
+    let tokens = 0;
+    for (let i = from; i < to; i++) {
+      tokens += encoder.countTokens(text.slice(starts[i], starts[i + 1]), PLAIN_TEXT);
+    }
+    return tokens;
+  };
+  const countText = (text: string): number => {
+    const key = cache && text.length > 0 ? keyOf(text) : undefined;
+    const cached = key === undefined ? undefined : cache!.get(key);
+    if (cached !== undefined) return cached;
+    const starts = sliceStarts(text);
+    const tokens = countSlices(text, starts, 0, starts.length);
+    if (key !== undefined) cache!.set(key, tokens);
+    return tokens;
+  };
+  const countTextAsync = async (text: string, signal?: AbortSignal): Promise<number> => {
+    if (text.length <= SLICE_CHARS) return countText(text);
+    const key = cache ? keyOf(text) : undefined;
+    const cached = key === undefined ? undefined : cache!.get(key);
+    if (cached !== undefined) return cached;
+    const starts = sliceStarts(text);
+    let tokens = 0;
+    let since = performance.now();
+    for (let i = 0; i < starts.length; i++) {
+      tokens += countSlices(text, starts, i, i + 1);
+      if (performance.now() - since >= YIELD_EVERY_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+        since = performance.now();
+      }
+    }
+    if (key !== undefined) cache!.set(key, tokens);
+    return tokens;
+  };
+  const framing = (message: CountableMessage) =>
+    TOKENS_PER_MESSAGE +
+    countText(message.role) +
+    (message.name !== undefined ? countText(message.name) + TOKENS_PER_NAME : 0);
   return {
     encoding,
     countText,
-    countMessage(message) {
-      let tokens = TOKENS_PER_MESSAGE + countText(message.role) + countText(message.content);
-      if (message.name !== undefined) tokens += countText(message.name) + TOKENS_PER_NAME;
-      return tokens;
-    },
+    countMessage: (message) => framing(message) + countText(message.content),
+    countMessageAsync: async (message, signal) =>
+      framing(message) + (await countTextAsync(message.content, signal)),
   };
 }
+
+/**
+ * gpt-tokenizer options making special-token text (`<|endoftext|>`) plain text instead of a
+ * special token or an error: messages are data, never control tokens.
+ */
+const PLAIN_TEXT = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
 
 /**
  * The append-time estimate of a message's tokens, before the exact count: ceil(chars / 4) plus

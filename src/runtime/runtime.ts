@@ -75,6 +75,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         queuePrefix: env.queuePrefix,
         keyPrefix: env.keyPrefix,
         idempotencyWindowMs: env.idempotencyWindowMs,
+        tokenCacheBytes: env.tokenCacheBytes,
         concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
         store: workerStore,
         registry: options.registry,

@@ -26,6 +26,7 @@ export async function startPipeline(
   ns: RedisNamespace,
   registry: MemoryRegistry,
   project = 'test',
+  options: { lockDurationMs?: number } = {},
 ): Promise<TestPipeline> {
   const producer = ns.connect({ producer: true });
   const store = createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix });
@@ -47,6 +48,7 @@ export async function startPipeline(
     registry,
     log: quietLog,
     metrics,
+    ...options,
   });
   await workers.ready;
   return {

@@ -1,0 +1,148 @@
+import { Tiktoken } from 'js-tiktoken/lite';
+import cl100k from 'js-tiktoken/ranks/cl100k_base';
+import o200k from 'js-tiktoken/ranks/o200k_base';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  createTokenCache,
+  createTokenCounter,
+  SLICE_CHARS,
+  sliceStarts,
+  TOKENS_PER_MESSAGE,
+} from '../../../src/core/token-counter.js';
+import { buildConversations } from '../../../src/replay/corpus.js';
+
+/** js-tiktoken, the card's tokenizer, is the oracle: memq counts with gpt-tokenizer. */
+const oracles = {
+  o200k_base: new Tiktoken(o200k),
+  cl100k_base: new Tiktoken(cl100k),
+} as const;
+const oracleCount = (encoding: keyof typeof oracles, text: string) =>
+  oracles[encoding].encode(text, [], []).length;
+
+const EDGE_CASES = [
+  '',
+  '<|endoftext|>',
+  'before <|endoftext|> after <|im_start|>system<|im_end|> <|fim_prefix|>',
+  '日本語のテキストと中文文本，还有한국어 텍스트。',
+  'emoji 🎉👨‍👩‍👧‍👦 flags 🇫🇷🇯🇵 and skin tones 👍🏽',
+  'NUL\u0000bytes\u0000inside and a lone \u0001 control',
+  '   leading and trailing whitespace\n\n\t  ',
+  "it's they're we've I'm you'll he'd DON'T",
+  'numbers 1234567890 3.14159 -42 1e10',
+  'https://example.com/path?query=value&other=1#fragment',
+];
+
+describe('token counts equal js-tiktoken (the oracle)', () => {
+  let corpus: string[];
+  beforeAll(async () => {
+    const { conversations } = await buildConversations({ limit: 1000 });
+    corpus = conversations.flatMap((c) => c.messages.map((m) => m.content)).slice(0, 1000);
+  }, 60_000);
+
+  it.each(['o200k_base', 'cl100k_base'] as const)(
+    'on 1,000 real corpus messages and the edge cases (%s)',
+    async (encoding) => {
+      expect(corpus).toHaveLength(1000);
+      const counter = await createTokenCounter(encoding);
+      const texts = [...corpus, ...EDGE_CASES];
+      const mismatches = texts.filter((t) => counter.countText(t) !== oracleCount(encoding, t));
+      expect(mismatches).toEqual([]);
+      // Framing on top of the content count, as OpenAI's cookbook counts a chat message.
+      const message = { role: 'user' as const, content: corpus[0]!, name: 'jane' };
+      expect(counter.countMessage(message)).toBe(
+        TOKENS_PER_MESSAGE +
+          oracleCount(encoding, 'user') +
+          oracleCount(encoding, corpus[0]!) +
+          oracleCount(encoding, 'jane') +
+          1,
+      );
+    },
+    60_000,
+  );
+
+  it('stays exact on long spaced text cut into slices', async () => {
+    const long = corpus.join('\n\n').slice(0, 60_000);
+    expect(sliceStarts(long).length).toBeGreaterThan(20);
+    for (const encoding of ['o200k_base', 'cl100k_base'] as const) {
+      const counter = await createTokenCounter(encoding);
+      expect(counter.countText(long)).toBe(oracleCount(encoding, long));
+      expect(await counter.countMessageAsync({ role: 'user', content: long })).toBe(
+        counter.countMessage({ role: 'user', content: long }),
+      );
+    }
+  });
+});
+
+describe('slicing and the count cache', () => {
+  it('cuts only before a space between lowercase letters, else at the fixed length', () => {
+    const spaced = 'word '.repeat(2000);
+    const starts = sliceStarts(spaced);
+    expect(starts[0]).toBe(0);
+    for (const s of starts.slice(1)) {
+      expect(spaced[s]).toBe(' ');
+      expect(spaced[s - 1]).toMatch(/[a-z]/);
+    }
+    const blob = 'a'.repeat(SLICE_CHARS * 3 + 5);
+    expect(sliceStarts(blob)).toEqual([0, SLICE_CHARS, SLICE_CHARS * 2, SLICE_CHARS * 3]);
+    // A surrogate pair at the cut stays whole.
+    const emoji = 'x'.repeat(SLICE_CHARS - 1) + '🎉'.repeat(10);
+    expect(sliceStarts(emoji)[1]).toBe(SLICE_CHARS - 1);
+  });
+
+  it('counts a 300,000-character base64 blob in slices without holding the event loop', async () => {
+    const counter = await createTokenCounter('o200k_base');
+    // Pseudo-random base64 (an attachment pasted into a message): unspaced, so it is cut at the
+    // fixed length, and the costliest text per character measured (~2 ms per 1,000 characters).
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    let seed = 42;
+    const blob = Array.from({ length: 300_000 }, () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return alphabet[seed % 64]!;
+    }).join('');
+    let maxGapMs = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      maxGapMs = Math.max(maxGapMs, now - last);
+      last = now;
+    }, 1);
+    let tokens: number;
+    try {
+      tokens = await counter.countMessageAsync({ role: 'user', content: blob });
+    } finally {
+      clearInterval(ticker);
+    }
+    const exact = oracles.o200k_base.encode(blob.slice(0, 30_000), [], []).length;
+    // Fixed-length cuts change the count by a token or two per slice, far below 1 %.
+    expect(Math.abs(tokens - TOKENS_PER_MESSAGE - 1 - exact * 10) / (exact * 10)).toBeLessThan(
+      0.01,
+    );
+    expect(maxGapMs).toBeGreaterThan(0);
+    expect(maxGapMs).toBeLessThan(250);
+  });
+
+  it('returns cached counts for repeated content and reports hits and misses', async () => {
+    const cache = createTokenCache();
+    const counter = await createTokenCounter('cl100k_base', { cache });
+    const text = 'The quick brown fox jumps over the lazy dog. '.repeat(10);
+    const first = counter.countText(text);
+    expect(counter.countText(text)).toBe(first);
+    expect(counter.countText('short')).toBe(oracleCount('cl100k_base', 'short'));
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 2, entries: 2 });
+    // Another encoding never shares an entry.
+    const o200 = await createTokenCounter('o200k_base', { cache });
+    expect(o200.countText(text)).toBe(oracleCount('o200k_base', text));
+    expect(cache.stats().misses).toBe(3);
+  });
+
+  it('stays within its byte bound, evicting the least recently used', async () => {
+    const cache = createTokenCache(2_000);
+    const counter = await createTokenCounter('cl100k_base', { cache });
+    for (let i = 0; i < 100; i++) counter.countText(`message number ${i} `.repeat(10));
+    const { bytes, entries } = cache.stats();
+    expect(bytes).toBeLessThanOrEqual(2_000);
+    expect(entries).toBeGreaterThan(0);
+    expect(entries).toBeLessThan(100);
+    expect(() => createTokenCache(0)).toThrow(/positive integer of bytes, got 0/);
+  });
+});
