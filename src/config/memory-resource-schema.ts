@@ -9,6 +9,8 @@
  */
 
 import { z } from 'zod';
+import { CONTEXT_WINDOW_ALLOWED, contextWindowOf } from '../core/context-window.js';
+import { ENCODING_MODEL_ALLOWED, encodingForModel } from '../core/token-counter.js';
 import { KEY_TEMPLATE_MAX_CHARS, findKeyTemplateProblem } from '../core/key-template.js';
 import { ROLES } from '../core/message.js';
 import { DURATION_FORMAT, parseDurationMs } from './duration.js';
@@ -496,6 +498,34 @@ export const MemoryResourceFileSchema = z
         path: ['token_provider', 'model'],
         message:
           'required with max_context_ratio (the ratio applies to the model context window): expected a model name like gpt-4o',
+      });
+    }
+    const model = file.token_provider?.model;
+    const fails = (check: () => unknown) => {
+      try {
+        check();
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    if (
+      model !== undefined &&
+      file.max_context_ratio !== undefined &&
+      fails(() => contextWindowOf(model))
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['token_provider', 'model'],
+        message: CONTEXT_WINDOW_ALLOWED,
+      });
+    }
+    const provider = file.token_provider?.provider ?? MEMORY_DEFAULTS.tokenProvider;
+    if (model !== undefined && provider === 'openai' && fails(() => encodingForModel(model))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['token_provider', 'model'],
+        message: ENCODING_MODEL_ALLOWED,
       });
     }
     const summaryTokens = file.flushing.summary_tokens;

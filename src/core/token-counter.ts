@@ -34,6 +34,10 @@ const MODEL_PREFIX_TO_ENCODING: ReadonlyArray<readonly [string, EncodingName]> =
   ['gpt-35-turbo-', 'cl100k_base'],
 ];
 
+/** What provider `openai` needs of a model, as an error message says it. */
+export const ENCODING_MODEL_ALLOWED =
+  'expected a model with a known tiktoken encoding (e.g. gpt-4o, gpt-4.1, gpt-5, o3, gpt-4, gpt-3.5-turbo)';
+
 /**
  * The encoding for `model`: js-tiktoken's exact model table first (`getEncodingNameForModel`),
  * then {@link MODEL_PREFIX_TO_ENCODING}.
@@ -48,8 +52,34 @@ export function encodingForModel(model: string): EncodingName {
     )[0];
     if (match) return match[1];
     throw new ConfigError(
-      `token_provider.model: expected a model with a known tiktoken encoding (e.g. gpt-4o, gpt-4.1, gpt-5, o3, gpt-4, gpt-3.5-turbo), got ${JSON.stringify(model)}`,
+      `token_provider.model: ${ENCODING_MODEL_ALLOWED}, got ${JSON.stringify(model)}`,
     );
+  }
+}
+
+/** Providers whose models memq counts remotely (their token-counting APIs), with a local fallback. */
+export const REMOTE_TOKEN_PROVIDERS = ['anthropic', 'google'] as const;
+/** One of {@link REMOTE_TOKEN_PROVIDERS}. */
+export type RemoteTokenProvider = (typeof REMOTE_TOKEN_PROVIDERS)[number];
+
+/** True when `provider` is one of {@link REMOTE_TOKEN_PROVIDERS}. */
+export function isRemoteTokenProvider(provider: string): provider is RemoteTokenProvider {
+  return (REMOTE_TOKEN_PROVIDERS as readonly string[]).includes(provider);
+}
+
+/**
+ * The encoding memq counts a resource's tokens with locally: for `openai` (and any provider whose
+ * model OpenAI's tables know) the model's own encoding ({@link encodingForModel}); for other
+ * providers (Claude, Gemini, ... whose tokenizers are not published) `o200k_base`, an
+ * approximation used as the fallback when the provider's counting API is unavailable.
+ * @throws ConfigError for provider `openai` with a model of unknown encoding.
+ */
+export function localEncodingFor(provider: string, model: string): EncodingName {
+  if (provider === 'openai') return encodingForModel(model);
+  try {
+    return encodingForModel(model);
+  } catch {
+    return 'o200k_base';
   }
 }
 

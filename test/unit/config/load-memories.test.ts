@@ -57,6 +57,16 @@ describe('invalid memory resource files', () => {
       'required with max_context_ratio (the ratio applies to the model context window): expected a model name like gpt-4o, got nothing',
     ],
     [
+      'unknown-openai-model',
+      'token_provider.model',
+      'expected a model with a known tiktoken encoding (e.g. gpt-4o, gpt-4.1, gpt-5, o3, gpt-4, gpt-3.5-turbo), got "llama-3-70b"',
+    ],
+    [
+      'ratio-unknown-context-window',
+      'token_provider.model',
+      'expected a model with a known context window for max_context_ratio (a name starting with gpt-5, gpt-4.1, gpt-4.5, gpt-4o, chatgpt-4o, gpt-4-turbo, gpt-4-32k, gpt-4, gpt-3.5-turbo, o1-mini, o1, o3, o4-mini, claude-, gemini-1.5-pro, gemini-), got "mistral-large"',
+    ],
+    [
       'bad-duration',
       'locking.append_ttl',
       'expected a duration like 500ms, 30s, 5m, 1h30m, 24h or 7d (greater than 0), got "30 seconds"',
