@@ -7,18 +7,18 @@ module.exports = {
       name: 'core-is-pure',
       severity: 'error',
       from: { path: '^src/core' },
-      to: { path: '^(src/(config|redis|store|metrics)|queues|processors)|' + upper.slice(1) },
+      to: { path: '^(src/(config|redis|store|metrics|providers)|queues|processors)|' + upper.slice(1) },
     },
     {
       name: 'config-below-io',
       severity: 'error',
       from: { path: '^src/config' },
-      to: { path: '^(src/(redis|store|metrics)|queues|processors)|' + upper.slice(1) },
+      to: { path: '^(src/(redis|store|metrics|providers)|queues|processors)|' + upper.slice(1) },
     },
     {
       name: 'store-below-queues',
       severity: 'error',
-      from: { path: '^src/(redis|store|metrics)' },
+      from: { path: '^src/(redis|store|metrics|providers)' },
       to: { path: '^(queues|processors)|' + upper.slice(1) },
     },
     {

@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /**
- * Import direction (STYLE.md): src/core <- src/config <- src/{redis,store,metrics} <- queues/ <-
+ * Import direction (STYLE.md): src/core <- src/config <- src/{redis,store,metrics,providers} <- queues/ <-
  * processors/ <- src/{http,cli,runtime,replay}. Each layer lists what it must not import.
  * dependency-cruiser (.dependency-cruiser.cjs) checks the same plus cycles.
  */
@@ -16,7 +16,7 @@ const layer = (files, forbidden) => ({
         patterns: forbidden.map((group) => ({
           group: [group],
           message:
-            'imports flow one way: src/core <- src/config <- src/{redis,store,metrics} <- queues <- processors <- src/{http,cli,runtime,replay} (STYLE.md)',
+            'imports flow one way: src/core <- src/config <- src/{redis,store,metrics,providers} <- queues <- processors <- src/{http,cli,runtime,replay} (STYLE.md)',
         })),
       },
     ],
@@ -54,6 +54,7 @@ export default tseslint.config(
       '**/redis/**',
       '**/store/**',
       '**/metrics/**',
+      '**/providers/**',
       '**/queues/**',
       '**/processors/**',
       ...upper,
@@ -67,10 +68,18 @@ export default tseslint.config(
   ),
   layer(
     ['src/config/**'],
-    ['**/redis/**', '**/store/**', '**/metrics/**', '**/queues/**', '**/processors/**', ...upper],
+    [
+      '**/redis/**',
+      '**/store/**',
+      '**/metrics/**',
+      '**/providers/**',
+      '**/queues/**',
+      '**/processors/**',
+      ...upper,
+    ],
   ),
   layer(
-    ['src/redis/**', 'src/store/**', 'src/metrics/**'],
+    ['src/redis/**', 'src/store/**', 'src/metrics/**', 'src/providers/**'],
     ['**/queues/**', '**/processors/**', ...upper],
   ),
   layer(['queues/**'], ['**/processors/**', ...upper]),

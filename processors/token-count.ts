@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { needsFlush } from '../src/core/flush-plan.js';
-import type { TokenCounter } from '../src/core/token-counter.js';
+import type { MemoryResource } from '../src/core/memory-resource.js';
+import type { CountableMessage } from '../src/core/token-counter.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { TokenCountJobSchema, type TokenCountJobResult } from '../queues/job-contracts.js';
@@ -13,14 +14,29 @@ import { wrapProcessor } from './job-wrapper.js';
 /** Messages counted and committed per round trip. */
 export const TOKEN_COUNT_BATCH = 256;
 
+/**
+ * Counts a batch of messages for one resource: the local tokenizer, or a provider's API with the
+ * local tokenizer as fallback (`src/providers/token-providers.ts`).
+ */
+export interface MessageCounter {
+  /**
+   * Tokens per message, in order, with where each count came from (an encoding name or a
+   * provider). Rejects only when `signal` aborts.
+   */
+  countMessages(
+    messages: readonly CountableMessage[],
+    signal?: AbortSignal,
+  ): Promise<ReadonlyArray<{ tokens: number; source: string }>>;
+}
+
 /** Dependencies of {@link createTokenCountProcessor}. */
 export interface TokenCountProcessorDeps {
   /** Where counts are committed. */
   readonly store: MemoryStore;
   /** Declared resources (model, TTL). */
   readonly registry: MemoryRegistry;
-  /** The counter for a model (cached by the caller). */
-  readonly counterFor: (model: string) => Promise<TokenCounter>;
+  /** The counter for a resource (built once per resource by the caller). */
+  readonly counterFor: (resource: MemoryResource) => Promise<MessageCounter>;
   /**
    * Enqueues a (deduplicated) flush when the counted memory is over its trigger
    * (`limit x summarize_threshold`); absent = never.
@@ -48,7 +64,7 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
     metrics: deps.metrics,
     async run({ ref }, { signal }): Promise<TokenCountJobResult> {
       const resource = deps.registry.get(ref.resource);
-      const counter = await deps.counterFor(resource.tokenProvider.model);
+      const counter = await deps.counterFor(resource);
       await deps.store.clearTokenCountPending(ref);
       let counted = 0;
       let tokens = 0;
@@ -56,13 +72,18 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         signal?.throwIfAborted();
         const { messages: batch, scanned } = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
         if (scanned === 0) break;
-        const counts = [];
-        for (const message of batch) {
-          counts.push({ id: message.id, tokens: await counter.countMessageAsync(message, signal) });
-        }
+        const results = await counter.countMessages(batch, signal);
+        const counts = batch.map((message, i) => ({ id: message.id, tokens: results[i]!.tokens }));
         const result = await deps.store.commitTokens(ref, counts, resource.persistence.ttlSeconds);
         counted += result.committed;
-        tokens += counts.reduce((sum, c) => sum + c.tokens, 0);
+        const bySource = new Map<string, number>();
+        for (const { tokens: n, source } of results) {
+          tokens += n;
+          bySource.set(source, (bySource.get(source) ?? 0) + n);
+        }
+        for (const [source, n] of bySource) {
+          deps.metrics.tokensCounted.inc({ resource: ref.resource, source }, n);
+        }
         if (scanned < TOKEN_COUNT_BATCH) break;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
@@ -74,7 +95,6 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         };
         if (needsFlush(resource, usage)) await deps.enqueueFlush(ref);
       }
-      deps.metrics.tokensCounted.inc({ resource: ref.resource, source: counter.encoding }, tokens);
       return { counted, tokens };
     },
   });

@@ -2,12 +2,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
-import {
-  createTokenCache,
-  createTokenCounter,
-  encodingForModel,
-  type TokenCounter,
-} from '../src/core/token-counter.js';
+import type { ProviderBreakerOptions } from '../src/providers/token-providers.js';
 import { createLockService, type LockService } from '../src/redis/lock-service.js';
 import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
 import { createMaintenanceStore } from '../src/store/maintenance-store.js';
@@ -19,6 +14,7 @@ import { createCleanupProcessor } from './cleanup.js';
 import { createFlushProcessor } from './flush.js';
 import { createMaintenanceProcessor } from './maintenance.js';
 import { createTokenCountProcessor } from './token-count.js';
+import { createTokenCounters } from './token-counters.js';
 
 /** Jobs run at once per queue in one process. */
 export interface WorkerConcurrency {
@@ -58,6 +54,16 @@ export interface WorkersOptions {
    * renewing its lock for this long is taken back and retried. Default 30 000 (BullMQ's).
    */
   readonly lockDurationMs?: number;
+  /**
+   * BullMQ limiter of the token-count worker when some resource counts through a provider API
+   * (Anthropic, Google): at most this many token-count jobs start per second in this process.
+   * Default 10. Each job makes at most 4 API calls at once.
+   */
+  readonly providerJobsPerSecond?: number;
+  /** Breaker settings of the provider APIs (defaults in `ProviderBreakerOptions`). */
+  readonly providerBreaker?: ProviderBreakerOptions;
+  /** Where provider API keys are read (`token_provider.api_key_env`); default `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
   /** Bound of the token-count cache, bytes; default `DEFAULT_TOKEN_CACHE_BYTES` (16 MiB). */
   readonly tokenCacheBytes?: number;
   /** Instruments the processors and locks record to; default a fresh set on its own registry. */
@@ -106,28 +112,14 @@ export function startWorkers(options: WorkersOptions): Workers {
       }
     },
   });
-  const counters = new Map<string, Promise<TokenCounter>>();
-  const tokenCache = createTokenCache(options.tokenCacheBytes);
-  metrics.setTokenCacheSource(() => tokenCache.stats());
-  const counterFor = (model: string): Promise<TokenCounter> => {
-    let counter = counters.get(model);
-    if (!counter) {
-      counter = createTokenCounter(encodingForModel(model), {
-        cache: tokenCache,
-        onLoad: (info) =>
-          log.info(
-            {
-              encoding: info.encoding,
-              loadMs: info.loadMs,
-              rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20),
-            },
-            'tokenizer loaded',
-          ),
-      });
-      counters.set(model, counter);
-    }
-    return counter;
-  };
+  const counters = createTokenCounters({
+    registry,
+    metrics,
+    log,
+    ...(options.tokenCacheBytes !== undefined ? { cacheBytes: options.tokenCacheBytes } : {}),
+    ...(options.env !== undefined ? { env: options.env } : {}),
+    ...(options.providerBreaker !== undefined ? { breaker: options.providerBreaker } : {}),
+  });
   const enqueueTokenCount = queues.enqueueTokenCount.bind(queues);
   metrics.setQueueDepthSource(async () => {
     const states = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
@@ -161,12 +153,18 @@ export function startWorkers(options: WorkersOptions): Workers {
       createTokenCountProcessor({
         store,
         registry,
-        counterFor,
+        counterFor: (resource) => counters.counterFor(resource),
         enqueueFlush: (ref) => queues.enqueueFlush(ref),
         log,
         metrics,
       }),
-      { ...common, concurrency: options.concurrency.tokenCount },
+      {
+        ...common,
+        concurrency: options.concurrency.tokenCount,
+        ...(counters.usesProviders
+          ? { limiter: { max: options.providerJobsPerSecond ?? 10, duration: 1000 } }
+          : {}),
+      },
     ),
     new Worker(QUEUES.flush, createFlushProcessor({ store, registry, locks, log, metrics }), {
       ...common,
@@ -203,9 +201,7 @@ export function startWorkers(options: WorkersOptions): Workers {
     );
   }
 
-  const ready = Promise.all(registry.list().map((r) => counterFor(r.tokenProvider.model))).then(
-    () => undefined,
-  );
+  const ready = counters.ready;
 
   let closing: Promise<void> | undefined;
   return {
@@ -217,6 +213,7 @@ export function startWorkers(options: WorkersOptions): Workers {
     close(force = false) {
       closing ??= (async () => {
         await Promise.allSettled(workers.map((w) => w.close(force)));
+        counters.close();
         await locks.close();
         await queues.close();
       })();

@@ -1,0 +1,142 @@
+import type { Logger } from 'pino';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import type { MemoryResource } from '../src/core/memory-resource.js';
+import {
+  createTokenCache,
+  createTokenCounter,
+  isRemoteTokenProvider,
+  localEncodingFor,
+  type EncodingName,
+  type TokenCounter,
+} from '../src/core/token-counter.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
+import {
+  createRemoteCounter,
+  providerApiKey,
+  type ProviderBreakerOptions,
+  type RemoteCounter,
+} from '../src/providers/token-providers.js';
+import type { MessageCounter } from './token-count.js';
+
+/** Options of {@link createTokenCounters}. */
+export interface TokenCountersOptions {
+  /** Declared resources; every remote provider among them is checked for its API key at once. */
+  readonly registry: MemoryRegistry;
+  /** Bound of the shared count cache, bytes; default `DEFAULT_TOKEN_CACHE_BYTES`. */
+  readonly cacheBytes?: number;
+  /** Cache gauges, provider fallbacks, breaker state. */
+  readonly metrics: MemqMetrics;
+  /** Tokenizer loads and breaker transitions (never keys or content). */
+  readonly log: Logger;
+  /** Where API keys are read; default `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Breaker settings for every provider (defaults in {@link ProviderBreakerOptions}). */
+  readonly breaker?: ProviderBreakerOptions;
+}
+
+/** The per-resource counters of a worker process. */
+export interface TokenCounters {
+  /** The counter for `resource`: its provider's API with local fallback, or the local tokenizer. */
+  counterFor(resource: MemoryResource): Promise<MessageCounter>;
+  /** True when some declared resource counts through a provider API. */
+  readonly usesProviders: boolean;
+  /** Resolves once every declared resource's local encoder is loaded. */
+  readonly ready: Promise<void>;
+  /** Stops the breakers' timers. */
+  close(): void;
+}
+
+/**
+ * Builds the counters a worker process needs: one local encoder per encoding (shared, with one
+ * byte-bounded count cache), and one breaker-guarded API client per remote provider and model.
+ * @throws ConfigError when a resource with provider `anthropic` or `google` names no
+ *   `api_key_env` or its variable is unset: a worker must not start half-configured.
+ */
+export function createTokenCounters(options: TokenCountersOptions): TokenCounters {
+  const { metrics, log, registry } = options;
+  const cache = createTokenCache(options.cacheBytes);
+  metrics.setTokenCacheSource(() => cache.stats());
+  const locals = new Map<EncodingName, Promise<TokenCounter>>();
+  const local = (encoding: EncodingName) => {
+    let counter = locals.get(encoding);
+    if (!counter) {
+      counter = createTokenCounter(encoding, {
+        cache,
+        onLoad: (info) =>
+          log.info(
+            {
+              encoding: info.encoding,
+              loadMs: info.loadMs,
+              rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20),
+            },
+            'tokenizer loaded',
+          ),
+      });
+      locals.set(encoding, counter);
+    }
+    return counter;
+  };
+  const localCounter = async (encoding: EncodingName): Promise<MessageCounter> => {
+    const counter = await local(encoding);
+    return {
+      async countMessages(messages, signal) {
+        const results = [];
+        for (const message of messages) {
+          results.push({
+            tokens: await counter.countMessageAsync(message, signal),
+            source: encoding,
+          });
+        }
+        return results;
+      },
+    };
+  };
+
+  const env = options.env ?? process.env;
+  const apiKeys = new Map<string, string>();
+  for (const resource of registry.list()) {
+    const { provider, apiKeyEnv } = resource.tokenProvider;
+    if (isRemoteTokenProvider(provider)) {
+      apiKeys.set(resource.id, providerApiKey(resource.id, provider, apiKeyEnv, env));
+    }
+  }
+  const remotes = new Map<string, Promise<RemoteCounter>>();
+
+  return {
+    usesProviders: apiKeys.size > 0,
+    ready: Promise.all(
+      registry
+        .list()
+        .map((r) => local(localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model))),
+    ).then(() => undefined),
+    counterFor(resource) {
+      const { provider, model, endpoint } = resource.tokenProvider;
+      const encoding = localEncodingFor(provider, model);
+      if (!isRemoteTokenProvider(provider)) return localCounter(encoding);
+      const apiKey =
+        apiKeys.get(resource.id) ??
+        providerApiKey(resource.id, provider, resource.tokenProvider.apiKeyEnv, env);
+      const key = `${provider}\u0000${model}\u0000${endpoint ?? ''}\u0000${apiKey}`;
+      let remote = remotes.get(key);
+      if (!remote) {
+        remote = local(encoding).then((fallback) =>
+          createRemoteCounter({
+            ...options.breaker,
+            provider,
+            model,
+            apiKey,
+            ...(endpoint !== undefined ? { baseUrl: endpoint } : {}),
+            fallback,
+            metrics,
+            log,
+          }),
+        );
+        remotes.set(key, remote);
+      }
+      return remote;
+    },
+    close() {
+      for (const remote of remotes.values()) void remote.then((r) => r.close());
+    },
+  };
+}

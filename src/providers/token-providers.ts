@@ -1,0 +1,239 @@
+/**
+ * Remote token counting: Anthropic's and Google's counting APIs behind opossum circuit breakers,
+ * with the local tokenizer as the fallback (DESIGN.md section 7). A provider failure never fails
+ * a job: the count falls back, `memq_token_provider_fallbacks_total` increments.
+ */
+import CircuitBreaker from 'opossum';
+import type { Logger } from 'pino';
+import type { CountableMessage, RemoteTokenProvider, TokenCounter } from '../core/token-counter.js';
+import { ConfigError } from '../core/errors.js';
+import type { MemqMetrics } from '../metrics/metrics.js';
+
+/** Why a provider count fell back to the local tokenizer (the metric's `reason` label). */
+export type FallbackReason =
+  | 'breaker_open'
+  | 'rate_limited'
+  | 'server_error'
+  | 'client_error'
+  | 'timeout'
+  | 'network'
+  | 'bad_response';
+
+/** A failed provider call, classified. Never carries the API key or message content. */
+export class ProviderCallError extends Error {
+  /** How the call failed. */
+  readonly reason: FallbackReason;
+  /** HTTP status, when there was a response. */
+  readonly status: number | undefined;
+
+  /** @param reason see {@link FallbackReason}; @param status the HTTP status, if any. */
+  constructor(provider: string, reason: FallbackReason, status?: number) {
+    super(`${provider} token count failed: ${reason}${status ? ` (HTTP ${status})` : ''}`);
+    this.name = 'ProviderCallError';
+    this.reason = reason;
+    this.status = status;
+  }
+}
+
+/** Default base URLs of the counting APIs. */
+export const PROVIDER_BASE_URLS: Readonly<Record<RemoteTokenProvider, string>> = {
+  anthropic: 'https://api.anthropic.com',
+  google: 'https://generativelanguage.googleapis.com',
+};
+
+/**
+ * Anthropic API version header sent with every call (docs.anthropic.com, "Versions"; the
+ * count_tokens endpoint accepts it).
+ */
+export const ANTHROPIC_VERSION = '2023-06-01';
+
+/** Breaker and call settings of one provider. */
+export interface ProviderBreakerOptions {
+  /** Per-call timeout, ms (the fetch is aborted). Default 5 000. */
+  readonly timeoutMs?: number;
+  /** Failure percentage over the rolling window that opens the breaker. Default 50. */
+  readonly errorThresholdPercentage?: number;
+  /** How long an open breaker waits before letting one trial call through, ms. Default 30 000. */
+  readonly resetTimeoutMs?: number;
+  /** Calls in the rolling window (10 s) before the breaker may open. Default 5. */
+  readonly volumeThreshold?: number;
+}
+
+/** Options of {@link createRemoteCounter}. */
+export interface RemoteCounterOptions extends ProviderBreakerOptions {
+  /** Which API to call. */
+  readonly provider: RemoteTokenProvider;
+  /** Model name sent to the API (e.g. `claude-sonnet-4-5`, `gemini-2.5-flash`). */
+  readonly model: string;
+  /** API key (read from the environment variable the resource names). Never logged. */
+  readonly apiKey: string;
+  /**
+   * Base URL (scheme, host, optional path prefix); default {@link PROVIDER_BASE_URLS}. The paths
+   * appended are Anthropic's `/v1/messages/count_tokens` and Google's
+   * `/v1beta/models/{model}:countTokens`.
+   */
+  readonly baseUrl?: string;
+  /** The local counter used when the API cannot answer. */
+  readonly fallback: TokenCounter;
+  /** Calls in flight at once per job. Default 4. */
+  readonly parallelCalls?: number;
+  /** Fallback and breaker-state metrics. */
+  readonly metrics: MemqMetrics;
+  /** Logs breaker transitions (provider and reason only). */
+  readonly log: Logger;
+}
+
+/** Counts with a provider's API, falling back to the local tokenizer. */
+export interface RemoteCounter {
+  /** Breaker name, e.g. `anthropic:claude-sonnet-4-5` (the `breaker` metric label). */
+  readonly name: string;
+  /**
+   * Tokens of each message: the provider's count of a one-message request holding the message's
+   * text (role `user`; so it includes the provider's own per-request framing), or the fallback
+   * counter's {@link TokenCounter.countMessageAsync} when the call fails, times out, is refused
+   * (429, 5xx, 4xx) or the breaker is open. Never rejects except for `signal`'s abort.
+   * @returns per message, its tokens and where the count came from.
+   */
+  countMessages(
+    messages: readonly CountableMessage[],
+    signal?: AbortSignal,
+  ): Promise<Array<{ tokens: number; source: string }>>;
+  /** Stops the breaker's timers. */
+  close(): void;
+}
+
+/** Creates a {@link RemoteCounter}. */
+export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounter {
+  const { provider, model, apiKey, metrics, log, fallback } = options;
+  const base = (options.baseUrl ?? PROVIDER_BASE_URLS[provider]).replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  const name = `${provider}:${model}`;
+
+  const call = async (text: string): Promise<number> => {
+    const request =
+      provider === 'anthropic'
+        ? {
+            url: `${base}/v1/messages/count_tokens`,
+            headers: { 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION },
+            body: { model, messages: [{ role: 'user', content: text }] },
+          }
+        : {
+            url: `${base}/v1beta/models/${encodeURIComponent(model)}:countTokens`,
+            headers: { 'x-goog-api-key': apiKey },
+            body: { contents: [{ role: 'user', parts: [{ text }] }] },
+          };
+    let response: Response;
+    try {
+      response = await fetch(request.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...request.headers },
+        body: JSON.stringify(request.body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      const timedOut = error instanceof Error && error.name === 'TimeoutError';
+      throw new ProviderCallError(provider, timedOut ? 'timeout' : 'network');
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      const reason =
+        response.status === 429
+          ? 'rate_limited'
+          : response.status >= 500
+            ? 'server_error'
+            : 'client_error';
+      throw new ProviderCallError(provider, reason, response.status);
+    }
+    let payload: unknown;
+    try {
+      payload = await response.json();
+    } catch {
+      throw new ProviderCallError(provider, 'bad_response', response.status);
+    }
+    const field = provider === 'anthropic' ? 'input_tokens' : 'totalTokens';
+    const tokens = (payload as Record<string, unknown> | null)?.[field];
+    if (typeof tokens !== 'number' || !Number.isInteger(tokens) || tokens < 0) {
+      throw new ProviderCallError(provider, 'bad_response', response.status);
+    }
+    return tokens;
+  };
+
+  const breaker = new CircuitBreaker(call, {
+    name,
+    timeout: false, // the fetch has its own timeout and is aborted, not abandoned
+    errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
+    resetTimeout: options.resetTimeoutMs ?? 30_000,
+    volumeThreshold: options.volumeThreshold ?? 5,
+  });
+  const state = (value: number, event: string) => () => {
+    metrics.breakerState.set({ breaker: name }, value);
+    log.warn({ breaker: name, state: event }, 'token provider breaker changed state');
+  };
+  breaker.on('open', state(1, 'open'));
+  breaker.on('halfOpen', state(0.5, 'half-open'));
+  breaker.on('close', state(0, 'closed'));
+  metrics.breakerState.set({ breaker: name }, 0);
+
+  const countOne = async (message: CountableMessage, signal?: AbortSignal) => {
+    // Nothing to ask a provider about an empty text (Anthropic rejects empty content).
+    if (message.content.length > 0) {
+      try {
+        return { tokens: await breaker.fire(message.content), source: provider };
+      } catch (error) {
+        const reason: FallbackReason =
+          error instanceof ProviderCallError
+            ? error.reason
+            : (error as { code?: unknown }).code === 'EOPENBREAKER'
+              ? 'breaker_open'
+              : 'network';
+        metrics.tokenProviderFallbacks.inc({ provider, reason });
+      }
+    }
+    return { tokens: await fallback.countMessageAsync(message, signal), source: fallback.encoding };
+  };
+
+  return {
+    name,
+    async countMessages(messages, signal) {
+      const results = new Array<{ tokens: number; source: string }>(messages.length);
+      let next = 0;
+      const lane = async () => {
+        while (next < messages.length) {
+          signal?.throwIfAborted();
+          const index = next++;
+          results[index] = await countOne(messages[index]!, signal);
+        }
+      };
+      await Promise.all(Array.from({ length: options.parallelCalls ?? 4 }, lane));
+      return results;
+    },
+    close() {
+      breaker.shutdown();
+    },
+  };
+}
+
+/**
+ * The API key of a remote provider, from the environment variable `apiKeyEnv` names.
+ * @throws ConfigError naming the resource and the variable (never a value) when it is unset or
+ *   empty, or when the resource names no variable.
+ */
+export function providerApiKey(
+  resourceId: string,
+  provider: string,
+  apiKeyEnv: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  if (apiKeyEnv === undefined) {
+    throw new ConfigError(
+      `memory ${JSON.stringify(resourceId)}: token_provider.api_key_env: required for provider ${provider} (the name of the environment variable holding its API key)`,
+    );
+  }
+  const value = env[apiKeyEnv];
+  if (value === undefined || value === '') {
+    throw new ConfigError(
+      `memory ${JSON.stringify(resourceId)}: token_provider.api_key_env: environment variable ${apiKeyEnv} is not set (provider ${provider} needs its API key)`,
+    );
+  }
+  return value;
+}
