@@ -16,6 +16,7 @@ import {
   type ProviderBreakerOptions,
   type RemoteCounter,
 } from '../src/providers/token-providers.js';
+import { createCountingThread } from './counting-thread.js';
 import type { MessageCounter } from './token-count.js';
 
 /** Options of {@link createTokenCounters}. */
@@ -32,7 +33,15 @@ export interface TokenCountersOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Breaker settings for every provider (defaults in {@link ProviderBreakerOptions}). */
   readonly breaker?: ProviderBreakerOptions;
+  /**
+   * Count batches of more than {@link INLINE_COUNT_CHARS} uncached characters in a worker
+   * thread (default true), so counting uses another core and never holds the event loop.
+   */
+  readonly countInThread?: boolean;
 }
+
+/** Uncached characters up to which a batch is counted on the main thread (a thread hop costs more). */
+export const INLINE_COUNT_CHARS = 4096;
 
 /** The per-resource counters of a worker process. */
 export interface TokenCounters {
@@ -40,10 +49,10 @@ export interface TokenCounters {
   counterFor(resource: MemoryResource): Promise<MessageCounter>;
   /** True when some declared resource counts through a provider API. */
   readonly usesProviders: boolean;
-  /** Resolves once every declared resource's local encoder is loaded. */
+  /** Resolves once every declared resource's local encoder is loaded, here and in the thread. */
   readonly ready: Promise<void>;
-  /** Stops the breakers' timers. */
-  close(): void;
+  /** Stops the breakers' timers and the counting thread. */
+  close(): Promise<void>;
 }
 
 /**
@@ -76,18 +85,42 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     }
     return counter;
   };
+  const thread = options.countInThread === false ? undefined : createCountingThread(log);
+  let threadFailed = false;
   const localCounter = async (encoding: EncodingName): Promise<MessageCounter> => {
     const counter = await local(encoding);
     return {
       async countMessages(messages, signal) {
-        const results = [];
-        for (const message of messages) {
-          results.push({
-            tokens: await counter.countMessageAsync(message, signal),
-            source: encoding,
-          });
+        const content = messages.map((m) => counter.cached(m.content));
+        const misses = messages.flatMap((m, i) => (content[i] === undefined ? [i] : []));
+        const missChars = misses.reduce((sum, i) => sum + messages[i]!.content.length, 0);
+        let counted: number[] | undefined;
+        if (thread && missChars > INLINE_COUNT_CHARS) {
+          try {
+            counted = await thread.count(
+              encoding,
+              misses.map((i) => messages[i]!.content),
+            );
+          } catch (error) {
+            if (!threadFailed) {
+              threadFailed = true;
+              log.warn(
+                { err: error instanceof Error ? error.message : String(error) },
+                'counting thread unavailable; counting on the main thread',
+              );
+            }
+          }
         }
-        return results;
+        for (const [n, i] of misses.entries()) {
+          const text = messages[i]!.content;
+          const tokens = counted?.[n] ?? (await counter.countTextAsync(text, signal));
+          content[i] = tokens;
+          counter.remember(text, tokens);
+        }
+        return messages.map((m, i) => ({
+          tokens: counter.framing(m) + content[i]!,
+          source: encoding,
+        }));
       },
     };
   };
@@ -105,9 +138,21 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
   return {
     usesProviders: apiKeys.size > 0,
     ready: Promise.all(
-      registry
-        .list()
-        .map((r) => local(localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model))),
+      [
+        ...new Set(
+          registry.list().map((r) => localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model)),
+        ),
+      ].map(async (encoding) => {
+        await local(encoding);
+        // Load the thread's encoder too, so the first large batch does not wait for it.
+        await thread?.count(encoding, ['warm up']).catch((error: unknown) => {
+          threadFailed = true;
+          log.warn(
+            { err: error instanceof Error ? error.message : String(error) },
+            'counting thread unavailable; counting on the main thread',
+          );
+        });
+      }),
     ).then(() => undefined),
     counterFor(resource) {
       const { provider, model, endpoint } = resource.tokenProvider;
@@ -135,8 +180,9 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
       }
       return remote;
     },
-    close() {
+    async close() {
       for (const remote of remotes.values()) void remote.then((r) => r.close());
+      await thread?.close();
     },
   };
 }

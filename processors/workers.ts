@@ -213,7 +213,7 @@ export function startWorkers(options: WorkersOptions): Workers {
     close(force = false) {
       closing ??= (async () => {
         await Promise.allSettled(workers.map((w) => w.close(force)));
-        counters.close();
+        await counters.close();
         await locks.close();
         await queues.close();
       })();

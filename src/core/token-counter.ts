@@ -123,6 +123,18 @@ export interface TokenCounter {
    * @throws the signal's reason when `signal` aborts between slices.
    */
   countMessageAsync(message: CountableMessage, signal?: AbortSignal): Promise<number>;
+  /**
+   * {@link TokenCounter.countText}, yielding to the event loop every {@link YIELD_EVERY_MS} of
+   * counting (see {@link TokenCounter.countMessageAsync}).
+   * @throws the signal's reason when `signal` aborts between slices.
+   */
+  countTextAsync(text: string, signal?: AbortSignal): Promise<number>;
+  /** The framing part of {@link TokenCounter.countMessage}: everything but the content's tokens. */
+  framing(message: Omit<CountableMessage, 'content'>): number;
+  /** The cached count of `text`, or undefined (no cache, or a miss). */
+  cached(text: string): number | undefined;
+  /** Caches `tokens` as the count of `text` (a no-op without a cache). */
+  remember(text: string, tokens: number): void;
 }
 
 /**
@@ -326,7 +338,7 @@ export async function createTokenCounter(
     if (key !== undefined) cache!.set(key, tokens);
     return tokens;
   };
-  const framing = (message: CountableMessage) =>
+  const framing = (message: Omit<CountableMessage, 'content'>) =>
     TOKENS_PER_MESSAGE +
     countText(message.role) +
     (message.name !== undefined ? countText(message.name) + TOKENS_PER_NAME : 0);
@@ -336,6 +348,12 @@ export async function createTokenCounter(
     countMessage: (message) => framing(message) + countText(message.content),
     countMessageAsync: async (message, signal) =>
       framing(message) + (await countTextAsync(message.content, signal)),
+    countTextAsync,
+    framing,
+    cached: (text) => (cache && text.length > 0 ? cache.get(keyOf(text)) : undefined),
+    remember(text, tokens) {
+      if (cache && text.length > 0) cache.set(keyOf(text), tokens);
+    },
   };
 }
 

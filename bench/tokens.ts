@@ -1,0 +1,216 @@
+/**
+ * `npm run bench:tokens` (this file): the token-count pipeline against a raw tokenizer loop over
+ * the same real messages, and the count cache against counting.
+ *
+ *   npm run bench:tokens            # 3,500 corpus messages (the ham threads hold ~3,870)
+ *   npm run bench:tokens -- --quick # 1,000
+ *
+ * Starts a private redis-server on a free loopback port, then:
+ *  (a) raw loop: `countMessage` over every message in one loop (after one untimed warm-up pass,
+ *      so gpt-tokenizer's merge cache is equally warm for (a) and (b)), timed just before and
+ *      just after each round of (b) and averaged: this machine's speed drifts by up to 2x between
+ *      minutes, so 5 rounds run and the round with the median ratio is reported;
+ *  (b) pipeline: the same messages appended to 50 memories with the token-count queue paused,
+ *      then resumed (twice: an untimed pass warms the counting thread's tokenizer as (a)'s
+ *      warm-up does; the count cache is disabled so every message is really counted); timed from resume until the last of the 50 token-count jobs completed (each
+ *      reads its memory's uncounted messages from Redis, counts, commits with commit-tokens.lua,
+ *      checks the flush trigger), then every memory is checked exact;
+ *  (c) cache: `countText` of every message on a cache hit (content hash, LRU lookup) versus
+ *      counting it as (a) does, mean per message.
+ * Prints a table and writes bench/results/tokens-latest.json.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { loadMemoryResources } from '../src/config/load-memories.js';
+import {
+  createTokenCache,
+  createTokenCounter,
+  localEncodingFor,
+} from '../src/core/token-counter.js';
+import { buildConversations } from '../src/replay/corpus.js';
+import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
+import { createMemoryStore } from '../src/store/memory-store.js';
+import { createMemoryClient } from '../queues/memory-client.js';
+import { startWorkers } from '../processors/workers.js';
+import { QUEUES } from '../queues/names.js';
+
+const quick = process.argv.includes('--quick');
+const N = quick ? 1000 : 3500;
+const MEMORIES = 50;
+/** Timed pipeline rounds; the median round is reported. */
+const ROUNDS = 5;
+const RESOURCE = 'agent-memory'; // no privacy patterns: the pipeline counts exactly what (a) counts
+
+const registry = await loadMemoryResources('memories');
+const model = registry.get(RESOURCE).tokenProvider.model;
+const { conversations } = await buildConversations({ limit: N });
+const messages = conversations
+  .flatMap((c) => c.messages)
+  .slice(0, N)
+  .map((m, i) => ({
+    role: i % 2 ? ('assistant' as const) : ('user' as const),
+    content: m.content,
+  }));
+if (messages.length < N) throw new Error(`corpus gave ${messages.length} messages, wanted ${N}`);
+const chars = messages.reduce((sum, m) => sum + m.content.length, 0);
+
+const encoding = localEncodingFor('openai', model);
+const counter = await createTokenCounter(encoding);
+
+// (a) raw tokenizer loop.
+for (const m of messages) counter.countMessage(m);
+let rawTokens = 0;
+const rawLoop = () => {
+  const t0 = performance.now();
+  rawTokens = 0;
+  for (const m of messages) rawTokens += counter.countMessage(m);
+  return (performance.now() - t0) / 1000;
+};
+
+// (b) the token-count pipeline.
+const dataDir = mkdtempSync(join(tmpdir(), 'memq-bench-tokens-'));
+const { url, embedded } = await resolveDefaultRedis(() => {}, {
+  dataDir,
+  defaultPort: await freePort(),
+});
+const producer = new Redis(url, { protocol: 2, maxRetriesPerRequest: 1 });
+const workerConnection = new Redis(url, { protocol: 2, maxRetriesPerRequest: null });
+/** Per timed round: pipeline seconds and the mean of the raw loops just before and after it. */
+const rounds: Array<{ pipeline: number; raw: number }> = [];
+try {
+  const prefix = '{bench-tokens}';
+  const keyPrefix = 'bench-tokens:';
+  const client = createMemoryClient({
+    connection: producer,
+    queuePrefix: prefix,
+    registry,
+    project: 'bench',
+    store: createMemoryStore({ redis: producer, keyPrefix }),
+  });
+  const workers = startWorkers({
+    connection: workerConnection,
+    queuePrefix: prefix,
+    keyPrefix,
+    concurrency: { append: 16, tokenCount: 2 },
+    store: createMemoryStore({ redis: workerConnection, keyPrefix }),
+    registry,
+    log: pino({ level: 'silent' }),
+    // A cache too small to hold anything: (b) measures counting, not cache hits ((c) does).
+    tokenCacheBytes: 1,
+  });
+  await workers.ready;
+  const tokenWorker = workers.workers.find((w) => w.name === QUEUES.tokenCount)!;
+  /** Appends every message to 50 fresh memories, then times their token counting. */
+  const pass = async (keyBase: string) => {
+    await workers.queues.tokenCount.pause();
+    const targets = Array.from({ length: MEMORIES }, (_, i) => ({
+      resource: RESOURCE,
+      key: `${keyBase}:${i}`,
+    }));
+    for (const [i, m] of messages.entries()) await client.append(targets[i % MEMORIES]!, [m]);
+    // Every append committed (completed jobs are trimmed by retention: count what is left).
+    for (;;) {
+      const left = await workers.queues.append.getJobCounts('waiting', 'active', 'delayed');
+      if ((left.waiting ?? 0) + (left.active ?? 0) + (left.delayed ?? 0) === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // One token-count job per memory is waiting (deduplicated per instance); time them all from
+    // the resume to the last completion (worker events: the bench adds no polling load).
+    const pending = await workers.queues.tokenCount.getJobCounts('waiting', 'prioritized');
+    const jobs = (pending.waiting ?? 0) + (pending.prioritized ?? 0);
+    if (jobs !== MEMORIES) throw new Error(`expected ${MEMORIES} token-count jobs, found ${jobs}`);
+    let finished = 0;
+    let onCompleted = () => {};
+    const allDone = new Promise<void>((resolve) => {
+      onCompleted = () => {
+        if (++finished === jobs) resolve();
+      };
+    });
+    tokenWorker.on('completed', onCompleted);
+    const started = performance.now();
+    await workers.queues.tokenCount.resume();
+    await allDone;
+    const seconds = (performance.now() - started) / 1000;
+    tokenWorker.off('completed', onCompleted);
+    let tokens = 0;
+    for (const target of targets) {
+      const window = await client.read(target, { limit: 1 });
+      if (!window.exact) throw new Error(`${target.key}: counts not exact after its job completed`);
+      tokens += window.tokenCount;
+    }
+    return { seconds, tokens };
+  };
+  await pass('warm-up');
+  let rawBefore = rawLoop();
+  for (let round = 0; round < ROUNDS; round++) {
+    const timed = await pass(`timed-${round}`);
+    if (timed.tokens !== rawTokens) {
+      throw new Error(`pipeline counted ${timed.tokens} tokens, the raw loop ${rawTokens}`);
+    }
+    const rawAfter = rawLoop();
+    rounds.push({ pipeline: timed.seconds, raw: (rawBefore + rawAfter) / 2 });
+    rawBefore = rawAfter;
+  }
+  await workers.close();
+  await client.close();
+} finally {
+  await Promise.all([producer.quit(), workerConnection.quit()]);
+  await embedded?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+// The round with the median ratio: this machine's speed drifts by up to 2x between minutes.
+rounds.sort((a, b) => a.raw / a.pipeline - b.raw / b.pipeline);
+const { raw: rawSeconds, pipeline: pipelineSeconds } = rounds[Math.floor(rounds.length / 2)]!;
+
+// (c) cache hit versus counting, per message over the whole set.
+const cache = createTokenCache();
+const cached = await createTokenCounter(encoding, { cache });
+for (const m of messages) cached.countText(m.content); // fills the cache (misses)
+for (const m of messages) cached.countText(m.content); // warm-up of the hit path, untimed
+const hitStarted = performance.now();
+for (const m of messages) cached.countText(m.content);
+const hitUs = ((performance.now() - hitStarted) * 1000) / N;
+const countUs = (rawSeconds * 1e6) / N;
+if (cache.stats().hits < 2 * N)
+  throw new Error(`expected ${2 * N} cache hits, got ${cache.stats().hits}`);
+
+const rawRate = N / rawSeconds;
+const pipelineRate = N / pipelineSeconds;
+const result = {
+  when: new Date().toISOString(),
+  node: process.version,
+  messages: N,
+  characters: chars,
+  tokens: rawTokens,
+  encoding,
+  ratios: {
+    pipeline_vs_raw: Number((pipelineRate / rawRate).toFixed(3)),
+    count_vs_cache_hit: Number((countUs / hitUs).toFixed(1)),
+  },
+  figures: {
+    raw_messages_per_second: { value: Math.round(rawRate), unit: 'messages/s' },
+    pipeline_messages_per_second: { value: Math.round(pipelineRate), unit: 'messages/s' },
+    count_mean: { value: Number(countUs.toFixed(1)), unit: 'us/message' },
+    cache_hit_mean: { value: Number(hitUs.toFixed(2)), unit: 'us/message' },
+  },
+};
+console.log(
+  `memq token bench (${N} corpus messages, ${chars} characters, ${rawTokens} tokens, ${encoding}, ${process.version})`,
+);
+console.log(
+  `  (a) raw tokenizer loop          ${result.figures.raw_messages_per_second.value} messages/s`,
+);
+console.log(
+  `  (b) token-count pipeline        ${result.figures.pipeline_messages_per_second.value} messages/s`,
+);
+console.log(`      pipeline_vs_raw             ${result.ratios.pipeline_vs_raw} (target >= 0.9)`);
+console.log(`  (c) count, per message          ${result.figures.count_mean.value} us`);
+console.log(`      cache hit, per message      ${result.figures.cache_hit_mean.value} us`);
+console.log(
+  `      count_vs_cache_hit          ${result.ratios.count_vs_cache_hit}x (target >= 20x)`,
+);
+mkdirSync('bench/results', { recursive: true });
+writeFileSync('bench/results/tokens-latest.json', JSON.stringify(result, null, 2) + '\n');
