@@ -140,7 +140,9 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     ready: Promise.all(
       [
         ...new Set(
-          registry.list().map((r) => localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model)),
+          registry
+            .list()
+            .map((r) => localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model)),
         ),
       ].map(async (encoding) => {
         await local(encoding);
