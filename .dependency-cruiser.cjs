@@ -7,7 +7,9 @@ module.exports = {
       name: 'core-is-pure',
       severity: 'error',
       from: { path: '^src/core' },
-      to: { path: '^(src/(config|redis|store|metrics|providers)|queues|processors)|' + upper.slice(1) },
+      to: {
+        path: '^(src/(config|redis|store|metrics|providers)|queues|processors)|' + upper.slice(1),
+      },
     },
     {
       name: 'config-below-io',
