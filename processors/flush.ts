@@ -1,7 +1,16 @@
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
-import { planSimpleFifo, type FlushPlan, type WindowMessage } from '../src/core/flush-plan.js';
+import {
+  planHybridSummary,
+  planSimpleFifo,
+  type FlushPlan,
+  type WindowMessage,
+} from '../src/core/flush-plan.js';
+import type { Summary } from '../src/core/message.js';
+import { summarizeExtractive } from '../src/core/summarizer.js';
+import type { TokenCounter } from '../src/core/token-counter.js';
+import type { MemoryResource } from '../src/core/memory-resource.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { LockService } from '../src/redis/lock-service.js';
@@ -13,10 +22,13 @@ import { wrapProcessor } from './job-wrapper.js';
 
 /**
  * Strategies this version can apply. The others validate in `memories/*.yaml` (Compozy's
- * schema) and are planned in the flush-strategies issue; until then a flush asking for one
- * fails with a clear error and automatic flushes skip such memories.
+ * schema) and are still to be built (lru, lfu, token_aware_lru, priority); a flush asking for
+ * one fails with a clear error and automatic flushes skip such memories.
  */
-export const AVAILABLE_FLUSH_STRATEGIES: ReadonlySet<FlushStrategy> = new Set(['simple_fifo']);
+export const AVAILABLE_FLUSH_STRATEGIES: ReadonlySet<FlushStrategy> = new Set([
+  'simple_fifo',
+  'hybrid_summary',
+]);
 
 /** What a flush job returns. */
 export interface FlushJobResult {
@@ -38,30 +50,67 @@ export interface FlushProcessorDeps {
   readonly registry: MemoryRegistry;
   /** Instance locks (flush holds `flush_ttl`, auto-extended). */
   readonly locks: LockService;
+  /** The local counter of a resource (summaries are counted with it). */
+  readonly counterFor: (resource: MemoryResource) => Promise<TokenCounter>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
   /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
   readonly metrics: MemqMetrics;
 }
 
-/** Reads an instance's whole log, page by page, with the epoch of the first page. */
+/** Reads an instance's whole log, page by page, with the epoch and summary of the first page. */
 export async function readWholeWindow(
   store: MemoryStore,
   ref: MemoryRef,
-): Promise<{ messages: WindowMessage[]; epoch: number; summaryTokens: number }> {
+): Promise<{
+  messages: WindowMessage[];
+  epoch: number;
+  summaryTokens: number;
+  summary: Summary | undefined;
+}> {
   const messages: WindowMessage[] = [];
   let epoch = 0;
-  let summaryTokens = 0;
+  let summary: Summary | undefined;
   for (let offset = 0; ; offset += MAX_PAGE_SIZE) {
     const page = await store.read(ref, { offset, limit: MAX_PAGE_SIZE });
     if (offset === 0) {
       epoch = page.epoch;
-      summaryTokens = page.summary?.tokens ?? 0;
+      summary = page.summary;
     }
     messages.push(...page.messages);
     if (!page.hasMore) break;
   }
-  return { messages, epoch, summaryTokens };
+  return { messages, epoch, summaryTokens: summary?.tokens ?? 0, summary };
+}
+
+/**
+ * The new rolling summary for `folded` (rule-based, {@link summarizeExtractive}): previous
+ * summary + folded messages, at most `flushing.summary_tokens` counted as one system message;
+ * its watermark is the newest folded id (or the previous one, if newer).
+ */
+export function buildSummary(
+  resource: MemoryResource,
+  counter: TokenCounter,
+  previous: Summary | undefined,
+  folded: readonly WindowMessage[],
+  now: Date = new Date(),
+): Summary {
+  const asSystem = (content: string) => counter.countMessage({ role: 'system', content });
+  const content = summarizeExtractive({
+    ...(previous ? { previous: previous.content } : {}),
+    folded: folded.map((m) => m.message),
+    maxTokens: resource.flushing.summaryTokens ?? 0,
+    countTokens: asSystem,
+  });
+  const newest = folded.reduce((max, m) => (m.message.id > max ? m.message.id : max), '');
+  return {
+    content,
+    tokens: asSystem(content),
+    covers_through_id:
+      previous && previous.covers_through_id > newest ? previous.covers_through_id : newest,
+    message_count_covered: (previous?.message_count_covered ?? 0) + folded.length,
+    updated_at: now.toISOString(),
+  };
 }
 
 /**
@@ -87,13 +136,26 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
       }
       const flush = async (lockToken: string | undefined): Promise<FlushJobResult> => {
         const window = await readWholeWindow(deps.store, ref);
-        const plan = planSimpleFifo(resource, window.messages, window.summaryTokens);
+        const plan =
+          chosen === 'hybrid_summary'
+            ? planHybridSummary(resource, window.messages, window.summaryTokens)
+            : planSimpleFifo(resource, window.messages, window.summaryTokens);
         if (
           dry_run ||
           lockToken === undefined ||
           plan.evictedIds.length + plan.foldedIds.length === 0
         ) {
           return { plan, applied: false, evicted: 0, folded: 0 };
+        }
+        let summary: Summary | undefined;
+        if (plan.foldedIds.length > 0) {
+          const folding = new Set(plan.foldedIds);
+          summary = buildSummary(
+            resource,
+            await deps.counterFor(resource),
+            window.summary,
+            window.messages.filter((m) => folding.has(m.message.id)),
+          );
         }
         const committed = await deps.store.applyFlush(
           ref,
@@ -102,6 +164,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
             epoch: window.epoch,
             foldedIds: plan.foldedIds,
             evictedIds: plan.evictedIds,
+            ...(summary ? { summary } : {}),
           },
           resource.persistence.ttlSeconds,
         );

@@ -47,6 +47,8 @@ export const INLINE_COUNT_CHARS = 4096;
 export interface TokenCounters {
   /** The counter for `resource`: its provider's API with local fallback, or the local tokenizer. */
   counterFor(resource: MemoryResource): Promise<MessageCounter>;
+  /** The local (tokenizer) counter of `resource`'s encoding, cached; summaries are counted with it. */
+  localCounterFor(resource: MemoryResource): Promise<TokenCounter>;
   /** True when some declared resource counts through a provider API. */
   readonly usesProviders: boolean;
   /** Resolves once every declared resource's local encoder is loaded, here and in the thread. */
@@ -156,6 +158,9 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
         });
       }),
     ).then(() => undefined),
+    localCounterFor(resource) {
+      return local(localEncodingFor(resource.tokenProvider.provider, resource.tokenProvider.model));
+    },
     counterFor(resource) {
       const { provider, model, endpoint } = resource.tokenProvider;
       const encoding = localEncodingFor(provider, model);

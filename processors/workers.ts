@@ -166,10 +166,21 @@ export function startWorkers(options: WorkersOptions): Workers {
           : {}),
       },
     ),
-    new Worker(QUEUES.flush, createFlushProcessor({ store, registry, locks, log, metrics }), {
-      ...common,
-      concurrency: options.concurrency.flush ?? 2,
-    }),
+    new Worker(
+      QUEUES.flush,
+      createFlushProcessor({
+        store,
+        registry,
+        locks,
+        log,
+        metrics,
+        counterFor: (resource) => counters.localCounterFor(resource),
+      }),
+      {
+        ...common,
+        concurrency: options.concurrency.flush ?? 2,
+      },
+    ),
     new Worker(
       QUEUES.cleanup,
       createCleanupProcessor({

@@ -1,4 +1,4 @@
-import type { MemoryResource } from './memory-resource.js';
+import type { FlushStrategy, MemoryResource } from './memory-resource.js';
 import { contextWindowOf } from './context-window.js';
 import type { Message } from './message.js';
 import { estimateTokens } from './token-counter.js';
@@ -75,7 +75,7 @@ export interface WindowMessage {
 /** What a flush will do (or, for a dry run, would do). */
 export interface FlushPlan {
   /** Strategy that made the plan. */
-  readonly strategy: 'simple_fifo';
+  readonly strategy: FlushStrategy;
   /** Ids removed without a summary, oldest first. */
   readonly evictedIds: readonly string[];
   /** Ids folded into the summary (none for simple_fifo). */
@@ -134,6 +134,78 @@ export function planSimpleFifo(
     strategy: 'simple_fifo',
     evictedIds,
     foldedIds: [],
+    before,
+    after: { tokens, messages },
+    target,
+  };
+}
+
+/**
+ * The groups of a window a flush may remove, oldest first: a non-system message, or an assistant
+ * message together with the `tool` results right after it (a tool call is never separated from
+ * its result). System messages are pinned: never evicted or folded, and not in any group.
+ */
+export function removableGroups(window: readonly WindowMessage[]): WindowMessage[][] {
+  const groups: WindowMessage[][] = [];
+  for (let i = 0; i < window.length; i++) {
+    const head = window[i]!;
+    if (head.message.role === 'system') continue;
+    const group = [head];
+    while (head.message.role === 'assistant' && window[i + 1]?.message.role === 'tool')
+      group.push(window[++i]!);
+    groups.push(group);
+  }
+  return groups;
+}
+
+/**
+ * `hybrid_summary` (DESIGN.md section 6): keeps system messages and the newest messages, and
+ * folds the oldest ones into the rolling summary. It folds whole groups ({@link removableGroups})
+ * from the oldest: at least `summarize_oldest_percent` of the removable messages, then more until
+ * usage, counting the new summary at its full `summary_tokens` budget, is at or below
+ * `limit x target_ratio` (or nothing removable is left). Folding is a prefix, so no message is
+ * folded while an older removable one stays. Pure.
+ * @param summaryTokens Tokens of the current summary (replaced by the new one).
+ */
+export function planHybridSummary(
+  resource: MemoryResource,
+  window: readonly WindowMessage[],
+  summaryTokens = 0,
+): FlushPlan {
+  const limits = effectiveLimits(resource);
+  const ratio = resource.flushing.targetRatio;
+  const target = {
+    tokens: limits.maxTokens === undefined ? undefined : Math.floor(limits.maxTokens * ratio),
+    messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
+  };
+  const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
+  const before: MemoryUsage = {
+    tokens: summaryTokens + window.reduce((sum, m) => sum + cost(m), 0),
+    messages: window.length,
+  };
+  const budget = resource.flushing.summaryTokens ?? 0;
+  const groups = removableGroups(window);
+  const removable = groups.reduce((n, g) => n + g.length, 0);
+  const minimum = Math.ceil(removable * resource.flushing.summarizeOldestPercent);
+  let tokens = before.tokens - summaryTokens + budget;
+  let messages = before.messages;
+  const over = () =>
+    (target.tokens !== undefined && tokens > target.tokens) ||
+    (target.messages !== undefined && messages > target.messages);
+  const foldedIds: string[] = [];
+  for (const group of groups) {
+    if (foldedIds.length >= minimum && !over()) break;
+    for (const m of group) {
+      foldedIds.push(m.message.id);
+      tokens -= cost(m);
+      messages -= 1;
+    }
+  }
+  if (foldedIds.length === 0) tokens = before.tokens;
+  return {
+    strategy: 'hybrid_summary',
+    evictedIds: [],
+    foldedIds,
     before,
     after: { tokens, messages },
     target,

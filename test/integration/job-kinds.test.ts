@@ -56,9 +56,9 @@ describe('every job kind through producer -> worker -> store', () => {
   });
 
   it('fails a flush with a strategy this version cannot apply, without retries', async () => {
-    const receipt = await pipeline.client.flush(chat, { strategy: 'hybrid_summary' });
+    const receipt = await pipeline.client.flush(chat, { strategy: 'lru' });
     await expect(pipeline.client.waitFor(receipt)).rejects.toThrow(
-      /flush strategy "hybrid_summary" is not available in this version; available: simple_fifo/,
+      /flush strategy "lru" is not available in this version; available: simple_fifo, hybrid_summary/,
     );
   });
 

@@ -1,0 +1,59 @@
+import type { Message } from './message.js';
+
+/** Longest excerpt kept of one folded message, characters (before the token budget applies). */
+export const EXCERPT_CHARS = 200;
+
+/** Inputs of {@link summarizeExtractive}. */
+export interface ExtractiveSummaryInput {
+  /** The current summary's text; absent for the first fold. */
+  readonly previous?: string;
+  /** The messages being folded, oldest first (already redacted: they come from the log). */
+  readonly folded: readonly Message[];
+  /** Upper bound of the result, in tokens as counted by `countTokens`. */
+  readonly maxTokens: number;
+  /** Tokens of a candidate summary text (memq counts it as one system message). */
+  readonly countTokens: (text: string) => number;
+}
+
+/** One summary line per folded message: `role: first sentence`, whitespace collapsed. */
+export function excerptOf(message: Message): string {
+  const text = message.content.replace(/\s+/g, ' ').trim();
+  const sentence = /^.*?[.!?](?=\s|$)/.exec(text)?.[0] ?? text;
+  const clipped =
+    sentence.length > EXCERPT_CHARS ? `${sentence.slice(0, EXCERPT_CHARS - 3)}...` : sentence;
+  const who = message.name ? `${message.role} (${message.name})` : message.role;
+  return `- ${who}: ${clipped || '(empty)'}`;
+}
+
+/**
+ * The default, rule-based and deterministic summarizer (no network): the previous summary's lines
+ * followed by one line per folded message ({@link excerptOf}). When that exceeds `maxTokens`, the
+ * oldest lines go first (the newest context matters most), and a single line that alone exceeds
+ * the budget is cut by characters. Never longer than `maxTokens` by `countTokens`; returns ''
+ * when even one character does not fit.
+ */
+export function summarizeExtractive(input: ExtractiveSummaryInput): string {
+  const lines = [
+    ...(input.previous ? input.previous.split('\n').filter((l) => l.length > 0) : []),
+    ...input.folded.map(excerptOf),
+  ];
+  const fits = (text: string) => input.countTokens(text) <= input.maxTokens;
+  // Drop oldest lines while too long: binary search on how many of the newest lines fit.
+  let lo = 0;
+  let hi = lines.length;
+  while (lo < hi) {
+    const keep = Math.ceil((lo + hi) / 2);
+    if (fits(lines.slice(lines.length - keep).join('\n'))) lo = keep;
+    else hi = keep - 1;
+  }
+  if (lo > 0) return lines.slice(lines.length - lo).join('\n');
+  const newest = lines.at(-1) ?? '';
+  let chars = 0;
+  let top = newest.length;
+  while (chars < top) {
+    const mid = Math.ceil((chars + top) / 2);
+    if (fits(newest.slice(0, mid))) chars = mid;
+    else top = mid - 1;
+  }
+  return newest.slice(0, chars);
+}
