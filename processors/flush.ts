@@ -1,12 +1,9 @@
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
-import {
-  planHybridSummary,
-  planSimpleFifo,
-  type FlushPlan,
-  type WindowMessage,
-} from '../src/core/flush-plan.js';
+import type { FlushPlan, WindowMessage } from '../src/core/flush-plan.js';
+import { planFlush, summaryBudget } from '../src/core/strategies.js';
+import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
 import { summarizeExtractive } from '../src/core/summarizer.js';
 import type { TokenCounter } from '../src/core/token-counter.js';
@@ -21,14 +18,11 @@ import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /**
- * Strategies this version can apply. The others validate in `memories/*.yaml` (Compozy's
- * schema) and are still to be built (lru, lfu, token_aware_lru, priority); a flush asking for
- * one fails with a clear error and automatic flushes skip such memories.
+ * Strategies this version can apply: all of {@link FLUSH_STRATEGIES}. Kept as a set so a flush
+ * naming a strategy a future config accepts before it is built fails clearly instead of
+ * guessing, and automatic flushes skip it.
  */
-export const AVAILABLE_FLUSH_STRATEGIES: ReadonlySet<FlushStrategy> = new Set([
-  'simple_fifo',
-  'hybrid_summary',
-]);
+export const AVAILABLE_FLUSH_STRATEGIES: ReadonlySet<FlushStrategy> = new Set(FLUSH_STRATEGIES);
 
 /** What a flush job returns. */
 export interface FlushJobResult {
@@ -85,7 +79,7 @@ export async function readWholeWindow(
 
 /**
  * The new rolling summary for `folded` (rule-based, {@link summarizeExtractive}): previous
- * summary + folded messages, at most `flushing.summary_tokens` counted as one system message;
+ * summary + folded messages, at most {@link summaryBudget} tokens counted as one system message;
  * its watermark is the newest folded id (or the previous one, if newer).
  */
 export function buildSummary(
@@ -99,7 +93,7 @@ export function buildSummary(
   const content = summarizeExtractive({
     ...(previous ? { previous: previous.content } : {}),
     folded: folded.map((m) => m.message),
-    maxTokens: resource.flushing.summaryTokens ?? 0,
+    maxTokens: summaryBudget(resource),
     countTokens: asSystem,
   });
   const newest = folded.reduce((max, m) => (m.message.id > max ? m.message.id : max), '');
@@ -136,10 +130,10 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
       }
       const flush = async (lockToken: string | undefined): Promise<FlushJobResult> => {
         const window = await readWholeWindow(deps.store, ref);
-        const plan =
-          chosen === 'hybrid_summary'
-            ? planHybridSummary(resource, window.messages, window.summaryTokens)
-            : planSimpleFifo(resource, window.messages, window.summaryTokens);
+        const plan = planFlush(chosen, resource, {
+          window: window.messages,
+          summaryTokens: window.summaryTokens,
+        });
         if (
           dry_run ||
           lockToken === undefined ||

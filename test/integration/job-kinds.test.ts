@@ -55,10 +55,10 @@ describe('every job kind through producer -> worker -> store', () => {
     expect(after.messages.map((m) => m.message)).toEqual(before.messages.map((m) => m.message));
   });
 
-  it('fails a flush with a strategy this version cannot apply, without retries', async () => {
-    const receipt = await pipeline.client.flush(chat, { strategy: 'lru' });
+  it('fails a flush with an unknown strategy once, with a clear reason', async () => {
+    const receipt = await pipeline.client.flush(chat, { strategy: 'newest_first' as never });
     await expect(pipeline.client.waitFor(receipt)).rejects.toThrow(
-      /flush strategy "lru" is not available in this version; available: simple_fifo, hybrid_summary/,
+      /memory-flush job .*: invalid payload.*strategy/s,
     );
   });
 

@@ -1,0 +1,312 @@
+import { LRUCache } from 'lru-cache';
+import {
+  effectiveLimits,
+  planHybridSummary,
+  planSimpleFifo,
+  removableGroups,
+  type FlushPlan,
+  type MemoryUsage,
+  type WindowMessage,
+} from './flush-plan.js';
+import type { FlushStrategy, MemoryResource } from './memory-resource.js';
+import { estimateTokens } from './token-counter.js';
+
+/** How often and how recently each message was read (recorded on read when enabled). */
+export interface AccessStats {
+  /** Last read, ms since epoch, by message id; absent = never read. */
+  readonly lastAccessMs: ReadonlyMap<string, number>;
+  /** Reads by message id; absent = 0. */
+  readonly count: ReadonlyMap<string, number>;
+}
+
+/** No recorded access: lru and lfu then evict oldest first (the id order). */
+export const NO_ACCESS: AccessStats = { lastAccessMs: new Map(), count: new Map() };
+
+/** Everything a planner sees: the window, the current summary's tokens and access stats. */
+export interface PlanInput {
+  readonly window: readonly WindowMessage[];
+  /** Tokens of the current summary. */
+  readonly summaryTokens: number;
+  /** Access stats (lru, lfu, token_aware_lru); default {@link NO_ACCESS}. */
+  readonly access?: AccessStats;
+}
+
+const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
+const groupTokens = (group: readonly WindowMessage[]) => group.reduce((s, m) => s + cost(m), 0);
+
+/** The flush target: `limit x target_ratio` per limited dimension. */
+function targetOf(resource: MemoryResource) {
+  const limits = effectiveLimits(resource);
+  const ratio = resource.flushing.targetRatio;
+  return {
+    tokens: limits.maxTokens === undefined ? undefined : Math.floor(limits.maxTokens * ratio),
+    messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
+  };
+}
+
+/**
+ * Evicts whole groups ({@link removableGroups}) in `order` until usage is at or below the target
+ * in every limited dimension. Pure.
+ */
+function evictInOrder(
+  strategy: FlushStrategy,
+  resource: MemoryResource,
+  input: PlanInput,
+  order: (groups: WindowMessage[][]) => WindowMessage[][],
+): FlushPlan {
+  const target = targetOf(resource);
+  const before: MemoryUsage = {
+    tokens: input.summaryTokens + input.window.reduce((s, m) => s + cost(m), 0),
+    messages: input.window.length,
+  };
+  let { tokens, messages } = before;
+  const over = () =>
+    (target.tokens !== undefined && tokens > target.tokens) ||
+    (target.messages !== undefined && messages > target.messages);
+  const evicted = new Set<string>();
+  for (const group of order(removableGroups(input.window))) {
+    if (!over()) break;
+    for (const m of group) {
+      evicted.add(m.message.id);
+      tokens -= cost(m);
+      messages -= 1;
+    }
+  }
+  return {
+    strategy,
+    // Reported in log order, whatever order the strategy chose.
+    evictedIds: input.window.filter((m) => evicted.has(m.message.id)).map((m) => m.message.id),
+    foldedIds: [],
+    before,
+    after: { tokens, messages },
+    target,
+  };
+}
+
+/** The most recent read of a group (any member), or -1 when never read. */
+const lastAccess = (access: AccessStats, group: readonly WindowMessage[]) =>
+  Math.max(-1, ...group.map((m) => access.lastAccessMs.get(m.message.id) ?? -1));
+/** Reads of a group (the most-read member's). */
+const reads = (access: AccessStats, group: readonly WindowMessage[]) =>
+  Math.max(0, ...group.map((m) => access.count.get(m.message.id) ?? 0));
+
+/**
+ * `lru`: evicts the least recently read groups first (never-read ones first, oldest first among
+ * equals) down to the target. Without recorded access this is oldest-first, as Compozy's was.
+ */
+export function planLru(resource: MemoryResource, input: PlanInput): FlushPlan {
+  const access = input.access ?? NO_ACCESS;
+  return evictInOrder('lru', resource, input, (groups) =>
+    groups
+      .map((g, i) => ({ g, i, at: lastAccess(access, g) }))
+      .sort((a, b) => a.at - b.at || a.i - b.i)
+      .map((x) => x.g),
+  );
+}
+
+/** `lfu`: evicts the least often read groups first (oldest first among equals) down to the target. */
+export function planLfu(resource: MemoryResource, input: PlanInput): FlushPlan {
+  const access = input.access ?? NO_ACCESS;
+  return evictInOrder('lfu', resource, input, (groups) =>
+    groups
+      .map((g, i) => ({ g, i, n: reads(access, g) }))
+      .sort((a, b) => a.n - b.n || a.i - b.i)
+      .map((x) => x.g),
+  );
+}
+
+/**
+ * `token_aware_lru`: an lru-cache whose `maxSize` is the token budget left for removable
+ * messages (target tokens minus system messages and summary) and whose `sizeCalculation` is a
+ * group's tokens; groups are inserted from least to most recently read, so the cache keeps the
+ * most recently read groups that fit and evicts the rest (a group larger than the whole budget
+ * is never kept). A message-count target is then met oldest-read first. Without a token limit it
+ * is {@link planLru}.
+ */
+export function planTokenAwareLru(resource: MemoryResource, input: PlanInput): FlushPlan {
+  const target = targetOf(resource);
+  if (target.tokens === undefined)
+    return { ...planLru(resource, input), strategy: 'token_aware_lru' };
+  const access = input.access ?? NO_ACCESS;
+  const pinned = input.window
+    .filter((m) => m.message.role === 'system')
+    .reduce((s, m) => s + cost(m), 0);
+  const budget = target.tokens - pinned - input.summaryTokens;
+  const ordered = removableGroups(input.window)
+    .map((g, i) => ({ g, i, at: lastAccess(access, g) }))
+    .sort((a, b) => a.at - b.at || a.i - b.i);
+  const kept = new Set<number>();
+  if (budget > 0) {
+    const cache = new LRUCache<number, true>({
+      maxSize: budget,
+      sizeCalculation: (_v, key) => Math.max(1, groupTokens(ordered[key]!.g)),
+      dispose: (_v, key) => kept.delete(key),
+    });
+    for (const [key] of ordered.entries()) {
+      cache.set(key, true);
+      if (cache.has(key)) kept.add(key);
+    }
+  }
+  const keptGroups = new Set(ordered.filter((_, key) => kept.has(key)).map((x) => x.g));
+  return evictInOrder('token_aware_lru', resource, input, () => [
+    ...ordered.filter((x) => !keptGroups.has(x.g)).map((x) => x.g),
+    ...ordered.filter((x) => keptGroups.has(x.g)).map((x) => x.g),
+  ]);
+}
+
+/**
+ * Keywords that make a message high priority (case-insensitive substring), from Compozy's
+ * priority eviction policy (reference section 5.4).
+ */
+export const PRIORITY_KEYWORDS = [
+  'error',
+  'critical',
+  'important',
+  'warning',
+  'failed',
+  'exception',
+  'issue',
+  'problem',
+  'urgent',
+  'key',
+  'essential',
+  'required',
+];
+/** Small talk that makes a message low priority (whole content, trimmed, case-insensitive). */
+export const SMALL_TALK = [
+  'hello',
+  'hi',
+  'hey',
+  'thanks',
+  'thank you',
+  'ok',
+  'okay',
+  'bye',
+  'yes',
+  'no',
+];
+
+/** Priority classes, most important first; `priority` evicts the highest class first. */
+export type PriorityClass = 'critical' | 'high' | 'medium' | 'low';
+const CLASS_RANK: Record<PriorityClass, number> = { critical: 0, high: 1, medium: 2, low: 3 };
+
+/**
+ * The priority class of a message (reference sections 5.3-5.4): `metadata.priority` when it is
+ * one of the classes; else `critical` for system messages; `low` for content under 10 characters
+ * or small talk; `high` for a {@link PRIORITY_KEYWORDS} match or a message in the newest 20 %
+ * of the window; `medium` otherwise.
+ */
+export function priorityOf(m: WindowMessage, index: number, windowLength: number): PriorityClass {
+  const declared = m.message.metadata?.priority;
+  if (typeof declared === 'string' && declared in CLASS_RANK) return declared as PriorityClass;
+  if (m.message.role === 'system') return 'critical';
+  const text = m.message.content.trim().toLowerCase();
+  if (text.length < 10 || SMALL_TALK.includes(text.replace(/[.!?]+$/, ''))) return 'low';
+  if (PRIORITY_KEYWORDS.some((k) => text.includes(k))) return 'high';
+  if (index >= Math.floor(windowLength * 0.8)) return 'high';
+  return 'medium';
+}
+
+/**
+ * `priority`: evicts the least important groups first (a group ranks as its most important
+ * member, {@link priorityOf}), oldest first within a class, down to the target. `critical`
+ * messages (system, or `metadata.priority: critical`) are never evicted.
+ */
+export function planPriority(resource: MemoryResource, input: PlanInput): FlushPlan {
+  const index = new Map(input.window.map((m, i) => [m.message.id, i]));
+  const rank = (g: readonly WindowMessage[]) =>
+    Math.min(
+      ...g.map((m) => CLASS_RANK[priorityOf(m, index.get(m.message.id)!, input.window.length)]),
+    );
+  return evictInOrder('priority', resource, input, (groups) =>
+    groups
+      .map((g, i) => ({ g, i, r: rank(g) }))
+      .filter((x) => x.r > CLASS_RANK.critical)
+      .sort((a, b) => b.r - a.r || a.i - b.i)
+      .map((x) => x.g),
+  );
+}
+
+/**
+ * Plans a flush with `strategy` and then enforces the resource's `token_allocation`
+ * ({@link enforceAllocation}). Pure.
+ */
+export function planFlush(
+  strategy: FlushStrategy,
+  resource: MemoryResource,
+  input: PlanInput,
+): FlushPlan {
+  const plan = ((): FlushPlan => {
+    switch (strategy) {
+      case 'simple_fifo':
+        return planSimpleFifo(resource, input.window, input.summaryTokens);
+      case 'hybrid_summary':
+        return planHybridSummary(resource, input.window, input.summaryTokens);
+      case 'lru':
+        return planLru(resource, input);
+      case 'lfu':
+        return planLfu(resource, input);
+      case 'token_aware_lru':
+        return planTokenAwareLru(resource, input);
+      case 'priority':
+        return planPriority(resource, input);
+    }
+  })();
+  return enforceAllocation(resource, input, plan);
+}
+
+/**
+ * `token_allocation` (DESIGN.md section 6), for token-limited memories: after the strategy's plan,
+ * the raw non-system messages kept (short-term) must fit `limit x short_term`; if they do not,
+ * more of them go, oldest first, the same way the strategy removes (folded for hybrid_summary,
+ * evicted otherwise). The summary's budget (long-term) is `min(summary_tokens, limit x
+ * long_term)` (applied by the summarizer, {@link summaryBudget}); system messages are never
+ * removed, whatever their share. Without `token_allocation` the plan is returned unchanged.
+ */
+export function enforceAllocation(
+  resource: MemoryResource,
+  input: PlanInput,
+  plan: FlushPlan,
+): FlushPlan {
+  const allocation = resource.tokenAllocation;
+  const limit = effectiveLimits(resource).maxTokens;
+  if (!allocation || limit === undefined) return plan;
+  const shortTermBudget = Math.floor(limit * allocation.shortTerm);
+  const removed = new Set([...plan.evictedIds, ...plan.foldedIds]);
+  const keptGroups = removableGroups(input.window).filter(
+    (g) => !g.some((m) => removed.has(m.message.id)),
+  );
+  let shortTerm = keptGroups.reduce((s, g) => s + groupTokens(g), 0);
+  const extra: string[] = [];
+  let tokens = plan.after.tokens;
+  let messages = plan.after.messages;
+  for (const group of keptGroups) {
+    if (shortTerm <= shortTermBudget) break;
+    for (const m of group) {
+      extra.push(m.message.id);
+      shortTerm -= cost(m);
+      tokens -= cost(m);
+      messages -= 1;
+    }
+  }
+  if (extra.length === 0) return plan;
+  const folds = plan.strategy === 'hybrid_summary';
+  const inLogOrder = (ids: Iterable<string>) => {
+    const set = new Set(ids);
+    return input.window.filter((m) => set.has(m.message.id)).map((m) => m.message.id);
+  };
+  return {
+    ...plan,
+    evictedIds: folds ? plan.evictedIds : inLogOrder([...plan.evictedIds, ...extra]),
+    foldedIds: folds ? inLogOrder([...plan.foldedIds, ...extra]) : plan.foldedIds,
+    after: { tokens, messages },
+  };
+}
+
+/** The summary's token budget: `summary_tokens`, capped at `limit x long_term` with an allocation. */
+export function summaryBudget(resource: MemoryResource): number {
+  const configured = resource.flushing.summaryTokens ?? 0;
+  const limit = effectiveLimits(resource).maxTokens;
+  if (!resource.tokenAllocation || limit === undefined) return configured;
+  return Math.min(configured, Math.floor(limit * resource.tokenAllocation.longTerm));
+}
