@@ -92,7 +92,10 @@ describe('eviction strategies (pure planners)', () => {
     const w = [system, big, ...small];
     // budget = 500 target - 100 system = 400; read order: small ones recently, big most recently.
     const reads = access(
-      Object.fromEntries([...small.map((m, i) => [m.message.id, 10 + i]), [big.message.id, 100]]),
+      Object.fromEntries<number>([
+        ...small.map((m, i): [string, number] => [m.message.id, 10 + i]),
+        [big.message.id, 100],
+      ]),
     );
     const plan = planTokenAwareLru(resource(), { window: w, summaryTokens: 0, access: reads });
     expect(plan.evictedIds).not.toContain(system.message.id);
