@@ -5,7 +5,7 @@ import type { FlushPlan, WindowMessage } from '../src/core/flush-plan.js';
 import { planFlush, summaryBudget } from '../src/core/strategies.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
-import { summarizeExtractive } from '../src/core/summarizer.js';
+import { RULE_BASED_SUMMARIZER, type Summarizer } from '../src/core/summarizer.js';
 import type { TokenCounter } from '../src/core/token-counter.js';
 import type { MemoryResource } from '../src/core/memory-resource.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
@@ -46,6 +46,8 @@ export interface FlushProcessorDeps {
   readonly locks: LockService;
   /** The local counter of a resource (summaries are counted with it). */
   readonly counterFor: (resource: MemoryResource) => Promise<TokenCounter>;
+  /** The summarizer of a resource (LLM with rule-based fallback, or rule-based); default rule-based. */
+  readonly summarizerFor?: (resource: MemoryResource) => Summarizer;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
   /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
@@ -78,19 +80,20 @@ export async function readWholeWindow(
 }
 
 /**
- * The new rolling summary for `folded` (rule-based, {@link summarizeExtractive}): previous
- * summary + folded messages, at most {@link summaryBudget} tokens counted as one system message;
- * its watermark is the newest folded id (or the previous one, if newer).
+ * The new rolling summary for `folded`: previous summary + folded messages, written by
+ * `summarizer` within {@link summaryBudget} tokens counted as one system message; its watermark
+ * is the newest folded id (or the previous one, if newer).
  */
-export function buildSummary(
+export async function buildSummary(
   resource: MemoryResource,
   counter: TokenCounter,
+  summarizer: Summarizer,
   previous: Summary | undefined,
   folded: readonly WindowMessage[],
-  now: Date = new Date(),
-): Summary {
+  now: () => Date = () => new Date(),
+): Promise<{ summary: Summary; source: string }> {
   const asSystem = (content: string) => counter.countMessage({ role: 'system', content });
-  const content = summarizeExtractive({
+  const { content, source } = await summarizer.summarize({
     ...(previous ? { previous: previous.content } : {}),
     folded: folded.map((m) => m.message),
     maxTokens: summaryBudget(resource),
@@ -98,12 +101,15 @@ export function buildSummary(
   });
   const newest = folded.reduce((max, m) => (m.message.id > max ? m.message.id : max), '');
   return {
-    content,
-    tokens: asSystem(content),
-    covers_through_id:
-      previous && previous.covers_through_id > newest ? previous.covers_through_id : newest,
-    message_count_covered: (previous?.message_count_covered ?? 0) + folded.length,
-    updated_at: now.toISOString(),
+    source,
+    summary: {
+      content,
+      tokens: asSystem(content),
+      covers_through_id:
+        previous && previous.covers_through_id > newest ? previous.covers_through_id : newest,
+      message_count_covered: (previous?.message_count_covered ?? 0) + folded.length,
+      updated_at: now().toISOString(),
+    },
   };
 }
 
@@ -144,12 +150,17 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
         let summary: Summary | undefined;
         if (plan.foldedIds.length > 0) {
           const folding = new Set(plan.foldedIds);
-          summary = buildSummary(
+          // Summarized outside the Redis commit, under the (auto-extended) instance lock; the
+          // commit below is fenced by lock token and epoch.
+          const built = await buildSummary(
             resource,
             await deps.counterFor(resource),
+            deps.summarizerFor?.(resource) ?? RULE_BASED_SUMMARIZER,
             window.summary,
             window.messages.filter((m) => folding.has(m.message.id)),
           );
+          summary = built.summary;
+          deps.metrics.summaries.inc({ source: built.source });
         }
         const committed = await deps.store.applyFlush(
           ref,

@@ -15,6 +15,9 @@ import { createFlushProcessor } from './flush.js';
 import { createMaintenanceProcessor } from './maintenance.js';
 import { createTokenCountProcessor } from './token-count.js';
 import { createTokenCounters } from './token-counters.js';
+import { RULE_BASED_SUMMARIZER } from '../src/core/summarizer.js';
+import { createLlmSummarizer } from '../src/providers/summarizer.js';
+import { providerApiKey } from '../src/providers/token-providers.js';
 
 /** Jobs run at once per queue in one process. */
 export interface WorkerConcurrency {
@@ -120,6 +123,7 @@ export function startWorkers(options: WorkersOptions): Workers {
     ...(options.env !== undefined ? { env: options.env } : {}),
     ...(options.providerBreaker !== undefined ? { breaker: options.providerBreaker } : {}),
   });
+  const summarizers = createSummarizers(registry, metrics, log, options.env ?? process.env);
   const enqueueTokenCount = queues.enqueueTokenCount.bind(queues);
   metrics.setQueueDepthSource(async () => {
     const states = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
@@ -175,6 +179,7 @@ export function startWorkers(options: WorkersOptions): Workers {
         log,
         metrics,
         counterFor: (resource) => counters.localCounterFor(resource),
+        summarizerFor: (resource) => summarizers.get(resource.id) ?? RULE_BASED_SUMMARIZER,
       }),
       {
         ...common,
@@ -225,10 +230,50 @@ export function startWorkers(options: WorkersOptions): Workers {
       closing ??= (async () => {
         await Promise.allSettled(workers.map((w) => w.close(force)));
         await counters.close();
+        for (const summarizer of summarizers.values()) summarizer.close();
         await locks.close();
         await queues.close();
       })();
       return closing;
     },
   };
+}
+
+/**
+ * One LLM summarizer (with its breaker) per resource that configures `flushing.summarizer`.
+ * @throws ConfigError when a summarizer names an `api_key_env` that is unset.
+ */
+function createSummarizers(
+  registry: MemoryRegistry,
+  metrics: MemqMetrics,
+  log: Logger,
+  env: NodeJS.ProcessEnv,
+): Map<string, ReturnType<typeof createLlmSummarizer>> {
+  const summarizers = new Map<string, ReturnType<typeof createLlmSummarizer>>();
+  for (const resource of registry.list()) {
+    const config = resource.flushing.summarizer;
+    if (!config) continue;
+    const apiKey =
+      config.apiKeyEnv === undefined
+        ? undefined
+        : providerApiKey(
+            resource.id,
+            'summarizer',
+            config.apiKeyEnv,
+            env,
+            'flushing.summarizer.api_key_env',
+          );
+    summarizers.set(
+      resource.id,
+      createLlmSummarizer({
+        endpoint: config.endpoint,
+        model: config.model,
+        ...(apiKey !== undefined ? { apiKey } : {}),
+        timeoutMs: config.timeoutMs,
+        metrics,
+        log,
+      }),
+    );
+  }
+  return summarizers;
 }

@@ -254,6 +254,18 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
       ...(flushing.summary_tokens !== undefined ? { summaryTokens: flushing.summary_tokens } : {}),
       summarizeOldestPercent: flushing.summarize_oldest_percent,
       targetRatio: flushing.target_ratio,
+      ...(flushing.summarizer
+        ? {
+            summarizer: {
+              endpoint: flushing.summarizer.endpoint,
+              model: flushing.summarizer.model,
+              ...(flushing.summarizer.api_key_env !== undefined
+                ? { apiKeyEnv: flushing.summarizer.api_key_env }
+                : {}),
+              timeoutMs: flushing.summarizer.timeout_ms,
+            },
+          }
+        : {}),
     },
     persistence: {
       type: persistence.type,

@@ -163,6 +163,33 @@ export const TokenAllocationSchema = z
 
 const FLUSH_TYPE_ALLOWED = `expected one of ${FLUSH_STRATEGIES.join(', ')} (fifo = simple_fifo)`;
 
+const SummarizerShape = {
+  /** Base URL of an OpenAI-compatible API; memq calls `{endpoint}/v1/chat/completions`. Required. */
+  endpoint: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }),
+  /** Model name sent in the request. Required. */
+  model: z
+    .string({ error: 'expected a model name' })
+    .min(1, { error: 'expected a model name' })
+    .max(200, { error: 'expected a model name' }),
+  /** Environment variable holding the API key (`^[A-Z_][A-Z0-9_]*$`), sent as a bearer token. */
+  api_key_env: z
+    .string({ error: 'expected an environment variable name matching ^[A-Z_][A-Z0-9_]*$' })
+    .regex(ENV_VAR_NAME_PATTERN, {
+      error: 'expected an environment variable name matching ^[A-Z_][A-Z0-9_]*$',
+    })
+    .optional(),
+  /** Per-call timeout, ms, positive integer. Default 30 000. */
+  timeout_ms: positiveInt().default(30_000),
+};
+
+/**
+ * `flushing.summarizer`: an OpenAI-compatible chat endpoint that writes the rolling summary,
+ * behind a circuit breaker, falling back to the rule-based summarizer. Absent -> rule-based only.
+ */
+export const SummarizerSchema = z.strictObject(SummarizerShape, {
+  error: 'expected a mapping with endpoint, model, api_key_env, timeout_ms',
+});
+
 const FlushingShape = {
   /**
    * Strategy: `simple_fifo` (alias `fifo`), `hybrid_summary`, `lru`, `lfu`, `token_aware_lru`,
@@ -190,6 +217,8 @@ const FlushingShape = {
     .gt(0, { error: OPEN_RATIO })
     .lt(1, { error: OPEN_RATIO })
     .optional(),
+  /** LLM summarizer for `hybrid_summary` (see {@link SummarizerSchema}); absent = rule-based. */
+  summarizer: SummarizerSchema.optional(),
 };
 
 /**
@@ -562,6 +591,7 @@ export const MEMORY_RESOURCE_KEYS: Readonly<Record<string, readonly string[]>> =
   '': Object.keys(MemoryResourceShape),
   token_allocation: Object.keys(TokenAllocationShape),
   flushing: Object.keys(FlushingShape),
+  'flushing.summarizer': Object.keys(SummarizerShape),
   persistence: Object.keys(PersistenceShape),
   'persistence.circuit_breaker': Object.keys(CircuitBreakerShape),
   privacy_policy: Object.keys(PrivacyPolicyShape),

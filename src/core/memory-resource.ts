@@ -53,6 +53,20 @@ export interface FlushingConfig {
    * `summarizeThreshold`; default 0.5, or `summarizeThreshold / 2` when the threshold is <= 0.5.
    */
   readonly targetRatio: number;
+  /** LLM summarizer for `hybrid_summary`; absent = the rule-based summarizer only. */
+  readonly summarizer?: SummarizerConfig;
+}
+
+/** An OpenAI-compatible chat endpoint that writes summaries (`flushing.summarizer`). */
+export interface SummarizerConfig {
+  /** Base URL; memq calls `{endpoint}/v1/chat/completions`. */
+  readonly endpoint: string;
+  /** Model name sent in the request. */
+  readonly model: string;
+  /** Environment variable holding the API key (bearer token); absent = no Authorization header. */
+  readonly apiKeyEnv?: string;
+  /** Per-call timeout, ms. */
+  readonly timeoutMs: number;
 }
 
 /** Compozy's `persistence.circuit_breaker`, kept for parity (the store path does not use it yet). */

@@ -57,3 +57,61 @@ export function summarizeExtractive(input: ExtractiveSummaryInput): string {
   }
   return newest.slice(0, chars);
 }
+
+/** What a {@link Summarizer} is asked to do. */
+export interface SummaryRequest {
+  /** The current summary's text; absent for the first fold. */
+  readonly previous?: string;
+  /** The messages being folded, oldest first (stored, so already redacted). */
+  readonly folded: readonly Message[];
+  /** Upper bound of the result, tokens by `countTokens`. */
+  readonly maxTokens: number;
+  /** Tokens of a candidate summary text (memq counts it as one system message). */
+  readonly countTokens: (text: string) => number;
+}
+
+/** Writes rolling summaries. */
+export interface Summarizer {
+  /**
+   * The new summary (previous summary + folded messages), at most `maxTokens` by
+   * `countTokens`, and which summarizer wrote it (`rule_based`, or `llm`). Never rejects for a
+   * summarizer failure: implementations fall back to the rule-based summary.
+   */
+  summarize(request: SummaryRequest): Promise<{ content: string; source: string }>;
+}
+
+/** The default {@link Summarizer}: {@link summarizeExtractive}, source `rule_based`. */
+export const RULE_BASED_SUMMARIZER: Summarizer = {
+  summarize: (request) =>
+    Promise.resolve({ content: summarizeExtractive(request), source: 'rule_based' }),
+};
+
+/**
+ * The longest prefix of `text` within `maxTokens` by `countTokens`, cut at a line end when one
+ * fits (binary search on characters otherwise); '' when nothing fits. For summaries an LLM wrote
+ * longer than asked.
+ */
+export function fitToBudget(
+  text: string,
+  maxTokens: number,
+  countTokens: (text: string) => number,
+): string {
+  if (countTokens(text) <= maxTokens) return text;
+  const lines = text.split('\n');
+  let lo = 0;
+  let hi = lines.length;
+  while (lo < hi) {
+    const keep = Math.ceil((lo + hi) / 2);
+    if (countTokens(lines.slice(0, keep).join('\n')) <= maxTokens) lo = keep;
+    else hi = keep - 1;
+  }
+  if (lo > 0) return lines.slice(0, lo).join('\n');
+  let chars = 0;
+  let top = lines[0]!.length;
+  while (chars < top) {
+    const mid = Math.ceil((chars + top) / 2);
+    if (countTokens(lines[0]!.slice(0, mid)) <= maxTokens) chars = mid;
+    else top = mid - 1;
+  }
+  return lines[0]!.slice(0, chars);
+}

@@ -63,6 +63,10 @@ export interface MemqMetrics {
   readonly tokensCounted: Counter<'resource' | 'source'>;
   /** `memq_token_provider_fallbacks_total{provider,reason}`: provider calls answered by the local tokenizer instead. */
   readonly tokenProviderFallbacks: Counter<'provider' | 'reason'>;
+  /** `memq_summarizer_fallbacks_total{reason}`: LLM summaries replaced by the rule-based one. */
+  readonly summarizerFallbacks: Counter<'reason'>;
+  /** `memq_summaries_total{source}`: summaries written, by summarizer (`llm`, `rule_based`). */
+  readonly summaries: Counter<'source'>;
   /** `memq_breaker_state{breaker}`: 0 closed, 0.5 half-open, 1 open. */
   readonly breakerState: Gauge<'breaker'>;
   /** `memq_tokens_saved_total{resource,strategy}`: tokens removed from windows by flushes. */
@@ -173,6 +177,16 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
       name: 'token_provider_fallbacks_total',
       help: 'Provider token counts answered by the local tokenizer instead (open breaker, 429, 5xx, timeout, error).',
       labelNames: ['provider', 'reason'],
+    }),
+    summarizerFallbacks: counter({
+      name: 'summarizer_fallbacks_total',
+      help: 'LLM summaries replaced by the rule-based summary (open breaker, timeout, 429, 5xx, error).',
+      labelNames: ['reason'],
+    }),
+    summaries: counter({
+      name: 'summaries_total',
+      help: 'Rolling summaries written by flushes, by summarizer.',
+      labelNames: ['source'],
     }),
     breakerState: new Gauge({
       name: `${METRIC_PREFIX}breaker_state`,

@@ -1,0 +1,203 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
+import { QUEUES } from '../../queues/names.js';
+import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+
+const KEY = 'sk-summarizer-NEVER-LOGGED';
+
+/** A local OpenAI-compatible `/v1/chat/completions` that answers after `delayMs`, or fails. */
+async function fakeLlm() {
+  const state = { mode: 'ok' as 'ok' | '500', delayMs: 200, calls: 0, unauthorized: 0 };
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      state.calls += 1;
+      if (req.headers.authorization !== `Bearer ${KEY}`) state.unauthorized += 1;
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        messages: Array<{ content: string }>;
+      };
+      await new Promise((r) => setTimeout(r, state.delayMs));
+      if (state.mode === '500') {
+        res.writeHead(500).end('{"error":"boom"}');
+        return;
+      }
+      const lines = body.messages[1]!.content.split('\n').filter((l) =>
+        /^(user|assistant):/.test(l),
+      );
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          choices: [
+            {
+              message: {
+                role: 'assistant',
+                content: `LLM summary of ${lines.length} new messages.`,
+              },
+            },
+          ],
+        }),
+      );
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    state,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const yaml = (endpoint: string) => `resource: memory
+id: summarized
+type: token_based
+max_tokens: 400
+flushing:
+  type: hybrid_summary
+  summarize_threshold: 0.8
+  summary_tokens: 60
+  summarize_oldest_percent: 0.3
+  target_ratio: 0.5
+  summarizer:
+    endpoint: ${endpoint}
+    model: test-model
+    api_key_env: TEST_SUMMARIZER_KEY
+    timeout_ms: 2000
+persistence:
+  type: redis
+  ttl: 1h
+`;
+
+describe('flushes with an LLM summarizer on real Redis', () => {
+  let llm: Awaited<ReturnType<typeof fakeLlm>>;
+  let ns: RedisNamespace;
+  let pipeline: TestPipeline;
+  beforeEach(async () => {
+    llm = await fakeLlm();
+    ns = createRedisNamespace();
+    const parsed = parseMemoryResource(yaml(llm.url), 'summarized.yaml');
+    expect(parsed.problems).toEqual([]);
+    pipeline = await startPipeline(ns, createMemoryRegistry([parsed.resource!]), 'test', {
+      env: { TEST_SUMMARIZER_KEY: KEY },
+    });
+  });
+  afterEach(async () => {
+    await pipeline.close();
+    await ns.cleanup();
+    await llm.close();
+  });
+
+  const flushesDone = async () =>
+    (await pipeline.metrics.jobs.get()).values.find(
+      (v) => v.labels.queue === QUEUES.flush && v.labels.outcome === 'completed',
+    )?.value ?? 0;
+
+  /** Every id the producer was told was accepted is in the log or folded (at/below the watermark). */
+  const expectNothingLost = async (
+    target: { resource: string; key: string },
+    accepted: string[],
+  ) => {
+    await eventually(async () => (await pipeline.client.read(target)).exact, 'exact counts');
+    const window = await pipeline.client.read(target, { limit: 1000 });
+    const present = new Set(window.messages.map((m) => m.message.id));
+    const watermark = window.summary?.covers_through_id ?? '';
+    const lost = accepted.filter((id) => !present.has(id) && id > watermark);
+    expect(lost).toEqual([]);
+    const stats = await pipeline.client.stats(target, { deep: true });
+    expect(stats.consistent).toBe(true);
+    expect(stats.acceptedCount).toBe(accepted.length);
+    expect(stats.acceptedCount).toBe(stats.messageCount + stats.foldedCount + stats.evictedCount);
+    expect(window.summary?.message_count_covered ?? 0).toBe(stats.foldedCount);
+    return { window, stats };
+  };
+
+  it('keeps accepting appends while 20 flushes wait 200 ms each for summaries; nothing is lost', async () => {
+    const targets = [0, 1, 2, 3].map((i) => ({ resource: 'summarized', key: `s:${i}` }));
+    const accepted = new Map<string, string[]>(targets.map((t) => [t.key, []]));
+    let turn = 0;
+    while ((await flushesDone()) < 20) {
+      const receipts = await Promise.all(
+        targets.map((t) =>
+          pipeline.client.append(t, [
+            {
+              role: turn % 2 ? 'assistant' : 'user',
+              content: `Turn ${turn} about order ${turn * 7}. Details follow here.`,
+            },
+          ]),
+        ),
+      );
+      receipts.forEach((r, i) => accepted.get(targets[i]!.key)!.push(...r.messageIds));
+      turn += 1;
+      if (turn > 2000) throw new Error('20 flushes did not happen within 2,000 turns');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // Wait for the appends and flushes in flight to settle.
+    await eventually(
+      async () =>
+        (await pipeline.workers.queues.flush.getJobCounts('waiting', 'active', 'delayed'))
+          .active === 0,
+      'flushes to settle',
+    );
+    for (const t of targets) {
+      const { window } = await expectNothingLost(t, accepted.get(t.key)!);
+      expect(window.summary?.content).toMatch(/^LLM summary of \d+ new messages\.$/);
+      expect(window.summary!.tokens).toBeLessThanOrEqual(60);
+    }
+    expect(llm.state.unauthorized).toBe(0);
+    const text = await pipeline.metrics.registry.metrics();
+    expect(text).toMatch(/memq_summaries_total\{source="llm"\} \d+/);
+    expect(text).not.toContain(KEY);
+    expect(text).not.toMatch(/outcome="(failed|retry)"/);
+  }, 120_000);
+
+  it('falls back to the rule-based summary when the LLM fails, counting it, losing nothing', async () => {
+    llm.state.mode = '500';
+    llm.state.delayMs = 0;
+    const target = { resource: 'summarized', key: 'f:1' };
+    const receipt = await pipeline.client.append(
+      target,
+      Array.from({ length: 40 }, (_, i) => ({
+        role: i % 2 ? ('assistant' as const) : ('user' as const),
+        content: `Message ${i} says something worth keeping. More text.`,
+      })),
+    );
+    await pipeline.client.waitFor(receipt.jobId!);
+    await eventually(
+      async () => (await pipeline.client.read(target)).summary !== undefined,
+      'the fallback summary',
+    );
+    const { window } = await expectNothingLost(target, [...receipt.messageIds]);
+    expect(window.summary!.content).toMatch(
+      /^- (user|assistant): Message \d+ says something worth keeping\./m,
+    );
+    const fallbacks = (await pipeline.metrics.summarizerFallbacks.get()).values;
+    expect(fallbacks.find((v) => v.labels.reason === 'server_error')?.value).toBeGreaterThanOrEqual(
+      1,
+    );
+    const summaries = (await pipeline.metrics.summaries.get()).values;
+    expect(summaries.find((v) => v.labels.source === 'rule_based')?.value).toBeGreaterThanOrEqual(
+      1,
+    );
+  });
+
+  it('refuses to start when the summarizer key variable is unset', async () => {
+    const other = createRedisNamespace();
+    try {
+      const parsed = parseMemoryResource(yaml(llm.url), 'summarized.yaml');
+      await expect(
+        startPipeline(other, createMemoryRegistry([parsed.resource!]), 'test', { env: {} }),
+      ).rejects.toThrow(
+        'memory "summarized": flushing.summarizer.api_key_env: environment variable TEST_SUMMARIZER_KEY is not set',
+      );
+    } finally {
+      await other.cleanup();
+    }
+  });
+});
