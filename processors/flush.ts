@@ -3,6 +3,7 @@ import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
 import type { FlushPlan, WindowMessage } from '../src/core/flush-plan.js';
 import { planFlush, summaryBudget } from '../src/core/strategies.js';
+import { needsFlush } from '../src/core/flush-plan.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
 import { RULE_BASED_SUMMARIZER, type Summarizer } from '../src/core/summarizer.js';
@@ -125,7 +126,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
     schema: FlushJobSchema,
     log: deps.log,
     metrics: deps.metrics,
-    async run({ ref, strategy, dry_run }, { log }): Promise<FlushJobResult> {
+    async run({ ref, strategy, dry_run, trigger }, { log }): Promise<FlushJobResult> {
       const resource = deps.registry.get(ref.resource);
       const chosen = strategy ?? resource.flushing.type;
       if (!AVAILABLE_FLUSH_STRATEGIES.has(chosen)) {
@@ -140,6 +141,15 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
           window: window.messages,
           summaryTokens: window.summaryTokens,
         });
+        if (trigger && !dry_run && !needsFlush(resource, plan.before)) {
+          // Another flush brought the memory under its trigger since this one was enqueued.
+          return {
+            plan: { ...plan, evictedIds: [], foldedIds: [], after: plan.before },
+            applied: false,
+            evicted: 0,
+            folded: 0,
+          };
+        }
         if (
           dry_run ||
           lockToken === undefined ||

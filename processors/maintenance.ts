@@ -120,7 +120,7 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
                 messages: window.total,
               })
             ) {
-              await deps.queues.enqueueFlush(ref);
+              await deps.queues.enqueueFlush(ref, { trigger: true });
               result.flushesEnqueued += 1;
             }
           }

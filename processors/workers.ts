@@ -158,7 +158,7 @@ export function startWorkers(options: WorkersOptions): Workers {
         store,
         registry,
         counterFor: (resource) => counters.counterFor(resource),
-        enqueueFlush: (ref) => queues.enqueueFlush(ref),
+        enqueueFlush: (ref) => queues.enqueueFlush(ref, { trigger: true }),
         log,
         metrics,
       }),

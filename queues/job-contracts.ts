@@ -67,6 +67,12 @@ export const FlushJobSchema = z.strictObject({
   strategy: z.enum(FLUSH_STRATEGIES).optional(),
   /** Plan only: report what would be evicted or folded and change nothing. Default false. */
   dry_run: z.boolean().default(false),
+  /**
+   * True when the flush trigger enqueued it (token counting, the maintenance sweep): such a flush
+   * re-checks the trigger under the instance lock and does nothing when the memory is no longer
+   * over it (another flush got there first). A requested flush (false, the default) always plans.
+   */
+  trigger: z.boolean().default(false),
 });
 /** Payload of a flush job. */
 export type FlushJob = z.output<typeof FlushJobSchema>;

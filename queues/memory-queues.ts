@@ -25,12 +25,13 @@ export interface MemoryQueues {
   enqueueTokenCount(ref: MemoryRef): Promise<void>;
   /**
    * Enqueues a flush of `ref`. Real flushes are deduplicated per instance (while one is waiting
-   * or running, another add returns that job's id); dry runs are never deduplicated.
+   * or running, another add returns that job's id); dry runs are never deduplicated. `trigger`
+   * marks a flush the trigger enqueued (see `FlushJobSchema`).
    * @returns The job id to wait for.
    */
   enqueueFlush(
     ref: MemoryRef,
-    options?: { strategy?: FlushStrategy; dryRun?: boolean },
+    options?: { strategy?: FlushStrategy; dryRun?: boolean; trigger?: boolean },
   ): Promise<string>;
   /** Closes every queue (not the connection). Idempotent. */
   close(): Promise<void>;
@@ -62,6 +63,7 @@ export function createMemoryQueues(connection: Redis, prefix: string): MemoryQue
       const data: FlushJob = {
         ref,
         dry_run: options.dryRun ?? false,
+        trigger: options.trigger ?? false,
         ...(options.strategy ? { strategy: options.strategy } : {}),
       };
       const job = await queues[QUEUES.flush].add(

@@ -1,59 +1,11 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
 import { QUEUES } from '../../queues/names.js';
+import { FAKE_LLM_KEY, fakeLlm } from '../helpers/fake-llm.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
-const KEY = 'sk-summarizer-NEVER-LOGGED';
-
-/** A local OpenAI-compatible `/v1/chat/completions` that answers after `delayMs`, or fails. */
-async function fakeLlm() {
-  const state = { mode: 'ok' as 'ok' | '500', delayMs: 200, calls: 0, unauthorized: 0 };
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      state.calls += 1;
-      if (req.headers.authorization !== `Bearer ${KEY}`) state.unauthorized += 1;
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
-        messages: Array<{ content: string }>;
-      };
-      await new Promise((r) => setTimeout(r, state.delayMs));
-      if (state.mode === '500') {
-        res.writeHead(500).end('{"error":"boom"}');
-        return;
-      }
-      const lines = body.messages[1]!.content.split('\n').filter((l) =>
-        /^(user|assistant):/.test(l),
-      );
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          choices: [
-            {
-              message: {
-                role: 'assistant',
-                content: `LLM summary of ${lines.length} new messages.`,
-              },
-            },
-          ],
-        }),
-      );
-    })();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    state,
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+const KEY = FAKE_LLM_KEY;
 
 const yaml = (endpoint: string) => `resource: memory
 id: summarized

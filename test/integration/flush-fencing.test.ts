@@ -1,0 +1,140 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
+import { memoryKeys } from '../../src/redis/keys.js';
+import type { FlushJobResult } from '../../processors/flush.js';
+import { QUEUES } from '../../queues/names.js';
+import { FAKE_LLM_KEY, fakeLlm } from '../helpers/fake-llm.js';
+import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+
+const yaml = (endpoint: string, id: string, maxTokens: number) => `resource: memory
+id: ${id}
+type: token_based
+max_tokens: ${maxTokens}
+flushing:
+  type: hybrid_summary
+  summarize_threshold: 0.8
+  summary_tokens: 60
+  summarize_oldest_percent: 0.3
+  target_ratio: 0.5
+  summarizer:
+    endpoint: ${endpoint}
+    model: test-model
+    api_key_env: TEST_SUMMARIZER_KEY
+persistence:
+  type: redis
+  ttl: 1h
+`;
+
+describe('flush fencing on real Redis', () => {
+  let llm: Awaited<ReturnType<typeof fakeLlm>>;
+  let ns: RedisNamespace;
+  let pipelines: TestPipeline[];
+  // fenced: 20 seeded messages (~260 tokens) are over its trigger (240); roomy: far under.
+  const fenced = { resource: 'fenced', key: 'f:1' };
+  const roomy = { resource: 'roomy', key: 'r:1' };
+  beforeEach(async () => {
+    llm = await fakeLlm();
+    ns = createRedisNamespace();
+    const resources = [
+      parseMemoryResource(yaml(llm.url, 'fenced', 300), 'fenced.yaml'),
+      parseMemoryResource(yaml(llm.url, 'roomy', 100_000), 'roomy.yaml'),
+    ];
+    expect(resources.flatMap((r) => r.problems)).toEqual([]);
+    const registry = createMemoryRegistry(resources.map((r) => r.resource!));
+    const env = { TEST_SUMMARIZER_KEY: FAKE_LLM_KEY };
+    // Two worker processes' worth of workers on the same queues and memories.
+    pipelines = [
+      await startPipeline(ns, registry, 'test', { env }),
+      await startPipeline(ns, registry, 'test', { env }),
+    ];
+  });
+  afterEach(async () => {
+    for (const p of pipelines) await p.close();
+    await ns.cleanup();
+    await llm.close();
+  });
+
+  /** 20 messages, committed and counted. */
+  const seed = async (target: { resource: string; key: string }) => {
+    const client = pipelines[0]!.client;
+    const receipt = await client.append(
+      target,
+      Array.from({ length: 20 }, (_, i) => ({
+        role: i % 2 ? ('assistant' as const) : ('user' as const),
+        content: `Message ${i}: a detail worth keeping.`,
+      })),
+    );
+    await client.waitFor(receipt.jobId!);
+    await eventually(async () => (await client.read(target)).exact, 'exact counts');
+    return receipt.messageIds;
+  };
+
+  it('lets one of two racing triggered flushes commit; the other does nothing', async () => {
+    const ref = { project: 'test', ...fenced };
+    const flushQueue = pipelines[0]!.workers.queues.flush;
+    await flushQueue.pause();
+    const ids = await seed(fenced);
+    // The trigger enqueued one flush (deduplicated per instance); add a second one for the same
+    // memory, bypassing deduplication on purpose, so two workers race for it.
+    await eventually(
+      async () => ((await flushQueue.getJobCounts('waiting')).waiting ?? 0) === 1,
+      'the triggered flush',
+    );
+    const [waiting] = await flushQueue.getJobs(['waiting']);
+    const racer = await flushQueue.add('flush', { ref, dry_run: false, trigger: true });
+    llm.state.delayMs = 300;
+    await flushQueue.resume();
+    const results = await Promise.all(
+      [waiting!.id!, racer.id!].map((jobId) =>
+        pipelines[0]!.client.waitFor<FlushJobResult>(
+          { queue: QUEUES.flush, jobId, ref },
+          { timeoutMs: 20_000 },
+        ),
+      ),
+    );
+    expect(results.map((r) => r.applied).sort()).toEqual([false, true]);
+    const winner = results.find((r) => r.applied)!;
+    const loser = results.find((r) => !r.applied)!;
+    expect(loser.folded + loser.evicted).toBe(0);
+    const stats = await pipelines[0]!.client.stats(fenced, { deep: true });
+    expect(stats.foldedCount).toBe(winner.folded);
+    expect(stats.consistent).toBe(true);
+    expect(stats.acceptedCount).toBe(ids.length);
+    expect(stats.acceptedCount).toBe(stats.messageCount + stats.foldedCount);
+    expect(llm.state.calls).toBe(1);
+  });
+
+  it('rejects the commit of a flush whose lock was lost, changes nothing, and retries', async () => {
+    const ref = { project: 'test', ...roomy };
+    const target = roomy;
+    const ids = await seed(roomy);
+    llm.state.delayMs = 1500;
+    const before = await pipelines[0]!.client.read(target, { limit: 100 });
+    const receipt = await pipelines[0]!.client.flush(target, { strategy: 'hybrid_summary' });
+    // While the summarizer works, the lock expires (forced: its key disappears).
+    await eventually(async () => llm.state.calls >= 1, 'the summarizer call');
+    await ns.redis.del(memoryKeys(ns.keyPrefix, ref).lock);
+    await eventually(
+      async () =>
+        (await pipelines[0]!.workers.queues.flush.getJob(receipt.jobId))?.attemptsMade === 1,
+      'the fenced-out attempt to fail',
+    );
+    const during = await pipelines[0]!.client.read(target, { limit: 100 });
+    expect(during.summary).toBeUndefined();
+    expect(during.messages.map((m) => m.message)).toEqual(before.messages.map((m) => m.message));
+    const job = await pipelines[0]!.workers.queues.flush.getJob(receipt.jobId);
+    expect(`${(job!.stacktrace ?? []).join('\n')} ${job!.failedReason}`).toMatch(/no longer held|lock/i);
+
+    llm.state.delayMs = 0;
+    const result = await pipelines[0]!.client.waitFor<FlushJobResult>(receipt, {
+      timeoutMs: 20_000,
+    });
+    expect(result.applied).toBe(true);
+    const stats = await pipelines[0]!.client.stats(target, { deep: true });
+    expect(stats.consistent).toBe(true);
+    expect(stats.foldedCount).toBe(result.folded);
+    expect(stats.acceptedCount).toBe(ids.length);
+    expect(stats.acceptedCount).toBe(stats.messageCount + stats.foldedCount);
+  });
+});
