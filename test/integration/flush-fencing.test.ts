@@ -113,7 +113,7 @@ describe('flush fencing on real Redis', () => {
     const before = await pipelines[0]!.client.read(target, { limit: 100 });
     const receipt = await pipelines[0]!.client.flush(target, { strategy: 'hybrid_summary' });
     // While the summarizer works, the lock expires (forced: its key disappears).
-    await eventually(async () => llm.state.calls >= 1, 'the summarizer call');
+    await eventually(() => Promise.resolve(llm.state.calls >= 1), 'the summarizer call');
     await ns.redis.del(memoryKeys(ns.keyPrefix, ref).lock);
     await eventually(
       async () =>
@@ -124,7 +124,9 @@ describe('flush fencing on real Redis', () => {
     expect(during.summary).toBeUndefined();
     expect(during.messages.map((m) => m.message)).toEqual(before.messages.map((m) => m.message));
     const job = await pipelines[0]!.workers.queues.flush.getJob(receipt.jobId);
-    expect(`${(job!.stacktrace ?? []).join('\n')} ${job!.failedReason}`).toMatch(/no longer held|lock/i);
+    expect(`${(job!.stacktrace ?? []).join('\n')} ${job!.failedReason}`).toMatch(
+      /no longer held|lock/i,
+    );
 
     llm.state.delayMs = 0;
     const result = await pipelines[0]!.client.waitFor<FlushJobResult>(receipt, {
