@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
 import type { FlushPlan, WindowMessage } from '../src/core/flush-plan.js';
-import { planFlush, summaryBudget } from '../src/core/strategies.js';
+import { PREFIX_STRATEGIES, planFlush, summaryBudget } from '../src/core/strategies.js';
 import { needsFlush } from '../src/core/flush-plan.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
@@ -81,6 +81,43 @@ export async function readWholeWindow(
 }
 
 /**
+ * Plans a prefix strategy ({@link PREFIX_STRATEGIES}) from the oldest pages only: usage comes
+ * from the instance's counters, and another page is read only while the plan reaches the end of
+ * what was read. So a flush costs what it removes, not the memory's size.
+ */
+export async function planFromPrefix(
+  store: MemoryStore,
+  ref: MemoryRef,
+  resource: MemoryResource,
+  strategy: FlushStrategy,
+  pageSize = PREFIX_PAGE_SIZE,
+): Promise<{ window: Awaited<ReturnType<typeof readWholeWindow>>; plan: FlushPlan }> {
+  const messages: WindowMessage[] = [];
+  const first = await store.read(ref, { offset: 0, limit: pageSize });
+  const usage = { tokens: first.tokenCount + first.estimatedTokens, messages: first.total };
+  const summaryTokens = first.summary?.tokens ?? 0;
+  messages.push(...first.messages);
+  let hasMore = first.hasMore;
+  for (;;) {
+    const plan = planFlush(strategy, resource, { window: messages, summaryTokens, usage });
+    const removed = new Set([...plan.evictedIds, ...plan.foldedIds]);
+    const lastRemovable = messages.findLast((m) => m.message.role !== 'system');
+    if (!hasMore || !lastRemovable || !removed.has(lastRemovable.message.id)) {
+      return {
+        window: { messages, epoch: first.epoch, summaryTokens, summary: first.summary },
+        plan,
+      };
+    }
+    const page = await store.read(ref, { offset: messages.length, limit: pageSize });
+    messages.push(...page.messages);
+    hasMore = page.hasMore && page.messages.length > 0;
+  }
+}
+
+/** Page size of {@link planFromPrefix}: a flush that removes fewer messages reads one page. */
+export const PREFIX_PAGE_SIZE = 200;
+
+/**
  * The new rolling summary for `folded`: previous summary + folded messages, written by
  * `summarizer` within {@link summaryBudget} tokens counted as one system message; its watermark
  * is the newest folded id (or the previous one, if newer).
@@ -136,11 +173,19 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
         );
       }
       const flush = async (lockToken: string | undefined): Promise<FlushJobResult> => {
-        const window = await readWholeWindow(deps.store, ref);
-        const plan = planFlush(chosen, resource, {
-          window: window.messages,
-          summaryTokens: window.summaryTokens,
-        });
+        const { window, plan } =
+          PREFIX_STRATEGIES.has(chosen) && !resource.tokenAllocation
+            ? await planFromPrefix(deps.store, ref, resource, chosen)
+            : await (async () => {
+                const whole = await readWholeWindow(deps.store, ref);
+                return {
+                  window: whole,
+                  plan: planFlush(chosen, resource, {
+                    window: whole.messages,
+                    summaryTokens: whole.summaryTokens,
+                  }),
+                };
+              })();
         if (trigger && !dry_run && !needsFlush(resource, plan.before)) {
           // Another flush brought the memory under its trigger since this one was enqueued.
           return {

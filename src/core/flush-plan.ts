@@ -93,11 +93,14 @@ export interface FlushPlan {
  * evicted, and an assistant message is evicted together with the `tool` results that follow it,
  * so a tool call is never separated from its result. Pure.
  * @param summaryTokens Tokens of the current summary (counted in usage, never evicted here).
+ * @param usage The whole memory's usage when `window` is only its oldest part (a prefix read
+ *   page by page); default: `window`'s own sum plus `summaryTokens`.
  */
 export function planSimpleFifo(
   resource: MemoryResource,
   window: readonly WindowMessage[],
   summaryTokens = 0,
+  usage?: MemoryUsage,
 ): FlushPlan {
   const limits = effectiveLimits(resource);
   const ratio = resource.flushing.targetRatio;
@@ -106,7 +109,7 @@ export function planSimpleFifo(
     messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
   };
   const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
-  const before: MemoryUsage = {
+  const before: MemoryUsage = usage ?? {
     tokens: summaryTokens + window.reduce((sum, m) => sum + cost(m), 0),
     messages: window.length,
   };
@@ -166,11 +169,15 @@ export function removableGroups(window: readonly WindowMessage[]): WindowMessage
  * `limit x target_ratio` (or nothing removable is left). Folding is a prefix, so no message is
  * folded while an older removable one stays. Pure.
  * @param summaryTokens Tokens of the current summary (replaced by the new one).
+ * @param usage The whole memory's usage when `window` is only its oldest part (then the
+ *   `summarize_oldest_percent` minimum is taken of `usage.messages` minus the system messages
+ *   seen in `window`); default: `window`'s own.
  */
 export function planHybridSummary(
   resource: MemoryResource,
   window: readonly WindowMessage[],
   summaryTokens = 0,
+  usage?: MemoryUsage,
 ): FlushPlan {
   const limits = effectiveLimits(resource);
   const ratio = resource.flushing.targetRatio;
@@ -179,13 +186,14 @@ export function planHybridSummary(
     messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
   };
   const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
-  const before: MemoryUsage = {
+  const before: MemoryUsage = usage ?? {
     tokens: summaryTokens + window.reduce((sum, m) => sum + cost(m), 0),
     messages: window.length,
   };
   const budget = resource.flushing.summaryTokens ?? 0;
   const groups = removableGroups(window);
-  const removable = groups.reduce((n, g) => n + g.length, 0);
+  const pinned = window.filter((m) => m.message.role === 'system').length;
+  const removable = usage ? usage.messages - pinned : groups.reduce((n, g) => n + g.length, 0);
   const minimum = Math.ceil(removable * resource.flushing.summarizeOldestPercent);
   let tokens = before.tokens - summaryTokens + budget;
   let messages = before.messages;

@@ -29,7 +29,21 @@ export interface PlanInput {
   readonly summaryTokens: number;
   /** Access stats (lru, lfu, token_aware_lru); default {@link NO_ACCESS}. */
   readonly access?: AccessStats;
+  /**
+   * The whole memory's usage when `window` is only its oldest part (simple_fifo and
+   * hybrid_summary plan from a prefix: {@link PREFIX_STRATEGIES}); default: the window's own.
+   */
+  readonly usage?: MemoryUsage;
 }
+
+/**
+ * Strategies that only remove a prefix of the log, so they can plan from its oldest pages
+ * (flush cost grows with what is removed, not with memory size). The others rank every message.
+ */
+export const PREFIX_STRATEGIES: ReadonlySet<FlushStrategy> = new Set([
+  'simple_fifo',
+  'hybrid_summary',
+]);
 
 const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
 const groupTokens = (group: readonly WindowMessage[]) => group.reduce((s, m) => s + cost(m), 0);
@@ -239,9 +253,9 @@ export function planFlush(
   const plan = ((): FlushPlan => {
     switch (strategy) {
       case 'simple_fifo':
-        return planSimpleFifo(resource, input.window, input.summaryTokens);
+        return planSimpleFifo(resource, input.window, input.summaryTokens, input.usage);
       case 'hybrid_summary':
-        return planHybridSummary(resource, input.window, input.summaryTokens);
+        return planHybridSummary(resource, input.window, input.summaryTokens, input.usage);
       case 'lru':
         return planLru(resource, input);
       case 'lfu':

@@ -1,5 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
+import {
+  createMemoryRegistry,
+  parseMemoryResource,
+  type MemoryRegistry,
+} from '../../src/config/load-memories.js';
+import { planFlush } from '../../src/core/strategies.js';
+import { planFromPrefix, readWholeWindow } from '../../processors/flush.js';
 import { excerptOf } from '../../src/core/summarizer.js';
 import { createTokenCounter } from '../../src/core/token-counter.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
@@ -23,11 +29,13 @@ persistence:
 describe('hybrid_summary flushes on real Redis', () => {
   let ns: RedisNamespace;
   let pipeline: TestPipeline;
+  let registry: MemoryRegistry;
   beforeEach(async () => {
     ns = createRedisNamespace();
     const parsed = parseMemoryResource(YAML, 'rolling.yaml');
     expect(parsed.problems).toEqual([]);
-    pipeline = await startPipeline(ns, createMemoryRegistry([parsed.resource!]));
+    registry = createMemoryRegistry([parsed.resource!]);
+    pipeline = await startPipeline(ns, registry);
   });
   afterEach(async () => {
     await pipeline.close();
@@ -100,6 +108,36 @@ describe('hybrid_summary flushes on real Redis', () => {
     expect(rolled.message_count_covered).toBe(after.foldedCount);
     expect(rolled.tokens).toBeLessThanOrEqual(100);
     expect(rolled.covers_through_id > summary.covers_through_id).toBe(true);
+  });
+
+  it('plans from the oldest pages exactly as from the whole log', async () => {
+    const target = { resource: 'rolling', key: 'r:pages' };
+    const ref = { project: 'test', ...target };
+    await pipeline.workers.queues.flush.pause(); // no automatic flush under the comparison
+    await pipeline.client
+      .write(target, [{ role: 'system', content: 'Be brief.' }, ...turns(0, 40)])
+      .then((r) => pipeline.client.waitFor(r));
+    await eventually(async () => (await pipeline.client.read(target)).exact, 'exact counts');
+    const resource = registry.get('rolling');
+    const whole = await readWholeWindow(pipeline.store, ref);
+    const expected = planFlush('hybrid_summary', resource, {
+      window: whole.messages,
+      summaryTokens: whole.summaryTokens,
+    });
+    for (const pageSize of [3, 7, 200]) {
+      const { plan, window } = await planFromPrefix(
+        pipeline.store,
+        ref,
+        resource,
+        'hybrid_summary',
+        pageSize,
+      );
+      expect(plan.before).toEqual(expected.before);
+      expect(plan.foldedIds).toEqual(expected.foldedIds);
+      // It read only what the plan needed: the folded messages plus at most one page more.
+      expect(window.messages.length).toBeLessThanOrEqual(1 + expected.foldedIds.length + pageSize);
+    }
+    expect(expected.foldedIds.length).toBeGreaterThan(12);
   });
 
   it('plans a dry run with folded ids and changes nothing', async () => {
