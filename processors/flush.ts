@@ -2,7 +2,12 @@ import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
 import type { FlushPlan, WindowMessage } from '../src/core/flush-plan.js';
-import { PREFIX_STRATEGIES, planFlush, summaryBudget } from '../src/core/strategies.js';
+import {
+  PREFIX_STRATEGIES,
+  planFlush,
+  summaryBudget,
+  type AccessStats,
+} from '../src/core/strategies.js';
 import { needsFlush } from '../src/core/flush-plan.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
@@ -64,20 +69,33 @@ export async function readWholeWindow(
   epoch: number;
   summaryTokens: number;
   summary: Summary | undefined;
+  access?: AccessStats;
 }> {
   const messages: WindowMessage[] = [];
   let epoch = 0;
   let summary: Summary | undefined;
+  const lastAccessMs = new Map<string, number>();
+  const count = new Map<string, number>();
   for (let offset = 0; ; offset += MAX_PAGE_SIZE) {
-    const page = await store.read(ref, { offset, limit: MAX_PAGE_SIZE });
+    const page = await store.read(ref, { offset, limit: MAX_PAGE_SIZE, withAccess: true });
     if (offset === 0) {
       epoch = page.epoch;
       summary = page.summary;
     }
     messages.push(...page.messages);
+    for (const [id, stats] of page.access ?? []) {
+      lastAccessMs.set(id, stats.lastMs);
+      count.set(id, stats.count);
+    }
     if (!page.hasMore) break;
   }
-  return { messages, epoch, summaryTokens: summary?.tokens ?? 0, summary };
+  return {
+    messages,
+    epoch,
+    summaryTokens: summary?.tokens ?? 0,
+    summary,
+    access: { lastAccessMs, count },
+  };
 }
 
 /**
@@ -183,6 +201,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
                   plan: planFlush(chosen, resource, {
                     window: whole.messages,
                     summaryTokens: whole.summaryTokens,
+                    ...(whole.access ? { access: whole.access } : {}),
                   }),
                 };
               })();

@@ -115,7 +115,10 @@ export interface MemoryClient {
   clear(target: MemoryTarget, options: { confirm: true }): Promise<JobReceipt>;
   /** Enqueues a delete of the instance (every key family and its index entry). */
   delete(target: MemoryTarget): Promise<JobReceipt>;
-  /** Reads one page of an instance (see `MemoryStore.read`). */
+  /**
+   * Reads one page of an instance (see `MemoryStore.read`); with `flushing.track_access` the read
+   * of every returned message is recorded for lru/lfu.
+   */
   read(target: MemoryTarget, page?: { offset?: number; limit?: number }): Promise<MemoryWindow>;
   /** Counters, accounting and health of an instance (see `MemoryStore.stats`). */
   stats(target: MemoryTarget, options?: { deep?: boolean }): Promise<MemoryStats>;
@@ -312,7 +315,11 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     },
 
     read(target, page) {
-      return deps.store.read(refOf(target), page);
+      const resource = deps.registry.get(target.resource);
+      return deps.store.read(refOf(target), {
+        ...page,
+        recordAccess: resource.flushing.trackAccess === true,
+      });
     },
 
     stats(target, options) {

@@ -254,6 +254,7 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
       ...(flushing.summary_tokens !== undefined ? { summaryTokens: flushing.summary_tokens } : {}),
       summarizeOldestPercent: flushing.summarize_oldest_percent,
       targetRatio: flushing.target_ratio,
+      trackAccess: flushing.track_access,
       ...(flushing.summarizer
         ? {
             summarizer: {

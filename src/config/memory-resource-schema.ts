@@ -219,6 +219,11 @@ const FlushingShape = {
     .optional(),
   /** LLM summarizer for `hybrid_summary` (see {@link SummarizerSchema}); absent = rule-based. */
   summarizer: SummarizerSchema.optional(),
+  /**
+   * Record every read of a message (count and time) for `lru`, `lfu` and `token_aware_lru`.
+   * Default false (they then evict oldest first).
+   */
+  track_access: z.boolean({ error: 'expected true or false' }).default(false),
 };
 
 /**

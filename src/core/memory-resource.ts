@@ -55,6 +55,8 @@ export interface FlushingConfig {
   readonly targetRatio: number;
   /** LLM summarizer for `hybrid_summary`; absent = the rule-based summarizer only. */
   readonly summarizer?: SummarizerConfig;
+  /** Record reads of messages for lru, lfu and token_aware_lru (`flushing.track_access`). */
+  readonly trackAccess?: boolean;
 }
 
 /** An OpenAI-compatible chat endpoint that writes summaries (`flushing.summarizer`). */

@@ -32,6 +32,8 @@ export interface MemoryKeys {
   readonly seen: string;
   /** STRING: instance lock token. */
   readonly lock: string;
+  /** HASH: message id -> `count:lastMs` of reads (only when `flushing.track_access` is on). */
+  readonly acc: string;
 }
 
 /** Number of index shards (`<prefix>idx:0` .. `idx:15`). */
@@ -65,6 +67,7 @@ export function memoryKeys(prefix: string, ref: MemoryRef): MemoryKeys {
     meta: `${base}meta`,
     seen: `${base}seen`,
     lock: `${base}lock`,
+    acc: `${base}acc`,
   };
 }
 

@@ -25,6 +25,18 @@ export interface StoredMessage {
   readonly tokens: number | undefined;
 }
 
+/** Which page {@link MemoryStore.read} returns, and whether it records or returns access. */
+export interface ReadPage {
+  /** First message, by position in id order; default 0. */
+  readonly offset?: number;
+  /** Messages, 1..{@link MAX_PAGE_SIZE}; default 100. */
+  readonly limit?: number;
+  /** Count this read for every returned message (lru/lfu access stats). Default false. */
+  readonly recordAccess?: boolean;
+  /** Return the page's access stats in {@link MemoryWindow.access}. Default false. */
+  readonly withAccess?: boolean;
+}
+
 /** One page of an instance's log plus its counters. */
 export interface MemoryWindow {
   /** Messages in id (= time) order. */
@@ -51,6 +63,8 @@ export interface MemoryWindow {
   readonly summary: Summary | undefined;
   /** Flush/write/clear generation; a flush plan commits only against the epoch it read. */
   readonly epoch: number;
+  /** Reads of the page's messages (only with `withAccess`; absent id = never read). */
+  readonly access?: ReadonlyMap<string, { readonly count: number; readonly lastMs: number }>;
 }
 
 /** Outcome of {@link MemoryStore.commitTokens}. */
@@ -156,8 +170,10 @@ export interface MemoryStore {
   /**
    * A consistent snapshot of `limit` messages from `offset` (defaults 0 and 100; limit is capped
    * at {@link MAX_PAGE_SIZE}) with the instance's counters. A missing instance reads as empty.
+   * `recordAccess` counts the read of every returned message in the `acc` family (for lru/lfu);
+   * `withAccess` returns the page's access stats (read before this read is recorded).
    */
-  read(ref: MemoryRef, page?: { offset?: number; limit?: number }): Promise<MemoryWindow>;
+  read(ref: MemoryRef, page?: ReadPage): Promise<MemoryWindow>;
   /**
    * Up to `max` messages still waiting for an exact token count (smallest estimates first), and
    * how many ids were scanned (a message whose body vanished is skipped, so `messages` can be
@@ -256,14 +272,18 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const offset = Math.max(0, Math.trunc(page.offset ?? 0));
       const limit = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.trunc(page.limit ?? 100)));
       const k = keysOf(ref);
-      const [total, ids, bodies, counts, metaFlat] = (await redis.memqRead(
+      const [total, ids, bodies, counts, metaFlat, accessValues] = (await redis.memqRead(
         k.ord,
         k.msg,
         k.tok,
         k.meta,
+        k.acc,
         offset,
         limit,
-      )) as [number, string[], (string | null)[], (string | null)[], string[]];
+        page.recordAccess ? 1 : 0,
+        now(),
+        page.withAccess ? 1 : 0,
+      )) as [number, string[], (string | null)[], (string | null)[], string[], (string | null)[]];
       const meta = toRecord(metaFlat);
       const messages: StoredMessage[] = [];
       ids.forEach((_, i) => {
@@ -289,6 +309,18 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         acceptedCount: Number(meta.accepted_count ?? 0),
         summary: meta.summary ? (JSON.parse(meta.summary) as Summary) : undefined,
         epoch: Number(meta.epoch ?? 0),
+        ...(page.withAccess
+          ? {
+              access: new Map(
+                ids.flatMap((id, i) => {
+                  const value = accessValues[i];
+                  if (!value) return [];
+                  const [count, lastMs] = value.split(':').map(Number);
+                  return [[id, { count: count!, lastMs: lastMs! }] as const];
+                }),
+              ),
+            }
+          : {}),
       };
     },
 
@@ -346,6 +378,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.unc,
         k.meta,
         k.lock,
+        k.acc,
         commit.lockToken,
         commit.epoch,
         ttlSeconds,
@@ -403,6 +436,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.unc,
         k.meta,
         k.seen,
+        k.acc,
         ...args,
       )) as [number, number];
       return { messageCount, epoch };
@@ -416,6 +450,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.tok,
         k.unc,
         k.meta,
+        k.acc,
         now(),
       )) as [number, number];
       return { removed, epoch };
@@ -430,6 +465,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.unc,
         k.meta,
         k.seen,
+        k.acc,
       )) as number;
       await redis.zrem(indexKey(deps.keyPrefix, ref), memoryId(ref));
       return removed;

@@ -140,3 +140,61 @@ describe('flush fencing on real Redis', () => {
     expect(stats.acceptedCount).toBe(stats.messageCount + stats.foldedCount);
   });
 });
+
+describe('lru with recorded reads on real Redis', () => {
+  let ns: RedisNamespace;
+  let pipeline: TestPipeline;
+  beforeEach(async () => {
+    ns = createRedisNamespace();
+    const parsed = parseMemoryResource(
+      `resource: memory
+id: recent
+type: message_count_based
+max_messages: 10
+flushing:
+  type: lru
+  summarize_threshold: 1
+  target_ratio: 0.5
+  track_access: true
+persistence:
+  type: redis
+  ttl: 1h
+`,
+      'recent.yaml',
+    );
+    expect(parsed.problems).toEqual([]);
+    pipeline = await startPipeline(ns, createMemoryRegistry([parsed.resource!]));
+  });
+  afterEach(async () => {
+    await pipeline.close();
+    await ns.cleanup();
+  });
+
+  it('evicts the never-read messages first and keeps what the agent read', async () => {
+    const target = { resource: 'recent', key: 'l:1' };
+    await pipeline.workers.queues.flush.pause();
+    const receipt = await pipeline.client.append(
+      target,
+      Array.from({ length: 10 }, (_, i) => ({ role: 'user' as const, content: `fact ${i}` })),
+    );
+    await pipeline.client.waitFor(receipt.jobId!);
+    await pipeline.client.read(target, { offset: 0, limit: 3 }); // the agent reads 0, 1, 2
+    const accessKey = memoryKeys(ns.keyPrefix, { project: 'test', ...target }).acc;
+    expect(await ns.redis.hlen(accessKey)).toBe(3);
+    await pipeline.workers.queues.flush.resume();
+    // Polled through the store: a client read would itself count as the agent reading.
+    const ref = { project: 'test', ...target };
+    await eventually(
+      async () => (await pipeline.store.read(ref)).total === 5,
+      'the automatic lru flush',
+    );
+    const left = (await pipeline.store.read(ref, { limit: 10 })).messages.map(
+      (m) => m.message.content,
+    );
+    expect(left).toEqual(['fact 0', 'fact 1', 'fact 2', 'fact 8', 'fact 9']);
+    const stats = await pipeline.client.stats(target, { deep: true });
+    expect(stats).toMatchObject({ evictedCount: 5, acceptedCount: 10, consistent: true });
+    await pipeline.client.delete(target).then((r) => pipeline.client.waitFor(r));
+    expect(await ns.redis.exists(accessKey)).toBe(0);
+  });
+});

@@ -1,5 +1,5 @@
 -- apply-flush.lua: commit a flush plan, fenced by the lock token and the epoch.
--- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 lock
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 lock, 7 acc
 -- ARGV: 1 lock token, 2 expected epoch, 3 ttlSeconds (0 = never expires), 4 nowMs,
 --       5 summary JSON ('' = keep the current summary), 6 summary tokens,
 --       7 new watermark id ('' = keep), 8 number of folded ids F,
@@ -11,6 +11,7 @@
 -- { 'LOCK_LOST' } / { 'EPOCH_CHANGED', current epoch } / { 'INVALID_PLAN', reason }
 -- with nothing changed.
 local ord, msg, tok, unc, meta, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local acc = KEYS[7]
 if redis.call('GET', lock) ~= ARGV[1] then
   return { 'LOCK_LOST' }
 end
@@ -43,6 +44,7 @@ for i = 9, #ARGV do
   local id = ARGV[i]
   if redis.call('ZREM', ord, id) == 1 then
     redis.call('HDEL', msg, id)
+    redis.call('HDEL', acc, id)
     local count = redis.call('HGET', tok, id)
     if count then
       exact = exact + tonumber(count)

@@ -1,13 +1,13 @@
 -- clear.lua: empty an instance but keep its identity.
--- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 acc
 -- ARGV: 1 nowMs
 -- Effects: removes every message, token count and the summary; counters become 0; epoch + 1
 -- (fences any flush planned before). The idempotency window (`seen`) and the watermark stay,
 -- so a late retry of a message accepted before the clear cannot bring it back.
 -- Returns { messages removed, epoch }.
-local ord, msg, tok, unc, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ord, msg, tok, unc, meta, acc = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local removed = redis.call('ZCARD', ord)
-redis.call('DEL', ord, msg, tok, unc)
+redis.call('DEL', ord, msg, tok, unc, acc)
 if redis.call('EXISTS', meta) == 0 then
   return { removed, 0 }
 end

@@ -1,10 +1,16 @@
 -- read.lua: a consistent snapshot of one page of the window plus the instance's meta.
--- KEYS: 1 ord, 2 msg, 3 tok, 4 meta
--- ARGV: 1 offset (>= 0), 2 limit (>= 1)
--- Returns: { total, ids, message JSONs, token counts (false = uncounted), flat meta HGETALL }
-local ord, msg, tok, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 meta, 5 acc
+-- ARGV: 1 offset (>= 0), 2 limit (>= 1), 3 record access (0/1), 4 nowMs,
+--       5 also return access stats of the page (0/1)
+-- With ARGV[3] = 1 every id returned gets its read count + 1 and last read = now in `acc`
+-- (HASH id -> "count:lastMs"), which takes the TTL of `ord`.
+-- Returns: { total, ids, message JSONs, token counts (false = uncounted), flat meta HGETALL,
+--            access values of the ids (false = never read; empty unless ARGV[5] = 1) }
+local ord, msg, tok, meta, acc = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local offset = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local record = ARGV[3] == '1'
+local now = ARGV[4]
 local total = redis.call('ZCARD', ord)
 local ids = {}
 if offset < total then
@@ -15,4 +21,16 @@ if #ids > 0 then
   bodies = redis.call('HMGET', msg, unpack(ids))
   counts = redis.call('HMGET', tok, unpack(ids))
 end
-return { total, ids, bodies, counts, redis.call('HGETALL', meta) }
+local access = {}
+if #ids > 0 and ARGV[5] == '1' then
+  access = redis.call('HMGET', acc, unpack(ids))
+end
+if record and #ids > 0 then
+  for _, id in ipairs(ids) do
+    local count = tonumber(string.match(redis.call('HGET', acc, id) or '', '^(%d+):') or '0')
+    redis.call('HSET', acc, id, (count + 1) .. ':' .. now)
+  end
+  local pttl = redis.call('PTTL', ord)
+  if pttl > 0 then redis.call('PEXPIRE', acc, pttl) else redis.call('PERSIST', acc) end
+end
+return { total, ids, bodies, counts, redis.call('HGETALL', meta), access }

@@ -1,11 +1,12 @@
 -- write.lua: atomically replace an instance's log with the given messages.
--- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 seen
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 seen, 7 acc
 -- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, then triples: id, message JSON, estimate
 -- Effects: the log becomes exactly these messages (uncounted; the caller enqueues a token
 -- count), the summary and watermark are removed, the accounting restarts (accepted = n,
 -- folded = evicted = 0), the ids join the idempotency window, epoch + 1 (fences any flush
 -- planned before), TTL set on every family. Returns { message_count, epoch }.
 local ord, msg, tok, unc, meta, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+redis.call('DEL', KEYS[7]) -- access stats belong to the replaced log
 local ttl = tonumber(ARGV[1])
 local now = ARGV[2]
 redis.call('DEL', ord, msg, tok, unc)

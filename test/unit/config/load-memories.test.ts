@@ -376,6 +376,7 @@ describe('loadMemoryResources', () => {
         summarizeThreshold: 0.8,
         summarizeOldestPercent: 0.3,
         targetRatio: 0.5,
+        trackAccess: false,
       },
       persistence: { type: 'redis', ttlSeconds: 5400 },
       privacyScope: 'global',
