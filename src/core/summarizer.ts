@@ -115,3 +115,38 @@ export function fitToBudget(
   }
   return lines[0]!.slice(0, chars);
 }
+
+/** A message as a chat request takes it (the `format=messages` view of a window). */
+export interface ChatMessage {
+  readonly role: Message['role'];
+  readonly content: string;
+  readonly name?: string;
+  readonly tool_call_id?: string;
+}
+
+/**
+ * A window as chat messages (`format=messages`): the rolling summary, when there is one, as one
+ * leading system message (`Summary of earlier conversation:` + its text), then the messages in
+ * id order with only the fields a chat request takes.
+ */
+export function asChatMessages(
+  summary: { readonly content: string } | undefined,
+  messages: readonly Message[],
+): ChatMessage[] {
+  const lead: ChatMessage[] =
+    summary && summary.content !== ''
+      ? [{ role: 'system', content: `${SUMMARY_HEADING}\n${summary.content}` }]
+      : [];
+  return [
+    ...lead,
+    ...messages.map((m) => ({
+      role: m.role,
+      content: m.content,
+      ...(m.name !== undefined ? { name: m.name } : {}),
+      ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
+    })),
+  ];
+}
+
+/** First line of the system message {@link asChatMessages} renders a summary as. */
+export const SUMMARY_HEADING = 'Summary of earlier conversation:';

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { planHybridSummary, type WindowMessage } from '../../../src/core/flush-plan.js';
 import type { MemoryResource } from '../../../src/core/memory-resource.js';
 import type { Message, Role } from '../../../src/core/message.js';
-import { excerptOf, summarizeExtractive } from '../../../src/core/summarizer.js';
+import {
+  asChatMessages,
+  excerptOf,
+  summarizeExtractive,
+  SUMMARY_HEADING,
+} from '../../../src/core/summarizer.js';
 import { createTokenCounter } from '../../../src/core/token-counter.js';
 
 const hybrid: MemoryResource = {
@@ -126,5 +131,20 @@ describe('rule-based extractive summarizer', () => {
     expect(excerptOf(long).startsWith(cut)).toBe(true);
     expect(cut.length).toBeGreaterThan(10);
     expect(summarizeExtractive({ folded: [long], maxTokens: 3, countTokens: count })).toBe('');
+  });
+});
+
+describe('format=messages', () => {
+  it('renders the summary as one leading system message, then the messages', () => {
+    const a = { ...message('user', 'hi there'), name: 'jane', metadata: { k: 'v' } };
+    const b = { ...message('tool', '42'), tool_call_id: 'call_1' };
+    expect(asChatMessages({ content: '- user: earlier.' }, [a, b])).toEqual([
+      { role: 'system', content: `${SUMMARY_HEADING}\n- user: earlier.` },
+      { role: 'user', content: 'hi there', name: 'jane' },
+      { role: 'tool', content: '42', tool_call_id: 'call_1' },
+    ]);
+    expect(asChatMessages(undefined, [a])).toEqual([
+      { role: 'user', content: 'hi there', name: 'jane' },
+    ]);
   });
 });
