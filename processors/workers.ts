@@ -63,6 +63,12 @@ export interface WorkersOptions {
    * Default 10. Each job makes at most 4 API calls at once.
    */
   readonly providerJobsPerSecond?: number;
+  /**
+   * BullMQ limiter of the flush worker when some resource has an LLM summarizer
+   * (`flushing.summarizer`): at most this many flush jobs start per second in this process.
+   * Default 5 (each makes at most one summary call).
+   */
+  readonly summarizerJobsPerSecond?: number;
   /** Breaker settings of the provider APIs (defaults in `ProviderBreakerOptions`). */
   readonly providerBreaker?: ProviderBreakerOptions;
   /** Where provider API keys are read (`token_provider.api_key_env`); default `process.env`. */
@@ -184,6 +190,10 @@ export function startWorkers(options: WorkersOptions): Workers {
       {
         ...common,
         concurrency: options.concurrency.flush ?? 2,
+        // Paid summary calls: bound the flushes that can make them, per process.
+        ...(summarizers.size > 0
+          ? { limiter: { max: options.summarizerJobsPerSecond ?? 5, duration: 1000 } }
+          : {}),
       },
     ),
     new Worker(
