@@ -9,6 +9,7 @@
  */
 
 import { z } from 'zod';
+import { REDACT_PATTERN_ALLOWED, compileRedactPattern } from '../core/privacy.js';
 import { CONTEXT_WINDOW_ALLOWED, contextWindowOf } from '../core/context-window.js';
 import { ENCODING_MODEL_ALLOWED, encodingForModel } from '../core/token-counter.js';
 import { KEY_TEMPLATE_MAX_CHARS, findKeyTemplateProblem } from '../core/key-template.js';
@@ -312,22 +313,26 @@ export const PersistenceSchema = z
   });
 
 const RedactPatternSchema = z
-  .string({ error: 'expected a JavaScript regular expression (a string)' })
-  .min(1, { error: 'expected a non-empty JavaScript regular expression' })
+  .string({ error: 'expected a regular expression (a string)' })
+  .min(1, { error: 'expected a non-empty regular expression' })
   .superRefine((pattern, ctx) => {
     try {
       // A pattern matching "" would insert the redaction string between every character.
-      if (new RegExp(pattern).test('')) {
+      if (compileRedactPattern(pattern).test('')) {
         ctx.addIssue({
           code: 'custom',
           message: 'expected a regular expression that does not match the empty string',
         });
       }
     } catch (error) {
-      const reason = error instanceof Error ? (error.message.split(': ').pop() ?? '') : '';
+      // RE2's message is "Invalid regular expression: /<pattern>/gu: <reason>".
+      const reason =
+        error instanceof Error
+          ? error.message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')
+          : '';
       ctx.addIssue({
         code: 'custom',
-        message: 'expected a valid JavaScript regular expression',
+        message: REDACT_PATTERN_ALLOWED,
         params: { got: `${JSON.stringify(pattern)} (${reason})` },
       });
     }
@@ -336,7 +341,10 @@ const RedactPatternSchema = z
 const ROLE_ALLOWED = `expected one of ${ROLES.join(', ')}`;
 
 const PrivacyPolicyShape = {
-  /** JavaScript regular expressions (compiled with the `g` flag) whose matches are redacted. Default `[]`. */
+  /**
+   * Regular expressions in RE2 syntax (compiled with flags `gu`; linear-time matching, so no
+   * lookarounds or backreferences) whose matches are redacted. Default `[]`.
+   */
   redact_patterns: z
     .array(RedactPatternSchema, { error: 'expected a list of regular expressions' })
     .default([]),
@@ -363,13 +371,14 @@ export const PrivacyPolicySchema = z
   })
   .superRefine((policy, ctx) => {
     policy.redact_patterns.forEach((pattern, i) => {
-      let regex: RegExp;
+      let regex: ReturnType<typeof compileRedactPattern>;
       try {
-        regex = new RegExp(pattern);
+        regex = compileRedactPattern(pattern);
       } catch {
         return; // reported by the pattern's own check
       }
       if (regex.test('')) return; // reported by the pattern's own check
+      regex.lastIndex = 0;
       if (regex.test(policy.default_redaction_string)) {
         ctx.addIssue({
           code: 'custom',

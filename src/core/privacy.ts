@@ -1,10 +1,11 @@
+import { RE2 } from 're2-wasm';
 import { PolicyError } from './errors.js';
 import type { Message } from './message.js';
 import type { Role } from './message.js';
 
 /** The parts of a resource's privacy policy that the redactor needs. */
 export interface RedactionPolicy {
-  /** JavaScript regular expressions; every match is replaced. */
+  /** Regular expressions in RE2 syntax (linear time; see {@link compileRedactPattern}); every match is replaced. */
   readonly redactPatterns: readonly string[];
   /** Roles that are never stored. */
   readonly nonPersistableMessageTypes: readonly Role[];
@@ -22,19 +23,34 @@ export interface PrivacyResult<M> {
   readonly redactions: number;
 }
 
-const compiled = new WeakMap<RedactionPolicy, RegExp[]>();
+/**
+ * What a redaction pattern must be, as error messages say it: RE2 guarantees matching in time
+ * linear in the input, so no pattern can hang a worker (no catastrophic backtracking on `(a+)+$`);
+ * the price is no lookarounds and no backreferences.
+ */
+export const REDACT_PATTERN_ALLOWED =
+  'expected a regular expression RE2 accepts (matched in linear time: no lookarounds, no backreferences)';
 
-function patternsOf(policy: RedactionPolicy): RegExp[] {
+/**
+ * Compiles a redaction pattern with RE2 (re2-wasm, flags `gu`).
+ * @throws Error with RE2's reason when RE2 does not accept the pattern.
+ */
+export function compileRedactPattern(source: string): RE2 {
+  return new RE2(source, 'gu');
+}
+
+const compiled = new WeakMap<RedactionPolicy, RE2[]>();
+
+function patternsOf(policy: RedactionPolicy): RE2[] {
   let regexes = compiled.get(policy);
   if (!regexes) {
     regexes = policy.redactPatterns.map((source, i) => {
       try {
-        return new RegExp(source, 'g');
+        return compileRedactPattern(source);
       } catch (error) {
-        throw new PolicyError(
-          `privacy_policy.redact_patterns[${i}]: does not compile as a JavaScript RegExp`,
-          { cause: error },
-        );
+        throw new PolicyError(`privacy_policy.redact_patterns[${i}]: ${REDACT_PATTERN_ALLOWED}`, {
+          cause: error,
+        });
       }
     });
     compiled.set(policy, regexes);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, MemoryNotFoundError } from '../../../src/core/errors.js';
+import { compileRedactPattern } from '../../../src/core/privacy.js';
 import {
   checkMemoryFile,
   checkMemoryResources,
@@ -110,7 +111,7 @@ describe('invalid memory resource files', () => {
     [
       'bad-regex',
       'privacy_policy.redact_patterns[1]',
-      'expected a valid JavaScript regular expression, got "(?i)secret" (Invalid group)',
+      'expected a regular expression RE2 accepts (matched in linear time: no lookarounds, no backreferences), got "(\\\\w+) \\\\1" (invalid escape sequence: \\1)',
     ],
     [
       'redaction-string-redactable',
@@ -337,7 +338,7 @@ describe('loadMemoryResources', () => {
       defaultKeyTemplate: 'support:{{ .conversation_id }}',
       sourceFile: path.join('memories', 'customer-support.yaml'),
     });
-    const patterns = (support.privacyPolicy?.redactPatterns ?? []).map((p) => new RegExp(p, 'g'));
+    const patterns = (support.privacyPolicy?.redactPatterns ?? []).map(compileRedactPattern);
     const redact = (text: string) => patterns.reduce((t, re) => t.replace(re, '[REDACTED]'), text);
     expect(redact('mail jane.doe@example.com or call +1 (555) 123-4567 / 555-123-4567')).toBe(
       'mail [REDACTED] or call [REDACTED] / [REDACTED]',

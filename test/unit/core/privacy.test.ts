@@ -75,6 +75,26 @@ describe('applyPrivacy', () => {
       applyPrivacy({ ...policy, redactPatterns: ['(unclosed'] }, [
         { role: 'user' as const, content: 'x' },
       ]),
-    ).toThrow(/redact_patterns\[0\]: does not compile/);
+    ).toThrow(/redact_patterns\[0\]: expected a regular expression RE2 accepts/);
+    expect(() =>
+      applyPrivacy({ ...policy, redactPatterns: ['(?<!x)secret'] }, [
+        { role: 'user' as const, content: 'x' },
+      ]),
+    ).toThrow(/no lookarounds, no backreferences/);
+  });
+
+  it('matches catastrophic-backtracking patterns in linear time (RE2)', () => {
+    // (a+)+$ against 50 KB of "a" then "!" backtracks exponentially in JavaScript's engine.
+    const evil = 'a'.repeat(50_000) + '!';
+    const result = applyPrivacy(
+      { ...policy, redactPatterns: ['(a+)+$', '(x+x+)+y', '(\\w|\\d)+\\s*$'] },
+      [{ role: 'user' as const, content: evil }],
+    );
+    expect(result.kept[0]!.content).toBe(evil);
+    expect(result.redactions).toBe(0);
+    const tail = applyPrivacy({ ...policy, redactPatterns: ['(a+)+$'] }, [
+      { role: 'user' as const, content: 'b' + 'a'.repeat(50_000) },
+    ]);
+    expect(tail.kept[0]!.content).toBe(`b${policy.defaultRedactionString}`);
   });
 });
