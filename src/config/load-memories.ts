@@ -286,6 +286,8 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
       ? {
           privacyPolicy: {
             redactPatterns: file.privacy_policy.redact_patterns,
+            detectors: file.privacy_policy.detectors,
+            action: file.privacy_policy.action,
             nonPersistableMessageTypes: file.privacy_policy.non_persistable_message_types,
             defaultRedactionString: file.privacy_policy.default_redaction_string,
           },

@@ -9,7 +9,13 @@
  */
 
 import { z } from 'zod';
-import { REDACT_PATTERN_ALLOWED, compileRedactPattern } from '../core/privacy.js';
+import {
+  DETECTORS,
+  PRIVACY_ACTIONS,
+  REDACT_PATTERN_ALLOWED,
+  compileRedactPattern,
+  findRedactable,
+} from '../core/privacy.js';
 import { CONTEXT_WINDOW_ALLOWED, contextWindowOf } from '../core/context-window.js';
 import { ENCODING_MODEL_ALLOWED, encodingForModel } from '../core/token-counter.js';
 import { KEY_TEMPLATE_MAX_CHARS, findKeyTemplateProblem } from '../core/key-template.js';
@@ -352,6 +358,22 @@ const PrivacyPolicyShape = {
   non_persistable_message_types: z
     .array(z.enum(ROLES, { error: ROLE_ALLOWED }), { error: `a list of roles: ${ROLE_ALLOWED}` })
     .default([]),
+  /**
+   * Built-in detectors by name ({@link DETECTORS}: email, phone, credit_card with a Luhn check,
+   * us_ssn, ipv4, ipv6, api_key), applied after `redact_patterns`. Default `[]`.
+   */
+  detectors: z
+    .array(z.enum(DETECTORS, { error: `expected one of ${DETECTORS.join(', ')}` }), {
+      error: `expected a list of detectors: ${DETECTORS.join(', ')}`,
+    })
+    .default([]),
+  /**
+   * What happens to a match ({@link PRIVACY_ACTIONS}): `redact` (the redaction string), `mask`
+   * (all but the last 4 characters as `*`) or `drop` (the message is not stored). Default `redact`.
+   */
+  action: z
+    .enum(PRIVACY_ACTIONS, { error: `expected one of ${PRIVACY_ACTIONS.join(', ')}` })
+    .default('redact'),
   /** Replacement text for redacted matches, at most 100 characters. Default `[REDACTED]`. */
   default_redaction_string: z
     .string({ error: 'expected a string of at most 100 characters' })
@@ -370,6 +392,24 @@ export const PrivacyPolicySchema = z
       'expected a mapping with redact_patterns, non_persistable_message_types, default_redaction_string',
   })
   .superRefine((policy, ctx) => {
+    const detector = findRedactable(
+      {
+        redactPatterns: [],
+        detectors: policy.detectors,
+        nonPersistableMessageTypes: [],
+        defaultRedactionString: '',
+      },
+      policy.default_redaction_string,
+    );
+    if (detector !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['default_redaction_string'],
+        message:
+          'expected a redaction string that no detector matches (or redaction would not be idempotent)',
+        params: { got: JSON.stringify(policy.default_redaction_string) },
+      });
+    }
     policy.redact_patterns.forEach((pattern, i) => {
       let regex: ReturnType<typeof compileRedactPattern>;
       try {

@@ -1,3 +1,4 @@
+import type { Detector, PrivacyAction } from './privacy.js';
 /**
  * The resolved, frozen shape of one memory resource (one YAML file in `memories/`).
  * Produced only by the loader in `load-memories.ts` from the strict zod schema in
@@ -95,8 +96,12 @@ export interface PersistenceConfig {
 
 /** Privacy policy (applied before anything reaches Redis; see the privacy issue). */
 export interface PrivacyPolicy {
-  /** Regular expressions (JavaScript syntax) whose matches are redacted. */
+  /** Regular expressions (RE2 syntax) whose matches are redacted. */
   readonly redactPatterns: readonly string[];
+  /** Built-in detectors (see `DETECTORS` in `privacy.ts`); default none. */
+  readonly detectors?: readonly Detector[];
+  /** What happens to a match; default `redact`. */
+  readonly action?: PrivacyAction;
   /** Roles that are never stored. */
   readonly nonPersistableMessageTypes: readonly Role[];
   /** Replacement text; default `[REDACTED]`. */

@@ -3,15 +3,98 @@ import { PolicyError } from './errors.js';
 import type { Message } from './message.js';
 import type { Role } from './message.js';
 
+/**
+ * Built-in detectors, by name (`privacy_policy.detectors`): each is an RE2 pattern plus, where a
+ * pattern alone over-matches, a check of the candidate. They run after the user's patterns, in
+ * this order whatever the configured order (the most specific first, so a phone pattern never
+ * takes part of a card number).
+ */
+export const DETECTORS = [
+  'credit_card',
+  'us_ssn',
+  'api_key',
+  'ipv6',
+  'ipv4',
+  'email',
+  'phone',
+] as const;
+/** One of {@link DETECTORS}. */
+export type Detector = (typeof DETECTORS)[number];
+
+/**
+ * What happens to a match (`privacy_policy.action`, default `redact`):
+ * - `redact`: replaced by `default_redaction_string`;
+ * - `mask`: every character but the last 4 becomes `*` (all of it when 8 characters or fewer);
+ * - `drop`: the whole message is not stored (counted in `dropped`, reported to the caller).
+ */
+export const PRIVACY_ACTIONS = ['redact', 'mask', 'drop'] as const;
+/** One of {@link PRIVACY_ACTIONS}. */
+export type PrivacyAction = (typeof PRIVACY_ACTIONS)[number];
+
 /** The parts of a resource's privacy policy that the redactor needs. */
 export interface RedactionPolicy {
   /** Regular expressions in RE2 syntax (linear time; see {@link compileRedactPattern}); every match is replaced. */
   readonly redactPatterns: readonly string[];
+  /** Built-in detectors applied after the patterns; default none. */
+  readonly detectors?: readonly Detector[];
+  /** What happens to a match; default `redact`. */
+  readonly action?: PrivacyAction;
   /** Roles that are never stored. */
   readonly nonPersistableMessageTypes: readonly Role[];
   /** Replacement text for each match. */
   readonly defaultRedactionString: string;
 }
+
+/** Luhn checksum (ISO/IEC 7812-1), for `credit_card` candidates: digits only, 13-19 long. */
+export function luhnValid(candidate: string): boolean {
+  const digits = candidate.replace(/[ -]/g, '');
+  if (!/^\d{13,19}$/.test(digits)) return false;
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
+    if (i % 2 === 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+
+/**
+ * The detectors' patterns (RE2 syntax) and checks. Sources: e-mail and phone as shipped in
+ * `memories/customer-support.yaml`; US SSN per the SSA's rules for issued numbers (area not 000,
+ * 666 or 900-999, group not 00, serial not 0000); IPv4 dotted quads 0-255; IPv6 full or
+ * `::`-compressed with at least two groups; API keys by the published shapes of OpenAI/Stripe
+ * (`sk-`, `pk_`, `rk_`), GitHub (`ghp_` ...), AWS access key ids (`AKIA`), Slack (`xox?-`) and
+ * `Bearer` tokens.
+ */
+export const DETECTOR_RULES: Readonly<
+  Record<Detector, { readonly pattern: string; readonly check?: (match: string) => boolean }>
+> = {
+  email: { pattern: '\\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}\\b' },
+  phone: {
+    pattern: '(?:\\+\\d{1,3}[\\s.-]?\\(?|\\(|\\b)\\d{2,4}\\)?[\\s.-]?\\d{3,4}[\\s.-]?\\d{3,4}\\b',
+  },
+  credit_card: { pattern: '\\b\\d(?:[ -]?\\d){12,18}\\b', check: luhnValid },
+  us_ssn: {
+    pattern: '\\b\\d{3}-\\d{2}-\\d{4}\\b',
+    check: (m) => !/^(000|666|9\d\d)-|-00-|-0000$/.test(m),
+  },
+  ipv4: {
+    pattern:
+      '\\b(?:(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\b',
+  },
+  ipv6: {
+    pattern:
+      '(?i)(?:\\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\\b|(?:\\b[0-9a-f]{1,4})?(?::[0-9a-f]{1,4}){0,6}::(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6}\\b)?)',
+    check: (m) => m.split(':').filter((g) => g !== '').length >= 2,
+  },
+  api_key: {
+    pattern:
+      '\\b(?:sk|pk|rk)[-_](?:[A-Za-z]+[-_])?[A-Za-z0-9]{16,}\\b|\\bBearer\\s+[A-Za-z0-9._~+/-]{16,}=*|\\bgh[pousr]_[A-Za-z0-9]{30,}\\b|\\bAKIA[0-9A-Z]{16}\\b|\\bxox[abprs]-[A-Za-z0-9-]{10,}\\b',
+  },
+};
 
 /** Outcome of {@link applyPrivacy}. */
 export interface PrivacyResult<M> {
@@ -39,23 +122,45 @@ export function compileRedactPattern(source: string): RE2 {
   return new RE2(source, 'gu');
 }
 
-const compiled = new WeakMap<RedactionPolicy, RE2[]>();
+/** A compiled rule: a user pattern (no check) or a detector. */
+interface Rule {
+  readonly regex: RE2;
+  readonly check?: (match: string) => boolean;
+}
 
-function patternsOf(policy: RedactionPolicy): RE2[] {
-  let regexes = compiled.get(policy);
-  if (!regexes) {
-    regexes = policy.redactPatterns.map((source, i) => {
-      try {
-        return compileRedactPattern(source);
-      } catch (error) {
-        throw new PolicyError(`privacy_policy.redact_patterns[${i}]: ${REDACT_PATTERN_ALLOWED}`, {
-          cause: error,
-        });
-      }
-    });
-    compiled.set(policy, regexes);
+const compiled = new WeakMap<RedactionPolicy, Rule[]>();
+
+function rulesOf(policy: RedactionPolicy): Rule[] {
+  let rules = compiled.get(policy);
+  if (!rules) {
+    rules = [
+      ...policy.redactPatterns.map((source, i): Rule => {
+        try {
+          return { regex: compileRedactPattern(source) };
+        } catch (error) {
+          throw new PolicyError(`privacy_policy.redact_patterns[${i}]: ${REDACT_PATTERN_ALLOWED}`, {
+            cause: error,
+          });
+        }
+      }),
+      ...DETECTORS.filter((name) => policy.detectors?.includes(name)).map((name): Rule => {
+        const rule = DETECTOR_RULES[name];
+        return {
+          regex: compileRedactPattern(rule.pattern),
+          ...(rule.check ? { check: rule.check } : {}),
+        };
+      }),
+    ];
+    compiled.set(policy, rules);
   }
-  return regexes;
+  return rules;
+}
+
+/** `mask`: every character but the last 4 as `*`; all of them for 8 characters or fewer. */
+export function maskOf(match: string): string {
+  const chars = [...match];
+  const keep = chars.length > 8 ? 4 : 0;
+  return '*'.repeat(chars.length - keep) + chars.slice(chars.length - keep).join('');
 }
 
 /**
@@ -71,7 +176,10 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
   messages: readonly M[],
 ): PrivacyResult<M> {
   if (!policy) return { kept: [...messages], dropped: 0, redactions: 0 };
-  const regexes = patternsOf(policy);
+  const rules = rulesOf(policy);
+  const action = policy.action ?? 'redact';
+  const replacement = (match: string) =>
+    action === 'mask' ? maskOf(match) : policy.defaultRedactionString;
   const kept: M[] = [];
   let dropped = 0;
   let redactions = 0;
@@ -81,10 +189,11 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
       continue;
     }
     const redact = (text: string): string => {
-      for (const regex of regexes) {
-        text = text.replace(regex, () => {
+      for (const { regex, check } of rules) {
+        text = text.replace(regex, (match: string) => {
+          if (check && !check(match)) return match;
           redactions += 1;
-          return policy.defaultRedactionString;
+          return replacement(match);
         });
       }
       return text;
@@ -100,6 +209,11 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
           ]),
         )
       : undefined;
+    if (action === 'drop' && redactions > before) {
+      dropped += 1;
+      redactions = before;
+      continue;
+    }
     kept.push(
       redactions === before
         ? message
@@ -125,9 +239,15 @@ export function findRedactable(
   text: string,
 ): number | undefined {
   if (!policy) return undefined;
-  const index = patternsOf(policy).findIndex((regex) => {
+  const index = rulesOf(policy).findIndex(({ regex, check }) => {
     regex.lastIndex = 0;
-    return regex.test(text);
+    if (!check) return regex.test(text);
+    let found = false;
+    text.replace(regex, (match: string) => {
+      found ||= check(match);
+      return match;
+    });
+    return found;
   });
   return index === -1 ? undefined : index;
 }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { applyPrivacy, findRedactable } from '../../../src/core/privacy.js';
+import {
+  applyPrivacy,
+  DETECTORS,
+  findRedactable,
+  luhnValid,
+  maskOf,
+  type RedactionPolicy,
+} from '../../../src/core/privacy.js';
 
 const policy = {
   redactPatterns: [
@@ -96,5 +103,74 @@ describe('applyPrivacy', () => {
       { role: 'user' as const, content: 'b' + 'a'.repeat(50_000) },
     ]);
     expect(tail.kept[0]!.content).toBe(`b${policy.defaultRedactionString}`);
+  });
+});
+
+describe('built-in detectors and actions', () => {
+  const detect = (content: string, extra: Partial<RedactionPolicy> = {}) =>
+    applyPrivacy(
+      {
+        redactPatterns: [],
+        detectors: [...DETECTORS],
+        nonPersistableMessageTypes: [],
+        defaultRedactionString: '[X]',
+        ...extra,
+      },
+      [{ role: 'user' as const, content }],
+    );
+
+  it.each([
+    ['card 4111 1111 1111 1111 ok', 'card [X] ok'],
+    ['ssn 123-45-6789 and 000-12-3456', 'ssn [X] and 000-12-3456'],
+    ['from 192.168.10.254 not 999.1.1.1', 'from [X] not 999.1.1.1'],
+    [
+      'v6 2001:db8::8a2e:370:7334 and fe80::1 but not std::vector',
+      'v6 [X] and [X] but not std::vector',
+    ],
+    ['key sk-proj-abcdefghijklmnop1234 token Bearer abc.def-ghi_jkl~mnop', 'key [X] token [X]'],
+    ['aws AKIAIOSFODNN7EXAMPLE gh ghp_abcdefghijklmnopqrstuvwxyz0123456789', 'aws [X] gh [X]'],
+    ['mail jane.doe@example.com or +1 (555) 123-4567', 'mail [X] or [X]'],
+    ['order thread:3f2a91234567 stays', 'order thread:3f2a91234567 stays'],
+  ])('%s', (input, expected) => {
+    expect(detect(input).kept[0]!.content).toBe(expected);
+  });
+
+  it('masks all but the last 4 characters, idempotently', () => {
+    const once = detect('card 4111 1111 1111 1111', { action: 'mask' }).kept[0]!.content;
+    expect(once).toBe('card ***************1111');
+    expect(detect(once, { action: 'mask' }).kept[0]!.content).toBe(once);
+    expect(maskOf('short')).toBe('*****');
+  });
+
+  it('drops a message with any match and reports it as dropped', () => {
+    const result = applyPrivacy(
+      {
+        redactPatterns: [],
+        detectors: ['email'],
+        action: 'drop',
+        nonPersistableMessageTypes: [],
+        defaultRedactionString: '[X]',
+      },
+      [
+        { role: 'user' as const, content: 'write to a@b.io' },
+        { role: 'user' as const, content: 'nothing personal' },
+      ],
+    );
+    expect(result.kept.map((m) => m.content)).toEqual(['nothing personal']);
+    expect(result).toMatchObject({ dropped: 1, redactions: 0 });
+  });
+
+  it('leaves card-shaped numbers that fail the Luhn check to the other detectors', () => {
+    const only = { detectors: ['credit_card' as const] };
+    expect(detect('card 4111-1111-1111-1112 bad', only).kept[0]!.content).toBe(
+      'card 4111-1111-1111-1112 bad',
+    );
+    expect(detect('card 4111-1111-1111-1111 good', only).kept[0]!.content).toBe('card [X] good');
+  });
+
+  it('checks Luhn like ISO/IEC 7812', () => {
+    expect(luhnValid('4111111111111111')).toBe(true);
+    expect(luhnValid('79927398713')).toBe(false); // valid Luhn but only 11 digits
+    expect(luhnValid('4111111111111112')).toBe(false);
   });
 });
