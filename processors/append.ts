@@ -3,6 +3,7 @@ import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { applyPrivacy } from '../src/core/privacy.js';
+import { PolicyError } from '../src/core/errors.js';
 import { AppendJobSchema, type AppendJobResult } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
@@ -43,7 +44,16 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
       const resource = deps.registry.get(ref.resource);
       // Defence in depth: the producer already applied the policy; applying it again is a no-op
       // unless a producer skipped it.
-      const { kept } = applyPrivacy(resource.privacyPolicy, messages);
+      let kept: typeof messages;
+      try {
+        ({ kept } = applyPrivacy(resource.privacyPolicy, messages));
+      } catch (error) {
+        // Fail closed: nothing is stored; PolicyError is not retryable, so the job fails now.
+        if (error instanceof PolicyError) {
+          deps.metrics.privacyFailures.inc({ resource: ref.resource }, messages.length);
+        }
+        throw error;
+      }
       if (kept.length === 0) return { added: 0, duplicates: 0 };
       const result = await deps.store.append(ref, kept, resource.persistence.ttlSeconds);
       deps.metrics.messagesAppended.inc({ resource: ref.resource }, result.added);

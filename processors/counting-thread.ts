@@ -18,8 +18,8 @@ export interface CountingThread {
 /**
  * Starts the counting thread lazily, on the first `count`. The entry is `count-thread.ts` next
  * to this module; when running from TypeScript sources (tsx, vitest) the thread loads it through
- * tsx. A thread that dies is replaced on the next call. Its encoders load once per encoding in the
- * thread (o200k: ~1 s, ~150 MB), so the thread is started at most once per process.
+ * tsx. A thread that dies is replaced on the next call (its encoders, ~1 s and ~150 MB for o200k,
+ * load again in the new thread); normally there is one thread per process.
  */
 export function createCountingThread(log: Logger): CountingThread {
   let worker: Worker | undefined;
@@ -64,7 +64,12 @@ export function createCountingThread(log: Logger): CountingThread {
       const request: CountRequest = { id, encoding, texts };
       return new Promise<number[]>((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        worker!.postMessage(request);
+        try {
+          worker!.postMessage(request);
+        } catch (error) {
+          pending.delete(id);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
       });
     },
     async close() {

@@ -190,6 +190,12 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
           { details: { strategy: chosen } },
         );
       }
+      if (chosen === 'hybrid_summary' && (resource.flushing.summaryTokens ?? 0) <= 0) {
+        throw new PayloadError(
+          `flush strategy hybrid_summary needs flushing.summary_tokens, which memory ${JSON.stringify(ref.resource)} does not set`,
+          { details: { strategy: chosen } },
+        );
+      }
       const flush = async (lockToken: string | undefined): Promise<FlushJobResult> => {
         const { window, plan } =
           PREFIX_STRATEGIES.has(chosen) && !resource.tokenAllocation
@@ -222,6 +228,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
           return { plan, applied: false, evicted: 0, folded: 0 };
         }
         let summary: Summary | undefined;
+        let summarySource: string | undefined;
         if (plan.foldedIds.length > 0) {
           const folding = new Set(plan.foldedIds);
           // Summarized outside the Redis commit, under the (auto-extended) instance lock; the
@@ -233,8 +240,14 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
             window.summary,
             window.messages.filter((m) => folding.has(m.message.id)),
           );
+          if (built.summary.content === '') {
+            // Folding into an empty summary would lose the messages: refuse, change nothing.
+            throw new PayloadError(
+              `flush of ${ref.resource}: the summary budget (${summaryBudget(resource)} tokens) cannot hold any summary; raise flushing.summary_tokens`,
+            );
+          }
           summary = built.summary;
-          deps.metrics.summaries.inc({ source: built.source });
+          summarySource = built.source;
         }
         const committed = await deps.store.applyFlush(
           ref,
@@ -247,6 +260,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
           },
           resource.persistence.ttlSeconds,
         );
+        if (summarySource) deps.metrics.summaries.inc({ source: summarySource });
         deps.metrics.tokensSaved.inc(
           { resource: ref.resource, strategy: chosen },
           Math.max(0, plan.before.tokens - plan.after.tokens),

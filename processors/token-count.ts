@@ -70,10 +70,18 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
       let tokens = 0;
       for (;;) {
         signal?.throwIfAborted();
-        const { messages: batch, scanned } = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
+        const {
+          messages: batch,
+          scanned,
+          missing,
+        } = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
         if (scanned === 0) break;
         const results = await counter.countMessages(batch, signal);
-        const counts = batch.map((message, i) => ({ id: message.id, tokens: results[i]!.tokens }));
+        const counts = [
+          ...batch.map((message, i) => ({ id: message.id, tokens: results[i]!.tokens })),
+          // Gone from the log: commit-tokens only drops them from the uncounted set.
+          ...missing.map((id) => ({ id, tokens: 0 })),
+        ];
         const result = await deps.store.commitTokens(ref, counts, resource.persistence.ttlSeconds);
         counted += result.committed;
         const bySource = new Map<string, number>();

@@ -91,6 +91,9 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
   let threadFailed = false;
   const localCounter = async (encoding: EncodingName): Promise<MessageCounter> => {
     const counter = await local(encoding);
+    // Counts misses and framing without touching the cache, so its hit/miss figures describe
+    // message contents only (one lookup per content, one miss per uncached content).
+    const raw = await createTokenCounter(encoding);
     return {
       async countMessages(messages, signal) {
         const content = messages.map((m) => counter.cached(m.content));
@@ -115,12 +118,12 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
         }
         for (const [n, i] of misses.entries()) {
           const text = messages[i]!.content;
-          const tokens = counted?.[n] ?? (await counter.countTextAsync(text, signal));
+          const tokens = counted?.[n] ?? (await raw.countTextAsync(text, signal));
           content[i] = tokens;
           counter.remember(text, tokens);
         }
         return messages.map((m, i) => ({
-          tokens: counter.framing(m) + content[i]!,
+          tokens: raw.framing(m) + content[i]!,
           source: encoding,
         }));
       },
@@ -188,7 +191,8 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
       return remote;
     },
     async close() {
-      for (const remote of remotes.values()) void remote.then((r) => r.close());
+      await Promise.allSettled([...remotes.values()].map(async (r) => (await r).close()));
+      remotes.clear();
       await thread?.close();
     },
   };

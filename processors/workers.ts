@@ -16,6 +16,7 @@ import { createMaintenanceProcessor } from './maintenance.js';
 import { createTokenCountProcessor } from './token-count.js';
 import { createTokenCounters } from './token-counters.js';
 import { RULE_BASED_SUMMARIZER } from '../src/core/summarizer.js';
+import { isRemoteTokenProvider } from '../src/core/token-counter.js';
 import { createLlmSummarizer } from '../src/providers/summarizer.js';
 import { providerApiKey } from '../src/providers/token-providers.js';
 
@@ -59,14 +60,16 @@ export interface WorkersOptions {
   readonly lockDurationMs?: number;
   /**
    * BullMQ limiter of the token-count worker when some resource counts through a provider API
-   * (Anthropic, Google): at most this many token-count jobs start per second in this process.
-   * Default 10. Each job makes at most 4 API calls at once.
+   * (Anthropic, Google): at most this many token-count jobs start per second on the queue, across
+   * all worker processes (BullMQ keeps the limit in Redis). Default 10. Each job makes at most
+   * 4 API calls at once.
    */
   readonly providerJobsPerSecond?: number;
   /**
    * BullMQ limiter of the flush worker when some resource has an LLM summarizer
-   * (`flushing.summarizer`): at most this many flush jobs start per second in this process.
-   * Default 5 (each makes at most one summary call).
+   * (`flushing.summarizer`): at most this many flush jobs start per second on the queue, across
+   * all worker processes (BullMQ keeps the limit in Redis). Default 5 (each makes at most one
+   * summary call).
    */
   readonly summarizerJobsPerSecond?: number;
   /** Breaker settings of the provider APIs (defaults in `ProviderBreakerOptions`). */
@@ -109,6 +112,7 @@ export interface Workers {
  */
 export function startWorkers(options: WorkersOptions): Workers {
   const { connection, queuePrefix, log, store, registry } = options;
+  checkApiKeys(registry, options.env ?? process.env); // before anything is started
   const queues = createMemoryQueues(connection, queuePrefix);
   const metrics = options.metrics ?? createMetrics();
   const locks = createLockService({
@@ -190,7 +194,7 @@ export function startWorkers(options: WorkersOptions): Workers {
       {
         ...common,
         concurrency: options.concurrency.flush ?? 2,
-        // Paid summary calls: bound the flushes that can make them, per process.
+        // Paid summary calls: bound the flushes that can make them (per queue, all processes).
         ...(summarizers.size > 0
           ? { limiter: { max: options.summarizerJobsPerSecond ?? 5, duration: 1000 } }
           : {}),
@@ -247,6 +251,27 @@ export function startWorkers(options: WorkersOptions): Workers {
       return closing;
     },
   };
+}
+
+/**
+ * Every API key the declared resources need (token providers, LLM summarizers) is set.
+ * @throws ConfigError naming the resource, the field and the variable (never a value).
+ */
+function checkApiKeys(registry: MemoryRegistry, env: NodeJS.ProcessEnv): void {
+  for (const resource of registry.list()) {
+    const { provider, apiKeyEnv } = resource.tokenProvider;
+    if (isRemoteTokenProvider(provider)) providerApiKey(resource.id, provider, apiKeyEnv, env);
+    const summarizer = resource.flushing.summarizer;
+    if (summarizer?.apiKeyEnv !== undefined) {
+      providerApiKey(
+        resource.id,
+        'summarizer',
+        summarizer.apiKeyEnv,
+        env,
+        'flushing.summarizer.api_key_env',
+      );
+    }
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
-import { BackpressureError, PayloadError } from '../src/core/errors.js';
+import { BackpressureError, PayloadError, PolicyError } from '../src/core/errors.js';
 import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
 import { resolveMemoryKey } from '../src/core/key-template.js';
 import { applyPrivacy, findRedactable } from '../src/core/privacy.js';
@@ -264,7 +264,16 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     prepareAppend,
 
     async append(target, input) {
-      const { receipt, job } = prepareAppend(target, input);
+      let prepared: ReturnType<typeof prepareAppend>;
+      try {
+        prepared = prepareAppend(target, input);
+      } catch (error) {
+        if (error instanceof PolicyError) {
+          deps.metrics?.privacyFailures.inc({ resource: target.resource }, input.length);
+        }
+        throw error;
+      }
+      const { receipt, job } = prepared;
       if (receipt.redactions > 0) {
         deps.metrics?.redactions.inc({ resource: target.resource }, receipt.redactions);
       }

@@ -69,7 +69,11 @@ export function createMemoryQueues(connection: Redis, prefix: string): MemoryQue
       const job = await queues[QUEUES.flush].add(
         JOBS.flush,
         data,
-        data.dry_run ? {} : { deduplication: { id: memoryId(ref) } },
+        // Triggered and requested flushes deduplicate separately: a pending automatic flush
+        // must not swallow a user's flush (its strategy, and its "always plan" semantics).
+        data.dry_run
+          ? {}
+          : { deduplication: { id: `${memoryId(ref)}${data.trigger ? '' : ':requested'}` } },
       );
       return job.id!;
     },

@@ -67,6 +67,7 @@ export function needsFlush(resource: MemoryResource, usage: MemoryUsage): boolea
 
 /** A message of the window with its tokens (exact, or estimated when not counted yet). */
 export interface WindowMessage {
+  /** The stored message. */
   readonly message: Message;
   /** Exact tokens, undefined when not counted yet (the estimate is used). */
   readonly tokens: number | undefined;
@@ -82,6 +83,7 @@ export interface FlushPlan {
   readonly foldedIds: readonly string[];
   /** Usage before and after the plan. */
   readonly before: MemoryUsage;
+  /** Usage once the plan is committed (for hybrid_summary, with the summary at its full budget). */
   readonly after: MemoryUsage;
   /** The target it flushed down to (`limit x target_ratio` per limited dimension). */
   readonly target: { readonly tokens: number | undefined; readonly messages: number | undefined };

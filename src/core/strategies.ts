@@ -24,6 +24,7 @@ export const NO_ACCESS: AccessStats = { lastAccessMs: new Map(), count: new Map(
 
 /** Everything a planner sees: the window, the current summary's tokens and access stats. */
 export interface PlanInput {
+  /** The messages read (the whole log, or its oldest part with `usage`), in id order. */
   readonly window: readonly WindowMessage[];
   /** Tokens of the current summary. */
   readonly summaryTokens: number;

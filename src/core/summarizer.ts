@@ -118,9 +118,13 @@ export function fitToBudget(
 
 /** A message as a chat request takes it (the `format=messages` view of a window). */
 export interface ChatMessage {
+  /** Who spoke. */
   readonly role: Message['role'];
+  /** The text. */
   readonly content: string;
+  /** Participant name, when the message has one. */
   readonly name?: string;
+  /** For `tool` messages: the call answered. */
   readonly tool_call_id?: string;
 }
 

@@ -96,8 +96,11 @@ export const TOKENS_PER_NAME = 1;
 
 /** The parts of a message that cost tokens. */
 export interface CountableMessage {
+  /** Who spoke; its text is counted. */
   readonly role: Role;
+  /** The text. */
   readonly content: string;
+  /** Optional participant name; counted plus {@link TOKENS_PER_NAME}. */
   readonly name?: string | undefined;
 }
 
@@ -108,7 +111,7 @@ export interface TokenCounter {
   /**
    * Tokens of `text`, with special-token text (`<|endoftext|>`) counted as plain text. Cached by
    * content hash when the counter has a {@link TokenCache}. Synchronous: prefer
-   * {@link TokenCounter.countMessageAsync} for text that may be large.
+   * {@link TokenCounter.countTextAsync} for text that may be large.
    */
   countText(text: string): number;
   /**
@@ -228,8 +231,11 @@ async function loadEncoder(encoding: EncodingName): Promise<Encoder> {
 
 /** Called once per encoding per process with its load cost, for logging. */
 export type EncoderLoadListener = (info: {
+  /** The encoding loaded. */
   encoding: EncodingName;
+  /** Load time, ms (module import plus a first count). */
   loadMs: number;
+  /** Resident-set growth during the load, bytes (approximate: other work may allocate too). */
   rssDeltaBytes: number;
 }) => void;
 
@@ -338,10 +344,15 @@ export async function createTokenCounter(
     if (key !== undefined) cache!.set(key, tokens);
     return tokens;
   };
+  // Roles and names are short: counted directly, never through the content cache.
+  const countRaw = (text: string) => {
+    const starts = sliceStarts(text);
+    return countSlices(text, starts, 0, starts.length);
+  };
   const framing = (message: Omit<CountableMessage, 'content'>) =>
     TOKENS_PER_MESSAGE +
-    countText(message.role) +
-    (message.name !== undefined ? countText(message.name) + TOKENS_PER_NAME : 0);
+    countRaw(message.role) +
+    (message.name !== undefined ? countRaw(message.name) + TOKENS_PER_NAME : 0);
   return {
     encoding,
     countText,

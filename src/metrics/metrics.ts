@@ -34,12 +34,19 @@ export type QueueDepthSource = () => Promise<
 >;
 
 /** Source of token-count cache statistics, read at scrape time (cumulative). */
-export type TokenCacheSource = () => {
-  hits: number;
-  misses: number;
-  entries: number;
-  bytes: number;
-};
+export type TokenCacheSource = () => TokenCacheStats;
+
+/** Token-count cache figures (see `TokenCache.stats`). */
+export interface TokenCacheStats {
+  /** Lookups answered from the cache since start. */
+  readonly hits: number;
+  /** Lookups that had to count since start. */
+  readonly misses: number;
+  /** Entries held now. */
+  readonly entries: number;
+  /** Approximate bytes held now (2 per key character + 48 per entry). */
+  readonly bytes: number;
+}
 
 /**
  * memq's Prometheus instruments, all on one {@link Registry}. Labels never carry message
@@ -71,6 +78,11 @@ export interface MemqMetrics {
   readonly breakerState: Gauge<'breaker'>;
   /** `memq_tokens_saved_total{resource,strategy}`: tokens removed from windows by flushes. */
   readonly tokensSaved: Counter<'resource' | 'strategy'>;
+  /**
+   * `memq_privacy_failures_total{resource}`: messages refused because the privacy policy could not
+   * be applied (fail closed: nothing stored, the job fails without retries).
+   */
+  readonly privacyFailures: Counter<'resource'>;
   /** `memq_redactions_total{resource}`: pattern matches redacted before enqueueing. */
   readonly redactions: Counter<'resource'>;
   /** `memq_backpressure_rejections_total{queue}`: producer calls refused by backpressure. */
@@ -198,6 +210,11 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
       name: 'tokens_saved_total',
       help: 'Tokens removed from memory windows by flushes.',
       labelNames: ['resource', 'strategy'],
+    }),
+    privacyFailures: counter({
+      name: 'privacy_failures_total',
+      help: 'Messages refused because the privacy policy could not be applied (fail closed).',
+      labelNames: ['resource'],
     }),
     redactions: counter({
       name: 'redactions_total',

@@ -77,7 +77,8 @@ export function createLlmSummarizer(options: LlmSummarizerOptions): Summarizer &
         body: JSON.stringify({
           model: options.model,
           temperature: 0,
-          max_tokens: request.maxTokens,
+          // The budget counts the summary as a system message: leave its framing out.
+          max_tokens: Math.max(1, request.maxTokens - request.countTokens('')),
           messages: [
             { role: 'system', content: SUMMARY_INSTRUCTIONS },
             { role: 'user', content: summaryPrompt(request) },

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
  * crosses the wire once per connection (and again only after a Redis restart or SCRIPT FLUSH).
  */
 export const SCRIPTS = {
-  memqAppend: { file: 'append.lua', numberOfKeys: 6 },
+  memqAppend: { file: 'append.lua', numberOfKeys: 7 },
   memqCommitTokens: { file: 'commit-tokens.lua', numberOfKeys: 4 },
   memqRead: { file: 'read.lua', numberOfKeys: 5 },
   memqApplyFlush: { file: 'apply-flush.lua', numberOfKeys: 7 },

@@ -175,11 +175,15 @@ export interface MemoryStore {
    */
   read(ref: MemoryRef, page?: ReadPage): Promise<MemoryWindow>;
   /**
-   * Up to `max` messages still waiting for an exact token count (smallest estimates first), and
-   * how many ids were scanned (a message whose body vanished is skipped, so `messages` can be
-   * shorter than `scanned`).
+   * Up to `max` messages still waiting for an exact token count (smallest estimates first), how
+   * many ids were scanned, and the ids whose body is gone (`missing`: removed by a flush or clear
+   * between the append and now). Pass `missing` to {@link MemoryStore.commitTokens} (any count) so
+   * they leave the uncounted set and a later scan does not meet them again.
    */
-  uncounted(ref: MemoryRef, max: number): Promise<{ messages: Message[]; scanned: number }>;
+  uncounted(
+    ref: MemoryRef,
+    max: number,
+  ): Promise<{ messages: Message[]; scanned: number; missing: string[] }>;
   /** Commits exact counts for ids still uncounted and still in the log. */
   commitTokens(
     ref: MemoryRef,
@@ -263,6 +267,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.meta,
         k.seen,
         k.tok,
+        k.acc,
         ...args,
       )) as [number, number, number, number];
       return { added, duplicates, needsTokenCount: needsTokenCount === 1, messageCount };
@@ -327,12 +332,13 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     async uncounted(ref, max) {
       const k = keysOf(ref);
       const ids = await redis.zrange(k.unc, '0', String(max - 1));
-      if (ids.length === 0) return { messages: [], scanned: 0 };
+      if (ids.length === 0) return { messages: [], scanned: 0, missing: [] };
       const bodies = await redis.hmget(k.msg, ...ids);
       const messages = bodies.flatMap((body) =>
         body == null ? [] : [JSON.parse(body) as Message],
       );
-      return { messages, scanned: ids.length };
+      const missing = ids.filter((_, i) => bodies[i] == null);
+      return { messages, scanned: ids.length, missing };
     },
 
     async commitTokens(ref, counts, ttlSeconds) {

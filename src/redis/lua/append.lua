@@ -1,5 +1,5 @@
 -- append.lua: atomically append a batch of messages to one memory instance.
--- KEYS: 1 ord, 2 msg, 3 unc, 4 meta, 5 seen, 6 tok
+-- KEYS: 1 ord, 2 msg, 3 unc, 4 meta, 5 seen, 6 tok, 7 acc (access stats: TTL slid only)
 -- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, 3 token-count pending window ms,
 --       then triples: id, message JSON, estimated tokens
 -- Returns: { added, duplicates, needTokenCount (0/1), message_count }
@@ -58,7 +58,7 @@ if added > 0 then
   end
 end
 
-for _, key in ipairs({ ord, msg, unc, meta, seen, tok }) do
+for _, key in ipairs({ ord, msg, unc, meta, seen, tok, KEYS[7] }) do
   if ttl > 0 then
     redis.call('EXPIRE', key, ttl)
   else
