@@ -122,38 +122,54 @@ export function compileRedactPattern(source: string): RE2 {
   return new RE2(source, 'gu');
 }
 
-/** A compiled rule: a user pattern (no check) or a detector. */
-interface Rule {
-  readonly regex: RE2;
-  readonly check?: (match: string) => boolean;
+/**
+ * A policy compiled to one RE2 alternation, `(?P<memq_r0>p0)|(?P<memq_r1>p1)|...` (the user's
+ * patterns, then the detectors in {@link DETECTORS} order), so each text is scanned once: one
+ * WebAssembly call per field instead of one per rule (bench:privacy). At any position the first
+ * rule that matches wins, and a match a detector's check rejects is left as it is.
+ */
+interface CompiledPolicy {
+  /** Undefined when the policy has no rule. */
+  readonly combined: RE2 | undefined;
+  /** Per rule, in alternation order: the detector's check, if any. */
+  readonly checks: ReadonlyArray<((match: string) => boolean) | undefined>;
 }
 
-const compiled = new WeakMap<RedactionPolicy, Rule[]>();
+const compiled = new WeakMap<RedactionPolicy, CompiledPolicy>();
 
-function rulesOf(policy: RedactionPolicy): Rule[] {
-  let rules = compiled.get(policy);
-  if (!rules) {
-    rules = [
-      ...policy.redactPatterns.map((source, i): Rule => {
-        try {
-          return { regex: compileRedactPattern(source) };
-        } catch (error) {
-          throw new PolicyError(`privacy_policy.redact_patterns[${i}]: ${REDACT_PATTERN_ALLOWED}`, {
-            cause: error,
-          });
-        }
-      }),
-      ...DETECTORS.filter((name) => policy.detectors?.includes(name)).map((name): Rule => {
-        const rule = DETECTOR_RULES[name];
-        return {
-          regex: compileRedactPattern(rule.pattern),
-          ...(rule.check ? { check: rule.check } : {}),
-        };
-      }),
-    ];
-    compiled.set(policy, rules);
-  }
-  return rules;
+function compile(policy: RedactionPolicy): CompiledPolicy {
+  let result = compiled.get(policy);
+  if (result) return result;
+  policy.redactPatterns.forEach((source, i) => {
+    try {
+      compileRedactPattern(source); // each alone, so an error names its pattern
+    } catch (error) {
+      throw new PolicyError(`privacy_policy.redact_patterns[${i}]: ${REDACT_PATTERN_ALLOWED}`, {
+        cause: error,
+      });
+    }
+  });
+  const detectors = DETECTORS.filter((name) => policy.detectors?.includes(name));
+  const sources = [...policy.redactPatterns, ...detectors.map((d) => DETECTOR_RULES[d].pattern)];
+  result = {
+    combined:
+      sources.length === 0
+        ? undefined
+        : compileRedactPattern(sources.map((p, i) => `(?P<memq_r${i}>${p})`).join('|')),
+    checks: [
+      ...policy.redactPatterns.map(() => undefined),
+      ...detectors.map((d) => DETECTOR_RULES[d].check),
+    ],
+  };
+  compiled.set(policy, result);
+  return result;
+}
+
+/** Which rule of `policy` produced a match, from the replacer's named groups. */
+function ruleOf(checks: CompiledPolicy['checks'], args: unknown[]): number {
+  const groups = args.at(-1) as Record<string, string | undefined>;
+  for (let i = 0; i < checks.length; i++) if (groups[`memq_r${i}`] !== undefined) return i;
+  return -1;
 }
 
 /** `mask`: every character but the last 4 as `*`; all of them for 8 characters or fewer. */
@@ -176,7 +192,7 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
   messages: readonly M[],
 ): PrivacyResult<M> {
   if (!policy) return { kept: [...messages], dropped: 0, redactions: 0 };
-  const rules = rulesOf(policy);
+  const { combined, checks } = compile(policy);
   const action = policy.action ?? 'redact';
   const replacement = (match: string) =>
     action === 'mask' ? maskOf(match) : policy.defaultRedactionString;
@@ -188,16 +204,15 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
       dropped += 1;
       continue;
     }
-    const redact = (text: string): string => {
-      for (const { regex, check } of rules) {
-        text = text.replace(regex, (match: string) => {
-          if (check && !check(match)) return match;
-          redactions += 1;
-          return replacement(match);
-        });
-      }
-      return text;
-    };
+    const redact = (text: string): string =>
+      combined === undefined
+        ? text
+        : text.replace(combined, (match: string, ...args: unknown[]) => {
+            const check = checks[ruleOf(checks, args)];
+            if (check && !check(match)) return match;
+            redactions += 1;
+            return replacement(match);
+          });
     const before = redactions;
     const content = redact(message.content);
     const name = message.name === undefined ? undefined : redact(message.name);
@@ -239,15 +254,14 @@ export function findRedactable(
   text: string,
 ): number | undefined {
   if (!policy) return undefined;
-  const index = rulesOf(policy).findIndex(({ regex, check }) => {
-    regex.lastIndex = 0;
-    if (!check) return regex.test(text);
-    let found = false;
-    text.replace(regex, (match: string) => {
-      found ||= check(match);
-      return match;
-    });
-    return found;
+  const { combined, checks } = compile(policy);
+  if (combined === undefined) return undefined;
+  let found: number | undefined;
+  text.replace(combined, (match: string, ...args: unknown[]) => {
+    const rule = ruleOf(checks, args);
+    const check = checks[rule];
+    if (found === undefined && (!check || check(match))) found = rule;
+    return match;
   });
-  return index === -1 ? undefined : index;
+  return found;
 }
