@@ -89,6 +89,27 @@ export interface FlushPlan {
   readonly target: { readonly tokens: number | undefined; readonly messages: number | undefined };
 }
 
+/** What a message costs: its exact tokens, or the append-time estimate when not counted yet. */
+export const costOf = (m: WindowMessage): number => m.tokens ?? estimateTokens(m.message);
+
+/** Usage of a whole window: its messages' costs plus the summary's tokens. */
+export function usageOf(window: readonly WindowMessage[], summaryTokens: number): MemoryUsage {
+  return {
+    tokens: summaryTokens + window.reduce((sum, m) => sum + costOf(m), 0),
+    messages: window.length,
+  };
+}
+
+/** The flush target: `floor(limit x target_ratio)` per limited dimension (DESIGN.md section 6). */
+export function flushTarget(resource: MemoryResource): FlushPlan['target'] {
+  const limits = effectiveLimits(resource);
+  const ratio = resource.flushing.targetRatio;
+  return {
+    tokens: limits.maxTokens === undefined ? undefined : Math.floor(limits.maxTokens * ratio),
+    messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
+  };
+}
+
 /**
  * `simple_fifo`: evicts the oldest messages until usage is at or below `limit x target_ratio`
  * in every limited dimension (hysteresis: DESIGN.md section 6). System messages are never
@@ -104,17 +125,8 @@ export function planSimpleFifo(
   summaryTokens = 0,
   usage?: MemoryUsage,
 ): FlushPlan {
-  const limits = effectiveLimits(resource);
-  const ratio = resource.flushing.targetRatio;
-  const target = {
-    tokens: limits.maxTokens === undefined ? undefined : Math.floor(limits.maxTokens * ratio),
-    messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
-  };
-  const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
-  const before: MemoryUsage = usage ?? {
-    tokens: summaryTokens + window.reduce((sum, m) => sum + cost(m), 0),
-    messages: window.length,
-  };
+  const target = flushTarget(resource);
+  const before = usage ?? usageOf(window, summaryTokens);
   let tokens = before.tokens;
   let messages = before.messages;
   const over = () =>
@@ -131,7 +143,7 @@ export function planSimpleFifo(
       group.push(window[++i]!);
     for (const m of group) {
       evictedIds.push(m.message.id);
-      tokens -= cost(m);
+      tokens -= costOf(m);
       messages -= 1;
     }
   }
@@ -181,17 +193,8 @@ export function planHybridSummary(
   summaryTokens = 0,
   usage?: MemoryUsage,
 ): FlushPlan {
-  const limits = effectiveLimits(resource);
-  const ratio = resource.flushing.targetRatio;
-  const target = {
-    tokens: limits.maxTokens === undefined ? undefined : Math.floor(limits.maxTokens * ratio),
-    messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
-  };
-  const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
-  const before: MemoryUsage = usage ?? {
-    tokens: summaryTokens + window.reduce((sum, m) => sum + cost(m), 0),
-    messages: window.length,
-  };
+  const target = flushTarget(resource);
+  const before = usage ?? usageOf(window, summaryTokens);
   const budget = resource.flushing.summaryTokens ?? 0;
   const groups = removableGroups(window);
   const pinned = window.filter((m) => m.message.role === 'system').length;
@@ -207,7 +210,7 @@ export function planHybridSummary(
     if (foldedIds.length >= minimum && !over()) break;
     for (const m of group) {
       foldedIds.push(m.message.id);
-      tokens -= cost(m);
+      tokens -= costOf(m);
       messages -= 1;
     }
   }

@@ -1,6 +1,9 @@
 import { LRUCache } from 'lru-cache';
 import {
+  costOf,
   effectiveLimits,
+  flushTarget,
+  usageOf,
   planHybridSummary,
   planSimpleFifo,
   removableGroups,
@@ -9,7 +12,6 @@ import {
   type WindowMessage,
 } from './flush-plan.js';
 import type { FlushStrategy, MemoryResource } from './memory-resource.js';
-import { estimateTokens } from './token-counter.js';
 
 /** How often and how recently each message was read (recorded on read when enabled). */
 export interface AccessStats {
@@ -46,18 +48,7 @@ export const PREFIX_STRATEGIES: ReadonlySet<FlushStrategy> = new Set([
   'hybrid_summary',
 ]);
 
-const cost = (m: WindowMessage) => m.tokens ?? estimateTokens(m.message);
-const groupTokens = (group: readonly WindowMessage[]) => group.reduce((s, m) => s + cost(m), 0);
-
-/** The flush target: `limit x target_ratio` per limited dimension. */
-function targetOf(resource: MemoryResource) {
-  const limits = effectiveLimits(resource);
-  const ratio = resource.flushing.targetRatio;
-  return {
-    tokens: limits.maxTokens === undefined ? undefined : Math.floor(limits.maxTokens * ratio),
-    messages: limits.maxMessages === undefined ? undefined : Math.floor(limits.maxMessages * ratio),
-  };
-}
+const groupTokens = (group: readonly WindowMessage[]) => group.reduce((s, m) => s + costOf(m), 0);
 
 /**
  * Evicts whole groups ({@link removableGroups}) in `order` until usage is at or below the target
@@ -69,11 +60,8 @@ function evictInOrder(
   input: PlanInput,
   order: (groups: WindowMessage[][]) => WindowMessage[][],
 ): FlushPlan {
-  const target = targetOf(resource);
-  const before: MemoryUsage = {
-    tokens: input.summaryTokens + input.window.reduce((s, m) => s + cost(m), 0),
-    messages: input.window.length,
-  };
+  const target = flushTarget(resource);
+  const before = usageOf(input.window, input.summaryTokens);
   let { tokens, messages } = before;
   const over = () =>
     (target.tokens !== undefined && tokens > target.tokens) ||
@@ -83,7 +71,7 @@ function evictInOrder(
     if (!over()) break;
     for (const m of group) {
       evicted.add(m.message.id);
-      tokens -= cost(m);
+      tokens -= costOf(m);
       messages -= 1;
     }
   }
@@ -139,13 +127,13 @@ export function planLfu(resource: MemoryResource, input: PlanInput): FlushPlan {
  * is {@link planLru}.
  */
 export function planTokenAwareLru(resource: MemoryResource, input: PlanInput): FlushPlan {
-  const target = targetOf(resource);
+  const target = flushTarget(resource);
   if (target.tokens === undefined)
     return { ...planLru(resource, input), strategy: 'token_aware_lru' };
   const access = input.access ?? NO_ACCESS;
   const pinned = input.window
     .filter((m) => m.message.role === 'system')
-    .reduce((s, m) => s + cost(m), 0);
+    .reduce((s, m) => s + costOf(m), 0);
   const budget = target.tokens - pinned - input.summaryTokens;
   const ordered = removableGroups(input.window)
     .map((g, i) => ({ g, i, at: lastAccess(access, g) }))
@@ -299,8 +287,8 @@ export function enforceAllocation(
     if (shortTerm <= shortTermBudget) break;
     for (const m of group) {
       extra.push(m.message.id);
-      shortTerm -= cost(m);
-      tokens -= cost(m);
+      shortTerm -= costOf(m);
+      tokens -= costOf(m);
       messages -= 1;
     }
   }

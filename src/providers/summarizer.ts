@@ -3,7 +3,6 @@
  * breaker, falling back to the rule-based summary (DESIGN.md section 6). A summarizer failure
  * never loses a message and never fails a flush.
  */
-import CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import {
   RULE_BASED_SUMMARIZER,
@@ -12,14 +11,20 @@ import {
   type SummaryRequest,
 } from '../core/summarizer.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
-import { ProviderCallError, type FallbackReason } from './token-providers.js';
+import {
+  ProviderCallError,
+  fallbackReasonOf,
+  guard,
+  postJson,
+  type BreakerSettings,
+} from './guarded-http.js';
 
 /** Instructions sent as the system message of every summary request. */
 export const SUMMARY_INSTRUCTIONS =
   'You maintain the rolling summary of a conversation. Merge the previous summary (if any) and the new messages into one concise summary that keeps facts, decisions, open questions and names. Reply with the summary text only.';
 
 /** Options of {@link createLlmSummarizer}. */
-export interface LlmSummarizerOptions {
+export interface LlmSummarizerOptions extends BreakerSettings {
   /** Base URL; requests go to `{endpoint}/v1/chat/completions`. */
   readonly endpoint: string;
   /** Model name sent in the request. */
@@ -28,12 +33,6 @@ export interface LlmSummarizerOptions {
   readonly apiKey?: string;
   /** Per-call timeout, ms (the fetch is aborted). */
   readonly timeoutMs: number;
-  /** Failure percentage that opens the breaker. Default 50. */
-  readonly errorThresholdPercentage?: number;
-  /** How long an open breaker waits before a trial call, ms. Default 30 000. */
-  readonly resetTimeoutMs?: number;
-  /** Calls in the rolling window before the breaker may open. Default 5. */
-  readonly volumeThreshold?: number;
   /** Fallback and breaker metrics. */
   readonly metrics: MemqMetrics;
   /** Breaker transitions and fallbacks (reasons only, never content or keys). */
@@ -66,68 +65,30 @@ export function createLlmSummarizer(options: LlmSummarizerOptions): Summarizer &
   const url = `${options.endpoint.replace(/\/+$/, '')}/v1/chat/completions`;
   const name = `summarizer:${options.model}`;
   const call = async (request: SummaryRequest): Promise<string> => {
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}),
-        },
-        body: JSON.stringify({
-          model: options.model,
-          temperature: 0,
-          // The budget counts the summary as a system message: leave its framing out.
-          max_tokens: Math.max(1, request.maxTokens - request.countTokens('')),
-          messages: [
-            { role: 'system', content: SUMMARY_INSTRUCTIONS },
-            { role: 'user', content: summaryPrompt(request) },
-          ],
-        }),
-        signal: AbortSignal.timeout(options.timeoutMs),
-      });
-    } catch (error) {
-      const timedOut = error instanceof Error && error.name === 'TimeoutError';
-      throw new ProviderCallError('summarizer', timedOut ? 'timeout' : 'network');
-    }
-    if (!response.ok) {
-      await response.body?.cancel();
-      const reason: FallbackReason =
-        response.status === 429
-          ? 'rate_limited'
-          : response.status >= 500
-            ? 'server_error'
-            : 'client_error';
-      throw new ProviderCallError('summarizer', reason, response.status);
-    }
-    let payload: unknown;
-    try {
-      payload = await response.json();
-    } catch {
-      throw new ProviderCallError('summarizer', 'bad_response', response.status);
-    }
+    const payload = await postJson(
+      'summarizer',
+      url,
+      options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {},
+      {
+        model: options.model,
+        temperature: 0,
+        // The budget counts the summary as a system message: leave its framing out.
+        max_tokens: Math.max(1, request.maxTokens - request.countTokens('')),
+        messages: [
+          { role: 'system', content: SUMMARY_INSTRUCTIONS },
+          { role: 'user', content: summaryPrompt(request) },
+        ],
+      },
+      options.timeoutMs,
+    );
     const content = (payload as { choices?: Array<{ message?: { content?: unknown } }> } | null)
       ?.choices?.[0]?.message?.content;
     if (typeof content !== 'string' || content.trim() === '') {
-      throw new ProviderCallError('summarizer', 'bad_response', response.status);
+      throw new ProviderCallError('summarizer', 'bad_response');
     }
     return content.trim();
   };
-  const breaker = new CircuitBreaker(call, {
-    name,
-    timeout: false, // the fetch has its own timeout and is aborted
-    errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
-    resetTimeout: options.resetTimeoutMs ?? 30_000,
-    volumeThreshold: options.volumeThreshold ?? 5,
-  });
-  const state = (value: number, event: string) => () => {
-    metrics.breakerState.set({ breaker: name }, value);
-    log.warn({ breaker: name, state: event }, 'summarizer breaker changed state');
-  };
-  breaker.on('open', state(1, 'open'));
-  breaker.on('halfOpen', state(0.5, 'half-open'));
-  breaker.on('close', state(0, 'closed'));
-  metrics.breakerState.set({ breaker: name }, 0);
+  const breaker = guard(name, call, options, metrics, log);
 
   return {
     async summarize(request) {
@@ -137,12 +98,7 @@ export function createLlmSummarizer(options: LlmSummarizerOptions): Summarizer &
         if (content !== '') return { content, source: 'llm' };
         metrics.summarizerFallbacks.inc({ reason: 'bad_response' });
       } catch (error) {
-        const reason: FallbackReason =
-          error instanceof ProviderCallError
-            ? error.reason
-            : (error as { code?: unknown }).code === 'EOPENBREAKER'
-              ? 'breaker_open'
-              : 'network';
+        const reason = fallbackReasonOf(error);
         metrics.summarizerFallbacks.inc({ reason });
         log.warn({ breaker: name, reason }, 'LLM summary failed; using the rule-based summary');
       }

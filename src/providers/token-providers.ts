@@ -3,37 +3,19 @@
  * with the local tokenizer as the fallback (DESIGN.md section 7). A provider failure never fails
  * a job: the count falls back, `memq_token_provider_fallbacks_total` increments.
  */
-import CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import type { CountableMessage, RemoteTokenProvider, TokenCounter } from '../core/token-counter.js';
 import { ConfigError } from '../core/errors.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
+import {
+  ProviderCallError,
+  fallbackReasonOf,
+  guard,
+  postJson,
+  type BreakerSettings,
+} from './guarded-http.js';
 
-/** Why a provider count fell back to the local tokenizer (the metric's `reason` label). */
-export type FallbackReason =
-  | 'breaker_open'
-  | 'rate_limited'
-  | 'server_error'
-  | 'client_error'
-  | 'timeout'
-  | 'network'
-  | 'bad_response';
-
-/** A failed provider call, classified. Never carries the API key or message content. */
-export class ProviderCallError extends Error {
-  /** How the call failed. */
-  readonly reason: FallbackReason;
-  /** HTTP status, when there was a response. */
-  readonly status: number | undefined;
-
-  /** @param reason see {@link FallbackReason}; @param status the HTTP status, if any. */
-  constructor(provider: string, reason: FallbackReason, status?: number) {
-    super(`${provider} token count failed: ${reason}${status ? ` (HTTP ${status})` : ''}`);
-    this.name = 'ProviderCallError';
-    this.reason = reason;
-    this.status = status;
-  }
-}
+export { ProviderCallError, type FallbackReason } from './guarded-http.js';
 
 /** Default base URLs of the counting APIs. */
 export const PROVIDER_BASE_URLS: Readonly<Record<RemoteTokenProvider, string>> = {
@@ -48,15 +30,9 @@ export const PROVIDER_BASE_URLS: Readonly<Record<RemoteTokenProvider, string>> =
 export const ANTHROPIC_VERSION = '2023-06-01';
 
 /** Breaker and call settings of one provider. */
-export interface ProviderBreakerOptions {
+export interface ProviderBreakerOptions extends BreakerSettings {
   /** Per-call timeout, ms (the fetch is aborted). Default 5 000. */
   readonly timeoutMs?: number;
-  /** Failure percentage over the rolling window that opens the breaker. Default 50. */
-  readonly errorThresholdPercentage?: number;
-  /** How long an open breaker waits before letting one trial call through, ms. Default 30 000. */
-  readonly resetTimeoutMs?: number;
-  /** Calls in the rolling window (10 s) before the breaker may open. Default 5. */
-  readonly volumeThreshold?: number;
 }
 
 /** Options of {@link createRemoteCounter}. */
@@ -110,69 +86,30 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
   const name = `${provider}:${model}`;
 
   const call = async (text: string): Promise<number> => {
-    const request =
+    const payload =
       provider === 'anthropic'
-        ? {
-            url: `${base}/v1/messages/count_tokens`,
-            headers: { 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION },
-            body: { model, messages: [{ role: 'user', content: text }] },
-          }
-        : {
-            url: `${base}/v1beta/models/${encodeURIComponent(model)}:countTokens`,
-            headers: { 'x-goog-api-key': apiKey },
-            body: { contents: [{ role: 'user', parts: [{ text }] }] },
-          };
-    let response: Response;
-    try {
-      response = await fetch(request.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...request.headers },
-        body: JSON.stringify(request.body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (error) {
-      const timedOut = error instanceof Error && error.name === 'TimeoutError';
-      throw new ProviderCallError(provider, timedOut ? 'timeout' : 'network');
-    }
-    if (!response.ok) {
-      await response.body?.cancel();
-      const reason =
-        response.status === 429
-          ? 'rate_limited'
-          : response.status >= 500
-            ? 'server_error'
-            : 'client_error';
-      throw new ProviderCallError(provider, reason, response.status);
-    }
-    let payload: unknown;
-    try {
-      payload = await response.json();
-    } catch {
-      throw new ProviderCallError(provider, 'bad_response', response.status);
-    }
+        ? await postJson(
+            provider,
+            `${base}/v1/messages/count_tokens`,
+            { 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION },
+            { model, messages: [{ role: 'user', content: text }] },
+            timeoutMs,
+          )
+        : await postJson(
+            provider,
+            `${base}/v1beta/models/${encodeURIComponent(model)}:countTokens`,
+            { 'x-goog-api-key': apiKey },
+            { contents: [{ role: 'user', parts: [{ text }] }] },
+            timeoutMs,
+          );
     const field = provider === 'anthropic' ? 'input_tokens' : 'totalTokens';
     const tokens = (payload as Record<string, unknown> | null)?.[field];
     if (typeof tokens !== 'number' || !Number.isInteger(tokens) || tokens < 0) {
-      throw new ProviderCallError(provider, 'bad_response', response.status);
+      throw new ProviderCallError(provider, 'bad_response');
     }
     return tokens;
   };
-
-  const breaker = new CircuitBreaker(call, {
-    name,
-    timeout: false, // the fetch has its own timeout and is aborted, not abandoned
-    errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
-    resetTimeout: options.resetTimeoutMs ?? 30_000,
-    volumeThreshold: options.volumeThreshold ?? 5,
-  });
-  const state = (value: number, event: string) => () => {
-    metrics.breakerState.set({ breaker: name }, value);
-    log.warn({ breaker: name, state: event }, 'token provider breaker changed state');
-  };
-  breaker.on('open', state(1, 'open'));
-  breaker.on('halfOpen', state(0.5, 'half-open'));
-  breaker.on('close', state(0, 'closed'));
-  metrics.breakerState.set({ breaker: name }, 0);
+  const breaker = guard(name, call, options, metrics, log);
 
   const countOne = async (message: CountableMessage, signal?: AbortSignal) => {
     // Nothing to ask a provider about an empty text (Anthropic rejects empty content).
@@ -180,13 +117,7 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
       try {
         return { tokens: await breaker.fire(message.content), source: provider };
       } catch (error) {
-        const reason: FallbackReason =
-          error instanceof ProviderCallError
-            ? error.reason
-            : (error as { code?: unknown }).code === 'EOPENBREAKER'
-              ? 'breaker_open'
-              : 'network';
-        metrics.tokenProviderFallbacks.inc({ provider, reason });
+        metrics.tokenProviderFallbacks.inc({ provider, reason: fallbackReasonOf(error) });
       }
     }
     return { tokens: await fallback.countMessageAsync(message, signal), source: fallback.encoding };
