@@ -73,7 +73,7 @@ export async function postJson(
     throw new ProviderCallError(who, reason, response.status);
   }
   try {
-    return (await response.json());
+    return await response.json();
   } catch {
     throw new ProviderCallError(who, 'bad_response', response.status);
   }
