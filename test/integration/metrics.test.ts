@@ -46,6 +46,15 @@ describe('pipeline metrics on real Redis', () => {
       await queue.close();
     }
     await eventually(async () => (await pipeline.client.read(target)).exact, 'exact token counts');
+    // Counts are exact once committed; the token-count job records its outcome just after.
+    await eventually(
+      async () =>
+        (sample(await pipeline.metrics.registry.metrics(), 'memq_jobs_total', {
+          queue: QUEUES.tokenCount,
+          outcome: 'completed',
+        }) ?? 0) >= 1,
+      'the token-count job to complete',
+    );
     const stats = await pipeline.client.stats(target);
 
     const text = await pipeline.metrics.registry.metrics();
