@@ -133,9 +133,13 @@ describe('flushes with an LLM summarizer on real Redis', () => {
     expect(fallbacks.find((v) => v.labels.reason === 'server_error')?.value).toBeGreaterThanOrEqual(
       1,
     );
-    const summaries = (await pipeline.metrics.summaries.get()).values;
-    expect(summaries.find((v) => v.labels.source === 'rule_based')?.value).toBeGreaterThanOrEqual(
-      1,
+    // Recorded once the commit returned, just after the summary became visible.
+    await eventually(
+      async () =>
+        ((await pipeline.metrics.summaries.get()).values.find(
+          (v) => v.labels.source === 'rule_based',
+        )?.value ?? 0) >= 1,
+      'the rule-based summary to be counted',
     );
   });
 
