@@ -60,6 +60,20 @@ export interface FlushProcessorDeps {
   readonly metrics: MemqMetrics;
 }
 
+/**
+ * Appends the messages of `page` not already in `into`. Pages are read by offset in separate
+ * script calls, and appends are not blocked by the flush lock: a late id below the page edge
+ * shifts the offsets, so a message can come twice (and one can be missed, which only means it
+ * waits for the next flush).
+ */
+function pushNew(into: WindowMessage[], seen: Set<string>, page: readonly WindowMessage[]): void {
+  for (const m of page) {
+    if (seen.has(m.message.id)) continue;
+    seen.add(m.message.id);
+    into.push(m);
+  }
+}
+
 /** Reads an instance's whole log, page by page, with the epoch and summary of the first page. */
 export async function readWholeWindow(
   store: MemoryStore,
@@ -72,6 +86,7 @@ export async function readWholeWindow(
   access?: AccessStats;
 }> {
   const messages: WindowMessage[] = [];
+  const seen = new Set<string>();
   let epoch = 0;
   let summary: Summary | undefined;
   const lastAccessMs = new Map<string, number>();
@@ -82,7 +97,7 @@ export async function readWholeWindow(
       epoch = page.epoch;
       summary = page.summary;
     }
-    messages.push(...page.messages);
+    pushNew(messages, seen, page.messages);
     for (const [id, stats] of page.access ?? []) {
       lastAccessMs.set(id, stats.lastMs);
       count.set(id, stats.count);
@@ -114,7 +129,9 @@ export async function planFromPrefix(
   const first = await store.read(ref, { offset: 0, limit: pageSize });
   const usage = { tokens: first.tokenCount + first.estimatedTokens, messages: first.total };
   const summaryTokens = first.summary?.tokens ?? 0;
-  messages.push(...first.messages);
+  const seen = new Set<string>();
+  pushNew(messages, seen, first.messages);
+  let offset = first.messages.length;
   let hasMore = first.hasMore;
   for (;;) {
     const plan = planFlush(strategy, resource, { window: messages, summaryTokens, usage });
@@ -126,8 +143,9 @@ export async function planFromPrefix(
         plan,
       };
     }
-    const page = await store.read(ref, { offset: messages.length, limit: pageSize });
-    messages.push(...page.messages);
+    const page = await store.read(ref, { offset, limit: pageSize });
+    pushNew(messages, seen, page.messages);
+    offset += page.messages.length;
     hasMore = page.hasMore && page.messages.length > 0;
   }
 }
