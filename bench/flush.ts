@@ -13,17 +13,10 @@
  * of 7 after one untimed warm-up round. Target: the large memory's median <= 2x the small one's.
  * Prints a table and writes bench/results/flush-latest.json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pino from 'pino';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createMemoryRegistry, parseMemoryResource } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
-import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
-import { createMemoryStore } from '../src/store/memory-store.js';
-import { createMemoryClient } from '../queues/memory-client.js';
-import { startWorkers } from '../processors/workers.js';
+import { startBenchPipeline, startBenchRedis } from './harness.js';
 
 const quick = process.argv.includes('--quick');
 const SIZES = [1_000, quick ? 20_000 : 100_000];
@@ -64,34 +57,10 @@ const batch = (n: number) =>
     };
   });
 
-const dataDir = mkdtempSync(join(tmpdir(), 'memq-bench-flush-'));
-const { url, embedded } = await resolveDefaultRedis(() => {}, {
-  dataDir,
-  defaultPort: await freePort(),
-});
-const producer = new Redis(url, { protocol: 2, maxRetriesPerRequest: 1 });
-const workerConnection = new Redis(url, { protocol: 2, maxRetriesPerRequest: null });
+const redis = await startBenchRedis('flush');
 const results: Array<{ size: number; medianMs: number; samplesMs: number[] }> = [];
 try {
-  const prefix = '{bench-flush}';
-  const keyPrefix = 'bench-flush:';
-  const client = createMemoryClient({
-    connection: producer,
-    queuePrefix: prefix,
-    registry,
-    project: 'bench',
-    store: createMemoryStore({ redis: producer, keyPrefix }),
-  });
-  const workers = startWorkers({
-    connection: workerConnection,
-    queuePrefix: prefix,
-    keyPrefix,
-    concurrency: { append: 16, tokenCount: 2 },
-    store: createMemoryStore({ redis: workerConnection, keyPrefix }),
-    registry,
-    log: pino({ level: 'silent' }),
-  });
-  await workers.ready;
+  const { client, workers, close } = await startBenchPipeline(redis, 'bench-flush', registry);
   const settle = async (target: { resource: string; key: string }, size: number) => {
     for (;;) {
       const window = await client.read(target, { limit: 1 });
@@ -130,12 +99,9 @@ try {
     const sorted = [...samplesMs].sort((a, b) => a - b);
     results.push({ size, medianMs: sorted[Math.floor(sorted.length / 2)]!, samplesMs });
   }
-  await workers.close();
-  await client.close();
+  await close();
 } finally {
-  await Promise.all([producer.quit(), workerConnection.quit()]);
-  await embedded?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
+  await redis.stop();
 }
 
 const [small, large] = results as [(typeof results)[0], (typeof results)[0]];

@@ -20,18 +20,11 @@
  * threads) and the Redis server (`INFO cpu`), since both share the machine's cores.
  * Prints a table and writes bench/results/latest.json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import pino from 'pino';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
-import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
-import { createMemoryStore } from '../src/store/memory-store.js';
-import { createMemoryClient } from '../queues/memory-client.js';
-import { startWorkers } from '../processors/workers.js';
+import { startBenchPipeline, startBenchRedis } from './harness.js';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 1000 : 5000;
@@ -42,18 +35,8 @@ const registry = await loadMemoryResources('memories');
 const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
   c.messages.map((m) => m.content),
 );
-const dataDir = mkdtempSync(join(tmpdir(), 'memq-bench-'));
-const { url, embedded } = await resolveDefaultRedis(() => {}, {
-  dataDir,
-  defaultPort: await freePort(),
-});
-const log = pino({ level: 'silent' });
-const connections: Redis[] = [];
-const connect = (producer = false) => {
-  const c = new Redis(url, { protocol: 2, maxRetriesPerRequest: producer ? 1 : null });
-  connections.push(c);
-  return c;
-};
+const redis = await startBenchRedis('pipeline');
+const connect = (producer = false) => redis.connect(producer);
 
 const admin = connect();
 /** CPU seconds the Redis server has used (user + system), from `INFO cpu`. */
@@ -126,25 +109,9 @@ try {
 
   // (b) and (b') memq single-message appends through the real processors.
   const runAppends = async (prefix: string, deferCounting: boolean) => {
-    const producer = connect(true);
-    const client = createMemoryClient({
-      connection: producer,
-      queuePrefix: prefix,
-      registry,
-      project: 'bench',
-      store: createMemoryStore({ redis: producer, keyPrefix: `${prefix}:` }),
-    });
-    const workerConnection = connect();
-    const workers = startWorkers({
-      connection: workerConnection,
-      queuePrefix: prefix,
-      keyPrefix: `${prefix}:`,
+    const { client, workers } = await startBenchPipeline(redis, prefix, registry, {
       concurrency: { append: CONCURRENCY, tokenCount: 2 },
-      store: createMemoryStore({ redis: workerConnection, keyPrefix: `${prefix}:` }),
-      registry,
-      log,
     });
-    await workers.ready;
     if (deferCounting) await workers.queues.tokenCount.pause();
     const targets = Array.from({ length: MEMORIES }, (_, m) => ({
       resource: 'customer-support',
@@ -173,9 +140,9 @@ try {
     await workers.close();
     return { timing, failed, client };
   };
-  const live = await runAppends('{bench-memq}', false);
+  const live = await runAppends('bench-memq', false);
   await live.client.close();
-  const deferred = await runAppends('{bench-memq-deferred}', true);
+  const deferred = await runAppends('bench-memq-deferred', true);
   const client = deferred.client;
 
   // (c) producer-side work per message.
@@ -252,7 +219,5 @@ try {
   mkdirSync('bench/results', { recursive: true });
   writeFileSync('bench/results/latest.json', JSON.stringify(result, null, 2) + '\n');
 } finally {
-  await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
-  await embedded?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
+  await redis.stop();
 }

@@ -19,11 +19,7 @@
  *      counting it as (a) does, mean per message.
  * Prints a table and writes bench/results/tokens-latest.json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pino from 'pino';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import {
   createTokenCache,
@@ -31,10 +27,7 @@ import {
   localEncodingFor,
 } from '../src/core/token-counter.js';
 import { buildConversations } from '../src/replay/corpus.js';
-import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
-import { createMemoryStore } from '../src/store/memory-store.js';
-import { createMemoryClient } from '../queues/memory-client.js';
-import { startWorkers } from '../processors/workers.js';
+import { startBenchPipeline, startBenchRedis } from './harness.js';
 import { QUEUES } from '../queues/names.js';
 
 const quick = process.argv.includes('--quick');
@@ -71,37 +64,14 @@ const rawLoop = () => {
 };
 
 // (b) the token-count pipeline.
-const dataDir = mkdtempSync(join(tmpdir(), 'memq-bench-tokens-'));
-const { url, embedded } = await resolveDefaultRedis(() => {}, {
-  dataDir,
-  defaultPort: await freePort(),
-});
-const producer = new Redis(url, { protocol: 2, maxRetriesPerRequest: 1 });
-const workerConnection = new Redis(url, { protocol: 2, maxRetriesPerRequest: null });
+const redis = await startBenchRedis('tokens');
 /** Per timed round: pipeline seconds and the mean of the raw loops just before and after it. */
 const rounds: Array<{ pipeline: number; raw: number }> = [];
 try {
-  const prefix = '{bench-tokens}';
-  const keyPrefix = 'bench-tokens:';
-  const client = createMemoryClient({
-    connection: producer,
-    queuePrefix: prefix,
-    registry,
-    project: 'bench',
-    store: createMemoryStore({ redis: producer, keyPrefix }),
-  });
-  const workers = startWorkers({
-    connection: workerConnection,
-    queuePrefix: prefix,
-    keyPrefix,
-    concurrency: { append: 16, tokenCount: 2 },
-    store: createMemoryStore({ redis: workerConnection, keyPrefix }),
-    registry,
-    log: pino({ level: 'silent' }),
+  const { client, workers, close } = await startBenchPipeline(redis, 'bench-tokens', registry, {
     // A cache too small to hold anything: (b) measures counting, not cache hits ((c) does).
     tokenCacheBytes: 1,
   });
-  await workers.ready;
   const tokenWorker = workers.workers.find((w) => w.name === QUEUES.tokenCount)!;
   /** Appends every message to 50 fresh memories, then times their token counting. */
   const pass = async (keyBase: string) => {
@@ -154,12 +124,9 @@ try {
     rounds.push({ pipeline: timed.seconds, raw: (rawBefore + rawAfter) / 2 });
     rawBefore = rawAfter;
   }
-  await workers.close();
-  await client.close();
+  await close();
 } finally {
-  await Promise.all([producer.quit(), workerConnection.quit()]);
-  await embedded?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
+  await redis.stop();
 }
 // The round with the median ratio: this machine's speed drifts by up to 2x between minutes.
 rounds.sort((a, b) => a.raw / a.pipeline - b.raw / b.pipeline);

@@ -1,0 +1,99 @@
+/**
+ * What every benchmark needs: a private redis-server on a free loopback port (AOF everysec, as
+ * `npm start` would), a producer client and memq's workers on it, and a teardown that stops all
+ * of it and removes the data directory.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
+import { createMemoryStore } from '../src/store/memory-store.js';
+import { createMemoryClient, type MemoryClient } from '../queues/memory-client.js';
+import { startWorkers, type Workers, type WorkersOptions } from '../processors/workers.js';
+
+/** A private Redis for one benchmark run. */
+export interface BenchRedis {
+  /** Its URL. */
+  readonly url: string;
+  /** A new connection (producer: fail fast; else worker: retry forever), closed by `stop`. */
+  connect(producer?: boolean): Redis;
+  /** Closes every connection, stops the server, removes its data directory. */
+  stop(): Promise<void>;
+}
+
+/** Starts a private redis-server (named `memq-bench-<name>-*` on disk). */
+export async function startBenchRedis(name: string): Promise<BenchRedis> {
+  const dataDir = mkdtempSync(join(tmpdir(), `memq-bench-${name}-`));
+  const { url, embedded } = await resolveDefaultRedis(() => {}, {
+    dataDir,
+    defaultPort: await freePort(),
+  });
+  const connections: Redis[] = [];
+  return {
+    url,
+    connect(producer = false) {
+      const c = new Redis(url, { protocol: 2, maxRetriesPerRequest: producer ? 1 : null });
+      connections.push(c);
+      return c;
+    },
+    async stop() {
+      await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+      await embedded?.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A producer client and workers on `redis`, as `memq start` wires them. */
+export interface BenchPipeline {
+  readonly client: MemoryClient;
+  readonly workers: Workers;
+  /** Closes the workers, then the client. */
+  readonly close: () => Promise<void>;
+}
+
+/**
+ * Starts a client (project `bench`) and workers (append concurrency 16, token count 2 unless
+ * `extra` says otherwise) under BullMQ prefix `{prefix}` and key prefix `prefix:`, and waits for
+ * the workers to be ready.
+ */
+export async function startBenchPipeline(
+  redis: BenchRedis,
+  prefix: string,
+  registry: MemoryRegistry,
+  extra: Partial<WorkersOptions> = {},
+): Promise<BenchPipeline> {
+  const producer = redis.connect(true);
+  const workerConnection = redis.connect();
+  const queuePrefix = `{${prefix}}`;
+  const keyPrefix = `${prefix}:`;
+  const client = createMemoryClient({
+    connection: producer,
+    queuePrefix,
+    registry,
+    project: 'bench',
+    store: createMemoryStore({ redis: producer, keyPrefix }),
+  });
+  const workers = startWorkers({
+    connection: workerConnection,
+    queuePrefix,
+    keyPrefix,
+    concurrency: { append: 16, tokenCount: 2 },
+    store: createMemoryStore({ redis: workerConnection, keyPrefix }),
+    registry,
+    log: pino({ level: 'silent' }),
+    ...extra,
+  });
+  await workers.ready;
+  return {
+    client,
+    workers,
+    close: async () => {
+      await workers.close();
+      await client.close();
+    },
+  };
+}
