@@ -51,3 +51,32 @@ export async function fakeLlm() {
       }),
   };
 }
+
+/**
+ * A `hybrid_summary` memory (threshold 0.8, summary 60 tokens, oldest 0.3, target 0.5, TTL 1 h)
+ * whose summaries come from the LLM at `endpoint` with {@link FAKE_LLM_KEY} in
+ * `TEST_SUMMARIZER_KEY`; per-call timeout 2 s.
+ */
+export const summarizedMemoryYaml = (
+  endpoint: string,
+  id: string,
+  maxTokens: number,
+) => `resource: memory
+id: ${id}
+type: token_based
+max_tokens: ${maxTokens}
+flushing:
+  type: hybrid_summary
+  summarize_threshold: 0.8
+  summary_tokens: 60
+  summarize_oldest_percent: 0.3
+  target_ratio: 0.5
+  summarizer:
+    endpoint: ${endpoint}
+    model: test-model
+    api_key_env: TEST_SUMMARIZER_KEY
+    timeout_ms: 2000
+persistence:
+  type: redis
+  ttl: 1h
+`;

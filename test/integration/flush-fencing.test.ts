@@ -3,28 +3,9 @@ import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load
 import { memoryKeys } from '../../src/redis/keys.js';
 import type { FlushJobResult } from '../../processors/flush.js';
 import { QUEUES } from '../../queues/names.js';
-import { FAKE_LLM_KEY, fakeLlm } from '../helpers/fake-llm.js';
+import { FAKE_LLM_KEY, fakeLlm, summarizedMemoryYaml } from '../helpers/fake-llm.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
-
-const yaml = (endpoint: string, id: string, maxTokens: number) => `resource: memory
-id: ${id}
-type: token_based
-max_tokens: ${maxTokens}
-flushing:
-  type: hybrid_summary
-  summarize_threshold: 0.8
-  summary_tokens: 60
-  summarize_oldest_percent: 0.3
-  target_ratio: 0.5
-  summarizer:
-    endpoint: ${endpoint}
-    model: test-model
-    api_key_env: TEST_SUMMARIZER_KEY
-persistence:
-  type: redis
-  ttl: 1h
-`;
 
 describe('flush fencing on real Redis', () => {
   let llm: Awaited<ReturnType<typeof fakeLlm>>;
@@ -37,8 +18,8 @@ describe('flush fencing on real Redis', () => {
     llm = await fakeLlm();
     ns = createRedisNamespace();
     const resources = [
-      parseMemoryResource(yaml(llm.url, 'fenced', 300), 'fenced.yaml'),
-      parseMemoryResource(yaml(llm.url, 'roomy', 100_000), 'roomy.yaml'),
+      parseMemoryResource(summarizedMemoryYaml(llm.url, 'fenced', 300), 'fenced.yaml'),
+      parseMemoryResource(summarizedMemoryYaml(llm.url, 'roomy', 100_000), 'roomy.yaml'),
     ];
     expect(resources.flatMap((r) => r.problems)).toEqual([]);
     const registry = createMemoryRegistry(resources.map((r) => r.resource!));

@@ -1,31 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
 import { QUEUES } from '../../queues/names.js';
-import { FAKE_LLM_KEY, fakeLlm } from '../helpers/fake-llm.js';
+import { FAKE_LLM_KEY, fakeLlm, summarizedMemoryYaml } from '../helpers/fake-llm.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const KEY = FAKE_LLM_KEY;
 
-const yaml = (endpoint: string) => `resource: memory
-id: summarized
-type: token_based
-max_tokens: 400
-flushing:
-  type: hybrid_summary
-  summarize_threshold: 0.8
-  summary_tokens: 60
-  summarize_oldest_percent: 0.3
-  target_ratio: 0.5
-  summarizer:
-    endpoint: ${endpoint}
-    model: test-model
-    api_key_env: TEST_SUMMARIZER_KEY
-    timeout_ms: 2000
-persistence:
-  type: redis
-  ttl: 1h
-`;
+const yaml = (endpoint: string) => summarizedMemoryYaml(endpoint, 'summarized', 400);
 
 describe('flushes with an LLM summarizer on real Redis', () => {
   let llm: Awaited<ReturnType<typeof fakeLlm>>;

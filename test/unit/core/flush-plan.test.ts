@@ -7,23 +7,9 @@ import {
 } from '../../../src/core/flush-plan.js';
 import type { MemoryResource } from '../../../src/core/memory-resource.js';
 import type { Role } from '../../../src/core/message.js';
+import { testResource } from '../../helpers/memories.js';
 
-const base: MemoryResource = {
-  id: 'm',
-  type: 'token_based',
-  maxTokens: 1000,
-  flushing: {
-    type: 'simple_fifo',
-    summarizeThreshold: 0.8,
-    summarizeOldestPercent: 0.3,
-    targetRatio: 0.5,
-  },
-  persistence: { type: 'redis', ttlSeconds: 60 },
-  privacyScope: 'global',
-  locking: { appendTtlMs: 30_000, clearTtlMs: 10_000, flushTtlMs: 300_000 },
-  tokenProvider: { provider: 'openai', model: 'gpt-4o', settings: {} },
-  sourceFile: 'test',
-};
+const base: MemoryResource = testResource({ id: 'm' });
 
 let seq = 0;
 const msg = (role: Role, tokens: number): WindowMessage => ({

@@ -9,24 +9,12 @@ import {
   SUMMARY_HEADING,
 } from '../../../src/core/summarizer.js';
 import { createTokenCounter } from '../../../src/core/token-counter.js';
+import { testResource } from '../../helpers/memories.js';
 
-const hybrid: MemoryResource = {
+const hybrid: MemoryResource = testResource({
   id: 'h',
-  type: 'token_based',
-  maxTokens: 1000,
-  flushing: {
-    type: 'hybrid_summary',
-    summarizeThreshold: 0.8,
-    summaryTokens: 100,
-    summarizeOldestPercent: 0.3,
-    targetRatio: 0.5,
-  },
-  persistence: { type: 'redis', ttlSeconds: 60 },
-  privacyScope: 'global',
-  locking: { appendTtlMs: 30_000, clearTtlMs: 10_000, flushTtlMs: 300_000 },
-  tokenProvider: { provider: 'openai', model: 'gpt-4o', settings: {} },
-  sourceFile: 'test',
-};
+  flushing: { type: 'hybrid_summary', summaryTokens: 100 },
+});
 
 let seq = 0;
 const message = (role: Role, content = 'x'): Message => ({

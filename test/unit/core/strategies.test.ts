@@ -12,25 +12,10 @@ import {
   summaryBudget,
   type AccessStats,
 } from '../../../src/core/strategies.js';
+import { testResource } from '../../helpers/memories.js';
 
-const resource = (over: Partial<MemoryResource> = {}): MemoryResource => ({
-  id: 's',
-  type: 'token_based',
-  maxTokens: 1000,
-  flushing: {
-    type: 'lru',
-    summarizeThreshold: 0.8,
-    summaryTokens: 200,
-    summarizeOldestPercent: 0.3,
-    targetRatio: 0.5,
-  },
-  persistence: { type: 'redis', ttlSeconds: 60 },
-  privacyScope: 'global',
-  locking: { appendTtlMs: 30_000, clearTtlMs: 10_000, flushTtlMs: 300_000 },
-  tokenProvider: { provider: 'openai', model: 'gpt-4o', settings: {} },
-  sourceFile: 'test',
-  ...over,
-});
+const resource = (over: Partial<MemoryResource> = {}): MemoryResource =>
+  testResource({ id: 's', flushing: { type: 'lru', summaryTokens: 200 }, ...over });
 
 let seq = 0;
 const win = (
