@@ -49,6 +49,26 @@ for (const [name, policy] of policies) {
   };
 }
 
+// Worst cases per message: redaction is linear in the text (RE2), so a size bound on messages is
+// a time bound. (1) 1 MiB dense with e-mail addresses and phone numbers, every detector;
+// (2) the classic catastrophic-backtracking pattern on 50 KB built to defeat it.
+const dense = 'mail jane.doe@example.com or +1 (555) 123-4567, ref 4111 1111 1111 1111. '
+  .repeat(Math.ceil(2 ** 20 / 75))
+  .slice(0, 2 ** 20);
+const worst: Record<string, { ms: number; chars: number }> = {};
+for (const [name, policy, text] of [
+  ['1 MiB dense, every detector', policies[0]![1], dense],
+  [
+    '(a+)+$ on 50 KB adversarial',
+    { ...policies[0]![1], detectors: [], redactPatterns: ['(a+)+$'] },
+    'a'.repeat(50_000) + 'b',
+  ],
+] as const) {
+  const t0 = performance.now();
+  applyPrivacy(policy, [{ role: 'user', content: text }]);
+  worst[name] = { ms: Number((performance.now() - t0).toFixed(1)), chars: text.length };
+}
+
 console.log(
   `memq privacy bench (${messages.length} corpus messages, ${Math.round(chars / messages.length)} characters on average, ${process.version})`,
 );
@@ -57,11 +77,20 @@ for (const [name, f] of Object.entries(figures)) {
     `  ${name.padEnd(28)} median ${f.median_us} us, p99 ${f.p99_us} us per message (${f.redactions} redactions)`,
   );
 }
+for (const [name, w] of Object.entries(worst)) {
+  console.log(`  worst case: ${name.padEnd(30)} ${w.ms} ms (${w.chars} characters)`);
+}
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/privacy-latest.json',
   JSON.stringify(
-    { when: new Date().toISOString(), node: process.version, messages: messages.length, figures },
+    {
+      when: new Date().toISOString(),
+      node: process.version,
+      messages: messages.length,
+      figures,
+      worst_case: worst,
+    },
     null,
     2,
   ) + '\n',

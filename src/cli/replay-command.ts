@@ -57,7 +57,7 @@ export async function replayCommand(
     .map((g) => g.trim())
     .filter(Boolean);
   const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel);
-  const registry = await loadMemoryResources(env.memoriesDir);
+  const registry = await loadMemoryResources(env.memoriesDir, process.env);
   registry.get(values.memory);
   const redis = env.redisUrl ? { url: env.redisUrl } : await resolveDefaultRedis(err);
   const runtime = await startRuntime({

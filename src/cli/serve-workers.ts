@@ -27,7 +27,7 @@ export async function runWorkers(
   log: Logger,
   say: (line: string) => void,
 ): Promise<RunningProcess> {
-  const registry = await loadMemoryResources(env.memoriesDir);
+  const registry = await loadMemoryResources(env.memoriesDir, process.env);
   const redis = env.redisUrl ? { url: env.redisUrl } : await resolveDefaultRedis(say);
   let runtime: Runtime;
   try {

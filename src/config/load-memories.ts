@@ -12,7 +12,12 @@ import type { Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, MemoryNotFoundError } from '../core/errors.js';
 import type { MemoryResource } from '../core/memory-resource.js';
-import { explainUnknownKey, MemoryResourceFileSchema } from './memory-resource-schema.js';
+import { createPseudonymizer, HASH_KEY_MIN_CHARS } from '../core/privacy.js';
+import {
+  explainUnknownKey,
+  MEMORY_DEFAULTS,
+  MemoryResourceFileSchema,
+} from './memory-resource-schema.js';
 import type { MemoryResourceFile } from './memory-resource-schema.js';
 
 /** One thing wrong with a memory resource file (or the directory). */
@@ -160,23 +165,65 @@ export async function checkMemoryResources(dir: string): Promise<MemoryCheckResu
  * Loads every memory resource in `dir` into a registry.
  *
  * @param dir The memories directory, e.g. `memories` (env `MEMQ_MEMORIES_DIR`).
+ * @param env Where secrets named by the files are read (`privacy_policy.hash_key_env`); default
+ *   none, so a resource with `action: hash` then fails to load.
  * @throws ConfigError when there is any problem (missing or empty directory, invalid file,
- *   duplicate id); the message lists every problem, one per line, and `details.problems` holds them.
+ *   duplicate id, missing hash key); the message lists every problem, one per line, and
+ *   `details.problems` holds them.
  */
-export async function loadMemoryResources(dir: string): Promise<MemoryRegistry> {
+export async function loadMemoryResources(
+  dir: string,
+  env: Readonly<Record<string, string | undefined>> = {},
+): Promise<MemoryRegistry> {
   const { resources, problems } = await checkMemoryResources(dir);
   if (problems.length > 0) {
     throw new ConfigError(problems.map((p) => p.message).join('\n'), { details: { problems } });
   }
-  return createMemoryRegistry(resources);
+  return createMemoryRegistry(resources, env);
+}
+
+/**
+ * The resource with its `hash` pseudonym function bound to the key from `env`; unchanged for
+ * other actions.
+ * @throws ConfigError when the variable is unset or the key is shorter than 16 characters (the
+ *   message names the variable, never the value).
+ */
+function withHashKey(
+  resource: MemoryResource,
+  env: Readonly<Record<string, string | undefined>>,
+): MemoryResource {
+  const policy = resource.privacyPolicy;
+  if (policy?.action !== 'hash' || policy.pseudonym) return resource;
+  const name = policy.hashKeyEnv ?? MEMORY_DEFAULTS.hashKeyEnv;
+  const key = env[name];
+  if (key === undefined || key === '') {
+    throw new ConfigError(
+      `${resource.sourceFile}: privacy_policy.hash_key_env: environment variable ${name} is not set (action hash needs a key shared by producers and workers)`,
+    );
+  }
+  if (key.length < HASH_KEY_MIN_CHARS) {
+    throw new ConfigError(
+      `${resource.sourceFile}: privacy_policy.hash_key_env: expected ${name} to hold at least ${HASH_KEY_MIN_CHARS} characters, got ${key.length}`,
+    );
+  }
+  return Object.freeze({
+    ...resource,
+    privacyPolicy: Object.freeze({ ...policy, pseudonym: createPseudonymizer(key) }),
+  });
 }
 
 /**
  * Builds a frozen registry from resolved resources (for loaders and tests).
  *
- * @throws ConfigError when two resources share an id.
+ * @param env Where `privacy_policy.hash_key_env` keys are read; default none.
+ * @throws ConfigError when two resources share an id, or a `hash` policy's key is missing or
+ *   too short.
  */
-export function createMemoryRegistry(resources: readonly MemoryResource[]): MemoryRegistry {
+export function createMemoryRegistry(
+  input: readonly MemoryResource[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): MemoryRegistry {
+  const resources = input.map((resource) => withHashKey(resource, env));
   const byId = new Map<string, MemoryResource>();
   for (const resource of resources) {
     const existing = byId.get(resource.id);
@@ -290,6 +337,7 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
             action: file.privacy_policy.action,
             nonPersistableMessageTypes: file.privacy_policy.non_persistable_message_types,
             defaultRedactionString: file.privacy_policy.default_redaction_string,
+            hashKeyEnv: file.privacy_policy.hash_key_env,
           },
         }
       : {}),

@@ -37,6 +37,8 @@ export const MEMORY_DEFAULTS = Object.freeze({
   persistenceType: 'redis',
   /** `privacy_policy.default_redaction_string`. */
   redactionString: '[REDACTED]',
+  /** `privacy_policy.hash_key_env`. */
+  hashKeyEnv: 'MEMQ_PRIVACY_HASH_KEY',
   /** `privacy_scope`. */
   privacyScope: 'global',
   /** `locking.append_ttl`: 30 s. */
@@ -331,11 +333,9 @@ const RedactPatternSchema = z
         });
       }
     } catch (error) {
-      // RE2's message is "Invalid regular expression: /<pattern>/gu: <reason>".
+      // re2js's message is "error parsing regexp: <reason>".
       const reason =
-        error instanceof Error
-          ? error.message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')
-          : '';
+        error instanceof Error ? error.message.replace(/^error parsing regexp: /, '') : '';
       ctx.addIssue({
         code: 'custom',
         message: REDACT_PATTERN_ALLOWED,
@@ -343,6 +343,9 @@ const RedactPatternSchema = z
       });
     }
   });
+
+/** Pseudonyms the schema tries against a `hash` policy's rules: hex mixes, all digits, all letters. */
+const PSEUDONYM_SAMPLES = ['pii_0f1e2d3c4b5a6978', 'pii_4111111111111111', 'pii_abcdefabcdefabcd'];
 
 const ROLE_ALLOWED = `expected one of ${ROLES.join(', ')}`;
 
@@ -369,11 +372,24 @@ const PrivacyPolicyShape = {
     .default([]),
   /**
    * What happens to a match ({@link PRIVACY_ACTIONS}): `redact` (the redaction string), `mask`
-   * (all but the last 4 characters as `*`) or `drop` (the message is not stored). Default `redact`.
+   * (all but the last 4 characters as `*`), `hash` (a stable keyed pseudonym `pii_<16 hex>`,
+   * keyed by the variable `hash_key_env` names) or `drop` (the message is not stored).
+   * Default `redact`.
    */
   action: z
     .enum(PRIVACY_ACTIONS, { error: `expected one of ${PRIVACY_ACTIONS.join(', ')}` })
     .default('redact'),
+  /**
+   * For `action: hash`: the environment variable holding the HMAC key (at least 16 characters),
+   * which producers and workers must share so they pseudonymise alike. Never the key itself.
+   * Default `MEMQ_PRIVACY_HASH_KEY`.
+   */
+  hash_key_env: z
+    .string({ error: 'expected an environment variable name' })
+    .regex(ENV_VAR_NAME_PATTERN, {
+      error: 'expected an environment variable name such as MEMQ_PRIVACY_HASH_KEY',
+    })
+    .default(MEMORY_DEFAULTS.hashKeyEnv),
   /** Replacement text for redacted matches, at most 100 characters. Default `[REDACTED]`. */
   default_redaction_string: z
     .string({ error: 'expected a string of at most 100 characters' })
@@ -410,6 +426,27 @@ export const PrivacyPolicySchema = z
         params: { got: JSON.stringify(policy.default_redaction_string) },
       });
     }
+    if (policy.action === 'hash') {
+      const rule = PSEUDONYM_SAMPLES.map((sample) =>
+        findRedactable(
+          {
+            redactPatterns: policy.redact_patterns,
+            detectors: policy.detectors,
+            nonPersistableMessageTypes: [],
+            defaultRedactionString: '',
+          },
+          `(${sample})`,
+        ),
+      ).find((found) => found !== undefined);
+      if (rule !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['action'],
+          message: `expected patterns that do not match a hash pseudonym such as ${PSEUDONYM_SAMPLES[0]} (rule ${rule} does, so hashing would not be idempotent)`,
+          params: { got: 'hash' },
+        });
+      }
+    }
     policy.redact_patterns.forEach((pattern, i) => {
       let regex: ReturnType<typeof compileRedactPattern>;
       try {
@@ -418,7 +455,6 @@ export const PrivacyPolicySchema = z
         return; // reported by the pattern's own check
       }
       if (regex.test('')) return; // reported by the pattern's own check
-      regex.lastIndex = 0;
       if (regex.test(policy.default_redaction_string)) {
         ctx.addIssue({
           code: 'custom',

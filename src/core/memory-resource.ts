@@ -106,6 +106,10 @@ export interface PrivacyPolicy {
   readonly nonPersistableMessageTypes: readonly Role[];
   /** Replacement text; default `[REDACTED]`. */
   readonly defaultRedactionString: string;
+  /** For action `hash`: the environment variable holding the key; default `MEMQ_PRIVACY_HASH_KEY`. */
+  readonly hashKeyEnv?: string;
+  /** For action `hash`: the keyed pseudonym, set by the registry from `hashKeyEnv` (never the key). */
+  readonly pseudonym?: (match: string) => string;
 }
 
 /** Lock TTLs per operation, milliseconds. */

@@ -16,6 +16,13 @@ export type Role = (typeof ROLES)[number];
  */
 export const MESSAGE_ID_PATTERN = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
+/**
+ * Longest message content, in UTF-16 characters: 4 Mi (4,194,304). The bound on what one message
+ * costs the pipeline: redaction is linear time (RE2) at about 0.5 s per MiB for text dense with
+ * matches under every detector (bench:privacy, worst case), so at most ~2 s per message.
+ */
+export const MAX_CONTENT_CHARS = 4 * 2 ** 20;
+
 /** Metadata values: JSON scalars only, so metadata never nests unbounded structures. */
 const MetadataValueSchema = z.union([z.string().max(4096), z.number(), z.boolean(), z.null()]);
 
@@ -31,8 +38,10 @@ export const MessageInputSchema = z.strictObject({
     .optional(),
   /** Who spoke; one of {@link ROLES}. */
   role: z.enum(ROLES),
-  /** The text. May be empty (a role-only message still costs tokens). */
-  content: z.string(),
+  /** The text, at most {@link MAX_CONTENT_CHARS}. May be empty (a role-only message still costs tokens). */
+  content: z.string().max(MAX_CONTENT_CHARS, {
+    error: `expected at most ${MAX_CONTENT_CHARS} characters`,
+  }),
   /** Optional participant name (OpenAI `name`), 1-64 characters. */
   name: z.string().min(1).max(64).optional(),
   /** For `role: tool`: the id of the tool call this message answers. */

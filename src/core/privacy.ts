@@ -1,4 +1,5 @@
-import { RE2 } from 're2-wasm';
+import { createHmac } from 'node:crypto';
+import { RE2JS } from 're2js';
 import { PolicyError } from './errors.js';
 import type { Message } from './message.js';
 import type { Role } from './message.js';
@@ -25,9 +26,12 @@ export type Detector = (typeof DETECTORS)[number];
  * What happens to a match (`privacy_policy.action`, default `redact`):
  * - `redact`: replaced by `default_redaction_string`;
  * - `mask`: every character but the last 4 becomes `*` (all of it when 8 characters or fewer);
+ * - `hash`: replaced by a stable keyed pseudonym ({@link createPseudonymizer}): the same text
+ *   under the same key always gives the same `pii_<16 hex>`, so "the same address again" stays
+ *   visible to the agent while the address does not;
  * - `drop`: the whole message is not stored (counted in `dropped`, reported to the caller).
  */
-export const PRIVACY_ACTIONS = ['redact', 'mask', 'drop'] as const;
+export const PRIVACY_ACTIONS = ['redact', 'mask', 'hash', 'drop'] as const;
 /** One of {@link PRIVACY_ACTIONS}. */
 export type PrivacyAction = (typeof PRIVACY_ACTIONS)[number];
 
@@ -43,6 +47,37 @@ export interface RedactionPolicy {
   readonly nonPersistableMessageTypes: readonly Role[];
   /** Replacement text for each match. */
   readonly defaultRedactionString: string;
+  /**
+   * The keyed pseudonym function of the `hash` action, set by the registry from the key in the
+   * environment (`privacy_policy.hash_key_env`); a function, so the key itself is never part of
+   * a serialisable object. With action `hash` and no function, applying the policy fails closed.
+   */
+  readonly pseudonym?: (match: string) => string;
+}
+
+/** Shortest accepted `hash` key, in characters (128 bits as 32 hex or ~22 base64 characters). */
+export const HASH_KEY_MIN_CHARS = 16;
+
+/**
+ * Shape of a `hash` pseudonym: `pii_` then 16 lowercase hex digits. The `pii_` prefix keeps a
+ * word boundary away from the digits, so no built-in detector (phone, card, IP) can match a
+ * pseudonym and hashing stays idempotent.
+ */
+export const PSEUDONYM_PATTERN = /^pii_[0-9a-f]{16}$/;
+
+/**
+ * The `hash` action's pseudonym function: `pii_` + the first 16 hex digits (64 bits) of
+ * HMAC-SHA256(key, match) (RFC 2104). Keyed, so a dictionary of e-mail addresses cannot be
+ * hashed offline to reverse it without the key; stable, so producer and worker (same key) agree.
+ * @throws PolicyError when the key is shorter than {@link HASH_KEY_MIN_CHARS}.
+ */
+export function createPseudonymizer(key: string): (match: string) => string {
+  if (key.length < HASH_KEY_MIN_CHARS) {
+    throw new PolicyError(
+      `privacy hash key: expected at least ${HASH_KEY_MIN_CHARS} characters, got ${key.length}`,
+    );
+  }
+  return (match) => `pii_${createHmac('sha256', key).update(match).digest('hex').slice(0, 16)}`;
 }
 
 /** Luhn checksum (ISO/IEC 7812-1), for `credit_card` candidates: digits only, 13-19 long. */
@@ -115,23 +150,28 @@ export const REDACT_PATTERN_ALLOWED =
   'expected a regular expression RE2 accepts (matched in linear time: no lookarounds, no backreferences)';
 
 /**
- * Compiles a redaction pattern with RE2 (re2-wasm, flags `gu`).
- * @throws Error with RE2's reason when RE2 does not accept the pattern.
+ * Compiles a redaction pattern with RE2 syntax and semantics (re2js, a pure-JavaScript port of
+ * RE2/J: linear-time matching, Unicode code points, `\b` an ASCII word boundary; see
+ * docs/decisions.md for why not re2-wasm). Test with `.test(text)` (a match anywhere).
+ * @throws RE2JSSyntaxException with RE2's reason when RE2 does not accept the pattern.
  */
-export function compileRedactPattern(source: string): RE2 {
-  return new RE2(source, 'gu');
+export function compileRedactPattern(source: string): RE2JS {
+  return RE2JS.compile(source);
 }
 
 /**
- * A policy compiled to one RE2 alternation, `(?P<memq_r0>p0)|(?P<memq_r1>p1)|...` (the user's
- * patterns, then the detectors in {@link DETECTORS} order), so each text is scanned once: one
- * WebAssembly call per field instead of one per rule (bench:privacy). At any position the first
- * rule that matches wins, and a match a detector's check rejects is left as it is.
+ * A compiled policy: one RE2 program per rule (the user's patterns, then the detectors in
+ * {@link DETECTORS} order) plus their alternation, used only to answer "does anything match?".
+ * Matching behaves as the alternation `p0|p1|...` would (leftmost match first; at the same
+ * position the first rule wins, with its own extent) except that a match a detector's check
+ * rejects is not a match, so the other rules may still take that text.
  */
 interface CompiledPolicy {
-  /** Undefined when the policy has no rule. */
-  readonly combined: RE2 | undefined;
-  /** Per rule, in alternation order: the detector's check, if any. */
+  /** The rules' alternation; undefined when the policy has no rule. */
+  readonly any: RE2JS | undefined;
+  /** Per rule, in order. */
+  readonly rules: readonly RE2JS[];
+  /** Per rule, in order: the detector's check, if any. */
   readonly checks: ReadonlyArray<((match: string) => boolean) | undefined>;
 }
 
@@ -140,9 +180,9 @@ const compiled = new WeakMap<RedactionPolicy, CompiledPolicy>();
 function compile(policy: RedactionPolicy): CompiledPolicy {
   let result = compiled.get(policy);
   if (result) return result;
-  policy.redactPatterns.forEach((source, i) => {
+  const rules = policy.redactPatterns.map((source, i) => {
     try {
-      compileRedactPattern(source); // each alone, so an error names its pattern
+      return compileRedactPattern(source);
     } catch (error) {
       throw new PolicyError(`privacy_policy.redact_patterns[${i}]: ${REDACT_PATTERN_ALLOWED}`, {
         cause: error,
@@ -152,10 +192,11 @@ function compile(policy: RedactionPolicy): CompiledPolicy {
   const detectors = DETECTORS.filter((name) => policy.detectors?.includes(name));
   const sources = [...policy.redactPatterns, ...detectors.map((d) => DETECTOR_RULES[d].pattern)];
   result = {
-    combined:
+    any:
       sources.length === 0
         ? undefined
-        : compileRedactPattern(sources.map((p, i) => `(?P<memq_r${i}>${p})`).join('|')),
+        : compileRedactPattern(sources.map((p) => `(?:${p})`).join('|')),
+    rules: [...rules, ...detectors.map((d) => compileRedactPattern(DETECTOR_RULES[d].pattern))],
     checks: [
       ...policy.redactPatterns.map(() => undefined),
       ...detectors.map((d) => DETECTOR_RULES[d].check),
@@ -165,11 +206,65 @@ function compile(policy: RedactionPolicy): CompiledPolicy {
   return result;
 }
 
-/** Which rule of `policy` produced a match, from the replacer's named groups. */
-function ruleOf(checks: CompiledPolicy['checks'], args: unknown[]): number {
-  const groups = args.at(-1) as Record<string, string | undefined>;
-  for (let i = 0; i < checks.length; i++) if (groups[`memq_r${i}`] !== undefined) return i;
-  return -1;
+/**
+ * Every match of the policy's rules in `text`, left to right, with the index of the rule that
+ * produced it; `replace` returns the text for a match (the match itself to keep it). Returns
+ * `text` itself when nothing changed.
+ *
+ * Why this shape (bench:privacy, docs/decisions.md "Privacy"): re2js answers "any match?" with a
+ * DFA about 100x faster than it finds match positions, and most texts have no match, so they pay
+ * only for that; finding is then done per rule (each a small program, skipped when its own DFA
+ * finds nothing), which is several times faster than finding with the whole alternation.
+ */
+function replaceRules(
+  { any, rules, checks }: CompiledPolicy,
+  text: string,
+  replace: (match: string, rule: number) => string,
+): string {
+  if (any === undefined || text === '' || !any.test(text)) return text;
+  const matchers = rules.map((rule) =>
+    rules.length === 1 || rule.test(text) ? rule.matcher(text) : undefined,
+  );
+  /** Per rule: its next match at or after the scan position, as [start, end], or undefined. */
+  const next: Array<[number, number] | undefined> = matchers.map((m) =>
+    m?.find() ? [m.start(), m.end()] : undefined,
+  );
+  const advance = (i: number, from: number) => {
+    const m = matchers[i]!;
+    next[i] = from <= text.length && m.find(from) ? [m.start(), m.end()] : undefined;
+  };
+  let out = '';
+  let last = 0;
+  let pos = 0;
+  let changed = false;
+  for (;;) {
+    let rule = -1;
+    for (let i = 0; i < next.length; i++) {
+      const at = next[i];
+      if (at === undefined) continue;
+      if (at[0] < pos) {
+        advance(i, pos);
+        if (next[i] === undefined) continue;
+      }
+      if (rule === -1 || next[i]![0] < next[rule]![0]) rule = i;
+    }
+    if (rule === -1) break;
+    const [start, end] = next[rule]!;
+    const match = text.slice(start, end);
+    const check = checks[rule];
+    if (check && !check(match)) {
+      advance(rule, start + 1); // not a match of this rule; the others may still take it
+      continue;
+    }
+    const replaced = replace(match, rule);
+    if (replaced !== match) {
+      out += text.slice(last, start) + replaced;
+      last = end;
+      changed = true;
+    }
+    pos = end > start ? end : end + 1;
+  }
+  return changed ? out + text.slice(last) : text;
 }
 
 /** `mask`: every character but the last 4 as `*`; all of them for 8 characters or fewer. */
@@ -182,20 +277,34 @@ export function maskOf(match: string): string {
 /**
  * Applies a privacy policy to messages before they are stored or enqueued (DESIGN.md invariant
  * 6): drops messages whose role is non-persistable and replaces every match of every pattern
- * in `content`, `name`, and metadata keys and string values with the redaction string. Idempotent as long as the redaction string itself
- * matches no pattern (so the producer and the processor can both apply it).
+ * in `content`, `name`, and metadata keys and string values according to the policy's action.
+ * Idempotent as long as the redaction string (or a `hash` pseudonym) matches no pattern (checked
+ * by the schema), so the producer and the processor can both apply it.
  * With no policy, returns the messages unchanged.
- * @throws PolicyError when a pattern does not compile (fail closed: nothing is stored).
+ * @throws PolicyError when a pattern does not compile, or the action is `hash` and no key is
+ *   configured (fail closed: nothing is stored).
  */
 export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metadata' | 'name'>>(
   policy: RedactionPolicy | undefined,
   messages: readonly M[],
 ): PrivacyResult<M> {
   if (!policy) return { kept: [...messages], dropped: 0, redactions: 0 };
-  const { combined, checks } = compile(policy);
+  const rules = compile(policy);
   const action = policy.action ?? 'redact';
+  const { pseudonym } = policy;
+  if (action === 'hash' && pseudonym === undefined) {
+    throw new PolicyError(
+      'privacy_policy.action is hash but no hash key is configured (privacy_policy.hash_key_env)',
+    );
+  }
   const replacement = (match: string) =>
-    action === 'mask' ? maskOf(match) : policy.defaultRedactionString;
+    action === 'mask'
+      ? maskOf(match)
+      : action === 'hash' && pseudonym
+        ? PSEUDONYM_PATTERN.test(match)
+          ? match
+          : pseudonym(match)
+        : policy.defaultRedactionString;
   const kept: M[] = [];
   let dropped = 0;
   let redactions = 0;
@@ -205,14 +314,11 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
       continue;
     }
     const redact = (text: string): string =>
-      combined === undefined
-        ? text
-        : text.replace(combined, (match: string, ...args: unknown[]) => {
-            const check = checks[ruleOf(checks, args)];
-            if (check && !check(match)) return match;
-            redactions += 1;
-            return replacement(match);
-          });
+      replaceRules(rules, text, (match) => {
+        const replaced = replacement(match);
+        if (replaced !== match) redactions += 1; // an existing pseudonym is left as it is
+        return replaced;
+      });
     const before = redactions;
     const content = redact(message.content);
     const name = message.name === undefined ? undefined : redact(message.name);
@@ -254,13 +360,10 @@ export function findRedactable(
   text: string,
 ): number | undefined {
   if (!policy) return undefined;
-  const { combined, checks } = compile(policy);
-  if (combined === undefined) return undefined;
+  const rules = compile(policy);
   let found: number | undefined;
-  text.replace(combined, (match: string, ...args: unknown[]) => {
-    const rule = ruleOf(checks, args);
-    const check = checks[rule];
-    if (found === undefined && (!check || check(match))) found = rule;
+  replaceRules(rules, text, (match, rule) => {
+    found ??= rule;
     return match;
   });
   return found;

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, MemoryNotFoundError } from '../../../src/core/errors.js';
-import { compileRedactPattern } from '../../../src/core/privacy.js';
+import { applyPrivacy } from '../../../src/core/privacy.js';
 import {
+  createMemoryRegistry,
   checkMemoryFile,
   checkMemoryResources,
   loadMemoryResources,
@@ -111,7 +112,7 @@ describe('invalid memory resource files', () => {
     [
       'bad-regex',
       'privacy_policy.redact_patterns[1]',
-      'expected a regular expression RE2 accepts (matched in linear time: no lookarounds, no backreferences), got "(\\\\w+) \\\\1" (invalid escape sequence: \\1)',
+      'expected a regular expression RE2 accepts (matched in linear time: no lookarounds, no backreferences), got "(\\\\w+) \\\\1" (invalid escape sequence: `\\1`)',
     ],
     [
       'redaction-string-redactable',
@@ -338,8 +339,8 @@ describe('loadMemoryResources', () => {
       defaultKeyTemplate: 'support:{{ .conversation_id }}',
       sourceFile: path.join('memories', 'customer-support.yaml'),
     });
-    const patterns = (support.privacyPolicy?.redactPatterns ?? []).map(compileRedactPattern);
-    const redact = (text: string) => patterns.reduce((t, re) => t.replace(re, '[REDACTED]'), text);
+    const redact = (content: string) =>
+      applyPrivacy(support.privacyPolicy, [{ role: 'user' as const, content }]).kept[0]!.content;
     expect(redact('mail jane.doe@example.com or call +1 (555) 123-4567 / 555-123-4567')).toBe(
       'mail [REDACTED] or call [REDACTED] / [REDACTED]',
     );
@@ -452,5 +453,37 @@ describe('loadMemoryResources', () => {
     await expect(loadMemoryResources(dir)).rejects.toThrow(
       `${dir}: expected a directory of memory resource files (*.yaml, *.yml), got a directory with none`,
     );
+  });
+});
+
+describe('privacy_policy action hash', () => {
+  const HASHED = `${VALID_BASE}privacy_policy:\n  detectors: [email]\n  action: hash\n  hash_key_env: SUPPORT_PII_KEY\n`;
+  const resource = () => parseMemoryResource(HASHED, 'memories/x.yaml').resource!;
+
+  it('binds the key from the environment, and the same key pseudonymises alike', () => {
+    const env = { SUPPORT_PII_KEY: 'k'.repeat(32) };
+    const first = createMemoryRegistry([resource()], env).get('base').privacyPolicy!;
+    const second = createMemoryRegistry([resource()], env).get('base').privacyPolicy!;
+    expect(first.pseudonym!('jane@example.com')).toBe(second.pseudonym!('jane@example.com'));
+    expect(JSON.stringify(first)).not.toContain('k'.repeat(32));
+  });
+
+  it('refuses to load without the key, naming the variable and never a value', () => {
+    expect(() => createMemoryRegistry([resource()], {})).toThrow(
+      'memories/x.yaml: privacy_policy.hash_key_env: environment variable SUPPORT_PII_KEY is not set (action hash needs a key shared by producers and workers)',
+    );
+    expect(() => createMemoryRegistry([resource()], { SUPPORT_PII_KEY: 'secret-short' })).toThrow(
+      'memories/x.yaml: privacy_policy.hash_key_env: expected SUPPORT_PII_KEY to hold at least 16 characters, got 12',
+    );
+  });
+
+  it('rejects a pattern that would match its own pseudonyms', () => {
+    const { problems } = parseMemoryResource(
+      `${VALID_BASE}privacy_policy:\n  redact_patterns: ['[0-9a-f]{16}']\n  action: hash\n`,
+      'memories/x.yaml',
+    );
+    expect(problems.map((p) => p.message)).toEqual([
+      'memories/x.yaml: privacy_policy.action: expected patterns that do not match a hash pseudonym such as pii_0f1e2d3c4b5a6978 (rule 0 does, so hashing would not be idempotent), got hash',
+    ]);
   });
 });

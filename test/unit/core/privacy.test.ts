@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
   applyPrivacy,
+  createPseudonymizer,
   DETECTORS,
+  PSEUDONYM_PATTERN,
   findRedactable,
   luhnValid,
   maskOf,
   type RedactionPolicy,
 } from '../../../src/core/privacy.js';
+import { MAX_CONTENT_CHARS, MessageInputSchema } from '../../../src/core/message.js';
 
 const policy = {
   redactPatterns: [
@@ -172,5 +175,73 @@ describe('built-in detectors and actions', () => {
     expect(luhnValid('4111111111111111')).toBe(true);
     expect(luhnValid('79927398713')).toBe(false); // valid Luhn but only 11 digits
     expect(luhnValid('4111111111111112')).toBe(false);
+  });
+
+  it('hashes each match to a stable keyed pseudonym, idempotently', () => {
+    const pseudonym = createPseudonymizer('k'.repeat(32));
+    const hash = { action: 'hash' as const, pseudonym };
+    const once = detect('mail jane@example.com, cc jane@example.com, bob@example.org', hash);
+    const [a, b, c] = once.kept[0]!.content.match(/pii_[0-9a-f]{16}/g) ?? [];
+    expect(once.kept[0]!.content).toBe(`mail ${a}, cc ${a}, ${c}`);
+    expect(a).toBe(b);
+    expect(c).not.toBe(a);
+    expect(once.redactions).toBe(3);
+    const twice = detect(once.kept[0]!.content, hash);
+    expect(twice.kept[0]!.content).toBe(once.kept[0]!.content);
+    expect(twice.redactions).toBe(0);
+    const otherKey = detect('mail jane@example.com', {
+      ...hash,
+      pseudonym: createPseudonymizer('x'.repeat(32)),
+    });
+    expect(otherKey.kept[0]!.content).not.toContain(a!);
+  });
+
+  it('never lets a detector match a pseudonym, so hashing stays idempotent', () => {
+    const pseudonym = createPseudonymizer('a-test-key-of-32-characters-long');
+    for (let i = 0; i < 2_000; i++) {
+      const p = pseudonym(`4111 1111 1111 ${String(i).padStart(4, '0')} ${i}@x.io`);
+      expect(p).toMatch(PSEUDONYM_PATTERN);
+      expect(detect(`(${p}) ${p}`).kept[0]!.content).toBe(`(${p}) ${p}`);
+    }
+    expect(detect('x pii_4111111111111111 y').kept[0]!.content).toBe('x pii_4111111111111111 y');
+  });
+
+  it('fails closed when the hash action has no key, and refuses a short key', () => {
+    expect(() => detect('a@b.io', { action: 'hash' })).toThrow(
+      /action is hash but no hash key is configured/,
+    );
+    expect(() => createPseudonymizer('short')).toThrow(/at least 16 characters, got 5/);
+  });
+});
+
+describe('matching across rules', () => {
+  it.each([
+    [['ab', 'abc'], 'xabcx abc ab'],
+    [['abc', 'ab'], 'xabcx abc ab'],
+    [['bcd', 'abc'], 'abcd bcd abcd'],
+    [['a+', 'aab'], 'aaab aab b'],
+    [['\\bfoo', 'oo\\w*'], 'foo xfoo boot foobar'],
+    [['[0-9]{3}', '[0-9]{2}-[0-9]'], '12-345 1-23 123456'],
+  ])('%j on %j finds what the alternation finds', (patterns, text) => {
+    const alternation = new RegExp(patterns.map((p) => `(?:${p})`).join('|'), 'g');
+    const policy = {
+      redactPatterns: patterns,
+      nonPersistableMessageTypes: [],
+      defaultRedactionString: '#',
+    };
+    const result = applyPrivacy(policy, [{ role: 'user' as const, content: text }]);
+    expect(result.kept[0]!.content).toBe(text.replace(alternation, '#'));
+    expect(result.redactions).toBe(text.match(alternation)!.length);
+  });
+
+  it('refuses content longer than MAX_CONTENT_CHARS at the schema', () => {
+    expect(
+      MessageInputSchema.safeParse({ role: 'user', content: 'x'.repeat(MAX_CONTENT_CHARS + 1) })
+        .success,
+    ).toBe(false);
+    expect(
+      MessageInputSchema.safeParse({ role: 'user', content: 'x'.repeat(MAX_CONTENT_CHARS) })
+        .success,
+    ).toBe(true);
   });
 });
