@@ -26,7 +26,7 @@ export async function startPipeline(
   ns: RedisNamespace,
   registry: MemoryRegistry,
   project = 'test',
-  options: { lockDurationMs?: number; env?: NodeJS.ProcessEnv } = {},
+  options: { lockDurationMs?: number; env?: NodeJS.ProcessEnv; log?: pino.Logger } = {},
 ): Promise<TestPipeline> {
   const producer = ns.connect({ producer: true });
   const store = createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix });
