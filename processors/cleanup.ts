@@ -4,7 +4,7 @@ import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { applyPrivacy } from '../src/core/privacy.js';
 import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
-import { ClearJobSchema, WriteJobSchema } from '../queues/job-contracts.js';
+import { CanaryJobSchema, ClearJobSchema, WriteJobSchema } from '../queues/job-contracts.js';
 import { JOBS, QUEUES } from '../queues/names.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
@@ -30,7 +30,7 @@ export interface CleanupProcessorDeps {
 
 /**
  * `memory-cleanup` processor, one queue for the operations that take the instance lock with
- * `clear_ttl`: `clear` (messages and summary go, the idempotency window stays), `delete` (every
+ * `clear_ttl` (and the readiness `canary`, which touches nothing): `clear` (messages and summary go, the idempotency window stays), `delete` (every
  * key family and the index entry), `write` (atomic replace; the privacy policy is applied again,
  * then a token count is enqueued), and `maintenance` (the scheduler's sweep).
  */
@@ -63,7 +63,15 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
       return result;
     },
   });
+  const canary = wrapProcessor({
+    queue: QUEUES.cleanup,
+    schema: CanaryJobSchema,
+    log: deps.log,
+    metrics: deps.metrics,
+    run: ({ sent_at }) => Promise.resolve({ sent_at, processed_at: Date.now() }),
+  });
   const processors = {
+    [JOBS.canary]: canary,
     [JOBS.clear]: clearOrDelete('clear'),
     [JOBS.delete]: clearOrDelete('delete'),
     [JOBS.write]: write,

@@ -135,16 +135,7 @@ export function startWorkers(options: WorkersOptions): Workers {
   });
   const summarizers = createSummarizers(registry, metrics, log, options.env ?? process.env);
   const enqueueTokenCount = queues.enqueueTokenCount.bind(queues);
-  metrics.setQueueDepthSource(async () => {
-    const states = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
-    const rows = await Promise.all(
-      Object.values(QUEUES).map(async (queue) => {
-        const counts = await queues.byName(queue).getJobCounts(...states);
-        return states.map((state) => ({ queue, state, jobs: counts[state] ?? 0 }));
-      }),
-    );
-    return rows.flat();
-  });
+  metrics.setQueueDepthSource(() => queues.depths());
 
   const lockDuration = options.lockDurationMs ?? 30_000;
   const common = {

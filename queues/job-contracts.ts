@@ -90,6 +90,17 @@ export const DeleteJobSchema = ClearJobSchema;
 /** Payload of a delete job. */
 export type DeleteJob = ClearJob;
 
+/**
+ * `memory-cleanup` / `canary`: touches no memory; `/readyz` enqueues one and waits for it, which
+ * proves a worker is consuming the queues end to end.
+ */
+export const CanaryJobSchema = z.strictObject({
+  /** When the probe was enqueued, ms since epoch. */
+  sent_at: z.number().int().nonnegative(),
+});
+/** Payload of a canary job. */
+export type CanaryJob = z.output<typeof CanaryJobSchema>;
+
 /** `memory-cleanup` / `write`: replace one instance's log (messages already redacted). */
 export const WriteJobSchema = z.strictObject({
   /** Target instance. */

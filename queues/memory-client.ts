@@ -2,9 +2,16 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
-import { BackpressureError, PayloadError, PolicyError } from '../src/core/errors.js';
+import {
+  BackpressureError,
+  ConflictError,
+  PayloadError,
+  PolicyError,
+  RedisUnavailableError,
+} from '../src/core/errors.js';
 import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
 import { resolveMemoryKey } from '../src/core/key-template.js';
+import { NAME_PATTERN } from '../src/core/memory-key.js';
 import { applyPrivacy, findRedactable } from '../src/core/privacy.js';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
@@ -19,8 +26,10 @@ import {
   formatIssues,
   type AppendJob,
   type AppendJobResult,
+  type CanaryJob,
   type ClearJob,
   type DeleteJob,
+  type FlushJob,
   type WriteJob,
 } from './job-contracts.js';
 import { createBackpressureGate } from './backpressure.js';
@@ -103,6 +112,8 @@ export interface MemoryClient {
   /**
    * Enqueues a flush (`memory-flush`): `strategy` overrides the resource's; `dryRun` plans only.
    * Real flushes are deduplicated per instance (the receipt then names the pending flush).
+   * @throws ConflictError when a pending requested flush has another strategy (it would absorb
+   *   this request).
    */
   flush(
     target: MemoryTarget,
@@ -136,8 +147,54 @@ export interface MemoryClient {
   ): Promise<R>;
   /** Backlog of the append queue: waiting + delayed + prioritized jobs (cached <= 250 ms with backpressure on). */
   backlog(): Promise<number>;
+  /**
+   * Readiness probe: enqueues a `canary` job on `memory-cleanup` and waits until a worker has
+   * run it. Resolves with the round trip in milliseconds.
+   * @throws Error when no worker completed it within `timeoutMs` (default 2 000).
+   */
+  canary(options?: { timeoutMs?: number }): Promise<number>;
+  /** The project (tenant) every call of this client acts for. */
+  readonly project: string;
+  /**
+   * The same client acting for another project (the HTTP API binds each request to the project
+   * of its API key): same queues, backpressure and metrics; views are cached per project and
+   * their `close()` does nothing (the client that created them owns the queues).
+   * @throws PayloadError when `project` is not 1-100 of `[A-Za-z0-9_-]`.
+   */
+  forProject(project: string): MemoryClient;
+  /**
+   * A job of this client's project, or undefined when there is no such job or it belongs to
+   * another project (so callers cannot probe other tenants' job ids).
+   */
+  job(queue: QueueName, jobId: string): Promise<JobInfo | undefined>;
   /** Closes the client's queues (not the Redis connection). Idempotent. */
   close(): Promise<void>;
+}
+
+/** A job as {@link MemoryClient.job} reports it (what `GET /v1/jobs/:queue/:id` returns). */
+export interface JobInfo {
+  /** Queue name. */
+  readonly queue: QueueName;
+  /** BullMQ job id. */
+  readonly id: string;
+  /** Job name, e.g. `append`, `flush`, `clear`. */
+  readonly name: string;
+  /** BullMQ state: `waiting`, `active`, `delayed`, `prioritized`, `completed`, `failed`, ... */
+  readonly state: string;
+  /** Attempts made so far (retries included). */
+  readonly attemptsMade: number;
+  /** Progress the processor reported (number or object), BullMQ's `job.progress`. */
+  readonly progress: unknown;
+  /** When the job was added, ms since epoch. */
+  readonly createdAt: number;
+  /** When the last attempt started, ms since epoch. */
+  readonly processedAt?: number;
+  /** When the job finished, ms since epoch. */
+  readonly finishedAt?: number;
+  /** The processor's result, for completed jobs (e.g. `{ added, duplicates }` for an append). */
+  readonly result?: unknown;
+  /** Why the job failed, for failed jobs (never message content). */
+  readonly failedReason?: string;
 }
 
 /** Dependencies of {@link createMemoryClient}. */
@@ -152,6 +209,12 @@ export interface MemoryClientDeps {
   readonly project: string;
   /** Store used by `read`. */
   readonly store: MemoryStore;
+  /**
+   * Longest a queue operation (enqueue, backlog count, job lookup) may wait for Redis before it
+   * fails with `RedisUnavailableError`, ms. BullMQ waits for a lost connection indefinitely;
+   * producers must not. Default 5 000.
+   */
+  readonly redisTimeoutMs?: number;
   /** Clock for `created_at`, ms since epoch; default `Date.now`. */
   readonly now?: () => number;
   /** Records `memq_redactions_total` and `memq_backpressure_rejections_total`; absent = not recorded. */
@@ -188,9 +251,42 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const now = deps.now ?? Date.now;
   const nextId = monotonicFactory();
   const queues = createMemoryQueues(deps.connection, deps.queuePrefix);
+  const redisTimeoutMs = deps.redisTimeoutMs ?? 5_000;
+  /**
+   * Runs a BullMQ operation with a deadline: fails at once while the producer connection is known
+   * to be down (reconnecting or closed), and after `redisTimeoutMs` otherwise.
+   */
+  const guard = async <T>(what: string, op: () => Promise<T>): Promise<T> => {
+    const status = deps.connection.status;
+    if (status === 'reconnecting' || status === 'close' || status === 'end') {
+      throw new RedisUnavailableError(
+        `${what}: Redis is not reachable (connection ${status}); nothing was changed, retry shortly`,
+      );
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new RedisUnavailableError(
+              `${what}: Redis did not answer within ${redisTimeoutMs} ms; retry shortly (the operation may or may not have happened)`,
+            ),
+          ),
+        redisTimeoutMs,
+      );
+      timer.unref();
+    });
+    try {
+      return await Promise.race([op(), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const appendQueue = queues.append;
   const countBacklog = async () => {
-    const counts = await appendQueue.getJobCounts('waiting', 'delayed', 'prioritized');
+    const counts = await guard('backlog', () =>
+      appendQueue.getJobCounts('waiting', 'delayed', 'prioritized'),
+    );
     return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
   };
   const gate = deps.backpressure
@@ -216,169 +312,241 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   };
   const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
-    const job = await queues.cleanup.add(name, data);
+    const job = await guard(name, () => queues.cleanup.add(name, data));
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };
 
-  const refOf = (target: MemoryTarget): MemoryRef => {
-    const resource = deps.registry.get(target.resource);
-    const key = resolveMemoryKey({
-      ...(target.key !== undefined ? { key: target.key } : {}),
-      ...(target.keyTemplate !== undefined ? { keyTemplate: target.keyTemplate } : {}),
-      ...(resource.defaultKeyTemplate !== undefined
-        ? { defaultKeyTemplate: resource.defaultKeyTemplate }
-        : {}),
-      context: target.context,
-    });
-    const pattern = findRedactable(resource.privacyPolicy, key);
-    if (pattern !== undefined) {
-      throw new PayloadError(
-        `key: contains text that memory ${JSON.stringify(target.resource)}'s privacy policy redacts (privacy_policy.redact_patterns[${pattern}]); keys end up in Redis key names, job data and logs, where nothing can be redacted: use an opaque id`,
-        { details: { field: 'key', pattern } },
-      );
-    }
-    return { project: deps.project, resource: target.resource, key };
-  };
-
-  const prepareAppend: MemoryClient['prepareAppend'] = (target, input) => {
-    const resource = deps.registry.get(target.resource);
-    const ref = refOf(target);
-    const identified = identify(input, MAX_MESSAGES_PER_APPEND, 1);
-    const {
-      kept: messages,
-      dropped,
-      redactions,
-    } = applyPrivacy(resource.privacyPolicy, identified);
-    if (messages.length === 0) {
-      return { receipt: { jobId: undefined, messageIds: [], dropped, redactions, ref } };
-    }
-    const job: AppendJob = { ref, messages };
-    const checked = AppendJobSchema.safeParse(job);
-    if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
-    const messageIds = messages.map((m) => m.id);
-    const jobId = appendJobId(messageIds);
-    return { receipt: { jobId, messageIds, dropped, redactions, ref }, job };
-  };
-
-  return {
-    prepareAppend,
-
-    async append(target, input) {
-      let prepared: ReturnType<typeof prepareAppend>;
-      try {
-        prepared = prepareAppend(target, input);
-      } catch (error) {
-        if (error instanceof PolicyError) {
-          deps.metrics?.privacyFailures.inc({ resource: target.resource }, input.length);
-        }
-        throw error;
-      }
-      const { receipt, job } = prepared;
-      if (receipt.redactions > 0) {
-        deps.metrics?.redactions.inc({ resource: target.resource }, receipt.redactions);
-      }
-      if (!job || receipt.jobId === undefined) return receipt;
-      await admit();
-      await appendQueue.add(JOBS.append, job, { jobId: receipt.jobId });
-      return receipt;
-    },
-
-    async write(target, input) {
+  const bind = (project: string, owner: boolean): MemoryClient => {
+    const refOf = (target: MemoryTarget): MemoryRef => {
       const resource = deps.registry.get(target.resource);
-      const ref = refOf(target);
-      const { kept } = applyPrivacy(
-        resource.privacyPolicy,
-        identify(input, MAX_MESSAGES_PER_WRITE, 0),
-      );
-      const job: WriteJob = { ref, messages: kept };
-      const checked = WriteJobSchema.safeParse(job);
-      if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
-      await admit();
-      return cleanupJob(JOBS.write, job, ref);
-    },
-
-    async flush(target, options = {}) {
-      const ref = refOf(target);
-      const jobId = await queues.enqueueFlush(ref, options);
-      return { queue: QUEUES.flush, jobId, ref };
-    },
-
-    async clear(target, options) {
-      if ((options as { confirm?: unknown } | undefined)?.confirm !== true) {
-        throw new PayloadError(
-          'clear: pass { confirm: true } to remove every message and the summary',
-          {
-            details: { field: 'confirm' },
-          },
-        );
-      }
-      const ref = refOf(target);
-      const job: ClearJob = { ref };
-      return cleanupJob(JOBS.clear, job, ref);
-    },
-
-    async delete(target) {
-      const ref = refOf(target);
-      const job: DeleteJob = { ref };
-      return cleanupJob(JOBS.delete, job, ref);
-    },
-
-    read(target, page) {
-      const resource = deps.registry.get(target.resource);
-      return deps.store.read(refOf(target), {
-        ...page,
-        recordAccess: resource.flushing.trackAccess === true,
+      const key = resolveMemoryKey({
+        ...(target.key !== undefined ? { key: target.key } : {}),
+        ...(target.keyTemplate !== undefined ? { keyTemplate: target.keyTemplate } : {}),
+        ...(resource.defaultKeyTemplate !== undefined
+          ? { defaultKeyTemplate: resource.defaultKeyTemplate }
+          : {}),
+        context: target.context,
       });
-    },
-
-    stats(target, options) {
-      return deps.store.stats(refOf(target), options);
-    },
-
-    health(target) {
-      return deps.store.health(refOf(target));
-    },
-
-    async waitFor<R>(job: string | JobReceipt, options: { timeoutMs?: number } = {}): Promise<R> {
-      const queueName = typeof job === 'string' ? QUEUES.append : job.queue;
-      const jobId = typeof job === 'string' ? job : job.jobId;
-      const queue = queues.byName(queueName);
-      const timeoutMs = options.timeoutMs ?? 30_000;
-      const deadline = Date.now() + timeoutMs;
-      // Polls the job's state (5 ms doubling to 100 ms) rather than listening to QueueEvents: a
-      // listener that starts reading the event stream after the job finished misses the event.
-      for (let delayMs = 5; ; delayMs = Math.min(100, delayMs * 2)) {
-        const state = await queue.getJobState(jobId);
-        if (state === 'unknown') {
-          throw new PayloadError(
-            `waitFor: no ${queueName} job with id ${JSON.stringify(jobId)} (unknown id, or removed after completion by removeOnComplete)`,
-          );
-        }
-        if (state === 'completed' || state === 'failed') {
-          const found = await queue.getJob(jobId);
-          if (state === 'completed' && found) return found.returnvalue as R;
-          throw new Error(
-            `${queueName} job ${jobId} failed: ${found?.failedReason ?? 'removed after failing'}`,
-          );
-        }
-        if (Date.now() >= deadline) {
-          throw new Error(
-            `waitFor: ${queueName} job ${jobId} did not finish within ${timeoutMs} ms (state: ${state})`,
-          );
-        }
-        await new Promise((resolve) =>
-          setTimeout(resolve, Math.min(delayMs, deadline - Date.now())),
+      const pattern = findRedactable(resource.privacyPolicy, key);
+      if (pattern !== undefined) {
+        throw new PayloadError(
+          `key: contains text that memory ${JSON.stringify(target.resource)}'s privacy policy redacts (privacy_policy.redact_patterns[${pattern}]); keys end up in Redis key names, job data and logs, where nothing can be redacted: use an opaque id`,
+          { details: { field: 'key', pattern } },
         );
       }
-    },
+      return { project, resource: target.resource, key };
+    };
 
-    backlog() {
-      return gate ? gate.backlog() : countBacklog();
-    },
+    const prepareAppend: MemoryClient['prepareAppend'] = (target, input) => {
+      const resource = deps.registry.get(target.resource);
+      const ref = refOf(target);
+      const identified = identify(input, MAX_MESSAGES_PER_APPEND, 1);
+      const {
+        kept: messages,
+        dropped,
+        redactions,
+      } = applyPrivacy(resource.privacyPolicy, identified);
+      if (messages.length === 0) {
+        return { receipt: { jobId: undefined, messageIds: [], dropped, redactions, ref } };
+      }
+      const job: AppendJob = { ref, messages };
+      const checked = AppendJobSchema.safeParse(job);
+      if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+      const messageIds = messages.map((m) => m.id);
+      const jobId = appendJobId(messageIds);
+      return { receipt: { jobId, messageIds, dropped, redactions, ref }, job };
+    };
 
-    close() {
-      gate?.close();
-      return queues.close();
-    },
+    const client: MemoryClient = {
+      project,
+      prepareAppend,
+
+      async append(target, input) {
+        let prepared: ReturnType<typeof prepareAppend>;
+        try {
+          prepared = prepareAppend(target, input);
+        } catch (error) {
+          if (error instanceof PolicyError) {
+            deps.metrics?.privacyFailures.inc({ resource: target.resource }, input.length);
+          }
+          throw error;
+        }
+        const { receipt, job } = prepared;
+        if (receipt.redactions > 0) {
+          deps.metrics?.redactions.inc({ resource: target.resource }, receipt.redactions);
+        }
+        if (!job || receipt.jobId === undefined) return receipt;
+        await admit();
+        await guard('append', () => appendQueue.add(JOBS.append, job, { jobId: receipt.jobId }));
+        return receipt;
+      },
+
+      async write(target, input) {
+        const resource = deps.registry.get(target.resource);
+        const ref = refOf(target);
+        const { kept } = applyPrivacy(
+          resource.privacyPolicy,
+          identify(input, MAX_MESSAGES_PER_WRITE, 0),
+        );
+        const job: WriteJob = { ref, messages: kept };
+        const checked = WriteJobSchema.safeParse(job);
+        if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+        await admit();
+        return cleanupJob(JOBS.write, job, ref);
+      },
+
+      async flush(target, options = {}) {
+        const ref = refOf(target);
+        const jobId = await guard('flush', () => queues.enqueueFlush(ref, options));
+        if (!options.dryRun) {
+          // A requested flush is deduplicated per instance: the id may be a pending flush's.
+          // If that one plans with another strategy, this request would silently become it.
+          const pending = (await guard('flush', () => queues.flush.getJob(jobId)))?.data as
+            FlushJob | undefined;
+          if (pending && pending.strategy !== options.strategy) {
+            throw new ConflictError(
+              `flush: a flush of this memory with strategy ${pending.strategy ?? '(the resource default)'} is already pending (job ${jobId}); wait for it or request the same strategy`,
+              { details: { queue: QUEUES.flush, job_id: jobId } },
+            );
+          }
+        }
+        return { queue: QUEUES.flush, jobId, ref };
+      },
+
+      async clear(target, options) {
+        if ((options as { confirm?: unknown } | undefined)?.confirm !== true) {
+          throw new PayloadError(
+            'clear: pass { confirm: true } to remove every message and the summary',
+            {
+              details: { field: 'confirm' },
+            },
+          );
+        }
+        const ref = refOf(target);
+        const job: ClearJob = { ref };
+        return cleanupJob(JOBS.clear, job, ref);
+      },
+
+      async delete(target) {
+        const ref = refOf(target);
+        const job: DeleteJob = { ref };
+        return cleanupJob(JOBS.delete, job, ref);
+      },
+
+      read(target, page) {
+        const resource = deps.registry.get(target.resource);
+        return deps.store.read(refOf(target), {
+          ...page,
+          recordAccess: resource.flushing.trackAccess === true,
+        });
+      },
+
+      stats(target, options) {
+        return deps.store.stats(refOf(target), options);
+      },
+
+      health(target) {
+        return deps.store.health(refOf(target));
+      },
+
+      async waitFor<R>(job: string | JobReceipt, options: { timeoutMs?: number } = {}): Promise<R> {
+        const queueName = typeof job === 'string' ? QUEUES.append : job.queue;
+        const jobId = typeof job === 'string' ? job : job.jobId;
+        const queue = queues.byName(queueName);
+        const timeoutMs = options.timeoutMs ?? 30_000;
+        const deadline = Date.now() + timeoutMs;
+        // Polls the job's state (5 ms doubling to 100 ms) rather than listening to QueueEvents: a
+        // listener that starts reading the event stream after the job finished misses the event.
+        for (let delayMs = 5; ; delayMs = Math.min(100, delayMs * 2)) {
+          const state = await guard('waitFor', () => queue.getJobState(jobId));
+          if (state === 'unknown') {
+            throw new PayloadError(
+              `waitFor: no ${queueName} job with id ${JSON.stringify(jobId)} (unknown id, or removed after completion by removeOnComplete)`,
+            );
+          }
+          if (state === 'completed' || state === 'failed') {
+            const found = await guard('waitFor', () => queue.getJob(jobId));
+            if (state === 'completed' && found) return found.returnvalue as R;
+            throw new Error(
+              `${queueName} job ${jobId} failed: ${found?.failedReason ?? 'removed after failing'}`,
+            );
+          }
+          if (Date.now() >= deadline) {
+            throw new Error(
+              `waitFor: ${queueName} job ${jobId} did not finish within ${timeoutMs} ms (state: ${state})`,
+            );
+          }
+          await new Promise((resolve) =>
+            setTimeout(resolve, Math.min(delayMs, deadline - Date.now())),
+          );
+        }
+      },
+
+      backlog() {
+        return gate ? gate.backlog() : countBacklog();
+      },
+
+      async canary(options = {}) {
+        const started = Date.now();
+        const data: CanaryJob = { sent_at: started };
+        const job = await guard('canary', () =>
+          queues.cleanup.add(JOBS.canary, data, {
+            attempts: 1,
+            removeOnComplete: { age: 60 },
+            removeOnFail: { age: 3600 },
+          }),
+        );
+        await client.waitFor(
+          { queue: QUEUES.cleanup, jobId: job.id!, ref: { project, resource: '-', key: '-' } },
+          { timeoutMs: options.timeoutMs ?? 2_000 },
+        );
+        return Date.now() - started;
+      },
+
+      forProject(other) {
+        if (!NAME_PATTERN.test(other)) {
+          throw new PayloadError(
+            `project: expected 1-100 characters of letters, digits, _ or -, got ${JSON.stringify(other)}`,
+          );
+        }
+        let scoped = views.get(other);
+        if (!scoped) {
+          scoped = bind(other, false);
+          views.set(other, scoped);
+        }
+        return scoped;
+      },
+
+      async job(queueName, jobId) {
+        const found = await guard('job', () => queues.byName(queueName).getJob(jobId));
+        const data = found?.data as { ref?: { project?: unknown } } | undefined;
+        if (!found || data?.ref?.project !== project) return undefined;
+        const state = await found.getState();
+        return {
+          queue: queueName,
+          id: jobId,
+          name: found.name,
+          state,
+          attemptsMade: found.attemptsMade,
+          progress: found.progress,
+          createdAt: found.timestamp,
+          ...(found.processedOn !== undefined ? { processedAt: found.processedOn } : {}),
+          ...(found.finishedOn !== undefined ? { finishedAt: found.finishedOn } : {}),
+          ...(state === 'completed' ? { result: found.returnvalue as unknown } : {}),
+          ...(state === 'failed' ? { failedReason: found.failedReason } : {}),
+        };
+      },
+
+      close() {
+        if (!owner) return Promise.resolve(); // the root client owns the queues
+        gate?.close();
+        return queues.close();
+      },
+    };
+    return client;
   };
+  const views = new Map<string, MemoryClient>();
+  const root = bind(deps.project, true);
+  views.set(deps.project, root);
+  return root;
 }

@@ -33,13 +33,24 @@ export interface MemoryQueues {
     ref: MemoryRef,
     options?: { strategy?: FlushStrategy; dryRun?: boolean; trigger?: boolean },
   ): Promise<string>;
+  /**
+   * Jobs per queue and state (`waiting`, `active`, `delayed`, `prioritized`, `failed`): the
+   * source of the `memq_queue_jobs` gauge, read at scrape time.
+   */
+  depths(): Promise<Array<{ queue: QueueName; state: string; jobs: number }>>;
   /** Closes every queue (not the connection). Idempotent. */
   close(): Promise<void>;
 }
 
 /** Creates {@link MemoryQueues} on `connection` (owned by the caller). */
 export function createMemoryQueues(connection: Redis, prefix: string): MemoryQueues {
-  const make = (name: QueueName) => new Queue(name, { connection, ...queueOptions(prefix) });
+  const make = (name: QueueName) => {
+    const queue = new Queue(name, { connection, ...queueOptions(prefix) });
+    // Connection errors reach callers as failed (or, in MemoryClient, time-bounded) operations;
+    // without a listener BullMQ prints each reconnect attempt's error to the console.
+    queue.on('error', () => undefined);
+    return queue;
+  };
   const queues = {
     [QUEUES.append]: make(QUEUES.append),
     [QUEUES.tokenCount]: make(QUEUES.tokenCount),
@@ -53,6 +64,16 @@ export function createMemoryQueues(connection: Redis, prefix: string): MemoryQue
     flush: queues[QUEUES.flush],
     cleanup: queues[QUEUES.cleanup],
     byName: (name) => queues[name],
+    async depths() {
+      const states = ['waiting', 'active', 'delayed', 'prioritized', 'failed'] as const;
+      const rows = await Promise.all(
+        Object.values(QUEUES).map(async (queue) => {
+          const counts = await queues[queue].getJobCounts(...states);
+          return states.map((state) => ({ queue, state, jobs: counts[state] ?? 0 }));
+        }),
+      );
+      return rows.flat();
+    },
     async enqueueTokenCount(ref) {
       const data: TokenCountJob = { ref };
       await queues[QUEUES.tokenCount].add(JOBS.tokenCount, data, {

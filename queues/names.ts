@@ -21,4 +21,5 @@ export const JOBS = {
   delete: 'delete',
   write: 'write',
   maintenance: 'maintenance',
+  canary: 'canary',
 } as const;

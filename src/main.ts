@@ -1,76 +1,157 @@
 /**
  * The `memq` command line. The only module that reads `process.env` and argv and installs signal
- * handlers (STYLE.md).
+ * handlers (STYLE.md). Every command takes `--help`.
  *
- *   memq start                 workers (+ API and Bull Board once they exist) in one process
- *   memq work                  workers only (scale-out)
- *   memq validate [dir]        check memory resource files (default: MEMQ_MEMORIES_DIR)
- *   memq replay [options]      stream the SpamAssassin ham threads through memq (see --help)
+ * Exit codes: 0 success; 1 failure (configuration, Redis, a failed replay, an error); 2 usage
+ * (unknown command or option); 130 forced exit after a second SIGINT/SIGTERM.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AppError } from './core/errors.js';
 import { loadEnvConfig } from './config/env.js';
-import { runWorkers } from './cli/serve-workers.js';
+import { runMemq, type ProcessMode } from './cli/serve-workers.js';
 import { validateCommand } from './cli/validate.js';
 import { replayCommand, REPLAY_HELP } from './cli/replay-command.js';
+import { inspectCommand } from './cli/inspect-command.js';
+import { jobsCommand } from './cli/jobs-command.js';
 import { createLogger } from './runtime/logger.js';
 
-const USAGE = `usage: memq <command> [options]
+const USAGE = `usage: memq <command> [options]   (memq <command> --help for its options)
 
 commands:
-  start              run memq: workers for every queue (API and Bull Board join later)
-  work               run workers only (scale-out; same as start without the API)
+  start              everything in one process: HTTP API, Bull Board, /metrics, health, workers
+                     and the maintenance schedule (what npm start runs)
+  serve              HTTP only (API, Bull Board, /metrics, health): scale-out front ends
+  work               workers and the maintenance schedule only: scale-out back ends
   validate [dir]     check memory resource files (default: $MEMQ_MEMORIES_DIR or memories)
+  inspect <r> <key>  one memory instance: window, summary, counters, TTL, lock holder
+  jobs               job counts per queue and state, failed jobs and their reasons, --retry
   replay [options]   stream the SpamAssassin ham e-mail threads through memq and report
+  bench [--quick]    run the pipeline benchmark (npm run bench)
   help               this text
 
-replay options:
-${REPLAY_HELP}`;
+exit codes: 0 success, 1 failure, 2 usage error, 130 forced exit (second Ctrl-C)`;
+
+const PROCESS_HELP: Record<ProcessMode, string> = {
+  start: `usage: memq start
+
+Runs the HTTP server on $PORT (default 3000: /v1 API, /admin/queues Bull Board, /metrics,
+/healthz, /readyz, /openapi.json), the workers of all four queues and the maintenance schedule.
+Redis: $REDIS_URL, else redis://127.0.0.1:6379 if it answers, else a private redis-server.
+API keys: $MEMQ_API_KEYS or $MEMQ_API_KEYS_FILE, else .memq/api-key (created once).
+Bull Board: $MEMQ_BOARD_USER / $MEMQ_BOARD_PASSWORD, else .memq/board-password (created once).
+The first SIGINT/SIGTERM drains (grace $MEMQ_SHUTDOWN_GRACE_MS per step); a second forces.
+exit codes: 0 stopped cleanly, 1 could not start, 130 forced`,
+  serve: `usage: memq serve
+
+As memq start without workers or schedule: the HTTP server only (run memq work elsewhere).
+exit codes: 0 stopped cleanly, 1 could not start, 130 forced`,
+  work: `usage: memq work
+
+As memq start without the HTTP server: workers and the maintenance schedule only.
+exit codes: 0 stopped cleanly, 1 could not start, 130 forced`,
+};
+
+const VALIDATE_HELP = `usage: memq validate [dir]
+
+Checks every memory resource file in dir (default: $MEMQ_MEMORIES_DIR or memories) in one pass;
+one line per problem naming file, field, what is allowed and what was found.
+exit codes: 0 all valid, 1 any problem, 2 usage`;
+
+const BENCH_HELP = `usage: memq bench [--quick]
+
+Runs bench/pipeline.ts (npm run bench): BullMQ no-op ceiling against memq appends on a private
+redis-server; writes bench/results/latest.json. --quick: fewer jobs.
+exit codes: the benchmark's`;
 
 const out = (line: string) => process.stdout.write(line + '\n');
 const err = (line: string) => process.stderr.write(line + '\n');
+const wantsHelp = (args: string[]) => args.includes('--help') || args.includes('-h');
+
+async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
+  if (wantsHelp(rest)) {
+    out(PROCESS_HELP[mode]);
+    return 0;
+  }
+  parseArgs({ args: rest, strict: true });
+  const env = loadEnvConfig(process.env);
+  const log = createLogger(env.logLevel);
+  const running = await runMemq(mode, env, log, err);
+  const parts = [
+    ...(running.runtime.http
+      ? [
+          `http://localhost:${running.runtime.http.port} (API /v1, Bull Board /admin/queues, /metrics)`,
+        ]
+      : []),
+    ...(running.runtime.workers
+      ? [`workers (append x${env.appendConcurrency}, token-count x${env.tokenCountConcurrency})`]
+      : []),
+  ];
+  err(`memq ${mode}: ${parts.join('; ')}; Ctrl-C to stop`);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals += 1;
+      if (signals === 1) {
+        err(
+          `memq: ${signal}: draining (grace ${env.shutdownGraceMs} ms per step); send again to force`,
+        );
+        void running.stop().then(resolve);
+      } else {
+        err(`memq: ${signal} again: forcing exit`);
+        void running.abandon().finally(() => process.exit(130));
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  return 0;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     out(USAGE);
-    return command === undefined ? 1 : 0;
+    return command === undefined ? 2 : 0;
   }
-  const env = loadEnvConfig(process.env);
   switch (command) {
+    case 'start':
+    case 'serve':
+    case 'work':
+      return runProcess(command, rest);
     case 'validate': {
+      if (wantsHelp(rest)) {
+        out(VALIDATE_HELP);
+        return 0;
+      }
+      const env = loadEnvConfig(process.env);
       const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true });
       return validateCommand(positionals[0] ?? env.memoriesDir, out, err);
     }
-    case 'start':
-    case 'work': {
-      parseArgs({ args: rest, strict: true });
-      const log = createLogger(env.logLevel);
-      const running = await runWorkers(env, log, err);
-      err(
-        `memq ${command}: workers running (append x${env.appendConcurrency}, token-count x${env.tokenCountConcurrency}); Ctrl-C to stop`,
-      );
-      await new Promise<void>((resolve) => {
-        let signals = 0;
-        const onSignal = (signal: NodeJS.Signals) => {
-          signals += 1;
-          if (signals === 1) {
-            err(
-              `memq: ${signal}: draining active jobs (grace ${env.shutdownGraceMs} ms); send again to force`,
-            );
-            void running.stop().then(resolve);
-          } else {
-            err(`memq: ${signal} again: forcing exit`);
-            void running.abandon().finally(() => process.exit(130));
-          }
-        };
-        process.on('SIGINT', onSignal);
-        process.on('SIGTERM', onSignal);
-      });
-      return 0;
-    }
     case 'replay':
-      return replayCommand(rest, env, out, err);
+      if (wantsHelp(rest)) {
+        out(
+          `usage: memq replay [options]\n\n${REPLAY_HELP}\n\nexit codes: 0 every message committed and no job failed, 1 otherwise, 2 usage`,
+        );
+        return 0;
+      }
+      return replayCommand(rest, loadEnvConfig(process.env), out, err);
+    case 'inspect':
+      return inspectCommand(rest, loadEnvConfig(process.env), out);
+    case 'jobs':
+      return jobsCommand(rest, loadEnvConfig(process.env), out);
+    case 'bench': {
+      if (wantsHelp(rest)) {
+        out(BENCH_HELP);
+        return 0;
+      }
+      const script = fileURLToPath(new URL('../bench/pipeline.ts', import.meta.url));
+      const result = spawnSync(process.execPath, ['--import', 'tsx', script, ...rest], {
+        stdio: 'inherit',
+      });
+      return result.status ?? 1;
+    }
     default:
       err(`memq: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
       return 2;
@@ -82,14 +163,17 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof AppError) err(`memq: ${error.code}: ${error.message}`);
-    else if (
+    if (
       error instanceof TypeError &&
       'code' in error &&
       String(error.code).startsWith('ERR_PARSE_ARGS')
-    )
+    ) {
       err(`memq: ${error.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    if (error instanceof AppError) err(`memq: ${error.code}: ${error.message}`);
     else err(`memq: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    process.exitCode = 1;
+    process.exitCode = error instanceof AppError && error.code === 'PAYLOAD_INVALID' ? 2 : 1;
   },
 );

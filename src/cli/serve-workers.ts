@@ -3,8 +3,15 @@ import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
 import { startRuntime, type Runtime } from '../runtime/runtime.js';
+import { resolveApiKeys, resolveBoardCredentials } from './credentials.js';
 
-/** A started `memq start` / `memq work` process. */
+/**
+ * What a process runs: `start` = workers, scheduler and HTTP; `serve` = HTTP only (API, Bull
+ * Board, metrics, health); `work` = workers and scheduler only.
+ */
+export type ProcessMode = 'start' | 'serve' | 'work';
+
+/** A started `memq start` / `serve` / `work` process. */
 export interface RunningProcess {
   /** The started runtime (store, client, workers). */
   readonly runtime: Runtime;
@@ -18,32 +25,55 @@ export interface RunningProcess {
 }
 
 /**
- * `memq start` / `memq work`: loads `memories/`, resolves Redis (REDIS_URL, else the embedded
- * default) and runs the workers until stopped. The HTTP API and Bull Board join `start` later.
- * @throws ConfigError for invalid resources or no reachable Redis.
+ * `memq start` / `serve` / `work`: loads `memories/`, resolves credentials (HTTP modes) and Redis
+ * (REDIS_URL, else the embedded default), and runs until stopped.
+ * @throws ConfigError for invalid resources, credentials or no reachable Redis; the listen error
+ *   (e.g. EADDRINUSE) when the port is taken.
  */
-export async function runWorkers(
+export async function runMemq(
+  mode: ProcessMode,
   env: EnvConfig,
   log: Logger,
   say: (line: string) => void,
 ): Promise<RunningProcess> {
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
+  const http =
+    mode === 'work'
+      ? undefined
+      : {
+          port: env.port,
+          apiKeys: await resolveApiKeys(env, say),
+          board: await resolveBoardCredentials(env, say),
+        };
   const redis = env.redisUrl ? { url: env.redisUrl } : await resolveDefaultRedis(say);
   let runtime: Runtime;
   try {
-    runtime = await startRuntime({ env, redisUrl: redis.url, registry, log, workers: true });
+    runtime = await startRuntime({
+      env,
+      redisUrl: redis.url,
+      registry,
+      log,
+      workers: mode !== 'serve',
+      ...(http ? { http } : {}),
+    });
   } catch (error) {
     await redis.embedded?.stop();
     throw error;
   }
   log.info(
     {
+      mode,
       memories: registry.list().map((r) => r.id),
-      appendConcurrency: env.appendConcurrency,
-      tokenCountConcurrency: env.tokenCountConcurrency,
       queuePrefix: env.queuePrefix,
+      ...(mode !== 'serve'
+        ? {
+            appendConcurrency: env.appendConcurrency,
+            tokenCountConcurrency: env.tokenCountConcurrency,
+          }
+        : {}),
+      ...(runtime.http ? { port: runtime.http.port } : {}),
     },
-    'memq workers running',
+    'memq running',
   );
   let stopping: Promise<void> | undefined;
   return {

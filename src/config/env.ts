@@ -57,10 +57,22 @@ export interface EnvConfig {
   /** `MEMQ_PROJECT`: default project of CLI producers (HTTP callers get theirs from their API key) (1-64 of `[A-Za-z0-9_-]`). Default `default`. */
   readonly project: string;
   /**
-   * `MEMQ_API_KEYS`: `key:project,key2:project2` parsed to API key -> project. Default
-   * `undefined` (no keys configured; the HTTP layer decides what that means).
+   * `MEMQ_API_KEYS`: `key:project,key2:project2:read` parsed by {@link parseApiKeys}. Default
+   * `undefined` (no keys configured; the CLI then reads `MEMQ_API_KEYS_FILE` or creates one).
    */
-  readonly apiKeys?: ReadonlyMap<string, string>;
+  readonly apiKeys?: ReadonlyMap<string, ApiKeyGrant>;
+  /** `MEMQ_API_KEYS_FILE`: a file of API key entries, one per line (`#` comments). Default unset. */
+  readonly apiKeysFile?: string;
+  /** `MEMQ_BOARD_USER`: Bull Board basic-auth user. Default `admin`. */
+  readonly boardUser: string;
+  /** `MEMQ_BOARD_PASSWORD`: Bull Board basic-auth password. Default unset (the CLI creates one). */
+  readonly boardPassword?: string;
+  /** `MEMQ_BOARD_READ_ONLY`: `true` hides Bull Board's retry/remove/pause actions. Default `false`. */
+  readonly boardReadOnly: boolean;
+  /** `MEMQ_MAX_BODY_BYTES`: largest HTTP request body, bytes, 1 KiB-64 MiB. Default 1 048 576 (1 MiB). */
+  readonly maxBodyBytes: number;
+  /** `MEMQ_MAX_MESSAGE_BYTES`: largest message content over HTTP, UTF-8 bytes, 1-4 MiB. Default 262 144 (256 KiB). */
+  readonly maxMessageBytes: number;
   /** `MEMQ_LOG_LEVEL`: one of {@link LOG_LEVELS}. Default `info`. */
   readonly logLevel: LogLevel;
 }
@@ -150,7 +162,35 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
     {
       name: 'MEMQ_API_KEYS',
       default: undefined,
-      description: 'API keys as key:project,key2:project2',
+      description:
+        'HTTP API keys as key:project entries, comma-separated; a trailing :read makes a key read-only',
+    },
+    {
+      name: 'MEMQ_API_KEYS_FILE',
+      default: undefined,
+      description:
+        'File of API key entries (one key:project[:read] per line, # comments); unset with MEMQ_API_KEYS unset: memq creates .memq/api-key (project default)',
+    },
+    { name: 'MEMQ_BOARD_USER', default: 'admin', description: 'Bull Board basic-auth user' },
+    {
+      name: 'MEMQ_BOARD_PASSWORD',
+      default: undefined,
+      description: 'Bull Board basic-auth password; unset: memq creates .memq/board-password',
+    },
+    {
+      name: 'MEMQ_BOARD_READ_ONLY',
+      default: 'false',
+      description: 'true: Bull Board shows queues and jobs but offers no retry, remove or pause',
+    },
+    {
+      name: 'MEMQ_MAX_BODY_BYTES',
+      default: '1048576',
+      description: 'Largest HTTP request body, bytes (1024-67108864); larger: 413',
+    },
+    {
+      name: 'MEMQ_MAX_MESSAGE_BYTES',
+      default: '262144',
+      description: 'Largest message content over HTTP, UTF-8 bytes (1-4194304); larger: 413',
     },
     {
       name: 'MEMQ_LOG_LEVEL',
@@ -194,12 +234,34 @@ const RedisUrlSchema = z.string().superRefine((text, ctx) => {
   }
 });
 
-const ApiKeysSchema = z.string().transform((text, ctx) => {
-  const keys = new Map<string, string>();
-  const entries = text.split(',').map((entry) => entry.trim());
-  entries.forEach((entry, index) => {
-    // Messages name the entry by position only: an entry is a secret.
+/** What an API key may do: act for `project`, read only when `readOnly`. */
+export interface ApiKeyGrant {
+  /** The project (tenant) the key acts for. */
+  readonly project: string;
+  /** True for a `:read` key: reads only, every write is 403. */
+  readonly readOnly: boolean;
+}
+
+/** The expected shape of API key entries, as error messages say it. */
+export const API_KEYS_ALLOWED = `expected key:project entries, optionally ending in :read (project: ${PROJECT_ALLOWED})`;
+
+/**
+ * Parses API key entries: `key:project` or `key:project:read` (read-only). The project is the
+ * text after the last `:` (before a trailing `:read`), so keys may contain `:`.
+ * @param entries The entries (already split on `,` or lines).
+ * @returns The keys and, for each bad entry, a description naming it by position only (an entry
+ *   is a secret).
+ */
+export function parseApiKeys(entries: readonly string[]): {
+  keys: Map<string, ApiKeyGrant>;
+  problems: string[];
+} {
+  const keys = new Map<string, ApiKeyGrant>();
+  const problems: string[] = [];
+  entries.forEach((raw, index) => {
     const where = `entry ${index + 1}`;
+    const readOnly = raw.endsWith(':read') && raw.split(':').length >= 3;
+    const entry = readOnly ? raw.slice(0, -':read'.length) : raw;
     const colon = entry.lastIndexOf(':');
     const key = colon === -1 ? '' : entry.slice(0, colon);
     const project = colon === -1 ? '' : entry.slice(colon + 1);
@@ -211,16 +273,17 @@ const ApiKeysSchema = z.string().transform((text, ctx) => {
     else if (!PROJECT_PATTERN.test(project))
       got = `${where} with project ${JSON.stringify(project)}`;
     else if (keys.has(key)) got = `${where} repeating an earlier key`;
-    if (got !== undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected comma-separated key:project entries (project: ${PROJECT_ALLOWED})`,
-        params: { got },
-      });
-      return;
-    }
-    keys.set(key, project);
+    if (got !== undefined) problems.push(got);
+    else keys.set(key, Object.freeze({ project, readOnly }));
   });
+  return { keys, problems };
+}
+
+const ApiKeysSchema = z.string().transform((text, ctx) => {
+  const { keys, problems } = parseApiKeys(text.split(',').map((entry) => entry.trim()));
+  for (const got of problems) {
+    ctx.addIssue({ code: 'custom', message: API_KEYS_ALLOWED, params: { got } });
+  }
   return keys;
 });
 
@@ -279,6 +342,25 @@ const EnvSchema = z
       .regex(PROJECT_PATTERN, { error: `expected ${PROJECT_ALLOWED}` })
       .default('default'),
     MEMQ_API_KEYS: ApiKeysSchema.optional(),
+    MEMQ_API_KEYS_FILE: z.string().optional(),
+    MEMQ_BOARD_USER: z
+      .string()
+      .regex(/^[^:\s]{1,64}$/, { error: 'expected 1-64 characters without ":" or whitespace' })
+      .default('admin'),
+    MEMQ_BOARD_PASSWORD: z.string().min(8, { error: 'expected at least 8 characters' }).optional(),
+    MEMQ_BOARD_READ_ONLY: z
+      .enum(['true', 'false'], { error: 'expected true or false' })
+      .default('false'),
+    MEMQ_MAX_BODY_BYTES: integer(
+      1024,
+      64 * 2 ** 20,
+      'expected an integer in 1024-67108864 (bytes)',
+    ).default(2 ** 20),
+    MEMQ_MAX_MESSAGE_BYTES: integer(
+      1,
+      4 * 2 ** 20,
+      'expected an integer in 1-4194304 (bytes)',
+    ).default(256 * 1024),
     MEMQ_LOG_LEVEL: z.enum(LOG_LEVELS, { error: LOG_LEVEL_ALLOWED }).default('info'),
   })
   .superRefine((env, ctx) => {
@@ -293,7 +375,7 @@ const EnvSchema = z
   });
 
 /** Variables whose values are never echoed in messages. */
-const SECRET_VARS = new Set(['REDIS_URL', 'MEMQ_API_KEYS']);
+const SECRET_VARS = new Set(['REDIS_URL', 'MEMQ_API_KEYS', 'MEMQ_BOARD_PASSWORD']);
 
 /**
  * Resolves the environment configuration. Pure: reads only `env`.
@@ -346,6 +428,12 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
     idempotencyWindowMs: e.MEMQ_IDEMPOTENCY_WINDOW_MS,
     project: e.MEMQ_PROJECT,
     ...(e.MEMQ_API_KEYS !== undefined ? { apiKeys: e.MEMQ_API_KEYS } : {}),
+    ...(e.MEMQ_API_KEYS_FILE !== undefined ? { apiKeysFile: e.MEMQ_API_KEYS_FILE } : {}),
+    boardUser: e.MEMQ_BOARD_USER,
+    ...(e.MEMQ_BOARD_PASSWORD !== undefined ? { boardPassword: e.MEMQ_BOARD_PASSWORD } : {}),
+    boardReadOnly: e.MEMQ_BOARD_READ_ONLY === 'true',
+    maxBodyBytes: e.MEMQ_MAX_BODY_BYTES,
+    maxMessageBytes: e.MEMQ_MAX_MESSAGE_BYTES,
     logLevel: e.MEMQ_LOG_LEVEL,
   });
 }

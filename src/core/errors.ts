@@ -57,6 +57,16 @@ export class MemoryNotFoundError extends AppError {
   }
 }
 
+/**
+ * The request conflicts with work already pending on the instance (e.g. a flush with other
+ * options is queued and would absorb this one). Not retryable as is: wait for the pending job.
+ */
+export class ConflictError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('CONFLICT', message, false, options);
+  }
+}
+
 /** Another holder has the instance lock. Retryable: the holder will release or expire. */
 export class LockBusyError extends AppError {
   constructor(message: string, options: AppErrorOptions = {}) {
@@ -79,6 +89,16 @@ export class BackpressureError extends AppError {
   constructor(message: string, retryAfterMs: number, options: AppErrorOptions = {}) {
     super('BACKPRESSURE', message, true, options);
     this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * Redis cannot be reached right now (the producer fails fast instead of waiting for it).
+ * Retryable: nothing was enqueued or changed.
+ */
+export class RedisUnavailableError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('REDIS_UNAVAILABLE', message, true, options);
   }
 }
 

@@ -94,6 +94,13 @@ export interface MemqMetrics {
   readonly lockEvents: Counter<'operation' | 'event'>;
   /** `memq_lock_wait_seconds{operation}`: wait before an instance lock was acquired or given up. */
   readonly lockWait: Histogram<'operation'>;
+  /**
+   * `memq_http_requests_total{method,route,status}`: HTTP requests answered; `route` is the
+   * route pattern (`/v1/memories/:resource/:key/messages`), never a path with ids.
+   */
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  /** `memq_http_request_duration_seconds{method,route}`: time to answer, seconds. */
+  readonly httpDuration: Histogram<'method' | 'route'>;
   /** Registers the scrape-time source of `memq_queue_jobs{queue,state}`. Last call wins. */
   setQueueDepthSource(source: QueueDepthSource): void;
   /** Registers the scrape-time source of `memq_token_cache_*`. Last call wins. */
@@ -199,6 +206,18 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
       name: 'summaries_total',
       help: 'Rolling summaries written by flushes, by summarizer.',
       labelNames: ['source'],
+    }),
+    httpRequests: counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern and status.',
+      labelNames: ['method', 'route', 'status'],
+    }),
+    httpDuration: new Histogram({
+      name: `${METRIC_PREFIX}http_request_duration_seconds`,
+      help: 'Time to answer an HTTP request, seconds.',
+      labelNames: ['method', 'route'],
+      buckets: JOB_DURATION_BUCKETS,
+      registers: [registry],
     }),
     breakerState: new Gauge({
       name: `${METRIC_PREFIX}breaker_state`,

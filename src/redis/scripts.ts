@@ -48,3 +48,17 @@ export function withScripts(client: Redis): ScriptedRedis {
   }
   return scripted;
 }
+
+/**
+ * Loads every memq script into the server's script cache (`SCRIPT LOAD`, idempotent): the
+ * readiness probe's proof that Redis accepts and compiles them. Resolves with how many loaded.
+ * @throws the server's error when a script does not compile or Redis is unreachable.
+ */
+export async function loadScripts(client: Redis): Promise<number> {
+  const shas = await Promise.all(
+    Object.values(SCRIPTS).map(
+      (spec) => client.script('LOAD', source(spec.file)) as Promise<string>,
+    ),
+  );
+  return shas.length;
+}

@@ -8,6 +8,21 @@ import { createMetrics, type MemqMetrics } from '../metrics/metrics.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
 import { upsertMaintenanceSchedule } from '../../queues/schedules.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
+import { createMemoryQueues } from '../../queues/memory-queues.js';
+import type { ApiKeyGrant } from '../config/env.js';
+import { createHttpApp, listen, type HttpServer } from '../http/app.js';
+
+/** Settings of the HTTP server (API, Bull Board, metrics, health) a runtime may start. */
+export interface HttpSettings {
+  /** Listen port; 0 = any free port. */
+  readonly port: number;
+  /** Listen address; default all interfaces. */
+  readonly host?: string;
+  /** API key -> grant. */
+  readonly apiKeys: ReadonlyMap<string, ApiKeyGrant>;
+  /** Bull Board credentials and mode. */
+  readonly board: { readonly user: string; readonly password: string; readonly readOnly: boolean };
+}
 
 /** Options of {@link startRuntime}. */
 export interface RuntimeOptions {
@@ -21,6 +36,8 @@ export interface RuntimeOptions {
   readonly log: Logger;
   /** Start BullMQ workers in this process (`memq start`/`work`); false for producer-only use. */
   readonly workers: boolean;
+  /** Start the HTTP server (`memq start`/`serve`); absent = none. */
+  readonly http?: HttpSettings;
 }
 
 /** A running memq process: its store, producer client and (optionally) workers. */
@@ -35,6 +52,8 @@ export interface Runtime {
   readonly producerConnection: Redis;
   /** The process's instruments (memq metrics plus default process metrics) for `/metrics`. */
   readonly metrics: MemqMetrics;
+  /** The HTTP server, when started with `http`. */
+  readonly http: HttpServer | undefined;
   /**
    * Stops in reverse start order -- workers (drain active jobs), client, connections -- each step
    * under `shutdownGraceMs`; a failed or late step is logged and the next still runs.
@@ -46,7 +65,9 @@ export interface Runtime {
 
 /**
  * Starts memq: Redis connections -> store -> producer client -> workers -> the maintenance
- * schedule (STYLE.md "Lifecycle"). With `workers: false` (a producer only) no schedule is set.
+ * schedule -> HTTP (STYLE.md "Lifecycle"). With `workers: false` (a producer only) no schedule is
+ * set. Stops in reverse.
+ * @throws the listen error (e.g. EADDRINUSE) after closing what it had started.
  */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { env, log } = options;
@@ -86,6 +107,35 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   await workers?.ready;
   if (workers) await upsertMaintenanceSchedule(workers.queues, env.maintenanceIntervalMs);
 
+  const boardQueues = options.http
+    ? createMemoryQueues(producerConnection, env.queuePrefix)
+    : undefined;
+  if (boardQueues && !workers) metrics.setQueueDepthSource(() => boardQueues.depths());
+  let http: HttpServer | undefined;
+  if (options.http && boardQueues) {
+    const app = createHttpApp({
+      client,
+      queues: boardQueues,
+      registry: options.registry,
+      redis: producerConnection,
+      metrics,
+      log,
+      apiKeys: options.http.apiKeys,
+      board: options.http.board,
+      maxBodyBytes: env.maxBodyBytes,
+      maxMessageBytes: env.maxMessageBytes,
+    });
+    try {
+      http = await listen(app, options.http.port, options.http.host);
+    } catch (error) {
+      await workers?.close();
+      await boardQueues.close();
+      await client.close();
+      await Promise.all([closeRedis(producerConnection), closeRedis(workerConnection)]);
+      throw error;
+    }
+  }
+
   const step = async (name: string, run: () => Promise<unknown>): Promise<void> => {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
@@ -116,9 +166,12 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     workers,
     producerConnection,
     metrics,
+    http,
     close() {
       closing ??= (async () => {
+        if (http) await step('http', () => http.close());
         if (workers) await step('workers', () => workers.close());
+        if (boardQueues) await step('board queues', () => boardQueues.close());
         await step('client', () => client.close());
         await step('redis', () =>
           Promise.all([closeRedis(producerConnection), closeRedis(workerConnection)]),

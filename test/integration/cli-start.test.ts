@@ -2,14 +2,19 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { createRedisNamespace } from '../helpers/redis-namespace.js';
 
+const KEY = 'cli-test-key-0123456789';
+
 describe('memq start', () => {
-  it('runs workers against REDIS_URL and drains on SIGTERM, exiting 0', async () => {
+  it('serves the API, Bull Board and metrics on one port with the workers, and drains on SIGTERM', async () => {
     const ns = createRedisNamespace();
     try {
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'start'], {
         env: {
           ...process.env,
           REDIS_URL: ns.url,
+          PORT: '0',
+          MEMQ_API_KEYS: `${KEY}:cli`,
+          MEMQ_BOARD_PASSWORD: 'cli-board-password',
           MEMQ_KEY_PREFIX: ns.keyPrefix,
           MEMQ_QUEUE_PREFIX: ns.queuePrefix,
           MEMQ_LOG_LEVEL: 'warn',
@@ -22,16 +27,35 @@ describe('memq start', () => {
         child.once('exit', (code) => resolve(code)),
       );
       const deadline = Date.now() + 30_000;
-      while (
-        !stderr.includes('workers running') &&
-        Date.now() < deadline &&
-        child.exitCode === null
-      )
+      while (!stderr.includes('Ctrl-C to stop') && Date.now() < deadline && child.exitCode === null)
         await new Promise((r) => setTimeout(r, 50));
-      expect(stderr).toContain('memq start: workers running');
+      expect(stderr).toMatch(/memq start: http:\/\/localhost:\d+ .*; workers \(append x16/);
+      const base = /http:\/\/localhost:(\d+)/.exec(stderr)![0];
+
+      const append = await fetch(`${base}/v1/memories/customer-support/cli-1/messages?wait=true`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: 'hello from the CLI test' }] }),
+      });
+      expect(append.status).toBe(200);
+      expect(((await append.json()) as { result: unknown }).result).toEqual({
+        added: 1,
+        duplicates: 0,
+      });
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      const board = await fetch(`${base}/admin/queues`, {
+        headers: {
+          Authorization: `Basic ${Buffer.from('admin:cli-board-password').toString('base64')}`,
+        },
+      });
+      expect(board.status).toBe(200);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toContain('memq_messages_appended_total{resource="customer-support"} 1');
+      expect(metrics).toContain('memq_process_resident_memory_bytes');
+
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(stderr).toContain('SIGTERM: draining active jobs');
+      expect(stderr).toContain('SIGTERM: draining');
     } finally {
       await ns.cleanup();
     }

@@ -29,6 +29,10 @@ describe('loadEnvConfig', () => {
       maintenanceIntervalMs: 300_000,
       idempotencyWindowMs: 86_400_000,
       project: 'default',
+      boardUser: 'admin',
+      boardReadOnly: false,
+      maxBodyBytes: 1_048_576,
+      maxMessageBytes: 262_144,
       logLevel: 'info',
     });
   });
@@ -79,7 +83,16 @@ describe('loadEnvConfig', () => {
       logLevel: 'debug',
     });
     // The last ':' separates the project, so keys may contain ':'.
-    expect(Object.fromEntries(config.apiKeys ?? [])).toEqual({ 'k-one': 'acme', 'k:two': 'beta' });
+    expect(Object.fromEntries(config.apiKeys ?? [])).toEqual({
+      'k-one': { project: 'acme', readOnly: false },
+      'k:two': { project: 'beta', readOnly: false },
+    });
+  });
+
+  it('reads a trailing :read as a read-only key', () => {
+    const { apiKeys } = loadEnvConfig({ MEMQ_API_KEYS: 'k1:acme:read,k:2:beta' });
+    expect(apiKeys?.get('k1')).toEqual({ project: 'acme', readOnly: true });
+    expect(apiKeys?.get('k:2')).toEqual({ project: 'beta', readOnly: false });
   });
 
   it('returns a frozen object', () => {
@@ -194,7 +207,7 @@ describe('loadEnvConfig', () => {
   ])('rejects a malformed MEMQ_API_KEYS entry without echoing the key (%s)', (value, got) => {
     const error = errorOf({ MEMQ_API_KEYS: value });
     expect(error.message).toBe(
-      `MEMQ_API_KEYS: expected comma-separated key:project entries (project: 1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit), got ${got}`,
+      `MEMQ_API_KEYS: expected key:project entries, optionally ending in :read (project: 1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit), got ${got}`,
     );
     expect(error.message).not.toContain('sk');
   });
@@ -232,6 +245,12 @@ describe('loadEnvConfig', () => {
       'MEMQ_IDEMPOTENCY_WINDOW_MS',
       'MEMQ_PROJECT',
       'MEMQ_API_KEYS',
+      'MEMQ_API_KEYS_FILE',
+      'MEMQ_BOARD_USER',
+      'MEMQ_BOARD_PASSWORD',
+      'MEMQ_BOARD_READ_ONLY',
+      'MEMQ_MAX_BODY_BYTES',
+      'MEMQ_MAX_MESSAGE_BYTES',
       'MEMQ_LOG_LEVEL',
     ]);
     // Setting every variable to its documented default changes nothing.

@@ -1,0 +1,96 @@
+/**
+ * Credentials of the HTTP surfaces, resolved by the CLI: API keys from `MEMQ_API_KEYS`, else
+ * `MEMQ_API_KEYS_FILE`, else a key memq creates once in `.memq/api-key` (project `default`); the
+ * Bull Board password from `MEMQ_BOARD_PASSWORD`, else one created once in
+ * `.memq/board-password`. Created files are mode 0600 and reused on every start, so a fresh
+ * machine is secure by default and `curl -H "Authorization: Bearer $(cat .memq/api-key)"` works.
+ * Secrets are never printed: messages name the file, not its content.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { API_KEYS_ALLOWED, parseApiKeys, type ApiKeyGrant, type EnvConfig } from '../config/env.js';
+import { ConfigError } from '../core/errors.js';
+
+/** Where generated credentials live (relative to the working directory). */
+export const STATE_DIR = '.memq';
+
+/** Reads a credential file memq created, or creates it with `make()` (mode 0600). */
+async function ensureSecret(
+  file: string,
+  make: () => string,
+): Promise<{ value: string; created: boolean }> {
+  try {
+    const value = (await readFile(file, 'utf8')).trim();
+    if (value !== '') return { value, created: false };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await mkdir(path.dirname(file), { recursive: true });
+  const value = make();
+  await writeFile(file, value + '\n', { mode: 0o600 });
+  await chmod(file, 0o600);
+  return { value, created: true };
+}
+
+/**
+ * API key -> grant for the HTTP API (see the module comment for the order).
+ * @param say Where a one-line notice goes when memq created the key file (never the key).
+ * @throws ConfigError for a keys file that is missing or has a bad entry (named by line).
+ */
+export async function resolveApiKeys(
+  env: EnvConfig,
+  say: (line: string) => void,
+): Promise<ReadonlyMap<string, ApiKeyGrant>> {
+  if (env.apiKeys) return env.apiKeys;
+  if (env.apiKeysFile !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(env.apiKeysFile, 'utf8');
+    } catch (error) {
+      throw new ConfigError(
+        `MEMQ_API_KEYS_FILE: cannot read ${env.apiKeysFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+    const lines = text
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'));
+    const { keys, problems } = parseApiKeys(lines);
+    if (problems.length > 0 || keys.size === 0) {
+      const found = problems.length > 0 ? problems.join('; ') : 'no entries';
+      throw new ConfigError(
+        `MEMQ_API_KEYS_FILE: ${env.apiKeysFile}: ${API_KEYS_ALLOWED}, got ${found}`,
+      );
+    }
+    return keys;
+  }
+  const file = path.join(STATE_DIR, 'api-key');
+  const { value, created } = await ensureSecret(
+    file,
+    () => `mq_${randomBytes(24).toString('base64url')}`,
+  );
+  say(
+    `memq: no MEMQ_API_KEYS set; the API accepts the key in ${file} (project ${env.project})${created ? ', created now' : ''}`,
+  );
+  return new Map([[value, { project: env.project, readOnly: false }]]);
+}
+
+/**
+ * Bull Board's basic-auth credentials and mode.
+ * @param say Where a one-line notice goes when the password comes from the file (never the password).
+ */
+export async function resolveBoardCredentials(
+  env: EnvConfig,
+  say: (line: string) => void,
+): Promise<{ user: string; password: string; readOnly: boolean }> {
+  if (env.boardPassword !== undefined) {
+    return { user: env.boardUser, password: env.boardPassword, readOnly: env.boardReadOnly };
+  }
+  const file = path.join(STATE_DIR, 'board-password');
+  const { value, created } = await ensureSecret(file, () => randomBytes(18).toString('base64url'));
+  say(
+    `memq: no MEMQ_BOARD_PASSWORD set; Bull Board takes user ${env.boardUser} with the password in ${file}${created ? ', created now' : ''}`,
+  );
+  return { user: env.boardUser, password: value, readOnly: env.boardReadOnly };
+}

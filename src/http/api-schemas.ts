@@ -1,0 +1,207 @@
+/**
+ * Zod schemas of the HTTP API's requests and responses: requests are validated with them at the
+ * edge (STYLE.md "Validate once"), and `/openapi.json` is generated from the same schemas, so the
+ * document cannot drift from the code.
+ */
+import { z } from 'zod';
+import { MessageInputSchema, ROLES, SummarySchema } from '../core/message.js';
+import { FLUSH_STRATEGIES } from '../core/memory-resource.js';
+import { MAX_MESSAGES_PER_APPEND, MAX_MESSAGES_PER_WRITE } from '../../queues/job-contracts.js';
+import { QUEUES } from '../../queues/names.js';
+import { MAX_PAGE_SIZE } from '../store/memory-store.js';
+
+/** `POST .../messages` (append): 1..100 messages; ids and `created_at` assigned when absent. */
+export const AppendBodySchema = z.strictObject({
+  /** The messages, oldest first (see the Message schema). */
+  messages: z.array(MessageInputSchema).min(1).max(MAX_MESSAGES_PER_APPEND),
+});
+
+/** `PUT .../messages` (write): replaces the whole log with 0..1000 messages. */
+export const WriteBodySchema = z.strictObject({
+  /** The new log. */
+  messages: z.array(MessageInputSchema).max(MAX_MESSAGES_PER_WRITE),
+});
+
+/** `POST .../flush`: strategy override and dry run. */
+export const FlushBodySchema = z.strictObject({
+  /** Strategy for this flush; default the resource's `flushing.type`. */
+  strategy: z.enum(FLUSH_STRATEGIES).optional(),
+  /** Plan only and return the plan (the call waits for it); change nothing. Default false. */
+  dry_run: z.boolean().default(false),
+});
+
+/** `POST .../clear`: must confirm (Compozy's rule for destructive calls). */
+export const ClearBodySchema = z.strictObject({
+  /** Must be `true`. */
+  confirm: z.literal(true, {
+    error: 'expected true (clear removes every message and the summary)',
+  }),
+});
+
+const integerQuery = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,9}$/, { error: `expected an integer in ${min}-${max}` })
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, { error: `expected an integer in ${min}-${max}` });
+
+/** `GET .../messages` query. */
+export const ReadQuerySchema = z.object({
+  /** First message by position in id order; default 0. */
+  offset: integerQuery(0, 1e9).optional(),
+  /** Page size, 1..1000; default 100. */
+  limit: integerQuery(1, MAX_PAGE_SIZE).optional(),
+  /**
+   * `window` (default): messages with tokens, the summary as its own field. `messages`: chat
+   * messages, the summary as one leading system message (Compozy's shape).
+   */
+  format: z.enum(['window', 'messages']).default('window'),
+});
+
+/** `?wait=true` on mutating calls: answer after the job finished (default: 202 once enqueued). */
+export const WaitQuerySchema = z.object({
+  /** `true`: wait for the job's result. Default `false`. */
+  wait: z.enum(['true', 'false']).default('false'),
+  /** How long to wait, 1-60 000 ms; past it, 504 and the job goes on. Default 30 000. */
+  timeout_ms: integerQuery(1, 60_000).optional(),
+});
+
+/** Path parameters of `/v1/jobs/:queue/:id`. */
+export const JobParamsSchema = z.object({
+  /** One of memq's four queues. */
+  queue: z.enum(Object.values(QUEUES) as [string, ...string[]]),
+  /** The job id from a 202 response. */
+  id: z.string().min(1).max(256),
+});
+
+/** Where a job went: pass to `GET /v1/jobs/:queue/:id`. */
+export const JobRefSchema = z.object({
+  /** Queue name. */
+  queue: z.string(),
+  /** Job id. */
+  id: z.string(),
+});
+
+/** 202 (or 200 with `?wait=true`) answer of an append. */
+export const AppendResponseSchema = z.object({
+  /** The append job; null when the privacy policy dropped every message (nothing enqueued). */
+  job: JobRefSchema.nullable(),
+  /** Ids of the messages enqueued, in order. */
+  message_ids: z.array(z.string()),
+  /** Messages the privacy policy dropped (non-persistable role, or `action: drop`). */
+  dropped: z.number().int(),
+  /** Matches the privacy policy redacted before enqueueing. */
+  redactions: z.number().int(),
+  /** With `?wait=true`: `{ added, duplicates }` from the committed job. */
+  result: z.unknown().optional(),
+});
+
+/** 202 (or 200 with `?wait=true`) answer of write, flush, clear and delete. */
+export const JobAcceptedSchema = z.object({
+  /** The job. */
+  job: JobRefSchema,
+  /** With `?wait=true` (and always for a dry-run flush): the job's result. */
+  result: z.unknown().optional(),
+});
+
+/** The context-window view of a read: how full the memory is against its token limit. */
+export const ContextWindowSchema = z.object({
+  /** The effective token limit (`max_tokens`, or context window x `max_context_ratio`); null when not token-limited. */
+  max_tokens: z.number().int().nullable(),
+  /** Tokens now: exact counts, estimates of uncounted messages, and the summary. */
+  used_tokens: z.number().int(),
+  /** `used_tokens / max_tokens x 100`, two decimals; null when not token-limited. */
+  used_percent: z.number().nullable(),
+});
+
+/** `GET .../messages` answer. */
+export const ReadResponseSchema = z.object({
+  /** Resource id. */
+  resource: z.string(),
+  /** Instance key. */
+  key: z.string(),
+  /** format=window: `{ message, tokens }` per message; format=messages: chat messages. */
+  messages: z.array(z.unknown()),
+  /** The rolling summary (format=window only; null without one). */
+  summary: SummarySchema.nullable().optional(),
+  /** Messages in the log. */
+  total: z.number().int(),
+  /** Page start. */
+  offset: z.number().int(),
+  /** Page size. */
+  limit: z.number().int(),
+  /** More messages after this page. */
+  has_more: z.boolean(),
+  /** Exact tokens of counted messages plus the summary. */
+  token_count: z.number().int(),
+  /** Estimates of messages not counted yet. */
+  estimated_tokens: z.number().int(),
+  /** True when every message has an exact count. */
+  exact: z.boolean(),
+  /** Fill level against the token limit. */
+  context_window: ContextWindowSchema,
+});
+
+/** `GET .../stats` and `GET .../health` answer (snake_case `MemoryStats`). */
+export const StatsResponseSchema = z.object({
+  /** Whether any key of the instance exists. */
+  exists: z.boolean(),
+  /** Messages in the log. */
+  message_count: z.number().int(),
+  /** Exact tokens plus the summary's. */
+  token_count: z.number().int(),
+  /** Estimates of uncounted messages. */
+  estimated_tokens: z.number().int(),
+  /** Messages waiting for an exact count. */
+  uncounted_messages: z.number().int(),
+  /** Tokens of the summary. */
+  summary_tokens: z.number().int(),
+  /** Accepted since the last write/clear (= present + folded + evicted). */
+  accepted_count: z.number().int(),
+  /** Folded into the summary. */
+  folded_count: z.number().int(),
+  /** Evicted by strategies. */
+  evicted_count: z.number().int(),
+  /** Newest folded id. */
+  watermark: z.string().nullable(),
+  /** Seconds to expiry; -1 never; null when absent. */
+  ttl_seconds: z.number().int().nullable(),
+  /** Some operation holds the instance lock now. */
+  locked: z.boolean(),
+  /** Counters agree with the log. */
+  consistent: z.boolean(),
+  /** Stats only: messages per role. */
+  roles: z.record(z.enum(ROLES), z.number().int()).optional(),
+  /** Stats only: `token_count / max_tokens` (0..1+); null when not token-limited. */
+  token_utilization: z.number().nullable().optional(),
+  /** Health only: exists or empty, and consistent. */
+  healthy: z.boolean().optional(),
+});
+
+/** `GET /v1/jobs/:queue/:id` answer. */
+export const JobResponseSchema = z.object({
+  queue: z.string(),
+  id: z.string(),
+  name: z.string(),
+  /** waiting, active, delayed, prioritized, completed, failed. */
+  state: z.string(),
+  attempts_made: z.number().int(),
+  progress: z.unknown(),
+  created_at: z.number().int(),
+  processed_at: z.number().int().optional(),
+  finished_at: z.number().int().optional(),
+  result: z.unknown().optional(),
+  failed_reason: z.string().optional(),
+});
+
+/** Every error answer. */
+export const ErrorResponseSchema = z.object({
+  error: z.object({
+    /** Stable code, e.g. PAYLOAD_INVALID, UNAUTHENTICATED, NOT_FOUND, BACKPRESSURE. */
+    code: z.string(),
+    /** What, where, and what is allowed. */
+    message: z.string(),
+    /** Machine-readable context. */
+    details: z.record(z.string(), z.unknown()),
+  }),
+});

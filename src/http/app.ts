@@ -1,0 +1,185 @@
+/**
+ * The HTTP server (DESIGN.md section 9): the `/v1` API behind API keys, Bull Board behind its own
+ * credentials, `/metrics`, `/healthz`, `/readyz` and `/openapi.json`, on one port.
+ */
+import type { Server } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import express, { type Express, type RequestHandler } from 'express';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ApiKeyGrant } from '../config/env.js';
+import type { MemoryRegistry } from '../config/load-memories.js';
+import type { MemqMetrics } from '../metrics/metrics.js';
+import { loadScripts } from '../redis/scripts.js';
+import type { MemoryClient } from '../../queues/memory-client.js';
+import type { MemoryQueues } from '../../queues/memory-queues.js';
+import { apiKeyAuth } from './auth.js';
+import { BOARD_PATH, createBoardRouter } from './board.js';
+import { errorHandler, NotFoundError } from './http-errors.js';
+import { createMemoryRoutes } from './memory-routes.js';
+import { openApiDocument } from './openapi.js';
+
+/** Dependencies and settings of {@link createHttpApp}. */
+export interface HttpAppOptions {
+  /** The process's producer client (requests use `forProject`). */
+  readonly client: MemoryClient;
+  /** Queues shown on Bull Board. */
+  readonly queues: MemoryQueues;
+  /** Declared resources. */
+  readonly registry: MemoryRegistry;
+  /** Producer connection: `/readyz` pings it and loads the scripts on it. */
+  readonly redis: Redis;
+  /** Instruments; `/metrics` serves `metrics.registry`. */
+  readonly metrics: MemqMetrics;
+  /** Request log (method, route, status, duration, project; never bodies). */
+  readonly log: Logger;
+  /** API key -> grant. */
+  readonly apiKeys: ReadonlyMap<string, ApiKeyGrant>;
+  /** Bull Board credentials and mode. */
+  readonly board: { readonly user: string; readonly password: string; readonly readOnly: boolean };
+  /** Largest request body, bytes (`MEMQ_MAX_BODY_BYTES`). */
+  readonly maxBodyBytes: number;
+  /** Largest message content, UTF-8 bytes (`MEMQ_MAX_MESSAGE_BYTES`). */
+  readonly maxMessageBytes: number;
+  /** `/readyz`'s bound on the canary job's round trip, ms. Default 2 000. */
+  readonly readyTimeoutMs?: number;
+}
+
+/** The route pattern of a finished request (bounded label), e.g. `/v1/memories/:resource/:key/messages`. */
+function routeOf(req: express.Request): string {
+  const pattern = (req.route as { path?: unknown } | undefined)?.path;
+  if (typeof pattern === 'string') return `${req.baseUrl}${pattern}`;
+  if (req.baseUrl === BOARD_PATH || req.originalUrl.startsWith(BOARD_PATH)) return BOARD_PATH;
+  return 'unmatched';
+}
+
+/** Creates the express app (no listening: see {@link listen}). */
+export function createHttpApp(options: HttpAppOptions): Express {
+  const { metrics, log } = options;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+
+  const observe: RequestHandler = (req, res, next) => {
+    const started = performance.now();
+    res.on('finish', () => {
+      const route = routeOf(req);
+      const seconds = (performance.now() - started) / 1000;
+      metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
+      metrics.httpDuration.observe({ method: req.method, route }, seconds);
+      const grant = res.locals.grant as ApiKeyGrant | undefined;
+      log.info(
+        {
+          method: req.method,
+          route,
+          status: res.statusCode,
+          ms: Math.round(seconds * 1000),
+          ...(grant ? { project: grant.project } : {}),
+          ...(req.params.resource ? { resource: req.params.resource } : {}),
+        },
+        'http request',
+      );
+    });
+    next();
+  };
+  app.use(observe);
+
+  app.get('/healthz', (_req, res) => {
+    res.json({
+      status: 'ok',
+      uptime_seconds: Math.round(process.uptime()),
+      event_loop_delay_p99_ms: Math.round(loopDelay.percentile(99) / 1e4) / 100,
+    });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, unknown> = {};
+    let ready = true;
+    const check = async (name: string, run: () => Promise<unknown>) => {
+      try {
+        checks[name] = { ok: true, ...((await run()) as object) };
+      } catch (error) {
+        ready = false;
+        checks[name] = { ok: false, error: error instanceof Error ? error.message : String(error) };
+      }
+    };
+    await check('redis', async () => ({ reply: await options.redis.ping() }));
+    await check('scripts', async () => ({ loaded: await loadScripts(options.redis) }));
+    await check('canary', async () => ({
+      round_trip_ms: await options.client.canary({ timeoutMs: options.readyTimeoutMs ?? 2_000 }),
+    }));
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  });
+
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
+
+  app.use(
+    BOARD_PATH,
+    createBoardRouter({
+      queues: options.queues,
+      registry: options.registry,
+      user: options.board.user,
+      password: options.board.password,
+      readOnly: options.board.readOnly,
+    }),
+  );
+
+  app.use(
+    '/v1',
+    express.json({ limit: options.maxBodyBytes }),
+    apiKeyAuth(options.apiKeys),
+    createMemoryRoutes({
+      client: options.client,
+      registry: options.registry,
+      maxMessageBytes: options.maxMessageBytes,
+    }),
+  );
+
+  app.use((req) => {
+    throw new NotFoundError(`no route ${req.method} ${req.path}`, { method: req.method });
+  });
+  app.use(errorHandler(log));
+  return app;
+}
+
+/** A listening server. */
+export interface HttpServer {
+  /** The port it listens on (useful with port 0). */
+  readonly port: number;
+  /** Stops accepting connections and closes idle ones; resolves when all are closed. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on `port` (0 = any free port) on all interfaces.
+ * @throws the listen error (e.g. EADDRINUSE).
+ */
+export async function listen(app: Express, port: number, host?: string): Promise<HttpServer> {
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(port, host ?? '0.0.0.0', (error?: Error) =>
+      error ? reject(error) : resolve(s),
+    );
+  });
+  const address = server.address();
+  let closing: Promise<void> | undefined;
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,182 @@
+/**
+ * The HTTP surface's one error translation (STYLE.md "Errors"): every error a route throws becomes
+ * `{ error: { code, message, details } }` with the status its code maps to. Errors that are not
+ * memq's own are either Redis being unreachable (503) or a bug (500, message not echoed).
+ */
+import type { ErrorRequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { AppError, BackpressureError } from '../core/errors.js';
+
+/** The caller sent no API key, or one that is not configured. */
+export class AuthenticationError extends AppError {
+  constructor(message: string) {
+    super('UNAUTHENTICATED', message, false);
+  }
+}
+
+/** The API key is valid but may not do this (a read-only key writing). */
+export class ForbiddenError extends AppError {
+  constructor(message: string) {
+    super('FORBIDDEN', message, false);
+  }
+}
+
+/** No such route, memory resource, queue or job (for this project). */
+export class NotFoundError extends AppError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('NOT_FOUND', message, false, { details });
+  }
+}
+
+/** The body, a message or the number of messages is over a configured limit. */
+export class PayloadTooLargeError extends AppError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('PAYLOAD_TOO_LARGE', message, false, { details });
+  }
+}
+
+/** A `?wait=true` call whose job did not finish in time; the job goes on. */
+export class WaitTimeoutError extends AppError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('WAIT_TIMEOUT', message, true, { details });
+  }
+}
+
+/**
+ * HTTP status per error code. Sources: RFC 9110 section 15 for 400/401/403/404/409/413/503/504,
+ * RFC 6585 section 4 for 429. `CONFLICT` (a pending flush with other options) and `LOCK_BUSY` are 409 (the instance is being changed by another
+ * operation; retry); `POLICY_FAILED` is 422 (the request is well-formed but the privacy policy
+ * could not be applied, so nothing was stored).
+ */
+export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
+  PAYLOAD_INVALID: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  MEMORY_NOT_FOUND: 404,
+  CONFLICT: 409,
+  LOCK_BUSY: 409,
+  LOCK_LOST: 409,
+  JOB_FAILED: 500,
+  PAYLOAD_TOO_LARGE: 413,
+  POLICY_FAILED: 422,
+  BACKPRESSURE: 429,
+  REDIS_UNAVAILABLE: 503,
+  WAIT_TIMEOUT: 504,
+  CONFIG_INVALID: 500,
+});
+
+/** ioredis' ways of saying the server cannot be reached right now (fail-fast producer). */
+const REDIS_DOWN =
+  /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Stream isn't writeable|MaxRetriesPerRequest|Reached the max retries per request/;
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  readonly error: {
+    /** Stable upper-snake-case code, e.g. `PAYLOAD_INVALID`. */
+    readonly code: string;
+    /** What went wrong, where, and what is allowed. Never message content or secrets. */
+    readonly message: string;
+    /** Machine-readable context (field, limit, retry_after_ms). */
+    readonly details: Record<string, unknown>;
+  };
+}
+
+/** Status and body for `error` (see {@link STATUS_BY_CODE}); unknown errors are 500. */
+export function toErrorResponse(error: unknown): {
+  status: number;
+  body: ErrorBody;
+  retryAfterSeconds?: number;
+} {
+  if (error instanceof BackpressureError) {
+    return {
+      status: 429,
+      retryAfterSeconds: Math.max(1, Math.ceil(error.retryAfterMs / 1000)),
+      body: {
+        error: {
+          code: error.code,
+          message: error.message,
+          details: { ...error.details, retry_after_ms: error.retryAfterMs },
+        },
+      },
+    };
+  }
+  if (error instanceof AppError) {
+    return {
+      status: STATUS_BY_CODE[error.code] ?? (error.retryable ? 503 : 400),
+      ...(error.code === 'REDIS_UNAVAILABLE' ? { retryAfterSeconds: 1 } : {}),
+      body: { error: { code: error.code, message: error.message, details: error.details } },
+    };
+  }
+  const text = error instanceof Error ? `${error.name} ${error.message}` : String(error);
+  if (REDIS_DOWN.test(text)) {
+    return {
+      status: 503,
+      retryAfterSeconds: 1,
+      body: {
+        error: {
+          code: 'REDIS_UNAVAILABLE',
+          message: 'Redis is not reachable right now; nothing was changed, retry shortly',
+          details: {},
+        },
+      },
+    };
+  }
+  return {
+    status: 500,
+    body: { error: { code: 'INTERNAL', message: 'internal error (logged)', details: {} } },
+  };
+}
+
+/**
+ * Express error middleware: body-parser's own errors (bad JSON -> 400, over the size limit -> 413)
+ * and everything routes throw, as {@link ErrorBody}. Logs 5xx with the method, route and error
+ * name, never the body.
+ */
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    const parserType = (error as { type?: unknown } | null)?.type;
+    let mapped: ReturnType<typeof toErrorResponse>;
+    if (parserType === 'entity.too.large') {
+      const limit = (error as { limit?: number }).limit;
+      mapped = toErrorResponse(
+        new PayloadTooLargeError(`request body: expected at most ${limit} bytes`, {
+          limit_bytes: limit,
+        }),
+      );
+    } else if (parserType === 'entity.parse.failed') {
+      mapped = {
+        status: 400,
+        body: {
+          error: { code: 'PAYLOAD_INVALID', message: 'request body: invalid JSON', details: {} },
+        },
+      };
+    } else {
+      mapped = toErrorResponse(error);
+    }
+    if (mapped.status >= 500) {
+      log.error(
+        {
+          method: req.method,
+          route: (req.route as { path?: string } | undefined)?.path,
+          status: mapped.status,
+          // The name and the frames, not the message: an internal error's message can quote
+          // input (JSON.parse does), and logs never carry message content.
+          err:
+            error instanceof Error
+              ? { name: error.name, frames: error.stack?.split('\n').slice(1, 6).join('\n') }
+              : 'unknown',
+        },
+        'request failed',
+      );
+    }
+    if (mapped.retryAfterSeconds !== undefined) {
+      res.set('Retry-After', String(mapped.retryAfterSeconds));
+    }
+    res.status(mapped.status).json(mapped.body);
+  };
+}

@@ -1,0 +1,270 @@
+/**
+ * `/v1` routes: Compozy's eight memory operations (reference/compozy-memory.md section 2.2-2.3)
+ * on `/v1/memories/:resource/:key/...` and `GET /v1/jobs/:queue/:id` (DESIGN.md section 9).
+ * Every request acts for the project of its API key (`forProject`), never one named in the body.
+ */
+import { Router, type Request, type Response } from 'express';
+import type { z } from 'zod';
+import type { MemoryRegistry } from '../config/load-memories.js';
+import { AppError, PayloadError } from '../core/errors.js';
+import { effectiveLimits } from '../core/flush-plan.js';
+import { asChatMessages } from '../core/summarizer.js';
+import {
+  MAX_MESSAGES_PER_APPEND,
+  MAX_MESSAGES_PER_WRITE,
+  formatIssues,
+} from '../../queues/job-contracts.js';
+import type { JobReceipt, MemoryClient, MemoryTarget } from '../../queues/memory-client.js';
+import type { QueueName } from '../../queues/names.js';
+import type { MemoryStats } from '../store/memory-store.js';
+import {
+  AppendBodySchema,
+  ClearBodySchema,
+  FlushBodySchema,
+  JobParamsSchema,
+  ReadQuerySchema,
+  WaitQuerySchema,
+  WriteBodySchema,
+} from './api-schemas.js';
+import { grantOf, requireWrite } from './auth.js';
+import { NotFoundError, PayloadTooLargeError, WaitTimeoutError } from './http-errors.js';
+
+/** Dependencies of {@link createMemoryRoutes}. */
+export interface MemoryRoutesDeps {
+  /** The process's client; each request uses `client.forProject(<key's project>)`. */
+  readonly client: MemoryClient;
+  /** Declared resources (limits for the context-window figures). */
+  readonly registry: MemoryRegistry;
+  /** Largest message content, UTF-8 bytes (`MEMQ_MAX_MESSAGE_BYTES`); over it: 413. */
+  readonly maxMessageBytes: number;
+}
+
+/** A job failed permanently while the caller waited for it (`?wait=true`). */
+class JobFailedError extends AppError {
+  constructor(message: string) {
+    super('JOB_FAILED', message, false);
+  }
+}
+
+/** Parses `value` with `schema`, or throws PayloadError naming `where` and each field. */
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const parsed = schema.safeParse(value ?? {});
+  if (!parsed.success) throw new PayloadError(formatIssues(where, parsed.error));
+  return parsed.data;
+}
+
+/** 413 before validation: too many messages, or a message over the byte limit. */
+function checkSizes(body: unknown, maxMessages: number, maxMessageBytes: number): void {
+  const messages = (body as { messages?: unknown } | undefined)?.messages;
+  if (!Array.isArray(messages)) return;
+  if (messages.length > maxMessages) {
+    throw new PayloadTooLargeError(
+      `messages: expected at most ${maxMessages} messages per request, got ${messages.length}`,
+      { limit_messages: maxMessages },
+    );
+  }
+  messages.forEach((m: unknown, index) => {
+    const content = (m as { content?: unknown } | null)?.content;
+    if (typeof content === 'string' && Buffer.byteLength(content, 'utf8') > maxMessageBytes) {
+      throw new PayloadTooLargeError(
+        `messages.${index}.content: expected at most ${maxMessageBytes} bytes (MEMQ_MAX_MESSAGE_BYTES)`,
+        { index, limit_bytes: maxMessageBytes },
+      );
+    }
+  });
+}
+
+/** snake_case view of {@link MemoryStats} (the API's naming). */
+function statsBody(stats: MemoryStats) {
+  return {
+    exists: stats.exists,
+    message_count: stats.messageCount,
+    token_count: stats.tokenCount,
+    estimated_tokens: stats.estimatedTokens,
+    uncounted_messages: stats.uncountedMessages,
+    summary_tokens: stats.summaryTokens,
+    accepted_count: stats.acceptedCount,
+    folded_count: stats.foldedCount,
+    evicted_count: stats.evictedCount,
+    watermark: stats.watermark ?? null,
+    ttl_seconds: stats.ttlSeconds ?? null,
+    locked: stats.locked,
+    consistent: stats.consistent,
+  };
+}
+
+/** Creates the `/v1` router (mount behind {@link apiKeyAuth}). */
+export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
+  const router = Router();
+  const clientOf = (res: Response) => deps.client.forProject(grantOf(res).project);
+  const targetOf = (req: Request): MemoryTarget => {
+    const { resource, key } = req.params as { resource: string; key: string };
+    deps.registry.get(resource); // MemoryNotFoundError (404) for an undeclared resource
+    return { resource, key };
+  };
+
+  /** Waits for `receipt` when `?wait=true` (or `force`); otherwise resolves undefined. */
+  const maybeWait = async (
+    req: Request,
+    client: MemoryClient,
+    receipt: JobReceipt,
+    force = false,
+  ): Promise<{ result: unknown } | undefined> => {
+    const query = parse(WaitQuerySchema, req.query, 'query');
+    if (query.wait !== 'true' && !force) return undefined;
+    const timeoutMs = query.timeout_ms ?? 30_000;
+    try {
+      return { result: await client.waitFor<unknown>(receipt, { timeoutMs }) };
+    } catch (error) {
+      if (error instanceof AppError) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      if (message.includes('did not finish within')) {
+        throw new WaitTimeoutError(
+          `${receipt.queue} job ${receipt.jobId} did not finish within ${timeoutMs} ms; it goes on (GET /v1/jobs/${receipt.queue}/${receipt.jobId})`,
+          { queue: receipt.queue, job_id: receipt.jobId, timeout_ms: timeoutMs },
+        );
+      }
+      throw new JobFailedError(message);
+    }
+  };
+  const jobRef = (receipt: JobReceipt) => ({ queue: receipt.queue, id: receipt.jobId });
+  const accepted = async (req: Request, res: Response, receipt: JobReceipt, force = false) => {
+    const waited = await maybeWait(req, clientOf(res), receipt, force);
+    res.status(waited ? 200 : 202).json({ job: jobRef(receipt), ...(waited ?? {}) });
+  };
+
+  router.post('/memories/:resource/:key/messages', requireWrite, async (req, res) => {
+    const target = targetOf(req);
+    checkSizes(req.body, MAX_MESSAGES_PER_APPEND, deps.maxMessageBytes);
+    const body = parse(AppendBodySchema, req.body, 'body');
+    const client = clientOf(res);
+    const receipt = await client.append(target, body.messages);
+    const answer = {
+      job: receipt.jobId === undefined ? null : { queue: 'memory-append', id: receipt.jobId },
+      message_ids: receipt.messageIds,
+      dropped: receipt.dropped,
+      redactions: receipt.redactions,
+    };
+    if (receipt.jobId === undefined) {
+      res.status(200).json(answer);
+      return;
+    }
+    const waited = await maybeWait(req, client, {
+      queue: 'memory-append',
+      jobId: receipt.jobId,
+      ref: receipt.ref,
+    });
+    res.status(waited ? 200 : 202).json({ ...answer, ...(waited ?? {}) });
+  });
+
+  router.get('/memories/:resource/:key/messages', async (req, res) => {
+    const target = targetOf(req);
+    const query = parse(ReadQuerySchema, req.query, 'query');
+    const window = await clientOf(res).read(target, {
+      ...(query.offset !== undefined ? { offset: query.offset } : {}),
+      ...(query.limit !== undefined ? { limit: query.limit } : {}),
+    });
+    const maxTokens = effectiveLimits(deps.registry.get(target.resource)).maxTokens ?? null;
+    const used = window.tokenCount + window.estimatedTokens;
+    res.json({
+      resource: target.resource,
+      key: target.key,
+      messages:
+        query.format === 'messages'
+          ? asChatMessages(
+              query.offset ? undefined : window.summary,
+              window.messages.map((m) => m.message),
+            )
+          : window.messages.map((m) => ({ message: m.message, tokens: m.tokens ?? null })),
+      ...(query.format === 'window' ? { summary: window.summary ?? null } : {}),
+      total: window.total,
+      offset: window.offset,
+      limit: window.limit,
+      has_more: window.hasMore,
+      token_count: window.tokenCount,
+      estimated_tokens: window.estimatedTokens,
+      exact: window.exact,
+      context_window: {
+        max_tokens: maxTokens,
+        used_tokens: used,
+        used_percent: maxTokens ? Math.round((used / maxTokens) * 10_000) / 100 : null,
+      },
+    });
+  });
+
+  router.put('/memories/:resource/:key/messages', requireWrite, async (req, res) => {
+    const target = targetOf(req);
+    checkSizes(req.body, MAX_MESSAGES_PER_WRITE, deps.maxMessageBytes);
+    const body = parse(WriteBodySchema, req.body, 'body');
+    await accepted(req, res, await clientOf(res).write(target, body.messages));
+  });
+
+  router.post('/memories/:resource/:key/flush', requireWrite, async (req, res) => {
+    const target = targetOf(req);
+    const body = parse(FlushBodySchema, req.body, 'body');
+    const receipt = await clientOf(res).flush(target, {
+      ...(body.strategy !== undefined ? { strategy: body.strategy } : {}),
+      dryRun: body.dry_run,
+    });
+    await accepted(req, res, receipt, body.dry_run);
+  });
+
+  router.post('/memories/:resource/:key/clear', requireWrite, async (req, res) => {
+    const target = targetOf(req);
+    parse(ClearBodySchema, req.body, 'body');
+    await accepted(req, res, await clientOf(res).clear(target, { confirm: true }));
+  });
+
+  router.delete('/memories/:resource/:key', requireWrite, async (req, res) => {
+    await accepted(req, res, await clientOf(res).delete(targetOf(req)));
+  });
+
+  router.get('/memories/:resource/:key/health', async (req, res) => {
+    const health = await clientOf(res).health(targetOf(req));
+    res.json({ ...statsBody(health), healthy: health.healthy });
+  });
+
+  router.get('/memories/:resource/:key/stats', async (req, res) => {
+    const target = targetOf(req);
+    const stats = await clientOf(res).stats(target, { deep: true });
+    const maxTokens = effectiveLimits(deps.registry.get(target.resource)).maxTokens;
+    res.json({
+      ...statsBody(stats),
+      roles: stats.roles ?? {},
+      token_utilization: maxTokens
+        ? Math.round(((stats.tokenCount + stats.estimatedTokens) / maxTokens) * 10_000) / 10_000
+        : null,
+    });
+  });
+
+  router.get('/jobs/:queue/:id', async (req, res) => {
+    const params = JobParamsSchema.safeParse(req.params);
+    if (!params.success) {
+      throw new NotFoundError(`no queue ${JSON.stringify(req.params.queue)}`, {
+        queue: req.params.queue,
+      });
+    }
+    const job = await clientOf(res).job(params.data.queue as QueueName, params.data.id);
+    if (!job) {
+      throw new NotFoundError(
+        `no ${params.data.queue} job ${JSON.stringify(params.data.id)} in this project (unknown, another project's, or removed by retention)`,
+        { queue: params.data.queue, id: params.data.id },
+      );
+    }
+    res.json({
+      queue: job.queue,
+      id: job.id,
+      name: job.name,
+      state: job.state,
+      attempts_made: job.attemptsMade,
+      progress: job.progress,
+      created_at: job.createdAt,
+      ...(job.processedAt !== undefined ? { processed_at: job.processedAt } : {}),
+      ...(job.finishedAt !== undefined ? { finished_at: job.finishedAt } : {}),
+      ...(job.result !== undefined ? { result: job.result } : {}),
+      ...(job.failedReason !== undefined ? { failed_reason: job.failedReason } : {}),
+    });
+  });
+
+  return router;
+}

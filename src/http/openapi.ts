@@ -1,0 +1,196 @@
+/**
+ * `/openapi.json`: an OpenAPI 3.1 document generated from the zod schemas the routes validate
+ * with (`api-schemas.ts`), via zod 4's own `z.toJSONSchema` (JSON Schema 2020-12, which OpenAPI
+ * 3.1 uses as its schema dialect).
+ */
+import { z } from 'zod';
+import {
+  AppendBodySchema,
+  AppendResponseSchema,
+  ClearBodySchema,
+  ErrorResponseSchema,
+  FlushBodySchema,
+  JobAcceptedSchema,
+  JobResponseSchema,
+  ReadQuerySchema,
+  ReadResponseSchema,
+  StatsResponseSchema,
+  WaitQuerySchema,
+  WriteBodySchema,
+} from './api-schemas.js';
+
+const json = (schema: z.ZodType, io: 'input' | 'output') => {
+  const converted = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
+  delete converted.$schema;
+  return converted;
+};
+
+const content = (schema: z.ZodType, io: 'input' | 'output' = 'output') => ({
+  'application/json': { schema: json(schema, io) },
+});
+
+/** Query parameters of an object schema, as OpenAPI parameters. */
+const queryParameters = (schema: z.ZodObject) =>
+  Object.entries(schema.shape).map(([name, field]) => ({
+    name,
+    in: 'query',
+    required: false,
+    schema: json(field as z.ZodType, 'input'),
+  }));
+
+const memoryParameters = [
+  {
+    name: 'resource',
+    in: 'path',
+    required: true,
+    description: 'Memory resource id (a file in memories/)',
+    schema: { type: 'string' },
+  },
+  {
+    name: 'key',
+    in: 'path',
+    required: true,
+    description: 'Instance key, 1-256 of [A-Za-z0-9_:-@.]',
+    schema: { type: 'string' },
+  },
+];
+
+const errors = (...statuses: number[]) =>
+  Object.fromEntries(
+    statuses.map((status) => [
+      String(status),
+      { description: ERROR_MEANING[status] ?? 'error', content: content(ErrorResponseSchema) },
+    ]),
+  );
+
+const ERROR_MEANING: Record<number, string> = {
+  400: 'invalid body or query (PAYLOAD_INVALID)',
+  401: 'missing or unknown API key (UNAUTHENTICATED)',
+  403: 'read-only API key (FORBIDDEN)',
+  404: 'unknown memory resource, queue or job (MEMORY_NOT_FOUND, NOT_FOUND)',
+  409: 'the instance is locked by another operation (LOCK_BUSY)',
+  413: 'body, message or message count over the limit (PAYLOAD_TOO_LARGE)',
+  422: 'the privacy policy could not be applied; nothing stored (POLICY_FAILED)',
+  429: 'backpressure: the append backlog is over its high-water mark; see Retry-After',
+  503: 'Redis unreachable (REDIS_UNAVAILABLE); see Retry-After',
+  504: '?wait=true timed out (WAIT_TIMEOUT); the job goes on',
+};
+
+const WRITE_ERRORS = [400, 401, 403, 404, 409, 413, 422, 429, 503, 504];
+const READ_ERRORS = [400, 401, 404, 503];
+
+/** The OpenAPI 3.1 document served at `/openapi.json`. */
+export function openApiDocument(): Record<string, unknown> {
+  const wait = queryParameters(WaitQuerySchema);
+  const accepted = {
+    '202': { description: 'enqueued', content: content(JobAcceptedSchema) },
+    '200': { description: 'finished (?wait=true)', content: content(JobAcceptedSchema) },
+  };
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'memq',
+      version: '0.1.0',
+      description:
+        "Queue-driven memory for LLM agents: Compozy's eight memory operations over BullMQ and Redis.",
+    },
+    components: {
+      securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } },
+    },
+    security: [{ apiKey: [] }],
+    paths: {
+      '/v1/memories/{resource}/{key}/messages': {
+        parameters: memoryParameters,
+        post: {
+          summary: 'Append messages (202 with the job; ?wait=true answers after the commit)',
+          parameters: wait,
+          requestBody: { required: true, content: content(AppendBodySchema, 'input') },
+          responses: {
+            '202': { description: 'enqueued', content: content(AppendResponseSchema) },
+            '200': {
+              description: 'committed (?wait=true), or every message dropped by policy',
+              content: content(AppendResponseSchema),
+            },
+            ...errors(...WRITE_ERRORS),
+          },
+        },
+        get: {
+          summary: 'Read a page with the summary, counts and context-window use',
+          parameters: queryParameters(ReadQuerySchema),
+          responses: {
+            '200': { description: 'the page', content: content(ReadResponseSchema) },
+            ...errors(...READ_ERRORS),
+          },
+        },
+        put: {
+          summary: 'Replace the log (write)',
+          parameters: wait,
+          requestBody: { required: true, content: content(WriteBodySchema, 'input') },
+          responses: { ...accepted, ...errors(...WRITE_ERRORS) },
+        },
+      },
+      '/v1/memories/{resource}/{key}/flush': {
+        parameters: memoryParameters,
+        post: {
+          summary: 'Flush now (strategy override; dry_run answers with the plan)',
+          parameters: wait,
+          requestBody: { required: false, content: content(FlushBodySchema, 'input') },
+          responses: { ...accepted, ...errors(...WRITE_ERRORS) },
+        },
+      },
+      '/v1/memories/{resource}/{key}/clear': {
+        parameters: memoryParameters,
+        post: {
+          summary: 'Remove every message and the summary (confirm: true)',
+          parameters: wait,
+          requestBody: { required: true, content: content(ClearBodySchema, 'input') },
+          responses: { ...accepted, ...errors(...WRITE_ERRORS) },
+        },
+      },
+      '/v1/memories/{resource}/{key}': {
+        parameters: memoryParameters,
+        delete: {
+          summary: 'Delete the instance (every key family and its index entry)',
+          parameters: wait,
+          responses: { ...accepted, ...errors(...WRITE_ERRORS) },
+        },
+      },
+      '/v1/memories/{resource}/{key}/health': {
+        parameters: memoryParameters,
+        get: {
+          summary: 'Health: exists, counters consistent, lock, TTL',
+          responses: {
+            '200': { description: 'health', content: content(StatsResponseSchema) },
+            ...errors(...READ_ERRORS),
+          },
+        },
+      },
+      '/v1/memories/{resource}/{key}/stats': {
+        parameters: memoryParameters,
+        get: {
+          summary: 'Stats: token utilization, role distribution, accounting',
+          responses: {
+            '200': { description: 'stats', content: content(StatsResponseSchema) },
+            ...errors(...READ_ERRORS),
+          },
+        },
+      },
+      '/v1/jobs/{queue}/{id}': {
+        parameters: [
+          { name: 'queue', in: 'path', required: true, schema: { type: 'string' } },
+          { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+        ],
+        get: {
+          summary: "A job of the caller's project: state, progress, result or failure reason",
+          responses: {
+            '200': { description: 'the job', content: content(JobResponseSchema) },
+            ...errors(401, 404, 503),
+          },
+        },
+      },
+    },
+  };
+}
