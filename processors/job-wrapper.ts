@@ -5,6 +5,7 @@ import { AppError } from '../src/core/errors.js';
 import type { JobOutcome, MemqMetrics } from '../src/metrics/metrics.js';
 import { formatIssues } from '../queues/job-contracts.js';
 import type { QueueName } from '../queues/names.js';
+import { memoryId, type MemoryRef } from '../src/redis/keys.js';
 
 /** What a wrapped handler receives besides the parsed payload. */
 export interface JobContext {
@@ -72,18 +73,20 @@ export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>
       );
       throw new UnrecoverableError(reason);
     }
+    const ref = (parsed.data as { ref?: MemoryRef } | undefined)?.ref;
+    const jobLog = ref ? log.child({ memory: memoryId(ref) }) : log;
     try {
-      const result = await options.run(parsed.data, { job, signal, log });
+      const result = await options.run(parsed.data, { job, signal, log: jobLog });
       record('completed');
       return result;
     } catch (error) {
       if (error instanceof AppError && !error.retryable) {
         record('failed');
-        log.warn({ code: error.code }, 'job failed permanently');
+        jobLog.warn({ code: error.code }, 'job failed permanently');
         throw new UnrecoverableError(`${error.code}: ${error.message}`);
       }
       record(job.attemptsMade + 1 < (job.opts.attempts ?? 1) ? 'retry' : 'failed');
-      log.warn(
+      jobLog.warn(
         {
           err:
             error instanceof Error ? { name: error.name, message: error.message } : String(error),

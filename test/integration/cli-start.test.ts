@@ -60,4 +60,61 @@ describe('memq start', () => {
       await ns.cleanup();
     }
   });
+
+  it('splits into memq serve (HTTP only) and memq work (workers only) against one Redis', async () => {
+    const ns = createRedisNamespace();
+    const env = {
+      ...process.env,
+      REDIS_URL: ns.url,
+      PORT: '0',
+      MEMQ_API_KEYS: `${KEY}:cli`,
+      MEMQ_BOARD_PASSWORD: 'cli-board-password',
+      MEMQ_KEY_PREFIX: ns.keyPrefix,
+      MEMQ_QUEUE_PREFIX: ns.queuePrefix,
+      MEMQ_LOG_LEVEL: 'warn',
+    };
+    const start = (command: string) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', command], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const state = { stderr: '' };
+      child.stderr.on('data', (d: Buffer) => (state.stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      return { child, state, exited };
+    };
+    const serve = start('serve');
+    const work = start('work');
+    try {
+      const deadline = Date.now() + 30_000;
+      while (
+        !(serve.state.stderr.includes('Ctrl-C') && work.state.stderr.includes('Ctrl-C')) &&
+        Date.now() < deadline
+      )
+        await new Promise((r) => setTimeout(r, 50));
+      expect(serve.state.stderr).toMatch(/memq serve: http:\/\/localhost:\d+ [^;]*; Ctrl-C/);
+      expect(work.state.stderr).toMatch(
+        /memq work: workers \(append x16, token-count x2\); Ctrl-C/,
+      );
+      const base = /http:\/\/localhost:(\d+)/.exec(serve.state.stderr)![0];
+      expect((await fetch(`${base}/readyz`)).status).toBe(200); // a canary through memq work
+      const append = await fetch(
+        `${base}/v1/memories/customer-support/split-1/messages?wait=true`,
+        {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({
+            messages: [{ role: 'user', content: 'via serve, stored by work' }],
+          }),
+        },
+      );
+      expect(append.status).toBe(200);
+    } finally {
+      serve.child.kill('SIGTERM');
+      work.child.kill('SIGTERM');
+      expect(await serve.exited).toBe(0);
+      expect(await work.exited).toBe(0);
+      await ns.cleanup();
+    }
+  });
 });
