@@ -76,6 +76,8 @@ export interface AppendReceipt {
   readonly dropped: number;
   /** Pattern matches redacted before enqueueing. */
   readonly redactions: number;
+  /** {@link redactions} by rule (`redact_patterns[i]` or a detector's name). */
+  readonly redactionsByRule: Readonly<Record<string, number>>;
   /** The instance the messages go to. */
   readonly ref: MemoryRef;
 }
@@ -345,16 +347,19 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
         kept: messages,
         dropped,
         redactions,
+        redactionsByRule,
       } = applyPrivacy(resource.privacyPolicy, identified);
       if (messages.length === 0) {
-        return { receipt: { jobId: undefined, messageIds: [], dropped, redactions, ref } };
+        return {
+          receipt: { jobId: undefined, messageIds: [], dropped, redactions, redactionsByRule, ref },
+        };
       }
       const job: AppendJob = { ref, messages };
       const checked = AppendJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
       const messageIds = messages.map((m) => m.id);
       const jobId = appendJobId(messageIds);
-      return { receipt: { jobId, messageIds, dropped, redactions, ref }, job };
+      return { receipt: { jobId, messageIds, dropped, redactions, redactionsByRule, ref }, job };
     };
 
     const client: MemoryClient = {

@@ -89,9 +89,11 @@ export async function replayCommand(
         queuePrefix: env.queuePrefix,
         project: env.project,
         log,
+        ...(values.workers ? { metrics: runtime.metrics } : {}),
       },
       {
         memory: values.memory,
+        sampleRss: values.workers,
         ...(limit !== undefined ? { limit } : {}),
         ...(rate !== undefined ? { ratePerSecond: rate } : {}),
         ...(groups ? { groups } : {}),

@@ -139,6 +139,12 @@ export interface PrivacyResult<M> {
   readonly dropped: number;
   /** Number of pattern matches replaced across all kept messages. */
   readonly redactions: number;
+  /**
+   * Matches replaced, by rule: `redact_patterns[i]` for the resource's own patterns, the
+   * detector's name (`email`, `phone`, ...) for built-in detectors. Rules without a match are
+   * absent.
+   */
+  readonly redactionsByRule: Readonly<Record<string, number>>;
 }
 
 /**
@@ -173,6 +179,8 @@ interface CompiledPolicy {
   readonly rules: readonly RE2JS[];
   /** Per rule, in order: the detector's check, if any. */
   readonly checks: ReadonlyArray<((match: string) => boolean) | undefined>;
+  /** Per rule, in order: `redact_patterns[i]` or the detector's name. */
+  readonly names: readonly string[];
 }
 
 const compiled = new WeakMap<RedactionPolicy, CompiledPolicy>();
@@ -201,6 +209,7 @@ function compile(policy: RedactionPolicy): CompiledPolicy {
       ...policy.redactPatterns.map(() => undefined),
       ...detectors.map((d) => DETECTOR_RULES[d].check),
     ],
+    names: [...policy.redactPatterns.map((_, i) => `redact_patterns[${i}]`), ...detectors],
   };
   compiled.set(policy, result);
   return result;
@@ -288,7 +297,7 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
   policy: RedactionPolicy | undefined,
   messages: readonly M[],
 ): PrivacyResult<M> {
-  if (!policy) return { kept: [...messages], dropped: 0, redactions: 0 };
+  if (!policy) return { kept: [...messages], dropped: 0, redactions: 0, redactionsByRule: {} };
   const rules = compile(policy);
   const action = policy.action ?? 'redact';
   const { pseudonym } = policy;
@@ -308,15 +317,20 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
   const kept: M[] = [];
   let dropped = 0;
   let redactions = 0;
+  const byRule: Record<string, number> = {};
   for (const message of messages) {
     if (policy.nonPersistableMessageTypes.includes(message.role)) {
       dropped += 1;
       continue;
     }
+    const counted: string[] = [];
     const redact = (text: string): string =>
-      replaceRules(rules, text, (match) => {
+      replaceRules(rules, text, (match, rule) => {
         const replaced = replacement(match);
-        if (replaced !== match) redactions += 1; // an existing pseudonym is left as it is
+        if (replaced !== match) {
+          redactions += 1; // an existing pseudonym is left as it is
+          counted.push(rules.names[rule]!);
+        }
         return replaced;
       });
     const before = redactions;
@@ -335,6 +349,7 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
       redactions = before;
       continue;
     }
+    for (const name of counted) byRule[name] = (byRule[name] ?? 0) + 1;
     kept.push(
       redactions === before
         ? message
@@ -346,7 +361,7 @@ export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metad
           },
     );
   }
-  return { kept, dropped, redactions };
+  return { kept, dropped, redactions, redactionsByRule: byRule };
 }
 
 /**

@@ -9,6 +9,7 @@ import type { MemoryStore, MemoryWindow } from '../store/memory-store.js';
 import type { AppendReceipt, MemoryClient } from '../../queues/memory-client.js';
 import { BackpressureError } from '../core/errors.js';
 import { QUEUES } from '../../queues/names.js';
+import type { MemqMetrics } from '../metrics/metrics.js';
 import { buildConversations, type Conversation, type ReplayStats } from './corpus.js';
 
 /** Options of {@link runReplay}. */
@@ -27,6 +28,11 @@ export interface ReplayOptions {
   readonly stallTimeoutMs?: number;
   /** Called about every 250 ms with progress. */
   readonly onProgress?: (progress: ReplayProgress) => void;
+  /**
+   * Sample this process's RSS during the replay and report the peak as the workers' RSS (set
+   * when the workers run in this process). Default false.
+   */
+  readonly sampleRss?: boolean;
 }
 
 /** A progress sample. */
@@ -66,6 +72,21 @@ export interface ReplayReport {
   readonly droppedByPolicy: number;
   /** Pattern matches the privacy policy redacted before enqueueing. */
   readonly redactions: number;
+  /** {@link redactions} by rule: `redact_patterns[i]` or a detector's name (`email`, ...). */
+  readonly redactionsByRule: Readonly<Record<string, number>>;
+  /** Flushes applied to the replayed memories (their flush epochs: over their lifetime). */
+  readonly flushes: number;
+  /** Messages folded into summaries or evicted by flushes (so `stored + folded = accepted`). */
+  readonly messagesFolded: number;
+  /** Replayed memories that have a rolling summary. */
+  readonly summaries: number;
+  /**
+   * Tokens removed from windows by flushes during this replay (`memq_tokens_saved_total`), when
+   * the workers record to {@link ReplayDeps.metrics}; undefined otherwise.
+   */
+  readonly tokensSaved: number | undefined;
+  /** Peak RSS of this process during the replay, bytes, with `sampleRss`; undefined otherwise. */
+  readonly workerPeakRssBytes: number | undefined;
   /** Appends whose enqueue failed (e.g. Redis unreachable); each is logged. */
   readonly enqueueErrors: number;
   /** Append jobs that failed permanently (dead letters). */
@@ -106,6 +127,8 @@ export interface ReplayDeps {
   readonly project: string;
   /** Logger for failures (never message content). */
   readonly log: Logger;
+  /** The workers' instruments, when they run in this process (for tokens saved by flushes). */
+  readonly metrics?: MemqMetrics;
 }
 
 /** What an append job ended with. */
@@ -199,6 +222,9 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let enqueueErrors = 0;
   let droppedByPolicy = 0;
   let redactions = 0;
+  const redactionsByRule: Record<string, number> = {};
+  let peakRss = options.sampleRss ? process.memoryUsage().rss : 0;
+  const tokensSavedBefore = await tokensSavedOf(deps.metrics, options.memory);
   const progressAt = { last: Date.now() };
   const settle = (jobId: string, outcome: JobOutcome, finishedAt: number | undefined) => {
     const at = pendingJobs.get(jobId);
@@ -230,6 +256,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let backlog = 0;
   let startedAt = 0;
   const progressTimer = setInterval(() => {
+    if (options.sampleRss) peakRss = Math.max(peakRss, process.memoryUsage().rss);
     void deps.client.backlog().then(
       (b) => (backlog = b),
       () => undefined,
@@ -272,6 +299,9 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
           .then(
             (receipt) => {
               redactions += receipt.redactions;
+              for (const [rule, n] of Object.entries(receipt.redactionsByRule)) {
+                redactionsByRule[rule] = (redactionsByRule[rule] ?? 0) + n;
+              }
               droppedByPolicy += receipt.dropped;
               if (receipt.jobId === undefined) {
                 committed += 1; // nothing to store: the policy dropped the message
@@ -350,15 +380,53 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       }
       await sleep(250);
     }
+    // Counting enqueues the flushes that the trigger asks for: wait until none is waiting or
+    // running, so the report describes a settled state.
+    const flushQueue = new Queue(QUEUES.flush, {
+      connection: deps.connection,
+      prefix: deps.queuePrefix,
+    });
+    try {
+      let lastFlushProgress = Date.now();
+      let lastPending = -1;
+      for (;;) {
+        const c = await flushQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+        const pendingFlushes =
+          (c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0);
+        if (pendingFlushes === 0) break;
+        if (pendingFlushes !== lastPending) lastFlushProgress = Date.now();
+        lastPending = pendingFlushes;
+        if (Date.now() - lastFlushProgress > stallTimeoutMs) {
+          throw new Error(
+            `replay: ${pendingFlushes} flush job(s) made no progress for ${stallTimeoutMs} ms; are workers running (memq work)?`,
+          );
+        }
+        await sleep(200);
+      }
+    } finally {
+      await flushQueue.close();
+    }
     const finishedAt = Date.now();
     let messagesStored = 0;
     let tokensCounted = 0;
     let exactMemories = 0;
-    for (const window of windows.values()) {
-      messagesStored += window.total;
-      tokensCounted += window.tokenCount;
-      if (window.exact) exactMemories += 1;
+    let flushes = 0;
+    let messagesFolded = 0;
+    let summaries = 0;
+    for (let i = 0; i < refs.length; i += 200) {
+      const chunk = refs.slice(i, i + 200);
+      const all = await Promise.all(chunk.map((ref) => deps.store.stats(ref)));
+      for (const stats of all) {
+        messagesStored += stats.messageCount;
+        tokensCounted += stats.tokenCount;
+        if (stats.uncountedMessages === 0) exactMemories += 1;
+        flushes += stats.epoch;
+        messagesFolded += stats.foldedCount + stats.evictedCount;
+        if (stats.summaryTokens > 0) summaries += 1;
+      }
     }
+    if (options.sampleRss) peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    const tokensSavedAfter = await tokensSavedOf(deps.metrics, options.memory);
     latencies.sort((a, b) => a - b);
     const elapsedSeconds = Math.max(0.001, (finishedAt - startedAt) / 1000);
     return {
@@ -370,6 +438,15 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       duplicates,
       droppedByPolicy,
       redactions,
+      redactionsByRule,
+      flushes,
+      messagesFolded,
+      summaries,
+      tokensSaved:
+        tokensSavedAfter === undefined || tokensSavedBefore === undefined
+          ? undefined
+          : tokensSavedAfter - tokensSavedBefore,
+      workerPeakRssBytes: options.sampleRss ? peakRss : undefined,
       enqueueErrors,
       failedJobs: failed,
       messagesStored,
@@ -392,6 +469,16 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   }
 }
 
+/** `memq_tokens_saved_total` for `resource`, all strategies; undefined without metrics. */
+async function tokensSavedOf(
+  metrics: MemqMetrics | undefined,
+  resource: string,
+): Promise<number | undefined> {
+  if (!metrics) return undefined;
+  const { values } = await metrics.tokensSaved.get();
+  return values.filter((v) => v.labels.resource === resource).reduce((sum, v) => sum + v.value, 0);
+}
+
 /** The report as an aligned text table (the replay's final output). */
 export function formatReplayReport(report: ReplayReport): string {
   const rows: Array<[string, string]> = [
@@ -405,10 +492,29 @@ export function formatReplayReport(report: ReplayReport): string {
     ['messages accepted', String(report.messagesAccepted)],
     ['duplicates', String(report.duplicates)],
     ['dropped by policy', String(report.droppedByPolicy)],
-    ['redactions', String(report.redactions)],
+    [
+      'redactions',
+      `${report.redactions}${
+        Object.keys(report.redactionsByRule).length > 0
+          ? ` (${Object.entries(report.redactionsByRule)
+              .map(([rule, n]) => `${rule}: ${n}`)
+              .join(', ')})`
+          : ''
+      }`,
+    ],
     ['enqueue errors', String(report.enqueueErrors)],
     ['failed jobs', String(report.failedJobs)],
     ['messages stored', String(report.messagesStored)],
+    [
+      'flushes',
+      `${report.flushes} (${report.messagesFolded} messages folded or evicted, ${report.summaries} memories with a summary)`,
+    ],
+    [
+      'tokens saved by flushes',
+      report.tokensSaved === undefined
+        ? 'n/a (workers in other processes)'
+        : String(report.tokensSaved),
+    ],
     [
       'tokens counted',
       `${report.tokensCounted} (exact in ${report.exactMemories}/${report.threads} memories)`,
@@ -418,6 +524,12 @@ export function formatReplayReport(report: ReplayReport): string {
     [
       'enqueue -> committed',
       `p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms (${report.latencyMs.samples} jobs timed)`,
+    ],
+    [
+      'worker RSS (peak)',
+      report.workerPeakRssBytes === undefined
+        ? 'n/a (workers in other processes)'
+        : `${Math.round(report.workerPeakRssBytes / 2 ** 20)} MiB`,
     ],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));

@@ -59,7 +59,7 @@ describe('memq inspect and memq jobs', () => {
     const run = memq('inspect', 'customer-support', 'cli:1', '--project', 'test');
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toContain('memory test/customer-support/cli:1');
-    expect(run.stdout).toMatch(/messages 2, tokens \d+ exact \+ 0 estimated of 32000, uncounted 0/);
+    expect(run.stdout).toMatch(/messages 2, tokens \d+ exact \+ 0 estimated of 4000, uncounted 0/);
     expect(run.stdout).toContain(
       'accepted 2 = present 2 + folded 0 + evicted 0; counters consistent',
     );

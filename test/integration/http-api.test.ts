@@ -64,10 +64,10 @@ describe('HTTP API', () => {
         read.body.messages.map((m: { message: { content: string } }) => m.message.content),
       ).toEqual(['hi, my order is late', 'sorry, let me check']);
       expect(read.body).toMatchObject({ total: 2, offset: 0, has_more: false, summary: null });
-      expect(read.body.context_window.max_tokens).toBe(32_000);
+      expect(read.body.context_window.max_tokens).toBe(4_000);
       expect(read.body.context_window.used_tokens).toBeGreaterThan(0);
       expect(read.body.context_window.used_percent).toBe(
-        Math.round((read.body.context_window.used_tokens / 32_000) * 10_000) / 100,
+        Math.round((read.body.context_window.used_tokens / 4_000) * 10_000) / 100,
       );
 
       const chat = await request(http.app)
@@ -126,7 +126,7 @@ describe('HTTP API', () => {
         roles: { user: 2, assistant: 1 },
         consistent: true,
       });
-      expect(stats.body.token_utilization).toBeCloseTo(stats.body.token_count / 32_000, 4);
+      expect(stats.body.token_utilization).toBeCloseTo(stats.body.token_count / 4_000, 4);
 
       const health = await request(http.app).get(`${PATH}/c-3/health`).set(auth(KEYS.acme));
       expect(health.body).toMatchObject({ healthy: true, message_count: 3 });

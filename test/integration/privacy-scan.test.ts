@@ -42,7 +42,8 @@ describe('privacy: 2,000 real e-mails through a redacting policy, then every key
   });
 
   it('stores 2,000 messages and none of the addresses or phone numbers they held', async () => {
-    expect(report.messagesStored).toBe(LIMIT);
+    expect(report.messagesStored + report.messagesFolded).toBe(LIMIT);
+    expect(report.flushes).toBeGreaterThan(0); // summaries are built from redacted text only
     expect(report.failedJobs).toBe(0);
     expect(report.redactions).toBeGreaterThan(0);
     expect(originals.length).toBeGreaterThan(100);

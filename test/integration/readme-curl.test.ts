@@ -65,7 +65,7 @@ describe('README', () => {
         .map((line) => JSON.parse(line) as Record<string, unknown>);
       expect(append).toMatchObject({ redactions: 1, result: { added: 2, duplicates: 0 } });
       expect(JSON.stringify(read)).toContain('Hi, I am [REDACTED] and my order #4411 is late');
-      expect(read).toMatchObject({ total: 2, context_window: { max_tokens: 32_000 } });
+      expect(read).toMatchObject({ total: 2, context_window: { max_tokens: 4_000 } });
       expect(flush).toMatchObject({ result: { applied: false } });
       expect(stats).toMatchObject({ message_count: 2, roles: { user: 1, assistant: 1 } });
       expect(run.stdout).not.toContain('jane@example.com');

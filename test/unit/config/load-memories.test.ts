@@ -330,7 +330,8 @@ describe('loadMemoryResources', () => {
     const support = (await loadMemoryResources('memories')).get('customer-support');
     expect(support).toMatchObject({
       type: 'token_based',
-      maxTokens: 32_000,
+      maxTokens: 4_000,
+      flushing: { type: 'hybrid_summary', summaryTokens: 400 },
       persistence: { type: 'redis', ttlSeconds: 86_400 },
       privacyPolicy: {
         nonPersistableMessageTypes: ['system', 'tool'],
