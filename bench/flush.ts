@@ -1,16 +1,16 @@
 /**
  * `npm run bench:flush` (this file): does a flush cost what it folds, or what the memory holds?
  *
- *   npm run bench:flush            # memories of 1,000 and 100,000 messages
- *   npm run bench:flush -- --quick # 1,000 and 20,000
+ *   npm run bench:flush            # memories of 1,000, 10,000 and 100,000 messages
+ *   npm run bench:flush -- --quick # 1,000, 10,000 and 20,000
  *
- * Starts a private redis-server on a free loopback port and memq's workers, fills two
+ * Starts a private redis-server on a free loopback port and memq's workers, fills three
  * `hybrid_summary` memories (real e-mail text, first 200 characters per message) and counts
  * their tokens, then 7 times per memory: folds exactly its oldest 100 messages with a flush job
  * (`message_count_based`, `max_messages` = 2 x (size - 100), target ratio 0.5) and appends 100
  * new ones, so the size stays put. The figure is the flush job's processing time
  * (`finishedOn - processedOn`: lock, read, plan, rule-based summary, `apply-flush.lua`), median
- * of 7 after one untimed warm-up round. Target: the large memory's median <= 2x the small one's.
+ * of 7 after one untimed warm-up round. Target: the largest memory's median <= 2x the smallest one's.
  * Prints a table and writes bench/results/flush-latest.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ import { buildConversations } from '../src/replay/corpus.js';
 import { startBenchPipeline, startBenchRedis } from './harness.js';
 
 const quick = process.argv.includes('--quick');
-const SIZES = [1_000, quick ? 20_000 : 100_000];
+const SIZES = quick ? [1_000, 10_000, 20_000] : [1_000, 10_000, 100_000];
 const FOLD = 100;
 const ROUNDS = 7;
 
@@ -104,12 +104,14 @@ try {
   await redis.stop();
 }
 
-const [small, large] = results as [(typeof results)[0], (typeof results)[0]];
+const small = results[0]!;
+const large = results.at(-1)!;
 const ratio = large.medianMs / Math.max(1, small.medianMs);
 const result = {
   when: new Date().toISOString(),
   node: process.version,
   folded_per_flush: FOLD,
+  sizes: SIZES,
   ratios: { large_vs_small: Number(ratio.toFixed(2)) },
   figures: Object.fromEntries(
     results.map((r) => [

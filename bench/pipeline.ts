@@ -1,30 +1,43 @@
 /**
- * `npm run bench` (this file): memq's pipeline against BullMQ's own ceiling, on this machine.
+ * `npm run bench` (this file): memq side by side with what a user would otherwise run, on this
+ * machine, in one run.
  *
- *   npm run bench            # 5,000 jobs per scenario
- *   npm run bench -- --quick # 1,000 jobs per scenario
+ *   npm run bench            # 5,000 jobs per scenario, full token and flush benches (~6 min)
+ *   npm run bench -- --quick # 1,000 jobs, quick token and flush benches (< 90 s)
  *
  * Starts a private redis-server on a free loopback port (AOF everysec, as `npm start` would),
  * then measures, one after the other:
  *  (a) BullMQ no-op ceiling: N single `add`s (64 in flight) of no-op jobs, consumed by one
  *      Worker at concurrency C, from the first add to the last completion;
  *  (b) memq appends: N single-message `MemoryClient.append` calls (64 in flight; 50 memories,
- *      real e-mail text, customer-support privacy policy) consumed by memq's append workers at
- *      the same C with the token-count workers running as in production, from the first append
- *      to the last committed append job (enqueue -> committed);
- *  (b') the same with token counting deferred: the token-count queue is paused for the timed
- *      window (the append path alone), then resumed and drained until every count is exact;
- *  (c) producer-side work per message: `MemoryClient.prepareAppend` (validation, key, ids,
- *      privacy, job contract; no I/O), median and p99 over 10,000 calls.
- * For (a), (b) and (b') it also reports CPU per job: this process (`process.cpuUsage`, all
- * threads) and the Redis server (`INFO cpu`), since both share the machine's cores.
- * Prints a table and writes bench/results/latest.json.
+ *      real e-mail text, customer-support: privacy policy, exact counting, hybrid_summary
+ *      flushing) consumed by memq's workers at the same C, from the first append to the last
+ *      committed append job (enqueue -> committed); (b') the same with token counting deferred
+ *      until after the timed window (the append path alone);
+ *  (c) token-count pipeline vs a raw tokenizer loop over the same messages: `bench/tokens.ts`
+ *      in a child process (its own private Redis), read from bench/results/tokens-latest.json;
+ *  (d) the peer a user would pick instead: LangChain's RedisChatMessageHistory plus
+ *      trimMessages to the same 4,000-token budget (bench/peer-langchain.ts), one message per
+ *      turn (add, read back, trim), on the same texts split into the same 50 conversations at
+ *      the same concurrency;
+ *  (e) flush cost for 100 messages folded out of 1k / 10k / 100k-message memories:
+ *      `bench/flush.ts` in a child process, from bench/results/flush-latest.json;
+ *  (f) enqueue latency at 50 % of (a)'s ceiling: memq appends paced at half the no-op rate;
+ *      p50/p99 of the `append` call (producer -> job in Redis) and of enqueue -> committed
+ *      (`finishedOn - timestamp` of each append job);
+ *  (g) worker peak RSS: this process (workers, producer, the corpus) sampled every 100 ms during
+ *      (b), (b') and (f).
+ * Also the producer's work per message (`prepareAppend`: validation, key, ids, privacy; no I/O).
+ * Prints a table and writes bench/results/latest.json: `ratios` (append_vs_noop,
+ * tokencount_vs_raw, append_vs_langchain, flush_100k_vs_1k) and `figures` with units.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { Queue, Worker } from 'bullmq';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Queue, Worker, type Job } from 'bullmq';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
 import { startBenchPipeline, startBenchRedis } from './harness.js';
+import { runLangchainPeer } from './peer-langchain.js';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 1000 : 5000;
@@ -35,6 +48,30 @@ const registry = await loadMemoryResources('memories');
 const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
   c.messages.map((m) => m.content),
 );
+/** customer-support's token budget: the peer trims to it as memq flushes to it. */
+const BUDGET_TOKENS = registry.get('customer-support').maxTokens ?? 4000;
+
+let peakRss = process.memoryUsage().rss;
+const rssSampler = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+}, 100);
+rssSampler.unref();
+
+/** Runs another bench file in a child process (its own private Redis) and reads its result. */
+function childBench(file: string, resultFile: string): Record<string, unknown> {
+  const run = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', file, ...(quick ? ['--quick'] : [])],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  if (run.status !== 0) throw new Error(`${file} exited with ${run.status}`);
+  return JSON.parse(readFileSync(resultFile, 'utf8')) as Record<string, unknown>;
+}
+
+const percentile = (sorted: readonly number[], p: number) =>
+  sorted.length === 0
+    ? 0
+    : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 const redis = await startBenchRedis('pipeline');
 const connect = (producer = false) => redis.connect(producer);
 
@@ -89,6 +126,7 @@ async function timed(
   };
 }
 
+let redisStopped = false;
 try {
   // (a) BullMQ no-op ceiling.
   const noopPrefix = '{bench-noop}';
@@ -145,7 +183,48 @@ try {
   const deferred = await runAppends('bench-memq-deferred', true);
   const client = deferred.client;
 
-  // (c) producer-side work per message.
+  // (f) enqueue latency at 50 % of the no-op ceiling.
+  const paced = await startBenchPipeline(redis, 'bench-paced', registry, {
+    concurrency: { append: CONCURRENCY, tokenCount: 2 },
+  });
+  const pacedRate = (N / noop.seconds) * 0.5;
+  const callMs: number[] = [];
+  const committedMs: number[] = [];
+  const appendWorker = paced.workers.workers[0]!;
+  const onCommitted = (job: Job) => {
+    if (job.finishedOn !== undefined) committedMs.push(job.finishedOn - job.timestamp);
+  };
+  appendWorker.on('completed', onCommitted);
+  {
+    const started = performance.now();
+    const inFlight = new Set<Promise<void>>();
+    for (let i = 0; i < N; i++) {
+      const due = started + (i * 1000) / pacedRate;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const t0 = performance.now();
+      const p: Promise<void> = paced.client
+        .append({ resource: 'customer-support', key: `paced:${i % MEMORIES}` }, [
+          { role: i % 2 ? 'assistant' : 'user', content: texts[i % texts.length]! },
+        ])
+        .then(() => {
+          callMs.push(performance.now() - t0);
+        })
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    }
+    await Promise.all(inFlight);
+    const deadline = Date.now() + 120_000;
+    while (committedMs.length < N && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+  }
+  appendWorker.off('completed', onCommitted);
+  await paced.close();
+  callMs.sort((a, b) => a - b);
+  committedMs.sort((a, b) => a - b);
+  const rss = peakRss;
+
+  // Producer-side work per message.
   const samples: number[] = [];
   for (let i = 0; i < 10_000; i++) {
     const t0 = performance.now();
@@ -159,9 +238,46 @@ try {
   const median = samples[Math.floor(samples.length / 2)]!;
   const p99 = samples[Math.floor(samples.length * 0.99)]!;
 
+  // (d) LangChain: the same texts, the same 50 conversations, the same concurrency.
+  const conversations = Array.from({ length: MEMORIES }, (_, m) => ({
+    key: `thread:${m}`,
+    messages: Array.from({ length: Math.ceil((N - m) / MEMORIES) }, (_, j) => {
+      const i = m + j * MEMORIES;
+      return {
+        role: i % 2 ? ('assistant' as const) : ('user' as const),
+        content: texts[i % texts.length]!,
+      };
+    }),
+  }));
+  const peer = await runLangchainPeer({
+    redisUrl: redis.url,
+    keyPrefix: 'bench-langchain:',
+    conversations,
+    budgetTokens: BUDGET_TOKENS,
+    concurrency: CONCURRENCY,
+  });
+
+  // (c) and (e) in child processes (each starts its own private Redis).
+  await redis.stop();
+  redisStopped = true;
+  const tokens = childBench('bench/tokens.ts', 'bench/results/tokens-latest.json') as {
+    ratios: { pipeline_vs_raw: number; count_vs_cache_hit: number };
+    figures: {
+      raw_messages_per_second: { value: number; unit: string };
+      pipeline_messages_per_second: { value: number; unit: string };
+    };
+  };
+  const flush = childBench('bench/flush.ts', 'bench/results/flush-latest.json') as {
+    sizes: number[];
+    ratios: { large_vs_small: number };
+    figures: Record<string, { value: number; unit: string }>;
+  };
+  clearInterval(rssSampler);
+
   const noopRate = N / noop.seconds;
   const appendRate = N / live.timing.seconds;
   const deferredRate = N / deferred.timing.seconds;
+  const largest = flush.sizes.at(-1)!;
   const cpu = (t: Timing) => ({
     node: { value: t.nodeCpuUsPerJob, unit: 'us/job' },
     redis: { value: t.redisCpuUsPerJob, unit: 'us/job' },
@@ -169,11 +285,23 @@ try {
   const result = {
     when: new Date().toISOString(),
     node: process.version,
+    quick,
     jobs: N,
     concurrency: CONCURRENCY,
     ratios: {
       append_vs_noop: Number((appendRate / noopRate).toFixed(3)),
+      tokencount_vs_raw: tokens.ratios.pipeline_vs_raw,
+      append_vs_langchain: Number((appendRate / peer.messagesPerSecond).toFixed(2)),
+      // With --quick the largest memory is 20k messages, not 100k (see `figures.flush_sizes`).
+      flush_100k_vs_1k: flush.ratios.large_vs_small,
       append_deferred_counting_vs_noop: Number((deferredRate / noopRate).toFixed(3)),
+    },
+    targets: {
+      append_vs_noop: '>= 0.7',
+      tokencount_vs_raw: '>= 0.9',
+      append_vs_langchain: '>= 20',
+      flush_100k_vs_1k: '<= 2',
+      worker_peak_rss: '< 300 MB',
     },
     figures: {
       noop_jobs_per_second: { value: Math.round(noopRate), unit: 'jobs/s' },
@@ -183,6 +311,22 @@ try {
         unit: 'messages/s',
       },
       append_failed_jobs: { value: live.failed + deferred.failed, unit: 'jobs' },
+      tokencount_raw_messages_per_second: tokens.figures.raw_messages_per_second,
+      tokencount_pipeline_messages_per_second: tokens.figures.pipeline_messages_per_second,
+      token_cache_hit_vs_count: { value: tokens.ratios.count_vs_cache_hit, unit: 'x' },
+      langchain_messages_per_second: {
+        value: Math.round(peer.messagesPerSecond),
+        unit: 'messages/s (add + read + trimMessages)',
+      },
+      flush_sizes: { value: flush.sizes, unit: 'messages' },
+      ...Object.fromEntries(Object.entries(flush.figures)),
+      paced_rate: { value: Math.round(pacedRate), unit: 'messages/s (50 % of the no-op ceiling)' },
+      paced_enqueue_call_p50: { value: Number(percentile(callMs, 50).toFixed(2)), unit: 'ms' },
+      paced_enqueue_call_p99: { value: Number(percentile(callMs, 99).toFixed(2)), unit: 'ms' },
+      paced_committed_p50: { value: percentile(committedMs, 50), unit: 'ms enqueue -> committed' },
+      paced_committed_p99: { value: percentile(committedMs, 99), unit: 'ms enqueue -> committed' },
+      paced_committed_samples: { value: committedMs.length, unit: 'jobs' },
+      worker_peak_rss: { value: Math.round(rss / 2 ** 20), unit: 'MiB' },
       producer_prepare_median: { value: Number(median.toFixed(1)), unit: 'us/message' },
       producer_prepare_p99: { value: Number(p99.toFixed(1)), unit: 'us/message' },
     },
@@ -192,32 +336,64 @@ try {
       append_deferred: cpu(deferred.timing),
     },
   };
-  console.log(`memq bench (${N} jobs, concurrency ${CONCURRENCY}, ${process.version})`);
-  console.log(
-    `  (a) BullMQ no-op ceiling          ${result.figures.noop_jobs_per_second.value} jobs/s`,
-  );
   const cpuText = (t: Timing) =>
-    `cpu/job: node ${t.nodeCpuUsPerJob} us, redis ${t.redisCpuUsPerJob} us`;
-  console.log(`      ${cpuText(noop)}`);
+    `node ${t.nodeCpuUsPerJob} us/job, redis ${t.redisCpuUsPerJob} us/job`;
+  const f = result.figures;
+  const rows: Array<[string, string, string]> = [
+    ['(a) BullMQ no-op ceiling', `${f.noop_jobs_per_second.value} jobs/s`, cpuText(noop)],
+    [
+      '(b) memq single-message appends',
+      `${f.append_commits_per_second.value} messages/s`,
+      `append_vs_noop ${result.ratios.append_vs_noop} (target >= 0.7); ${cpuText(live.timing)}`,
+    ],
+    [
+      "(b') same, counting deferred",
+      `${f.append_deferred_counting_commits_per_second.value} messages/s`,
+      `${result.ratios.append_deferred_counting_vs_noop} of no-op; ${cpuText(deferred.timing)}`,
+    ],
+    [
+      '(c) token-count pipeline',
+      `${f.tokencount_pipeline_messages_per_second.value} messages/s`,
+      `raw loop ${f.tokencount_raw_messages_per_second.value}/s: tokencount_vs_raw ${result.ratios.tokencount_vs_raw} (target >= 0.9); cache hit ${tokens.ratios.count_vs_cache_hit}x cheaper`,
+    ],
+    [
+      '(d) LangChain RedisChatMessageHistory',
+      `${f.langchain_messages_per_second.value} messages/s`,
+      `+ trimMessages to ${BUDGET_TOKENS} tokens: append_vs_langchain ${result.ratios.append_vs_langchain} (target >= 20)`,
+    ],
+    [
+      '(e) flush, fold 100 messages',
+      flush.sizes
+        .map((size) => `${size}: ${flush.figures[`flush_${size}_median`]!.value} ms`)
+        .join(', '),
+      `flush_${largest >= 100_000 ? '100k' : `${largest / 1000}k`}_vs_1k ${result.ratios.flush_100k_vs_1k} (target <= 2)`,
+    ],
+    [
+      '(f) at 50 % of the ceiling',
+      `${f.paced_rate.value} messages/s`,
+      `append call p50 ${f.paced_enqueue_call_p50.value} / p99 ${f.paced_enqueue_call_p99.value} ms; enqueue -> committed p50 ${f.paced_committed_p50.value} / p99 ${f.paced_committed_p99.value} ms`,
+    ],
+    [
+      '(g) worker peak RSS',
+      `${f.worker_peak_rss.value} MiB`,
+      'target < 300 MB (workers, producer and corpus in one process)',
+    ],
+    [
+      'producer work per message',
+      `median ${f.producer_prepare_median.value} us`,
+      `p99 ${f.producer_prepare_p99.value} us (target median < 50 us)`,
+    ],
+  ];
   console.log(
-    `  (b) memq single-message appends   ${result.figures.append_commits_per_second.value} messages/s committed (${live.failed} failed)`,
+    `\nmemq bench (${N} jobs, concurrency ${CONCURRENCY}, ${process.version}${quick ? ', --quick' : ''})`,
   );
-  console.log(`      ${cpuText(live.timing)}`);
-  console.log(
-    `      append_vs_noop                ${result.ratios.append_vs_noop} (target >= 0.7)`,
-  );
-  console.log(
-    `  (b') same, token counting deferred ${result.figures.append_deferred_counting_commits_per_second.value} messages/s committed (${deferred.failed} failed)`,
-  );
-  console.log(`      ${cpuText(deferred.timing)}`);
-  console.log(
-    `      append_deferred_counting_vs_noop ${result.ratios.append_deferred_counting_vs_noop}`,
-  );
-  console.log(
-    `  (c) producer work per message     median ${result.figures.producer_prepare_median.value} us, p99 ${result.figures.producer_prepare_p99.value} us (target median < 50 us)`,
-  );
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  for (const [name, value, note] of rows)
+    console.log(`  ${name.padEnd(w0)}  ${value.padEnd(w1)}  ${note}`);
   mkdirSync('bench/results', { recursive: true });
   writeFileSync('bench/results/latest.json', JSON.stringify(result, null, 2) + '\n');
 } finally {
-  await redis.stop();
+  clearInterval(rssSampler);
+  if (!redisStopped) await redis.stop();
 }

@@ -45,6 +45,9 @@ export interface HttpAppOptions {
   readonly readyTimeoutMs?: number;
 }
 
+/** Routes logged at debug when they succeed (health probes and metric scrapes). */
+const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** The route pattern of a finished request (bounded label), e.g. `/v1/memories/:resource/:key/messages`. */
 function routeOf(req: express.Request): string {
   const pattern = (req.route as { path?: unknown } | undefined)?.path;
@@ -71,7 +74,9 @@ export function createHttpApp(options: HttpAppOptions): Express {
       metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
       metrics.httpDuration.observe({ method: req.method, route }, seconds);
       const grant = res.locals.grant as ApiKeyGrant | undefined;
-      log.info(
+      // Probes and scrapes every few seconds would drown the API's own lines at info.
+      const level = PROBE_ROUTES.has(route) && res.statusCode < 400 ? 'debug' : 'info';
+      log[level](
         {
           method: req.method,
           route,
