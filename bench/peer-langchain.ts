@@ -167,7 +167,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     const conversations = Array.from({ length: 50 }, (_, k) => ({
       key: `thread:${k}`,
       messages: Array.from({ length: n / 50 }, (_, j) => ({
-        role: (j % 2 ? 'assistant' : 'user'),
+        role: j % 2 ? 'assistant' : 'user',
         content: texts[(k + j * 50) % texts.length]!,
       })),
     }));
