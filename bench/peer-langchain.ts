@@ -164,7 +164,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const redis = await startBenchRedis('peer');
   try {
     const n = 1000;
-    const conversations = Array.from({ length: 50 }, (_, k) => ({
+    const conversations: PeerConversation[] = Array.from({ length: 50 }, (_, k) => ({
       key: `thread:${k}`,
       messages: Array.from({ length: n / 50 }, (_, j) => ({
         role: j % 2 ? 'assistant' : 'user',
