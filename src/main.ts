@@ -15,6 +15,7 @@ import { validateCommand } from './cli/validate.js';
 import { replayCommand, REPLAY_HELP } from './cli/replay-command.js';
 import { inspectCommand } from './cli/inspect-command.js';
 import { jobsCommand } from './cli/jobs-command.js';
+import { auditCommand } from './cli/audit-cli.js';
 import { createLogger } from './runtime/logger.js';
 
 const USAGE = `usage: memq <command> [options]   (memq <command> --help for its options)
@@ -28,6 +29,7 @@ commands:
   inspect <r> <key>  one memory instance: window, summary, counters, TTL, lock holder
   jobs               job counts per queue and state, failed jobs and their reasons, --retry
   replay [options]   stream the SpamAssassin ham e-mail threads through memq and report
+  audit [options]    check what a replay left in Redis against the corpus (exit 1 on violations)
   bench [--quick]    run the pipeline benchmark (npm run bench)
   help               this text
 
@@ -137,6 +139,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       return replayCommand(rest, loadEnvConfig(process.env), out, err);
+    case 'audit':
+      return auditCommand(rest, loadEnvConfig(process.env), out, err);
     case 'inspect':
       return inspectCommand(rest, loadEnvConfig(process.env), out);
     case 'jobs':

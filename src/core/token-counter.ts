@@ -142,9 +142,11 @@ export interface TokenCounter {
 
 /**
  * Longest text counted in one tokenizer call, characters. Longer text is cut into slices just
- * before a space that sits between two lowercase ASCII letters (`a| b`): with every encoding's
- * pre-tokenizer regex such a space always starts a new piece, so the slices' counts add up to the
- * whole text's count exactly (tested against js-tiktoken). Only a stretch of
+ * before a space that sits between two lowercase ASCII letters (`a| b`), or before a line feed
+ * between two ASCII letters or digits (`A|\nb`, so base64 and other line-wrapped blobs cut at
+ * their line ends): with every encoding's pre-tokenizer regex such a character always starts a new
+ * piece, so the slices' counts add up to the whole text's count exactly (tested against
+ * js-tiktoken). Only a stretch of
  * {@link SLICE_CHARS} / 2 characters or more without such a boundary (a base64 blob, a run of one
  * character, unspaced CJK text) is cut at a fixed length, where the count can differ from the
  * tokenizer's by a token or two per cut. The reason: BPE is quadratic in a piece's length (20,000
@@ -254,10 +256,10 @@ export function sliceStarts(text: string): number[] {
   while (text.length - start > SLICE_CHARS) {
     let cut = -1;
     for (let i = start + SLICE_CHARS - 1; i > start + SLICE_CHARS / 2; i--) {
+      const code = text.charCodeAt(i);
       if (
-        text.charCodeAt(i) === 32 &&
-        isLower(text.charCodeAt(i - 1)) &&
-        isLower(text.charCodeAt(i + 1))
+        (code === 32 && isLower(text.charCodeAt(i - 1)) && isLower(text.charCodeAt(i + 1))) ||
+        (code === 10 && isAlnum(text.charCodeAt(i - 1)) && isAlnum(text.charCodeAt(i + 1)))
       ) {
         cut = i;
         break;
@@ -275,6 +277,8 @@ export function sliceStarts(text: string): number[] {
 }
 
 const isLower = (code: number) => code >= 97 && code <= 122;
+const isAlnum = (code: number) =>
+  isLower(code) || (code >= 65 && code <= 90) || (code >= 48 && code <= 57);
 const isLowSurrogate = (code: number) => code >= 0xdc00 && code <= 0xdfff;
 
 /**

@@ -61,6 +61,25 @@ describe('token counts equal js-tiktoken (the oracle)', () => {
     60_000,
   );
 
+  it('stays exact on line-wrapped base64 and mixed punctuation cut at line ends', async () => {
+    const wrapped = (
+      randomBytes(30_000)
+        .toString('base64')
+        .match(/.{1,76}/g) ?? []
+    ).join('\n');
+    const mixed = Array.from(
+      { length: 2000 },
+      (_, i) => ['KEY=value', 'x+/=', "it's", '12345', 'ÄÖÜ', '<a href="x">', 'end.'][i % 7],
+    ).join('\n');
+    for (const text of [wrapped, mixed, `${wrapped}\n${mixed}`]) {
+      expect(sliceStarts(text).length).toBeGreaterThan(2);
+      for (const encoding of ['o200k_base', 'cl100k_base'] as const) {
+        const counter = await createTokenCounter(encoding);
+        expect(counter.countText(text)).toBe(oracleCount(encoding, text));
+      }
+    }
+  });
+
   it('stays exact on long spaced text cut into slices', async () => {
     const long = corpus.join('\n\n').slice(0, 60_000);
     expect(sliceStarts(long).length).toBeGreaterThan(20);
@@ -75,7 +94,7 @@ describe('token counts equal js-tiktoken (the oracle)', () => {
 });
 
 describe('slicing and the count cache', () => {
-  it('cuts only before a space between lowercase letters, else at the fixed length', () => {
+  it('cuts only before a space between lowercase letters or a line feed between letters or digits, else at the fixed length', () => {
     const spaced = 'word '.repeat(2000);
     const starts = sliceStarts(spaced);
     expect(starts[0]).toBe(0);

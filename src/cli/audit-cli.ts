@@ -1,0 +1,100 @@
+/**
+ * `memq audit`: checks what a replay left in Redis against the source corpus (see
+ * `src/replay/replay-audit.ts`) and prints one line per violation, then the summary line.
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { EnvConfig } from '../config/env.js';
+import { loadMemoryResources } from '../config/load-memories.js';
+import { PayloadError } from '../core/errors.js';
+import { closeRedis, createRedis } from '../redis/connection.js';
+import { DEFAULT_CORPUS_GROUPS } from '../replay/corpus.js';
+import { auditSummaryLine, runAudit } from '../replay/replay-audit.js';
+
+/** Help text of `memq audit`. */
+export const AUDIT_HELP = `usage: memq audit [--limit N] [--groups a,b] [--memory ID] [--project P] [--json FILE]
+
+Checks, independently of memq's own code, what a replay of the same slice left in Redis: every
+accepted message is in its thread's memory or folded into its summary, once, in order, stored as
+the privacy policy stores it; message_count and token_count equal a recount from scratch
+(js-tiktoken); no original e-mail address or phone number is in any key under $MEMQ_KEY_PREFIX
+or $MEMQ_QUEUE_PREFIX. The last line is "audit: <memories> memories, <messages> messages, <n> violations".
+
+  --limit N      the replay's --limit (default: all)
+  --groups a,b   the replay's --groups (default: ${DEFAULT_CORPUS_GROUPS.join(',')})
+  --memory ID    memory resource the replay wrote to (default: customer-support)
+  --project P    project the replay wrote as (default: $MEMQ_PROJECT or "default")
+  --json FILE    also write the report as JSON (violations carry ids, never content)
+
+Redis: $REDIS_URL, else redis://127.0.0.1:6379.
+exit codes: 0 no violation, 1 any violation or an error, 2 usage`;
+
+/** Violation lines printed before the summary (all are in --json). */
+const SHOWN_VIOLATIONS = 50;
+
+/**
+ * Runs `memq audit`.
+ * @returns exit code (see {@link AUDIT_HELP}).
+ */
+export async function auditCommand(
+  args: string[],
+  env: EnvConfig,
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      limit: { type: 'string' },
+      groups: { type: 'string' },
+      memory: { type: 'string', default: 'customer-support' },
+      project: { type: 'string', default: env.project },
+      json: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    out(AUDIT_HELP);
+    return 0;
+  }
+  const limit = values.limit === undefined ? undefined : Number(values.limit);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
+    throw new PayloadError(
+      `--limit: expected an integer >= 1, got ${JSON.stringify(values.limit)}`,
+    );
+  }
+  const groups = values.groups
+    ?.split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
+  const registry = await loadMemoryResources(env.memoriesDir, process.env);
+  const redis = createRedis({ url: env.redisUrl ?? 'redis://127.0.0.1:6379', role: 'producer' });
+  redis.on('error', () => undefined);
+  try {
+    const report = await runAudit(
+      { redis, keyPrefix: env.keyPrefix, queuePrefix: env.queuePrefix, registry },
+      {
+        memory: values.memory,
+        project: values.project,
+        ...(limit !== undefined ? { limit } : {}),
+        ...(groups ? { groups } : {}),
+        onProgress: (checked, total) => err(`audit: ${checked}/${total} threads checked`),
+      },
+    );
+    for (const v of report.violations.slice(0, SHOWN_VIOLATIONS)) {
+      out(`violation ${v.kind} ${v.where}: ${v.detail}`);
+    }
+    if (report.violations.length > SHOWN_VIOLATIONS) {
+      out(`... and ${report.violations.length - SHOWN_VIOLATIONS} more (all in --json)`);
+    }
+    out(
+      `  ${report.folded} messages folded into summaries; ${report.keysScanned} keys scanned for ${report.originals} original e-mail addresses and phone numbers`,
+    );
+    if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2) + '\n');
+    out(auditSummaryLine(report));
+    return report.violations.length === 0 ? 0 : 1;
+  } finally {
+    await closeRedis(redis);
+  }
+}

@@ -1,0 +1,112 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import { memoryKeys } from '../../src/redis/keys.js';
+import { buildConversations } from '../../src/replay/corpus.js';
+import { runReplay, replayMessageIds, type ReplayReport } from '../../src/replay/replay.js';
+import { auditSummaryLine, runAudit, type AuditDeps } from '../../src/replay/replay-audit.js';
+import { shippedMemories } from '../helpers/memories.js';
+import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+
+const LIMIT = 500;
+const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/;
+
+describe('memq replay + memq audit on 500 real e-mails', () => {
+  let ns: RedisNamespace;
+  let registry: MemoryRegistry;
+  let pipeline: TestPipeline;
+  let report: ReplayReport;
+  let deps: AuditDeps;
+  const options = { memory: 'customer-support', project: 'test', limit: LIMIT };
+  const memq = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        REDIS_URL: ns.url,
+        MEMQ_KEY_PREFIX: ns.keyPrefix,
+        MEMQ_QUEUE_PREFIX: ns.queuePrefix,
+        MEMQ_PROJECT: 'test',
+        MEMQ_LOG_LEVEL: 'warn',
+      },
+    });
+
+  beforeAll(async () => {
+    ns = createRedisNamespace();
+    registry = await shippedMemories();
+    pipeline = await startPipeline(ns, registry);
+    report = await runReplay(
+      {
+        client: pipeline.client,
+        store: pipeline.store,
+        connection: ns.connect({ producer: true }),
+        queuePrefix: ns.queuePrefix,
+        project: 'test',
+        log: quietLog,
+        metrics: pipeline.metrics,
+      },
+      { memory: 'customer-support', limit: LIMIT },
+    );
+    deps = { redis: ns.redis, keyPrefix: ns.keyPrefix, queuePrefix: ns.queuePrefix, registry };
+  }, 180_000);
+  afterAll(async () => {
+    await pipeline.close();
+    await ns.cleanup();
+  });
+
+  it('finds nothing wrong after a clean replay, and counts what the replay reported', async () => {
+    expect(report.failedJobs).toBe(0);
+    expect(report.flushes).toBeGreaterThan(0); // at least one thread folds into a summary
+    const audit = await runAudit(deps, options);
+    expect(audit.violations).toEqual([]);
+    expect(audit.memories).toBe(report.threads);
+    expect(audit.messages).toBe(report.messagesAccepted);
+    expect(audit.folded).toBe(report.messagesFolded);
+    expect(audit.originals).toBeGreaterThan(100);
+    expect(auditSummaryLine(audit)).toBe(
+      `audit: ${report.threads} memories, ${LIMIT} messages, 0 violations`,
+    );
+    const cli = memq('audit', '--limit', String(LIMIT));
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout.trim().split('\n').at(-1)).toBe(auditSummaryLine(audit));
+  });
+
+  it('reports a lost message, a wrong counter and leaked personal data, and exits 1', async () => {
+    const { conversations } = await buildConversations({ limit: LIMIT });
+    const thread = conversations.find((c) => c.messages.length >= 3)!;
+    const ref = { project: 'test', resource: 'customer-support', key: thread.threadId };
+    const keys = memoryKeys(ns.keyPrefix, ref);
+    const stored = await ns.redis.zrange(keys.ord, '0', '-1');
+    const lost = stored.at(-1)!;
+    expect(replayMessageIds(thread)).toContain(lost);
+    await ns.redis.zrem(keys.ord, lost);
+    await ns.redis.hdel(keys.msg, lost);
+    const other = conversations.find((c) => c !== thread)!;
+    await ns.redis.hincrby(
+      memoryKeys(ns.keyPrefix, { ...ref, key: other.threadId }).meta,
+      'token_count',
+      5,
+    );
+    const address = conversations
+      .flatMap((c) => c.messages.map((m) => EMAIL.exec(m.content)?.[0]))
+      .find((a) => a !== undefined)!;
+    await ns.redis.set(`${ns.keyPrefix}planted`, `note: ${address}`);
+
+    const audit = await runAudit(deps, options);
+    const kinds = audit.violations.map((v) => `${v.kind} ${v.where}`);
+    expect(kinds).toEqual(
+      expect.arrayContaining([
+        `missing ${thread.threadId}`,
+        `message_count ${thread.threadId}`,
+        `token_count ${other.threadId}`,
+        `personal_data ${ns.keyPrefix}planted`,
+      ]),
+    );
+    expect(JSON.stringify(audit.violations)).not.toContain(address);
+    const cli = memq('audit', '--limit', String(LIMIT));
+    expect(cli.status).toBe(1);
+    expect(cli.stdout).not.toContain(address);
+    expect(cli.stdout.trim().split('\n').at(-1)).toBe(auditSummaryLine(audit));
+  });
+});
