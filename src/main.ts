@@ -10,13 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AppError } from './core/errors.js';
 import { loadEnvConfig } from './config/env.js';
-import { runMemq, type ProcessMode } from './cli/serve-workers.js';
-import { validateCommand } from './cli/validate.js';
-import { replayCommand, REPLAY_HELP } from './cli/replay-command.js';
-import { inspectCommand } from './cli/inspect-command.js';
-import { jobsCommand } from './cli/jobs-command.js';
-import { auditCommand } from './cli/audit-cli.js';
+import type { ProcessMode } from './cli/serve-workers.js';
 import { createLogger } from './runtime/logger.js';
+
+// Commands are imported when run: a `memq work` process need not hold the HTTP stack, the corpus
+// parser or the audit's tokenizer in memory (worker RSS, docs/benchmarks.md).
 
 const USAGE = `usage: memq <command> [options]   (memq <command> --help for its options)
 
@@ -79,6 +77,7 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
   parseArgs({ args: rest, strict: true });
   const env = loadEnvConfig(process.env);
   const log = createLogger(env.logLevel);
+  const { runMemq } = await import('./cli/serve-workers.js');
   const running = await runMemq(mode, env, log, err);
   const parts = [
     ...(running.runtime.http
@@ -129,9 +128,11 @@ async function main(argv: string[]): Promise<number> {
       }
       const env = loadEnvConfig(process.env);
       const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true });
+      const { validateCommand } = await import('./cli/validate.js');
       return validateCommand(positionals[0] ?? env.memoriesDir, out, err);
     }
-    case 'replay':
+    case 'replay': {
+      const { replayCommand, REPLAY_HELP } = await import('./cli/replay-command.js');
       if (wantsHelp(rest)) {
         out(
           `usage: memq replay [options]\n\n${REPLAY_HELP}\n\nexit codes: 0 every message committed and no job failed, 1 otherwise, 2 usage`,
@@ -139,12 +140,19 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       return replayCommand(rest, loadEnvConfig(process.env), out, err);
-    case 'audit':
+    }
+    case 'audit': {
+      const { auditCommand } = await import('./cli/audit-cli.js');
       return auditCommand(rest, loadEnvConfig(process.env), out, err);
-    case 'inspect':
+    }
+    case 'inspect': {
+      const { inspectCommand } = await import('./cli/inspect-command.js');
       return inspectCommand(rest, loadEnvConfig(process.env), out);
-    case 'jobs':
+    }
+    case 'jobs': {
+      const { jobsCommand } = await import('./cli/jobs-command.js');
       return jobsCommand(rest, loadEnvConfig(process.env), out);
+    }
     case 'bench': {
       if (wantsHelp(rest)) {
         out(BENCH_HELP);

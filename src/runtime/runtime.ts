@@ -10,7 +10,7 @@ import { upsertMaintenanceSchedule } from '../../queues/schedules.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
 import { createMemoryQueues } from '../../queues/memory-queues.js';
 import type { ApiKeyGrant } from '../config/env.js';
-import { createHttpApp, listen, type HttpServer } from '../http/app.js';
+import type { HttpServer } from '../http/app.js';
 
 /** Settings of the HTTP server (API, Bull Board, metrics, health) a runtime may start. */
 export interface HttpSettings {
@@ -113,6 +113,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   if (boardQueues && !workers) metrics.setQueueDepthSource(() => boardQueues.depths());
   let http: HttpServer | undefined;
   if (options.http && boardQueues) {
+    // Imported here: a workers-only process (memq work) never loads express and Bull Board.
+    const { createHttpApp, listen } = await import('../http/app.js');
     const app = createHttpApp({
       client,
       queues: boardQueues,

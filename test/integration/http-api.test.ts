@@ -126,7 +126,7 @@ describe('HTTP API', () => {
         roles: { user: 2, assistant: 1 },
         consistent: true,
       });
-      expect(stats.body.token_utilization).toBeCloseTo(stats.body.token_count / 4_000, 4);
+      expect(stats.body.token_utilization).toBeCloseTo(stats.body.token_count / 4_000, 3);
 
       const health = await request(http.app).get(`${PATH}/c-3/health`).set(auth(KEYS.acme));
       expect(health.body).toMatchObject({ healthy: true, message_count: 3 });

@@ -37,6 +37,7 @@ describe('applyPrivacy', () => {
       },
     ]);
     expect(result.redactions).toBe(4);
+    expect(result.redactionsByRule).toEqual({ 'redact_patterns[0]': 3, 'redact_patterns[1]': 1 });
   });
 
   it('redacts the name and metadata keys too', () => {
@@ -77,6 +78,7 @@ describe('applyPrivacy', () => {
       kept: messages,
       dropped: 0,
       redactions: 0,
+      redactionsByRule: {},
     });
   });
 
