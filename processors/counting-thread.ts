@@ -11,18 +11,32 @@ export interface CountingThread {
    * @throws Error when the thread failed or exited; the caller counts in-process instead.
    */
   count(encoding: EncodingName, texts: readonly string[]): Promise<number[]>;
+  /** Whether a thread is running now (it starts on the first count and stops when idle). */
+  running(): boolean;
   /** Terminates the thread (pending counts reject). Idempotent. */
   close(): Promise<void>;
 }
 
 /**
- * Starts the counting thread lazily, on the first `count`. The entry is `count-thread.ts` next
- * to this module; when running from TypeScript sources (tsx, vitest) the thread loads it through
- * tsx. A thread that dies is replaced on the next call (its encoders, ~1 s and ~150 MB for o200k,
- * load again in the new thread); normally there is one thread per process.
+ * How long the counting thread may sit idle before it is stopped, ms: it holds its own V8 isolate
+ * and encoder (~100 MB RSS, docs/benchmarks.md), which an idle worker should not keep.
  */
-export function createCountingThread(log: Logger): CountingThread {
+export const COUNTING_THREAD_IDLE_MS = 60_000;
+
+/**
+ * Starts the counting thread lazily, on the first `count`, and stops it after `idleMs` without a
+ * request; the next `count` starts a new one. The entry is `count-thread.ts` next to this
+ * module; when running from TypeScript sources (tsx, vitest) the thread loads it through tsx. A
+ * thread that dies is replaced on the next call (its encoders, ~1 s and ~100 MB for o200k, load
+ * again in the new thread); there is at most one thread per process.
+ * @param idleMs Idle time before the thread stops, ms; default {@link COUNTING_THREAD_IDLE_MS}.
+ */
+export function createCountingThread(
+  log: Logger,
+  idleMs = COUNTING_THREAD_IDLE_MS,
+): CountingThread {
   let worker: Worker | undefined;
+  let idleTimer: NodeJS.Timeout | undefined;
   let nextId = 0;
   const pending = new Map<number, { resolve: (c: number[]) => void; reject: (e: Error) => void }>();
   const failAll = (error: Error) => {
@@ -43,14 +57,26 @@ export function createCountingThread(log: Logger): CountingThread {
       pending.delete(reply.id);
       if ('error' in reply) waiter.reject(new Error(`counting thread: ${reply.error}`));
       else waiter.resolve([...reply.counts]);
+      if (pending.size === 0) {
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(() => {
+          if (worker !== thread || pending.size > 0) return;
+          worker = undefined;
+          void thread.terminate();
+        }, idleMs);
+        idleTimer.unref();
+      }
     });
+    // A thread stopped for idleness has no requests; its exit must not fail its successor's.
     thread.on('error', (error: Error) => {
+      if (worker !== thread) return;
       log.error({ err: { name: error.name, message: error.message } }, 'counting thread failed');
-      if (worker === thread) worker = undefined;
+      worker = undefined;
       failAll(new Error(`counting thread failed: ${error.message}`));
     });
     thread.on('exit', (code) => {
-      if (worker === thread) worker = undefined;
+      if (worker !== thread) return;
+      worker = undefined;
       failAll(new Error(`counting thread exited with code ${code}`));
     });
     return thread;
@@ -59,6 +85,7 @@ export function createCountingThread(log: Logger): CountingThread {
   return {
     count(encoding, texts) {
       if (closed) return Promise.reject(new Error('counting thread: closed'));
+      clearTimeout(idleTimer);
       worker ??= start();
       const id = nextId++;
       const request: CountRequest = { id, encoding, texts };
@@ -72,8 +99,10 @@ export function createCountingThread(log: Logger): CountingThread {
         }
       });
     },
+    running: () => worker !== undefined,
     async close() {
       closed = true;
+      clearTimeout(idleTimer);
       const thread = worker;
       worker = undefined;
       failAll(new Error('counting thread: closed'));

@@ -150,15 +150,9 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
             .map((r) => localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model)),
         ),
       ].map(async (encoding) => {
+        // The counting thread is not warmed here: it starts with the first large batch (about
+        // 1 s to load its encoder) and stops when idle, so an idle worker does not hold it.
         await local(encoding);
-        // Load the thread's encoder too, so the first large batch does not wait for it.
-        await thread?.count(encoding, ['warm up']).catch((error: unknown) => {
-          threadFailed = true;
-          log.warn(
-            { err: error instanceof Error ? error.message : String(error) },
-            'counting thread unavailable; counting on the main thread',
-          );
-        });
       }),
     ).then(() => undefined),
     localCounterFor(resource) {
