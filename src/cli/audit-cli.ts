@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
-import { PayloadError } from '../core/errors.js';
+import { corpusSlice } from './corpus-slice.js';
 import { closeRedis, createRedis } from '../redis/connection.js';
 import { DEFAULT_CORPUS_GROUPS } from '../replay/corpus.js';
 import { auditSummaryLine, runAudit } from '../replay/replay-audit.js';
@@ -58,16 +58,7 @@ export async function auditCommand(
     out(AUDIT_HELP);
     return 0;
   }
-  const limit = values.limit === undefined ? undefined : Number(values.limit);
-  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
-    throw new PayloadError(
-      `--limit: expected an integer >= 1, got ${JSON.stringify(values.limit)}`,
-    );
-  }
-  const groups = values.groups
-    ?.split(',')
-    .map((g) => g.trim())
-    .filter(Boolean);
+  const { limit, groups } = corpusSlice(values);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
   const redis = createRedis({ url: env.redisUrl ?? 'redis://127.0.0.1:6379', role: 'producer' });
   redis.on('error', () => undefined);

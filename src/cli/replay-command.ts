@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import type { EnvConfig } from '../config/env.js';
-import { PayloadError } from '../core/errors.js';
+import { corpusSlice, positiveIntOption } from './corpus-slice.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
 import { createLogger } from '../runtime/logger.js';
@@ -17,14 +17,6 @@ export const REPLAY_HELP = `  --limit N          replay at most N messages (whol
   --memory ID        memory resource to replay into (default: customer-support)
   --no-workers       do not run workers here; rely on separate \`memq work\` processes
   --json FILE        also write the report as JSON to FILE`;
-
-function positiveInt(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new PayloadError(`--${name}: expected an integer >= 1, got ${JSON.stringify(value)}`);
-  return n;
-}
 
 /**
  * `memq replay`: streams the SpamAssassin ham threads through memq (workers in this process
@@ -50,12 +42,8 @@ export async function replayCommand(
       json: { type: 'string' },
     },
   });
-  const limit = positiveInt('limit', values.limit);
-  const rate = positiveInt('rate', values.rate);
-  const groups = values.groups
-    ?.split(',')
-    .map((g) => g.trim())
-    .filter(Boolean);
+  const { limit, groups } = corpusSlice(values);
+  const rate = positiveIntOption('rate', values.rate);
   const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
   registry.get(values.memory);

@@ -1,4 +1,8 @@
 import type { Express } from 'express';
+import type { Redis } from 'ioredis';
+import { createMemoryClient } from '../../queues/memory-client.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { createMemoryStore } from '../../src/store/memory-store.js';
 import type { ApiKeyGrant } from '../../src/config/env.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { createHttpApp, type HttpAppOptions } from '../../src/http/app.js';
@@ -51,4 +55,42 @@ export async function startHttp(
     ...overrides,
   });
   return { app, pipeline, close: () => pipeline.close() };
+}
+
+/**
+ * A second app over `http`'s queues with its own producer client on `connection` (e.g. one with
+ * backpressure, or a connection to a dead Redis), read-only board, fresh metrics.
+ */
+export function appOver(
+  http: TestHttp,
+  ns: RedisNamespace,
+  registry: MemoryRegistry,
+  connection: Redis,
+  options: {
+    backpressure?: Parameters<typeof createMemoryClient>[0]['backpressure'];
+    readyTimeoutMs?: number;
+  } = {},
+): { app: Express; close: () => Promise<void> } {
+  const client = createMemoryClient({
+    connection,
+    queuePrefix: ns.queuePrefix,
+    registry,
+    project: 'acme',
+    store: createMemoryStore({ redis: connection, keyPrefix: ns.keyPrefix }),
+    ...(options.backpressure ? { backpressure: options.backpressure } : {}),
+  });
+  const app = createHttpApp({
+    client,
+    queues: http.pipeline.workers.queues,
+    registry,
+    redis: connection,
+    metrics: createMetrics(),
+    log: quietLog,
+    apiKeys: TEST_GRANTS,
+    board: { ...BOARD, readOnly: true },
+    maxBodyBytes: 64 * 1024,
+    maxMessageBytes: 8 * 1024,
+    ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
+  });
+  return { app, close: () => client.close() };
 }

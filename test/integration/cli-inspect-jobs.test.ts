@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOBS } from '../../queues/names.js';
+import { runMemq } from '../helpers/cli.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
@@ -8,17 +8,7 @@ import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-name
 describe('memq inspect and memq jobs', () => {
   let ns: RedisNamespace;
   let pipeline: TestPipeline;
-  const memq = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        REDIS_URL: ns.url,
-        MEMQ_KEY_PREFIX: ns.keyPrefix,
-        MEMQ_QUEUE_PREFIX: ns.queuePrefix,
-        MEMQ_LOG_LEVEL: 'warn',
-      },
-    });
+  const memq = (...args: string[]) => runMemq(ns, args);
 
   beforeAll(async () => {
     ns = createRedisNamespace();

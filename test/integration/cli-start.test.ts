@@ -1,24 +1,22 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { memqEnv } from '../helpers/cli.js';
 import { createRedisNamespace } from '../helpers/redis-namespace.js';
 
 const KEY = 'cli-test-key-0123456789';
+/** Any free port, a known API key and board password (no .memq files written by tests). */
+const HTTP_ENV = {
+  PORT: '0',
+  MEMQ_API_KEYS: `${KEY}:cli`,
+  MEMQ_BOARD_PASSWORD: 'cli-board-password',
+};
 
 describe('memq start', () => {
   it('serves the API, Bull Board and metrics on one port with the workers, and drains on SIGTERM', async () => {
     const ns = createRedisNamespace();
     try {
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'start'], {
-        env: {
-          ...process.env,
-          REDIS_URL: ns.url,
-          PORT: '0',
-          MEMQ_API_KEYS: `${KEY}:cli`,
-          MEMQ_BOARD_PASSWORD: 'cli-board-password',
-          MEMQ_KEY_PREFIX: ns.keyPrefix,
-          MEMQ_QUEUE_PREFIX: ns.queuePrefix,
-          MEMQ_LOG_LEVEL: 'warn',
-        },
+        env: memqEnv(ns, HTTP_ENV),
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';
@@ -63,16 +61,7 @@ describe('memq start', () => {
 
   it('splits into memq serve (HTTP only) and memq work (workers only) against one Redis', async () => {
     const ns = createRedisNamespace();
-    const env = {
-      ...process.env,
-      REDIS_URL: ns.url,
-      PORT: '0',
-      MEMQ_API_KEYS: `${KEY}:cli`,
-      MEMQ_BOARD_PASSWORD: 'cli-board-password',
-      MEMQ_KEY_PREFIX: ns.keyPrefix,
-      MEMQ_QUEUE_PREFIX: ns.queuePrefix,
-      MEMQ_LOG_LEVEL: 'warn',
-    };
+    const env = memqEnv(ns, HTTP_ENV);
     const start = (command: string) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', command], {
         env,

@@ -1,15 +1,11 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMemoryClient } from '../../queues/memory-client.js';
 import { JOBS } from '../../queues/names.js';
-import { createHttpApp } from '../../src/http/app.js';
-import { createMetrics } from '../../src/metrics/metrics.js';
 import { createRedis } from '../../src/redis/connection.js';
-import { createMemoryStore } from '../../src/store/memory-store.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
-import { BOARD, KEYS, TEST_GRANTS, startHttp, type TestHttp } from '../helpers/http.js';
+import { BOARD, KEYS, appOver, startHttp, type TestHttp } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
-import { eventually, quietLog } from '../helpers/pipeline.js';
+import { eventually } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
@@ -327,26 +323,8 @@ describe('HTTP API', () => {
     });
 
     it('429 with Retry-After past the high-water mark', async () => {
-      const connection = ns.connect({ producer: true });
-      const client = createMemoryClient({
-        connection,
-        queuePrefix: ns.queuePrefix,
-        registry,
-        project: 'acme',
-        store: createMemoryStore({ redis: connection, keyPrefix: ns.keyPrefix }),
+      const { app, close } = appOver(http, ns, registry, ns.connect({ producer: true }), {
         backpressure: { highWaterJobs: 1, lowWaterJobs: 0, policy: 'reject' },
-      });
-      const app = createHttpApp({
-        client,
-        queues: http.pipeline.workers.queues,
-        registry,
-        redis: connection,
-        metrics: createMetrics(),
-        log: quietLog,
-        apiKeys: TEST_GRANTS,
-        board: { ...BOARD, readOnly: true },
-        maxBodyBytes: 64 * 1024,
-        maxMessageBytes: 8 * 1024,
       });
       await http.pipeline.workers.queues.append.pause();
       try {
@@ -365,33 +343,14 @@ describe('HTTP API', () => {
         expect(Number(second.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       } finally {
         await http.pipeline.workers.queues.append.resume();
-        await client.close();
+        await close();
       }
     });
 
     it('503 with Retry-After when Redis is unreachable; /readyz says not ready', async () => {
       const dead = createRedis({ url: 'redis://127.0.0.1:1', role: 'producer' });
       dead.on('error', () => undefined);
-      const client = createMemoryClient({
-        connection: dead,
-        queuePrefix: ns.queuePrefix,
-        registry,
-        project: 'acme',
-        store: createMemoryStore({ redis: dead, keyPrefix: ns.keyPrefix }),
-      });
-      const app = createHttpApp({
-        client,
-        queues: http.pipeline.workers.queues,
-        registry,
-        redis: dead,
-        metrics: createMetrics(),
-        log: quietLog,
-        apiKeys: TEST_GRANTS,
-        board: { ...BOARD, readOnly: true },
-        maxBodyBytes: 64 * 1024,
-        maxMessageBytes: 8 * 1024,
-        readyTimeoutMs: 200,
-      });
+      const { app, close } = appOver(http, ns, registry, dead, { readyTimeoutMs: 200 });
       try {
         const read = await request(app).get(`${PATH}/c-9/messages`).set(auth(KEYS.acme));
         expect(read.status).toBe(503);
@@ -401,7 +360,7 @@ describe('HTTP API', () => {
         expect(ready.status).toBe(503);
         expect(ready.body.checks.redis.ok).toBe(false);
       } finally {
-        await client.close().catch(() => undefined);
+        await close().catch(() => undefined);
         dead.disconnect();
       }
     });
@@ -421,22 +380,13 @@ describe('HTTP API', () => {
       });
       await http.pipeline.workers.queues.cleanup.pause();
       try {
-        const impatient = createHttpApp({
-          client: http.pipeline.client,
-          queues: http.pipeline.workers.queues,
-          registry,
-          redis: ns.connect({ producer: true }),
-          metrics: createMetrics(),
-          log: quietLog,
-          apiKeys: TEST_GRANTS,
-          board: { ...BOARD, readOnly: true },
-          maxBodyBytes: 1024,
-          maxMessageBytes: 1024,
+        const impatient = appOver(http, ns, registry, ns.connect({ producer: true }), {
           readyTimeoutMs: 300,
         });
-        const stalled = await request(impatient).get('/readyz');
+        const stalled = await request(impatient.app).get('/readyz');
         expect(stalled.status).toBe(503);
         expect(stalled.body.checks.canary.ok).toBe(false);
+        await impatient.close();
       } finally {
         await http.pipeline.workers.queues.cleanup.resume();
       }

@@ -1,10 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { memoryKeys } from '../../src/redis/keys.js';
 import { buildConversations } from '../../src/replay/corpus.js';
 import { runReplay, replayMessageIds, type ReplayReport } from '../../src/replay/replay.js';
 import { auditSummaryLine, runAudit, type AuditDeps } from '../../src/replay/replay-audit.js';
+import { runMemq } from '../helpers/cli.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
@@ -19,18 +19,7 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
   let report: ReplayReport;
   let deps: AuditDeps;
   const options = { memory: 'customer-support', project: 'test', limit: LIMIT };
-  const memq = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        REDIS_URL: ns.url,
-        MEMQ_KEY_PREFIX: ns.keyPrefix,
-        MEMQ_QUEUE_PREFIX: ns.queuePrefix,
-        MEMQ_PROJECT: 'test',
-        MEMQ_LOG_LEVEL: 'warn',
-      },
-    });
+  const memq = (...args: string[]) => runMemq(ns, args, { MEMQ_PROJECT: 'test' });
 
   beforeAll(async () => {
     ns = createRedisNamespace();
