@@ -74,7 +74,7 @@ export interface MemqMetrics {
   readonly summarizerFallbacks: Counter<'reason'>;
   /** `memq_summaries_total{source}`: summaries written, by summarizer (`llm`, `rule_based`). */
   readonly summaries: Counter<'source'>;
-  /** `memq_breaker_state{breaker}`: 0 closed, 0.5 half-open, 1 open. */
+  /** `memq_breaker_state{breaker}`: 0 closed, 0.5 half-open, 1 open; `breaker` is `provider:model@host` or `summarizer:model@host`. */
   readonly breakerState: Gauge<'breaker'>;
   /** `memq_tokens_saved_total{resource,strategy}`: tokens removed from windows by flushes. */
   readonly tokensSaved: Counter<'resource' | 'strategy'>;

@@ -63,7 +63,8 @@ export function createLlmSummarizer(options: LlmSummarizerOptions): Summarizer &
 } {
   const { metrics, log } = options;
   const url = `${options.endpoint.replace(/\/+$/, '')}/v1/chat/completions`;
-  const name = `summarizer:${options.model}`;
+  // The breaker's metric label: model and host, so two endpoints serving one model stay apart.
+  const name = `summarizer:${options.model}@${new URL(url).host}`;
   const call = async (request: SummaryRequest): Promise<string> => {
     const payload = await postJson(
       'summarizer',

@@ -83,7 +83,8 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
   const { provider, model, apiKey, metrics, log, fallback } = options;
   const base = (options.baseUrl ?? PROVIDER_BASE_URLS[provider]).replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 5_000;
-  const name = `${provider}:${model}`;
+  // The breaker's metric label: provider, model and host, so two endpoints stay apart.
+  const name = `${provider}:${model}@${new URL(base).host}`;
 
   const call = async (text: string): Promise<number> => {
     const payload =
