@@ -156,7 +156,8 @@ export const PREFIX_PAGE_SIZE = 200;
 /**
  * The new rolling summary for `folded`: previous summary + folded messages, written by
  * `summarizer` within {@link summaryBudget} tokens counted as one system message; its watermark
- * is the newest folded id (or the previous one, if newer).
+ * is the newest folded id (or the previous one, if newer). `signal` aborts a remote summarizer's
+ * call (the job lost its lock).
  */
 export async function buildSummary(
   resource: MemoryResource,
@@ -165,6 +166,7 @@ export async function buildSummary(
   previous: Summary | undefined,
   folded: readonly WindowMessage[],
   now: () => Date = () => new Date(),
+  signal?: AbortSignal,
 ): Promise<{ summary: Summary; source: string }> {
   const asSystem = (content: string) => counter.countMessage({ role: 'system', content });
   const { content, source } = await summarizer.summarize({
@@ -172,6 +174,7 @@ export async function buildSummary(
     folded: folded.map((m) => m.message),
     maxTokens: summaryBudget(resource),
     countTokens: asSystem,
+    ...(signal ? { signal } : {}),
   });
   const newest = folded.reduce((max, m) => (m.message.id > max ? m.message.id : max), '');
   return {
@@ -214,7 +217,10 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
           { details: { strategy: chosen } },
         );
       }
-      const flush = async (lockToken: string | undefined): Promise<FlushJobResult> => {
+      const flush = async (
+        lockToken: string | undefined,
+        signal?: AbortSignal,
+      ): Promise<FlushJobResult> => {
         const { window, plan } =
           PREFIX_STRATEGIES.has(chosen) && !resource.tokenAllocation
             ? await planFromPrefix(deps.store, ref, resource, chosen)
@@ -257,6 +263,8 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
             deps.summarizerFor?.(resource) ?? RULE_BASED_SUMMARIZER,
             window.summary,
             window.messages.filter((m) => folding.has(m.message.id)),
+            undefined,
+            signal,
           );
           if (built.summary.content === '') {
             // Folding into an empty summary would lose the messages: refuse, change nothing.
@@ -295,7 +303,9 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
         return { plan, applied: true, evicted: committed.evicted, folded: committed.folded };
       };
       if (dry_run) return flush(undefined);
-      return deps.locks.withLock(ref, resource.locking, 'flush', (lock) => flush(lock.token));
+      return deps.locks.withLock(ref, resource.locking, 'flush', (lock) =>
+        flush(lock.token, lock.signal),
+      );
     },
   });
 }

@@ -13,6 +13,8 @@ export interface ExtractiveSummaryInput {
   readonly maxTokens: number;
   /** Tokens of a candidate summary text (memq counts it as one system message). */
   readonly countTokens: (text: string) => number;
+  /** Aborts a remote summarizer's call (the flush job lost its lock); absent = never. */
+  readonly signal?: AbortSignal;
 }
 
 /** One summary line per folded message: `role: first sentence`, whitespace collapsed. */
@@ -68,6 +70,8 @@ export interface SummaryRequest {
   readonly maxTokens: number;
   /** Tokens of a candidate summary text (memq counts it as one system message). */
   readonly countTokens: (text: string) => number;
+  /** Aborts a remote summarizer's call (the flush job lost its lock); absent = never. */
+  readonly signal?: AbortSignal;
 }
 
 /** Writes rolling summaries. */

@@ -38,7 +38,9 @@ export class ProviderCallError extends Error {
 }
 
 /**
- * POSTs `body` as JSON and returns the parsed JSON reply.
+ * POSTs `body` as JSON and returns the parsed JSON reply. `signal` (optional) aborts the call
+ * early, e.g. when the job that makes it loses its lock.
+ * @throws `signal.reason` when `signal` aborted the call.
  * @throws ProviderCallError `timeout` (the fetch is aborted after `timeoutMs`), `network`,
  *   `rate_limited` (429), `server_error` (5xx), `client_error` (other non-2xx) or `bad_response`
  *   (unreadable JSON).
@@ -49,6 +51,7 @@ export async function postJson(
   headers: Record<string, string>,
   body: unknown,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<unknown> {
   let response: Response;
   try {
@@ -56,9 +59,13 @@ export async function postJson(
       method: 'POST',
       headers: { 'content-type': 'application/json', ...headers },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: signal
+        ? AbortSignal.any([AbortSignal.timeout(timeoutMs), signal])
+        : AbortSignal.timeout(timeoutMs),
     });
   } catch (error) {
+    // The caller gave up (e.g. the job lost its lock): its reason, not a provider failure.
+    if (signal?.aborted) throw signal.reason;
     const timedOut = error instanceof Error && error.name === 'TimeoutError';
     throw new ProviderCallError(who, timedOut ? 'timeout' : 'network');
   }

@@ -81,6 +81,7 @@ export function createLlmSummarizer(options: LlmSummarizerOptions): Summarizer &
         ],
       },
       options.timeoutMs,
+      request.signal,
     );
     const content = (payload as { choices?: Array<{ message?: { content?: unknown } }> } | null)
       ?.choices?.[0]?.message?.content;
@@ -99,6 +100,8 @@ export function createLlmSummarizer(options: LlmSummarizerOptions): Summarizer &
         if (content !== '') return { content, source: 'llm' };
         metrics.summarizerFallbacks.inc({ reason: 'bad_response' });
       } catch (error) {
+        // The flush gave up (lost its lock): no fallback summary for a commit that cannot happen.
+        if (request.signal?.aborted) throw request.signal.reason;
         const reason = fallbackReasonOf(error);
         metrics.summarizerFallbacks.inc({ reason });
         log.warn({ breaker: name, reason }, 'LLM summary failed; using the rule-based summary');

@@ -1,6 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
+import pino from 'pino';
 import { QUEUES } from '../../queues/names.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { createLlmSummarizer } from '../../src/providers/summarizer.js';
 import { FAKE_LLM_KEY, fakeLlm, summarizedMemoryYaml } from '../helpers/fake-llm.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
@@ -123,6 +126,44 @@ describe('flushes with an LLM summarizer on real Redis', () => {
         )?.value ?? 0) >= 1,
       'the rule-based summary to be counted',
     );
+  });
+
+  it('stops waiting for the LLM when the flush gives up (lost lock), without a fallback summary', async () => {
+    llm.state.delayMs = 5_000;
+    const metrics = createMetrics();
+    const summarizer = createLlmSummarizer({
+      endpoint: llm.url,
+      model: 'fake',
+      apiKey: KEY,
+      timeoutMs: 10_000,
+      metrics,
+      log: pino({ level: 'silent' }),
+    });
+    try {
+      const controller = new AbortController();
+      const reason = new Error('lock lost');
+      setTimeout(() => controller.abort(reason), 100);
+      const started = Date.now();
+      await expect(
+        summarizer.summarize({
+          folded: [
+            {
+              id: '01JC0000000000000000000003',
+              role: 'user',
+              content: 'hello',
+              created_at: new Date().toISOString(),
+            },
+          ],
+          maxTokens: 100,
+          countTokens: (text) => text.length,
+          signal: controller.signal,
+        }),
+      ).rejects.toBe(reason);
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect((await metrics.summarizerFallbacks.get()).values).toEqual([]);
+    } finally {
+      summarizer.close();
+    }
   });
 
   it('refuses to start when the summarizer key variable is unset', async () => {
