@@ -10,7 +10,11 @@ COPY src ./src
 COPY queues ./queues
 COPY processors ./processors
 COPY memories ./memories
+# memq keeps generated credentials (.memq/api-key, .memq/board-password) here when
+# MEMQ_API_KEYS / MEMQ_BOARD_PASSWORD are not set; docker-compose.yml mounts a volume on it.
+RUN mkdir -p /app/.memq && chown node:node /app/.memq
 USER node
+EXPOSE 3000
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "bin/memq.js"]
 CMD ["start"]
