@@ -86,7 +86,13 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
   // The breaker's metric label: provider, model and host, so two endpoints stay apart.
   const name = `${provider}:${model}@${new URL(base).host}`;
 
-  const call = async (text: string): Promise<number> => {
+  const call = async ({
+    text,
+    signal,
+  }: {
+    text: string;
+    signal?: AbortSignal;
+  }): Promise<number> => {
     const payload =
       provider === 'anthropic'
         ? await postJson(
@@ -95,6 +101,7 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
             { 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION },
             { model, messages: [{ role: 'user', content: text }] },
             timeoutMs,
+            signal,
           )
         : await postJson(
             provider,
@@ -102,6 +109,7 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
             { 'x-goog-api-key': apiKey },
             { contents: [{ role: 'user', parts: [{ text }] }] },
             timeoutMs,
+            signal,
           );
     const field = provider === 'anthropic' ? 'input_tokens' : 'totalTokens';
     const tokens = (payload as Record<string, unknown> | null)?.[field];
@@ -116,8 +124,13 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
     // Nothing to ask a provider about an empty text (Anthropic rejects empty content).
     if (message.content.length > 0) {
       try {
-        return { tokens: await breaker.fire(message.content), source: provider };
+        return {
+          tokens: await breaker.fire({ text: message.content, ...(signal ? { signal } : {}) }),
+          source: provider,
+        };
       } catch (error) {
+        // The job gave up (lock lost, shutdown): stop, do not count locally for nothing.
+        if (signal?.aborted) throw signal.reason;
         metrics.tokenProviderFallbacks.inc({ provider, reason: fallbackReasonOf(error) });
       }
     }

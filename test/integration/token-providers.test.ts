@@ -173,6 +173,18 @@ describe('provider token counting against a local server', () => {
     expect(await fallbacks(reason)).toBe(2);
   });
 
+  it('stops a provider call when the job gives up, without counting locally', async () => {
+    provider.state.mode = 'slow'; // 400 ms per reply
+    const counter = await remote('google', { timeoutMs: 5_000 });
+    const controller = new AbortController();
+    const reason = new Error('lock lost');
+    setTimeout(() => controller.abort(reason), 50);
+    const started = Date.now();
+    await expect(counter.countMessages(messages, controller.signal)).rejects.toBe(reason);
+    expect(Date.now() - started).toBeLessThan(350);
+    expect((await metrics.tokenProviderFallbacks.get()).values).toEqual([]);
+  });
+
   it('opens the breaker after repeated failures, stops calling, and closes again', async () => {
     provider.state.mode = '500';
     const counter = await remote('google', {
