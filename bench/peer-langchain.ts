@@ -1,18 +1,28 @@
 /**
  * The peer a user would pick instead of memq, for `npm run bench` (d): LangChain's
- * `RedisChatMessageHistory` (`@langchain/redis`, a Redis LIST of serialized messages per session)
- * plus `trimMessages` (`@langchain/core`) to the same token budget memq's memory keeps.
+ * `RedisChatMessageHistory` (`@langchain/redis`: one Redis LIST of JSON-serialized messages per
+ * session, over node-redis 4) plus `trimMessages` (`@langchain/core`) to the same token budget
+ * memq's memory keeps.
  *
- * One turn per message, as a LangChain agent does before each model call: add the message to
- * the session's history, read the history back, trim it to `budgetTokens` (strategy `last`)
- * counting tokens exactly with js-tiktoken's o200k_base (LangChain's own tokenizer dependency;
- * optionally memoized per content) and the same 3 framing tokens per message memq uses. Messages of one conversation go in order;
- * conversations run `concurrency` at a time, as memq's workers do.
+ * One turn per message, as a LangChain agent does before each model call and as memq's append
+ * does for one message: add the message to the session's history, read the whole history back,
+ * trim it to `budgetTokens` (strategy `last`) with a token counter that counts exactly as memq
+ * does (js-tiktoken o200k_base, gpt-4o's encoding, plus memq's framing: 3 tokens and the role per
+ * message). Messages of one conversation go in order; conversations run `concurrency` at a time,
+ * as memq's append workers do.
  *
- * What it does not do that memq does: keep counts (every turn recounts the whole history), persist
- * the trimmed result or a summary, redact, deduplicate, or lock against concurrent writers.
+ * Why `@langchain/redis` and not the ioredis store of `@langchain/community`
+ * (`stores/message/ioredis`, which would share memq's Redis client library): `@langchain/community`
+ * 1.1.29 does not install next to this repository's packages (npm ERESOLVE: its optional peers
+ * want zod 3 through `@browserbasehq/stagehand` and ioredis ^5, memq runs zod 4 and ioredis 6).
+ *
+ * What the peer does not do that memq does: keep counts (every turn recounts the history it
+ * trims), persist the trimmed window or a summary (the LIST grows forever), redact, deduplicate,
+ * or lock against concurrent writers of one session.
+ *
+ *   npx tsx bench/peer-langchain.ts   # the peer alone on 2,000 real corpus messages (self-run below)
  */
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   AIMessage,
   HumanMessage,
@@ -24,13 +34,23 @@ import type { BaseMessage } from '@langchain/core/messages';
 import { RedisChatMessageHistory } from '@langchain/redis';
 import { Tiktoken } from 'js-tiktoken/lite';
 import o200k_base from 'js-tiktoken/ranks/o200k_base';
-import { Redis } from 'ioredis';
 
-/** One conversation: its key (appended to `keyPrefix`) and its messages, oldest first. */
+/** A message role as memq names it (and as {@link PeerConversation} carries it). */
+type PeerRole = 'user' | 'assistant' | 'system' | 'tool';
+
+/** One conversation to play through the peer. */
 export interface PeerConversation {
+  /**
+   * The conversation's key. The peer's session id (its Redis LIST key) is
+   * `${PeerOptions.keyPrefix}${key}`; keys must be unique within one run.
+   */
   readonly key: string;
+  /**
+   * Its messages, oldest first, one turn each. `user` becomes a `HumanMessage`, `assistant` an
+   * `AIMessage`, `system` a `SystemMessage`, `tool` a `ToolMessage` (tool call id `bench`).
+   */
   readonly messages: ReadonlyArray<{
-    readonly role: 'user' | 'assistant' | 'system' | 'tool';
+    readonly role: PeerRole;
     readonly content: string;
   }>;
 }
@@ -39,38 +59,63 @@ export interface PeerConversation {
 export interface PeerOptions {
   /** Redis URL, e.g. `redis://127.0.0.1:6379`. */
   readonly redisUrl: string;
-  /** Every session key starts with this; the caller deletes the keys afterwards. */
+  /**
+   * Every key the peer writes starts with this (the session ids are `${keyPrefix}${key}`). No key
+   * may exist under it when the run starts; the caller deletes the keys afterwards.
+   */
   readonly keyPrefix: string;
-  /** The conversations to play. */
+  /** The conversations to play (messages in total = turns timed). */
   readonly conversations: readonly PeerConversation[];
-  /** `trimMessages` `maxTokens`: the token budget of the window (memq's customer-support: 4,000). */
+  /**
+   * `trimMessages` `maxTokens`, in o200k_base tokens counted as memq counts them (content, role
+   * and 3 framing tokens per message): the window's budget. memq's customer-support memory keeps
+   * 4,000 (`memories/customer-support.yaml`, `max_tokens`). An integer >= 1.
+   */
   readonly budgetTokens: number;
-  /** Conversations processed at once. */
+  /**
+   * Conversations processed at once (each one's messages strictly in order); memq's bench runs
+   * its append workers at 16. An integer >= 1.
+   */
   readonly concurrency: number;
   /**
-   * Memoize token counts per content across turns (a hand-tuned setup). Default false: the
+   * Memoize token counts per content across turns, a hand-tuned setup. Default `false`: the
    * documented setup, where `trimMessages`' `tokenCounter` (e.g. a chat model's
-   * `getNumTokensFromMessages`, js-tiktoken underneath) recounts the history on every turn.
+   * `getNumTokensFromMessages`, js-tiktoken underneath) re-encodes every message it is given.
+   * `trimMessages` (strategy `last`) counts the whole history, then the history without its
+   * oldest message, and so on until it fits: a turn over budget costs O(history²) encodings.
    */
   readonly memoizeCounts?: boolean;
 }
 
 /** What {@link runLangchainPeer} measured. */
 export interface PeerResult {
-  /** Turns (messages) played. */
+  /** Turns (messages) played: add + read back + trim each. */
   readonly messages: number;
-  /** Wall time of the whole run, seconds. */
+  /** Wall time of all turns (`performance.now()`), seconds; connecting and checks excluded. */
   readonly seconds: number;
   /** `messages / seconds`. */
   readonly messagesPerSecond: number;
-  /** Session keys found under `keyPrefix` afterwards (one per conversation). */
+  /**
+   * Keys under `keyPrefix` after the run (SCAN): one LIST per conversation with at least one
+   * message. Their lengths are checked to add up to `messages`.
+   */
   readonly keysWritten: number;
+  /** Turns whose history was over budget, so `trimMessages` dropped older messages. */
+  readonly trimmedTurns: number;
 }
 
-/** memq's framing per chat message (OpenAI's cookbook: 3 tokens per message). */
+/** memq's per-message framing (`TOKENS_PER_MESSAGE`, OpenAI's cookbook), beside the role. */
 const FRAMING_TOKENS = 3;
 
-const toMessage = (role: PeerConversation['messages'][number]['role'], content: string) => {
+/** memq's role of a LangChain message type (the inverse of {@link toMessage}). */
+const ROLE_OF_TYPE: Readonly<Record<string, PeerRole>> = {
+  human: 'user',
+  ai: 'assistant',
+  system: 'system',
+  tool: 'tool',
+};
+
+const toMessage = (role: PeerRole, content: string): BaseMessage => {
   switch (role) {
     case 'user':
       return new HumanMessage(content);
@@ -84,121 +129,195 @@ const toMessage = (role: PeerConversation['messages'][number]['role'], content: 
 };
 
 /**
- * Plays every conversation through LangChain against real Redis and times it.
- * @throws the Redis client's error when Redis is unreachable.
+ * The `tokenCounter` handed to `trimMessages`: per message, 3 framing tokens, the tokens of
+ * memq's role name and of the content, all in o200k_base; optionally memoized per content.
  */
-export async function runLangchainPeer(options: PeerOptions): Promise<PeerResult> {
+const createTokenCounter = (memoize: boolean) => {
   const encoder = new Tiktoken(o200k_base);
-  // trimMessages asks for the tokens of many sub-lists of the history on every turn; as documented
-  // every one is re-encoded (quadratic in the history's length); `memoizeCounts` caches per content.
+  const encode = (text: string) => encoder.encode(text).length;
+  const roleTokens = new Map<string, number>();
   const counted = new Map<string, number>();
   const contentTokens = (text: string) => {
-    if (!options.memoizeCounts) return encoder.encode(text).length;
+    if (!memoize) return encode(text);
     let n = counted.get(text);
     if (n === undefined) {
-      n = encoder.encode(text).length;
+      n = encode(text);
       counted.set(text, n);
     }
     return n;
   };
-  const tokenCounter = (messages: BaseMessage[]) =>
-    messages.reduce(
-      (sum, m) =>
-        sum +
-        FRAMING_TOKENS +
-        contentTokens(typeof m.content === 'string' ? m.content : JSON.stringify(m.content)),
-      0,
+  const messageTokens = (message: BaseMessage) => {
+    const type = message.getType();
+    let role = roleTokens.get(type);
+    if (role === undefined) {
+      role = encode(ROLE_OF_TYPE[type] ?? type);
+      roleTokens.set(type, role);
+    }
+    const { content } = message;
+    return (
+      FRAMING_TOKENS +
+      role +
+      contentTokens(typeof content === 'string' ? content : JSON.stringify(content))
     );
-  // One node-redis client for every session: @langchain/redis pools clients by config object.
-  const config = { url: options.redisUrl };
-  const client = new RedisChatMessageHistory({ sessionId: options.keyPrefix, config }).client as {
-    connect(): Promise<unknown>;
-    quit(): Promise<unknown>;
   };
-  // Connected up front: concurrent first calls would each call connect() ("Socket already opened").
-  await client.connect();
-  let messages = 0;
-  const started = performance.now();
+  return (messages: BaseMessage[]) => messages.reduce((sum, m) => sum + messageTokens(m), 0);
+};
+
+/** `prefix` as a SCAN MATCH pattern matching exactly the keys that start with it. */
+const matchPrefix = (prefix: string) => `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+
+const requirePositiveInteger = (name: string, value: number) => {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+  }
+};
+
+/**
+ * Plays every conversation through LangChain against real Redis and times it: per message
+ * `history.addMessage`, `history.getMessages`, `trimMessages(…, { maxTokens: budgetTokens,
+ * strategy: 'last', tokenCounter })` (see {@link PeerOptions} for the counter).
+ *
+ * Every history shares one node-redis client: `@langchain/redis` pools clients by config
+ * object, so all sessions are built from one config, and the client is connected before the
+ * first turn (concurrent first calls would each call `connect()`: "Socket already opened"). The
+ * client does not reconnect (`reconnectStrategy: false`): an unreachable or lost Redis fails the
+ * run instead of hanging or timing reconnects. The client is closed before returning.
+ *
+ * @throws RangeError when `budgetTokens` or `concurrency` is not an integer >= 1; Error when two
+ *   conversations share a key, when keys already exist under `keyPrefix`, when a turn's window
+ *   comes back empty although the new message fits the budget, or when the LISTs do not hold
+ *   exactly the messages played; the Redis client's error (e.g. ECONNREFUSED) when Redis is
+ *   unreachable or a command fails. When a turn fails, the other conversations stop after their
+ *   current turn.
+ */
+export async function runLangchainPeer(options: PeerOptions): Promise<PeerResult> {
+  requirePositiveInteger('budgetTokens', options.budgetTokens);
+  requirePositiveInteger('concurrency', options.concurrency);
+  const keys = new Set(options.conversations.map((c) => c.key));
+  if (keys.size !== options.conversations.length) {
+    throw new Error('conversation keys must be unique: two conversations would share a history');
+  }
+  const tokenCounter = createTokenCounter(options.memoizeCounts ?? false);
+
+  // One config object for every history, hence one pooled client (see above).
+  const config = { url: options.redisUrl, socket: { reconnectStrategy: false as const } };
+  const history = (key: string) =>
+    new RedisChatMessageHistory({ sessionId: `${options.keyPrefix}${key}`, config });
+  const { client } = history('');
+  // node-redis also emits every socket error as an event, which would crash the process without a
+  // listener; the same errors reject the pending connect or commands, and those are thrown.
+  client.on('error', () => {});
+  const sessionKeys = async () => {
+    const found: string[] = [];
+    for await (const key of client.scanIterator({
+      MATCH: matchPrefix(options.keyPrefix),
+      COUNT: 1000,
+    })) {
+      found.push(key);
+    }
+    return found;
+  };
+
   try {
-    const queue = [...options.conversations];
+    await client.connect();
+    const leftovers = await sessionKeys();
+    if (leftovers.length > 0) {
+      throw new Error(
+        `${leftovers.length} keys already exist under ${JSON.stringify(options.keyPrefix)}: their messages would join the histories`,
+      );
+    }
+
+    let messages = 0;
+    let trimmedTurns = 0;
+    let next = 0;
+    let failed = false;
     const play = async () => {
-      for (let conversation = queue.shift(); conversation; conversation = queue.shift()) {
-        const history = new RedisChatMessageHistory({
-          sessionId: `${options.keyPrefix}${conversation.key}`,
-          config,
-        });
+      while (!failed && next < options.conversations.length) {
+        const conversation = options.conversations[next++]!;
+        const session = history(conversation.key);
         for (const { role, content } of conversation.messages) {
-          await history.addMessage(toMessage(role, content));
-          const window = await trimMessages(await history.getMessages(), {
+          if (failed) return;
+          const message = toMessage(role, content);
+          await session.addMessage(message);
+          const stored = await session.getMessages();
+          const window = await trimMessages(stored, {
             maxTokens: options.budgetTokens,
             strategy: 'last',
             tokenCounter,
           });
-          if (
-            window.length === 0 &&
-            content.length > 0 &&
-            tokenCounter([toMessage(role, content)]) <= options.budgetTokens
-          ) {
-            throw new Error('trimMessages returned an empty window for a message within budget');
+          if (window.length < stored.length) trimmedTurns += 1;
+          if (window.length === 0 && tokenCounter([message]) <= options.budgetTokens) {
+            throw new Error(
+              `trimMessages returned an empty window for a message within budget (${conversation.key})`,
+            );
           }
           messages += 1;
         }
       }
     };
-    await Promise.all(Array.from({ length: options.concurrency }, play));
+    const started = performance.now();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: Math.min(options.concurrency, options.conversations.length) }, () =>
+        play().catch((error: unknown) => {
+          failed = true;
+          throw error;
+        }),
+      ),
+    );
     const seconds = (performance.now() - started) / 1000;
-    const scanner = new Redis(options.redisUrl, { protocol: 2 });
-    let keysWritten = 0;
-    try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await scanner.scan(
-          cursor,
-          'MATCH',
-          `${options.keyPrefix}*`,
-          'COUNT',
-          1000,
-        );
-        cursor = next;
-        keysWritten += keys.length;
-      } while (cursor !== '0');
-    } finally {
-      await scanner.quit();
+    const rejected = outcomes.find((o) => o.status === 'rejected');
+    if (rejected) throw rejected.reason;
+
+    // Not timed: the LISTs must hold exactly the messages played.
+    const written = await sessionKeys();
+    let stored = 0;
+    for (const key of written) stored += await client.lLen(key);
+    if (stored !== messages) {
+      throw new Error(`the histories hold ${stored} messages, ${messages} were played`);
     }
-    return { messages, seconds, messagesPerSecond: messages / seconds, keysWritten };
+    return {
+      messages,
+      seconds,
+      messagesPerSecond: messages / seconds,
+      keysWritten: written.length,
+      trimmedTurns,
+    };
   } finally {
-    await client.quit().catch(() => undefined);
+    if (client.isOpen) await client.quit().catch(() => client.disconnect());
   }
 }
 
-// `npx tsx bench/peer-langchain.ts`: the peer alone on 1,000 real messages (50 conversations).
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+// `npx tsx bench/peer-langchain.ts`: the peer alone on the first 2,000 messages of the corpus
+// (whole threads as they come, 808 conversations), on a private redis-server, at memq's bench
+// concurrency and customer-support budget; as documented, then with memoized counts.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { buildConversations } = await import('../src/replay/corpus.js');
+  const { loadMemoryResources } = await import('../src/config/load-memories.js');
   const { startBenchRedis } = await import('./harness.js');
-  const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
-    c.messages.map((m) => m.content),
+  const registry = await loadMemoryResources(
+    fileURLToPath(new URL('../memories', import.meta.url)),
   );
+  const budgetTokens = registry.get('customer-support').maxTokens ?? 4000;
+  const corpus = await buildConversations({ limit: 2000 });
+  const conversations: PeerConversation[] = corpus.conversations.map((c) => ({
+    key: c.threadId,
+    messages: c.messages.map(({ role, content }) => ({ role, content })),
+  }));
   const redis = await startBenchRedis('peer');
   try {
-    const n = 1000;
-    const conversations: PeerConversation[] = Array.from({ length: 50 }, (_, k) => ({
-      key: `thread:${k}`,
-      messages: Array.from({ length: n / 50 }, (_, j) => ({
-        role: j % 2 ? 'assistant' : 'user',
-        content: texts[(k + j * 50) % texts.length]!,
-      })),
-    }));
     for (const memoizeCounts of [false, true]) {
       const result = await runLangchainPeer({
         redisUrl: redis.url,
         keyPrefix: `peer-${memoizeCounts ? 'memo' : 'doc'}:`,
         conversations,
-        budgetTokens: 4000,
+        budgetTokens,
         concurrency: 16,
         memoizeCounts,
       });
       console.log(
-        `LangChain RedisChatMessageHistory + trimMessages (${memoizeCounts ? 'memoized counts' : 'as documented'}): ${result.messages} messages in ${result.seconds.toFixed(2)} s, ${Math.round(result.messagesPerSecond)} messages/s (${result.keysWritten} keys)`,
+        `LangChain RedisChatMessageHistory + trimMessages (${memoizeCounts ? 'memoized counts' : 'as documented'}, ${budgetTokens} tokens, concurrency 16): ` +
+          `${result.messages} messages in ${conversations.length} conversations, ${result.seconds.toFixed(2)} s, ` +
+          `${Math.round(result.messagesPerSecond)} messages/s (${result.keysWritten} keys, ${result.trimmedTurns} turns trimmed)`,
       );
     }
   } finally {

@@ -1,5 +1,5 @@
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../src/redis/connection.js';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { ProviderBreakerOptions } from '../src/providers/token-providers.js';
@@ -35,7 +35,7 @@ export interface WorkerConcurrency {
 /** Options of {@link startWorkers}. */
 export interface WorkersOptions {
   /** Worker connection (`maxRetriesPerRequest: null`); owned by the caller. */
-  readonly connection: Redis;
+  readonly connection: RedisConnection;
   /** BullMQ prefix, e.g. `{memq}`. */
   readonly queuePrefix: string;
   /** Memory key prefix (for the instance locks), e.g. `memq:`. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../src/redis/connection.js';
 import { monotonicFactory } from 'ulid';
 import { z } from 'zod';
 import {
@@ -202,7 +202,7 @@ export interface JobInfo {
 /** Dependencies of {@link createMemoryClient}. */
 export interface MemoryClientDeps {
   /** Producer connection (fail-fast); owned by the caller. */
-  readonly connection: Redis;
+  readonly connection: RedisConnection;
   /** BullMQ prefix, e.g. `{memq}`. */
   readonly queuePrefix: string;
   /** Declared memory resources. */
@@ -271,7 +271,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
         () =>
           reject(
             new RedisUnavailableError(
-              `${what}: Redis did not answer within ${redisTimeoutMs} ms; retry shortly (the operation may or may not have happened)`,
+              `${what}: RedisConnection did not answer within ${redisTimeoutMs} ms; retry shortly (the operation may or may not have happened)`,
             ),
           ),
         redisTimeoutMs,

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../src/redis/connection.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
 import { memoryId, type MemoryRef } from '../src/redis/keys.js';
 import type { FlushJob, TokenCountJob } from './job-contracts.js';
@@ -43,7 +43,7 @@ export interface MemoryQueues {
 }
 
 /** Creates {@link MemoryQueues} on `connection` (owned by the caller). */
-export function createMemoryQueues(connection: Redis, prefix: string): MemoryQueues {
+export function createMemoryQueues(connection: RedisConnection, prefix: string): MemoryQueues {
   const make = (name: QueueName) => {
     const queue = new Queue(name, { connection, ...queueOptions(prefix) });
     // Connection errors reach callers as failed (or, in MemoryClient, time-bounded) operations;

@@ -7,7 +7,8 @@ import { parseArgs } from 'node:util';
 import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { corpusSlice } from './corpus-slice.js';
-import { closeRedis, createRedis } from '../redis/connection.js';
+import { closeRedis } from '../redis/connection.js';
+import { operatorConnection } from './redis-target.js';
 import { DEFAULT_CORPUS_GROUPS } from '../replay/corpus.js';
 import { auditSummaryLine, runAudit } from '../replay/replay-audit.js';
 
@@ -60,8 +61,7 @@ export async function auditCommand(
   }
   const { limit, groups } = corpusSlice(values);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
-  const redis = createRedis({ url: env.redisUrl ?? 'redis://127.0.0.1:6379', role: 'producer' });
-  redis.on('error', () => undefined);
+  const redis = operatorConnection(env);
   try {
     const report = await runAudit(
       { redis, keyPrefix: env.keyPrefix, queuePrefix: env.queuePrefix, registry },

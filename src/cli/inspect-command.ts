@@ -8,7 +8,8 @@ import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { PayloadError } from '../core/errors.js';
 import { effectiveLimits } from '../core/flush-plan.js';
-import { closeRedis, createRedis } from '../redis/connection.js';
+import { closeRedis } from '../redis/connection.js';
+import { operatorConnection } from './redis-target.js';
 import { memoryKeys } from '../redis/keys.js';
 import { createMemoryStore } from '../store/memory-store.js';
 
@@ -63,8 +64,7 @@ export async function inspectCommand(
     );
   }
   const resource = (await loadMemoryResources(env.memoriesDir, process.env)).get(resourceId);
-  const redis = createRedis({ url: env.redisUrl ?? 'redis://127.0.0.1:6379', role: 'producer' });
-  redis.on('error', () => undefined);
+  const redis = operatorConnection(env);
   try {
     const store = createMemoryStore({ redis, keyPrefix: env.keyPrefix });
     const ref = { project: values.project, resource: resourceId, key };

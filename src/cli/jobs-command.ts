@@ -5,7 +5,8 @@
 import { parseArgs } from 'node:util';
 import type { EnvConfig } from '../config/env.js';
 import { PayloadError } from '../core/errors.js';
-import { closeRedis, createRedis } from '../redis/connection.js';
+import { closeRedis } from '../redis/connection.js';
+import { operatorConnection } from './redis-target.js';
 import { createMemoryQueues } from '../../queues/memory-queues.js';
 import { QUEUES, type QueueName } from '../../queues/names.js';
 
@@ -62,8 +63,7 @@ export async function jobsCommand(
     );
   }
   const selected = values.queue === undefined ? names : [values.queue as QueueName];
-  const redis = createRedis({ url: env.redisUrl ?? 'redis://127.0.0.1:6379', role: 'producer' });
-  redis.on('error', () => undefined);
+  const redis = operatorConnection(env);
   const queues = createMemoryQueues(redis, env.queuePrefix);
   try {
     const report = [];

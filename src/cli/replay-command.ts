@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import type { EnvConfig } from '../config/env.js';
 import { corpusSlice, positiveIntOption } from './corpus-slice.js';
+import { configuredRedis, type RedisTarget } from './redis-target.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
 import { createLogger } from '../runtime/logger.js';
@@ -47,10 +48,11 @@ export async function replayCommand(
   const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
   registry.get(values.memory);
-  const redis = env.redisUrl ? { url: env.redisUrl } : await resolveDefaultRedis(err);
+  const redis: RedisTarget = configuredRedis(env) ?? (await resolveDefaultRedis(err));
   const runtime = await startRuntime({
     env,
     redisUrl: redis.url,
+    ...(redis.clusterNodes ? { clusterNodes: redis.clusterNodes } : {}),
     registry,
     log,
     workers: values.workers,

@@ -4,6 +4,7 @@ import { loadMemoryResources } from '../config/load-memories.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
 import { startRuntime, type Runtime } from '../runtime/runtime.js';
 import { resolveApiKeys, resolveBoardCredentials } from './credentials.js';
+import { configuredRedis, type RedisTarget } from './redis-target.js';
 
 /**
  * What a process runs: `start` = workers, scheduler and HTTP; `serve` = HTTP only (API, Bull
@@ -45,12 +46,15 @@ export async function runMemq(
           apiKeys: await resolveApiKeys(env, say),
           board: await resolveBoardCredentials(env, say),
         };
-  const redis = env.redisUrl ? { url: env.redisUrl } : await resolveDefaultRedis(say);
+  const redis: RedisTarget = configuredRedis(env) ?? (await resolveDefaultRedis(say));
   let runtime: Runtime;
   try {
     runtime = await startRuntime({
       env,
       redisUrl: redis.url,
+      ...('clusterNodes' in redis && redis.clusterNodes
+        ? { clusterNodes: redis.clusterNodes }
+        : {}),
       registry,
       log,
       workers: mode !== 'serve',

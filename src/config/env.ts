@@ -24,6 +24,11 @@ export interface EnvConfig {
    * or local default).
    */
   readonly redisUrl?: string;
+  /**
+   * `REDIS_CLUSTER_NODES`: Redis Cluster seed nodes, `host:port` comma-separated; memq then
+   * talks to the cluster (credentials from `REDIS_URL`, if set). Default `undefined` (one server).
+   */
+  readonly redisClusterNodes?: readonly string[];
   /** `MEMQ_MEMORIES_DIR`: directory of memory resource YAML files. Default `memories`. */
   readonly memoriesDir: string;
   /** `PORT`: HTTP listen port, 0-65535 (0 = any free port). Default 3000. */
@@ -94,6 +99,12 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       name: 'REDIS_URL',
       default: undefined,
       description: 'Redis URL (redis:// or rediss://); unset = the CLI default',
+    },
+    {
+      name: 'REDIS_CLUSTER_NODES',
+      default: undefined,
+      description:
+        'Redis Cluster seed nodes as host:port,host:port; unset = one server (REDIS_URL)',
     },
     {
       name: 'MEMQ_MEMORIES_DIR',
@@ -294,6 +305,17 @@ const POLICY_ALLOWED = `expected one of ${BACKPRESSURE_POLICIES.join(', ')}`;
 const EnvSchema = z
   .object({
     REDIS_URL: RedisUrlSchema.optional(),
+    REDIS_CLUSTER_NODES: z
+      .string()
+      .transform((text) => text.split(',').map((node) => node.trim()))
+      .pipe(
+        z.array(
+          z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/, {
+            error: 'expected comma-separated host:port entries',
+          }),
+        ),
+      )
+      .optional(),
     MEMQ_MEMORIES_DIR: z.string().default('memories'),
     PORT: integer(0, 65_535, 'expected an integer port in 0-65535').default(3000),
     // Redis Cluster hashes only the first {...} of a key; a brace in the prefix would put every
@@ -413,6 +435,9 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
   const e = parsed.data;
   return Object.freeze({
     ...(e.REDIS_URL !== undefined ? { redisUrl: e.REDIS_URL } : {}),
+    ...(e.REDIS_CLUSTER_NODES !== undefined
+      ? { redisClusterNodes: Object.freeze(e.REDIS_CLUSTER_NODES) }
+      : {}),
     memoriesDir: e.MEMQ_MEMORIES_DIR,
     port: e.PORT,
     keyPrefix: e.MEMQ_KEY_PREFIX,

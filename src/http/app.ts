@@ -5,7 +5,7 @@
 import type { Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import express, { type Express, type RequestHandler } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../redis/connection.js';
 import type { Logger } from 'pino';
 import type { ApiKeyGrant } from '../config/env.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
@@ -28,7 +28,7 @@ export interface HttpAppOptions {
   /** Declared resources. */
   readonly registry: MemoryRegistry;
   /** Producer connection: `/readyz` pings it and loads the scripts on it. */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   /** Instruments; `/metrics` serves `metrics.registry`. */
   readonly metrics: MemqMetrics;
   /** Request log (method, route, status, duration, project; never bodies). */

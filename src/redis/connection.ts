@@ -1,4 +1,7 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+
+/** A connection memq works with: one Redis server, or a Redis Cluster (every memq key is single-slot). */
+export type RedisConnection = Redis | Cluster;
 
 /**
  * Connection roles (STYLE.md "Lifecycle"): workers block and must never give up a command
@@ -9,8 +12,13 @@ export type ConnectionRole = 'worker' | 'producer';
 
 /** Options for {@link createRedis}. */
 export interface CreateRedisOptions {
-  /** `redis://` or `rediss://` URL. */
+  /** `redis://` or `rediss://` URL (of the server, or of the cluster's first seed node). */
   readonly url: string;
+  /**
+   * Redis Cluster seed nodes (`REDIS_CLUSTER_NODES`), `host:port` each; when given, a Cluster
+   * client is created (the URL's credentials, if any, apply to every node). Default: none.
+   */
+  readonly clusterNodes?: readonly string[];
   /** See {@link ConnectionRole}. */
   readonly role: ConnectionRole;
   /** Connection name shown by `CLIENT LIST`; default `memq-<role>`. */
@@ -21,7 +29,9 @@ export interface CreateRedisOptions {
  * Creates an ioredis client for `role`. RESP2 replies (`protocol: 2`) keep reply shapes stable
  * across ioredis 6's RESP3 default (ecosystem.md section 9). The caller owns `quit()`.
  */
-export function createRedis(options: CreateRedisOptions): Redis {
+export function createRedis(options: CreateRedisOptions & { clusterNodes?: undefined }): Redis;
+export function createRedis(options: CreateRedisOptions): RedisConnection;
+export function createRedis(options: CreateRedisOptions): RedisConnection {
   const common: RedisOptions = {
     connectionName: options.connectionName ?? `memq-${options.role}`,
     protocol: 2,
@@ -31,15 +41,50 @@ export function createRedis(options: CreateRedisOptions): Redis {
     options.role === 'worker'
       ? { maxRetriesPerRequest: null, enableReadyCheck: true }
       : { maxRetriesPerRequest: 1, enableOfflineQueue: true, connectTimeout: 5000 };
+  if (options.clusterNodes && options.clusterNodes.length > 0) {
+    const url = new URL(options.url);
+    return new Cluster(
+      options.clusterNodes.map((node) => {
+        const [host, port] = node.split(':');
+        return { host: host!, port: Number(port) };
+      }),
+      {
+        redisOptions: {
+          ...common,
+          ...roleOptions,
+          ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+          ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+        },
+        // As for one server: producers give up after one retry (maxRetriesPerRequest above).
+        enableOfflineQueue: true,
+        enableReadyCheck: true,
+      },
+    );
+  }
   return new Redis(options.url, { ...common, ...roleOptions });
 }
 
 /** Closes `client` gracefully (QUIT), falling back to a hard disconnect. Idempotent. */
-export async function closeRedis(client: Redis): Promise<void> {
+export async function closeRedis(client: RedisConnection): Promise<void> {
   if (client.status === 'end') return;
   try {
     await client.quit();
   } catch {
     client.disconnect();
   }
+}
+
+/**
+ * A new connection with `client`'s settings and `overrides` (e.g. `maxRetriesPerRequest: null`
+ * for a blocking BullMQ reader); for a Cluster, the overrides apply to every node.
+ */
+export function duplicateConnection(
+  client: RedisConnection,
+  overrides: RedisOptions,
+): RedisConnection {
+  return client instanceof Cluster
+    ? client.duplicate(undefined, {
+        redisOptions: { ...client.options.redisOptions, ...overrides },
+      })
+    : client.duplicate(overrides);
 }

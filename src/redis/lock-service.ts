@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './connection.js';
 import {
   createLock,
   IoredisAdapter,
@@ -151,7 +151,7 @@ export interface LockServiceDeps {
    * Connection for lock commands; owned by the caller. A worker-role connection
    * (`maxRetriesPerRequest: null`) is fine: every lock command has its own 5 000 ms timeout.
    */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   /** Key prefix, e.g. `memq:` (the same one the store uses). */
   readonly keyPrefix: string;
   /** Observer for metrics/logs; an exception it throws is swallowed (it must not break locking). */

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './connection.js';
 
 /**
  * memq's Lua commit scripts, registered on an ioredis client with `defineCommand`: ioredis sends
@@ -23,7 +23,7 @@ export const SCRIPTS = {
 export type ScriptName = keyof typeof SCRIPTS;
 
 /** A client with memq's script commands registered. */
-export type ScriptedRedis = Redis & {
+export type ScriptedRedis = RedisConnection & {
   [K in ScriptName]: (...args: (string | number)[]) => Promise<unknown>;
 };
 
@@ -39,7 +39,7 @@ function source(file: string): string {
 }
 
 /** Registers every memq script on `client` (idempotent) and returns it typed. */
-export function withScripts(client: Redis): ScriptedRedis {
+export function withScripts(client: RedisConnection): ScriptedRedis {
   const scripted = client as ScriptedRedis;
   for (const [name, spec] of Object.entries(SCRIPTS)) {
     if (typeof (scripted as unknown as Record<string, unknown>)[name] !== 'function') {
@@ -54,7 +54,7 @@ export function withScripts(client: Redis): ScriptedRedis {
  * readiness probe's proof that Redis accepts and compiles them. Resolves with how many loaded.
  * @throws the server's error when a script does not compile or Redis is unreachable.
  */
-export async function loadScripts(client: Redis): Promise<number> {
+export async function loadScripts(client: RedisConnection): Promise<number> {
   const shas = await Promise.all(
     Object.values(SCRIPTS).map(
       (spec) => client.script('LOAD', source(spec.file)) as Promise<string>,

@@ -10,7 +10,8 @@
  * left uncounted); and, over every key under the memq and BullMQ prefixes, that no original
  * e-mail address or phone number from the source appears anywhere.
  */
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
+import type { RedisConnection } from '../redis/connection.js';
 import { Tiktoken, type TiktokenBPE } from 'js-tiktoken/lite';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import { applyPrivacy } from '../core/privacy.js';
@@ -37,7 +38,7 @@ export interface AuditOptions {
 /** Where {@link runAudit} reads. */
 export interface AuditDeps {
   /** A connection to the Redis the replay wrote to. */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   /** memq key prefix, e.g. `memq:`. */
   readonly keyPrefix: string;
   /** BullMQ prefix, e.g. `{memq}`. */
@@ -101,14 +102,26 @@ const ranks: Record<EncodingName, () => Promise<TiktokenBPE>> = {
   gpt2: async () => (await import('js-tiktoken/ranks/gpt2')).default,
 };
 
-/** Every value under `pattern`, as text (strings, hashes, sets, zsets, lists, streams). */
+/**
+ * Every value under `pattern`, as text (strings, hashes, sets, zsets, lists, streams). On a
+ * Redis Cluster every master is scanned (SCAN covers one node).
+ */
 async function* valuesUnder(
-  redis: Redis,
+  connection: RedisConnection,
+  pattern: string,
+): AsyncGenerator<{ key: string; text: string }> {
+  const nodes = connection instanceof Cluster ? connection.nodes('master') : [connection];
+  for (const node of nodes) yield* nodeValuesUnder(node, connection, pattern);
+}
+
+async function* nodeValuesUnder(
+  node: Redis,
+  redis: RedisConnection,
   pattern: string,
 ): AsyncGenerator<{ key: string; text: string }> {
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
     cursor = next;
     for (const key of keys) {
       const type = await redis.type(key);

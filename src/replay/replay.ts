@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { duplicateConnection, type RedisConnection } from '../redis/connection.js';
 import type { Logger } from 'pino';
 import { ulid } from 'ulid';
 import type { MessageInput } from '../core/message.js';
@@ -120,7 +120,7 @@ export interface ReplayDeps {
   /** Store read at the end to verify what was committed. */
   readonly store: MemoryStore;
   /** Connection used to create the replay's own event listener and queue handles. */
-  readonly connection: Redis;
+  readonly connection: RedisConnection;
   /** BullMQ prefix of the queues the workers consume. */
   readonly queuePrefix: string;
   /** Project the client writes to (for the memory refs it verifies). */
@@ -201,7 +201,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   });
   const total = stats.messages;
 
-  const eventsConnection = deps.connection.duplicate({ maxRetriesPerRequest: null });
+  const eventsConnection = duplicateConnection(deps.connection, { maxRetriesPerRequest: null });
   const events = new QueueEvents(QUEUES.append, {
     connection: eventsConnection,
     prefix: deps.queuePrefix,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../redis/connection.js';
 import type { Logger } from 'pino';
 import type { EnvConfig } from '../config/env.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
@@ -28,8 +28,10 @@ export interface HttpSettings {
 export interface RuntimeOptions {
   /** Environment configuration (prefixes, concurrency, grace). */
   readonly env: EnvConfig;
-  /** Resolved Redis URL. */
+  /** Resolved Redis URL (with cluster nodes: where credentials come from). */
   readonly redisUrl: string;
+  /** Redis Cluster seed nodes (`host:port`); absent = one server at `redisUrl`. */
+  readonly clusterNodes?: readonly string[];
   /** Declared memory resources. */
   readonly registry: MemoryRegistry;
   /** Process logger. */
@@ -49,7 +51,7 @@ export interface Runtime {
   /** The workers, when started with `workers: true`. */
   readonly workers: Workers | undefined;
   /** Producer connection (fail-fast). */
-  readonly producerConnection: Redis;
+  readonly producerConnection: RedisConnection;
   /** The process's instruments (memq metrics plus default process metrics) for `/metrics`. */
   readonly metrics: MemqMetrics;
   /** The HTTP server, when started with `http`. */
@@ -71,8 +73,9 @@ export interface Runtime {
  */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { env, log } = options;
-  const workerConnection = createRedis({ url: options.redisUrl, role: 'worker' });
-  const producerConnection = createRedis({ url: options.redisUrl, role: 'producer' });
+  const cluster = options.clusterNodes ? { clusterNodes: options.clusterNodes } : {};
+  const workerConnection = createRedis({ url: options.redisUrl, ...cluster, role: 'worker' });
+  const producerConnection = createRedis({ url: options.redisUrl, ...cluster, role: 'producer' });
   await Promise.all([workerConnection.ping(), producerConnection.ping()]);
   const store = createMemoryStore({ redis: producerConnection, keyPrefix: env.keyPrefix });
   const workerStore = createMemoryStore({ redis: workerConnection, keyPrefix: env.keyPrefix });

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../redis/connection.js';
 import { PayloadError } from '../core/errors.js';
 import {
   INDEX_SHARDS,
@@ -132,7 +132,7 @@ export interface MaintenanceStore {
 /** Dependencies of {@link createMaintenanceStore}. */
 export interface MaintenanceStoreDeps {
   /** Connection used for all commands (RESP2, as `src/redis/connection.ts` creates them). */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   /** Key prefix, e.g. `memq:`; the same as the memory store's. */
   readonly keyPrefix: string;
   /** Clock, ms since epoch; default `Date.now`. Bounds `pruneSeen`'s floor. */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../redis/connection.js';
 import { LockLostError, PayloadError } from '../core/errors.js';
 import { SummarySchema, type Message, type Summary } from '../core/message.js';
 import { estimateTokens } from '../core/token-counter.js';
@@ -232,7 +232,7 @@ export interface MemoryStore {
 /** Dependencies of {@link createMemoryStore}. */
 export interface MemoryStoreDeps {
   /** Connection used for all commands. */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   /** Key prefix, e.g. `memq:`. */
   readonly keyPrefix: string;
   /**
@@ -333,7 +333,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const k = keysOf(ref);
       const ids = await redis.zrange(k.unc, '0', String(max - 1));
       if (ids.length === 0) return { messages: [], scanned: 0, missing: [] };
-      const bodies = await redis.hmget(k.msg, ...ids);
+      const bodies: Array<string | null> = await redis.hmget(k.msg, ...ids);
       const messages = bodies.flatMap((body) =>
         body == null ? [] : [JSON.parse(body) as Message],
       );

@@ -95,6 +95,15 @@ describe('loadEnvConfig', () => {
     expect(apiKeys?.get('k:2')).toEqual({ project: 'beta', readOnly: false });
   });
 
+  it('reads REDIS_CLUSTER_NODES as host:port seed nodes and refuses anything else', () => {
+    expect(
+      loadEnvConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-b:7001' }).redisClusterNodes,
+    ).toEqual(['10.0.0.1:7000', 'redis-b:7001']);
+    expect(() => loadEnvConfig({ REDIS_CLUSTER_NODES: 'redis-a,redis-b:7001' })).toThrow(
+      'REDIS_CLUSTER_NODES: expected comma-separated host:port entries',
+    );
+  });
+
   it('returns a frozen object', () => {
     expect(Object.isFrozen(loadEnvConfig({}))).toBe(true);
   });
@@ -230,6 +239,7 @@ describe('loadEnvConfig', () => {
   it('documents every variable it reads, with the defaults it applies', () => {
     expect(ENV_VARS.map((v) => v.name)).toEqual([
       'REDIS_URL',
+      'REDIS_CLUSTER_NODES',
       'MEMQ_MEMORIES_DIR',
       'PORT',
       'MEMQ_KEY_PREFIX',
