@@ -93,6 +93,22 @@ export interface AuditReport {
 const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
 const PHONE = /\+\d{1,3}[\s.-]?\(?\d{2,4}\)?[\s.-]?\d{3,4}[\s.-]?\d{3,4}\b/g;
 
+/**
+ * Every e-mail-shaped substring of one {@link EMAIL} match: an original glued to other address
+ * characters (`Xjohn@example.com`, `john@example.com.evil`) is still in the value, but the greedy
+ * match is longer than the original. Starts at each local-part character, ends at the end or
+ * before each `.` of the domain: O(length^2) per match, and matches are short.
+ */
+function embeddedAddresses(match: string): string[] {
+  const at = match.indexOf('@');
+  const ends = [match.length];
+  for (let i = match.length - 1; i > at; i--) if (match[i] === '.') ends.push(i);
+  const out: string[] = [];
+  for (let start = 0; start < at; start++)
+    for (const end of ends) out.push(match.slice(start, end));
+  return out;
+}
+
 const ranks: Record<EncodingName, () => Promise<TiktokenBPE>> = {
   o200k_base: async () => (await import('js-tiktoken/ranks/o200k_base')).default,
   cl100k_base: async () => (await import('js-tiktoken/ranks/cl100k_base')).default,
@@ -230,6 +246,15 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
         });
       }
     }
+    for (const id of new Set([...Object.keys(bodies), ...Object.keys(tok)])) {
+      if (!position.has(id)) {
+        violations.push({
+          kind: 'unexpected',
+          where,
+          detail: `message ${id} has a stored body or token count but is not in the log`,
+        });
+      }
+    }
     for (const id of ord) {
       if (!expectedIds.has(id)) {
         violations.push({
@@ -291,7 +316,10 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
     for await (const { key, text } of valuesUnder(deps.redis, pattern)) {
       keysScanned += 1;
       const seen = new Set<string>();
-      for (const found of [...(text.match(EMAIL) ?? []), ...(text.match(PHONE) ?? [])]) {
+      for (const found of [
+        ...(text.match(EMAIL) ?? []).flatMap(embeddedAddresses),
+        ...(text.match(PHONE) ?? []),
+      ]) {
         if (seen.has(found) || !originals.has(found)) continue;
         seen.add(found);
         const kind = found.includes('@') ? 'an e-mail address' : 'a phone number';

@@ -61,7 +61,7 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
     expect(cli.stdout.trim().split('\n').at(-1)).toBe(auditSummaryLine(audit));
   });
 
-  it('reports a lost message, a wrong counter and leaked personal data, and exits 1', async () => {
+  it('reports a lost message, a stray body, a wrong counter and leaked personal data (even glued into a longer address), and exits 1', async () => {
     const { conversations } = await buildConversations({ limit: LIMIT });
     const thread = conversations.find((c) => c.messages.length >= 3)!;
     const ref = { project: 'test', resource: 'customer-support', key: thread.threadId };
@@ -80,13 +80,21 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
     const address = conversations
       .flatMap((c) => c.messages.map((m) => EMAIL.exec(m.content)?.[0]))
       .find((a) => a !== undefined)!;
-    await ns.redis.set(`${ns.keyPrefix}planted`, `note: ${address}`);
+    // Glued to other address characters on both sides: still the original address in the value.
+    await ns.redis.set(`${ns.keyPrefix}planted`, `note: x${address}.evil`);
+    // A body left behind without its log entry.
+    await ns.redis.hset(
+      keys.msg,
+      '01JC00000000000000000000ZZ',
+      '{"id":"01JC00000000000000000000ZZ"}',
+    );
 
     const audit = await runAudit(deps, options);
     const kinds = audit.violations.map((v) => `${v.kind} ${v.where}`);
     expect(kinds).toEqual(
       expect.arrayContaining([
         `missing ${thread.threadId}`,
+        `unexpected ${thread.threadId}`,
         `message_count ${thread.threadId}`,
         `token_count ${other.threadId}`,
         `personal_data ${ns.keyPrefix}planted`,
