@@ -3,6 +3,7 @@ import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
+import type { ReplayDeps } from '../../src/replay/replay.js';
 import { createMetrics, type MemqMetrics } from '../../src/metrics/metrics.js';
 import { afterEach, beforeEach } from 'vitest';
 import { shippedMemories } from './memories.js';
@@ -104,5 +105,18 @@ export function usePipelinePerTest(): () => PipelineContext {
   return () => {
     if (!context) throw new Error('usePipelinePerTest: only available inside a test');
     return context;
+  };
+}
+
+/** What `runReplay` needs to replay through `pipeline` on `ns` (project `test`, quiet log). */
+export function replayDepsFor(ns: RedisNamespace, pipeline: TestPipeline): ReplayDeps {
+  return {
+    client: pipeline.client,
+    store: pipeline.store,
+    connection: ns.connect({ producer: true }),
+    queuePrefix: ns.queuePrefix,
+    project: 'test',
+    log: quietLog,
+    metrics: pipeline.metrics,
   };
 }

@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { memqEnv } from '../helpers/cli.js';
+import { memqEnv, startMemqProcess } from '../helpers/cli.js';
 import { createRedisNamespace } from '../helpers/redis-namespace.js';
 
 const KEY = 'cli-test-key-0123456789';
@@ -11,30 +10,22 @@ const HTTP_ENV = {
   MEMQ_BOARD_PASSWORD: 'cli-board-password',
 };
 
+const appendOne = (base: string, key: string, content: string) =>
+  fetch(`${base}/v1/memories/customer-support/${key}/messages?wait=true`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content }] }),
+  });
+
 describe('memq start', () => {
   it('serves the API, Bull Board and metrics on one port with the workers, and drains on SIGTERM', async () => {
     const ns = createRedisNamespace();
     try {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'start'], {
-        env: memqEnv(ns, HTTP_ENV),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((resolve) =>
-        child.once('exit', (code) => resolve(code)),
-      );
-      const deadline = Date.now() + 30_000;
-      while (!stderr.includes('Ctrl-C to stop') && Date.now() < deadline && child.exitCode === null)
-        await new Promise((r) => setTimeout(r, 50));
-      expect(stderr).toMatch(/memq start: http:\/\/localhost:\d+ .*; workers \(append x16/);
-      const base = /http:\/\/localhost:(\d+)/.exec(stderr)![0];
+      const memq = await startMemqProcess('start', memqEnv(ns, HTTP_ENV));
+      expect(memq.stderr()).toMatch(/memq start: http:\/\/localhost:\d+ .*; workers \(append x16/);
+      const base = memq.base!;
 
-      const append = await fetch(`${base}/v1/memories/customer-support/cli-1/messages?wait=true`, {
-        method: 'POST',
-        headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ messages: [{ role: 'user', content: 'hello from the CLI test' }] }),
-      });
+      const append = await appendOne(base, 'cli-1', 'hello from the CLI test');
       expect(append.status).toBe(200);
       expect(((await append.json()) as { result: unknown }).result).toEqual({
         added: 1,
@@ -51,9 +42,8 @@ describe('memq start', () => {
       expect(metrics).toContain('memq_messages_appended_total{resource="customer-support"} 1');
       expect(metrics).toContain('memq_process_resident_memory_bytes');
 
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
-      expect(stderr).toContain('SIGTERM: draining');
+      expect(await memq.stop()).toBe(0);
+      expect(memq.stderr()).toContain('SIGTERM: draining');
     } finally {
       await ns.cleanup();
     }
@@ -62,47 +52,21 @@ describe('memq start', () => {
   it('splits into memq serve (HTTP only) and memq work (workers only) against one Redis', async () => {
     const ns = createRedisNamespace();
     const env = memqEnv(ns, HTTP_ENV);
-    const start = (command: string) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', command], {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const state = { stderr: '' };
-      child.stderr.on('data', (d: Buffer) => (state.stderr += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-      return { child, state, exited };
-    };
-    const serve = start('serve');
-    const work = start('work');
+    const [serve, work] = await Promise.all([
+      startMemqProcess('serve', env),
+      startMemqProcess('work', env),
+    ]);
     try {
-      const deadline = Date.now() + 30_000;
-      while (
-        !(serve.state.stderr.includes('Ctrl-C') && work.state.stderr.includes('Ctrl-C')) &&
-        Date.now() < deadline
-      )
-        await new Promise((r) => setTimeout(r, 50));
-      expect(serve.state.stderr).toMatch(/memq serve: http:\/\/localhost:\d+ [^;]*; Ctrl-C/);
-      expect(work.state.stderr).toMatch(
-        /memq work: workers \(append x16, token-count x2\); Ctrl-C/,
+      expect(serve.stderr()).toMatch(/memq serve: http:\/\/localhost:\d+ [^;]*; Ctrl-C/);
+      expect(work.stderr()).toMatch(/memq work: workers \(append x16, token-count x2\); Ctrl-C/);
+      expect(work.base).toBeUndefined();
+      expect((await fetch(`${serve.base!}/readyz`)).status).toBe(200); // a canary through memq work
+      expect((await appendOne(serve.base!, 'split-1', 'via serve, stored by work')).status).toBe(
+        200,
       );
-      const base = /http:\/\/localhost:(\d+)/.exec(serve.state.stderr)![0];
-      expect((await fetch(`${base}/readyz`)).status).toBe(200); // a canary through memq work
-      const append = await fetch(
-        `${base}/v1/memories/customer-support/split-1/messages?wait=true`,
-        {
-          method: 'POST',
-          headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-          body: JSON.stringify({
-            messages: [{ role: 'user', content: 'via serve, stored by work' }],
-          }),
-        },
-      );
-      expect(append.status).toBe(200);
     } finally {
-      serve.child.kill('SIGTERM');
-      work.child.kill('SIGTERM');
-      expect(await serve.exited).toBe(0);
-      expect(await work.exited).toBe(0);
+      expect(await serve.stop()).toBe(0);
+      expect(await work.stop()).toBe(0);
       await ns.cleanup();
     }
   });

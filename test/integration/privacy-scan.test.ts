@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConversations } from '../../src/replay/corpus.js';
 import { runReplay, type ReplayReport } from '../../src/replay/replay.js';
 import { shippedMemories } from '../helpers/memories.js';
-import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { replayDepsFor, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const LIMIT = 2000;
@@ -19,17 +19,10 @@ describe('privacy: 2,000 real e-mails through a redacting policy, then every key
   beforeAll(async () => {
     ns = createRedisNamespace();
     pipeline = await startPipeline(ns, await shippedMemories());
-    report = await runReplay(
-      {
-        client: pipeline.client,
-        store: pipeline.store,
-        connection: ns.connect({ producer: true }),
-        queuePrefix: ns.queuePrefix,
-        project: 'test',
-        log: quietLog,
-      },
-      { memory: 'customer-support', limit: LIMIT },
-    );
+    report = await runReplay(replayDepsFor(ns, pipeline), {
+      memory: 'customer-support',
+      limit: LIMIT,
+    });
     const { conversations } = await buildConversations({ limit: LIMIT });
     const texts = conversations.flatMap((c) => c.messages.map((m) => m.content));
     originals = [

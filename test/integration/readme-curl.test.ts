@@ -1,9 +1,9 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { memqEnv, startMemqProcess } from '../helpers/cli.js';
 import { createRedisNamespace } from '../helpers/redis-namespace.js';
 
 /** The README's curl session: the first sh block after the "## HTTP API" heading. */
@@ -19,42 +19,21 @@ describe('README', () => {
   it('the curl session works as written against memq start on a fresh directory', async () => {
     const ns = createRedisNamespace();
     const cwd = mkdtempSync(path.join(tmpdir(), 'memq-readme-'));
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      REDIS_URL: ns.url,
-      PORT: '0',
-      MEMQ_MEMORIES_DIR: path.resolve('memories'),
-      MEMQ_KEY_PREFIX: ns.keyPrefix,
-      MEMQ_QUEUE_PREFIX: ns.queuePrefix,
-      MEMQ_LOG_LEVEL: 'warn',
-    };
+    const env = memqEnv(ns, { PORT: '0', MEMQ_MEMORIES_DIR: path.resolve('memories') });
     delete env.MEMQ_API_KEYS; // as on a fresh machine: memq creates .memq/api-key
     delete env.MEMQ_API_KEYS_FILE;
     delete env.MEMQ_BOARD_PASSWORD;
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        pathToFileURL(path.resolve('node_modules/tsx/dist/loader.mjs')).href,
-        path.resolve('src/main.ts'),
-        'start',
-      ],
-      { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const memq = await startMemqProcess('start', env, cwd);
     try {
-      const deadline = Date.now() + 30_000;
-      while (!stderr.includes('Ctrl-C to stop') && Date.now() < deadline && child.exitCode === null)
-        await new Promise((r) => setTimeout(r, 50));
-      const port = /http:\/\/localhost:(\d+)/.exec(stderr)?.[1];
-      expect(port, stderr).toBeDefined();
-      expect(stderr).toContain(
+      const port = /localhost:(\d+)/.exec(memq.base ?? '')?.[1];
+      expect(port, memq.stderr()).toBeDefined();
+      expect(memq.stderr()).toContain(
         'the API accepts the key in .memq/api-key (project default), created now',
       );
       expect(statSync(path.join(cwd, '.memq/api-key')).mode & 0o777).toBe(0o600);
-      expect(stderr).not.toContain(readFileSync(path.join(cwd, '.memq/api-key'), 'utf8').trim());
+      expect(memq.stderr()).not.toContain(
+        readFileSync(path.join(cwd, '.memq/api-key'), 'utf8').trim(),
+      );
 
       const session = readmeCurlSession().replaceAll('localhost:3000', `localhost:${port}`);
       const run = spawnSync('bash', ['-euo', 'pipefail', '-c', session], { cwd, encoding: 'utf8' });
@@ -70,8 +49,7 @@ describe('README', () => {
       expect(stats).toMatchObject({ message_count: 2, roles: { user: 1, assistant: 1 } });
       expect(run.stdout).not.toContain('jane@example.com');
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      await memq.stop();
       rmSync(cwd, { recursive: true, force: true });
       await ns.cleanup();
     }

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from 'ioredis';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
@@ -9,6 +8,7 @@ import { runAudit } from '../../src/replay/replay-audit.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import { startMemqProcess } from '../helpers/cli.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { quietLog } from '../helpers/pipeline.js';
 import { startTestCluster, type TestCluster } from '../helpers/redis-cluster.js';
@@ -117,29 +117,19 @@ describe('memq on a three-master Redis Cluster', () => {
   });
 
   it('memq start runs against REDIS_CLUSTER_NODES: ready, and an append over HTTP commits', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'start'], {
-      env: {
-        ...process.env,
-        REDIS_URL: '',
-        REDIS_CLUSTER_NODES: cluster.nodes.join(','),
-        PORT: '0',
-        MEMQ_API_KEYS: 'cluster-test-key-012345:cli',
-        MEMQ_BOARD_PASSWORD: 'cluster-board-password',
-        MEMQ_KEY_PREFIX: 'memqcli:',
-        MEMQ_QUEUE_PREFIX: '{memqcli}',
-        MEMQ_LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const memq = await startMemqProcess('start', {
+      ...process.env,
+      REDIS_URL: '',
+      REDIS_CLUSTER_NODES: cluster.nodes.join(','),
+      PORT: '0',
+      MEMQ_API_KEYS: 'cluster-test-key-012345:cli',
+      MEMQ_BOARD_PASSWORD: 'cluster-board-password',
+      MEMQ_KEY_PREFIX: 'memqcli:',
+      MEMQ_QUEUE_PREFIX: '{memqcli}',
+      MEMQ_LOG_LEVEL: 'warn',
     });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     try {
-      const deadline = Date.now() + 30_000;
-      while (!stderr.includes('Ctrl-C to stop') && Date.now() < deadline && child.exitCode === null)
-        await new Promise((r) => setTimeout(r, 50));
-      const base = /http:\/\/localhost:(\d+)/.exec(stderr)?.[0];
-      expect(base, stderr).toBeDefined();
+      const base = memq.base!;
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
       const append = await fetch(`${base}/v1/memories/customer-support/c-1/messages?wait=true`, {
         method: 'POST',
@@ -151,8 +141,7 @@ describe('memq on a three-master Redis Cluster', () => {
       });
       expect(append.status).toBe(200);
     } finally {
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
+      expect(await memq.stop()).toBe(0);
     }
   });
 });

@@ -6,7 +6,7 @@ import { runReplay, replayMessageIds, type ReplayReport } from '../../src/replay
 import { auditSummaryLine, runAudit, type AuditDeps } from '../../src/replay/replay-audit.js';
 import { runMemq } from '../helpers/cli.js';
 import { shippedMemories } from '../helpers/memories.js';
-import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { replayDepsFor, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const LIMIT = 500;
@@ -25,18 +25,10 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
     ns = createRedisNamespace();
     registry = await shippedMemories();
     pipeline = await startPipeline(ns, registry);
-    report = await runReplay(
-      {
-        client: pipeline.client,
-        store: pipeline.store,
-        connection: ns.connect({ producer: true }),
-        queuePrefix: ns.queuePrefix,
-        project: 'test',
-        log: quietLog,
-        metrics: pipeline.metrics,
-      },
-      { memory: 'customer-support', limit: LIMIT },
-    );
+    report = await runReplay(replayDepsFor(ns, pipeline), {
+      memory: 'customer-support',
+      limit: LIMIT,
+    });
     deps = { redis: ns.redis, keyPrefix: ns.keyPrefix, queuePrefix: ns.queuePrefix, registry };
   }, 180_000);
   afterAll(async () => {

@@ -9,7 +9,7 @@ import {
   type ReplayReport,
 } from '../../src/replay/replay.js';
 import { shippedMemories } from '../helpers/memories.js';
-import { quietLog, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { replayDepsFor, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const LIMIT = 300;
@@ -28,14 +28,7 @@ describe('memq replay on 300 real e-mails', () => {
     ns = createRedisNamespace();
     registry = await shippedMemories();
     pipeline = await startPipeline(ns, registry);
-    deps = {
-      client: pipeline.client,
-      store: pipeline.store,
-      connection: ns.connect({ producer: true }),
-      queuePrefix: ns.queuePrefix,
-      project: 'test',
-      log: quietLog,
-    };
+    deps = replayDepsFor(ns, pipeline);
     report = await runReplay(deps, { memory: 'customer-support', limit: LIMIT });
     source = (await buildConversations({ limit: LIMIT })).conversations;
   }, 120_000);
