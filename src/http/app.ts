@@ -83,7 +83,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
           status: res.statusCode,
           ms: Math.round(seconds * 1000),
           ...(grant ? { project: grant.project } : {}),
-          ...(req.params.resource ? { resource: req.params.resource } : {}),
+          ...(typeof res.locals.resource === 'string' ? { resource: res.locals.resource } : {}),
         },
         'http request',
       );

@@ -97,9 +97,10 @@ function statsBody(stats: MemoryStats) {
 export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   const router = Router();
   const clientOf = (res: Response) => deps.client.forProject(grantOf(res).project);
-  const targetOf = (req: Request): MemoryTarget => {
+  const targetOf = (req: Request, res: Response): MemoryTarget => {
     const { resource, key } = req.params as { resource: string; key: string };
     deps.registry.get(resource); // MemoryNotFoundError (404) for an undeclared resource
+    res.locals.resource = resource; // for the request log line
     return { resource, key };
   };
 
@@ -134,7 +135,7 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   };
 
   router.post('/memories/:resource/:key/messages', requireWrite, async (req, res) => {
-    const target = targetOf(req);
+    const target = targetOf(req, res);
     checkSizes(req.body, MAX_MESSAGES_PER_APPEND, deps.maxMessageBytes);
     const body = parse(AppendBodySchema, req.body, 'body');
     const client = clientOf(res);
@@ -158,7 +159,7 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   });
 
   router.get('/memories/:resource/:key/messages', async (req, res) => {
-    const target = targetOf(req);
+    const target = targetOf(req, res);
     const query = parse(ReadQuerySchema, req.query, 'query');
     const window = await clientOf(res).read(target, {
       ...(query.offset !== undefined ? { offset: query.offset } : {}),
@@ -193,14 +194,14 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   });
 
   router.put('/memories/:resource/:key/messages', requireWrite, async (req, res) => {
-    const target = targetOf(req);
+    const target = targetOf(req, res);
     checkSizes(req.body, MAX_MESSAGES_PER_WRITE, deps.maxMessageBytes);
     const body = parse(WriteBodySchema, req.body, 'body');
     await accepted(req, res, await clientOf(res).write(target, body.messages));
   });
 
   router.post('/memories/:resource/:key/flush', requireWrite, async (req, res) => {
-    const target = targetOf(req);
+    const target = targetOf(req, res);
     const body = parse(FlushBodySchema, req.body, 'body');
     const receipt = await clientOf(res).flush(target, {
       ...(body.strategy !== undefined ? { strategy: body.strategy } : {}),
@@ -210,22 +211,22 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   });
 
   router.post('/memories/:resource/:key/clear', requireWrite, async (req, res) => {
-    const target = targetOf(req);
+    const target = targetOf(req, res);
     parse(ClearBodySchema, req.body, 'body');
     await accepted(req, res, await clientOf(res).clear(target, { confirm: true }));
   });
 
   router.delete('/memories/:resource/:key', requireWrite, async (req, res) => {
-    await accepted(req, res, await clientOf(res).delete(targetOf(req)));
+    await accepted(req, res, await clientOf(res).delete(targetOf(req, res)));
   });
 
   router.get('/memories/:resource/:key/health', async (req, res) => {
-    const health = await clientOf(res).health(targetOf(req));
+    const health = await clientOf(res).health(targetOf(req, res));
     res.json({ ...statsBody(health), healthy: health.healthy });
   });
 
   router.get('/memories/:resource/:key/stats', async (req, res) => {
-    const target = targetOf(req);
+    const target = targetOf(req, res);
     const stats = await clientOf(res).stats(target, { deep: true });
     const maxTokens = effectiveLimits(deps.registry.get(target.resource)).maxTokens;
     res.json({

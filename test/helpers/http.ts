@@ -69,6 +69,7 @@ export function appOver(
   options: {
     backpressure?: Parameters<typeof createMemoryClient>[0]['backpressure'];
     readyTimeoutMs?: number;
+    log?: HttpAppOptions['log'];
   } = {},
 ): { app: Express; close: () => Promise<void> } {
   const client = createMemoryClient({
@@ -85,7 +86,7 @@ export function appOver(
     registry,
     redis: connection,
     metrics: createMetrics(),
-    log: quietLog,
+    log: options.log ?? quietLog,
     apiKeys: TEST_GRANTS,
     board: { ...BOARD, readOnly: true },
     maxBodyBytes: 64 * 1024,

@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOBS } from '../../queues/names.js';
@@ -390,6 +392,40 @@ describe('HTTP API', () => {
       } finally {
         await http.pipeline.workers.queues.cleanup.resume();
       }
+    });
+
+    it('logs one line per request with route, status, project and resource, never the body', async () => {
+      const lines: string[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(chunk.toString());
+          done();
+        },
+      });
+      const { app, close } = appOver(http, ns, registry, ns.connect({ producer: true }), {
+        log: pino({ level: 'info' }, sink),
+      });
+      try {
+        const res = await request(app)
+          .post(`${PATH}/log-1/messages?wait=true`)
+          .set(auth(KEYS.acme))
+          .send(hello('secret-marker-4471 reach me at jane@example.com'));
+        expect(res.status).toBe(200);
+      } finally {
+        await close();
+      }
+      const line = lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === 'http request');
+      expect(line).toMatchObject({
+        method: 'POST',
+        route: '/v1/memories/:resource/:key/messages',
+        status: 200,
+        project: 'acme',
+        resource: 'customer-support',
+      });
+      expect(lines.join('')).not.toContain('secret-marker-4471');
+      expect(lines.join('')).not.toContain('jane');
     });
 
     it('/metrics has the memq catalogue with route patterns, never ids or keys', async () => {
