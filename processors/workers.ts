@@ -82,6 +82,15 @@ export interface WorkersOptions {
   readonly metrics?: MemqMetrics;
 }
 
+/**
+ * How many times a job may be taken back from a dead worker (its lock expired) before BullMQ
+ * fails it as "stalled more than allowable limit". BullMQ's default is 1; memq's jobs are
+ * idempotent (appends by message id, counts and flushes by fenced commits), so a job caught in
+ * two worker crashes in a row is safe to run again; 5 matches the retry budget (attempts 5) and
+ * still stops a job that kills every worker that takes it (docs/decisions.md, "Stalled jobs").
+ */
+export const MAX_STALLED_COUNT = 5;
+
 /** Running workers. */
 export interface Workers {
   /** The BullMQ workers, one per queue. */
@@ -143,6 +152,7 @@ export function startWorkers(options: WorkersOptions): Workers {
     prefix: queuePrefix,
     lockDuration,
     stalledInterval: lockDuration,
+    maxStalledCount: MAX_STALLED_COUNT,
   };
   const workers = [
     new Worker(

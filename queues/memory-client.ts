@@ -248,6 +248,26 @@ export function appendJobId(messageIds: readonly string[]): string {
   return `${messageIds[0]}-${randomBytes(4).toString('hex')}`;
 }
 
+/** Socket error codes that mean the connection to Redis dropped (Node's `net` errors). */
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+
+/**
+ * True when `error` says Redis was unreachable or not serving, not that the request was wrong:
+ * ioredis's "Connection is closed." and its retry-limit error (connection lost mid-command), a
+ * socket error, or a Redis reply of `LOADING` (restarting, reading its AOF), `CLUSTERDOWN`,
+ * `TRYAGAIN` or `MASTERDOWN` (Redis documentation, "Redis errors" / cluster specification).
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code;
+  return (
+    error.name === 'MaxRetriesPerRequestError' ||
+    error.message === 'Connection is closed.' ||
+    (code !== undefined && CONNECTION_ERROR_CODES.has(code)) ||
+    /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN)\b/.test(error.message)
+  );
+}
+
 /** Creates a {@link MemoryClient}. */
 export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const now = deps.now ?? Date.now;
@@ -280,6 +300,14 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     });
     try {
       return await Promise.race([op(), deadline]);
+    } catch (error) {
+      if (isConnectionFailure(error)) {
+        throw new RedisUnavailableError(
+          `${what}: Redis failed mid-operation (${(error as Error).message.slice(0, 80)}); retry shortly (the operation may or may not have happened)`,
+          { cause: error },
+        );
+      }
+      throw error;
     } finally {
       clearTimeout(timer);
     }

@@ -59,6 +59,13 @@ export interface EnvConfig {
    * 86 400 000 (24 h). Past it, maintenance prunes the id unless it is still in the log.
    */
   readonly idempotencyWindowMs: number;
+  /**
+   * `MEMQ_JOB_LOCK_MS`: BullMQ job lock duration, milliseconds, 5 000-600 000. Default 30 000
+   * (BullMQ's). A worker renews the lock of each active job every half of it; when a worker dies
+   * (SIGKILL, OOM, lost host) its jobs go back to waiting within about twice this (one lock
+   * expiry plus one stalled-job check), so smaller recovers sooner and costs more renewals.
+   */
+  readonly jobLockMs: number;
   /** `MEMQ_PROJECT`: default project of CLI producers (HTTP callers get theirs from their API key) (1-64 of `[A-Za-z0-9_-]`). Default `default`. */
   readonly project: string;
   /**
@@ -168,6 +175,12 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       default: '86400000',
       description:
         'How long accepted message ids are remembered for duplicate detection, milliseconds',
+    },
+    {
+      name: 'MEMQ_JOB_LOCK_MS',
+      default: '30000',
+      description:
+        "BullMQ job lock, milliseconds (5000-600000); a dead worker's jobs return to waiting within about twice this",
     },
     { name: 'MEMQ_PROJECT', default: 'default', description: 'Project of CLI producers' },
     {
@@ -359,6 +372,11 @@ const EnvSchema = z
       2_592_000_000,
       'expected an integer in 60000-2592000000 (milliseconds)',
     ).default(86_400_000),
+    MEMQ_JOB_LOCK_MS: integer(
+      5_000,
+      600_000,
+      'expected an integer in 5000-600000 (milliseconds)',
+    ).default(30_000),
     MEMQ_PROJECT: z
       .string()
       .regex(PROJECT_PATTERN, { error: `expected ${PROJECT_ALLOWED}` })
@@ -451,6 +469,7 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
     shutdownGraceMs: e.MEMQ_SHUTDOWN_GRACE_MS,
     maintenanceIntervalMs: e.MEMQ_MAINTENANCE_INTERVAL_MS,
     idempotencyWindowMs: e.MEMQ_IDEMPOTENCY_WINDOW_MS,
+    jobLockMs: e.MEMQ_JOB_LOCK_MS,
     project: e.MEMQ_PROJECT,
     ...(e.MEMQ_API_KEYS !== undefined ? { apiKeys: e.MEMQ_API_KEYS } : {}),
     ...(e.MEMQ_API_KEYS_FILE !== undefined ? { apiKeysFile: e.MEMQ_API_KEYS_FILE } : {}),

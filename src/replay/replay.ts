@@ -6,8 +6,12 @@ import { ulid } from 'ulid';
 import type { MessageInput } from '../core/message.js';
 import type { MemoryRef } from '../redis/keys.js';
 import type { MemoryStore, MemoryWindow } from '../store/memory-store.js';
-import type { AppendReceipt, MemoryClient } from '../../queues/memory-client.js';
-import { BackpressureError } from '../core/errors.js';
+import {
+  isConnectionFailure,
+  type AppendReceipt,
+  type MemoryClient,
+} from '../../queues/memory-client.js';
+import { BackpressureError, RedisUnavailableError } from '../core/errors.js';
 import { QUEUES } from '../../queues/names.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import { buildConversations, type Conversation, type ReplayStats } from './corpus.js';
@@ -33,6 +37,13 @@ export interface ReplayOptions {
    * when the workers run in this process). Default false.
    */
   readonly sampleRss?: boolean;
+  /**
+   * When set, an append that fails with `RedisUnavailableError` (Redis down, restarting or not
+   * answering) is tried again after this many ms, as a producer with a retry policy would; the
+   * message keeps its id, so a retry of an append that did land stores nothing twice. Default
+   * unset: such an append counts as an enqueue error and is not retried.
+   */
+  readonly retryUnavailableMs?: number;
 }
 
 /** A progress sample. */
@@ -89,6 +100,16 @@ export interface ReplayReport {
   readonly workerPeakRssBytes: number | undefined;
   /** Appends whose enqueue failed (e.g. Redis unreachable); each is logged. */
   readonly enqueueErrors: number;
+  /**
+   * `RedisUnavailableError`s the producer saw and retried (with `retryUnavailableMs`); 0
+   * otherwise.
+   */
+  readonly unavailableRetries: number;
+  /**
+   * The longest single `MemoryClient.append` call, ms, whatever it ended with (stored, rejected by
+   * backpressure, or failed): how long a producer can be kept waiting.
+   */
+  readonly appendCallMaxMs: number;
   /** Append jobs that failed permanently (dead letters). */
   readonly failedJobs: number;
   /** Messages in the replayed memories' logs afterwards. */
@@ -159,21 +180,36 @@ export function replayMessageIds(conversation: Conversation): string[] {
   });
 }
 
+/** What {@link appendPolitely} saw across all calls. */
+interface ProducerTally {
+  unavailableRetries: number;
+  appendCallMaxMs: number;
+}
+
 /**
  * Appends one message, waiting out backpressure: on `BackpressureError` it sleeps the suggested
- * `retryAfterMs` and tries again (what a well-behaved producer does); other errors propagate.
+ * `retryAfterMs` and tries again (what a well-behaved producer does); with `retryUnavailableMs`
+ * it also retries `RedisUnavailableError` after that long. Other errors propagate.
  */
-async function appendWithBackpressure(
+async function appendPolitely(
   client: MemoryClient,
   target: { resource: string; key: string },
   input: MessageInput,
+  retryUnavailableMs: number | undefined,
+  tally: ProducerTally,
 ): Promise<AppendReceipt> {
   for (;;) {
+    const callStarted = Date.now();
     try {
       return await client.append(target, [input]);
     } catch (error) {
-      if (!(error instanceof BackpressureError)) throw error;
-      await sleep(error.retryAfterMs);
+      if (error instanceof BackpressureError) await sleep(error.retryAfterMs);
+      else if (error instanceof RedisUnavailableError && retryUnavailableMs !== undefined) {
+        tally.unavailableRetries += 1;
+        await sleep(retryUnavailableMs);
+      } else throw error;
+    } finally {
+      tally.appendCallMaxMs = Math.max(tally.appendCallMaxMs, Date.now() - callStarted);
     }
   }
 }
@@ -210,6 +246,12 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     connection: deps.connection,
     prefix: deps.queuePrefix,
   });
+  // Lost connections are retried by ioredis and show up as stalls or enqueue errors; without a
+  // listener each reconnect attempt would print an "Unhandled error event".
+  const ignore = () => undefined;
+  eventsConnection.on('error', ignore);
+  events.on('error', ignore);
+  appendQueue.on('error', ignore);
   /** Job id -> enqueue start (ms), for jobs whose outcome is not known yet. */
   const pendingJobs = new Map<string, number>();
   /** Outcomes that arrived before the job's `add` resolved (fast workers). */
@@ -220,6 +262,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let failed = 0;
   let committed = 0;
   let enqueueErrors = 0;
+  const tally: ProducerTally = { unavailableRetries: 0, appendCallMaxMs: 0 };
   let droppedByPolicy = 0;
   let redactions = 0;
   const redactionsByRule: Record<string, number> = {};
@@ -295,7 +338,13 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
         const startedAtMs = Date.now();
         enqueued += 1;
         const target = { resource: options.memory, key: conversation.threadId };
-        const sent: Promise<void> = appendWithBackpressure(deps.client, target, input)
+        const sent: Promise<void> = appendPolitely(
+          deps.client,
+          target,
+          input,
+          options.retryUnavailableMs,
+          tally,
+        )
           .then(
             (receipt) => {
               redactions += receipt.redactions;
@@ -336,17 +385,21 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       if (Date.now() - progressAt.last > 2000) {
         // Events can be missed (a listener lagging past the stream's bound): ask BullMQ for the
         // state of what is still pending. Outcomes learnt this way are not timed.
-        for (const jobId of [...pendingJobs.keys()].slice(0, 2000)) {
-          const state = await appendQueue.getJobState(jobId);
-          if (state === 'completed') {
-            const job = await appendQueue.getJob(jobId);
-            const value = job?.returnvalue as { added?: number; duplicates?: number } | undefined;
-            settle(
-              jobId,
-              { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 },
-              undefined,
-            );
-          } else if (state === 'failed') settle(jobId, 'failed', undefined);
+        try {
+          for (const jobId of [...pendingJobs.keys()].slice(0, 2000)) {
+            const state = await appendQueue.getJobState(jobId);
+            if (state === 'completed') {
+              const job = await appendQueue.getJob(jobId);
+              const value = job?.returnvalue as { added?: number; duplicates?: number } | undefined;
+              settle(
+                jobId,
+                { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 },
+                undefined,
+              );
+            } else if (state === 'failed') settle(jobId, 'failed', undefined);
+          }
+        } catch (error) {
+          if (!isConnectionFailure(error)) throw error; // Redis away: ask again next round
         }
       }
       if (Date.now() - progressAt.last > stallTimeoutMs) {
@@ -364,7 +417,14 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       const next: MemoryRef[] = [];
       for (let i = 0; i < pending.length; i += 200) {
         const chunk = pending.slice(i, i + 200);
-        const read = await Promise.all(chunk.map((ref) => deps.store.read(ref, { limit: 1 })));
+        let read: MemoryWindow[];
+        try {
+          read = await Promise.all(chunk.map((ref) => deps.store.read(ref, { limit: 1 })));
+        } catch (error) {
+          if (!isConnectionFailure(error)) throw error;
+          next.push(...chunk); // Redis away: these stay pending, read again next round
+          continue;
+        }
         read.forEach((window, j) => {
           windows.set(chunk[j]!.key, window);
           if (!window.exact) next.push(chunk[j]!);
@@ -386,6 +446,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       connection: deps.connection,
       prefix: deps.queuePrefix,
     });
+    flushQueue.on('error', ignore);
     try {
       let lastFlushProgress = Date.now();
       let lastPending = -1;
@@ -448,6 +509,8 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
           : tokensSavedAfter - tokensSavedBefore,
       workerPeakRssBytes: options.sampleRss ? peakRss : undefined,
       enqueueErrors,
+      unavailableRetries: tally.unavailableRetries,
+      appendCallMaxMs: tally.appendCallMaxMs,
       failedJobs: failed,
       messagesStored,
       tokensCounted,
@@ -503,6 +566,10 @@ export function formatReplayReport(report: ReplayReport): string {
       }`,
     ],
     ['enqueue errors', String(report.enqueueErrors)],
+    [
+      'producer',
+      `longest append call ${report.appendCallMaxMs} ms, ${report.unavailableRetries} Redis-unavailable retries`,
+    ],
     ['failed jobs', String(report.failedJobs)],
     ['messages stored', String(report.messagesStored)],
     [

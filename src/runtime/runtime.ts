@@ -99,6 +99,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         queuePrefix: env.queuePrefix,
         keyPrefix: env.keyPrefix,
         idempotencyWindowMs: env.idempotencyWindowMs,
+        lockDurationMs: env.jobLockMs,
         tokenCacheBytes: env.tokenCacheBytes,
         concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
         store: workerStore,

@@ -3,11 +3,12 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RedisNamespace } from './redis-namespace.js';
 
-/** The environment of a `memq` child process on `ns`: its Redis and prefixes, logs at warn. */
+/** The environment of a `memq` child process on `ns`: its Redis (or cluster) and prefixes, logs at warn. */
 export function memqEnv(ns: RedisNamespace, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     ...process.env,
     REDIS_URL: ns.url,
+    ...(ns.clusterNodes ? { REDIS_CLUSTER_NODES: ns.clusterNodes.join(',') } : {}),
     MEMQ_KEY_PREFIX: ns.keyPrefix,
     MEMQ_QUEUE_PREFIX: ns.queuePrefix,
     MEMQ_LOG_LEVEL: 'warn',
@@ -33,8 +34,14 @@ export interface MemqProcess {
   stderr(): string;
   /** `http://localhost:<port>` once it serves HTTP (start, serve); undefined for `work`. */
   readonly base: string | undefined;
+  /** Its process id. */
+  readonly pid: number;
+  /** True while the process runs. */
+  alive(): boolean;
   /** Sends SIGTERM and resolves with the exit code. Idempotent. */
   stop(): Promise<number | null>;
+  /** Sends SIGKILL (no drain, no cleanup: a crash) and resolves once it has exited. */
+  kill(): Promise<void>;
 }
 
 /**
@@ -72,6 +79,12 @@ export async function startMemqProcess(
   return {
     stderr: () => stderr,
     base: /http:\/\/localhost:\d+/.exec(stderr)?.[0],
+    pid: child.pid!,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
     stop() {
       if (!stopping) {
         child.kill('SIGTERM');

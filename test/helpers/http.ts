@@ -1,5 +1,5 @@
 import type { Express } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../src/redis/connection.js';
 import { createMemoryClient } from '../../queues/memory-client.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { createMemoryStore } from '../../src/store/memory-store.js';
@@ -65,7 +65,7 @@ export function appOver(
   http: TestHttp,
   ns: RedisNamespace,
   registry: MemoryRegistry,
-  connection: Redis,
+  connection: RedisConnection,
   options: {
     backpressure?: Parameters<typeof createMemoryClient>[0]['backpressure'];
     readyTimeoutMs?: number;

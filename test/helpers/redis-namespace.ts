@@ -1,19 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { inject } from 'vitest';
+import { createRedis, type RedisConnection } from '../../src/redis/connection.js';
 
 /** A per-test slice of the shared Redis: its own key prefix and BullMQ prefix. */
 export interface RedisNamespace {
-  /** Redis URL. */
+  /** Redis URL (on a cluster: its first node). */
   readonly url: string;
+  /**
+   * The suite's Redis Cluster seed nodes (`host:port`) when it runs on a cluster
+   * (`npm run test:cluster`); undefined on one server.
+   */
+  readonly clusterNodes: readonly string[] | undefined;
   /** Key prefix for memory keys, e.g. `memqt-ab12cd:`. */
   readonly keyPrefix: string;
   /** BullMQ prefix (a hash tag), e.g. `{memqt-ab12cd}`. */
   readonly queuePrefix: string;
   /** A worker-role connection (closed by {@link RedisNamespace.cleanup}). */
-  readonly redis: Redis;
-  /** Opens another connection, closed by cleanup. */
-  connect(options?: { producer?: boolean }): Redis;
+  readonly redis: RedisConnection;
+  /** Opens another connection (worker role, or producer role: fail fast), closed by cleanup. */
+  connect(options?: { producer?: boolean }): RedisConnection;
   /** Every key of this namespace (memory keys and BullMQ keys). */
   keys(): Promise<string[]>;
   /**
@@ -26,30 +32,37 @@ export interface RedisNamespace {
   cleanup(): Promise<void>;
 }
 
-/** Creates a fresh namespace on the suite's Redis (never FLUSHALL). */
+/** Creates a fresh namespace on the suite's Redis or cluster (never FLUSHALL). */
 export function createRedisNamespace(): RedisNamespace {
   const url = inject('redisUrl');
+  const nodes = inject('redisClusterNodes');
+  const clusterNodes = nodes ? nodes.split(',') : undefined;
   const id = randomBytes(5).toString('hex');
   const keyPrefix = `memqt-${id}:`;
   const queuePrefix = `{memqt-${id}}`;
-  const connections: Redis[] = [];
-  const connect = (options: { producer?: boolean } = {}): Redis => {
-    const client = new Redis(url, {
-      protocol: 2,
-      maxRetriesPerRequest: options.producer ? 1 : null,
+  const connections: RedisConnection[] = [];
+  const connect = (options: { producer?: boolean } = {}): RedisConnection => {
+    const client = createRedis({
+      url,
+      ...(clusterNodes ? { clusterNodes } : {}),
+      role: options.producer ? 'producer' : 'worker',
     });
     connections.push(client);
     return client;
   };
   const redis = connect();
+  /** SCAN covers one node: on a cluster every master is scanned. */
   const scan = async (pattern: string): Promise<string[]> => {
     const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      found.push(...batch);
-    } while (cursor !== '0');
+    const nodes: Redis[] = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, batch] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        found.push(...batch);
+      } while (cursor !== '0');
+    }
     return found;
   };
   const escapeGlob = (s: string) => s.replace(/[*?[\]\\{}]/g, (c) => '\\' + c);
@@ -77,6 +90,7 @@ export function createRedisNamespace(): RedisNamespace {
   };
   return {
     url,
+    clusterNodes,
     keyPrefix,
     queuePrefix,
     redis,
@@ -89,7 +103,12 @@ export function createRedisNamespace(): RedisNamespace {
     },
     async cleanup() {
       const all = await keys();
-      for (let i = 0; i < all.length; i += 500) await redis.unlink(...all.slice(i, i + 500));
+      // One key per UNLINK: a multi-key UNLINK is a CROSSSLOT error on a cluster.
+      for (let i = 0; i < all.length; i += 500) {
+        const batch = redis.pipeline();
+        for (const key of all.slice(i, i + 500)) batch.unlink(key);
+        await batch.exec();
+      }
       await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
     },
   };

@@ -5,11 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/runtime/embedded-redis.js';
+import { startTestCluster } from '../helpers/redis-cluster.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** URL of the Redis the integration suite runs against. */
+    /** URL of the Redis the integration suite runs against (on a cluster: its first node). */
     redisUrl: string;
+    /** Comma-separated `host:port` seed nodes when the suite runs on a cluster, else ''. */
+    redisClusterNodes: string;
   }
 }
 
@@ -54,11 +57,19 @@ async function tryTestcontainers(): Promise<
 }
 
 /**
- * Integration-suite Redis (STYLE.md "Tests"): REDIS_URL if set; else a Testcontainers Redis when
+ * Integration-suite Redis (STYLE.md "Tests"): with `MEMQ_TEST_REDIS=cluster`
+ * (`npm run test:cluster`) a local three-master Redis Cluster; else REDIS_URL if set; else a Testcontainers Redis when
  * a container runtime answers; else a `redis-server` spawned on a free loopback port with no
  * persistence; with none of these it fails loudly.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  project.provide('redisClusterNodes', '');
+  if (process.env.MEMQ_TEST_REDIS === 'cluster') {
+    const cluster = await startTestCluster();
+    project.provide('redisUrl', `redis://${cluster.nodes[0]}`);
+    project.provide('redisClusterNodes', cluster.nodes.join(','));
+    return () => cluster.stop();
+  }
   if (process.env.REDIS_URL) {
     project.provide('redisUrl', process.env.REDIS_URL);
     return async () => {};
