@@ -149,7 +149,7 @@ async function startScenario(
         { memory: MEMORY, project: PROJECT, limit },
       ),
     async close() {
-      await Promise.all(workers.map((w) => (w.alive() ? w.kill() : undefined)));
+      await Promise.all(workers.filter((w) => w.alive()).map((w) => w.kill()));
       await client.close();
       await closeRedis(producer);
       await redis.destroy();
