@@ -7,6 +7,10 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
+    // In CI a JSON report lets .ci/run print a plain "N passed, N failed" line.
+    reporters: process.env.CI
+      ? ['default', ['json', { outputFile: '.memq/vitest-report.json' }]]
+      : ['default'],
     include: ['test/chaos/**/*.test.ts'],
     environment: 'node',
     fileParallelism: false,

@@ -103,11 +103,12 @@ export function createRedisNamespace(): RedisNamespace {
     },
     async cleanup() {
       const all = await keys();
-      // One key per UNLINK: a multi-key UNLINK is a CROSSSLOT error on a cluster.
+      // One key per UNLINK on a cluster: a multi-key UNLINK (or a pipeline) spanning slots is
+      // refused there.
       for (let i = 0; i < all.length; i += 500) {
-        const batch = redis.pipeline();
-        for (const key of all.slice(i, i + 500)) batch.unlink(key);
-        await batch.exec();
+        const batch = all.slice(i, i + 500);
+        if (redis instanceof Cluster) await Promise.all(batch.map((key) => redis.unlink(key)));
+        else await redis.unlink(...batch);
       }
       await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
     },
