@@ -28,10 +28,13 @@
  *      p50/p99 of the `append` call (producer -> job in Redis) and of enqueue -> committed
  *      (`finishedOn - timestamp` of each append job);
  *  (g) worker peak RSS: this process (workers, producer, the corpus) sampled every 100 ms during
- *      (b), (b') and (f).
+ *      (b), (b') and (f);
+ *  (h) horizontal workers: the appends of (b) with 1 and with 2 `memq work` processes
+ *      (`bench/workers.ts` in a child process, from bench/results/workers-latest.json).
  * Also the producer's work per message (`prepareAppend`: validation, key, ids, privacy; no I/O).
  * Prints a table and writes bench/results/latest.json: `ratios` (append_vs_noop,
- * tokencount_vs_raw, append_vs_langchain, flush_100k_vs_1k) and `figures` with units.
+ * tokencount_vs_raw, append_vs_langchain, flush_100k_vs_1k, two_vs_one_worker_process) and
+ * `figures` with units.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -282,6 +285,10 @@ try {
     ratios: { large_vs_small: number };
     figures: Record<string, { value: number; unit: string }>;
   };
+  const horizontal = childBench('bench/workers.ts', 'bench/results/workers-latest.json') as {
+    ratios: { two_vs_one_process: number };
+    figures: Record<string, { value: number; unit: string }>;
+  };
   clearInterval(rssSampler);
 
   const noopRate = N / noop.seconds;
@@ -305,6 +312,7 @@ try {
       append_vs_langchain_memoized: Number((appendRate / peerMemo.messagesPerSecond).toFixed(3)),
       // With --quick the largest memory is 20k messages, not 100k (see `figures.flush_sizes`).
       flush_100k_vs_1k: flush.ratios.large_vs_small,
+      two_vs_one_worker_process: horizontal.ratios.two_vs_one_process,
       append_deferred_counting_vs_noop: Number((deferredRate / noopRate).toFixed(3)),
     },
     targets: {
@@ -342,6 +350,9 @@ try {
       paced_committed_p99: { value: percentile(committedMs, 99), unit: 'ms enqueue -> committed' },
       paced_committed_samples: { value: committedMs.length, unit: 'jobs' },
       worker_peak_rss: { value: Math.round(rss / 2 ** 20), unit: 'MiB' },
+      one_worker_process_messages_per_second: horizontal.figures.one_process_messages_per_second!,
+      two_worker_processes_messages_per_second:
+        horizontal.figures.two_processes_messages_per_second!,
       producer_prepare_median: { value: Number(median.toFixed(1)), unit: 'us/message' },
       producer_prepare_p99: { value: Number(p99.toFixed(1)), unit: 'us/message' },
     },
@@ -397,6 +408,11 @@ try {
       '(g) worker peak RSS',
       `${f.worker_peak_rss.value} MiB`,
       'target < 300 MB (workers, producer and corpus in one process)',
+    ],
+    [
+      '(h) memq work processes: 1 / 2',
+      `${f.one_worker_process_messages_per_second.value} / ${f.two_worker_processes_messages_per_second.value} messages/s`,
+      `x${result.ratios.two_vs_one_worker_process} with a second process (bench/workers.ts; 2 cores shared with Redis and the producer)`,
     ],
     [
       'producer work per message',

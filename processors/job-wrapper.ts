@@ -1,7 +1,7 @@
-import { UnrecoverableError, type Job, type Processor } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job, type Processor } from 'bullmq';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { AppError } from '../src/core/errors.js';
+import { AppError, LockBusyError } from '../src/core/errors.js';
 import type { JobOutcome, MemqMetrics } from '../src/metrics/metrics.js';
 import { formatIssues } from '../queues/job-contracts.js';
 import type { QueueName } from '../queues/names.js';
@@ -32,17 +32,26 @@ export interface WrapOptions<S extends z.ZodType, R> {
 }
 
 /**
+ * How long a job that found its memory's instance lock held by another holder waits before it
+ * tries again, ms, jittered to 50-150 %. Such a job is moved back to delayed without spending an
+ * attempt: the holder releases when done, or (if its worker died) the lock expires after its TTL
+ * (`locking.*_ttl`), so waiting always ends, and contention never dead-letters a job.
+ */
+export const LOCK_BUSY_RECHECK_MS = 2_000;
+
+/**
  * The one wrapper every processor goes through: parse the payload (invalid -> BullMQ
  * `UnrecoverableError`, nothing touched), run, and classify errors: a non-retryable
  * {@link AppError} becomes `UnrecoverableError` (no further attempts, kept as a dead letter);
- * anything else is rethrown for BullMQ's retry with backoff. Records every attempt's outcome
+ * {@link LockBusyError} moves the job back to delayed for {@link LOCK_BUSY_RECHECK_MS} without
+ * spending an attempt; anything else is rethrown for BullMQ's retry with backoff. Records every attempt's outcome
  * ({@link JobOutcome}) and run time in `options.metrics`, and the queue wait of first attempts
  * (`processedOn - (timestamp + delay)`; a retry's wait is mostly its backoff, so it is not
  * recorded).
  */
 export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>): Processor {
   const { metrics, queue } = options;
-  return async (job: Job, _token?: string, signal?: AbortSignal) => {
+  return async (job: Job, token?: string, signal?: AbortSignal) => {
     const started = performance.now();
     if (job.attemptsStarted <= 1) {
       const readyAt = job.timestamp + (job.delay ?? 0);
@@ -80,6 +89,13 @@ export function wrapProcessor<S extends z.ZodType, R>(options: WrapOptions<S, R>
       record('completed');
       return result;
     } catch (error) {
+      if (error instanceof LockBusyError && token !== undefined) {
+        record('retry');
+        jobLog.info('instance lock held by another holder; trying again later');
+        const delayMs = Math.round(LOCK_BUSY_RECHECK_MS * (0.5 + Math.random()));
+        await job.moveToDelayed(Date.now() + delayMs, token);
+        throw new DelayedError();
+      }
       if (error instanceof AppError && !error.retryable) {
         record('failed');
         jobLog.warn({ code: error.code }, 'job failed permanently');

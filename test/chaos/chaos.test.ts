@@ -7,18 +7,20 @@
  * Each scenario has its own `redis-server` (never the shared one) and its own `memq work`
  * processes; the producer (MemoryClient + replay) runs in this process, as a service would.
  */
-import { QueueEvents } from 'bullmq';
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue, QueueEvents } from 'bullmq';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { QUEUES } from '../../queues/names.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
-import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import { loadMemoryResources, type MemoryRegistry } from '../../src/config/load-memories.js';
 import { RedisUnavailableError } from '../../src/core/errors.js';
 import { closeRedis, createRedis } from '../../src/redis/connection.js';
 import { runAudit, type AuditReport } from '../../src/replay/replay-audit.js';
 import { runReplay, type ReplayReport } from '../../src/replay/replay.js';
 import { createMemoryStore } from '../../src/store/memory-store.js';
 import { startMemqProcess, type MemqProcess } from '../helpers/cli.js';
-import { shippedMemories } from '../helpers/memories.js';
 import { quietLog } from '../helpers/pipeline.js';
 import { startTestRedisServer, type TestRedisServer } from '../helpers/redis-server.js';
 
@@ -28,6 +30,18 @@ const PROJECT = 'chaos';
 const MEMORY = 'customer-support';
 /** The longest a producer call may take: the client's Redis deadline (5 s) plus scheduling slack. */
 const PRODUCER_CALL_BOUND_MS = 6_500;
+
+/**
+ * The shipped customer-support resource with `flush_ttl: 20s` instead of 5m: a worker killed
+ * while it holds an instance lock blocks that memory's flushes until the lock's TTL passes (the
+ * next flush waits, spending no attempt), and 5 minutes would outlast the replay's wait.
+ */
+const memoriesDir = mkdtempSync(join(tmpdir(), 'memq-chaos-memories-'));
+writeFileSync(
+  join(memoriesDir, 'customer-support.yaml'),
+  readFileSync('memories/customer-support.yaml', 'utf8').replace(/flush_ttl: 5m/, 'flush_ttl: 20s'),
+);
+afterAll(() => rmSync(memoriesDir, { recursive: true, force: true }));
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const between = (low: number, high: number) => low + Math.random() * (high - low);
@@ -44,6 +58,7 @@ function workerEnv(redis: TestRedisServer, extra: NodeJS.ProcessEnv = {}): NodeJ
     MEMQ_JOB_LOCK_MS: '5000',
     MEMQ_SHUTDOWN_GRACE_MS: '5000',
     MEMQ_APPEND_CONCURRENCY: '8',
+    MEMQ_MEMORIES_DIR: memoriesDir,
     ...extra,
   };
 }
@@ -58,6 +73,8 @@ interface Scenario {
   replay(limit: number, rate: number): Promise<ReplayReport>;
   /** The independent audit of the same slice. */
   audit(limit: number): Promise<AuditReport>;
+  /** Failed (dead-letter) jobs of every memq queue. */
+  failedJobs(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -105,7 +122,7 @@ async function startScenario(
   workerCount: number,
 ): Promise<Scenario> {
   const redis = await startTestRedisServer(persistence);
-  const registry = await shippedMemories();
+  const registry = await loadMemoryResources(memoriesDir, process.env);
   const producer = createRedis({ url: redis.url, role: 'producer' });
   producer.on('error', () => undefined); // outages are the point; the client reports them
   const store = createMemoryStore({ redis: producer, keyPrefix: KEY_PREFIX });
@@ -148,6 +165,15 @@ async function startScenario(
         { redis: producer, keyPrefix: KEY_PREFIX, queuePrefix: QUEUE_PREFIX, registry },
         { memory: MEMORY, project: PROJECT, limit },
       ),
+    async failedJobs() {
+      let failed = 0;
+      for (const name of Object.values(QUEUES)) {
+        const queue = new Queue(name, { connection: producer, prefix: QUEUE_PREFIX });
+        failed += (await queue.getJobCounts('failed')).failed ?? 0;
+        await queue.close();
+      }
+      return failed;
+    },
     async close() {
       await Promise.all(workers.filter((w) => w.alive()).map((w) => w.kill()));
       await client.close();
@@ -220,6 +246,7 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
     expect(stalls.total()).toBeGreaterThan(0); // kills did land in the middle of jobs
     const audit = await scenario.audit(limit);
     expectNothingLost('20 worker SIGKILLs', report, audit, limit);
+    expect(await scenario.failedJobs()).toBe(0); // no dead letters in any queue
   }, 300_000);
 
   it.each(['aof-always', 'aof-everysec'] as const)(
@@ -243,6 +270,7 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
       expect(restarts).toBe(3);
       const audit = await scenario.audit(limit);
       expectNothingLost(`3 Redis crashes, ${persistence}`, report, audit, limit);
+      expect(await scenario.failedJobs()).toBe(0); // no dead letters in any queue
       expect(report.unavailableRetries).toBeGreaterThan(0); // the producer did see the crashes
       // The same worker processes did all of it: none exited, none was restarted.
       expect(scenario.workers.map((w) => w.pid)).toEqual(pids);
@@ -300,6 +328,7 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
       expect(outage.httpMs).toBeLessThan(PRODUCER_CALL_BOUND_MS);
       const audit = await scenario.audit(limit);
       expectNothingLost('10 s outage', report, audit, limit);
+      expect(await scenario.failedJobs()).toBe(0); // no dead letters in any queue
       expect(report.unavailableRetries).toBeGreaterThan(0);
       expect(scenario.workers[0]!.alive()).toBe(true); // resumed without a restart
       // The HTTP server also recovers without a restart.

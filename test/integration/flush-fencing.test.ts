@@ -120,6 +120,33 @@ describe('flush fencing on real Redis', () => {
     expect(stats.acceptedCount).toBe(ids.length);
     expect(stats.acceptedCount).toBe(stats.messageCount + stats.foldedCount);
   });
+
+  it('waits out a lock left by a crashed holder without spending attempts, then flushes', async () => {
+    const ref = { project: 'test', ...roomy };
+    const ids = await seed(roomy);
+    // A worker died holding the instance lock: its key stays until its TTL (here 3 s) passes.
+    const lockKey = memoryKeys(ns.keyPrefix, ref).lock;
+    await ns.redis.set(lockKey, 'token-of-a-dead-worker', 'PX', 3_000);
+    const client = pipelines[0]!.client;
+    const receipt = await client.flush(roomy, { strategy: 'hybrid_summary' });
+    const flushQueue = pipelines[0]!.workers.queues.flush;
+    await eventually(
+      async () => (await flushQueue.getJobState(receipt.jobId)) === 'delayed',
+      'the flush to step back while the lock is held',
+    );
+    const result = await client.waitFor<FlushJobResult>(receipt, { timeoutMs: 20_000 });
+    expect(result.applied).toBe(true);
+    const job = await flushQueue.getJob(receipt.jobId);
+    // It started more than once (stepped back while the lock was held), yet only its successful
+    // run counts as an attempt: waiting for the lock spent no retry and recorded no failure.
+    expect(job!.attemptsStarted).toBeGreaterThan(1);
+    expect(job!.attemptsMade).toBe(1);
+    expect(job!.stacktrace ?? []).toEqual([]);
+    expect((await flushQueue.getJobCounts('failed')).failed).toBe(0);
+    const stats = await client.stats(roomy, { deep: true });
+    expect(stats.consistent).toBe(true);
+    expect(stats.acceptedCount).toBe(ids.length);
+  });
 });
 
 describe('lru with recorded reads on real Redis', () => {

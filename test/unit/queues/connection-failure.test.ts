@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { isConnectionFailure } from '../../../queues/memory-client.js';
+
+describe('isConnectionFailure', () => {
+  const named = (name: string, message: string) => Object.assign(new Error(message), { name });
+  const coded = (code: string) =>
+    Object.assign(new Error(`connect ${code} 127.0.0.1:6379`), { code });
+
+  it.each([
+    ['ioredis closed connection', new Error('Connection is closed.')],
+    [
+      'ioredis retry limit',
+      named('MaxRetriesPerRequestError', 'Reached the max retries per request limit (which is 1).'),
+    ],
+    ['refused', coded('ECONNREFUSED')],
+    ['reset', coded('ECONNRESET')],
+    ['Redis loading its AOF', new Error('LOADING Redis is loading the dataset in memory')],
+    ['cluster down', new Error('CLUSTERDOWN The cluster is down')],
+    ['cluster resharding', new Error('TRYAGAIN Multiple keys request during rehashing of slot')],
+  ])('is true for %s', (_what, error) => {
+    expect(isConnectionFailure(error)).toBe(true);
+  });
+
+  it.each([
+    [
+      'a wrong-type reply',
+      new Error('WRONGTYPE Operation against a key holding the wrong kind of value'),
+    ],
+    ['a script error', new Error('ERR Error running script')],
+    ['a message that merely mentions LOADING later', new Error('ERR value LOADING')],
+    ['a non-error', 'Connection is closed.'],
+  ])('is false for %s', (_what, error) => {
+    expect(isConnectionFailure(error)).toBe(false);
+  });
+});
