@@ -19,7 +19,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Queue, QueueEvents } from 'bullmq';
+import { Queue } from 'bullmq';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
@@ -81,16 +81,9 @@ const client = createMemoryClient({
   project: 'soak',
   store: createMemoryStore({ redis: producer, keyPrefix: `${prefix}:` }),
 });
-const events = new QueueEvents(QUEUES.append, {
-  connection: redis.connect(),
-  prefix: `{${prefix}}`,
-});
 const queues = Object.values(QUEUES).map(
   (name) => new Queue(name, { connection: redis.connect(true), prefix: `{${prefix}}` }),
 );
-let finished = 0;
-events.on('completed', () => (finished += 1));
-events.on('failed', () => (finished += 1));
 let sent = 0;
 /** Appends message number `sent` (real e-mail text, conversation `sent % CONVERSATIONS`). */
 const appendNext = (keyPrefix: string) => {
@@ -104,9 +97,9 @@ const appendNext = (keyPrefix: string) => {
 
 let exitCode = 0;
 try {
-  await events.waitUntilReady();
   let rate = fixedRate;
   if (rate === undefined) {
+    console.log(`soak: measuring the ceiling (${CEILING_JOBS} appends flat out)`);
     const started = performance.now();
     const inFlight = new Set<Promise<void>>();
     for (let i = 0; i < CEILING_JOBS; i++) {
@@ -115,7 +108,12 @@ try {
       inFlight.add(p);
     }
     await Promise.all(inFlight);
-    while (finished < CEILING_JOBS) await sleep(5);
+    // Done when nothing is left to run (completed jobs are trimmed by retention: count the rest).
+    for (;;) {
+      const left = await queues[0]!.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      if (Object.values(left).every((n) => n === 0)) break;
+      await sleep(10);
+    }
     const ceiling = CEILING_JOBS / ((performance.now() - started) / 1000);
     rate = ceiling * LOAD_SHARE;
     console.log(`soak: ceiling ${Math.round(ceiling)} messages/s; soaking at ${Math.round(rate)}`);
@@ -141,8 +139,8 @@ try {
   let nextLine = started + 30_000;
   const inFlight = new Set<Promise<void>>();
   while (Date.now() - started < durationMs) {
-    const due = started + ((sent - soakStartSent) * 1000) / rate;
-    if (due > Date.now()) await sleep(due - Date.now());
+    const wait = started + ((sent - soakStartSent) * 1000) / rate - Date.now();
+    if (wait > 0) await sleep(wait);
     while (inFlight.size >= 64) await Promise.race(inFlight);
     const p: Promise<void> = appendNext('soak').finally(() => inFlight.delete(p));
     inFlight.add(p);
@@ -199,7 +197,6 @@ try {
   if (misses.length > 0) exitCode = 1;
 } finally {
   await worker.stop();
-  await events.close();
   await Promise.all(queues.map((q) => q.close()));
   await client.close();
   await redis.stop();

@@ -8,7 +8,7 @@
  * For each process count W: a private redis-server (AOF everysec), W `memq work` processes
  * (append concurrency 16 each, the default), and this process as the producer: N single-message
  * `MemoryClient.append` calls (64 in flight, 50 memories of customer-support, real e-mail text),
- * timed from the first append to the last append job's completion event, then until every
+ * timed from the first append until no append job is left waiting or active, then until every
  * memory's tokens are counted exactly (the run only counts if they are). Writes
  * bench/results/workers-latest.json.
  *
@@ -17,7 +17,7 @@
  * costs or gains here, not what it gains on a machine with cores to spare.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { QueueEvents } from 'bullmq';
+import { Queue } from 'bullmq';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
@@ -64,20 +64,9 @@ async function run(processes: number): Promise<{ perSecond: number; peakRssMiB: 
     project: 'bench',
     store,
   });
-  const events = new QueueEvents(QUEUES.append, {
-    connection: redis.connect(),
-    prefix: `{${prefix}}`,
-  });
+  const queue = new Queue(QUEUES.append, { connection: producer, prefix: `{${prefix}}` });
   try {
     for (let i = 0; i < processes; i++) workers.push(await startMemqProcess('work', env));
-    await events.waitUntilReady();
-    let finished = 0;
-    let failed = 0;
-    events.on('completed', () => (finished += 1));
-    events.on('failed', () => {
-      finished += 1;
-      failed += 1;
-    });
     let peakRss = 0;
     const sampler = setInterval(() => {
       peakRss = Math.max(peakRss, ...workers.map((w) => rssOf(w.pid)));
@@ -99,13 +88,17 @@ async function run(processes: number): Promise<{ perSecond: number; peakRssMiB: 
       inFlight.add(p);
     }
     await Promise.all(inFlight);
+    // Done when nothing is left to run (completed jobs are trimmed by retention: count the rest).
     const deadline = Date.now() + 300_000;
-    while (finished < N) {
-      if (Date.now() > deadline) throw new Error(`${N - finished} append jobs not finished`);
-      await new Promise((r) => setTimeout(r, 5));
+    for (;;) {
+      const left = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      if (Object.values(left).every((n) => n === 0)) break;
+      if (Date.now() > deadline) throw new Error('append jobs not finished after 300 s');
+      await new Promise((r) => setTimeout(r, 10));
     }
     const seconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
+    const failed = (await queue.getJobCounts('failed')).failed ?? 0;
     if (failed > 0) throw new Error(`${failed} append jobs failed`);
     for (const target of targets) {
       while (!(await client.read(target, { limit: 1 })).exact)
@@ -114,7 +107,7 @@ async function run(processes: number): Promise<{ perSecond: number; peakRssMiB: 
     return { perSecond: N / seconds, peakRssMiB: Math.round(peakRss / 2 ** 20) };
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
-    await events.close();
+    await queue.close();
     await client.close();
     await redis.stop();
   }
