@@ -53,8 +53,8 @@ export interface TokenCountProcessorDeps {
  * counts every uncounted message of the instance exactly, in batches of
  * {@link TOKEN_COUNT_BATCH}, and commits each batch with `commit-tokens.lua`, which replaces the
  * append-time estimates. Yields to the event loop between batches so BullMQ can renew locks.
- * Then evaluates the flush trigger and enqueues a flush if the memory is over it and its
- * strategy is available.
+ * Then evaluates the flush trigger on the totals the last commit returned (no second read) and
+ * enqueues a flush if the memory is over it and its strategy is available.
  */
 export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
   return wrapProcessor({
@@ -68,6 +68,8 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
       await deps.store.clearTokenCountPending(ref);
       let counted = 0;
       let tokens = 0;
+      /** The memory's totals after the last commit (the flush trigger needs nothing more). */
+      let usage: { tokens: number; messages: number } | undefined;
       for (;;) {
         signal?.throwIfAborted();
         const {
@@ -84,6 +86,10 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         ];
         const result = await deps.store.commitTokens(ref, counts, resource.persistence.ttlSeconds);
         counted += result.committed;
+        usage = {
+          tokens: result.tokenCount + result.estimatedTokens,
+          messages: result.messageCount,
+        };
         const bySource = new Map<string, number>();
         for (const { tokens: n, source } of results) {
           tokens += n;
@@ -96,11 +102,11 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
       if (deps.enqueueFlush && AVAILABLE_FLUSH_STRATEGIES.has(resource.flushing.type)) {
-        const window = await deps.store.read(ref, { limit: 1 });
-        const usage = {
-          tokens: window.tokenCount + window.estimatedTokens,
-          messages: window.total,
-        };
+        if (!usage) {
+          // Nothing was committed (nothing uncounted): read the totals.
+          const window = await deps.store.read(ref, { limit: 1 });
+          usage = { tokens: window.tokenCount + window.estimatedTokens, messages: window.total };
+        }
         if (needsFlush(resource, usage)) await deps.enqueueFlush(ref);
       }
       return { counted, tokens };

@@ -75,6 +75,8 @@ export interface CommitTokensResult {
   readonly tokenCount: number;
   /** `estimated_tokens` after the commit. */
   readonly estimatedTokens: number;
+  /** Messages in the log after the commit (ZCARD of `ord`, as {@link MemoryWindow.total}). */
+  readonly messageCount: number;
 }
 
 /** A flush plan to commit with {@link MemoryStore.applyFlush}. */
@@ -353,14 +355,14 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const k = keysOf(ref);
       const args: (string | number)[] = [ttlSeconds];
       for (const { id, tokens } of counts) args.push(id, tokens);
-      const [committed, tokenCount, estimatedTokens] = (await redis.memqCommitTokens(
+      const [committed, tokenCount, estimatedTokens, messageCount] = (await redis.memqCommitTokens(
         k.ord,
         k.tok,
         k.unc,
         k.meta,
         ...args,
-      )) as [number, number, number];
-      return { committed, tokenCount, estimatedTokens };
+      )) as [number, number, number, number];
+      return { committed, tokenCount, estimatedTokens, messageCount };
     },
 
     async applyFlush(ref, commit, ttlSeconds) {

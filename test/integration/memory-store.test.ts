@@ -184,6 +184,7 @@ describe('MemoryStore on real Redis', () => {
       committed: 2,
       tokenCount: 18,
       estimatedTokens: estimateTokens(batch[2]!),
+      messageCount: 3,
     });
     const repeat = await store.commitTokens(ref, [{ id: batch[0]!.id, tokens: 99 }], 3600);
     expect(repeat.committed).toBe(0);

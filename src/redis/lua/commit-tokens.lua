@@ -2,7 +2,8 @@
 -- KEYS: 1 ord, 2 tok, 3 unc, 4 meta
 -- ARGV: 1 ttlSeconds (0 = never expires), then pairs: id, exact token count
 -- Only ids still waiting in `unc` are committed; an id no longer in the log (flushed, cleared)
--- is just dropped from `unc`. Returns { committed, token_count, estimated_tokens }.
+-- is just dropped from `unc`. Returns { committed, token_count, estimated_tokens, messages in
+-- the log } (what the flush trigger needs, so the caller does not read the memory again).
 local ord, tok, unc, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl = tonumber(ARGV[1])
 local committed, exact, estimateRemoved = 0, 0, 0
@@ -38,4 +39,5 @@ return {
   committed,
   tonumber(redis.call('HGET', meta, 'token_count') or '0'),
   tonumber(redis.call('HGET', meta, 'estimated_tokens') or '0'),
+  redis.call('ZCARD', ord),
 }
