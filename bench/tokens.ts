@@ -71,6 +71,8 @@ try {
   const { client, workers, close } = await startBenchPipeline(redis, 'bench-tokens', registry, {
     // A cache too small to hold anything: (b) measures counting, not cache hits ((c) does).
     tokenCacheBytes: 1,
+    // The jobs wait on a paused queue and are timed from its resume: no debounce delay.
+    tokenCountDelayMs: 0,
   });
   const tokenWorker = workers.workers.find((w) => w.name === QUEUES.tokenCount)!;
   /** Appends every message to 50 fresh memories, then times their token counting. */

@@ -59,6 +59,11 @@ export interface WorkersOptions {
    */
   readonly lockDurationMs?: number;
   /**
+   * Delay of the token-count jobs these workers enqueue, ms (a burst of appends to one memory is
+   * counted by one job). Default `DEFAULT_TOKEN_COUNT_DELAY_MS` (250).
+   */
+  readonly tokenCountDelayMs?: number;
+  /**
    * BullMQ limiter of the token-count worker when some resource counts through a provider API
    * (Anthropic, Google): at most this many token-count jobs start per second on the queue, across
    * all worker processes (BullMQ keeps the limit in Redis). Default 10. Each job makes at most
@@ -122,7 +127,11 @@ export interface Workers {
 export function startWorkers(options: WorkersOptions): Workers {
   const { connection, queuePrefix, log, store, registry } = options;
   checkApiKeys(registry, options.env ?? process.env); // before anything is started
-  const queues = createMemoryQueues(connection, queuePrefix);
+  const queues = createMemoryQueues(connection, queuePrefix, {
+    ...(options.tokenCountDelayMs !== undefined
+      ? { tokenCountDelayMs: options.tokenCountDelayMs }
+      : {}),
+  });
   const metrics = options.metrics ?? createMetrics();
   const locks = createLockService({
     redis: connection,

@@ -66,6 +66,12 @@ export interface EnvConfig {
    * expiry plus one stalled-job check), so smaller recovers sooner and costs more renewals.
    */
   readonly jobLockMs: number;
+  /**
+   * `MEMQ_TOKEN_COUNT_DELAY_MS`: how long a token-count job waits before it runs, milliseconds,
+   * 0-60 000. Default 250: appends to a memory within that time are counted by one job; exact
+   * counts (and the flush trigger) come that much later.
+   */
+  readonly tokenCountDelayMs: number;
   /** `MEMQ_PROJECT`: default project of CLI producers (HTTP callers get theirs from their API key) (1-64 of `[A-Za-z0-9_-]`). Default `default`. */
   readonly project: string;
   /**
@@ -181,6 +187,12 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       default: '30000',
       description:
         "BullMQ job lock, milliseconds (5000-600000); a dead worker's jobs return to waiting within about twice this",
+    },
+    {
+      name: 'MEMQ_TOKEN_COUNT_DELAY_MS',
+      default: '250',
+      description:
+        'Delay of token-count jobs, milliseconds (0-60000): appends to a memory within it are counted by one job',
     },
     { name: 'MEMQ_PROJECT', default: 'default', description: 'Project of CLI producers' },
     {
@@ -377,6 +389,11 @@ const EnvSchema = z
       600_000,
       'expected an integer in 5000-600000 (milliseconds)',
     ).default(30_000),
+    MEMQ_TOKEN_COUNT_DELAY_MS: integer(
+      0,
+      60_000,
+      'expected an integer in 0-60000 (milliseconds)',
+    ).default(250),
     MEMQ_PROJECT: z
       .string()
       .regex(PROJECT_PATTERN, { error: `expected ${PROJECT_ALLOWED}` })
@@ -470,6 +487,7 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
     maintenanceIntervalMs: e.MEMQ_MAINTENANCE_INTERVAL_MS,
     idempotencyWindowMs: e.MEMQ_IDEMPOTENCY_WINDOW_MS,
     jobLockMs: e.MEMQ_JOB_LOCK_MS,
+    tokenCountDelayMs: e.MEMQ_TOKEN_COUNT_DELAY_MS,
     project: e.MEMQ_PROJECT,
     ...(e.MEMQ_API_KEYS !== undefined ? { apiKeys: e.MEMQ_API_KEYS } : {}),
     ...(e.MEMQ_API_KEYS_FILE !== undefined ? { apiKeysFile: e.MEMQ_API_KEYS_FILE } : {}),

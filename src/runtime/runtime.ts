@@ -100,6 +100,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         keyPrefix: env.keyPrefix,
         idempotencyWindowMs: env.idempotencyWindowMs,
         lockDurationMs: env.jobLockMs,
+        tokenCountDelayMs: env.tokenCountDelayMs,
         tokenCacheBytes: env.tokenCacheBytes,
         concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
         store: workerStore,
