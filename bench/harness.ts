@@ -3,9 +3,10 @@
  * `npm start` would), a producer client and memq's workers on it, and a teardown that stops all
  * of it and removes the data directory.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
@@ -96,4 +97,26 @@ export async function startBenchPipeline(
       await client.close();
     },
   };
+}
+
+/** Resident set size of process `pid`, bytes (`VmRSS` in /proc/<pid>/status; Linux). */
+export function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/**
+ * Resolves once `queue` has no job waiting, active, delayed or prioritized (polled every 10 ms;
+ * completed jobs are trimmed by retention, so what is left is what counts).
+ * @throws Error when jobs are still left after `timeoutMs` (default 300 000).
+ */
+export async function untilDrained(queue: Queue, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+    if (Object.values(left).every((n) => n === 0)) return;
+    if (Date.now() > deadline)
+      throw new Error(`${queue.name}: jobs still pending after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }

@@ -17,7 +17,7 @@
  * Prints a line every 30 s, writes bench/results/soak-latest.json, exits 1 when a target is
  * missed.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { loadMemoryResources } from '../src/config/load-memories.js';
@@ -26,7 +26,7 @@ import { createMemoryStore } from '../src/store/memory-store.js';
 import { createMemoryClient } from '../queues/memory-client.js';
 import { QUEUES } from '../queues/names.js';
 import { startMemqProcess } from '../test/helpers/cli.js';
-import { startBenchRedis } from './harness.js';
+import { rssOf, startBenchRedis, untilDrained } from './harness.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,11 +49,6 @@ const SAMPLE_MS = 10_000;
 /** RSS growth allowed after warm-up (issue 10: < 10 %). */
 const MAX_RSS_GROWTH = 0.1;
 
-/** Resident set size of process `pid`, bytes (`VmRSS` in /proc/<pid>/status; Linux). */
-function rssOf(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-}
 const median = (values: readonly number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
@@ -108,12 +103,7 @@ try {
       inFlight.add(p);
     }
     await Promise.all(inFlight);
-    // Done when nothing is left to run (completed jobs are trimmed by retention: count the rest).
-    for (;;) {
-      const left = await queues[0]!.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      if (Object.values(left).every((n) => n === 0)) break;
-      await sleep(10);
-    }
+    await untilDrained(queues[0]!);
     const ceiling = CEILING_JOBS / ((performance.now() - started) / 1000);
     rate = ceiling * LOAD_SHARE;
     console.log(`soak: ceiling ${Math.round(ceiling)} messages/s; soaking at ${Math.round(rate)}`);

@@ -16,7 +16,7 @@
  * second process adds parallel consumers but no CPU: the figure says what a second process
  * costs or gains here, not what it gains on a machine with cores to spare.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
@@ -24,18 +24,12 @@ import { createMemoryStore } from '../src/store/memory-store.js';
 import { createMemoryClient } from '../queues/memory-client.js';
 import { QUEUES } from '../queues/names.js';
 import { startMemqProcess, type MemqProcess } from '../test/helpers/cli.js';
-import { startBenchRedis } from './harness.js';
+import { rssOf, startBenchRedis, untilDrained } from './harness.js';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 1000 : 5000;
 const MEMORIES = 50;
 const PROCESS_COUNTS = [1, 2] as const;
-
-/** Resident set size of process `pid`, bytes (`VmRSS` in /proc/<pid>/status; Linux). */
-function rssOf(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-}
 
 const registry = await loadMemoryResources('memories');
 const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
@@ -88,14 +82,7 @@ async function run(processes: number): Promise<{ perSecond: number; peakRssMiB: 
       inFlight.add(p);
     }
     await Promise.all(inFlight);
-    // Done when nothing is left to run (completed jobs are trimmed by retention: count the rest).
-    const deadline = Date.now() + 300_000;
-    for (;;) {
-      const left = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      if (Object.values(left).every((n) => n === 0)) break;
-      if (Date.now() > deadline) throw new Error('append jobs not finished after 300 s');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await untilDrained(queue);
     const seconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
     const failed = (await queue.getJobCounts('failed')).failed ?? 0;

@@ -28,9 +28,11 @@ export interface TestRedisServer {
 }
 
 /**
- * Spawns `redis-server` on a free loopback port with `persistence` and waits until it answers
- * PING (a server loading its AOF answers `LOADING`, not PONG, so this also waits for the load).
- * @throws Error when it does not answer within 20 s.
+ * Spawns `redis-server` (`REDIS_SERVER_BIN` if set) on a free loopback port with `persistence`
+ * and waits until it answers PING (a server loading its AOF answers `LOADING`, not PONG, so this
+ * also waits for the load).
+ * @throws Error naming the fix when the binary cannot be spawned, or when it exits or does not
+ *   answer within 20 s.
  */
 export async function startTestRedisServer(
   persistence: Persistence = 'none',
@@ -72,9 +74,17 @@ export async function startTestRedisServer(
     },
     async start() {
       if (running()) return;
-      child = spawn(process.env.REDIS_SERVER_BIN ?? 'redis-server', args, { stdio: 'ignore' });
+      const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+      let spawnError: Error | undefined;
+      child = spawn(bin, args, { stdio: 'ignore' });
+      child.once('error', (error) => (spawnError = error));
       const deadline = Date.now() + 20_000;
       while (!(await answersPing('127.0.0.1', port))) {
+        if (spawnError) {
+          throw new Error(
+            `tests need Redis: set REDIS_URL, or run a container runtime for Testcontainers, or install redis-server (apt-get install redis-server). Spawning ${bin} failed: ${spawnError.message}`,
+          );
+        }
         if (!running()) throw new Error(`redis-server on port ${port} exited while starting`);
         if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
         await new Promise((r) => setTimeout(r, 25));

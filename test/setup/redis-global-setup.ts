@@ -1,11 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/runtime/embedded-redis.js';
 import { startTestCluster } from '../helpers/redis-cluster.js';
+import { startTestRedisServer } from '../helpers/redis-server.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -17,26 +13,6 @@ declare module 'vitest' {
 }
 
 export { freePort };
-
-/** Resolves when something answers PING on `port`, or rejects after `timeoutMs`. */
-export async function waitForRedis(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('connect', () => socket.write('PING\r\n'));
-      socket.once('data', (data) => {
-        socket.destroy();
-        resolve(data.toString().startsWith('+PONG'));
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline)
-      throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function tryTestcontainers(): Promise<
   { url: string; stop: () => Promise<unknown> } | undefined
@@ -81,41 +57,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       await container.stop();
     };
   }
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'memq-test-redis-'));
-  const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
-  const child: ChildProcess = spawn(
-    bin,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: 'ignore' },
-  );
-  const spawnError = new Promise<never>((_, reject) =>
-    child.once('error', (err) =>
-      reject(
-        new Error(
-          `integration tests need Redis: set REDIS_URL, or run a container runtime for Testcontainers, or install redis-server (apt-get install redis-server). Spawning ${bin} failed: ${err.message}`,
-        ),
-      ),
-    ),
-  );
-  await Promise.race([waitForRedis(port), spawnError]);
-  project.provide('redisUrl', `redis://127.0.0.1:${port}`);
-  return async () => {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-    rmSync(dir, { recursive: true, force: true });
-  };
+  const server = await startTestRedisServer('none');
+  project.provide('redisUrl', server.url);
+  return () => server.destroy();
 }
