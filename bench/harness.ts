@@ -10,6 +10,7 @@ import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
+import { DEFAULT_TOKEN_COUNT_CONCURRENCY } from '../src/config/env.js';
 import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
 import { createMemoryClient, type MemoryClient } from '../queues/memory-client.js';
@@ -57,7 +58,8 @@ export interface BenchPipeline {
 }
 
 /**
- * Starts a client (project `bench`) and workers (append concurrency 16, token count 2 unless
+ * Starts a client (project `bench`) and workers (append concurrency 16, token count memq's default
+ * ({@link DEFAULT_TOKEN_COUNT_CONCURRENCY}) unless
  * `extra` says otherwise) under BullMQ prefix `{prefix}` and key prefix `prefix:`, and waits for
  * the workers to be ready.
  */
@@ -82,7 +84,7 @@ export async function startBenchPipeline(
     connection: workerConnection,
     queuePrefix,
     keyPrefix,
-    concurrency: { append: 16, tokenCount: 2 },
+    concurrency: { append: 16, tokenCount: DEFAULT_TOKEN_COUNT_CONCURRENCY },
     store: createMemoryStore({ redis: workerConnection, keyPrefix }),
     registry,
     log: pino({ level: 'silent' }),

@@ -14,6 +14,11 @@
  *      flushing) consumed by memq's workers at the same C, from the first append to the last
  *      committed append job (enqueue -> committed); (b') the same with token counting deferred
  *      until after the timed window (the append path alone);
+ *  (b'') the most (b) could reach on this machine: work every single-message append must do,
+ *      measured in this run -- (a)'s BullMQ job, the producer's `prepareAppend` (mean, with
+ *      redaction), an exact count of each distinct text, append.lua's Redis CPU -- on one Node
+ *      main thread and on all cores; the smaller, over (a)'s rate, is `append_vs_noop_upper_bound`
+ *      (everything else an append costs is left out, so it is an upper bound);
  *  (c) token-count pipeline vs a raw tokenizer loop over the same messages: `bench/tokens.ts`
  *      in a child process (its own private Redis), read from bench/results/tokens-latest.json;
  *  (d) the peer a user would pick instead: LangChain's RedisChatMessageHistory plus
@@ -38,9 +43,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
+import { DEFAULT_TOKEN_COUNT_CONCURRENCY } from '../src/config/env.js';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
+import { createTokenCounter, localEncodingFor } from '../src/core/token-counter.js';
+import { createMemoryStore } from '../src/store/memory-store.js';
 import { startBenchPipeline, startBenchRedis } from './harness.js';
 import { runLangchainPeer } from './peer-langchain.js';
 
@@ -155,7 +164,7 @@ try {
   // (b) and (b') memq single-message appends through the real processors.
   const runAppends = async (prefix: string, deferCounting: boolean) => {
     const { client, workers } = await startBenchPipeline(redis, prefix, registry, {
-      concurrency: { append: CONCURRENCY, tokenCount: 2 },
+      concurrency: { append: CONCURRENCY, tokenCount: DEFAULT_TOKEN_COUNT_CONCURRENCY },
     });
     if (deferCounting) await workers.queues.tokenCount.pause();
     const targets = Array.from({ length: MEMORIES }, (_, m) => ({
@@ -192,7 +201,7 @@ try {
 
   // (f) enqueue latency at 50 % of the no-op ceiling.
   const paced = await startBenchPipeline(redis, 'bench-paced', registry, {
-    concurrency: { append: CONCURRENCY, tokenCount: 2 },
+    concurrency: { append: CONCURRENCY, tokenCount: DEFAULT_TOKEN_COUNT_CONCURRENCY },
   });
   const pacedRate = (N / noop.seconds) * 0.5;
   const callMs: number[] = [];
@@ -240,10 +249,51 @@ try {
     ]);
     samples.push((performance.now() - t0) * 1000);
   }
-  await client.close();
   samples.sort((a, b) => a - b);
   const median = samples[Math.floor(samples.length / 2)]!;
   const p99 = samples[Math.floor(samples.length * 0.99)]!;
+  const prepareMeanUs = samples.reduce((sum, us) => sum + us, 0) / samples.length;
+
+  // (b'') The most (b) could reach here, from work every single-message append must do, measured
+  // now: BullMQ's own job lifecycle ((a), per job), the producer's preparation (mean of the
+  // samples above: validation, ids, redaction), the exact count of each distinct text once (later
+  // repeats hit the worker's count cache) and the Redis CPU of append.lua (sequential calls).
+  // Everything else memq does per append (the worker's validation and redaction pass, token-count
+  // and flush jobs, commit-tokens, metrics) is left out, so this is an upper bound.
+  const support = registry.get('customer-support');
+  const boundCounter = await createTokenCounter(
+    localEncodingFor(support.tokenProvider.provider, support.tokenProvider.model),
+  );
+  const distinct = [...new Set(Array.from({ length: N }, (_, i) => texts[i % texts.length]!))];
+  for (const text of distinct) boundCounter.countText(text); // warm-up, as (c) does
+  const countStarted = performance.now();
+  for (const text of distinct) boundCounter.countText(text);
+  const countUsPerAppend = ((performance.now() - countStarted) * 1000) / N;
+  const boundStore = createMemoryStore({ redis: admin, keyPrefix: 'bench-bound:' });
+  const scriptCalls = Math.min(N, 2000);
+  const prepared = Array.from({ length: scriptCalls }, (_, i) => {
+    const { job } = client.prepareAppend(
+      { resource: 'customer-support', key: `bound:${i % MEMORIES}` },
+      [{ role: i % 2 ? 'assistant' : 'user', content: texts[i % texts.length]! }],
+    );
+    return job!;
+  });
+  const scriptRedisBefore = await redisCpuSeconds();
+  for (const job of prepared) {
+    await boundStore.append(job.ref, job.messages, support.persistence.ttlSeconds);
+  }
+  const appendScriptRedisUs = (((await redisCpuSeconds()) - scriptRedisBefore) * 1e6) / scriptCalls;
+  await client.close();
+  const cores = availableParallelism();
+  // Producer and workers share one Node main thread here, as (a)'s queue and worker do.
+  const mainThreadBound = 1e6 / (noop.nodeCpuUsPerJob + prepareMeanUs);
+  const cpuBound =
+    (cores * 1e6) /
+    (noop.nodeCpuUsPerJob +
+      noop.redisCpuUsPerJob +
+      prepareMeanUs +
+      countUsPerAppend +
+      appendScriptRedisUs);
 
   // (d) LangChain on the first PEER_MESSAGES of the same texts, in the same 50 conversations,
   // at the same concurrency: as documented (recounting every turn) and with memoized counts. Its
@@ -314,6 +364,9 @@ try {
       flush_100k_vs_1k: flush.ratios.large_vs_small,
       two_vs_one_worker_process: horizontal.ratios.two_vs_one_process,
       append_deferred_counting_vs_noop: Number((deferredRate / noopRate).toFixed(3)),
+      append_vs_noop_upper_bound: Number(
+        (Math.min(mainThreadBound, cpuBound) / noopRate).toFixed(3),
+      ),
     },
     targets: {
       append_vs_noop: '>= 0.7',
@@ -355,6 +408,14 @@ try {
         horizontal.figures.two_processes_messages_per_second!,
       producer_prepare_median: { value: Number(median.toFixed(1)), unit: 'us/message' },
       producer_prepare_p99: { value: Number(p99.toFixed(1)), unit: 'us/message' },
+      producer_prepare_mean: { value: Number(prepareMeanUs.toFixed(1)), unit: 'us/message' },
+      bound_count_per_append: { value: Number(countUsPerAppend.toFixed(1)), unit: 'us/message' },
+      bound_append_script_redis: {
+        value: Number(appendScriptRedisUs.toFixed(1)),
+        unit: 'us of Redis CPU per append.lua call',
+      },
+      bound_main_thread: { value: Math.round(mainThreadBound), unit: 'messages/s' },
+      bound_cpu: { value: Math.round(cpuBound), unit: `messages/s on ${cores} cores` },
     },
     cpu_per_job: {
       noop: cpu(noop),
@@ -371,6 +432,11 @@ try {
       '(b) memq single-message appends',
       `${f.append_commits_per_second.value} messages/s`,
       `append_vs_noop ${result.ratios.append_vs_noop} (target >= 0.7); ${cpuText(live.timing)}`,
+    ],
+    [
+      "(b'') upper bound for (b)",
+      `${Math.round(Math.min(mainThreadBound, cpuBound))} messages/s`,
+      `append_vs_noop <= ${result.ratios.append_vs_noop_upper_bound}: main thread (no-op job ${noop.nodeCpuUsPerJob} + prepare mean ${prepareMeanUs.toFixed(0)} us) ${Math.round(mainThreadBound)}/s; ${cores} cores (+ Redis ${noop.redisCpuUsPerJob} + count ${countUsPerAppend.toFixed(0)} + append.lua ${appendScriptRedisUs.toFixed(0)} us) ${Math.round(cpuBound)}/s`,
     ],
     [
       "(b') same, counting deferred",

@@ -15,17 +15,22 @@ export interface CountRequest {
   readonly texts: readonly string[];
 }
 
-/** The reply to a {@link CountRequest}: tokens per text, in order, or why counting failed. */
+/**
+ * The reply to a {@link CountRequest}: tokens per text, in order, and the thread's wall time
+ * spent counting them (`busyMs`, ms); or why counting failed.
+ */
 export type CountReply =
-  | { readonly id: number; readonly counts: readonly number[] }
+  | { readonly id: number; readonly counts: readonly number[]; readonly busyMs: number }
   | { readonly id: number; readonly error: string };
 
 parentPort?.on('message', (request: CountRequest) => {
   void (async () => {
     try {
       const counter = await createTokenCounter(request.encoding);
+      const started = performance.now();
       const counts = request.texts.map((text) => counter.countText(text));
-      parentPort!.postMessage({ id: request.id, counts } satisfies CountReply);
+      const busyMs = performance.now() - started;
+      parentPort!.postMessage({ id: request.id, counts, busyMs } satisfies CountReply);
     } catch (error) {
       const reply: CountReply = {
         id: request.id,

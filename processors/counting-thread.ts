@@ -23,18 +23,30 @@ export interface CountingThread {
  */
 export const COUNTING_THREAD_IDLE_MS = 60_000;
 
+/** Options of {@link createCountingThread}. */
+export interface CountingThreadOptions {
+  /** Idle time before the thread stops, ms; default {@link COUNTING_THREAD_IDLE_MS}. */
+  readonly idleMs?: number;
+  /**
+   * Called with the thread's wall time spent counting each request, ms (from the thread's own
+   * clock, so it excludes the hand-off to and from it). Feeds
+   * `memq_counting_thread_busy_seconds_total`.
+   */
+  readonly onBusy?: (ms: number) => void;
+}
+
 /**
  * Starts the counting thread lazily, on the first `count`, and stops it after `idleMs` without a
  * request; the next `count` starts a new one. The entry is `count-thread.ts` next to this
  * module; when running from TypeScript sources (tsx, vitest) the thread loads it through tsx. A
  * thread that dies is replaced on the next call (its encoders, ~1 s and ~100 MB for o200k, load
  * again in the new thread); there is at most one thread per process.
- * @param idleMs Idle time before the thread stops, ms; default {@link COUNTING_THREAD_IDLE_MS}.
  */
 export function createCountingThread(
   log: Logger,
-  idleMs = COUNTING_THREAD_IDLE_MS,
+  options: CountingThreadOptions = {},
 ): CountingThread {
+  const idleMs = options.idleMs ?? COUNTING_THREAD_IDLE_MS;
   let worker: Worker | undefined;
   let idleTimer: NodeJS.Timeout | undefined;
   let nextId = 0;
@@ -56,7 +68,10 @@ export function createCountingThread(
       if (!waiter) return;
       pending.delete(reply.id);
       if ('error' in reply) waiter.reject(new Error(`counting thread: ${reply.error}`));
-      else waiter.resolve([...reply.counts]);
+      else {
+        options.onBusy?.(reply.busyMs);
+        waiter.resolve([...reply.counts]);
+      }
       if (pending.size === 0) {
         clearTimeout(idleTimer);
         idleTimer = setTimeout(() => {

@@ -87,7 +87,12 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     }
     return counter;
   };
-  const thread = options.countInThread === false ? undefined : createCountingThread(log);
+  const thread =
+    options.countInThread === false
+      ? undefined
+      : createCountingThread(log, {
+          onBusy: (ms) => metrics.countingThreadBusy.inc(ms / 1000),
+        });
   let threadFailed = false;
   const localCounter = async (encoding: EncodingName): Promise<MessageCounter> => {
     const counter = await local(encoding);

@@ -24,7 +24,7 @@ import { providerApiKey } from '../src/providers/token-providers.js';
 export interface WorkerConcurrency {
   /** `memory-append` (default 16 via MEMQ_APPEND_CONCURRENCY). */
   readonly append: number;
-  /** `memory-token-count` (default 2 via MEMQ_TOKEN_COUNT_CONCURRENCY). */
+  /** `memory-token-count` (default 4 via MEMQ_TOKEN_COUNT_CONCURRENCY). */
   readonly tokenCount: number;
   /** `memory-flush`; default 2. */
   readonly flush?: number;

@@ -13,6 +13,14 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** What producers do when a queue's backlog is above the high-water mark. */
+/**
+ * Default `MEMQ_TOKEN_COUNT_CONCURRENCY`: token-count jobs at once per worker process. Four, not
+ * two, so the counting thread always has the next memory's messages queued while the main thread
+ * commits one job and reads another: with two, the thread sat idle 2-55 ms per 600 ms of counting
+ * waiting for the next read (`npm run bench:tokens`, docs/decisions.md "Tokens").
+ */
+export const DEFAULT_TOKEN_COUNT_CONCURRENCY = 4;
+
 export const BACKPRESSURE_POLICIES = ['reject', 'wait'] as const;
 /** One of {@link BACKPRESSURE_POLICIES}. */
 export type BackpressurePolicy = (typeof BACKPRESSURE_POLICIES)[number];
@@ -39,7 +47,10 @@ export interface EnvConfig {
   readonly queuePrefix: string;
   /** `MEMQ_APPEND_CONCURRENCY`: append jobs run at once per worker process, >= 1. Default 16. */
   readonly appendConcurrency: number;
-  /** `MEMQ_TOKEN_COUNT_CONCURRENCY`: token-count jobs at once per worker process, >= 1. Default 2. */
+  /**
+   * `MEMQ_TOKEN_COUNT_CONCURRENCY`: token-count jobs at once per worker process, >= 1. Default
+   * {@link DEFAULT_TOKEN_COUNT_CONCURRENCY} (4).
+   */
   readonly tokenCountConcurrency: number;
   /** `MEMQ_TOKEN_CACHE_BYTES`: bound of the token-count cache per worker process, bytes, >= 1. Default 16 777 216 (16 MiB). */
   readonly tokenCacheBytes: number;
@@ -142,7 +153,7 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
     },
     {
       name: 'MEMQ_TOKEN_COUNT_CONCURRENCY',
-      default: '2',
+      default: String(DEFAULT_TOKEN_COUNT_CONCURRENCY),
       description: 'Token-count jobs run at once per worker process',
     },
     {
@@ -356,7 +367,9 @@ const EnvSchema = z
       })
       .default('{memq}'),
     MEMQ_APPEND_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(16),
-    MEMQ_TOKEN_COUNT_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(2),
+    MEMQ_TOKEN_COUNT_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(
+      DEFAULT_TOKEN_COUNT_CONCURRENCY,
+    ),
     MEMQ_TOKEN_CACHE_BYTES: integer(1, 2 ** 40, 'expected a positive integer (bytes)').default(
       16 * 2 ** 20,
     ),

@@ -68,6 +68,11 @@ export interface MemqMetrics {
   readonly messagesDuplicate: Counter<'resource'>;
   /** `memq_tokens_counted_total{resource,source}`: exact tokens committed; `source` = tiktoken or a provider. */
   readonly tokensCounted: Counter<'resource' | 'source'>;
+  /**
+   * `memq_counting_thread_busy_seconds_total`: wall time the counting thread spent counting,
+   * seconds. Its rate is the thread's utilisation (1 = saturated: add worker processes).
+   */
+  readonly countingThreadBusy: Counter<never>;
   /** `memq_token_provider_fallbacks_total{provider,reason}`: provider calls answered by the local tokenizer instead. */
   readonly tokenProviderFallbacks: Counter<'provider' | 'reason'>;
   /** `memq_summarizer_fallbacks_total{reason}`: LLM summaries replaced by the rule-based one. */
@@ -191,6 +196,11 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
       name: 'tokens_counted_total',
       help: 'Exact tokens committed by token-count jobs, by counting source.',
       labelNames: ['resource', 'source'],
+    }),
+    countingThreadBusy: counter({
+      name: 'counting_thread_busy_seconds_total',
+      help: 'Wall time the token-counting thread spent counting, seconds (its rate is the thread utilisation).',
+      labelNames: [],
     }),
     tokenProviderFallbacks: counter({
       name: 'token_provider_fallbacks_total',
