@@ -65,8 +65,9 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
     async run({ ref }, { signal }): Promise<TokenCountJobResult> {
       const resource = deps.registry.get(ref.resource);
       const counter = await deps.counterFor(resource);
-      await deps.store.clearTokenCountPending(ref);
       let counted = 0;
+      // The first read also takes the burst (one script): appends from then on open a new one.
+      let takeBurst = true;
       let tokens = 0;
       /** The memory's totals after the last commit (the flush trigger needs nothing more). */
       let usage: { tokens: number; messages: number } | undefined;
@@ -76,7 +77,8 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
           messages: batch,
           scanned,
           missing,
-        } = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH);
+        } = await deps.store.uncounted(ref, TOKEN_COUNT_BATCH, { takeBurst });
+        takeBurst = false;
         if (scanned === 0) break;
         const results = await counter.countMessages(batch, signal);
         const counts = [

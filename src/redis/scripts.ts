@@ -9,6 +9,7 @@ import type { RedisConnection } from './connection.js';
 export const SCRIPTS = {
   memqAppend: { file: 'append.lua', numberOfKeys: 7 },
   memqCommitTokens: { file: 'commit-tokens.lua', numberOfKeys: 4 },
+  memqUncounted: { file: 'uncounted.lua', numberOfKeys: 3 },
   memqRead: { file: 'read.lua', numberOfKeys: 5 },
   memqApplyFlush: { file: 'apply-flush.lua', numberOfKeys: 7 },
   memqWrite: { file: 'write.lua', numberOfKeys: 7 },

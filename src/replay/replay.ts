@@ -107,7 +107,9 @@ export interface ReplayReport {
   readonly unavailableRetries: number;
   /**
    * The longest single `MemoryClient.append` call, ms, whatever it ended with (stored, rejected by
-   * backpressure, or failed): how long a producer can be kept waiting.
+   * backpressure, or failed), up to its answer: how long a producer can be kept waiting for one.
+   * The replay's own waits between attempts (a backpressure `retryAfterMs`, `retryUnavailableMs`)
+   * are not part of it.
    */
   readonly appendCallMaxMs: number;
   /** Append jobs that failed permanently (dead letters). */
@@ -190,6 +192,8 @@ interface ProducerTally {
  * Appends one message, waiting out backpressure: on `BackpressureError` it sleeps the suggested
  * `retryAfterMs` and tries again (what a well-behaved producer does); with `retryUnavailableMs`
  * it also retries `RedisUnavailableError` after that long. Other errors propagate.
+ * `tally.appendCallMaxMs` records the longest single `append` call, up to its answer or error:
+ * the sleeps between attempts are the producer's choice, not the call's latency.
  */
 async function appendPolitely(
   client: MemoryClient,
@@ -200,16 +204,19 @@ async function appendPolitely(
 ): Promise<AppendReceipt> {
   for (;;) {
     const callStarted = Date.now();
+    const answered = () =>
+      (tally.appendCallMaxMs = Math.max(tally.appendCallMaxMs, Date.now() - callStarted));
     try {
-      return await client.append(target, [input]);
+      const receipt = await client.append(target, [input]);
+      answered();
+      return receipt;
     } catch (error) {
+      answered();
       if (error instanceof BackpressureError) await sleep(error.retryAfterMs);
       else if (error instanceof RedisUnavailableError && retryUnavailableMs !== undefined) {
         tally.unavailableRetries += 1;
         await sleep(retryUnavailableMs);
       } else throw error;
-    } finally {
-      tally.appendCallMaxMs = Math.max(tally.appendCallMaxMs, Date.now() - callStarted);
     }
   }
 }

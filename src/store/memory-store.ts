@@ -180,11 +180,18 @@ export interface MemoryStore {
    * Up to `max` messages still waiting for an exact token count (smallest estimates first), how
    * many ids were scanned, and the ids whose body is gone (`missing`: removed by a flush or clear
    * between the append and now). Pass `missing` to {@link MemoryStore.commitTokens} (any count) so
-   * they leave the uncounted set and a later scan does not meet them again.
+   * they leave the uncounted set and a later scan does not meet them again. One script call
+   * (`uncounted.lua`).
+   * @param max Ids to scan, >= 1 (the token-count job uses `TOKEN_COUNT_BATCH`, 256).
+   * @param options.takeBurst First mark the token-count burst as taken, in the same script (what
+   *   {@link MemoryStore.clearTokenCountPending} does), so an append after this call is either
+   *   read by it or opens a new burst. Default false.
+   * @throws PayloadError when `max` is not an integer >= 1.
    */
   uncounted(
     ref: MemoryRef,
     max: number,
+    options?: { takeBurst?: boolean },
   ): Promise<{ messages: Message[]; scanned: number; missing: string[] }>;
   /** Commits exact counts for ids still uncounted and still in the log. */
   commitTokens(
@@ -331,11 +338,19 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       };
     },
 
-    async uncounted(ref, max) {
+    async uncounted(ref, max, options = {}) {
+      if (!Number.isSafeInteger(max) || max < 1) {
+        throw new PayloadError(`uncounted: max: expected an integer >= 1, got ${max}`);
+      }
       const k = keysOf(ref);
-      const ids = await redis.zrange(k.unc, '0', String(max - 1));
+      const [ids, bodies] = (await redis.memqUncounted(
+        k.unc,
+        k.msg,
+        k.meta,
+        max,
+        options.takeBurst ? '1' : '0',
+      )) as [string[], Array<string | null>];
       if (ids.length === 0) return { messages: [], scanned: 0, missing: [] };
-      const bodies: Array<string | null> = await redis.hmget(k.msg, ...ids);
       const messages = bodies.flatMap((body) =>
         body == null ? [] : [JSON.parse(body) as Message],
       );

@@ -69,8 +69,12 @@ interface Scenario {
   readonly registry: MemoryRegistry;
   readonly client: MemoryClient;
   readonly workers: MemqProcess[];
-  /** Replays `limit` messages at `rate` per second (producer retries Redis-unavailable errors). */
-  replay(limit: number, rate: number): Promise<ReplayReport>;
+  /**
+   * Replays `limit` messages at `rate` per second (producer retries Redis-unavailable errors).
+   * `started` resolves once the corpus is parsed and the first message is handed to the client:
+   * faults are injected from then on (parsing takes 3-20 s, depending on the machine's day).
+   */
+  replay(limit: number, rate: number): { started: Promise<void>; done: Promise<ReplayReport> };
   /** The independent audit of the same slice. */
   audit(limit: number): Promise<AuditReport>;
   /** Failed (dead-letter) jobs of every memq queue. */
@@ -142,8 +146,10 @@ async function startScenario(
     registry,
     client,
     workers,
-    replay: (limit, rate) =>
-      runReplay(
+    replay: (limit, rate) => {
+      let onStarted = () => {};
+      const started = new Promise<void>((resolve) => (onStarted = resolve));
+      const done = runReplay(
         {
           client,
           store,
@@ -158,8 +164,15 @@ async function startScenario(
           ratePerSecond: rate,
           retryUnavailableMs: 250,
           stallTimeoutMs: 90_000,
+          onProgress: (progress) => {
+            if (progress.enqueued > 0) onStarted();
+          },
         },
-      ),
+      );
+      // A replay that fails before its first append must not leave the chaos loop waiting.
+      void done.finally(onStarted).catch(() => undefined);
+      return { started, done };
+    },
     audit: (limit) =>
       runAudit(
         { redis: producer, keyPrefix: KEY_PREFIX, queuePrefix: QUEUE_PREFIX, registry },
@@ -217,7 +230,9 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
     let replayRunning = true;
     let kills = 0;
     const boots: Promise<void>[] = [];
+    const replay = scenario.replay(limit, 120);
     const chaos = (async () => {
+      await replay.started;
       await sleep(2_000);
       while (kills < 20 && replayRunning) {
         await sleep(between(400, 1_400));
@@ -234,7 +249,7 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
         );
       }
     })();
-    const report = await scenario.replay(limit, 120).finally(() => (replayRunning = false));
+    const report = await replay.done.finally(() => (replayRunning = false));
     const killsDuringReplay = kills;
     await chaos;
     await Promise.all(boots);
@@ -256,7 +271,9 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
       const scenario = await startScenario(persistence, 2);
       const pids = scenario.workers.map((w) => w.pid);
       let restarts = 0;
+      const replay = scenario.replay(limit, 50);
       const chaos = (async () => {
+        await replay.started;
         while (restarts < 3) {
           await sleep(between(4_000, 7_000));
           await scenario.redis.halt('SIGKILL');
@@ -265,7 +282,7 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
           restarts += 1;
         }
       })();
-      const report = await scenario.replay(limit, 50);
+      const report = await replay.done;
       await chaos;
       expect(restarts).toBe(3);
       const audit = await scenario.audit(limit);
@@ -292,7 +309,9 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
     );
     try {
       const outage: { direct?: unknown; directMs?: number; status?: number; httpMs?: number } = {};
+      const replay = scenario.replay(limit, 50);
       const chaos = (async () => {
+        await replay.started;
         await sleep(5_000);
         await scenario.redis.halt('SIGKILL');
         const outageStarted = Date.now();
@@ -320,7 +339,7 @@ describe('chaos: nothing the producer was told was accepted is lost', () => {
         await sleep(Math.max(0, 10_000 - (Date.now() - outageStarted)));
         await scenario.redis.start();
       })();
-      const report = await scenario.replay(limit, 50);
+      const report = await replay.done;
       await chaos;
       expect(outage.direct).toBeInstanceOf(RedisUnavailableError);
       expect(outage.directMs).toBeLessThan(PRODUCER_CALL_BOUND_MS);

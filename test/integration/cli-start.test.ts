@@ -58,7 +58,7 @@ describe('memq start', () => {
     ]);
     try {
       expect(serve.stderr()).toMatch(/memq serve: http:\/\/localhost:\d+ [^;]*; Ctrl-C/);
-      expect(work.stderr()).toMatch(/memq work: workers \(append x16, token-count x2\); Ctrl-C/);
+      expect(work.stderr()).toMatch(/memq work: workers \(append x16, token-count x4\); Ctrl-C/);
       expect(work.base).toBeUndefined();
       expect((await fetch(`${serve.base!}/readyz`)).status).toBe(200); // a canary through memq work
       expect((await appendOne(serve.base!, 'split-1', 'via serve, stored by work')).status).toBe(

@@ -201,6 +201,13 @@ describe('MemoryStore on real Redis', () => {
     expect((await store.append(ref, messages(1), 3600)).needsTokenCount).toBe(false);
     await store.clearTokenCountPending(ref);
     expect((await store.append(ref, messages(1), 3600)).needsTokenCount).toBe(true);
+    // Reading the uncounted messages leaves the burst open unless the reader takes it.
+    expect((await store.uncounted(ref, 10)).scanned).toBe(3);
+    expect((await store.append(ref, messages(1), 3600)).needsTokenCount).toBe(false);
+    const taken = await store.uncounted(ref, 10, { takeBurst: true });
+    expect(taken.messages).toHaveLength(4);
+    expect((await store.append(ref, messages(1), 3600)).needsTokenCount).toBe(true);
+    await expect(store.uncounted(ref, 0)).rejects.toThrow(/max: expected an integer >= 1, got 0/);
   });
 
   it('keeps instances of different keys and projects apart', async () => {
