@@ -101,7 +101,8 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     const raw = await createTokenCounter(encoding);
     return {
       async countMessages(messages, signal) {
-        const content = messages.map((m) => counter.cached(m.content));
+        const probes = messages.map((m) => counter.probe(m.content));
+        const content = probes.map((p) => p.tokens);
         const misses = messages.flatMap((m, i) => (content[i] === undefined ? [i] : []));
         const missChars = misses.reduce((sum, i) => sum + messages[i]!.content.length, 0);
         let counted: number[] | undefined;
@@ -125,7 +126,7 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
           const text = messages[i]!.content;
           const tokens = counted?.[n] ?? (await raw.countTextAsync(text, signal));
           content[i] = tokens;
-          counter.remember(text, tokens);
+          probes[i]!.remember(tokens);
         }
         return messages.map((m, i) => ({
           tokens: raw.framing(m) + content[i]!,

@@ -134,10 +134,19 @@ export interface TokenCounter {
   countTextAsync(text: string, signal?: AbortSignal): Promise<number>;
   /** The framing part of {@link TokenCounter.countMessage}: everything but the content's tokens. */
   framing(message: Omit<CountableMessage, 'content'>): number;
-  /** The cached count of `text`, or undefined (no cache, or a miss). */
-  cached(text: string): number | undefined;
-  /** Caches `tokens` as the count of `text` (a no-op without a cache). */
-  remember(text: string, tokens: number): void;
+  /**
+   * Looks `text` up in the count cache, hashing it once for both the lookup and a later
+   * {@link CacheProbe.remember} (a miss costs one SHA-256, not two).
+   */
+  probe(text: string): CacheProbe;
+}
+
+/** One text's cache lookup (see {@link TokenCounter.probe}). */
+export interface CacheProbe {
+  /** The cached count, or undefined (no cache, empty text, or a miss). */
+  readonly tokens: number | undefined;
+  /** Caches `tokens` as the text's count (a no-op without a cache or for empty text). */
+  remember(tokens: number): void;
 }
 
 /**
@@ -365,9 +374,10 @@ export async function createTokenCounter(
       framing(message) + (await countTextAsync(message.content, signal)),
     countTextAsync,
     framing,
-    cached: (text) => (cache && text.length > 0 ? cache.get(keyOf(text)) : undefined),
-    remember(text, tokens) {
-      if (cache && text.length > 0) cache.set(keyOf(text), tokens);
+    probe(text) {
+      if (!cache || text.length === 0) return { tokens: undefined, remember: () => {} };
+      const key = keyOf(text);
+      return { tokens: cache.get(key), remember: (tokens) => cache.set(key, tokens) };
     },
   };
 }
