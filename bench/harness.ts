@@ -58,10 +58,9 @@ export interface BenchPipeline {
 }
 
 /**
- * Starts a client (project `bench`) and workers (append concurrency 16, token count memq's default
- * ({@link DEFAULT_TOKEN_COUNT_CONCURRENCY}) unless
- * `extra` says otherwise) under BullMQ prefix `{prefix}` and key prefix `prefix:`, and waits for
- * the workers to be ready.
+ * Starts a client (project `bench`) and workers (append concurrency 16, token count memq's
+ * default, {@link DEFAULT_TOKEN_COUNT_CONCURRENCY}, unless `extra` says otherwise) under BullMQ
+ * prefix `{prefix}` and key prefix `prefix:`, and waits for the workers to be ready.
  */
 export async function startBenchPipeline(
   redis: BenchRedis,

@@ -37,7 +37,7 @@ const N = quick ? 1000 : 3500;
 const MEMORIES = 50;
 /**
  * Timed pipeline rounds; the median round is reported. Single rounds (~0.6 s each) ranged from
- * 0.78x to 1.1x of the raw loop within one run on this 2-core VM, so 9 rounds, not 5.
+ * 0.62x to 1.28x of the raw loop within one run on this 2-core VM, so 9 rounds, not 5.
  */
 const ROUNDS = 9;
 const RESOURCE = 'agent-memory'; // no privacy patterns: the pipeline counts exactly what (a) counts

@@ -12,15 +12,16 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 /** One of {@link LOG_LEVELS}. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** What producers do when a queue's backlog is above the high-water mark. */
 /**
  * Default `MEMQ_TOKEN_COUNT_CONCURRENCY`: token-count jobs at once per worker process. Four, not
  * two, so the counting thread always has the next memory's messages queued while the main thread
- * commits one job and reads another: with two, the thread sat idle 2-55 ms per 600 ms of counting
- * waiting for the next read (`npm run bench:tokens`, docs/decisions.md "Tokens").
+ * commits one job and reads another: with two, the thread sat idle 2-55 ms per ~650 ms of
+ * counting waiting for the next read (`npm run bench:tokens` with a probe; docs/decisions.md,
+ * "Token-count concurrency, and where the counting window goes").
  */
 export const DEFAULT_TOKEN_COUNT_CONCURRENCY = 4;
 
+/** What producers do when a queue's backlog is above the high-water mark. */
 export const BACKPRESSURE_POLICIES = ['reject', 'wait'] as const;
 /** One of {@link BACKPRESSURE_POLICIES}. */
 export type BackpressurePolicy = (typeof BACKPRESSURE_POLICIES)[number];
