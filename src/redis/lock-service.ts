@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RedisConnection } from './connection.js';
 import {
@@ -175,6 +176,56 @@ export const LOCK_RETRY_DELAY_MS = 50;
 const EXTENSION_INTERVAL_RATIO = 1 / 3;
 
 /**
+ * The connection as redlock-universal's `IoredisAdapter` sees it: the same client, except that
+ * the adapter's scripts run on the node that owns their key. The adapter (0.8.x) loads a script
+ * with a keyless `SCRIPT LOAD`, which an ioredis `Cluster` sends to a random master, then runs
+ * `EVALSHA` on the key's master: `NOSCRIPT` whenever the two differ, and its one retry loads the
+ * same way, so extensions and releases failed at random on a cluster (ioredis#58; found when the
+ * cluster suite lost a lock with "Script execution failed after 1 NOSCRIPT retries"). Here
+ * `SCRIPT LOAD` only computes the script's SHA1, which is what Redis would return, and `EVALSHA`
+ * that meets `NOSCRIPT` runs `EVAL` with the body instead: routed by key, and it caches the
+ * script on that node, so later calls there are `EVALSHA` hits. Standalone Redis pays one
+ * `NOSCRIPT` per script and connection, on first use.
+ */
+export function withKeyRoutedScripts(redis: RedisConnection): RedisConnection {
+  const bodies = new Map<string, string>();
+  const script = (subcommand: string, ...args: string[]): Promise<unknown> => {
+    const body = args[0];
+    if (subcommand.toUpperCase() !== 'LOAD' || body === undefined) {
+      return (redis.script as (...a: string[]) => Promise<unknown>)(subcommand, ...args);
+    }
+    const sha = createHash('sha1').update(body).digest('hex');
+    bodies.set(sha, body);
+    return Promise.resolve(sha);
+  };
+  const evalsha = async (
+    sha: string,
+    numberOfKeys: number,
+    ...keysAndArgs: string[]
+  ): Promise<unknown> => {
+    try {
+      return await redis.evalsha(sha, numberOfKeys, ...keysAndArgs);
+    } catch (error) {
+      const body = bodies.get(sha);
+      if (body === undefined || !(error instanceof Error) || !error.message.includes('NOSCRIPT')) {
+        throw error;
+      }
+      return redis.eval(body, numberOfKeys, ...keysAndArgs);
+    }
+  };
+  return new Proxy(redis, {
+    get(target, property) {
+      if (property === 'script') return script;
+      if (property === 'evalsha') return evalsha;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function'
+        ? (value as (...a: unknown[]) => unknown).bind(target)
+        : value;
+    },
+  });
+}
+
+/**
  * Creates the {@link LockService}.
  *
  * redlock-universal's built-in circuit breaker (on by default: 5 consecutive failures open it
@@ -188,7 +239,7 @@ const EXTENSION_INTERVAL_RATIO = 1 / 3;
 export function createLockService(deps: LockServiceDeps): LockService {
   // One adapter per service: it caches the SHAs of the compare-and-set scripts. It owns no
   // connection of its own; never call its disconnect(), which would quit the shared client.
-  const adapter = new IoredisAdapter(deps.redis);
+  const adapter = new IoredisAdapter(withKeyRoutedScripts(deps.redis));
   const active = new Set<Promise<unknown>>();
   let closed = false;
 
