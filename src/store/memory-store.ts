@@ -183,9 +183,9 @@ export interface MemoryStore {
    * they leave the uncounted set and a later scan does not meet them again. One script call
    * (`uncounted.lua`).
    * @param max Ids to scan, >= 1 (the token-count job uses `TOKEN_COUNT_BATCH`, 256).
-   * @param options.takeBurst First mark the token-count burst as taken, in the same script (what
-   *   {@link MemoryStore.clearTokenCountPending} does), so an append after this call is either
-   *   read by it or opens a new burst. Default false.
+   * @param options.takeBurst First mark the token-count burst as taken (clear
+   *   `token_count_pending_at`), in the same script, so an append after this call is either read
+   *   by it or opens a new burst. Default false.
    * @throws PayloadError when `max` is not an integer >= 1.
    */
   uncounted(
@@ -232,8 +232,6 @@ export interface MemoryStore {
    * empty, and consistent counters).
    */
   health(ref: MemoryRef): Promise<MemoryStats & { healthy: boolean }>;
-  /** Marks the token-count burst as taken so the next append opens a new one. */
-  clearTokenCountPending(ref: MemoryRef): Promise<void>;
   /** Records activity in the maintenance index (outside the script: it is another slot). */
   touchIndex(ref: MemoryRef, atMs: number): Promise<void>;
 }
@@ -544,10 +542,6 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     async health(ref) {
       const stats = await this.stats(ref);
       return { ...stats, healthy: stats.consistent };
-    },
-
-    async clearTokenCountPending(ref) {
-      await redis.hdel(keysOf(ref).meta, 'token_count_pending_at');
     },
 
     async touchIndex(ref, atMs) {
