@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two projects: `unit` needs nothing running; `integration` needs a real Redis, provided by
+ * Three projects: `unit` needs nothing running; `integration` and `security` need a real Redis, provided by
  * `test/setup/redis-global-setup.ts` (REDIS_URL, else Testcontainers, else a spawned redis-server).
  */
 export default defineConfig({
@@ -31,6 +31,20 @@ export default defineConfig({
           testTimeout: 60_000,
           hookTimeout: 60_000,
           // Files share one Redis but each test uses its own key and BullMQ prefixes.
+          fileParallelism: true,
+        },
+      },
+      {
+        test: {
+          // Reproductions of broken promises (privacy in every field, final erasure, validation
+          // before side effects, the board's write guard, tenant fairness): real Redis, as above.
+          name: 'security',
+          include: ['test/security/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['test/setup/redis-global-setup.ts'],
+          setupFiles: ['test/setup/leak-guard.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
           fileParallelism: true,
         },
       },
