@@ -1,8 +1,11 @@
 /**
  * Bull Board at `/admin/queues` (DESIGN.md section 9): all four queues, behind its own basic-auth
- * credentials, job data shown through the resource's privacy policy.
+ * credentials, job data shown through the resource's privacy policy, and only the routes memq
+ * allows (reads, and retry/promote/clean/pause/resume unless read-only) reachable.
  */
 import { createBullBoard } from '@bull-board/api';
+import { STATUSES } from '@bull-board/api/constants/statuses';
+import type { BeforeHookResult, HookContext } from '@bull-board/api/dist/types.js';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Router, type RequestHandler } from 'express';
@@ -11,6 +14,7 @@ import { applyPrivacy } from '../core/privacy.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
 import { QUEUES } from '../../queues/names.js';
 import { basicAuth } from './auth.js';
+import { ForbiddenError } from './http-errors.js';
 
 /** Where Bull Board is mounted. */
 export const BOARD_PATH = '/admin/queues';
@@ -25,7 +29,10 @@ export interface BoardOptions {
   readonly user: string;
   /** Basic-auth password (`MEMQ_BOARD_PASSWORD`). */
   readonly password: string;
-  /** Hide retry, remove, clean, pause and promote (`MEMQ_BOARD_READ_ONLY`). Default false. */
+  /**
+   * Hide retry, remove, clean, pause and promote, and refuse their routes (403)
+   * (`MEMQ_BOARD_READ_ONLY`). Default false.
+   */
   readonly readOnly?: boolean;
 }
 
@@ -61,33 +68,173 @@ export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
   };
 }
 
-/** Refuses Bull Board's routes that write job data (add a job, edit a job's data): 403. */
-const refuseDataWrites: RequestHandler = (req, res, next) => {
-  if (
-    (req.method === 'POST' && /^\/api\/queues\/[^/]+\/add\/?$/.test(req.path)) ||
-    (req.method === 'PUT' && /\/update-data\/?$/.test(req.path))
-  ) {
-    res.status(403).json({
-      error: {
-        code: 'FORBIDDEN',
-        message:
-          'memq jobs carry redacted data and are created only through MemoryClient or the /v1 API',
-        details: {},
-      },
-    });
-    return;
+/**
+ * Job states Bull Board puts in `retry/:queueStatus` and `clean/:queueStatus` (`STATUSES` of
+ * `@bull-board/api/constants/statuses`, 9.10.1). Only these values pass, so an allowed bulk action's
+ * path can never also be read as another route's `:jobId/<action>`.
+ */
+const QUEUE_STATUSES: ReadonlySet<string> = new Set(Object.values(STATUSES));
+
+/**
+ * The board routes memq lets through (deny by default): method and path pattern, relative to
+ * {@link BOARD_PATH}, as `@bull-board/api` 9.10.1 registers them (`dist/routes.js`; the express
+ * adapter adds `/static/*`). A `:param` matches one non-empty segment; `:queueStatus` only a
+ * {@link QUEUE_STATUSES} value; `*` any rest. Everything bull-board registers beyond these is
+ * refused: adding or duplicating a job (`add`), editing its data, delay or priority, running or
+ * editing a job scheduler (which creates jobs from a template), removing a flow's children, queue
+ * settings (`concurrency`, `rate-limit`), `empty` and `obliterate`.
+ */
+export const BOARD_READ_ROUTES: readonly string[] = [
+  // The UI's pages (one HTML entry point) and its assets.
+  '/',
+  '/metrics-history',
+  '/job-schedulers',
+  '/queue/:queueName',
+  '/queue/:queueName/:jobId',
+  '/static/*',
+  // The API's GET routes: all read (job data through the privacy formatter).
+  '/api/redis/stats',
+  '/api/queues',
+  '/api/job-schedulers',
+  '/api/queues/:queueName/metrics',
+  '/api/queues/:queueName/default-job-options',
+  '/api/queues/:queueName/workers',
+  '/api/queues/:queueName/rate-limit',
+  '/api/queues/:queueName/job-data-schema',
+  '/api/queues/:queueName/:jobId/logs',
+  '/api/queues/:queueName/:jobId/flow',
+  '/api/queues/:queueName/:jobId',
+];
+
+/**
+ * The job actions memq allows on a writable board (all `PUT`; none when `readOnly`): retry,
+ * promote and remove (`clean`) one job or every job in a state, pause and resume one queue or all.
+ * None of them writes job data (a retried append is idempotent by message id).
+ */
+export const BOARD_ACTION_ROUTES: readonly string[] = [
+  '/api/queues/pause',
+  '/api/queues/resume',
+  '/api/queues/:queueName/retry/:queueStatus',
+  '/api/queues/:queueName/promote',
+  '/api/queues/:queueName/clean/:queueStatus',
+  '/api/queues/:queueName/pause',
+  '/api/queues/:queueName/resume',
+  '/api/queues/:queueName/:jobId/retry',
+  '/api/queues/:queueName/:jobId/clean',
+  '/api/queues/:queueName/:jobId/promote',
+];
+
+/**
+ * Whether `segments` (a decoded path, split on `/`) has the shape of `pattern`. Literal segments
+ * compare case-insensitively, as express routes them.
+ */
+function matchesPattern(pattern: string, segments: readonly string[]): boolean {
+  const parts = pattern.split('/');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (part === '*') return i < segments.length;
+    const segment = segments[i];
+    if (segment === undefined) return false;
+    if (part === ':queueStatus') {
+      if (!QUEUE_STATUSES.has(segment)) return false;
+    } else if (part.startsWith(':')) {
+      if (segment === '') return false;
+    } else if (part.toLowerCase() !== segment.toLowerCase()) {
+      return false;
+    }
   }
-  next();
-};
+  return parts.length === segments.length;
+}
+
+/**
+ * The board path as the routes see it: split on `/` before percent-decoding (so `%2F` stays inside
+ * its segment), each segment decoded, trailing slashes dropped.
+ * @returns The segments (the first is the empty string before the leading `/`), or undefined when
+ *   a segment is not valid percent-encoding.
+ */
+export function boardPathSegments(path: string): string[] | undefined {
+  const segments = path.split('/');
+  while (segments.length > 2 && segments[segments.length - 1] === '') segments.pop();
+  try {
+    return segments.map((s) => decodeURIComponent(s));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether memq lets `method` on `path` (relative to {@link BOARD_PATH}) through: GET and HEAD on a
+ * {@link BOARD_READ_ROUTES} path, PUT on a {@link BOARD_ACTION_ROUTES} path unless `readOnly`.
+ * Anything else (other methods, other paths, malformed encoding) is refused.
+ */
+export function boardAllows(method: string, path: string, readOnly: boolean): boolean {
+  const segments = boardPathSegments(path);
+  if (!segments) return false;
+  const verb = method.toUpperCase();
+  const routes =
+    verb === 'GET' || verb === 'HEAD'
+      ? BOARD_READ_ROUTES
+      : verb === 'PUT' && !readOnly
+        ? BOARD_ACTION_ROUTES
+        : [];
+  return routes.some((pattern) => matchesPattern(pattern, segments));
+}
+
+/** Why a board request was refused, and what the board allows. */
+function refusal(method: string, readOnly: boolean): ForbiddenError {
+  return new ForbiddenError(
+    `Bull Board: ${method} on this path is not allowed; memq jobs carry redacted data and are ` +
+      'created or edited only through MemoryClient or the /v1 API. The board allows reading ' +
+      (readOnly
+        ? 'queues and jobs only (MEMQ_BOARD_READ_ONLY=true)'
+        : 'queues and jobs, and retry, promote, clean (remove), pause and resume'),
+  );
+}
+
+/**
+ * The board's write guard, in front of Bull Board's express routes: deny by default (see
+ * {@link boardAllows}).
+ * @throws ForbiddenError (403) for a request outside the allowlist.
+ */
+function boardGuard(readOnly: boolean): RequestHandler {
+  return (req, _res, next) => {
+    if (!boardAllows(req.method, req.path, readOnly)) throw refusal(req.method, readOnly);
+    next();
+  };
+}
+
+/**
+ * Second check, inside Bull Board (`handlerHooks.before`): it sees the route pattern bull-board
+ * actually matched (`put /api/queues/:queueName/:jobId/retry`), so no spelling of a path can reach
+ * a handler outside the allowlist even if express and {@link boardAllows} ever read a path
+ * differently.
+ */
+export function boardRouteHook(
+  readOnly: boolean,
+): (context: Pick<HookContext, 'method' | 'route'>) => BeforeHookResult {
+  const allowed = new Set([
+    ...BOARD_READ_ROUTES.map((r) => `get ${r}`),
+    ...(readOnly ? [] : BOARD_ACTION_ROUTES.map((r) => `put ${r}`)),
+  ]);
+  return ({ method, route }) => {
+    if (allowed.has(`${method.toLowerCase()} ${route}`)) return undefined;
+    return {
+      allow: false,
+      status: 403,
+      message: refusal(method.toUpperCase(), readOnly).message,
+    };
+  };
+}
 
 /** Creates the router to mount at {@link BOARD_PATH}. */
 export function createBoardRouter(options: BoardOptions): Router {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
+  const readOnly = options.readOnly ?? false;
   const adapters = Object.values(QUEUES).map((name) => {
     const adapter = new BullMQAdapter(options.queues.byName(name), {
-      readOnlyMode: options.readOnly ?? false,
-      allowRetries: !(options.readOnly ?? false),
+      readOnlyMode: readOnly,
+      allowRetries: !readOnly,
     });
     adapter.setFormatter('data', (data: unknown) => boardJobData(options.registry, data));
     return adapter;
@@ -95,11 +242,14 @@ export function createBoardRouter(options: BoardOptions): Router {
   createBullBoard({
     queues: adapters,
     serverAdapter,
-    options: { uiConfig: { boardTitle: 'memq' } },
+    options: {
+      uiConfig: { boardTitle: 'memq' },
+      handlerHooks: { before: boardRouteHook(readOnly) },
+    },
   });
   const router = Router();
   router.use(basicAuth(options.user, options.password, 'memq board'));
-  router.use(refuseDataWrites);
+  router.use(boardGuard(readOnly));
   router.use(serverAdapter.getRouter() as RequestHandler);
   return router;
 }

@@ -78,6 +78,11 @@ describe('Bull Board in a real browser', () => {
         viewport: { width: 1280, height: 800 },
       });
       const page = await context.newPage();
+      // The write guard is an allowlist: nothing the UI loads or polls while browsing may hit it.
+      const refused: string[] = [];
+      page.on('response', (response) => {
+        if (response.status() === 403) refused.push(response.url());
+      });
       await page.goto(`${base}/admin/queues`);
       /** Waits until the page's visible text contains every string of `wanted`. */
       const untilText = async (wanted: string[]) => {
@@ -114,6 +119,7 @@ describe('Bull Board in a real browser', () => {
       await untilText(['board-demo']);
       await expandAll();
       await untilText(['my order #4411 is late']);
+      expect(refused).toEqual([]);
       await context.close();
     } finally {
       await http.pipeline.workers.queues.append.obliterate({ force: true });
