@@ -36,7 +36,9 @@ async function ensureSecret(
 /**
  * API key -> grant for the HTTP API (see the module comment for the order).
  * @param say Where a one-line notice goes when memq created the key file (never the key).
- * @throws ConfigError for a keys file that is missing or has a bad entry (named by line).
+ * @throws ConfigError for a keys file that is missing, empty, or has an entry other than
+ *   `key:project` / `key:project:read` with a 16+ character key (named by line number, never
+ *   echoed).
  */
 export async function resolveApiKeys(
   env: EnvConfig,
@@ -54,9 +56,12 @@ export async function resolveApiKeys(
     }
     const lines = text
       .split('\n')
-      .map((line) => line.trim())
-      .filter((line) => line !== '' && !line.startsWith('#'));
-    const { keys, problems } = parseApiKeys(lines);
+      .map((line, index) => ({ entry: line.trim(), line: index + 1 }))
+      .filter(({ entry }) => entry !== '' && !entry.startsWith('#'));
+    const { keys, problems } = parseApiKeys(
+      lines.map(({ entry }) => entry),
+      (index) => `line ${lines[index]!.line}`,
+    );
     if (problems.length > 0 || keys.size === 0) {
       const found = problems.length > 0 ? problems.join('; ') : 'no entries';
       throw new ConfigError(

@@ -87,7 +87,8 @@ export interface EnvConfig {
   /** `MEMQ_PROJECT`: default project of CLI producers (HTTP callers get theirs from their API key) (1-64 of `[A-Za-z0-9_-]`). Default `default`. */
   readonly project: string;
   /**
-   * `MEMQ_API_KEYS`: `key:project,key2:project2:read` parsed by {@link parseApiKeys}. Default
+   * `MEMQ_API_KEYS`: `key:project,key2:project2:read` parsed by {@link parseApiKeys} (keys of
+   * {@link API_KEY_MIN_LENGTH}+ characters without `:`). Default
    * `undefined` (no keys configured; the CLI then reads `MEMQ_API_KEYS_FILE` or creates one).
    */
   readonly apiKeys?: ReadonlyMap<string, ApiKeyGrant>;
@@ -211,7 +212,7 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       name: 'MEMQ_API_KEYS',
       default: undefined,
       description:
-        'HTTP API keys as key:project entries, comma-separated; a trailing :read makes a key read-only',
+        'HTTP API keys as key:project or key:project:read entries (read-only), comma-separated; keys of 16+ characters without ":"',
     },
     {
       name: 'MEMQ_API_KEYS_FILE',
@@ -290,39 +291,55 @@ export interface ApiKeyGrant {
   readonly readOnly: boolean;
 }
 
+/**
+ * Shortest API key accepted, characters. A key is a bearer secret compared by digest; 16 is the
+ * floor below which a guessable key (`k`, `test`) is more likely a mistake than a choice.
+ * Generated keys (`.memq/api-key`) are 35 characters (`mq_` and 24 random bytes, base64url).
+ */
+export const API_KEY_MIN_LENGTH = 16;
+
 /** The expected shape of API key entries, as error messages say it. */
-export const API_KEYS_ALLOWED = `expected key:project entries, optionally ending in :read (project: ${PROJECT_ALLOWED})`;
+export const API_KEYS_ALLOWED =
+  `expected key:project or key:project:read entries (key: at least ${API_KEY_MIN_LENGTH} ` +
+  `characters, no ":", "," or whitespace; project: ${PROJECT_ALLOWED}; ` +
+  '"read", lower case, is the only scope)';
 
 /**
- * Parses API key entries: `key:project` or `key:project:read` (read-only). The project is the
- * text after the last `:` (before a trailing `:read`), so keys may contain `:`.
+ * Parses API key entries, exactly `key:project` or `key:project:read` (read-only): a key has at
+ * least {@link API_KEY_MIN_LENGTH} characters and no `:`, so the third part can only be the scope
+ * and `k:acme:READ` or `k:acme:ro` is refused instead of naming a project `READ` or `ro`.
  * @param entries The entries (already split on `,` or lines).
+ * @param where How a problem names entry `index` (0-based). Default `entry <index + 1>`.
  * @returns The keys and, for each bad entry, a description naming it by position only (an entry
- *   is a secret).
+ *   is a secret, so no part of it is echoed).
  */
-export function parseApiKeys(entries: readonly string[]): {
+export function parseApiKeys(
+  entries: readonly string[],
+  where: (index: number) => string = (index) => `entry ${index + 1}`,
+): {
   keys: Map<string, ApiKeyGrant>;
   problems: string[];
 } {
   const keys = new Map<string, ApiKeyGrant>();
   const problems: string[] = [];
-  entries.forEach((raw, index) => {
-    const where = `entry ${index + 1}`;
-    const readOnly = raw.endsWith(':read') && raw.split(':').length >= 3;
-    const entry = readOnly ? raw.slice(0, -':read'.length) : raw;
-    const colon = entry.lastIndexOf(':');
-    const key = colon === -1 ? '' : entry.slice(0, colon);
-    const project = colon === -1 ? '' : entry.slice(colon + 1);
+  entries.forEach((entry, index) => {
+    const at = where(index);
+    const parts = entry.split(':');
+    const [key = '', project = '', scope] = parts;
     let got: string | undefined;
-    if (entry === '') got = `${where} empty`;
-    else if (colon === -1) got = `${where} without ":"`;
-    else if (key === '' || /\s/.test(key))
-      got = `${where} with an empty key or a key containing whitespace`;
-    else if (!PROJECT_PATTERN.test(project))
-      got = `${where} with project ${JSON.stringify(project)}`;
-    else if (keys.has(key)) got = `${where} repeating an earlier key`;
+    if (entry === '') got = `${at} empty`;
+    else if (parts.length === 1) got = `${at} without ":"`;
+    else if (parts.length > 3) got = `${at} with ${parts.length} parts (a key cannot contain ":")`;
+    else if (scope !== undefined && scope !== 'read')
+      got = `${at} whose third part is not "read" (the only scope, lower case)`;
+    else if (key === '' || /[\s,]/.test(key))
+      got = `${at} with an empty key or a key containing whitespace`;
+    else if (key.length < API_KEY_MIN_LENGTH)
+      got = `${at} with a key of ${key.length} characters (at least ${API_KEY_MIN_LENGTH})`;
+    else if (!PROJECT_PATTERN.test(project)) got = `${at} with a project that is not valid`;
+    else if (keys.has(key)) got = `${at} repeating an earlier key`;
     if (got !== undefined) problems.push(got);
-    else keys.set(key, Object.freeze({ project, readOnly }));
+    else keys.set(key, Object.freeze({ project, readOnly: scope === 'read' }));
   });
   return { keys, problems };
 }

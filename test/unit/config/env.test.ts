@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
-import { ENV_VARS, loadEnvConfig } from '../../../src/config/env.js';
+import {
+  API_KEYS_ALLOWED,
+  ENV_VARS,
+  loadEnvConfig,
+  parseApiKeys,
+} from '../../../src/config/env.js';
 
 function errorOf(env: Record<string, string | undefined>): ConfigError {
   try {
@@ -66,7 +71,7 @@ describe('loadEnvConfig', () => {
       MEMQ_BACKPRESSURE_POLICY: 'wait',
       MEMQ_SHUTDOWN_GRACE_MS: '5000',
       MEMQ_PROJECT: 'acme',
-      MEMQ_API_KEYS: 'k-one:acme, k:two:beta',
+      MEMQ_API_KEYS: 'key-one-0123456789:acme, key-two-0123456789:beta',
       MEMQ_LOG_LEVEL: 'debug',
     });
     expect(config).toMatchObject({
@@ -84,17 +89,18 @@ describe('loadEnvConfig', () => {
       project: 'acme',
       logLevel: 'debug',
     });
-    // The last ':' separates the project, so keys may contain ':'.
     expect(Object.fromEntries(config.apiKeys ?? [])).toEqual({
-      'k-one': { project: 'acme', readOnly: false },
-      'k:two': { project: 'beta', readOnly: false },
+      'key-one-0123456789': { project: 'acme', readOnly: false },
+      'key-two-0123456789': { project: 'beta', readOnly: false },
     });
   });
 
   it('reads a trailing :read as a read-only key', () => {
-    const { apiKeys } = loadEnvConfig({ MEMQ_API_KEYS: 'k1:acme:read,k:2:beta' });
-    expect(apiKeys?.get('k1')).toEqual({ project: 'acme', readOnly: true });
-    expect(apiKeys?.get('k:2')).toEqual({ project: 'beta', readOnly: false });
+    const { apiKeys } = loadEnvConfig({
+      MEMQ_API_KEYS: 'key-one-0123456789:acme:read,key-two-0123456789:beta',
+    });
+    expect(apiKeys?.get('key-one-0123456789')).toEqual({ project: 'acme', readOnly: true });
+    expect(apiKeys?.get('key-two-0123456789')).toEqual({ project: 'beta', readOnly: false });
   });
 
   it('reads REDIS_CLUSTER_NODES as host:port seed nodes and refuses anything else', () => {
@@ -209,18 +215,68 @@ describe('loadEnvConfig', () => {
   );
 
   it.each([
-    ['sk-secret-1', 'entry 1 without ":"'],
-    ['sk-secret-1:acme,,sk-secret-2:beta', 'entry 2 empty'],
+    ['sk-secret-0123456789', 'entry 1 without ":"'],
+    ['sk-secret-0123456789:acme,,sk-secret-9876543210:beta', 'entry 2 empty'],
     [':acme', 'entry 1 with an empty key or a key containing whitespace'],
-    ['sk secret:acme', 'entry 1 with an empty key or a key containing whitespace'],
-    ['sk-secret-1:', 'entry 1 with project ""'],
-    ['sk-secret-1:acme,sk-secret-1:beta', 'entry 2 repeating an earlier key'],
+    ['sk secret 0123456789:acme', 'entry 1 with an empty key or a key containing whitespace'],
+    ['sk-secret-0123456789:', 'entry 1 with a project that is not valid'],
+    ['sk-secret-0123456789:my project', 'entry 1 with a project that is not valid'],
+    ['sk-secret-0123456789:acme,sk-secret-0123456789:beta', 'entry 2 repeating an earlier key'],
   ])('rejects a malformed MEMQ_API_KEYS entry without echoing the key (%s)', (value, got) => {
     const error = errorOf({ MEMQ_API_KEYS: value });
-    expect(error.message).toBe(
-      `MEMQ_API_KEYS: expected key:project entries, optionally ending in :read (project: 1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit), got ${got}`,
-    );
+    expect(error.message).toBe(`MEMQ_API_KEYS: ${API_KEYS_ALLOWED}, got ${got}`);
     expect(error.message).not.toContain('sk');
+  });
+
+  it.each([
+    // Issue 17 review: these became read-write keys of projects "READ" / "ro" / "readonly".
+    [
+      'sk-secret-0123456789:acme:READ',
+      'entry 1 whose third part is not "read" (the only scope, lower case)',
+    ],
+    [
+      'sk-secret-0123456789:acme:ro',
+      'entry 1 whose third part is not "read" (the only scope, lower case)',
+    ],
+    [
+      'sk-secret-0123456789:acme:Read',
+      'entry 1 whose third part is not "read" (the only scope, lower case)',
+    ],
+    ['sk-secret-0123456789:acme:read:read', 'entry 1 with 4 parts (a key cannot contain ":")'],
+    [
+      'sk:secret-0123456789:acme',
+      'entry 1 whose third part is not "read" (the only scope, lower case)',
+    ],
+    ['sk-secret-0123456789:acme,sk-short:beta', 'entry 2 with a key of 8 characters (at least 16)'],
+  ])('rejects %s: only key:project and key:project:read, keys of 16+ characters', (value, got) => {
+    const error = errorOf({ MEMQ_API_KEYS: value });
+    expect(error.code).toBe('CONFIG_INVALID');
+    expect(error.message).toBe(`MEMQ_API_KEYS: ${API_KEYS_ALLOWED}, got ${got}`);
+    expect(error.message).not.toContain('sk');
+  });
+
+  it('says what an entry must look like, in words', () => {
+    expect(errorOf({ MEMQ_API_KEYS: 'sk-secret-0123456789:acme:ro' }).message).toBe(
+      'MEMQ_API_KEYS: expected key:project or key:project:read entries (key: at least 16 ' +
+        'characters, no ":", "," or whitespace; project: 1-64 characters of A-Z a-z 0-9 _ - ' +
+        'starting with a letter or digit; "read", lower case, is the only scope), got entry 1 ' +
+        'whose third part is not "read" (the only scope, lower case)',
+    );
+  });
+
+  it('parses the documented forms into grants', () => {
+    const { keys, problems } = parseApiKeys([
+      'key-0123456789abcdef:acme',
+      'key-fedcba9876543210:acme:read',
+      'key-0123456789abcdef0:read',
+    ]);
+    expect(problems).toEqual([]);
+    expect(Object.fromEntries(keys)).toEqual({
+      'key-0123456789abcdef': { project: 'acme', readOnly: false },
+      'key-fedcba9876543210': { project: 'acme', readOnly: true },
+      // Two parts: "read" is the project's name, not a scope.
+      'key-0123456789abcdef0': { project: 'read', readOnly: false },
+    });
   });
 
   it('never echoes a REDIS_URL password', () => {
