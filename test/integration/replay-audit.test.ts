@@ -51,7 +51,7 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
     const cli = memq('audit', '--limit', String(LIMIT));
     expect(cli.status, cli.stderr).toBe(0);
     expect(cli.stdout.trim().split('\n').at(-1)).toBe(auditSummaryLine(audit));
-  });
+  }, 240_000);
 
   it('reports a lost message, a stray body, a wrong counter and leaked personal data (even glued into a longer address), and exits 1', async () => {
     const { conversations } = await buildConversations({ limit: LIMIT });
@@ -97,5 +97,5 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
     expect(cli.status).toBe(1);
     expect(cli.stdout).not.toContain(address);
     expect(cli.stdout.trim().split('\n').at(-1)).toBe(auditSummaryLine(audit));
-  });
+  }, 240_000);
 });
