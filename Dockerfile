@@ -2,6 +2,9 @@
 FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
+# memq listens on 127.0.0.1 by default; inside a container that would be unreachable through a
+# published port, so the image listens on every interface and the port mapping decides exposure.
+ENV HOST=0.0.0.0
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund
 COPY tsconfig.json ./

@@ -36,8 +36,9 @@ exit codes: 0 success, 1 failure, 2 usage error, 130 forced exit (second Ctrl-C)
 const PROCESS_HELP: Record<ProcessMode, string> = {
   start: `usage: memq start
 
-Runs the HTTP server on $PORT (default 3000: /v1 API, /admin/queues Bull Board, /metrics,
-/healthz, /readyz, /openapi.json), the workers of all four queues and the maintenance schedule.
+Runs the HTTP server on $HOST:$PORT (default 127.0.0.1:3000, loopback only; HOST=0.0.0.0 to
+accept remote connections: /v1 API, /admin/queues Bull Board, /metrics, /healthz, /readyz,
+/openapi.json), the workers of all four queues and the maintenance schedule.
 Redis: $REDIS_URL, else redis://127.0.0.1:6379 if it answers, else a private redis-server.
 API keys: $MEMQ_API_KEYS or $MEMQ_API_KEYS_FILE, else .memq/api-key (created once).
 Bull Board: $MEMQ_BOARD_USER / $MEMQ_BOARD_PASSWORD, else .memq/board-password (created once).
@@ -82,7 +83,7 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
   const parts = [
     ...(running.runtime.http
       ? [
-          `http://localhost:${running.runtime.http.port} (API /v1, Bull Board /admin/queues, /metrics)`,
+          `http://localhost:${running.runtime.http.port} (listening on ${env.host}: API /v1, Bull Board /admin/queues, /metrics)`,
         ]
       : []),
     ...(running.runtime.workers

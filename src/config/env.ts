@@ -26,6 +26,12 @@ export const BACKPRESSURE_POLICIES = ['reject', 'wait'] as const;
 /** One of {@link BACKPRESSURE_POLICIES}. */
 export type BackpressurePolicy = (typeof BACKPRESSURE_POLICIES)[number];
 
+/**
+ * Default `HOST`: loopback only, so a memq started on a laptop or a server is not reachable from
+ * the network until someone decides it should be (the container image sets `0.0.0.0`).
+ */
+export const DEFAULT_HOST = '127.0.0.1';
+
 /** Resolved environment configuration (frozen). */
 export interface EnvConfig {
   /**
@@ -42,6 +48,12 @@ export interface EnvConfig {
   readonly memoriesDir: string;
   /** `PORT`: HTTP listen port, 0-65535 (0 = any free port). Default 3000. */
   readonly port: number;
+  /**
+   * `HOST`: HTTP listen address (an IP address or host name). Default {@link DEFAULT_HOST}
+   * (loopback only); `0.0.0.0` (all IPv4 interfaces) or `::` to accept remote connections, as the
+   * Docker image does.
+   */
+  readonly host: string;
   /** `MEMQ_KEY_PREFIX`: prefix of every memory key; no braces or whitespace. Default `memq:`. */
   readonly keyPrefix: string;
   /** `MEMQ_QUEUE_PREFIX`: BullMQ prefix, must contain a `{...}` hash tag. Default `{memq}`. */
@@ -138,6 +150,12 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       description: 'Directory of memory resource YAML files',
     },
     { name: 'PORT', default: '3000', description: 'HTTP listen port (0-65535, 0 = any free port)' },
+    {
+      name: 'HOST',
+      default: DEFAULT_HOST,
+      description:
+        'HTTP listen address; 0.0.0.0 (all IPv4 interfaces) or :: to accept remote connections (the Docker image sets 0.0.0.0)',
+    },
     {
       name: 'MEMQ_KEY_PREFIX',
       default: 'memq:',
@@ -372,6 +390,12 @@ const EnvSchema = z
       .optional(),
     MEMQ_MEMORIES_DIR: z.string().default('memories'),
     PORT: integer(0, 65_535, 'expected an integer port in 0-65535').default(3000),
+    HOST: z
+      .string()
+      .regex(/^[A-Za-z0-9._:%-]{1,253}$/, {
+        error: 'expected an IP address or host name, e.g. 127.0.0.1, 0.0.0.0 or ::',
+      })
+      .default(DEFAULT_HOST),
     // Redis Cluster hashes only the first {...} of a key; a brace in the prefix would put every
     // memory instance in one slot, defeating the per-instance hash tags.
     MEMQ_KEY_PREFIX: z
@@ -506,6 +530,7 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
       : {}),
     memoriesDir: e.MEMQ_MEMORIES_DIR,
     port: e.PORT,
+    host: e.HOST,
     keyPrefix: e.MEMQ_KEY_PREFIX,
     queuePrefix: e.MEMQ_QUEUE_PREFIX,
     appendConcurrency: e.MEMQ_APPEND_CONCURRENCY,

@@ -16,7 +16,7 @@ import type { HttpServer } from '../http/app.js';
 export interface HttpSettings {
   /** Listen port; 0 = any free port. */
   readonly port: number;
-  /** Listen address; default all interfaces. */
+  /** Listen address; default `env.host` (`HOST`, 127.0.0.1: loopback only). */
   readonly host?: string;
   /** API key -> grant. */
   readonly apiKeys: ReadonlyMap<string, ApiKeyGrant>;
@@ -133,7 +133,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       maxMessageBytes: env.maxMessageBytes,
     });
     try {
-      http = await listen(app, options.http.port, options.http.host);
+      http = await listen(app, options.http.port, options.http.host ?? env.host);
     } catch (error) {
       await workers?.close();
       await boardQueues.close();

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { memqEnv, startMemqProcess } from '../helpers/cli.js';
 import { createRedisNamespace } from '../helpers/redis-namespace.js';
@@ -9,6 +10,27 @@ const HTTP_ENV = {
   MEMQ_API_KEYS: `${KEY}:cli`,
   MEMQ_BOARD_PASSWORD: 'cli-board-password',
 };
+
+/**
+ * The addresses sockets listen on at `port`, as `ss -ltn` shows them: the LISTEN (state 0A) rows
+ * of /proc/net/tcp and /proc/net/tcp6, addresses decoded (tcp: little-endian IPv4).
+ */
+function listeningAddresses(port: number): string[] {
+  const rows = (file: string) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((f) => f[3] === '0A' && Number.parseInt(f[1]!.split(':')[1]!, 16) === port)
+      .map((f) => f[1]!.split(':')[0]!);
+  const v4 = rows('/proc/net/tcp').map((hex) =>
+    [6, 4, 2, 0].map((i) => Number.parseInt(hex.slice(i, i + 2), 16)).join('.'),
+  );
+  const v6 = rows('/proc/net/tcp6').map((hex) => `[${hex}]`);
+  return [...v4, ...v6].sort();
+}
+
+const portOf = (base: string) => Number(new URL(base).port);
 
 const appendOne = (base: string, key: string, content: string) =>
   fetch(`${base}/v1/memories/customer-support/${key}/messages?wait=true`, {
@@ -67,6 +89,33 @@ describe('memq start', () => {
     } finally {
       expect(await serve.stop()).toBe(0);
       expect(await work.stop()).toBe(0);
+      await ns.cleanup();
+    }
+  });
+
+  it('listens on 127.0.0.1 only unless HOST says otherwise (HOST=0.0.0.0 in the Docker image)', async () => {
+    const ns = createRedisNamespace();
+    try {
+      const local = await startMemqProcess('serve', memqEnv(ns, HTTP_ENV));
+      try {
+        expect(local.stderr()).toMatch(
+          /http:\/\/localhost:\d+ \(listening on 127\.0\.0\.1: API \/v1/,
+        );
+        expect(listeningAddresses(portOf(local.base!))).toEqual(['127.0.0.1']);
+        expect((await fetch(`${local.base!}/healthz`)).status).toBe(200);
+      } finally {
+        expect(await local.stop()).toBe(0);
+      }
+      const everywhere = await startMemqProcess(
+        'serve',
+        memqEnv(ns, { ...HTTP_ENV, HOST: '0.0.0.0' }),
+      );
+      try {
+        expect(listeningAddresses(portOf(everywhere.base!))).toEqual(['0.0.0.0']);
+      } finally {
+        expect(await everywhere.stop()).toBe(0);
+      }
+    } finally {
       await ns.cleanup();
     }
   });

@@ -22,6 +22,7 @@ describe('loadEnvConfig', () => {
     expect(loadEnvConfig({})).toEqual({
       memoriesDir: 'memories',
       port: 3000,
+      host: '127.0.0.1',
       keyPrefix: 'memq:',
       queuePrefix: '{memq}',
       appendConcurrency: 16,
@@ -62,6 +63,7 @@ describe('loadEnvConfig', () => {
       REDIS_URL: 'rediss://user:secret@redis.example:6380/2',
       MEMQ_MEMORIES_DIR: '/etc/memq/memories',
       PORT: '8080',
+      HOST: '0.0.0.0',
       MEMQ_KEY_PREFIX: 'staging:memq:',
       MEMQ_QUEUE_PREFIX: 'staging{memq}',
       MEMQ_APPEND_CONCURRENCY: '32',
@@ -78,6 +80,7 @@ describe('loadEnvConfig', () => {
       redisUrl: 'rediss://user:secret@redis.example:6380/2',
       memoriesDir: '/etc/memq/memories',
       port: 8080,
+      host: '0.0.0.0',
       keyPrefix: 'staging:memq:',
       queuePrefix: 'staging{memq}',
       appendConcurrency: 32,
@@ -110,6 +113,13 @@ describe('loadEnvConfig', () => {
     expect(() => loadEnvConfig({ REDIS_CLUSTER_NODES: 'redis-a,redis-b:7001' })).toThrow(
       'REDIS_CLUSTER_NODES: expected comma-separated host:port entries',
     );
+  });
+
+  it('listens on loopback unless HOST says otherwise; takes IPv6 and host names', () => {
+    expect(loadEnvConfig({}).host).toBe('127.0.0.1');
+    expect(loadEnvConfig({ HOST: '' }).host).toBe('127.0.0.1');
+    expect(loadEnvConfig({ HOST: '::' }).host).toBe('::');
+    expect(loadEnvConfig({ HOST: 'memq.internal' }).host).toBe('memq.internal');
   });
 
   it('returns a frozen object', () => {
@@ -199,6 +209,11 @@ describe('loadEnvConfig', () => {
       'MEMQ_PROJECT',
       'my project',
       'MEMQ_PROJECT: expected 1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit, got "my project"',
+    ],
+    [
+      'HOST',
+      'http://0.0.0.0',
+      'HOST: expected an IP address or host name, e.g. 127.0.0.1, 0.0.0.0 or ::, got "http://0.0.0.0"',
     ],
     [
       'MEMQ_LOG_LEVEL',
@@ -300,6 +315,7 @@ describe('loadEnvConfig', () => {
       'REDIS_CLUSTER_NODES',
       'MEMQ_MEMORIES_DIR',
       'PORT',
+      'HOST',
       'MEMQ_KEY_PREFIX',
       'MEMQ_QUEUE_PREFIX',
       'MEMQ_APPEND_CONCURRENCY',
