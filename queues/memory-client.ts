@@ -150,9 +150,12 @@ export interface MemoryClient {
   /** Backlog of the append queue: waiting + delayed + prioritized jobs (cached <= 250 ms with backpressure on). */
   backlog(): Promise<number>;
   /**
-   * Readiness probe: enqueues a `canary` job on `memory-cleanup` and waits until a worker has
-   * run it. Resolves with the round trip in milliseconds.
-   * @throws Error when no worker completed it within `timeoutMs` (default 2 000).
+   * Readiness probe: enqueues a `canary` job on `memory-cleanup` and polls (5 ms doubling to
+   * 100 ms) until a worker has run it. Resolves with the round trip in milliseconds. The canary
+   * leaves nothing behind: a completed one is removed on completion, and one that failed or that
+   * no worker took within `timeoutMs` is removed before this rejects.
+   * @throws Error when it failed, or no worker completed it within `timeoutMs` (default 2 000).
+   * @throws RedisUnavailableError when Redis does not answer (see `redisTimeoutMs`).
    */
   canary(options?: { timeoutMs?: number }): Promise<number>;
   /** The project (tenant) every call of this client acts for. */
@@ -521,19 +524,46 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
 
       async canary(options = {}) {
         const started = Date.now();
+        const timeoutMs = options.timeoutMs ?? 2_000;
         const data: CanaryJob = { sent_at: started };
+        // removeOnComplete: true removes only this job (a bound such as { age: 60 } would trim
+        // every completed memory-cleanup job older than that when a canary completes). A failed
+        // canary keeps the queue's default retention until the removal below.
         const job = await guard('canary', () =>
-          queues.cleanup.add(JOBS.canary, data, {
-            attempts: 1,
-            removeOnComplete: { age: 60 },
-            removeOnFail: { age: 3600 },
-          }),
+          queues.cleanup.add(JOBS.canary, data, { attempts: 1, removeOnComplete: true }),
         );
-        await client.waitFor(
-          { queue: QUEUES.cleanup, jobId: job.id!, ref: { project, resource: '-', key: '-' } },
-          { timeoutMs: options.timeoutMs ?? 2_000 },
-        );
-        return Date.now() - started;
+        const jobId = job.id!;
+        let completed = false;
+        try {
+          for (let delayMs = 5; ; delayMs = Math.min(100, delayMs * 2)) {
+            const state = await guard('canary', () => queues.cleanup.getJobState(jobId));
+            // Completed canaries are removed at once, so `unknown` means a worker completed it.
+            if (state === 'completed' || state === 'unknown') {
+              completed = true;
+              return Date.now() - started;
+            }
+            if (state === 'failed') {
+              const found = await guard('canary', () => queues.cleanup.getJob(jobId));
+              throw new Error(
+                `canary: ${QUEUES.cleanup} job ${jobId} failed: ${found?.failedReason ?? 'unknown reason'}`,
+              );
+            }
+            const left = started + timeoutMs - Date.now();
+            if (left <= 0) {
+              throw new Error(
+                `canary: no worker ran ${QUEUES.cleanup} job ${jobId} within ${timeoutMs} ms (state: ${state}); is a worker (memq start or memq work) running?`,
+              );
+            }
+            await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, left)));
+          }
+        } finally {
+          // A canary no worker took must not wait for one forever (memq serve alone), nor a
+          // failed one stay. BullMQ refuses to remove a job a worker holds (returns 0): that one
+          // completes within the processor's run and removeOnComplete takes it.
+          if (!completed) {
+            await guard('canary', () => queues.cleanup.remove(jobId)).catch(() => undefined);
+          }
+        }
       },
 
       forProject(other) {

@@ -4,7 +4,7 @@
  * document cannot drift from the code.
  */
 import { z } from 'zod';
-import { MessageInputSchema, ROLES, SummarySchema } from '../core/message.js';
+import { MESSAGE_ID_PATTERN, MessageInputSchema, ROLES, SummarySchema } from '../core/message.js';
 import { FLUSH_STRATEGIES } from '../core/memory-resource.js';
 import { MAX_MESSAGES_PER_APPEND, MAX_MESSAGES_PER_WRITE } from '../../queues/job-contracts.js';
 import { QUEUES } from '../../queues/names.js';
@@ -38,6 +38,9 @@ export const ClearBodySchema = z.strictObject({
   }),
 });
 
+/** `DELETE .../:key` and any body-less call: no body, or an empty JSON object. */
+export const EmptyBodySchema = z.strictObject({});
+
 const integerQuery = (min: number, max: number) =>
   z
     .string()
@@ -45,8 +48,12 @@ const integerQuery = (min: number, max: number) =>
     .transform(Number)
     .refine((n) => n >= min && n <= max, { error: `expected an integer in ${min}-${max}` });
 
-/** `GET .../messages` query. */
-export const ReadQuerySchema = z.object({
+/**
+ * `GET .../messages` query. Like every query schema here it is strict: an unknown parameter is
+ * a 400, not ignored (`?wiat=true` must not enqueue and answer 202 to a caller who meant to
+ * wait), and so is a repeated one.
+ */
+export const ReadQuerySchema = z.strictObject({
   /** First message by position in id order; default 0. */
   offset: integerQuery(0, 1e9).optional(),
   /** Page size, 1..1000; default 100. */
@@ -58,20 +65,53 @@ export const ReadQuerySchema = z.object({
   format: z.enum(['window', 'messages']).default('window'),
 });
 
-/** `?wait=true` on mutating calls: answer after the job finished (default: 202 once enqueued). */
-export const WaitQuerySchema = z.object({
+/**
+ * `?wait=true` on mutating calls (append, write, flush, clear, delete): answer after the job
+ * finished (default: 202 once enqueued). Validated before anything is enqueued.
+ */
+export const WaitQuerySchema = z.strictObject({
   /** `true`: wait for the job's result. Default `false`. */
   wait: z.enum(['true', 'false']).default('false'),
   /** How long to wait, 1-60 000 ms; past it, 504 and the job goes on. Default 30 000. */
   timeout_ms: integerQuery(1, 60_000).optional(),
 });
 
+/** {@link WaitQuerySchema}'s parsed value. */
+export type WaitQuery = z.output<typeof WaitQuerySchema>;
+
+/** `GET .../stats` query. */
+export const StatsQuerySchema = z.strictObject({
+  /**
+   * `true`: also read every message, for `roles` and a `consistent` that checks the token sum
+   * (O(messages)). Default `false`: counters only (O(1)), `roles` null.
+   */
+  deep: z.enum(['true', 'false']).default('false'),
+});
+
+/** Routes without query parameters (`GET .../health`, `GET /v1/jobs/...`). */
+export const EmptyQuerySchema = z.strictObject({});
+
+/**
+ * The job ids memq produces, and nothing else, so an id can only name a job hash (never a
+ * queue's `events`, `meta`, `id`, `wait`... key): BullMQ's numeric ids, 1-16 digits without a
+ * leading zero (INCR of the queue's `id` key: write, flush, clear, delete, token-count), or an
+ * append job id, `<first message ULID>-<8 lowercase hex>` (`appendJobId` in
+ * queues/memory-client.ts). Deduplicated jobs keep BullMQ's numeric ids.
+ */
+export const JOB_ID_PATTERN = new RegExp(
+  `^(?:[1-9][0-9]{0,15}|${MESSAGE_ID_PATTERN.source.slice(1, -1)}-[0-9a-f]{8})$`,
+);
+
+/** {@link JOB_ID_PATTERN} in words, for error messages. */
+export const JOB_ID_SHAPES =
+  'numbers of 1-16 digits, or <26-character ULID>-<8 lowercase hex> for appends';
+
 /** Path parameters of `/v1/jobs/:queue/:id`. */
 export const JobParamsSchema = z.object({
   /** One of memq's four queues. */
   queue: z.enum(Object.values(QUEUES) as [string, ...string[]]),
-  /** The job id from a 202 response. */
-  id: z.string().min(1).max(256),
+  /** The job id from a 202 response; see {@link JOB_ID_PATTERN}. */
+  id: z.string().regex(JOB_ID_PATTERN, { error: `expected ${JOB_ID_SHAPES}` }),
 });
 
 /** Where a job went: pass to `GET /v1/jobs/:queue/:id`. */
@@ -168,10 +208,13 @@ export const StatsResponseSchema = z.object({
   ttl_seconds: z.number().int().nullable(),
   /** Some operation holds the instance lock now. */
   locked: z.boolean(),
-  /** Counters agree with the log. */
+  /**
+   * Counters agree with the log (message and accepted counts; with stats `?deep=true` also the
+   * token sum).
+   */
   consistent: z.boolean(),
-  /** Stats only: messages per role. */
-  roles: z.record(z.enum(ROLES), z.number().int()).optional(),
+  /** Stats only: messages per role with `?deep=true`; null without it. */
+  roles: z.record(z.enum(ROLES), z.number().int()).nullable().optional(),
   /** Stats only: `token_count / max_tokens` (0..1+); null when not token-limited. */
   token_utilization: z.number().nullable().optional(),
   /** Health only: exists or empty, and consistent. */

@@ -15,7 +15,7 @@ import type { MemoryClient } from '../../queues/memory-client.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
 import { apiKeyAuth } from './auth.js';
 import { BOARD_PATH, createBoardRouter } from './board.js';
-import { errorHandler, NotFoundError } from './http-errors.js';
+import { errorHandler, NotFoundError, UnsupportedMediaTypeError } from './http-errors.js';
 import { createMemoryRoutes } from './memory-routes.js';
 import { openApiDocument } from './openapi.js';
 
@@ -43,7 +43,53 @@ export interface HttpAppOptions {
   readonly maxMessageBytes: number;
   /** `/readyz`'s bound on the canary job's round trip, ms. Default 2 000. */
   readonly readyTimeoutMs?: number;
+  /** How long a `/readyz` answer is reused after its probe finished, ms. Default {@link READY_CACHE_MS}. */
+  readonly readyCacheMs?: number;
 }
+
+/**
+ * How long a `/readyz` answer is reused after its probe finished, ms: 1 000. Probes are
+ * single-flight (concurrent callers share the one running) and each costs a canary job, so an
+ * anonymous caller gets at most one canary per probe time + 1 s out of a process, whatever its
+ * request rate; orchestrators probe every few seconds, so 1 s old is fresh enough.
+ */
+export const READY_CACHE_MS = 1_000;
+
+/** A `/readyz` answer: ready, and each check's outcome. */
+interface Readiness {
+  readonly ready: boolean;
+  readonly checks: Record<string, unknown>;
+}
+
+/**
+ * Refuses a request body that is not `application/json` in UTF-8 (415) before any parser reads
+ * it: the JSON parser skips other media types, which would leave a route to act on an empty
+ * body, and would decode UTF-16 or UTF-7 (JSON between systems is UTF-8, RFC 8259 section 8.1).
+ */
+const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
+  const length = req.headers['content-length'];
+  const hasBody =
+    req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  if (!hasBody) {
+    next();
+    return;
+  }
+  const type = req.headers['content-type'];
+  if (!req.is('application/json')) {
+    throw new UnsupportedMediaTypeError(
+      `Content-Type: expected application/json for a request body, got ${type === undefined ? 'none' : JSON.stringify(type.slice(0, 64))}`,
+      { header: 'content-type' },
+    );
+  }
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(type ?? '')?.[1]?.toLowerCase();
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+    throw new UnsupportedMediaTypeError(
+      `Content-Type: expected charset utf-8 (RFC 8259 section 8.1), got ${JSON.stringify(charset.slice(0, 64))}`,
+      { header: 'content-type' },
+    );
+  }
+  next();
+};
 
 /** Routes logged at debug when they succeed (health probes and metric scrapes). */
 const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
@@ -100,7 +146,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
     });
   });
 
-  app.get('/readyz', async (_req, res) => {
+  const probe = async (): Promise<Readiness> => {
     const checks: Record<string, unknown> = {};
     let ready = true;
     const check = async (name: string, run: () => Promise<unknown>) => {
@@ -116,6 +162,27 @@ export function createHttpApp(options: HttpAppOptions): Express {
     await check('canary', async () => ({
       round_trip_ms: await options.client.canary({ timeoutMs: options.readyTimeoutMs ?? 2_000 }),
     }));
+    return { ready, checks };
+  };
+  let lastProbe: { readonly at: number; readonly answer: Readiness } | undefined;
+  let probing: Promise<Readiness> | undefined;
+  const readiness = (): Promise<Readiness> => {
+    if (lastProbe && Date.now() - lastProbe.at < (options.readyCacheMs ?? READY_CACHE_MS)) {
+      return Promise.resolve(lastProbe.answer);
+    }
+    probing ??= probe()
+      .then((answer) => {
+        lastProbe = { at: Date.now(), answer };
+        return answer;
+      })
+      .finally(() => {
+        probing = undefined;
+      });
+    return probing;
+  };
+
+  app.get('/readyz', async (_req, res) => {
+    const { ready, checks } = await readiness();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
   });
 
@@ -139,10 +206,13 @@ export function createHttpApp(options: HttpAppOptions): Express {
     }),
   );
 
+  // Authentication first: a caller without a valid key gets its 401 before any body is
+  // inflated or parsed (Node discards an unread body once the answer is sent).
   app.use(
     '/v1',
-    express.json({ limit: options.maxBodyBytes }),
     apiKeyAuth(options.apiKeys),
+    jsonBodiesOnly,
+    express.json({ limit: options.maxBodyBytes }),
     createMemoryRoutes({
       client: options.client,
       registry: options.registry,
@@ -161,24 +231,29 @@ export function createHttpApp(options: HttpAppOptions): Express {
 export interface HttpServer {
   /** The port it listens on (useful with port 0). */
   readonly port: number;
+  /** The address it listens on, e.g. `127.0.0.1` (the default) or `0.0.0.0`. */
+  readonly host: string;
   /** Stops accepting connections and closes idle ones; resolves when all are closed. Idempotent. */
   close(): Promise<void>;
 }
 
 /**
- * Listens on `port` (0 = any free port) on all interfaces.
- * @throws the listen error (e.g. EADDRINUSE).
+ * Listens on `port` (0 = any free port) on `host`, default `127.0.0.1` (loopback only: exposing
+ * the API, Bull Board and `/metrics` to a network is an explicit choice, e.g. `0.0.0.0`).
+ * @throws the listen error (e.g. EADDRINUSE, EADDRNOTAVAIL for a host not on this machine).
  */
 export async function listen(app: Express, port: number, host?: string): Promise<HttpServer> {
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(port, host ?? '0.0.0.0', (error?: Error) =>
+    const s = app.listen(port, host ?? '127.0.0.1', (error?: Error) =>
       error ? reject(error) : resolve(s),
     );
   });
   const address = server.address();
   let closing: Promise<void> | undefined;
+  const bound = typeof address === 'object' && address ? address : undefined;
   return {
-    port: typeof address === 'object' && address ? address.port : port,
+    port: bound?.port ?? port,
+    host: bound?.address ?? host ?? '127.0.0.1',
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

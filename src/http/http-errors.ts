@@ -35,6 +35,16 @@ export class PayloadTooLargeError extends AppError {
   }
 }
 
+/**
+ * The body is not something the API reads: a media type other than `application/json`, a charset
+ * other than UTF-8, or a `Content-Encoding` other than identity, gzip, deflate or br.
+ */
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('UNSUPPORTED_MEDIA_TYPE', message, false, { details });
+  }
+}
+
 /** A `?wait=true` call whose job did not finish in time; the job goes on. */
 export class WaitTimeoutError extends AppError {
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -43,7 +53,7 @@ export class WaitTimeoutError extends AppError {
 }
 
 /**
- * HTTP status per error code. Sources: RFC 9110 section 15 for 400/401/403/404/409/413/503/504,
+ * HTTP status per error code. Sources: RFC 9110 section 15 for 400/401/403/404/409/413/415/503/504,
  * RFC 6585 section 4 for 429. `CONFLICT` (a pending flush with other options) and `LOCK_BUSY` are 409 (the instance is being changed by another
  * operation; retry); `POLICY_FAILED` is 422 (the request is well-formed but the privacy policy
  * could not be applied, so nothing was stored).
@@ -59,6 +69,7 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   LOCK_LOST: 409,
   JOB_FAILED: 500,
   PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   POLICY_FAILED: 422,
   BACKPRESSURE: 429,
   REDIS_UNAVAILABLE: 503,
@@ -129,9 +140,88 @@ export function toErrorResponse(error: unknown): {
 }
 
 /**
- * Express error middleware: body-parser's own errors (bad JSON -> 400, over the size limit -> 413)
- * and everything routes throw, as {@link ErrorBody}. Logs 5xx with the method, route and error
- * name, never the body.
+ * Code per 4xx status of an error that is not memq's own (body-parser's and the router's
+ * `http-errors`, which carry `status`/`statusCode`); other 4xx statuses are `BAD_REQUEST`.
+ */
+const CODE_BY_CLIENT_STATUS: Readonly<Record<number, string>> = Object.freeze({
+  400: 'PAYLOAD_INVALID',
+  401: 'UNAUTHENTICATED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+});
+
+/** `text` cut to `max` characters (header values are echoed, and a header can be 16 KiB). */
+const clip = (text: string, max = 64) => (text.length > max ? `${text.slice(0, max)}...` : text);
+
+/**
+ * Status and body for an error that is not memq's own but says the request was wrong: a
+ * `status` or `statusCode` in 400-499 (body-parser: invalid JSON 400, an unreadable or
+ * undecodable body 400, over the limit 413, unsupported charset or Content-Encoding 415; the
+ * router: an undecodable path parameter 400). Messages are memq's own per body-parser `type`,
+ * never the parser's (a JSON syntax error quotes the body). Undefined for anything else.
+ */
+export function toClientErrorResponse(
+  error: unknown,
+): ReturnType<typeof toErrorResponse> | undefined {
+  if (error instanceof AppError || typeof error !== 'object' || error === null) return undefined;
+  const e = error as {
+    status?: unknown;
+    statusCode?: unknown;
+    type?: unknown;
+    limit?: unknown;
+    encoding?: unknown;
+    charset?: unknown;
+  };
+  const status = typeof e.status === 'number' ? e.status : e.statusCode;
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 499) {
+    return undefined;
+  }
+  const answer = (code: string, message: string, details: Record<string, unknown> = {}) => ({
+    status,
+    body: { error: { code, message, details } },
+  });
+  switch (e.type) {
+    case 'entity.too.large':
+      return answer(
+        'PAYLOAD_TOO_LARGE',
+        `request body: expected at most ${String(e.limit)} bytes (MEMQ_MAX_BODY_BYTES; after Content-Encoding is undone)`,
+        { limit_bytes: e.limit },
+      );
+    case 'entity.parse.failed':
+      return answer('PAYLOAD_INVALID', 'request body: invalid JSON');
+    case 'encoding.unsupported':
+      return answer(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Encoding: expected identity, gzip, deflate or br, got ${JSON.stringify(clip(String(e.encoding)))}`,
+        { header: 'content-encoding' },
+      );
+    case 'charset.unsupported':
+      return answer(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Type: expected charset utf-8, got ${JSON.stringify(clip(String(e.charset)))}`,
+        { header: 'content-type' },
+      );
+    case 'request.aborted':
+      return answer('PAYLOAD_INVALID', 'request body: the client aborted it before its end');
+    case 'request.size.invalid':
+      return answer('PAYLOAD_INVALID', 'request body: its length differs from Content-Length');
+  }
+  const code = CODE_BY_CLIENT_STATUS[status] ?? 'BAD_REQUEST';
+  return answer(
+    code,
+    status === 400
+      ? 'request: could not be read (an undecodable body or path)'
+      : `request: refused (HTTP ${status})`,
+  );
+}
+
+/**
+ * Express error middleware: every error as {@link ErrorBody}. memq's own errors map by code
+ * ({@link toErrorResponse}); other errors with a 4xx `status` (body-parser's, the router's) keep
+ * their status ({@link toClientErrorResponse}); anything else is Redis being down (503) or a bug
+ * (500). Logs 5xx with the method, route and error name, never the body.
  */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
@@ -139,25 +229,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       next(error);
       return;
     }
-    const parserType = (error as { type?: unknown } | null)?.type;
-    let mapped: ReturnType<typeof toErrorResponse>;
-    if (parserType === 'entity.too.large') {
-      const limit = (error as { limit?: number }).limit;
-      mapped = toErrorResponse(
-        new PayloadTooLargeError(`request body: expected at most ${limit} bytes`, {
-          limit_bytes: limit,
-        }),
-      );
-    } else if (parserType === 'entity.parse.failed') {
-      mapped = {
-        status: 400,
-        body: {
-          error: { code: 'PAYLOAD_INVALID', message: 'request body: invalid JSON', details: {} },
-        },
-      };
-    } else {
-      mapped = toErrorResponse(error);
-    }
+    const mapped = toClientErrorResponse(error) ?? toErrorResponse(error);
     if (mapped.status >= 500) {
       log.error(
         {

@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import { AppError, PayloadError } from '../core/errors.js';
 import { effectiveLimits } from '../core/flush-plan.js';
+import { validateMemoryKey } from '../core/memory-key.js';
 import { asChatMessages } from '../core/summarizer.js';
 import {
   MAX_MESSAGES_PER_APPEND,
@@ -20,11 +21,16 @@ import type { MemoryStats } from '../store/memory-store.js';
 import {
   AppendBodySchema,
   ClearBodySchema,
+  EmptyBodySchema,
+  EmptyQuerySchema,
   FlushBodySchema,
   JobParamsSchema,
+  JOB_ID_SHAPES,
   ReadQuerySchema,
+  StatsQuerySchema,
   WaitQuerySchema,
   WriteBodySchema,
+  type WaitQuery,
 } from './api-schemas.js';
 import { grantOf, requireWrite } from './auth.js';
 import { NotFoundError, PayloadTooLargeError, WaitTimeoutError } from './http-errors.js';
@@ -93,25 +99,31 @@ function statsBody(stats: MemoryStats) {
   };
 }
 
-/** Creates the `/v1` router (mount behind {@link apiKeyAuth}). */
+/**
+ * Creates the `/v1` router (mount behind {@link apiKeyAuth}). Every route validates its path,
+ * query and body before it enqueues or changes anything, so a 4xx always means nothing happened.
+ */
 export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   const router = Router();
   const clientOf = (res: Response) => deps.client.forProject(grantOf(res).project);
+  /**
+   * The instance the path names. Resource: declared (404 otherwise). Key: a literal instance key
+   * (400 otherwise; a path key is never rendered as a key template).
+   */
   const targetOf = (req: Request, res: Response): MemoryTarget => {
     const { resource, key } = req.params as { resource: string; key: string };
     deps.registry.get(resource); // MemoryNotFoundError (404) for an undeclared resource
     res.locals.resource = resource; // for the request log line
-    return { resource, key };
+    return { resource, key: validateMemoryKey(key, 'key') };
   };
 
   /** Waits for `receipt` when `?wait=true` (or `force`); otherwise resolves undefined. */
   const maybeWait = async (
-    req: Request,
+    query: WaitQuery,
     client: MemoryClient,
     receipt: JobReceipt,
     force = false,
   ): Promise<{ result: unknown } | undefined> => {
-    const query = parse(WaitQuerySchema, req.query, 'query');
     if (query.wait !== 'true' && !force) return undefined;
     const timeoutMs = query.timeout_ms ?? 30_000;
     try {
@@ -129,13 +141,20 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     }
   };
   const jobRef = (receipt: JobReceipt) => ({ queue: receipt.queue, id: receipt.jobId });
-  const accepted = async (req: Request, res: Response, receipt: JobReceipt, force = false) => {
-    const waited = await maybeWait(req, clientOf(res), receipt, force);
+  const accepted = async (
+    res: Response,
+    query: WaitQuery,
+    client: MemoryClient,
+    receipt: JobReceipt,
+    force = false,
+  ) => {
+    const waited = await maybeWait(query, client, receipt, force);
     res.status(waited ? 200 : 202).json({ job: jobRef(receipt), ...(waited ?? {}) });
   };
 
   router.post('/memories/:resource/:key/messages', requireWrite, async (req, res) => {
     const target = targetOf(req, res);
+    const query = parse(WaitQuerySchema, req.query, 'query');
     checkSizes(req.body, MAX_MESSAGES_PER_APPEND, deps.maxMessageBytes);
     const body = parse(AppendBodySchema, req.body, 'body');
     const client = clientOf(res);
@@ -150,7 +169,7 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
       res.status(200).json(answer);
       return;
     }
-    const waited = await maybeWait(req, client, {
+    const waited = await maybeWait(query, client, {
       queue: 'memory-append',
       jobId: receipt.jobId,
       ref: receipt.ref,
@@ -195,43 +214,57 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
 
   router.put('/memories/:resource/:key/messages', requireWrite, async (req, res) => {
     const target = targetOf(req, res);
+    const query = parse(WaitQuerySchema, req.query, 'query');
     checkSizes(req.body, MAX_MESSAGES_PER_WRITE, deps.maxMessageBytes);
     const body = parse(WriteBodySchema, req.body, 'body');
-    await accepted(req, res, await clientOf(res).write(target, body.messages));
+    const client = clientOf(res);
+    await accepted(res, query, client, await client.write(target, body.messages));
   });
 
   router.post('/memories/:resource/:key/flush', requireWrite, async (req, res) => {
     const target = targetOf(req, res);
+    const query = parse(WaitQuerySchema, req.query, 'query');
     const body = parse(FlushBodySchema, req.body, 'body');
-    const receipt = await clientOf(res).flush(target, {
+    const client = clientOf(res);
+    const receipt = await client.flush(target, {
       ...(body.strategy !== undefined ? { strategy: body.strategy } : {}),
       dryRun: body.dry_run,
     });
-    await accepted(req, res, receipt, body.dry_run);
+    await accepted(res, query, client, receipt, body.dry_run);
   });
 
   router.post('/memories/:resource/:key/clear', requireWrite, async (req, res) => {
     const target = targetOf(req, res);
+    const query = parse(WaitQuerySchema, req.query, 'query');
     parse(ClearBodySchema, req.body, 'body');
-    await accepted(req, res, await clientOf(res).clear(target, { confirm: true }));
+    const client = clientOf(res);
+    await accepted(res, query, client, await client.clear(target, { confirm: true }));
   });
 
   router.delete('/memories/:resource/:key', requireWrite, async (req, res) => {
-    await accepted(req, res, await clientOf(res).delete(targetOf(req, res)));
+    const target = targetOf(req, res);
+    const query = parse(WaitQuerySchema, req.query, 'query');
+    parse(EmptyBodySchema, req.body, 'body');
+    const client = clientOf(res);
+    await accepted(res, query, client, await client.delete(target));
   });
 
   router.get('/memories/:resource/:key/health', async (req, res) => {
-    const health = await clientOf(res).health(targetOf(req, res));
+    const target = targetOf(req, res);
+    parse(EmptyQuerySchema, req.query, 'query');
+    const health = await clientOf(res).health(target);
     res.json({ ...statsBody(health), healthy: health.healthy });
   });
 
   router.get('/memories/:resource/:key/stats', async (req, res) => {
     const target = targetOf(req, res);
-    const stats = await clientOf(res).stats(target, { deep: true });
+    const query = parse(StatsQuerySchema, req.query, 'query');
+    const deep = query.deep === 'true';
+    const stats = await clientOf(res).stats(target, { deep });
     const maxTokens = effectiveLimits(deps.registry.get(target.resource)).maxTokens;
     res.json({
       ...statsBody(stats),
-      roles: stats.roles ?? {},
+      roles: deep ? (stats.roles ?? {}) : null,
       token_utilization: maxTokens
         ? Math.round(((stats.tokenCount + stats.estimatedTokens) / maxTokens) * 10_000) / 10_000
         : null,
@@ -241,10 +274,17 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   router.get('/jobs/:queue/:id', async (req, res) => {
     const params = JobParamsSchema.safeParse(req.params);
     if (!params.success) {
-      throw new NotFoundError(`no queue ${JSON.stringify(req.params.queue)}`, {
-        queue: req.params.queue,
-      });
+      // Path parameters are echoed cut to 64 characters (a path can be kilobytes long).
+      const clip = (text: string) => (text.length > 64 ? `${text.slice(0, 64)}...` : text);
+      const queue = clip(req.params.queue);
+      throw params.error.issues.some((issue) => issue.path[0] === 'queue')
+        ? new NotFoundError(`no queue ${JSON.stringify(queue)}`, { queue })
+        : new NotFoundError(
+            `no ${queue} job ${JSON.stringify(clip(req.params.id))}: memq job ids are ${JOB_ID_SHAPES}`,
+            { queue },
+          );
     }
+    parse(EmptyQuerySchema, req.query, 'query');
     const job = await clientOf(res).job(params.data.queue as QueueName, params.data.id);
     if (!job) {
       throw new NotFoundError(

@@ -10,14 +10,18 @@ import {
   ClearBodySchema,
   ErrorResponseSchema,
   FlushBodySchema,
+  JOB_ID_PATTERN,
+  JOB_ID_SHAPES,
   JobAcceptedSchema,
   JobResponseSchema,
   ReadQuerySchema,
   ReadResponseSchema,
+  StatsQuerySchema,
   StatsResponseSchema,
   WaitQuerySchema,
   WriteBodySchema,
 } from './api-schemas.js';
+import { QUEUES } from '../../queues/names.js';
 
 const json = (schema: z.ZodType, io: 'input' | 'output') => {
   const converted = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<
@@ -53,7 +57,8 @@ const memoryParameters = [
     name: 'key',
     in: 'path',
     required: true,
-    description: 'Instance key, 1-256 of [A-Za-z0-9_:-@.]',
+    description:
+      'Instance key, 1-256 of [A-Za-z0-9_:-@.], not starting or ending with __; taken literally (never rendered as a key template)',
     schema: { type: 'string' },
   },
 ];
@@ -67,20 +72,21 @@ const errors = (...statuses: number[]) =>
   );
 
 const ERROR_MEANING: Record<number, string> = {
-  400: 'invalid body or query (PAYLOAD_INVALID)',
-  401: 'missing or unknown API key (UNAUTHENTICATED)',
+  400: 'invalid path key, query (unknown or repeated parameters included), body or JSON (PAYLOAD_INVALID); nothing was enqueued or changed',
+  401: 'missing or unknown API key (UNAUTHENTICATED); checked before the body is read',
   403: 'read-only API key (FORBIDDEN)',
-  404: 'unknown memory resource, queue or job (MEMORY_NOT_FOUND, NOT_FOUND)',
+  404: 'unknown memory resource, queue or job, or a job id of a shape memq never produces (MEMORY_NOT_FOUND, NOT_FOUND)',
   409: 'the instance is locked by another operation (LOCK_BUSY)',
-  413: 'body, message or message count over the limit (PAYLOAD_TOO_LARGE)',
+  413: 'body (after Content-Encoding is undone), message or message count over the limit (PAYLOAD_TOO_LARGE)',
+  415: 'a body that is not application/json in UTF-8, or a Content-Encoding other than identity, gzip, deflate or br (UNSUPPORTED_MEDIA_TYPE)',
   422: 'the privacy policy could not be applied; nothing stored (POLICY_FAILED)',
   429: 'backpressure: the append backlog is over its high-water mark; see Retry-After',
   503: 'Redis unreachable (REDIS_UNAVAILABLE); see Retry-After',
   504: '?wait=true timed out (WAIT_TIMEOUT); the job goes on',
 };
 
-const WRITE_ERRORS = [400, 401, 403, 404, 409, 413, 422, 429, 503, 504];
-const READ_ERRORS = [400, 401, 404, 503];
+const WRITE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504];
+const READ_ERRORS = [400, 401, 404, 415, 503];
 
 /** The OpenAPI 3.1 document served at `/openapi.json`. */
 export function openApiDocument(): Record<string, unknown> {
@@ -161,7 +167,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/memories/{resource}/{key}/health': {
         parameters: memoryParameters,
         get: {
-          summary: 'Health: exists, counters consistent, lock, TTL',
+          summary: 'Health: exists, counters consistent, lock, TTL (no query parameters)',
           responses: {
             '200': { description: 'health', content: content(StatsResponseSchema) },
             ...errors(...READ_ERRORS),
@@ -171,7 +177,9 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/memories/{resource}/{key}/stats': {
         parameters: memoryParameters,
         get: {
-          summary: 'Stats: token utilization, role distribution, accounting',
+          summary:
+            'Stats: token utilization and accounting from counters (O(1)); ?deep=true also reads every message for the role distribution and the token-sum check (O(messages))',
+          parameters: queryParameters(StatsQuerySchema),
           responses: {
             '200': { description: 'stats', content: content(StatsResponseSchema) },
             ...errors(...READ_ERRORS),
@@ -180,14 +188,25 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/jobs/{queue}/{id}': {
         parameters: [
-          { name: 'queue', in: 'path', required: true, schema: { type: 'string' } },
-          { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+          {
+            name: 'queue',
+            in: 'path',
+            required: true,
+            schema: { type: 'string', enum: Object.values(QUEUES) },
+          },
+          {
+            name: 'id',
+            in: 'path',
+            required: true,
+            description: `The job id from a 202 answer: ${JOB_ID_SHAPES}`,
+            schema: { type: 'string', pattern: JOB_ID_PATTERN.source },
+          },
         ],
         get: {
           summary: "A job of the caller's project: state, progress, result or failure reason",
           responses: {
             '200': { description: 'the job', content: content(JobResponseSchema) },
-            ...errors(401, 404, 503),
+            ...errors(400, 401, 404, 415, 503),
           },
         },
       },

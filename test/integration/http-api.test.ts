@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOBS } from '../../queues/names.js';
 import { SCRIPTS } from '../../src/redis/scripts.js';
 import { createRedis } from '../../src/redis/connection.js';
+import { listen } from '../../src/http/app.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { BOARD, KEYS, appOver, startHttp, type TestHttp } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
@@ -117,7 +118,7 @@ describe('HTTP API', () => {
         const s = await request(http.app).get(`${PATH}/c-3/stats`).set(auth(KEYS.acme));
         return s.body.uncounted_messages === 0;
       }, 'exact counts');
-      const stats = await request(http.app).get(`${PATH}/c-3/stats`).set(auth(KEYS.acme));
+      const stats = await request(http.app).get(`${PATH}/c-3/stats?deep=true`).set(auth(KEYS.acme));
       expect(stats.status).toBe(200);
       expect(stats.body).toMatchObject({
         exists: true,
@@ -126,6 +127,17 @@ describe('HTTP API', () => {
         consistent: true,
       });
       expect(stats.body.token_utilization).toBeCloseTo(stats.body.token_count / 4_000, 3);
+      // Without ?deep=true: the same fields from the counters alone, roles null.
+      const shallow = await request(http.app).get(`${PATH}/c-3/stats`).set(auth(KEYS.acme));
+      expect(shallow.status).toBe(200);
+      expect(Object.keys(shallow.body).sort()).toEqual(Object.keys(stats.body).sort());
+      const withoutTtl = ({ ttl_seconds: _ttl, ...rest }: Record<string, unknown>) => rest;
+      expect(withoutTtl(shallow.body)).toEqual({ ...withoutTtl(stats.body), roles: null });
+      const badDeep = await request(http.app)
+        .get(`${PATH}/c-3/stats?deep=yes`)
+        .set(auth(KEYS.acme));
+      expect(badDeep.status).toBe(400);
+      expect(badDeep.body.error.message).toContain('deep');
 
       const health = await request(http.app).get(`${PATH}/c-3/health`).set(auth(KEYS.acme));
       expect(health.body).toMatchObject({ healthy: true, message_count: 3 });
@@ -160,8 +172,25 @@ describe('HTTP API', () => {
         'tool',
       ]);
       expect(Object.keys(append.responses)).toEqual(
-        expect.arrayContaining(['202', '400', '401', '403', '404', '409', '413', '429', '503']),
+        expect.arrayContaining([
+          '202',
+          '400',
+          '401',
+          '403',
+          '404',
+          '409',
+          '413',
+          '415',
+          '429',
+          '503',
+        ]),
       );
+      const stats = res.body.paths['/v1/memories/{resource}/{key}/stats'].get;
+      expect(stats.parameters).toEqual([
+        expect.objectContaining({ name: 'deep', in: 'query', required: false }),
+      ]);
+      const job = res.body.paths['/v1/jobs/{queue}/{id}'];
+      expect(new RegExp(job.parameters[1].schema.pattern).test('events')).toBe(false);
     });
   });
 
@@ -392,6 +421,16 @@ describe('HTTP API', () => {
         await impatient.close();
       } finally {
         await http.pipeline.workers.queues.cleanup.resume();
+      }
+    });
+
+    it('listen() binds loopback (127.0.0.1) unless given a host', async () => {
+      const server = await listen(http.app, 0);
+      try {
+        expect(server.host).toBe('127.0.0.1');
+        expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(200);
+      } finally {
+        await server.close();
       }
     });
 

@@ -46,7 +46,12 @@ describe('README', () => {
       expect(JSON.stringify(read)).toContain('Hi, I am [REDACTED] and my order #4411 is late');
       expect(read).toMatchObject({ total: 2, context_window: { max_tokens: 4_000 } });
       expect(flush).toMatchObject({ result: { applied: false } });
-      expect(stats).toMatchObject({ message_count: 2, roles: { user: 1, assistant: 1 } });
+      // `roles` is not asserted: it is null unless the curl line asks for ?deep=true.
+      expect(stats).toMatchObject({
+        message_count: 2,
+        consistent: true,
+        token_utilization: expect.any(Number) as unknown,
+      });
       expect(run.stdout).not.toContain('jane@example.com');
     } finally {
       await memq.stop();
