@@ -1,8 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { RE2JS } from 're2js';
 import { PolicyError } from './errors.js';
-import type { Message } from './message.js';
-import type { Role } from './message.js';
+import { MessageSchema, type Role } from './message.js';
 
 /**
  * Built-in detectors, by name (`privacy_policy.detectors`): each is an RE2 pattern plus, where a
@@ -133,9 +132,9 @@ export const DETECTOR_RULES: Readonly<
 
 /** Outcome of {@link applyPrivacy}. */
 export interface PrivacyResult<M> {
-  /** Messages to store, content redacted, order kept. */
+  /** Messages to store, every field redacted (see {@link applyPrivacy}), order kept. */
   readonly kept: M[];
-  /** Number of messages dropped because their role is non-persistable. */
+  /** Number of messages dropped: their role is non-persistable, or action `drop` and a match. */
   readonly dropped: number;
   /** Number of pattern matches replaced across all kept messages. */
   readonly redactions: number;
@@ -284,84 +283,235 @@ export function maskOf(match: string): string {
 }
 
 /**
+ * Message fields {@link applyPrivacy} does not read, because their schema format cannot carry
+ * free text (`MessageSchema` in message.ts): `id` is a ULID (26 Crockford base32 characters),
+ * `created_at` an ISO-8601 date-time, `role` one of `ROLES`. Every other field, including any field
+ * added to the message schema later, goes through the policy. A value of an exempt field that is
+ * not of its format (a job built around `MemoryClient`) is not exempt: it is redacted like any
+ * other. Adding a name here needs a schema that refuses free text for it
+ * (test/unit/core/privacy-fields.test.ts checks both).
+ */
+export const PRIVACY_EXEMPT_FIELDS = ['id', 'created_at', 'role'] as const;
+
+/** True when `value` is of the format of exempt field `field` (the stored message's schema). */
+const EXEMPT_FORMAT: ReadonlyMap<string, (value: unknown) => boolean> = new Map(
+  PRIVACY_EXEMPT_FIELDS.map((field) => {
+    const schema = MessageSchema.shape[field];
+    return [
+      field,
+      (value: unknown) => typeof value === 'string' && schema.safeParse(value).success,
+    ];
+  }),
+);
+
+/**
+ * The text a match becomes under `policy`'s action; `drop` gives the redaction string (a caller
+ * that drops whole messages decides that before it uses the text).
+ * @throws PolicyError when the action is `hash` and no key is configured (fail closed).
+ */
+function replacementFor(policy: RedactionPolicy): (match: string) => string {
+  const action = policy.action ?? 'redact';
+  const { pseudonym } = policy;
+  if (action === 'mask') return maskOf;
+  if (action === 'hash') {
+    if (pseudonym === undefined) {
+      throw new PolicyError(
+        'privacy_policy.action is hash but no hash key is configured (privacy_policy.hash_key_env)',
+      );
+    }
+    return (match) => (PSEUDONYM_PATTERN.test(match) ? match : pseudonym(match));
+  }
+  return () => policy.defaultRedactionString;
+}
+
+/** True for `{}`-like objects (JSON objects), as opposed to class instances (Date, Map, ...). */
+function isPlainObject(value: object): value is Record<string, unknown> {
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * `value` with `redact` applied to every string leaf and object key at any depth, and to the
+ * decimal text of every number (a number whose text changed becomes that text, a string).
+ * Booleans, null and undefined stay. Returns `value` itself when nothing changed. Two keys of one
+ * object that redact to the same text are kept apart by a `#2`, `#3`... suffix, so no entry is lost.
+ * @throws PolicyError for a value JSON cannot hold (a function, a symbol, a class instance):
+ *   the policy cannot vouch for it, so nothing is stored.
+ */
+function redactLeaves(value: unknown, redact: (text: string) => string, where: string): unknown {
+  switch (typeof value) {
+    case 'string':
+      return redact(value);
+    case 'number':
+    case 'bigint': {
+      const text = String(value);
+      const redacted = redact(text);
+      return redacted === text ? value : redacted;
+    }
+    case 'boolean':
+    case 'undefined':
+      return value;
+    case 'object': {
+      if (value === null) return value;
+      if (Array.isArray(value)) {
+        const list: readonly unknown[] = value;
+        let out: unknown[] | undefined;
+        for (let i = 0; i < list.length; i++) {
+          const item = list[i];
+          const redacted = redactLeaves(item, redact, `${where}[${i}]`);
+          if (redacted !== item) (out ??= [...list])[i] = redacted;
+        }
+        return out ?? value;
+      }
+      if (isPlainObject(value)) return redactEntries(value, redact, where, never, never);
+      throw new PolicyError(
+        `${where}: the privacy policy cannot read a ${(value as { constructor?: { name?: string } }).constructor?.name ?? 'class instance'}; expected JSON values (strings, numbers, booleans, null, arrays, plain objects)`,
+      );
+    }
+  }
+  throw new PolicyError(
+    `${where}: the privacy policy cannot read a ${typeof value}; expected JSON values (strings, numbers, booleans, null, arrays, plain objects)`,
+  );
+}
+
+/**
+ * {@link redactLeaves} for an object: every key and value, except that a key `fixedKey` accepts is
+ * kept as it is (a field name of the schema, not data) and the value of a key `exempt` accepts is
+ * kept too. Entries are rebuilt (in order, with `Object.fromEntries`, so a `__proto__` key stays a
+ * plain key) only when something changed.
+ */
+function redactEntries(
+  object: Record<string, unknown>,
+  redact: (text: string) => string,
+  where: string,
+  fixedKey: (key: string) => boolean,
+  exempt: (key: string, value: unknown) => boolean,
+): Record<string, unknown> {
+  const keys = Object.keys(object);
+  /** The entries so far, once something changed (copied lazily: most objects have no match). */
+  let out: Array<[string, unknown]> | undefined;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    const value = object[key];
+    const newKey = fixedKey(key) ? key : redact(key);
+    const newValue = exempt(key, value) ? value : redactLeaves(value, redact, `${where}.${key}`);
+    if (out === undefined && (newKey !== key || newValue !== value)) {
+      out = keys.slice(0, i).map((k) => [k, object[k]]);
+    }
+    out?.push([newKey, newValue]);
+  }
+  if (out === undefined) return object;
+  const taken = new Set<string>();
+  for (const entry of out) {
+    const base = entry[0];
+    for (let n = 2; taken.has(entry[0]); n++) entry[0] = `${base}#${n}`;
+    taken.add(entry[0]);
+  }
+  return Object.fromEntries(out);
+}
+
+const never = () => false;
+/** The message schema's field names: keys that name a field, not data, so never redacted. */
+const MESSAGE_FIELDS: ReadonlySet<string> = new Set(Object.keys(MessageSchema.shape));
+const isMessageField = (key: string) => MESSAGE_FIELDS.has(key);
+const isExemptValue = (key: string, value: unknown) => EXEMPT_FORMAT.get(key)?.(value) === true;
+
+/**
  * Applies a privacy policy to messages before they are stored or enqueued (DESIGN.md invariant
- * 6): drops messages whose role is non-persistable and replaces every match of every pattern
- * in `content`, `name`, and metadata keys and string values according to the policy's action.
+ * 6): drops messages whose role is non-persistable, then replaces every match of every rule in
+ * every field of the message (see {@link redactLeaves}) according to the policy's action: every
+ * string and number leaf and every object key at any depth (`content`, `name`, `tool_call_id`,
+ * metadata keys and values, and any field the schema gains later), except the fields of
+ * {@link PRIVACY_EXEMPT_FIELDS} while their value has their format, and the message's own field
+ * names (`MessageSchema`'s keys: names, not data; any other key of a message is redacted). A
+ * number whose decimal text matches becomes the replacement text (a string). With action `drop`,
+ * a message with a match in any field is dropped. Counts cover matches in every field.
  * Idempotent as long as the redaction string (or a `hash` pseudonym) matches no pattern (checked
  * by the schema), so the producer and the processor can both apply it.
- * With no policy, returns the messages unchanged.
- * @throws PolicyError when a pattern does not compile, or the action is `hash` and no key is
- *   configured (fail closed: nothing is stored).
+ * With no policy, returns the messages unchanged. `M`: any object with a `role`; the result has
+ * `M`'s shape except that a matched number leaf is a string.
+ * @throws PolicyError when a pattern does not compile, the action is `hash` and no key is
+ *   configured, or a message holds a value JSON cannot (fail closed: nothing is stored).
  */
-export function applyPrivacy<M extends Pick<Message, 'role' | 'content' | 'metadata' | 'name'>>(
+export function applyPrivacy<M extends { readonly role: Role }>(
   policy: RedactionPolicy | undefined,
   messages: readonly M[],
 ): PrivacyResult<M> {
   if (!policy) return { kept: [...messages], dropped: 0, redactions: 0, redactionsByRule: {} };
   const rules = compile(policy);
-  const action = policy.action ?? 'redact';
-  const { pseudonym } = policy;
-  if (action === 'hash' && pseudonym === undefined) {
-    throw new PolicyError(
-      'privacy_policy.action is hash but no hash key is configured (privacy_policy.hash_key_env)',
-    );
-  }
-  const replacement = (match: string) =>
-    action === 'mask'
-      ? maskOf(match)
-      : action === 'hash' && pseudonym
-        ? PSEUDONYM_PATTERN.test(match)
-          ? match
-          : pseudonym(match)
-        : policy.defaultRedactionString;
+  const drop = policy.action === 'drop';
+  const replacement = replacementFor(policy);
   const kept: M[] = [];
   let dropped = 0;
   let redactions = 0;
   const byRule: Record<string, number> = {};
-  for (const message of messages) {
+  const counted: number[] = [];
+  const redact = (text: string): string =>
+    replaceRules(rules, text, (match, rule) => {
+      const replaced = replacement(match);
+      if (replaced !== match) counted.push(rule); // an existing pseudonym is left as it is
+      return replaced;
+    });
+  for (const [index, message] of messages.entries()) {
     if (policy.nonPersistableMessageTypes.includes(message.role)) {
       dropped += 1;
       continue;
     }
-    const counted: string[] = [];
-    const redact = (text: string): string =>
-      replaceRules(rules, text, (match, rule) => {
-        const replaced = replacement(match);
-        if (replaced !== match) {
-          redactions += 1; // an existing pseudonym is left as it is
-          counted.push(rules.names[rule]!);
-        }
-        return replaced;
-      });
-    const before = redactions;
-    const content = redact(message.content);
-    const name = message.name === undefined ? undefined : redact(message.name);
-    const metadata = message.metadata
-      ? Object.fromEntries(
-          Object.entries(message.metadata).map(([k, v]) => [
-            redact(k),
-            typeof v === 'string' ? redact(v) : v,
-          ]),
-        )
-      : undefined;
-    if (action === 'drop' && redactions > before) {
+    counted.length = 0;
+    const redacted = redactEntries(
+      message,
+      redact,
+      `messages[${index}]`,
+      isMessageField,
+      isExemptValue,
+    ) as unknown as M;
+    if (counted.length > 0 && drop) {
       dropped += 1;
-      redactions = before;
       continue;
     }
-    for (const name of counted) byRule[name] = (byRule[name] ?? 0) + 1;
-    kept.push(
-      redactions === before
-        ? message
-        : {
-            ...message,
-            content,
-            ...(name !== undefined ? { name } : {}),
-            ...(metadata ? { metadata } : {}),
-          },
-    );
+    redactions += counted.length;
+    for (const rule of counted) byRule[rules.names[rule]!] = (byRule[rules.names[rule]!] ?? 0) + 1;
+    kept.push(redacted);
   }
   return { kept, dropped, redactions, redactionsByRule: byRule };
+}
+
+/** Outcome of {@link applyPrivacyToText}. */
+export interface TextPrivacyResult {
+  /** The text with every match replaced. */
+  readonly text: string;
+  /** Matches replaced. */
+  readonly redactions: number;
+  /** Matches replaced, by rule, as in {@link PrivacyResult.redactionsByRule}. */
+  readonly redactionsByRule: Readonly<Record<string, number>>;
+}
+
+/**
+ * Applies a privacy policy to one text that is not a message and cannot be dropped, such as a
+ * rolling summary (an LLM may echo or invent personal data): every match is replaced as the
+ * action says, except that `drop` replaces it with `default_redaction_string` (dropping a summary
+ * would lose the messages folded into it). Roles play no part. With no policy, `text` unchanged.
+ * @throws PolicyError when a pattern does not compile, or the action is `hash` and no key is
+ *   configured (fail closed).
+ */
+export function applyPrivacyToText(
+  policy: RedactionPolicy | undefined,
+  text: string,
+): TextPrivacyResult {
+  if (!policy) return { text, redactions: 0, redactionsByRule: {} };
+  const rules = compile(policy);
+  const replacement = replacementFor(policy);
+  let redactions = 0;
+  const byRule: Record<string, number> = {};
+  const redacted = replaceRules(rules, text, (match, rule) => {
+    const replaced = replacement(match);
+    if (replaced !== match) {
+      redactions += 1;
+      byRule[rules.names[rule]!] = (byRule[rules.names[rule]!] ?? 0) + 1;
+    }
+    return replaced;
+  });
+  return { text: redacted, redactions, redactionsByRule: byRule };
 }
 
 /**
