@@ -11,7 +11,8 @@ import {
 import { needsFlush } from '../src/core/flush-plan.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
-import { RULE_BASED_SUMMARIZER, type Summarizer } from '../src/core/summarizer.js';
+import { applyPrivacyToText } from '../src/core/privacy.js';
+import { RULE_BASED_SUMMARIZER, redactSummary, type Summarizer } from '../src/core/summarizer.js';
 import type { TokenCounter } from '../src/core/token-counter.js';
 import type { MemoryResource } from '../src/core/memory-resource.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
@@ -155,9 +156,15 @@ export const PREFIX_PAGE_SIZE = 200;
 
 /**
  * The new rolling summary for `folded`: previous summary + folded messages, written by
- * `summarizer` within {@link summaryBudget} tokens counted as one system message; its watermark
- * is the newest folded id (or the previous one, if newer). `signal` aborts a remote summarizer's
- * call (the job lost its lock).
+ * `summarizer` within {@link summaryBudget} tokens counted as one system message, then passed
+ * through the resource's privacy policy before it can be stored ({@link redactSummary}: a
+ * summarizer, an LLM above all, may echo or invent personal data; action `drop` redacts instead
+ * of dropping, so the folded messages are not lost) and counted after that. The previous summary
+ * goes through the policy too before the summarizer sees it (one stored before this check, or
+ * under an older policy, reaches no LLM unredacted). Its watermark is the newest folded id (or
+ * the previous one, if newer). `signal` aborts a remote summarizer's call (the job lost its
+ * lock). `redactions`: matches replaced in the previous and the new summary.
+ * @throws PolicyError when the policy cannot be applied (fail closed: nothing is committed).
  */
 export async function buildSummary(
   resource: MemoryResource,
@@ -167,18 +174,23 @@ export async function buildSummary(
   folded: readonly WindowMessage[],
   now: () => Date = () => new Date(),
   signal?: AbortSignal,
-): Promise<{ summary: Summary; source: string }> {
+): Promise<{ summary: Summary; source: string; redactions: number }> {
   const asSystem = (content: string) => counter.countMessage({ role: 'system', content });
-  const { content, source } = await summarizer.summarize({
-    ...(previous ? { previous: previous.content } : {}),
+  const policy = resource.privacyPolicy;
+  const maxTokens = summaryBudget(resource);
+  const before = previous ? applyPrivacyToText(policy, previous.content) : undefined;
+  const written = await summarizer.summarize({
+    ...(before ? { previous: before.text } : {}),
     folded: folded.map((m) => m.message),
-    maxTokens: summaryBudget(resource),
+    maxTokens,
     countTokens: asSystem,
     ...(signal ? { signal } : {}),
   });
+  const { content, redactions } = redactSummary(policy, written.content, maxTokens, asSystem);
   const newest = folded.reduce((max, m) => (m.message.id > max ? m.message.id : max), '');
   return {
-    source,
+    source: written.source,
+    redactions: redactions + (before?.redactions ?? 0),
     summary: {
       content,
       tokens: asSystem(content),
@@ -253,6 +265,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
         }
         let summary: Summary | undefined;
         let summarySource: string | undefined;
+        let summaryRedactions = 0;
         if (plan.foldedIds.length > 0) {
           const folding = new Set(plan.foldedIds);
           // Summarized outside the Redis commit, under the (auto-extended) instance lock; the
@@ -274,6 +287,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
           }
           summary = built.summary;
           summarySource = built.source;
+          summaryRedactions = built.redactions;
         }
         const committed = await deps.store.applyFlush(
           ref,
@@ -297,6 +311,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
             evicted: committed.evicted,
             folded: committed.folded,
             tokensAfter: committed.tokenCount,
+            ...(summaryRedactions > 0 ? { summaryRedactions } : {}),
           },
           'flush committed',
         );

@@ -1,4 +1,5 @@
 import type { Message } from './message.js';
+import { applyPrivacyToText, type RedactionPolicy } from './privacy.js';
 
 /** Longest excerpt kept of one folded message, characters (before the token budget applies). */
 export const EXCERPT_CHARS = 200;
@@ -118,6 +119,52 @@ export function fitToBudget(
     else top = mid - 1;
   }
   return lines[0]!.slice(0, chars);
+}
+
+/**
+ * Rounds of {@link redactSummary}'s redact-then-cut loop before it gives up: a cut can create a
+ * new match only at its end (a number cut to a phone number's length), and one more round
+ * redacts that, so 2 suffice in practice; 4 leaves room.
+ */
+export const SUMMARY_REDACTION_ROUNDS = 4;
+
+/** Outcome of {@link redactSummary}. */
+export interface RedactedSummary {
+  /**
+   * The summary to store: no match of the policy; `text` itself when nothing matched, else at
+   * most `maxTokens`; '' when no redacted text fits.
+   */
+  readonly content: string;
+  /** Matches replaced (all rounds). */
+  readonly redactions: number;
+}
+
+/**
+ * A summary text as it may be stored: the resource's privacy policy applied to it (any
+ * summarizer, an LLM above all, may echo or invent personal data), then cut to `maxTokens` by
+ * `countTokens` if the replacements made it longer ({@link fitToBudget}), redacting again what a
+ * cut can expose. Every match is replaced as `privacy_policy.action` says, except that `drop`
+ * replaces it with `default_redaction_string` (see `applyPrivacyToText`): dropping the summary
+ * would lose the messages folded into it. Returns '' when no text within the budget is free of
+ * matches after {@link SUMMARY_REDACTION_ROUNDS} rounds (the flush then refuses to fold).
+ * @throws PolicyError when the policy cannot be applied (a pattern does not compile, or action
+ *   `hash` without a key): fail closed, nothing is stored.
+ */
+export function redactSummary(
+  policy: RedactionPolicy | undefined,
+  text: string,
+  maxTokens: number,
+  countTokens: (text: string) => number,
+): RedactedSummary {
+  let { text: content, redactions } = applyPrivacyToText(policy, text);
+  if (redactions === 0) return { content, redactions };
+  for (let round = 0; round < SUMMARY_REDACTION_ROUNDS; round++) {
+    if (countTokens(content) <= maxTokens) return { content, redactions };
+    const again = applyPrivacyToText(policy, fitToBudget(content, maxTokens, countTokens));
+    content = again.text;
+    redactions += again.redactions;
+  }
+  return { content: countTokens(content) <= maxTokens ? content : '', redactions };
 }
 
 /** A message as a chat request takes it (the `format=messages` view of a window). */
