@@ -2,36 +2,20 @@
  * Credentials of the HTTP surfaces, resolved by the CLI: API keys from `MEMQ_API_KEYS`, else
  * `MEMQ_API_KEYS_FILE`, else a key memq creates once in `.memq/api-key` (project `default`); the
  * Bull Board password from `MEMQ_BOARD_PASSWORD`, else one created once in
- * `.memq/board-password`. Created files are mode 0600 and reused on every start, so a fresh
- * machine is secure by default and `curl -H "Authorization: Bearer $(cat .memq/api-key)"` works.
+ * `.memq/board-password`. Created files are mode 0600 in a 0700 `.memq` and reused on every
+ * start (a looser mode is tightened), so a fresh machine is secure by default and
+ * `curl -H "Authorization: Bearer $(cat .memq/api-key)"` works.
  * Secrets are never printed: messages name the file, not its content.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { API_KEYS_ALLOWED, parseApiKeys, type ApiKeyGrant, type EnvConfig } from '../config/env.js';
 import { ConfigError } from '../core/errors.js';
+import { ensureSecret } from '../runtime/state-files.js';
 
 /** Where generated credentials live (relative to the working directory). */
 export const STATE_DIR = '.memq';
-
-/** Reads a credential file memq created, or creates it with `make()` (mode 0600). */
-async function ensureSecret(
-  file: string,
-  make: () => string,
-): Promise<{ value: string; created: boolean }> {
-  try {
-    const value = (await readFile(file, 'utf8')).trim();
-    if (value !== '') return { value, created: false };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  await mkdir(path.dirname(file), { recursive: true });
-  const value = make();
-  await writeFile(file, value + '\n', { mode: 0o600 });
-  await chmod(file, 0o600);
-  return { value, created: true };
-}
 
 /**
  * API key -> grant for the HTTP API (see the module comment for the order).

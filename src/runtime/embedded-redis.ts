@@ -1,15 +1,16 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { resolve } from 'node:path';
+import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
+import { ensurePrivateDir, ensureSecret, writeSecretFile } from './state-files.js';
 
 /** Where memq looks for Redis when REDIS_URL is unset. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 /** A Redis that memq started for itself. */
 export interface EmbeddedRedis {
-  /** `redis://127.0.0.1:<port>`. */
+  /** `redis://:<password>@127.0.0.1:<port>` (a secret: never print it). */
   readonly url: string;
   /** Stops the server (SHUTDOWN via SIGTERM, waits for exit). Idempotent. */
   stop(): Promise<void>;
@@ -44,7 +45,13 @@ export function freePort(): Promise<number> {
 
 /** Options of {@link resolveDefaultRedis}; the defaults are what `memq start` uses. */
 export interface EmbeddedRedisOptions {
-  /** Data directory of a private server (AOF lives here). Default `.memq/redis` in the cwd. */
+  /**
+   * Where a private server's password (`redis-password`) and configuration (`redis.conf`) are
+   * kept, mode 0600 in a 0700 directory. Default `.memq` in the cwd, or `dataDir` when only that
+   * is given (a throwaway server keeps everything in one place).
+   */
+  readonly stateDir?: string;
+  /** Data directory of a private server (AOF lives here), made 0700. Default `<stateDir>/redis`. */
   readonly dataDir?: string;
   /** The server binary. Default `redis-server` (looked up on PATH). */
   readonly redisServerBin?: string;
@@ -53,17 +60,41 @@ export interface EmbeddedRedisOptions {
 }
 
 /**
+ * The `redis.conf` of a private server: loopback only, AOF (`appendfsync everysec`), no RDB
+ * snapshots, no eviction, and `requirepass` (in the file rather than argv, where `ps` would show
+ * it). Values are double-quoted with escapes, as redis-server's config parser reads them.
+ */
+function privateRedisConfig(port: number, dataDir: string, password: string): string {
+  const quote = (value: string) => JSON.stringify(value);
+  return [
+    `port ${port}`,
+    'bind 127.0.0.1',
+    `dir ${quote(dataDir)}`,
+    'appendonly yes',
+    'appendfsync everysec',
+    'save ""',
+    'maxmemory-policy noeviction',
+    `requirepass ${quote(password)}`,
+    '',
+  ].join('\n');
+}
+
+/**
  * The embedded default (issue "Start"): if `redis://127.0.0.1:6379` answers, use it; otherwise,
  * if a `redis-server` binary is on PATH, start a private one on a free loopback port with data
- * (AOF, `appendfsync everysec`) under `<dataDir>`; otherwise throw.
- * @param say Called with one human line when a private server is started.
- * @throws ConfigError naming both fixes (install Redis, or `docker compose up`).
+ * (AOF, `appendfsync everysec`) under `<dataDir>`, behind a password memq generates once and keeps
+ * in `<stateDir>/redis-password` (0600; the directories 0700); otherwise throw.
+ * @param say Called with one human line when a private server is started (never the password).
+ * @returns The URL to connect with (with the password, for a private server) and that server.
+ * @throws ConfigError naming both fixes (install Redis, or `docker compose up`); ConfigError when
+ *   the state directory cannot be made private or the server does not start within 10 s.
  */
 export async function resolveDefaultRedis(
   say: (line: string) => void,
   options: EmbeddedRedisOptions = {},
 ): Promise<{ url: string; embedded?: EmbeddedRedis }> {
-  const dataDir = options.dataDir ?? resolve('.memq/redis');
+  const stateDir = path.resolve(options.stateDir ?? options.dataDir ?? '.memq');
+  const dataDir = path.resolve(options.dataDir ?? path.join(stateDir, 'redis'));
   const bin = options.redisServerBin ?? 'redis-server';
   const defaultPort = options.defaultPort ?? 6379;
   if (await answersPing('127.0.0.1', defaultPort))
@@ -74,41 +105,30 @@ export async function resolveDefaultRedis(
       `REDIS_URL is unset and nothing answers at redis://127.0.0.1:${defaultPort}, and no ${bin} binary is on PATH. Fix: install Redis >= 7 (e.g. apt-get install redis-server) and run npm start again, or start one with \`docker compose up -d redis\`, or set REDIS_URL.`,
     );
   }
-  mkdirSync(dataDir, { recursive: true });
-  const port = await freePort();
-  const child = spawn(
-    bin,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dataDir,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--save',
-      '',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: 'ignore' },
+  await ensurePrivateDir(stateDir);
+  await ensurePrivateDir(dataDir);
+  const passwordFile = path.join(stateDir, 'redis-password');
+  const { value: password } = await ensureSecret(passwordFile, () =>
+    randomBytes(24).toString('base64url'),
   );
+  const port = await freePort();
+  const configFile = path.join(stateDir, 'redis.conf');
+  await writeSecretFile(configFile, privateRedisConfig(port, dataDir, password));
+  const child = spawn(bin, [configFile], { stdio: 'ignore' });
   const deadline = Date.now() + 10_000;
   while (!(await answersPing('127.0.0.1', port, 200))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new ConfigError(
-        `the private redis-server (port ${port}, data ${dataDir}) did not start within 10 s`,
+        `the private redis-server (port ${port}, configuration ${configFile}, data ${dataDir}) did not start within 10 s`,
       );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  const url = `redis://127.0.0.1:${port}`;
+  const shown = `redis://127.0.0.1:${port}`;
+  const url = `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`;
   say(
-    `REDIS_URL is unset and nothing answers at redis://127.0.0.1:${defaultPort}: started a private redis-server at ${url} (data in ${dataDir}); it stops when memq exits.`,
+    `REDIS_URL is unset and nothing answers at redis://127.0.0.1:${defaultPort}: started a private redis-server at ${shown} (password in ${passwordFile}, data in ${dataDir}); it stops when memq exits.`,
   );
   let stopping: Promise<void> | undefined;
   return {
