@@ -1,10 +1,18 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { applyPrivacy } from '../src/core/privacy.js';
 import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
-import { CanaryJobSchema, ClearJobSchema, WriteJobSchema } from '../queues/job-contracts.js';
+import type { QueueJobKeys } from '../src/store/maintenance-store.js';
+import {
+  CanaryJobSchema,
+  ClearJobSchema,
+  WriteJobDataSchema,
+  type ErasedJob,
+  type ErasureJobResult,
+  type WriteJobResult,
+} from '../queues/job-contracts.js';
 import { JOBS, QUEUES } from '../queues/names.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
@@ -20,6 +28,12 @@ export interface CleanupProcessorDeps {
   readonly locks: LockService;
   /** Enqueues the token count a write needs. */
   readonly enqueueTokenCount: (ref: MemoryRef) => Promise<void>;
+  /**
+   * Removes `ref`'s messages from the append and write jobs enqueued at or before `erasedAtMs`
+   * (`MaintenanceStore.scrubJobs` over the append and cleanup queues, see `jobScrubber` in
+   * `workers.ts`); resolves with the number of job hashes rewritten.
+   */
+  readonly scrubJobs: (ref: MemoryRef, erasedAtMs: number) => Promise<number>;
   /** Runs a maintenance sweep (job `maintenance`); absent = maintenance jobs fail clearly. */
   readonly maintenance?: (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
   /** Base logger (job ids and memory ids only). */
@@ -29,10 +43,37 @@ export interface CleanupProcessorDeps {
 }
 
 /**
+ * The BullMQ keys of `queue` that `MaintenanceStore.scrubJobs` reads: its job hashes' prefix and
+ * every list and sorted set of job ids (BullMQ's `QueueKeys`).
+ */
+export function queueJobKeys(queue: Queue): QueueJobKeys {
+  const keys = queue.keys;
+  return {
+    jobPrefix: queue.toKey(''),
+    lists: [keys.wait!, keys.paused!, keys.active!],
+    sortedSets: [
+      keys.prioritized!,
+      keys.delayed!,
+      keys.completed!,
+      keys.failed!,
+      keys['waiting-children']!,
+    ],
+  };
+}
+
+/**
  * `memory-cleanup` processor, one queue for the operations that take the instance lock with
- * `clear_ttl` (and the readiness `canary`, which touches nothing): `clear` (messages and summary go, the idempotency window stays), `delete` (every
- * key family and the index entry), `write` (atomic replace; the privacy policy is applied again,
- * then a token count is enqueued), and `maintenance` (the scheduler's sweep).
+ * `clear_ttl` (and the readiness `canary`, which touches nothing): `clear` (messages and summary
+ * go, the idempotency window stays), `delete` (every key family and the index entry), `write`
+ * (atomic replace; the privacy policy is applied again, then a token count is enqueued), and
+ * `maintenance` (the scheduler's sweep).
+ *
+ * Erasure (a delete or clear is final): a clear or delete raises the instance's erasure
+ * tombstone to its own enqueue time (`job.timestamp`) in the same script that removes the
+ * messages, then, outside the instance lock, removes the instance's messages from every append
+ * and write job enqueued at or before the tombstone, in any state (`scrubJobs`). A retry re-runs
+ * both steps (both are idempotent). A write enqueued at or before the tombstone changes nothing,
+ * replaces its own job data with the message ids and completes with `erased`.
  */
 export function createCleanupProcessor(deps: CleanupProcessorDeps) {
   const clearOrDelete = (operation: 'clear' | 'delete') =>
@@ -41,26 +82,46 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
       schema: ClearJobSchema,
       log: deps.log,
       metrics: deps.metrics,
-      async run({ ref }) {
+      async run({ ref }, { job }): Promise<ErasureJobResult> {
         const resource = deps.registry.get(ref.resource);
-        return deps.locks.withLock(ref, resource.locking, 'clear', async () =>
-          operation === 'clear' ? deps.store.clear(ref) : { removed: await deps.store.delete(ref) },
+        const request = { requestedAtMs: job.timestamp };
+        const erased = await deps.locks.withLock(ref, resource.locking, 'clear', () =>
+          operation === 'clear' ? deps.store.clear(ref, request) : deps.store.delete(ref, request),
         );
+        const jobsScrubbed = await deps.scrubJobs(ref, erased.erasedAtMs);
+        return { ...erased, jobsScrubbed };
       },
     });
   const write = wrapProcessor({
     queue: QUEUES.cleanup,
-    schema: WriteJobSchema,
+    schema: WriteJobDataSchema,
     log: deps.log,
     metrics: deps.metrics,
-    async run({ ref, messages }) {
+    async run(data, { job }): Promise<WriteJobResult> {
+      if ('erased_ids' in data) {
+        const stats = await deps.store.stats(data.ref);
+        return {
+          messageCount: stats.messageCount,
+          epoch: stats.epoch,
+          erased: data.erased_ids.length,
+        };
+      }
+      const { ref, messages } = data;
       const resource = deps.registry.get(ref.resource);
       const { kept } = applyPrivacy(resource.privacyPolicy, messages);
       const result = await deps.locks.withLock(ref, resource.locking, 'clear', () =>
-        deps.store.write(ref, kept, resource.persistence.ttlSeconds),
+        deps.store.write(ref, kept, resource.persistence.ttlSeconds, {
+          enqueuedAtMs: job.timestamp,
+        }),
       );
+      const { messageCount, epoch } = result;
+      if (result.refused) {
+        const erased: ErasedJob = { ref, erased_ids: messages.map((m) => m.id) };
+        await job.updateData(erased);
+        return { messageCount, epoch, erased: messages.length };
+      }
       if (kept.length > 0) await deps.enqueueTokenCount(ref);
-      return result;
+      return { messageCount, epoch, erased: 0 };
     },
   });
   const canary = wrapProcessor({

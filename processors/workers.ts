@@ -9,8 +9,9 @@ import { createMaintenanceStore } from '../src/store/maintenance-store.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { createMemoryQueues, type MemoryQueues } from '../queues/memory-queues.js';
 import { QUEUES } from '../queues/names.js';
+import type { MemoryRef } from '../src/redis/keys.js';
 import { createAppendProcessor } from './append.js';
-import { createCleanupProcessor } from './cleanup.js';
+import { createCleanupProcessor, queueJobKeys } from './cleanup.js';
 import { createFlushProcessor } from './flush.js';
 import { createMaintenanceProcessor } from './maintenance.js';
 import { createTokenCountProcessor } from './token-count.js';
@@ -96,6 +97,23 @@ export interface WorkersOptions {
  * faults").
  */
 export const MAX_STALLED_COUNT = 5;
+
+/**
+ * The `scrubJobs` of the cleanup processor: `MaintenanceStore.scrubJobs` over the two queues
+ * whose jobs carry messages, `memory-append` (append) and `memory-cleanup` (write).
+ * @param connection Connection the scrub runs on (any role).
+ * @param keyPrefix Memory key prefix, e.g. `memq:`.
+ * @param queues The queues (their prefix and names give the job keys).
+ */
+export function jobScrubber(
+  connection: RedisConnection,
+  keyPrefix: string,
+  queues: Pick<MemoryQueues, 'append' | 'cleanup'>,
+): (ref: MemoryRef, erasedAtMs: number) => Promise<number> {
+  const maintenance = createMaintenanceStore({ redis: connection, keyPrefix });
+  const keys = [queueJobKeys(queues.append), queueJobKeys(queues.cleanup)];
+  return (ref, erasedAtMs) => maintenance.scrubJobs(ref, erasedAtMs, keys);
+}
 
 /** Running workers. */
 export interface Workers {
@@ -218,6 +236,7 @@ export function startWorkers(options: WorkersOptions): Workers {
         registry,
         locks,
         enqueueTokenCount,
+        scrubJobs: jobScrubber(connection, options.keyPrefix, queues),
         log,
         metrics,
         maintenance: createMaintenanceProcessor({

@@ -126,12 +126,83 @@ export const WriteJobSchema = z.strictObject({
 /** Payload of a write job. */
 export type WriteJob = z.output<typeof WriteJobSchema>;
 
+/**
+ * What an append or write job's data becomes once a delete or clear of its instance, requested
+ * after the job was enqueued, has committed: the message ids without the messages (written by
+ * `scrub-jobs.lua` during the delete or clear, or by the processor when the erasure tombstone
+ * refused the job). A processor completes such a job without touching the store. Never produced
+ * by a client.
+ */
+export const ErasedJobSchema = z.strictObject({
+  /** The instance that was deleted or cleared. */
+  ref: MemoryRefSchema,
+  /** Ids of the messages the job carried (ULIDs: time and randomness, no content). */
+  erased_ids: z.array(z.string()).max(MAX_MESSAGES_PER_WRITE),
+});
+/** Payload of an erased append or write job. */
+export type ErasedJob = z.output<typeof ErasedJobSchema>;
+
+/**
+ * `schema`, or {@link ErasedJobSchema} for data that has `erased_ids`. Not a `z.union`: an invalid
+ * job is reported field by field against the one contract its shape follows, where a union would
+ * only say "Invalid input".
+ */
+function orErased<S extends z.ZodType>(schema: S) {
+  return z.unknown().transform((data, ctx): z.output<S> | ErasedJob => {
+    const erased = typeof data === 'object' && data !== null && 'erased_ids' in data;
+    const parsed = (erased ? ErasedJobSchema : schema).safeParse(data);
+    if (parsed.success) return parsed.data;
+    for (const issue of parsed.error.issues) ctx.addIssue({ ...issue });
+    return z.NEVER;
+  });
+}
+
+/** What the append processor accepts: an append job, or one erased since it was enqueued. */
+export const AppendJobDataSchema = orErased(AppendJobSchema);
+
+/** What the write processor accepts: a write job, or one erased since it was enqueued. */
+export const WriteJobDataSchema = orErased(WriteJobSchema);
+
 /** Result an append job returns (visible in Bull Board and to `waitFor`). */
 export interface AppendJobResult {
   /** Messages newly stored. */
   readonly added: number;
   /** Messages skipped as already accepted. */
   readonly duplicates: number;
+  /**
+   * Messages not stored because a delete or clear of the instance, requested after this append
+   * was enqueued, committed first (`added` and `duplicates` are then 0). Present only when > 0,
+   * so the usual answer stays `{ added, duplicates }`.
+   */
+  readonly erased?: number;
+}
+
+/** Result a write job returns. */
+export interface WriteJobResult {
+  /** Messages in the log after the job (unchanged when the write was erased). */
+  readonly messageCount: number;
+  /** The instance's epoch after the job (unchanged when the write was erased). */
+  readonly epoch: number;
+  /**
+   * Messages not written because a delete or clear requested after the write was enqueued
+   * committed first (then nothing changed); 0 when the write was applied.
+   */
+  readonly erased: number;
+}
+
+/** Result a clear or delete job returns. */
+export interface ErasureJobResult {
+  /** Messages that were in the log. */
+  readonly removed: number;
+  /** Clear only: the instance's epoch after the clear. */
+  readonly epoch?: number;
+  /**
+   * The instance's erasure tombstone after the job, ms since epoch: appends and writes enqueued
+   * at or before it are refused.
+   */
+  readonly erasedAtMs: number;
+  /** Append and write job hashes whose copy of the instance's messages was removed. */
+  readonly jobsScrubbed: number;
 }
 
 /** Result a token-count job returns. */

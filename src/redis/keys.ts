@@ -34,6 +34,13 @@ export interface MemoryKeys {
   readonly lock: string;
   /** HASH: message id -> `count:lastMs` of reads (only when `flushing.track_access` is on). */
   readonly acc: string;
+  /**
+   * STRING: the erasure tombstone, ms since epoch: the enqueue time of the latest delete or clear
+   * job (`job.timestamp`, the producer's clock). `append.lua` and `write.lua` refuse a job enqueued
+   * at or before it. Written by `delete.lua` and `clear.lua` with its own TTL (never lowered,
+   * survives the delete that removes every other family).
+   */
+  readonly erased: string;
 }
 
 /** Number of index shards (`<prefix>idx:0` .. `idx:15`). */
@@ -68,6 +75,7 @@ export function memoryKeys(prefix: string, ref: MemoryRef): MemoryKeys {
     seen: `${base}seen`,
     lock: `${base}lock`,
     acc: `${base}acc`,
+    erased: `${base}erased`,
   };
 }
 

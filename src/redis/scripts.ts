@@ -5,19 +5,21 @@ import type { RedisConnection } from './connection.js';
  * memq's Lua commit scripts, registered on an ioredis client with `defineCommand`: ioredis sends
  * EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT, so each script's body
  * crosses the wire once per connection (and again only after a Redis restart or SCRIPT FLUSH).
+ * `numberOfKeys: undefined` means a variable number of keys: the caller passes the count first.
  */
 export const SCRIPTS = {
-  memqAppend: { file: 'append.lua', numberOfKeys: 7 },
+  memqAppend: { file: 'append.lua', numberOfKeys: 8 },
   memqCommitTokens: { file: 'commit-tokens.lua', numberOfKeys: 4 },
   memqUncounted: { file: 'uncounted.lua', numberOfKeys: 3 },
   memqRead: { file: 'read.lua', numberOfKeys: 5 },
   memqApplyFlush: { file: 'apply-flush.lua', numberOfKeys: 7 },
-  memqWrite: { file: 'write.lua', numberOfKeys: 7 },
-  memqClear: { file: 'clear.lua', numberOfKeys: 6 },
-  memqDelete: { file: 'delete.lua', numberOfKeys: 7 },
+  memqWrite: { file: 'write.lua', numberOfKeys: 8 },
+  memqClear: { file: 'clear.lua', numberOfKeys: 7 },
+  memqDelete: { file: 'delete.lua', numberOfKeys: 8 },
   memqInspect: { file: 'inspect.lua', numberOfKeys: 6 },
   memqReconcile: { file: 'reconcile.lua', numberOfKeys: 5 },
   memqPruneSeen: { file: 'prune-seen.lua', numberOfKeys: 3 },
+  memqScrubJobs: { file: 'scrub-jobs.lua', numberOfKeys: undefined },
 } as const;
 
 /** Names of the registered script commands. */

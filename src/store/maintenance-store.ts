@@ -75,6 +75,25 @@ export interface ReconcileResult {
 }
 
 /**
+ * The BullMQ keys of one queue that {@link MaintenanceStore.scrubJobs} reads. All of them share
+ * the queue prefix's hash tag (e.g. `{memq}`), so one MULTI reads them at one instant.
+ */
+export interface QueueJobKeys {
+  /**
+   * Prefix of the queue's job hashes: a job's hash is this plus its id (BullMQ
+   * `queue.toKey('')`, e.g. `{memq}:memory-append:`).
+   */
+  readonly jobPrefix: string;
+  /** LISTs of job ids (BullMQ's `wait`, `paused`, `active`). */
+  readonly lists: readonly string[];
+  /** ZSETs of job ids (BullMQ's `prioritized`, `delayed`, `completed`, `failed`, ...). */
+  readonly sortedSets: readonly string[];
+}
+
+/** Job hashes {@link MaintenanceStore.scrubJobs} checks per script call. */
+export const SCRUB_BATCH = 200;
+
+/**
  * The maintenance side of the Redis store, used by the scheduled `maintenance` job (DESIGN.md
  * section 5): scan the activity index, drop entries of expired instances, repair counters,
  * prune the idempotency window. Flush candidates are chosen by the caller from
@@ -127,6 +146,20 @@ export interface MaintenanceStore {
    * @throws PayloadError when `acceptedBeforeMs` is not an integer in 0..now.
    */
   pruneSeen(ref: MemoryRef, acceptedBeforeMs: number): Promise<number>;
+  /**
+   * Removes `ref`'s messages from the job hashes of `queues` (the copies BullMQ keeps in waiting,
+   * delayed, active, completed and failed jobs): every job whose `data.ref` is `ref`, that has a
+   * `messages` array and was enqueued at or before `erasedAtMs` (its `timestamp`) gets the data
+   * `{ ref, erased_ids }` (`ErasedJobSchema`), which its processor completes without touching the
+   * store. Per queue, the ids of every job in every state are read in one MULTI (one instant,
+   * so a job moving between states is not missed), then checked {@link SCRUB_BATCH} hashes per
+   * `scrub-jobs.lua` call. A job added after that instant with an older enqueue time (a slow
+   * producer) is refused by the erasure tombstone when it runs, and its processor scrubs it then.
+   * Cost: O(jobs kept in the queues), bounded by their retention (`queues/job-options.ts`) and
+   * the backlog. Returns the number of job hashes rewritten.
+   * @throws PayloadError when `erasedAtMs` is not an integer >= 0.
+   */
+  scrubJobs(ref: MemoryRef, erasedAtMs: number, queues: readonly QueueJobKeys[]): Promise<number>;
 }
 
 /** Dependencies of {@link createMaintenanceStore}. */
@@ -285,6 +318,48 @@ export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceS
       }
       const k = keysOf(ref);
       return Number(await redis.memqPruneSeen(k.seen, k.ord, k.meta, acceptedBeforeMs));
+    },
+
+    async scrubJobs(ref, erasedAtMs, queues) {
+      if (!Number.isSafeInteger(erasedAtMs) || erasedAtMs < 0) {
+        throw new PayloadError(
+          `scrubJobs: erasedAtMs: expected an integer >= 0 (ms since epoch), got ${erasedAtMs}`,
+        );
+      }
+      const refJson = JSON.stringify({
+        project: ref.project,
+        resource: ref.resource,
+        key: ref.key,
+      });
+      let scrubbed = 0;
+      for (const queue of queues) {
+        const snapshot = redis.multi();
+        for (const list of queue.lists) snapshot.lrange(list, 0, -1);
+        for (const set of queue.sortedSets) snapshot.zrange(set, '0', '-1');
+        const replies = await snapshot.exec();
+        if (!replies) throw new Error(`scrubJobs ${memoryId(ref)}: the MULTI was aborted`);
+        const ids = new Set<string>();
+        for (const [error, value] of replies) {
+          if (error) throw error;
+          for (const id of value as string[]) ids.add(id);
+        }
+        const keys = [...ids].map((id) => queue.jobPrefix + id);
+        for (let i = 0; i < keys.length; i += SCRUB_BATCH) {
+          const batch = keys.slice(i, i + SCRUB_BATCH);
+          scrubbed += Number(
+            await redis.memqScrubJobs(
+              batch.length,
+              ...batch,
+              erasedAtMs,
+              ref.project,
+              ref.resource,
+              ref.key,
+              refJson,
+            ),
+          );
+        }
+      }
+      return scrubbed;
     },
   };
 }

@@ -15,7 +15,54 @@ export interface AppendResult {
   readonly needsTokenCount: boolean;
   /** `message_count` after the append. */
   readonly messageCount: number;
+  /**
+   * Messages refused because the append was enqueued at or before the instance's erasure
+   * tombstone (a delete or clear requested after it has committed): the whole batch, with
+   * `added` and `duplicates` 0; nothing was written. 0 otherwise.
+   */
+  readonly erased: number;
 }
+
+/** Outcome of {@link MemoryStore.write}. */
+export interface WriteResult {
+  /** Messages in the log after the call (unchanged when the write was erased). */
+  readonly messageCount: number;
+  /** The epoch after the call (unchanged when the write was erased). */
+  readonly epoch: number;
+  /**
+   * True when the write was enqueued at or before the instance's erasure tombstone (a delete or
+   * clear requested after it has committed): then nothing changed.
+   */
+  readonly refused: boolean;
+}
+
+/** When the job behind a write was enqueued ({@link MemoryStore.append}, {@link MemoryStore.write}). */
+export interface EnqueuedAt {
+  /**
+   * The job's enqueue time, ms since epoch (BullMQ `job.timestamp`: the producer's clock, kept
+   * across retries). The call is refused when it is at or before the instance's erasure
+   * tombstone. Absent: the call is not a queued job, its order is its own execution order, and
+   * no tombstone applies.
+   */
+  readonly enqueuedAtMs?: number;
+}
+
+/** When the delete or clear was requested ({@link MemoryStore.clear}, {@link MemoryStore.delete}). */
+export interface ErasureRequest {
+  /**
+   * The delete or clear job's enqueue time, ms since epoch (BullMQ `job.timestamp`); default the
+   * store's clock. The erasure tombstone is raised to it (never lowered).
+   */
+  readonly requestedAtMs?: number;
+}
+
+/**
+ * TTL of the erasure tombstone (`MemoryKeys.erased`), seconds: 8 days, the failed-job retention
+ * of `queues/job-options.ts` (7 days, the longest any job can wait to be retried from the
+ * dashboard) plus one day for the maintenance sweep that enforces it and for a job that failed
+ * some time after the erasure. Every write of the tombstone restarts it.
+ */
+export const ERASURE_TOMBSTONE_TTL_SECONDS = 8 * 24 * 3600;
 
 /** A stored message with its exact token count, if counted yet. */
 export interface StoredMessage {
@@ -166,9 +213,17 @@ export interface MemoryStore {
   /**
    * Appends `messages` (already validated and, where a policy applies, redacted) in one script:
    * skips ids already accepted, stores the rest in id order, adds their estimates to
-   * `estimated_tokens`, slides the TTL of every key family (0 = never expires).
+   * `estimated_tokens`, slides the TTL of every key family (0 = never expires). With
+   * `enqueuedAtMs` at or before the erasure tombstone it writes nothing and reports the batch
+   * as `erased`.
+   * @throws PayloadError when `ttlSeconds` or `enqueuedAtMs` is not an integer >= 0.
    */
-  append(ref: MemoryRef, messages: readonly Message[], ttlSeconds: number): Promise<AppendResult>;
+  append(
+    ref: MemoryRef,
+    messages: readonly Message[],
+    ttlSeconds: number,
+    options?: EnqueuedAt,
+  ): Promise<AppendResult>;
   /**
    * A consistent snapshot of `limit` messages from `offset` (defaults 0 and 100; limit is capped
    * at {@link MAX_PAGE_SIZE}) with the instance's counters. A missing instance reads as empty.
@@ -210,17 +265,36 @@ export interface MemoryStore {
   applyFlush(ref: MemoryRef, commit: FlushCommit, ttlSeconds: number): Promise<FlushCommitResult>;
   /**
    * Atomically replaces the log with `messages` (sorted by id): summary and watermark removed,
-   * accounting restarted, epoch + 1, TTL set. The messages are uncounted afterwards.
+   * accounting restarted, epoch + 1, TTL set. The messages are uncounted afterwards. With
+   * `enqueuedAtMs` at or before the erasure tombstone nothing changes (`refused`).
+   * @throws PayloadError for repeated ids, or a `ttlSeconds` / `enqueuedAtMs` that is not an
+   *   integer >= 0.
    */
   write(
     ref: MemoryRef,
     messages: readonly Message[],
     ttlSeconds: number,
-  ): Promise<{ messageCount: number; epoch: number }>;
-  /** Removes every message and the summary; keeps the idempotency window. Epoch + 1. */
-  clear(ref: MemoryRef): Promise<{ removed: number; epoch: number }>;
-  /** Removes every key family and the index entry. Returns the messages removed. */
-  delete(ref: MemoryRef): Promise<number>;
+    options?: EnqueuedAt,
+  ): Promise<WriteResult>;
+  /**
+   * Removes every message and the summary; keeps the idempotency window. Epoch + 1. Raises the
+   * erasure tombstone to `requestedAtMs` (TTL {@link ERASURE_TOMBSTONE_TTL_SECONDS}), also when
+   * the instance does not exist. Returns the messages removed, the new epoch and the tombstone.
+   * @throws PayloadError when `requestedAtMs` is not an integer >= 0.
+   */
+  clear(
+    ref: MemoryRef,
+    options?: ErasureRequest,
+  ): Promise<{ removed: number; epoch: number; erasedAtMs: number }>;
+  /**
+   * Removes every key family and the index entry, and raises the erasure tombstone as
+   * {@link MemoryStore.clear} does. Returns the messages removed and the tombstone.
+   * @throws PayloadError when `requestedAtMs` is not an integer >= 0.
+   */
+  delete(
+    ref: MemoryRef,
+    options?: ErasureRequest,
+  ): Promise<{ removed: number; erasedAtMs: number }>;
   /**
    * Counters, accounting and health of an instance in one consistent read.
    * @param options.deep Also count messages per role and recount exact tokens (reads every
@@ -260,14 +334,15 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
   const keysOf = (ref: MemoryRef) => memoryKeys(deps.keyPrefix, ref);
 
   return {
-    async append(ref, messages, ttlSeconds) {
+    async append(ref, messages, ttlSeconds, options = {}) {
       requireTtl(ttlSeconds);
+      const enqueuedAt = optionalTime('append: enqueuedAtMs', options.enqueuedAtMs);
       const k = keysOf(ref);
-      const args: (string | number)[] = [ttlSeconds, now(), pendingWindowMs];
+      const args: (string | number)[] = [ttlSeconds, now(), pendingWindowMs, enqueuedAt];
       for (const message of messages) {
         args.push(message.id, JSON.stringify(message), estimateTokens(message));
       }
-      const [added, duplicates, needsTokenCount, messageCount] = (await redis.memqAppend(
+      const [added, duplicates, needsTokenCount, messageCount, erased] = (await redis.memqAppend(
         k.ord,
         k.msg,
         k.unc,
@@ -275,9 +350,10 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.seen,
         k.tok,
         k.acc,
+        k.erased,
         ...args,
-      )) as [number, number, number, number];
-      return { added, duplicates, needsTokenCount: needsTokenCount === 1, messageCount };
+      )) as [number, number, number, number, number];
+      return { added, duplicates, needsTokenCount: needsTokenCount === 1, messageCount, erased };
     },
 
     async read(ref, page = {}) {
@@ -435,8 +511,9 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       return { folded, evicted, messageCount, tokenCount, epoch };
     },
 
-    async write(ref, messages, ttlSeconds) {
+    async write(ref, messages, ttlSeconds, options = {}) {
       requireTtl(ttlSeconds);
+      const enqueuedAt = optionalTime('write: enqueuedAtMs', options.enqueuedAtMs);
       const k = keysOf(ref);
       const sorted = [...messages].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       const repeated = sorted
@@ -447,10 +524,10 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
           `write: message ids must be unique; repeated: ${[...new Set(repeated)].join(', ')}`,
         );
       }
-      const args: (string | number)[] = [ttlSeconds, now()];
+      const args: (string | number)[] = [ttlSeconds, now(), enqueuedAt];
       for (const message of sorted)
         args.push(message.id, JSON.stringify(message), estimateTokens(message));
-      const [messageCount, epoch] = (await redis.memqWrite(
+      const [messageCount, epoch, refused] = (await redis.memqWrite(
         k.ord,
         k.msg,
         k.tok,
@@ -458,28 +535,37 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.meta,
         k.seen,
         k.acc,
+        k.erased,
         ...args,
-      )) as [number, number];
-      return { messageCount, epoch };
+      )) as [number, number, number];
+      return { messageCount, epoch, refused: refused === 1 };
     },
 
-    async clear(ref) {
+    async clear(ref, options = {}) {
+      const clock = now();
+      const requested = optionalTime('clear: requestedAtMs', options.requestedAtMs);
+      const requestedAt = requested === '' ? clock : requested;
       const k = keysOf(ref);
-      const [removed, epoch] = (await redis.memqClear(
+      const [removed, epoch, erasedAtMs] = (await redis.memqClear(
         k.ord,
         k.msg,
         k.tok,
         k.unc,
         k.meta,
         k.acc,
-        now(),
-      )) as [number, number];
-      return { removed, epoch };
+        k.erased,
+        clock,
+        requestedAt,
+        ERASURE_TOMBSTONE_TTL_SECONDS,
+      )) as [number, number, number];
+      return { removed, epoch, erasedAtMs };
     },
 
-    async delete(ref) {
+    async delete(ref, options = {}) {
+      const requested = optionalTime('delete: requestedAtMs', options.requestedAtMs);
+      const requestedAt = requested === '' ? now() : requested;
       const k = keysOf(ref);
-      const removed = (await redis.memqDelete(
+      const [removed, erasedAtMs] = (await redis.memqDelete(
         k.ord,
         k.msg,
         k.tok,
@@ -487,9 +573,12 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.meta,
         k.seen,
         k.acc,
-      )) as number;
+        k.erased,
+        requestedAt,
+        ERASURE_TOMBSTONE_TTL_SECONDS,
+      )) as [number, number];
       await redis.zrem(indexKey(deps.keyPrefix, ref), memoryId(ref));
-      return removed;
+      return { removed, erasedAtMs };
     },
 
     async stats(ref, options = {}) {
@@ -556,6 +645,18 @@ function requireTtl(ttlSeconds: number): void {
       `ttlSeconds: expected an integer >= 0 (0 = never expires), got ${ttlSeconds}`,
     );
   }
+}
+
+/**
+ * `value` as a script argument: '' when absent (no time given).
+ * @throws PayloadError when `value` is present but not an integer >= 0 (ms since epoch).
+ */
+function optionalTime(what: string, value: number | undefined): number | '' {
+  if (value === undefined) return '';
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new PayloadError(`${what}: expected an integer >= 0 (ms since epoch), got ${value}`);
+  }
+  return value;
 }
 
 function toRecord(flat: readonly string[]): Record<string, string> {

@@ -126,7 +126,7 @@ describe('MemoryStore writes: replace, clear, delete, flush commit, stats', () =
     expect(await store.clear(ref)).toMatchObject({ removed: 3 });
     await expectConsistent(0, 0);
     await store.append(ref, messages(2), TTL);
-    expect(await store.delete(ref)).toBe(2);
+    expect(await store.delete(ref)).toMatchObject({ removed: 2 });
     expect((await store.stats(ref)).exists).toBe(false);
     const k = memoryKeys(ns.keyPrefix, ref);
     expect(await ns.redis.exists(k.ord, k.msg, k.tok, k.unc, k.meta, k.seen)).toBe(0);

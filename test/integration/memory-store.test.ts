@@ -52,7 +52,13 @@ describe('MemoryStore on real Redis', () => {
       },
     ];
     const result = await store.append(ref, batch, 3600);
-    expect(result).toEqual({ added: 3, duplicates: 0, needsTokenCount: true, messageCount: 3 });
+    expect(result).toEqual({
+      added: 3,
+      duplicates: 0,
+      needsTokenCount: true,
+      messageCount: 3,
+      erased: 0,
+    });
     const window = await store.read(ref);
     expect(window.messages.map((m) => m.message)).toEqual(batch);
     expect(window.total).toBe(3);

@@ -1,8 +1,13 @@
 -- append.lua: atomically append a batch of messages to one memory instance.
--- KEYS: 1 ord, 2 msg, 3 unc, 4 meta, 5 seen, 6 tok, 7 acc (access stats: TTL slid only)
+-- KEYS: 1 ord, 2 msg, 3 unc, 4 meta, 5 seen, 6 tok, 7 acc (access stats: TTL slid only),
+--       8 erased (the erasure tombstone: enqueue time of the latest delete or clear, ms)
 -- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, 3 token-count pending window ms,
+--       4 enqueuedAtMs of the append job ('' = not a queued job: no tombstone check),
 --       then triples: id, message JSON, estimated tokens
--- Returns: { added, duplicates, needTokenCount (0/1), message_count }
+-- Returns: { added, duplicates, needTokenCount (0/1), message_count, erased }
+-- A batch enqueued at or before the tombstone (same millisecond included: erasure wins a tie)
+-- was accepted before a delete or clear that has since committed: it is refused whole (erased =
+-- its size) and nothing is written, not even a key, so the instance is not recreated.
 -- An id is a duplicate if it is in the idempotency window (seen) or still in the log, or if it
 -- is at/below the summary watermark AND older than `meta.seen_floor_ms` (the accepted-at time
 -- below which maintenance pruned `seen`, so its absence from `seen` proves nothing). A late
@@ -12,6 +17,13 @@ local ord, msg, unc, meta, seen, tok = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[
 local ttl = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local pendingWindow = tonumber(ARGV[3])
+local enqueuedAt = tonumber(ARGV[4])
+if enqueuedAt then
+  local erasedAt = tonumber(redis.call('GET', KEYS[8]) or '')
+  if erasedAt and enqueuedAt <= erasedAt then
+    return { 0, 0, 0, tonumber(redis.call('HGET', meta, 'message_count') or '0'), (#ARGV - 4) / 3 }
+  end
+end
 local watermark = redis.call('HGET', meta, 'watermark') or ''
 local seenFloor = tonumber(redis.call('HGET', meta, 'seen_floor_ms') or '0')
 
@@ -26,7 +38,7 @@ local function ulidTime(id)
 end
 
 local added, duplicates, estimated = 0, 0, 0
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('ZSCORE', seen, id) or redis.call('ZSCORE', ord, id)
       or (watermark ~= '' and id <= watermark and seenFloor > 0 and ulidTime(id) < seenFloor) then
@@ -66,4 +78,4 @@ for _, key in ipairs({ ord, msg, unc, meta, seen, tok, KEYS[7] }) do
   end
 end
 
-return { added, duplicates, needTokenCount, tonumber(redis.call('HGET', meta, 'message_count') or '0') }
+return { added, duplicates, needTokenCount, tonumber(redis.call('HGET', meta, 'message_count') or '0'), 0 }

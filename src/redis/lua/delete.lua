@@ -1,6 +1,14 @@
--- delete.lua: remove every key family of an instance (not the lock, whose holder releases it).
--- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 seen, 7 acc
--- Returns the number of messages that were in the log.
+-- delete.lua: remove every key family of an instance (not the lock, whose holder releases it, and
+-- not the erasure tombstone, which this script raises).
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 seen, 7 acc, 8 erased (the erasure tombstone)
+-- ARGV: 1 requestedAtMs (the delete job's enqueue time), 2 tombstone TTL seconds (> 0)
+-- The tombstone is raised to requestedAtMs (never lowered) with its TTL, even when the instance
+-- does not exist yet: it is what refuses an append or write accepted before the delete and run
+-- after it, since `seen` goes with the rest.
+-- Returns { messages that were in the log, tombstone ms }.
+local erasedAt = redis.call('GET', KEYS[8])
+if not erasedAt or tonumber(ARGV[1]) > tonumber(erasedAt) then erasedAt = ARGV[1] end
+redis.call('SET', KEYS[8], erasedAt, 'EX', ARGV[2])
 local removed = redis.call('ZCARD', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
-return removed
+return { removed, tonumber(erasedAt) }

@@ -1,17 +1,28 @@
 -- write.lua: atomically replace an instance's log with the given messages.
--- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 seen, 7 acc
--- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, then triples: id, message JSON, estimate
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 seen, 7 acc, 8 erased (the erasure tombstone, ms)
+-- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, 3 enqueuedAtMs of the write job ('' = not a
+--       queued job: no tombstone check), then triples: id, message JSON, estimate
+-- A write enqueued at or before the tombstone (a delete or clear requested after it has
+-- committed; same millisecond included) changes nothing: returns { message_count, epoch, 1 }.
 -- Effects: the log becomes exactly these messages (uncounted; the caller enqueues a token
 -- count), the summary and watermark are removed, the accounting restarts (accepted = n,
 -- folded = evicted = 0), the ids join the idempotency window, epoch + 1 (fences any flush
--- planned before), TTL set on every family. Returns { message_count, epoch }.
+-- planned before), TTL set on every family. Returns { message_count, epoch, 0 (not refused) }.
 local ord, msg, tok, unc, meta, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local enqueuedAt = tonumber(ARGV[3])
+if enqueuedAt then
+  local erasedAt = tonumber(redis.call('GET', KEYS[8]) or '')
+  if erasedAt and enqueuedAt <= erasedAt then
+    return { tonumber(redis.call('HGET', meta, 'message_count') or '0'),
+      tonumber(redis.call('HGET', meta, 'epoch') or '0'), 1 }
+  end
+end
 redis.call('DEL', KEYS[7]) -- access stats belong to the replaced log
 local ttl = tonumber(ARGV[1])
 local now = ARGV[2]
 redis.call('DEL', ord, msg, tok, unc)
 local n, estimated = 0, 0
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local estimate = tonumber(ARGV[i + 2])
   redis.call('ZADD', ord, 0, id)
@@ -30,4 +41,4 @@ local epoch = redis.call('HINCRBY', meta, 'epoch', 1)
 for _, key in ipairs({ ord, msg, unc, meta, seen }) do
   if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
-return { n, epoch }
+return { n, epoch, 0 }
