@@ -54,6 +54,17 @@ export interface MemoryQueues {
  */
 export const DEFAULT_TOKEN_COUNT_DELAY_MS = 250;
 
+/**
+ * Deduplication id of the flushes of `ref`: `<mid>` for automatic (trigger) flushes,
+ * `<mid>#requested` for requested ones, so a pending automatic flush never swallows a user's
+ * flush (its strategy, and its "always plan" semantics). `#` is outside every memory id: keys are
+ * `[A-Za-z0-9_:\-@.]` (`MEMORY_KEY_PATTERN`) and `memoryId` joins its parts with `/` and
+ * percent-encodes `%{}/`, so no key can end in the suffix (a `:` suffix could: key `x:requested`).
+ */
+export function flushDeduplicationId(ref: MemoryRef, requested: boolean): string {
+  return requested ? `${memoryId(ref)}#requested` : memoryId(ref);
+}
+
 /** Options of {@link createMemoryQueues}. */
 export interface MemoryQueuesOptions {
   /**
@@ -117,11 +128,7 @@ export function createMemoryQueues(
       const job = await queues[QUEUES.flush].add(
         JOBS.flush,
         data,
-        // Triggered and requested flushes deduplicate separately: a pending automatic flush
-        // must not swallow a user's flush (its strategy, and its "always plan" semantics).
-        data.dry_run
-          ? {}
-          : { deduplication: { id: `${memoryId(ref)}${data.trigger ? '' : ':requested'}` } },
+        data.dry_run ? {} : { deduplication: { id: flushDeduplicationId(ref, !data.trigger) } },
       );
       return job.id!;
     },
