@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
+import type { RedisConnection } from '../src/redis/connection.js';
 import { needsFlush } from '../src/core/flush-plan.js';
 import { INDEX_SHARDS } from '../src/redis/keys.js';
 import type { MaintenanceStore } from '../src/store/maintenance-store.js';
 import { SCAN_DONE } from '../src/store/maintenance-store.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
+import { createBacklogLedger } from '../queues/backlog-ledger.js';
 import { DEFAULT_JOB_OPTIONS } from '../queues/job-options.js';
 import type { MemoryQueues } from '../queues/memory-queues.js';
 import { QUEUES } from '../queues/names.js';
@@ -43,6 +45,12 @@ export interface MaintenanceResult {
   readonly malformed: number;
   /** Finished jobs removed by `queue.clean` across the four queues. */
   readonly jobsCleaned: number;
+  /**
+   * Backlog-ledger entries removed because their job had left the backlog (ones the settling of
+   * each producer check had not reached); the ledger's totals are then recomputed from its entries
+   * (queues/backlog-ledger.ts).
+   */
+  readonly backlogSettled: number;
 }
 
 /** Dependencies of {@link createMaintenanceProcessor}. */
@@ -73,7 +81,8 @@ const PAGE = 200;
  * time (every step is idempotent): for every index entry, drop it if its instance expired,
  * reconcile counters against the log, prune idempotency ids older than the window (keeping ids
  * still in the log), and enqueue a flush when the instance is over its trigger; then
- * `queue.clean` finished jobs past their retention. Reports progress per shard.
+ * `queue.clean` finished jobs past their retention, and reconcile the backlog ledger (the byte
+ * and per-project bounds of producer backpressure). Reports progress per shard.
  */
 export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
   const now = deps.now ?? Date.now;
@@ -92,6 +101,7 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
         flushesEnqueued: 0,
         malformed: 0,
         jobsCleaned: 0,
+        backlogSettled: 0,
       };
       const pruneBefore = now() - deps.idempotencyWindowMs;
       for (const [done, shard] of todo.entries()) {
@@ -134,6 +144,14 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
         result.jobsCleaned += (await queue.clean(completedAgeMs, 10_000, 'completed')).length;
         result.jobsCleaned += (await queue.clean(failedAgeMs, 10_000, 'failed')).length;
       }
+      const appendQueue = deps.queues.append;
+      // BullMQ 6 types its client as its own IRedisClient; it is the ioredis connection the
+      // queues were created on (createMemoryQueues), and the qualified name is `<prefix>:<queue>`.
+      const ledger = createBacklogLedger(
+        (await appendQueue.backend.client) as unknown as RedisConnection,
+        appendQueue.qualifiedName.slice(0, -`:${QUEUES.append}`.length),
+      );
+      result.backlogSettled = (await ledger.reconcile()).settled;
       log.info(result, 'maintenance sweep done');
       return result;
     },

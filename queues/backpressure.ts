@@ -257,3 +257,92 @@ export function createBackpressureGate(options: BackpressureGateOptions): Backpr
     },
   };
 }
+
+/** What the backlog ledger says about the job data not yet started (see `queues/backlog-ledger.ts`). */
+export interface BacklogUsage {
+  /** Bytes of append and write job data not yet started, every project. */
+  readonly bytes: number;
+  /** The same for the project asking. */
+  readonly projectBytes: number;
+  /** Append and write jobs of the project asking not yet started. */
+  readonly projectJobs: number;
+}
+
+/**
+ * Bounds on the backlog besides the global job marks of {@link createBackpressureGate}; each is
+ * off when absent or 0.
+ */
+export interface BacklogBounds {
+  /** Jobs of one project at or above which it is refused (`MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`). */
+  readonly projectHighWaterJobs?: number;
+  /** Bytes of every project at or above which everyone is refused (`MEMQ_BACKPRESSURE_MAX_BYTES`). */
+  readonly maxBytes?: number;
+  /** Bytes of one project at or above which it is refused (`MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES`). */
+  readonly projectMaxBytes?: number;
+}
+
+/** Which {@link BacklogBounds} bound refused a producer (`details.bound` of the error). */
+export type BacklogBound = 'project_jobs' | 'project_bytes' | 'bytes';
+
+/** True when at least one of `bounds` is on (> 0), i.e. the backlog ledger is needed. */
+export function hasBacklogBounds(bounds: BacklogBounds): boolean {
+  return (
+    (bounds.projectHighWaterJobs ?? 0) > 0 ||
+    (bounds.maxBytes ?? 0) > 0 ||
+    (bounds.projectMaxBytes ?? 0) > 0
+  );
+}
+
+/**
+ * The refusal of a producer of `project` whose backlog `usage` is at or above one of `bounds`, or
+ * undefined when every bound admits it. The project's own bounds are checked first (its jobs,
+ * then its bytes), then the global bytes, so the message names what the caller itself can change.
+ * Bounds are caps without hysteresis (a refused project is admitted again as soon as its usage is
+ * below the bound) and soft like the job marks: producers admitted on the same reading together
+ * overshoot by what they enqueue. Pure.
+ * @param queueName The queue named in the message, e.g. `memory-append`.
+ * @returns A {@link BackpressureError} with `retryAfterMs` {@link RETRY_AFTER_DEFAULT_MS} (no drain
+ *   rate is known per project) and `details` `{ queue, bound, project, usage, limit }` (`usage`
+ *   and `limit` in the bound's unit, jobs or bytes).
+ */
+export function backlogRefusal(
+  queueName: string,
+  project: string,
+  usage: BacklogUsage,
+  bounds: BacklogBounds,
+): BackpressureError | undefined {
+  const over = (limit: number | undefined, value: number) =>
+    limit !== undefined && limit > 0 && value >= limit;
+  const refuse = (bound: BacklogBound, value: number, limit: number, what: string) =>
+    new BackpressureError(
+      `${what}; retry after ${RETRY_AFTER_DEFAULT_MS} ms`,
+      RETRY_AFTER_DEFAULT_MS,
+      { details: { queue: queueName, bound, project, usage: value, limit } },
+    );
+  const { projectHighWaterJobs, projectMaxBytes, maxBytes } = bounds;
+  if (over(projectHighWaterJobs, usage.projectJobs)) {
+    return refuse(
+      'project_jobs',
+      usage.projectJobs,
+      projectHighWaterJobs!,
+      `project ${project} has ${usage.projectJobs} append and write jobs waiting, at or above its high-water mark ${projectHighWaterJobs} (MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER); other projects are still admitted`,
+    );
+  }
+  if (over(projectMaxBytes, usage.projectBytes)) {
+    return refuse(
+      'project_bytes',
+      usage.projectBytes,
+      projectMaxBytes!,
+      `project ${project} has ${usage.projectBytes} bytes of append and write jobs waiting, at or above its bound ${projectMaxBytes} (MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES); other projects are still admitted`,
+    );
+  }
+  if (over(maxBytes, usage.bytes)) {
+    return refuse(
+      'bytes',
+      usage.bytes,
+      maxBytes!,
+      `${usage.bytes} bytes of append and write jobs are waiting, at or above the bound ${maxBytes} (MEMQ_BACKPRESSURE_MAX_BYTES)`,
+    );
+  }
+  return undefined;
+}

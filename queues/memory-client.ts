@@ -32,7 +32,13 @@ import {
   type FlushJob,
   type WriteJob,
 } from './job-contracts.js';
-import { createBackpressureGate } from './backpressure.js';
+import {
+  backlogRefusal,
+  createBackpressureGate,
+  hasBacklogBounds,
+  type BacklogBounds,
+} from './backpressure.js';
+import { createBacklogLedger } from './backlog-ledger.js';
 import { createMemoryQueues } from './memory-queues.js';
 import { JOBS, QUEUES, type QueueName } from './names.js';
 
@@ -82,6 +88,19 @@ export interface AppendReceipt {
   readonly ref: MemoryRef;
 }
 
+/**
+ * Options of one {@link MemoryClient.append} or {@link MemoryClient.write} call.
+ */
+export interface EnqueueOptions {
+  /**
+   * Runs once the input is fully validated (ids, privacy, job contract) and before backpressure
+   * and the enqueue; a rejection aborts the call with nothing enqueued. The HTTP API counts the
+   * request's messages against its API key's rate limit here.
+   * @param info `messages`: the messages the caller sent (before the privacy policy dropped any).
+   */
+  readonly beforeEnqueue?: (info: { readonly messages: number }) => Promise<void>;
+}
+
 /** The producer-side library services import (DESIGN.md section 1). */
 export interface MemoryClient {
   /**
@@ -90,11 +109,17 @@ export interface MemoryClient {
    * roles, redacts patterns: raw content never reaches Redis, job data included) and enqueues
    * one append job. Resolves when the job is in Redis.
    * @throws PayloadError for invalid input (nothing is enqueued).
-   * @throws BackpressureError when the append backlog is over the high-water mark (see
-   *   {@link MemoryClientDeps.backpressure}); nothing is enqueued, retry after `retryAfterMs`.
+   * @throws BackpressureError when the append backlog is over the high-water mark, or the
+   *   project's or everyone's backlog over a bound (see {@link MemoryClientDeps.backpressure});
+   *   nothing is enqueued, retry after `retryAfterMs`.
    * @throws MemoryNotFoundError for an unknown resource.
+   * @throws whatever `options.beforeEnqueue` throws (nothing is enqueued).
    */
-  append(target: MemoryTarget, messages: readonly MessageInput[]): Promise<AppendReceipt>;
+  append(
+    target: MemoryTarget,
+    messages: readonly MessageInput[],
+    options?: EnqueueOptions,
+  ): Promise<AppendReceipt>;
   /**
    * The producer-side work of {@link MemoryClient.append} without the enqueue: validation, key
    * resolution, ids, privacy, the job contract. Returns the receipt `append` would return and
@@ -109,8 +134,14 @@ export interface MemoryClient {
    * Replaces an instance's log with `messages` (0..1000; ids assigned where absent, privacy
    * policy applied) through a `memory-cleanup` / `write` job.
    * @throws PayloadError for invalid input (nothing is enqueued).
+   * @throws BackpressureError as `append` does (the same marks and bounds).
+   * @throws whatever `options.beforeEnqueue` throws (nothing is enqueued).
    */
-  write(target: MemoryTarget, messages: readonly MessageInput[]): Promise<JobReceipt>;
+  write(
+    target: MemoryTarget,
+    messages: readonly MessageInput[],
+    options?: EnqueueOptions,
+  ): Promise<JobReceipt>;
   /**
    * Enqueues a flush (`memory-flush`): `strategy` overrides the resource's; `dryRun` plans only.
    * Real flushes are deduplicated per instance (the receipt then names the pending flush).
@@ -225,12 +256,15 @@ export interface MemoryClientDeps {
   /** Records `memq_redactions_total` and `memq_backpressure_rejections_total`; absent = not recorded. */
   readonly metrics?: MemqMetrics;
   /**
-   * Producer backpressure on the append queue (DESIGN.md section 5); absent = none. At or above
-   * `highWaterJobs` waiting + delayed + prioritized appends, `append` and `write` reject with
+   * Producer backpressure (DESIGN.md section 5); absent = none. At or above `highWaterJobs`
+   * waiting + delayed + prioritized appends, `append` and `write` reject with
    * `BackpressureError` (policy `reject`) or wait until the backlog is at or below
-   * `lowWaterJobs` (policy `wait`, up to `waitTimeoutMs`).
+   * `lowWaterJobs` (policy `wait`, up to `waitTimeoutMs`). The {@link BacklogBounds}
+   * (`projectHighWaterJobs`, `maxBytes`, `projectMaxBytes`; each off when absent or 0) are read
+   * from the backlog ledger (queues/backlog-ledger.ts) and always reject (`backlogRefusal`),
+   * whatever the policy.
    */
-  readonly backpressure?: {
+  readonly backpressure?: BacklogBounds & {
     readonly highWaterJobs: number;
     readonly lowWaterJobs: number;
     readonly policy: 'reject' | 'wait';
@@ -322,18 +356,56 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     );
     return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
   };
+  const bounds: BacklogBounds = deps.backpressure ?? {};
   const gate = deps.backpressure
     ? createBackpressureGate({ countBacklog, queueName: QUEUES.append, ...deps.backpressure })
     : undefined;
-  const admit = async () => {
+  const ledger = hasBacklogBounds(bounds)
+    ? createBacklogLedger(deps.connection, deps.queuePrefix)
+    : undefined;
+  /**
+   * Admits an enqueue of `project` to `queue` or throws BackpressureError: the global job marks,
+   * then the ledger's bounds.
+   */
+  const admit = async (project: string, queue: QueueName) => {
     try {
       await gate?.admit();
     } catch (error) {
       if (error instanceof BackpressureError) {
-        deps.metrics?.backpressureRejections.inc({ queue: QUEUES.append });
+        deps.metrics?.backpressureRejections.inc({ queue: QUEUES.append, bound: 'jobs' });
       }
       throw error;
     }
+    if (!ledger) return;
+    const usage = await guard('backlog', () => ledger.check(project));
+    const refusal = backlogRefusal(queue, project, usage, bounds);
+    if (refusal) {
+      deps.metrics?.backpressureRejections.inc({
+        queue,
+        bound: String(refusal.details.bound),
+      });
+      throw refusal;
+    }
+  };
+  /**
+   * Adds a job of `project` to `queue`, then records it in the ledger. A failed record leaves the
+   * job uncounted (the enqueue stands): the ledger errs on the side of admitting.
+   */
+  const enqueue = async (
+    project: string,
+    queue: QueueName,
+    name: string,
+    data: object,
+    options?: { jobId: string },
+  ): Promise<string> => {
+    const job = await guard(name, () => queues.byName(queue).add(name, data, options));
+    if (ledger) {
+      const bytes = Buffer.byteLength(JSON.stringify(data), 'utf8');
+      await guard('backlog', () => ledger.record(queue, job.id!, project, bytes)).catch(
+        () => undefined,
+      );
+    }
+    return job.id!;
   };
   const identify = (input: readonly MessageInput[], max: number, min: number): Message[] => {
     const parsed = z.array(MessageInputSchema).min(min).max(max).safeParse(input);
@@ -348,6 +420,8 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     const job = await guard(name, () => queues.cleanup.add(name, data));
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };
+  const checkedBeforeEnqueue = (options: EnqueueOptions | undefined, messages: number) =>
+    options?.beforeEnqueue?.({ messages }) ?? Promise.resolve();
 
   const bind = (project: string, owner: boolean): MemoryClient => {
     const refOf = (target: MemoryTarget): MemoryRef => {
@@ -397,7 +471,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       project,
       prepareAppend,
 
-      async append(target, input) {
+      async append(target, input, options) {
         let prepared: ReturnType<typeof prepareAppend>;
         try {
           prepared = prepareAppend(target, input);
@@ -408,16 +482,17 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
           throw error;
         }
         const { receipt, job } = prepared;
+        await checkedBeforeEnqueue(options, input.length);
         if (receipt.redactions > 0) {
           deps.metrics?.redactions.inc({ resource: target.resource }, receipt.redactions);
         }
         if (!job || receipt.jobId === undefined) return receipt;
-        await admit();
-        await guard('append', () => appendQueue.add(JOBS.append, job, { jobId: receipt.jobId }));
+        await admit(project, QUEUES.append);
+        await enqueue(project, QUEUES.append, JOBS.append, job, { jobId: receipt.jobId });
         return receipt;
       },
 
-      async write(target, input) {
+      async write(target, input, options) {
         const resource = deps.registry.get(target.resource);
         const ref = refOf(target);
         const { kept } = applyPrivacy(
@@ -427,8 +502,10 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
         const job: WriteJob = { ref, messages: kept };
         const checked = WriteJobSchema.safeParse(job);
         if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
-        await admit();
-        return cleanupJob(JOBS.write, job, ref);
+        await checkedBeforeEnqueue(options, input.length);
+        await admit(project, QUEUES.cleanup);
+        const jobId = await enqueue(project, QUEUES.cleanup, JOBS.write, job);
+        return { queue: QUEUES.cleanup, jobId, ref };
       },
 
       async flush(target, options = {}) {

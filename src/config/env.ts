@@ -27,6 +27,61 @@ export const BACKPRESSURE_POLICIES = ['reject', 'wait'] as const;
 export type BackpressurePolicy = (typeof BACKPRESSURE_POLICIES)[number];
 
 /**
+ * Default `MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`: 2 500 jobs, a quarter of the default global
+ * high-water mark (10 000), so one project alone cannot close the global gate for every other
+ * project: four projects at their own mark are needed for that.
+ */
+export const DEFAULT_PROJECT_HIGH_WATER_JOBS = 2_500;
+
+/**
+ * Default `MEMQ_BACKPRESSURE_MAX_BYTES`: 1 GiB of append and write job data not yet started. The
+ * job mark alone let 10 000 jobs of 1 MiB bodies (about 10 GiB) in before it closed; a normal
+ * backlog (10 000 appends of a few KiB) is tens of MiB, far below this.
+ */
+export const DEFAULT_BACKLOG_MAX_BYTES = 2 ** 30;
+
+/**
+ * Default `MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES`: 256 MiB, a quarter of
+ * {@link DEFAULT_BACKLOG_MAX_BYTES} (the same share as {@link DEFAULT_PROJECT_HIGH_WATER_JOBS}).
+ */
+export const DEFAULT_PROJECT_BACKLOG_MAX_BYTES = 2 ** 28;
+
+/**
+ * Window of the rate limits' burst allowance, seconds: `MEMQ_RATE_LIMIT_*_BURST` more requests or
+ * messages may pass per this many seconds once a second's own allowance is used up.
+ */
+export const RATE_LIMIT_BURST_WINDOW_SECONDS = 10;
+
+/**
+ * Default `MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND` (100) and `MEMQ_RATE_LIMIT_REQUESTS_BURST` (1 000,
+ * per {@link RATE_LIMIT_BURST_WINDOW_SECONDS}) per API key: an agent makes a few calls per turn,
+ * so a normal one stays one to two orders of magnitude below.
+ */
+export const DEFAULT_RATE_LIMIT_REQUESTS = { perSecond: 100, burst: 1_000 } as const;
+
+/**
+ * Default `MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND` (1 000) and `MEMQ_RATE_LIMIT_MESSAGES_BURST`
+ * (10 000, per {@link RATE_LIMIT_BURST_WINDOW_SECONDS}) per API key: one full write (1 000
+ * messages) fits in a second's allowance.
+ */
+export const DEFAULT_RATE_LIMIT_MESSAGES = { perSecond: 1_000, burst: 10_000 } as const;
+
+/**
+ * The most messages one request carries (`MAX_MESSAGES_PER_WRITE` in queues/job-contracts.ts,
+ * which this layer cannot import; a unit test keeps them equal): an enabled message rate limit
+ * must let that many pass at once (per second or as a burst), or a full write could never pass.
+ */
+export const RATE_LIMIT_MIN_MESSAGES = 1_000;
+
+/**
+ * Default `MEMQ_MAX_CONCURRENT_WAITS` (32) and `MEMQ_MAX_CONCURRENT_DRY_RUNS` (4) per project and
+ * serve process. A `?wait=true` call holds a connection and polls Redis until its job finishes;
+ * each dry-run flush adds a flush job (never deduplicated) that the flush workers plan, so dry
+ * runs get the smaller share.
+ */
+export const DEFAULT_MAX_CONCURRENT = { waits: 32, dryRuns: 4 } as const;
+
+/**
  * Default `HOST`: loopback only, so a memq started on a laptop or a server is not reachable from
  * the network until someone decides it should be (the container image sets `0.0.0.0`).
  */
@@ -73,6 +128,24 @@ export interface EnvConfig {
   readonly backpressureLowWaterJobs: number;
   /** `MEMQ_BACKPRESSURE_POLICY`: `reject` (BackpressureError) or `wait` (until below low water). Default `reject`. */
   readonly backpressurePolicy: BackpressurePolicy;
+  /**
+   * `MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`: append and write jobs of one project not yet started at
+   * or above which that project's appends and writes are refused (`BACKPRESSURE`) while other
+   * projects' are admitted, >= 0 (0 = no per-project mark). Always rejects, whatever the policy.
+   * Default {@link DEFAULT_PROJECT_HIGH_WATER_JOBS} (2 500).
+   */
+  readonly backpressureProjectHighWaterJobs: number;
+  /**
+   * `MEMQ_BACKPRESSURE_MAX_BYTES`: bytes of append and write job data (JSON) not yet started, of
+   * all projects, at or above which appends and writes are refused, >= 0 (0 = no bound). Default
+   * {@link DEFAULT_BACKLOG_MAX_BYTES} (1 GiB).
+   */
+  readonly backpressureMaxBytes: number;
+  /**
+   * `MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES`: the same bound per project, >= 0 (0 = no bound).
+   * Default {@link DEFAULT_PROJECT_BACKLOG_MAX_BYTES} (256 MiB).
+   */
+  readonly backpressureProjectMaxBytes: number;
   /** `MEMQ_SHUTDOWN_GRACE_MS`: how long shutdown waits for each step, milliseconds, >= 0. Default 30 000. */
   readonly shutdownGraceMs: number;
   /** `MEMQ_MAINTENANCE_INTERVAL_MS`: how often the maintenance sweep runs, milliseconds, 1 000-86 400 000. Default 300 000 (5 min). */
@@ -116,6 +189,38 @@ export interface EnvConfig {
   readonly maxBodyBytes: number;
   /** `MEMQ_MAX_MESSAGE_BYTES`: largest message content over HTTP, UTF-8 bytes, 1-4 MiB. Default 262 144 (256 KiB). */
   readonly maxMessageBytes: number;
+  /**
+   * `MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND`: `/v1` requests per API key per second, >= 0 (0 = no
+   * request limit). Default 100 ({@link DEFAULT_RATE_LIMIT_REQUESTS}).
+   */
+  readonly rateLimitRequestsPerSecond: number;
+  /**
+   * `MEMQ_RATE_LIMIT_REQUESTS_BURST`: requests per API key allowed beyond the per-second limit per
+   * {@link RATE_LIMIT_BURST_WINDOW_SECONDS} seconds, >= 0. Default 1 000.
+   */
+  readonly rateLimitRequestsBurst: number;
+  /**
+   * `MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND`: appended or written messages per API key per second,
+   * >= 0 (0 = no message limit). Default 1 000 ({@link DEFAULT_RATE_LIMIT_MESSAGES}).
+   */
+  readonly rateLimitMessagesPerSecond: number;
+  /**
+   * `MEMQ_RATE_LIMIT_MESSAGES_BURST`: messages per API key allowed beyond the per-second limit per
+   * {@link RATE_LIMIT_BURST_WINDOW_SECONDS} seconds, >= 0; this or the per-second limit must be at
+   * least {@link RATE_LIMIT_MIN_MESSAGES}. Default 10 000.
+   */
+  readonly rateLimitMessagesBurst: number;
+  /**
+   * `MEMQ_MAX_CONCURRENT_WAITS`: `?wait=true` calls (other than dry-run flushes) one project may
+   * have running at once in one serve process, >= 0 (0 = no cap). Default 32
+   * ({@link DEFAULT_MAX_CONCURRENT}).
+   */
+  readonly maxConcurrentWaits: number;
+  /**
+   * `MEMQ_MAX_CONCURRENT_DRY_RUNS`: dry-run flushes one project may have running at once in one
+   * serve process, >= 0 (0 = no cap). Default 4 ({@link DEFAULT_MAX_CONCURRENT}).
+   */
+  readonly maxConcurrentDryRuns: number;
   /** `MEMQ_LOG_LEVEL`: one of {@link LOG_LEVELS}. Default `info`. */
   readonly logLevel: LogLevel;
 }
@@ -198,6 +303,23 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       description: 'reject (fail with BACKPRESSURE) or wait (until below low water)',
     },
     {
+      name: 'MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER',
+      default: String(DEFAULT_PROJECT_HIGH_WATER_JOBS),
+      description:
+        'Append and write jobs of one project not yet started at or above which that project is refused (BACKPRESSURE) while others are admitted; 0 = no per-project mark',
+    },
+    {
+      name: 'MEMQ_BACKPRESSURE_MAX_BYTES',
+      default: String(DEFAULT_BACKLOG_MAX_BYTES),
+      description:
+        'Bytes of append and write job data not yet started (all projects) at or above which appends and writes are refused; 0 = no bound',
+    },
+    {
+      name: 'MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES',
+      default: String(DEFAULT_PROJECT_BACKLOG_MAX_BYTES),
+      description: 'The same bound per project; 0 = no bound',
+    },
+    {
       name: 'MEMQ_SHUTDOWN_GRACE_MS',
       default: '30000',
       description: 'Grace per shutdown step, milliseconds',
@@ -258,6 +380,40 @@ export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
       name: 'MEMQ_MAX_MESSAGE_BYTES',
       default: '262144',
       description: 'Largest message content over HTTP, UTF-8 bytes (1-4194304); larger: 413',
+    },
+    {
+      name: 'MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND',
+      default: String(DEFAULT_RATE_LIMIT_REQUESTS.perSecond),
+      description:
+        '/v1 requests per API key per second, shared by every process on the Redis; over it: 429 RATE_LIMITED; 0 = no limit',
+    },
+    {
+      name: 'MEMQ_RATE_LIMIT_REQUESTS_BURST',
+      default: String(DEFAULT_RATE_LIMIT_REQUESTS.burst),
+      description: `Requests per API key allowed beyond the per-second limit per ${RATE_LIMIT_BURST_WINDOW_SECONDS} seconds`,
+    },
+    {
+      name: 'MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND',
+      default: String(DEFAULT_RATE_LIMIT_MESSAGES.perSecond),
+      description:
+        'Appended or written messages per API key per second; over it: 429 RATE_LIMITED; 0 = no limit',
+    },
+    {
+      name: 'MEMQ_RATE_LIMIT_MESSAGES_BURST',
+      default: String(DEFAULT_RATE_LIMIT_MESSAGES.burst),
+      description: `Messages per API key allowed beyond the per-second limit per ${RATE_LIMIT_BURST_WINDOW_SECONDS} seconds; this or the per-second limit must be at least ${RATE_LIMIT_MIN_MESSAGES}`,
+    },
+    {
+      name: 'MEMQ_MAX_CONCURRENT_WAITS',
+      default: String(DEFAULT_MAX_CONCURRENT.waits),
+      description:
+        '?wait=true calls one project may have running at once per serve process; beyond: 429 RATE_LIMITED; 0 = no cap',
+    },
+    {
+      name: 'MEMQ_MAX_CONCURRENT_DRY_RUNS',
+      default: String(DEFAULT_MAX_CONCURRENT.dryRuns),
+      description:
+        'Dry-run flushes one project may have running at once per serve process; beyond: 429 RATE_LIMITED; 0 = no cap',
     },
     {
       name: 'MEMQ_LOG_LEVEL',
@@ -424,6 +580,21 @@ const EnvSchema = z
     MEMQ_BACKPRESSURE_POLICY: z
       .enum(BACKPRESSURE_POLICIES, { error: POLICY_ALLOWED })
       .default('reject'),
+    MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER: integer(
+      0,
+      1e12,
+      'expected a non-negative integer (jobs; 0 = no per-project mark)',
+    ).default(DEFAULT_PROJECT_HIGH_WATER_JOBS),
+    MEMQ_BACKPRESSURE_MAX_BYTES: integer(
+      0,
+      2 ** 50,
+      'expected a non-negative integer (bytes; 0 = no bound)',
+    ).default(DEFAULT_BACKLOG_MAX_BYTES),
+    MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES: integer(
+      0,
+      2 ** 50,
+      'expected a non-negative integer (bytes; 0 = no bound)',
+    ).default(DEFAULT_PROJECT_BACKLOG_MAX_BYTES),
     MEMQ_SHUTDOWN_GRACE_MS: integer(
       0,
       3_600_000,
@@ -473,9 +644,51 @@ const EnvSchema = z
       4 * 2 ** 20,
       'expected an integer in 1-4194304 (bytes)',
     ).default(256 * 1024),
+    MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND: integer(
+      0,
+      1e9,
+      'expected a non-negative integer (requests; 0 = no limit)',
+    ).default(DEFAULT_RATE_LIMIT_REQUESTS.perSecond),
+    MEMQ_RATE_LIMIT_REQUESTS_BURST: integer(
+      0,
+      1e9,
+      'expected a non-negative integer (requests)',
+    ).default(DEFAULT_RATE_LIMIT_REQUESTS.burst),
+    MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: integer(
+      0,
+      1e9,
+      'expected a non-negative integer (messages; 0 = no limit)',
+    ).default(DEFAULT_RATE_LIMIT_MESSAGES.perSecond),
+    MEMQ_RATE_LIMIT_MESSAGES_BURST: integer(
+      0,
+      1e9,
+      'expected a non-negative integer (messages)',
+    ).default(DEFAULT_RATE_LIMIT_MESSAGES.burst),
+    MEMQ_MAX_CONCURRENT_WAITS: integer(
+      0,
+      1e6,
+      'expected an integer in 0-1000000 (calls; 0 = no cap)',
+    ).default(DEFAULT_MAX_CONCURRENT.waits),
+    MEMQ_MAX_CONCURRENT_DRY_RUNS: integer(
+      0,
+      1e6,
+      'expected an integer in 0-1000000 (calls; 0 = no cap)',
+    ).default(DEFAULT_MAX_CONCURRENT.dryRuns),
     MEMQ_LOG_LEVEL: z.enum(LOG_LEVELS, { error: LOG_LEVEL_ALLOWED }).default('info'),
   })
   .superRefine((env, ctx) => {
+    const messagesPerSecond = env.MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND;
+    if (
+      messagesPerSecond > 0 &&
+      Math.max(messagesPerSecond, env.MEMQ_RATE_LIMIT_MESSAGES_BURST) < RATE_LIMIT_MIN_MESSAGES
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MEMQ_RATE_LIMIT_MESSAGES_BURST'],
+        message: `expected at least ${RATE_LIMIT_MIN_MESSAGES} while MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND (${messagesPerSecond}) is below it (a write carries up to ${RATE_LIMIT_MIN_MESSAGES} messages; 0 per second turns the limit off)`,
+        params: { got: String(env.MEMQ_RATE_LIMIT_MESSAGES_BURST) },
+      });
+    }
     if (env.MEMQ_BACKPRESSURE_LOW_WATER >= env.MEMQ_BACKPRESSURE_HIGH_WATER) {
       ctx.addIssue({
         code: 'custom',
@@ -539,6 +752,9 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
     backpressureHighWaterJobs: e.MEMQ_BACKPRESSURE_HIGH_WATER,
     backpressureLowWaterJobs: e.MEMQ_BACKPRESSURE_LOW_WATER,
     backpressurePolicy: e.MEMQ_BACKPRESSURE_POLICY,
+    backpressureProjectHighWaterJobs: e.MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER,
+    backpressureMaxBytes: e.MEMQ_BACKPRESSURE_MAX_BYTES,
+    backpressureProjectMaxBytes: e.MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES,
     shutdownGraceMs: e.MEMQ_SHUTDOWN_GRACE_MS,
     maintenanceIntervalMs: e.MEMQ_MAINTENANCE_INTERVAL_MS,
     idempotencyWindowMs: e.MEMQ_IDEMPOTENCY_WINDOW_MS,
@@ -552,6 +768,12 @@ export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfi
     boardReadOnly: e.MEMQ_BOARD_READ_ONLY === 'true',
     maxBodyBytes: e.MEMQ_MAX_BODY_BYTES,
     maxMessageBytes: e.MEMQ_MAX_MESSAGE_BYTES,
+    rateLimitRequestsPerSecond: e.MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND,
+    rateLimitRequestsBurst: e.MEMQ_RATE_LIMIT_REQUESTS_BURST,
+    rateLimitMessagesPerSecond: e.MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND,
+    rateLimitMessagesBurst: e.MEMQ_RATE_LIMIT_MESSAGES_BURST,
+    maxConcurrentWaits: e.MEMQ_MAX_CONCURRENT_WAITS,
+    maxConcurrentDryRuns: e.MEMQ_MAX_CONCURRENT_DRY_RUNS,
     logLevel: e.MEMQ_LOG_LEVEL,
   });
 }

@@ -240,7 +240,7 @@ export const JobResponseSchema = z.object({
 /** Every error answer. */
 export const ErrorResponseSchema = z.object({
   error: z.object({
-    /** Stable code, e.g. PAYLOAD_INVALID, UNAUTHENTICATED, NOT_FOUND, BACKPRESSURE. */
+    /** Stable code, e.g. PAYLOAD_INVALID, UNAUTHENTICATED, NOT_FOUND, BACKPRESSURE, RATE_LIMITED. */
     code: z.string(),
     /** What, where, and what is allowed. */
     message: z.string(),

@@ -18,6 +18,7 @@ import { BOARD_PATH, createBoardRouter } from './board.js';
 import { errorHandler, NotFoundError, UnsupportedMediaTypeError } from './http-errors.js';
 import { createMemoryRoutes } from './memory-routes.js';
 import { openApiDocument } from './openapi.js';
+import { createTenantLimits, type TenantLimitSettings } from './rate-limit.js';
 
 /** Dependencies and settings of {@link createHttpApp}. */
 export interface HttpAppOptions {
@@ -45,6 +46,11 @@ export interface HttpAppOptions {
   readonly readyTimeoutMs?: number;
   /** How long a `/readyz` answer is reused after its probe finished, ms. Default {@link READY_CACHE_MS}. */
   readonly readyCacheMs?: number;
+  /**
+   * Per-tenant limits (request and message rates per API key, counted on `redis`; concurrent
+   * waits and dry runs per project); absent = none (src/http/rate-limit.ts).
+   */
+  readonly limits?: TenantLimitSettings;
 }
 
 /**
@@ -206,17 +212,26 @@ export function createHttpApp(options: HttpAppOptions): Express {
     }),
   );
 
+  const limits = createTenantLimits({
+    ...(options.limits ? { settings: options.limits } : {}),
+    redis: options.redis,
+    apiKeys: options.apiKeys,
+    metrics,
+  });
   // Authentication first: a caller without a valid key gets its 401 before any body is
-  // inflated or parsed (Node discards an unread body once the answer is sent).
+  // inflated or parsed (Node discards an unread body once the answer is sent). The request rate
+  // next: a key over it costs no body parsing, and requests that fail validation count too.
   app.use(
     '/v1',
     apiKeyAuth(options.apiKeys),
+    limits.requests,
     jsonBodiesOnly,
     express.json({ limit: options.maxBodyBytes }),
     createMemoryRoutes({
       client: options.client,
       registry: options.registry,
       maxMessageBytes: options.maxMessageBytes,
+      limits,
     }),
   );
 

@@ -45,6 +45,25 @@ export class UnsupportedMediaTypeError extends AppError {
   }
 }
 
+/**
+ * The caller is over one of its limits: its API key's request or message rate, or its project's
+ * concurrent `?wait=true` calls or dry-run flushes (src/http/rate-limit.ts). Nothing was enqueued
+ * or changed; retry after `retryAfterMs`.
+ */
+export class RateLimitedError extends AppError {
+  /** Suggested wait before retrying, ms, >= 1. */
+  readonly retryAfterMs: number;
+
+  /**
+   * @param retryAfterMs When a retry can pass, ms (rounded up to whole seconds in `Retry-After`).
+   * @param details `limit` (which one), its `max` and `window_seconds` where it has one.
+   */
+  constructor(message: string, retryAfterMs: number, details: Record<string, unknown> = {}) {
+    super('RATE_LIMITED', message, true, { details });
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
 /** A `?wait=true` call whose job did not finish in time; the job goes on. */
 export class WaitTimeoutError extends AppError {
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -54,7 +73,8 @@ export class WaitTimeoutError extends AppError {
 
 /**
  * HTTP status per error code. Sources: RFC 9110 section 15 for 400/401/403/404/409/413/415/503/504,
- * RFC 6585 section 4 for 429. `CONFLICT` (a pending flush with other options) and `LOCK_BUSY` are 409 (the instance is being changed by another
+ * RFC 6585 section 4 for 429 (`BACKPRESSURE`: the backlog is full; `RATE_LIMITED`: the caller is
+ * over its own limit). `CONFLICT` (a pending flush with other options) and `LOCK_BUSY` are 409 (the instance is being changed by another
  * operation; retry); `POLICY_FAILED` is 422 (the request is well-formed but the privacy policy
  * could not be applied, so nothing was stored).
  */
@@ -72,6 +92,7 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   UNSUPPORTED_MEDIA_TYPE: 415,
   POLICY_FAILED: 422,
   BACKPRESSURE: 429,
+  RATE_LIMITED: 429,
   REDIS_UNAVAILABLE: 503,
   WAIT_TIMEOUT: 504,
   CONFIG_INVALID: 500,
@@ -93,13 +114,17 @@ export interface ErrorBody {
   };
 }
 
-/** Status and body for `error` (see {@link STATUS_BY_CODE}); unknown errors are 500. */
+/**
+ * Status and body for `error` (see {@link STATUS_BY_CODE}); unknown errors are 500. A
+ * {@link BackpressureError} or {@link RateLimitedError} is 429 with `Retry-After` in whole seconds
+ * (rounded up, at least 1, RFC 9110 section 10.2.3) and `details.retry_after_ms`.
+ */
 export function toErrorResponse(error: unknown): {
   status: number;
   body: ErrorBody;
   retryAfterSeconds?: number;
 } {
-  if (error instanceof BackpressureError) {
+  if (error instanceof BackpressureError || error instanceof RateLimitedError) {
     return {
       status: 429,
       retryAfterSeconds: Math.max(1, Math.ceil(error.retryAfterMs / 1000)),

@@ -34,6 +34,7 @@ import {
 } from './api-schemas.js';
 import { grantOf, requireWrite } from './auth.js';
 import { NotFoundError, PayloadTooLargeError, WaitTimeoutError } from './http-errors.js';
+import { NO_TENANT_LIMITS, type HoldKind, type TenantLimits } from './rate-limit.js';
 
 /** Dependencies of {@link createMemoryRoutes}. */
 export interface MemoryRoutesDeps {
@@ -43,6 +44,11 @@ export interface MemoryRoutesDeps {
   readonly registry: MemoryRegistry;
   /** Largest message content, UTF-8 bytes (`MEMQ_MAX_MESSAGE_BYTES`); over it: 413. */
   readonly maxMessageBytes: number;
+  /**
+   * Message rates and concurrency caps, applied after validation and before the enqueue (the
+   * request rate is the app's middleware). Default: none.
+   */
+  readonly limits?: TenantLimits;
 }
 
 /** A job failed permanently while the caller waited for it (`?wait=true`). */
@@ -102,10 +108,38 @@ function statsBody(stats: MemoryStats) {
 /**
  * Creates the `/v1` router (mount behind {@link apiKeyAuth}). Every route validates its path,
  * query and body before it enqueues or changes anything, so a 4xx always means nothing happened.
+ * Then, before the enqueue, the tenant limits: a concurrency slot for a waiting call, the
+ * message rate (inside `append`/`write`, once the client has validated the messages), and the
+ * client's backpressure.
  */
 export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
   const router = Router();
+  const limits = deps.limits ?? NO_TENANT_LIMITS;
   const clientOf = (res: Response) => deps.client.forProject(grantOf(res).project);
+  /** Counts the messages of an append or write against the request's API key. */
+  const messageRate = (res: Response) => ({
+    beforeEnqueue: ({ messages }: { readonly messages: number }) =>
+      limits.consumeMessages(grantOf(res), messages),
+  });
+  /**
+   * Runs `handle` holding a concurrency slot of `kind` for the request's project (none when
+   * `kind` is undefined), released once it settled.
+   * @throws RateLimitedError (429) when the project holds its cap already; nothing ran.
+   */
+  const holding = async (
+    res: Response,
+    kind: HoldKind | undefined,
+    handle: () => Promise<void>,
+  ): Promise<void> => {
+    const release = limits.hold(grantOf(res).project, kind);
+    try {
+      await handle();
+    } finally {
+      release();
+    }
+  };
+  const waitKind = (query: WaitQuery): HoldKind | undefined =>
+    query.wait === 'true' ? 'wait' : undefined;
   /**
    * The instance the path names. Resource: declared (404 otherwise). Key: a literal instance key
    * (400 otherwise; a path key is never rendered as a key template).
@@ -158,23 +192,25 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     checkSizes(req.body, MAX_MESSAGES_PER_APPEND, deps.maxMessageBytes);
     const body = parse(AppendBodySchema, req.body, 'body');
     const client = clientOf(res);
-    const receipt = await client.append(target, body.messages);
-    const answer = {
-      job: receipt.jobId === undefined ? null : { queue: 'memory-append', id: receipt.jobId },
-      message_ids: receipt.messageIds,
-      dropped: receipt.dropped,
-      redactions: receipt.redactions,
-    };
-    if (receipt.jobId === undefined) {
-      res.status(200).json(answer);
-      return;
-    }
-    const waited = await maybeWait(query, client, {
-      queue: 'memory-append',
-      jobId: receipt.jobId,
-      ref: receipt.ref,
+    await holding(res, waitKind(query), async () => {
+      const receipt = await client.append(target, body.messages, messageRate(res));
+      const answer = {
+        job: receipt.jobId === undefined ? null : { queue: 'memory-append', id: receipt.jobId },
+        message_ids: receipt.messageIds,
+        dropped: receipt.dropped,
+        redactions: receipt.redactions,
+      };
+      if (receipt.jobId === undefined) {
+        res.status(200).json(answer);
+        return;
+      }
+      const waited = await maybeWait(query, client, {
+        queue: 'memory-append',
+        jobId: receipt.jobId,
+        ref: receipt.ref,
+      });
+      res.status(waited ? 200 : 202).json({ ...answer, ...(waited ?? {}) });
     });
-    res.status(waited ? 200 : 202).json({ ...answer, ...(waited ?? {}) });
   });
 
   router.get('/memories/:resource/:key/messages', async (req, res) => {
@@ -218,7 +254,14 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     checkSizes(req.body, MAX_MESSAGES_PER_WRITE, deps.maxMessageBytes);
     const body = parse(WriteBodySchema, req.body, 'body');
     const client = clientOf(res);
-    await accepted(res, query, client, await client.write(target, body.messages));
+    await holding(res, waitKind(query), async () => {
+      await accepted(
+        res,
+        query,
+        client,
+        await client.write(target, body.messages, messageRate(res)),
+      );
+    });
   });
 
   router.post('/memories/:resource/:key/flush', requireWrite, async (req, res) => {
@@ -226,11 +269,14 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     const query = parse(WaitQuerySchema, req.query, 'query');
     const body = parse(FlushBodySchema, req.body, 'body');
     const client = clientOf(res);
-    const receipt = await client.flush(target, {
-      ...(body.strategy !== undefined ? { strategy: body.strategy } : {}),
-      dryRun: body.dry_run,
+    // A dry run is never deduplicated and always waits: it takes a dry-run slot.
+    await holding(res, body.dry_run ? 'dry_run' : waitKind(query), async () => {
+      const receipt = await client.flush(target, {
+        ...(body.strategy !== undefined ? { strategy: body.strategy } : {}),
+        dryRun: body.dry_run,
+      });
+      await accepted(res, query, client, receipt, body.dry_run);
     });
-    await accepted(res, query, client, receipt, body.dry_run);
   });
 
   router.post('/memories/:resource/:key/clear', requireWrite, async (req, res) => {
@@ -238,7 +284,9 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     const query = parse(WaitQuerySchema, req.query, 'query');
     parse(ClearBodySchema, req.body, 'body');
     const client = clientOf(res);
-    await accepted(res, query, client, await client.clear(target, { confirm: true }));
+    await holding(res, waitKind(query), async () => {
+      await accepted(res, query, client, await client.clear(target, { confirm: true }));
+    });
   });
 
   router.delete('/memories/:resource/:key', requireWrite, async (req, res) => {
@@ -246,7 +294,9 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     const query = parse(WaitQuerySchema, req.query, 'query');
     parse(EmptyBodySchema, req.body, 'body');
     const client = clientOf(res);
-    await accepted(res, query, client, await client.delete(target));
+    await holding(res, waitKind(query), async () => {
+      await accepted(res, query, client, await client.delete(target));
+    });
   });
 
   router.get('/memories/:resource/:key/health', async (req, res) => {

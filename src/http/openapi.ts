@@ -63,11 +63,27 @@ const memoryParameters = [
   },
 ];
 
+/** Statuses answered with a `Retry-After` header (whole seconds, RFC 9110 section 10.2.3). */
+const RETRY_AFTER_STATUSES = new Set([429, 503]);
+
 const errors = (...statuses: number[]) =>
   Object.fromEntries(
     statuses.map((status) => [
       String(status),
-      { description: ERROR_MEANING[status] ?? 'error', content: content(ErrorResponseSchema) },
+      {
+        description: ERROR_MEANING[status] ?? 'error',
+        ...(RETRY_AFTER_STATUSES.has(status)
+          ? {
+              headers: {
+                'Retry-After': {
+                  description: 'Seconds to wait before retrying (rounded up, at least 1)',
+                  schema: { type: 'integer', minimum: 1 },
+                },
+              },
+            }
+          : {}),
+        content: content(ErrorResponseSchema),
+      },
     ]),
   );
 
@@ -80,13 +96,13 @@ const ERROR_MEANING: Record<number, string> = {
   413: 'body (after Content-Encoding is undone), message or message count over the limit (PAYLOAD_TOO_LARGE)',
   415: 'a body that is not application/json in UTF-8, or a Content-Encoding other than identity, gzip, deflate or br (UNSUPPORTED_MEDIA_TYPE)',
   422: 'the privacy policy could not be applied; nothing stored (POLICY_FAILED)',
-  429: 'backpressure: the append backlog is over its high-water mark; see Retry-After',
+  429: "BACKPRESSURE: the backlog is over its high-water mark, or the project's or everyone's waiting jobs over their job or byte bound (details.bound); RATE_LIMITED: the API key is over its request or message rate, or the project has its most concurrent ?wait=true calls or dry-run flushes running (details.limit). Nothing was enqueued; retry after Retry-After (details.retry_after_ms)",
   503: 'Redis unreachable (REDIS_UNAVAILABLE); see Retry-After',
   504: '?wait=true timed out (WAIT_TIMEOUT); the job goes on',
 };
 
 const WRITE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504];
-const READ_ERRORS = [400, 401, 404, 415, 503];
+const READ_ERRORS = [400, 401, 404, 415, 429, 503];
 
 /** The OpenAPI 3.1 document served at `/openapi.json`. */
 export function openApiDocument(): Record<string, unknown> {
@@ -206,7 +222,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: "A job of the caller's project: state, progress, result or failure reason",
           responses: {
             '200': { description: 'the job', content: content(JobResponseSchema) },
-            ...errors(400, 401, 404, 415, 503),
+            ...errors(400, 401, 404, 415, 429, 503),
           },
         },
       },

@@ -90,8 +90,16 @@ export interface MemqMetrics {
   readonly privacyFailures: Counter<'resource'>;
   /** `memq_redactions_total{resource}`: pattern matches redacted before enqueueing. */
   readonly redactions: Counter<'resource'>;
-  /** `memq_backpressure_rejections_total{queue}`: producer calls refused by backpressure. */
-  readonly backpressureRejections: Counter<'queue'>;
+  /**
+   * `memq_backpressure_rejections_total{queue,bound}`: producer calls refused by backpressure;
+   * `bound` is `jobs` (the global job marks), `project_jobs`, `project_bytes` or `bytes`.
+   */
+  readonly backpressureRejections: Counter<'queue' | 'bound'>;
+  /**
+   * `memq_rate_limited_total{limit}`: HTTP requests refused with `RATE_LIMITED`; `limit` is
+   * `requests`, `messages`, `concurrent_waits` or `concurrent_dry_runs` (never a key or project).
+   */
+  readonly rateLimited: Counter<'limit'>;
   /**
    * `memq_lock_events_total{operation,event}`: instance-lock events (`acquired`, `contended` =
    * gave up busy, `extended`, `lost`, `released`, `release_failed`; see the lock service).
@@ -252,8 +260,13 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
     }),
     backpressureRejections: counter({
       name: 'backpressure_rejections_total',
-      help: 'Producer calls refused because the queue backlog was over its high-water mark.',
-      labelNames: ['queue'],
+      help: 'Producer calls refused because the backlog was over a bound (jobs: the global high-water mark; project_jobs, project_bytes, bytes).',
+      labelNames: ['queue', 'bound'],
+    }),
+    rateLimited: counter({
+      name: 'rate_limited_total',
+      help: 'HTTP requests refused with RATE_LIMITED, by limit (requests, messages, concurrent_waits, concurrent_dry_runs).',
+      labelNames: ['limit'],
     }),
     lockEvents: counter({
       name: 'lock_events_total',

@@ -1,6 +1,6 @@
 import type { RedisConnection } from '../redis/connection.js';
 import type { Logger } from 'pino';
-import type { EnvConfig } from '../config/env.js';
+import { RATE_LIMIT_BURST_WINDOW_SECONDS, type EnvConfig } from '../config/env.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import { closeRedis, createRedis } from '../redis/connection.js';
 import { createMemoryStore, type MemoryStore } from '../store/memory-store.js';
@@ -11,6 +11,7 @@ import { startWorkers, type Workers } from '../../processors/workers.js';
 import { createMemoryQueues } from '../../queues/memory-queues.js';
 import type { ApiKeyGrant } from '../config/env.js';
 import type { HttpServer } from '../http/app.js';
+import type { TenantLimitSettings } from '../http/rate-limit.js';
 
 /** Settings of the HTTP server (API, Bull Board, metrics, health) a runtime may start. */
 export interface HttpSettings {
@@ -66,6 +67,31 @@ export interface Runtime {
 }
 
 /**
+ * The HTTP tenant limits of `env`: `MEMQ_RATE_LIMIT_*` (per second, plus the burst per
+ * `RATE_LIMIT_BURST_WINDOW_SECONDS`; 0 per second = off) and `MEMQ_MAX_CONCURRENT_*`.
+ */
+export function tenantLimitSettings(env: EnvConfig): TenantLimitSettings {
+  const rate = (perSecond: number, burst: number) =>
+    perSecond > 0
+      ? {
+          points: perSecond,
+          windowSeconds: 1,
+          burstPoints: burst,
+          burstWindowSeconds: RATE_LIMIT_BURST_WINDOW_SECONDS,
+        }
+      : undefined;
+  const requests = rate(env.rateLimitRequestsPerSecond, env.rateLimitRequestsBurst);
+  const messages = rate(env.rateLimitMessagesPerSecond, env.rateLimitMessagesBurst);
+  return {
+    keyPrefix: env.keyPrefix,
+    ...(requests ? { requests } : {}),
+    ...(messages ? { messages } : {}),
+    waitsPerProject: env.maxConcurrentWaits,
+    dryRunsPerProject: env.maxConcurrentDryRuns,
+  };
+}
+
+/**
  * Starts memq: Redis connections -> store -> producer client -> workers -> the maintenance
  * schedule -> HTTP (STYLE.md "Lifecycle"). With `workers: false` (a producer only) no schedule is
  * set. Stops in reverse.
@@ -91,6 +117,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       highWaterJobs: env.backpressureHighWaterJobs,
       lowWaterJobs: env.backpressureLowWaterJobs,
       policy: env.backpressurePolicy,
+      projectHighWaterJobs: env.backpressureProjectHighWaterJobs,
+      maxBytes: env.backpressureMaxBytes,
+      projectMaxBytes: env.backpressureProjectMaxBytes,
     },
   });
   const workers = options.workers
@@ -131,6 +160,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       board: options.http.board,
       maxBodyBytes: env.maxBodyBytes,
       maxMessageBytes: env.maxMessageBytes,
+      limits: tenantLimitSettings(env),
     });
     try {
       http = await listen(app, options.http.port, options.http.host ?? env.host);

@@ -3,9 +3,11 @@ import { ConfigError } from '../../../src/core/errors.js';
 import {
   API_KEYS_ALLOWED,
   ENV_VARS,
+  RATE_LIMIT_MIN_MESSAGES,
   loadEnvConfig,
   parseApiKeys,
 } from '../../../src/config/env.js';
+import { MAX_MESSAGES_PER_WRITE } from '../../../queues/job-contracts.js';
 
 function errorOf(env: Record<string, string | undefined>): ConfigError {
   try {
@@ -31,6 +33,9 @@ describe('loadEnvConfig', () => {
       backpressureHighWaterJobs: 10_000,
       backpressureLowWaterJobs: 5_000,
       backpressurePolicy: 'reject',
+      backpressureProjectHighWaterJobs: 2_500,
+      backpressureMaxBytes: 1_073_741_824,
+      backpressureProjectMaxBytes: 268_435_456,
       shutdownGraceMs: 30_000,
       maintenanceIntervalMs: 300_000,
       idempotencyWindowMs: 86_400_000,
@@ -41,6 +46,12 @@ describe('loadEnvConfig', () => {
       boardReadOnly: false,
       maxBodyBytes: 1_048_576,
       maxMessageBytes: 262_144,
+      rateLimitRequestsPerSecond: 100,
+      rateLimitRequestsBurst: 1_000,
+      rateLimitMessagesPerSecond: 1_000,
+      rateLimitMessagesBurst: 10_000,
+      maxConcurrentWaits: 32,
+      maxConcurrentDryRuns: 4,
       logLevel: 'info',
     });
   });
@@ -120,6 +131,54 @@ describe('loadEnvConfig', () => {
     expect(loadEnvConfig({ HOST: '' }).host).toBe('127.0.0.1');
     expect(loadEnvConfig({ HOST: '::' }).host).toBe('::');
     expect(loadEnvConfig({ HOST: 'memq.internal' }).host).toBe('memq.internal');
+  });
+
+  it('reads the fairness limits, 0 turning each off', () => {
+    expect(
+      loadEnvConfig({
+        MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER: '0',
+        MEMQ_BACKPRESSURE_MAX_BYTES: '0',
+        MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES: '1048576',
+        MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND: '0',
+        MEMQ_RATE_LIMIT_REQUESTS_BURST: '0',
+        MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: '0',
+        MEMQ_RATE_LIMIT_MESSAGES_BURST: '0',
+        MEMQ_MAX_CONCURRENT_WAITS: '0',
+        MEMQ_MAX_CONCURRENT_DRY_RUNS: '1',
+      }),
+    ).toMatchObject({
+      backpressureProjectHighWaterJobs: 0,
+      backpressureMaxBytes: 0,
+      backpressureProjectMaxBytes: 1_048_576,
+      rateLimitRequestsPerSecond: 0,
+      rateLimitRequestsBurst: 0,
+      rateLimitMessagesPerSecond: 0,
+      rateLimitMessagesBurst: 0,
+      maxConcurrentWaits: 0,
+      maxConcurrentDryRuns: 1,
+    });
+  });
+
+  it('refuses a message rate that could never let a full write (1000 messages) through', () => {
+    expect(RATE_LIMIT_MIN_MESSAGES).toBe(MAX_MESSAGES_PER_WRITE);
+    expect(
+      errorOf({ MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: '50', MEMQ_RATE_LIMIT_MESSAGES_BURST: '999' })
+        .message,
+    ).toBe(
+      'MEMQ_RATE_LIMIT_MESSAGES_BURST: expected at least 1000 while MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND (50) is below it (a write carries up to 1000 messages; 0 per second turns the limit off), got 999',
+    );
+    expect(
+      loadEnvConfig({
+        MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: '50',
+        MEMQ_RATE_LIMIT_MESSAGES_BURST: '1000',
+      }).rateLimitMessagesPerSecond,
+    ).toBe(50);
+    expect(
+      loadEnvConfig({
+        MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: '0',
+        MEMQ_RATE_LIMIT_MESSAGES_BURST: '5',
+      }).rateLimitMessagesBurst,
+    ).toBe(5);
   });
 
   it('returns a frozen object', () => {
@@ -324,6 +383,9 @@ describe('loadEnvConfig', () => {
       'MEMQ_BACKPRESSURE_HIGH_WATER',
       'MEMQ_BACKPRESSURE_LOW_WATER',
       'MEMQ_BACKPRESSURE_POLICY',
+      'MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER',
+      'MEMQ_BACKPRESSURE_MAX_BYTES',
+      'MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES',
       'MEMQ_SHUTDOWN_GRACE_MS',
       'MEMQ_MAINTENANCE_INTERVAL_MS',
       'MEMQ_IDEMPOTENCY_WINDOW_MS',
@@ -337,6 +399,12 @@ describe('loadEnvConfig', () => {
       'MEMQ_BOARD_READ_ONLY',
       'MEMQ_MAX_BODY_BYTES',
       'MEMQ_MAX_MESSAGE_BYTES',
+      'MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND',
+      'MEMQ_RATE_LIMIT_REQUESTS_BURST',
+      'MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND',
+      'MEMQ_RATE_LIMIT_MESSAGES_BURST',
+      'MEMQ_MAX_CONCURRENT_WAITS',
+      'MEMQ_MAX_CONCURRENT_DRY_RUNS',
       'MEMQ_LOG_LEVEL',
     ]);
     // Setting every variable to its documented default changes nothing.
