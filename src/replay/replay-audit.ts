@@ -15,8 +15,9 @@
  * - message ids: {@link auditMessageIds} implements the rule documented on `replayMessageIds`
  *   (src/replay/replay.ts) from that description;
  * - key names: {@link auditKeys}, from docs/storage.md's key table;
- * - token counts: js-tiktoken (memq counts with gpt-tokenizer), with the chat framing of OpenAI's
- *   cookbook ("How to count tokens with tiktoken": 3 tokens per message, 1 more for a name);
+ * - token counts: its own byte-pair encoder (`audit-tokens.ts`) over js-tiktoken's rank files
+ *   (memq counts with gpt-tokenizer), with the chat framing of OpenAI's cookbook ("How to count
+ *   tokens with tiktoken": 3 tokens per message, 1 more for a name);
  * - personal data: its own JavaScript patterns over every stored value.
  *
  * Still shared with memq, and why:
@@ -37,7 +38,8 @@
 import { createHash } from 'node:crypto';
 import { Cluster, type Redis } from 'ioredis';
 import type { RedisConnection } from '../redis/connection.js';
-import { getEncodingNameForModel, Tiktoken, type TiktokenBPE } from 'js-tiktoken/lite';
+import { getEncodingNameForModel, type TiktokenBPE } from 'js-tiktoken/lite';
+import { createTokenCount } from './audit-tokens.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import { compileAuditPolicy, redactText, type AuditRedactor } from './audit-redactor.js';
 import {
@@ -374,8 +376,7 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
     policy ?? { redactPatterns: [], nonPersistableMessageTypes: [], defaultRedactionString: '' },
     deps.env ?? process.env,
   );
-  const encoder = new Tiktoken(await ranks[auditEncoding(resource.tokenProvider.model)]());
-  const count = (text: string) => encoder.encode(text, [], []).length;
+  const count = createTokenCount(await ranks[auditEncoding(resource.tokenProvider.model)]());
   const { conversations } = await buildConversations(sourceOptions(options));
   const violations: AuditViolation[] = [];
   const originals = new Map<string, string>(); // original -> id of a message that held it

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PayloadError } from '../../../src/core/errors.js';
 import { MessageInputSchema } from '../../../src/core/message.js';
@@ -110,6 +113,38 @@ describe('parseEmail', () => {
     expect(email.from).toBeUndefined();
   });
 
+  it('treats a Date before 1970 or after 9999 as no date, and counts the fallback', async () => {
+    for (const date of ['Mon, 10 Jun 0102 12:00:00 +0000', 'Sat, 10 Jun 20102 12:00:00 +0000']) {
+      const email = await parseEmail(raw(['Message-Id: <d@x>', `Date: ${date}`], 'text'));
+      expect(email.date).toBeUndefined();
+      expect(email.fallbacks).toEqual(['Date out of range']);
+    }
+    const edge = await parseEmail(raw(['Date: Thu, 01 Jan 1970 00:00:00 +0000'], 'text'));
+    expect(edge.date).toBe('1970-01-01T00:00:00.000Z');
+    expect(edge.fallbacks).toEqual(['no Message-ID']);
+  });
+
+  it('marks binary, oversized and emptied bodies as skipped, with the reason', async () => {
+    const binary = await parseEmail(
+      raw(
+        ['Message-Id: <b@x>'],
+        String.fromCharCode(...Array.from({ length: 500 }, (_, i) => i % 9)),
+      ),
+    );
+    expect(binary).toMatchObject({ skipped: 'undecodable', body: '' });
+    const big = await parseEmail(raw(['Message-Id: <g@x>'], 'word '.repeat(900_000)));
+    expect(big).toMatchObject({ skipped: 'over the size cap', body: '' });
+    const quoted = await parseEmail(raw(['Message-Id: <q@x>'], '> only quoted'));
+    expect(quoted).toMatchObject({ skipped: 'empty after quote stripping', body: '' });
+    const fine = await parseEmail(raw(['Message-Id: <f@x>'], 'a few \u0001 odd bytes \ufffd'));
+    expect(fine.skipped).toBeUndefined();
+  });
+
+  it('skips an e-mail over 32 MiB unparsed', async () => {
+    const huge = raw(['Message-Id: <h@x>'], 'x'.repeat(32 * 2 ** 20));
+    await expect(parseEmail(huge)).rejects.toMatchObject({ reason: 'over the size cap' });
+  });
+
   it('turns an HTML-only body into text', async () => {
     const email = await parseEmail(
       raw(
@@ -124,6 +159,18 @@ describe('parseEmail', () => {
     const huge = raw([`X-Pad: ${'a'.repeat(2_200_000)}`], 'x', '00007');
     await expect(parseEmail(huge)).rejects.toThrow(UnparseableEmailError);
     await expect(parseEmail(huge)).rejects.toThrow(/easy-ham-1\/00007/);
+    await expect(parseEmail(huge)).rejects.toMatchObject({ reason: 'unparseable MIME' });
+  });
+
+  it('decodes HTML linearly: unclosed tags and script elements stay as they were', async () => {
+    const email = await parseEmail(
+      raw(
+        ['Message-Id: <h@x>', 'Content-Type: text/html'],
+        `<p>a</p><SCRIPT>x</script >b${'<'.repeat(1_000_000)}<script never closed`,
+      ),
+    );
+    expect(email.body.startsWith('a\nb<<<')).toBe(true);
+    expect(email.body.endsWith('<script never closed')).toBe(true);
   });
 
   it('parseEmails counts unparseable e-mails and keeps the rest in order', async () => {
@@ -310,6 +357,52 @@ describe('the real corpus', () => {
     await expect(buildConversations({ limit: 0 })).rejects.toThrow(
       /limit: expected an integer >= 1/,
     );
+  });
+});
+
+describe('conversations: every e-mail replayed or skipped, by reason', () => {
+  it('counts each skip reason and fallback; emailsRead = skipped + messages', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'memq-corpus-'));
+    const mail = (headers: string[], body: string) => `From x\n${headers.join('\n')}\n\n${body}\n`;
+    writeFileSync(
+      path.join(dir, 'm.mbox'),
+      [
+        mail(['Message-Id: <1@x>', 'Date: Mon, 10 Jun 0102 12:00:00 +0000'], 'old date'),
+        mail(['Message-Id: <2@x>', 'In-Reply-To: <1@x>'], 'no date'),
+        mail(['Subject: no id'], 'hello'),
+        mail(['Message-Id: <1@x>'], 'repeated id'),
+        mail(['Message-Id: <3@x>'], '> quoted only'),
+        mail(['Message-Id: <4@x>'], 'w '.repeat(2_200_000)),
+        mail(['Message-Id: <5@x>'], '\u0000'.repeat(100)),
+        mail([`X-Pad: ${'a'.repeat(2_200_000)}`], 'x'),
+      ].join('\n'),
+    );
+    const { conversations, stats } = await buildConversations({ mbox: path.join(dir, 'm.mbox') });
+    rmSync(dir, { recursive: true });
+    expect(stats.skipped).toEqual({
+      'over the size cap': 1,
+      'unparseable MIME': 1,
+      undecodable: 1,
+      'repeated Message-ID': 1,
+      'empty after quote stripping': 1,
+      'invalid as a message': 0,
+    });
+    expect(stats.fallbacks).toEqual({
+      'no Message-ID': 1,
+      'no parseable Date': 2,
+      'Date out of range': 1,
+    });
+    expect(stats.emailsRead).toBe(8);
+    expect(stats.messages).toBe(3);
+    expect(conversations.map((c) => c.messages.map((m) => m.content))).toEqual([
+      ['old date', 'no date'],
+      ['hello'],
+    ]);
+  }, 30_000);
+
+  it('skips a message MessageInputSchema would refuse instead of sending it', () => {
+    const [thread] = threadEmails([parsed({ messageId: '1', source: 'x'.repeat(5000) })]);
+    expect(toMessages(thread as Thread)).toEqual([]);
   });
 });
 

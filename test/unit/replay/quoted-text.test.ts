@@ -164,3 +164,21 @@ describe('stripQuotedText', () => {
     expect(stripQuotedText(input)).toBe(expected);
   });
 });
+
+describe('stripQuotedText on 1 MiB bodies (each took many minutes before: quadratic expressions)', () => {
+  const size = 2 ** 20;
+  it.each([
+    ['blank lines', '\n'.repeat(size) + 'x', 'x'],
+    ['spaces', ' '.repeat(size) + 'x', ' '.repeat(size) + 'x'],
+    ['"http://" repeated', 'http://'.repeat(size / 7), 'http://'.repeat(size / 7)],
+    ['"wrote" then spaces', `a wrote${' '.repeat(size)}x\n> q`, `a wrote${' '.repeat(size)}x`],
+    ['short quotes between blank lines', '> q\n\n'.repeat(size / 5) + 'end', 'end'],
+  ])('%s', (_name, text, expected) => {
+    expect(stripQuotedText(text)).toBe(expected);
+  });
+
+  it('still removes a trailing listinfo URL, with the whitespace before it', () => {
+    expect(stripQuotedText('text\n\nhttp://xent.com/mailman/listinfo/fork\n')).toBe('text');
+    expect(stripQuotedText('text xhttps://a/mailman/listinfo/ \n')).toBe('text x');
+  });
+});

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { MESSAGE_ID_PATTERN } from '../../../src/core/message.js';
 import { buildConversations, type Conversation } from '../../../src/replay/corpus.js';
 import { replayMessageIds } from '../../../src/replay/replay.js';
+import { auditMessageIds } from '../../../src/replay/replay-audit.js';
 
 function conversation(dates: Array<string | undefined>): Conversation {
   return {
@@ -32,6 +33,7 @@ describe('replayMessageIds', () => {
       const ids = replayMessageIds(conversation([date, '2002-08-22T10:00:00.000Z']));
       expect(ids).toHaveLength(2);
       for (const id of ids) expect(id).toMatch(MESSAGE_ID_PATTERN);
+      expect(auditMessageIds(conversation([date, '2002-08-22T10:00:00.000Z']))).toEqual(ids);
       expect(ids[0]! < ids[1]!).toBe(true);
     }
   });
@@ -59,6 +61,8 @@ describe('replayMessageIds', () => {
         return ulid(base + index, () => (digest[i++ % digest.length]! % 32) / 32);
       });
       expect(replayMessageIds(c)).toEqual(before);
+      // The audit's reimplementation of the documented rule agrees.
+      expect(auditMessageIds(c)).toEqual(before);
     }
   }, 30_000);
 });
