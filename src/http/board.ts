@@ -76,7 +76,7 @@ export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
 const QUEUE_STATUSES: ReadonlySet<string> = new Set(Object.values(STATUSES));
 
 /**
- * The board routes memq lets through (deny by default): method and path pattern, relative to
+ * The paths memq lets through with GET (and HEAD), deny by default: path patterns relative to
  * {@link BOARD_PATH}, as `@bull-board/api` 9.10.1 registers them (`dist/routes.js`; the express
  * adapter adds `/static/*`). A `:param` matches one non-empty segment; `:queueStatus` only a
  * {@link QUEUE_STATUSES} value; `*` any rest. Everything bull-board registers beyond these is
