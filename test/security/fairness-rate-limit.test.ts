@@ -10,12 +10,15 @@ import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { createHttpApp } from '../../src/http/app.js';
 import type { TenantLimitSettings } from '../../src/http/rate-limit.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import type { ErrorBody } from '../../src/http/http-errors.js';
 import { BOARD, KEYS, TEST_GRANTS, startHttp, type TestHttp } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { quietLog } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
+/** The error of an error answer. */
+const errorOf = (res: request.Response) => (res.body as ErrorBody).error;
 const M = '/v1/memories/agent-memory';
 const say = (...contents: string[]) => ({
   messages: contents.map((content) => ({ role: 'user', content })),
@@ -80,14 +83,14 @@ describe('per-API-key rate limits', () => {
       .set(auth(KEYS.acme))
       .send(say('one too many'));
     expect(refused.status).toBe(429);
-    expect(refused.body.error).toMatchObject({
+    expect(errorOf(refused)).toMatchObject({
       code: 'RATE_LIMITED',
       details: { limit: 'requests', max: 3, window_seconds: 60 },
     });
-    expect(refused.body.error.message).toMatch(
+    expect(errorOf(refused).message).toMatch(
       /^this API key is over its requests rate \(3 requests per 60 s; MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND \/ _BURST\); retry after \d+ ms$/,
     );
-    const retryAfterMs = refused.body.error.details.retry_after_ms as number;
+    const retryAfterMs = errorOf(refused).details.retry_after_ms as number;
     expect(retryAfterMs).toBeGreaterThanOrEqual(1);
     expect(retryAfterMs).toBeLessThanOrEqual(60_000);
     expect(refused.headers['retry-after']).toBe(String(Math.ceil(retryAfterMs / 1000)));
@@ -120,7 +123,7 @@ describe('per-API-key rate limits', () => {
     }
     const refused = await request(h.app).get(`${M}/b/messages`).set(auth(KEYS.acme));
     expect(refused.status).toBe(429);
-    expect(refused.body.error.details).toMatchObject({
+    expect(errorOf(refused).details).toMatchObject({
       limit: 'requests',
       max: 1,
       burst: 2,
@@ -151,7 +154,7 @@ describe('per-API-key rate limits', () => {
       .set(auth(KEYS.acme))
       .send(say('d', 'e', 'f'));
     expect(refused.status).toBe(429);
-    expect(refused.body.error).toMatchObject({
+    expect(errorOf(refused)).toMatchObject({
       code: 'RATE_LIMITED',
       details: { limit: 'messages', max: 5, window_seconds: 60 },
     });
@@ -160,7 +163,7 @@ describe('per-API-key rate limits', () => {
     // A write counts its messages the same way.
     const write = await request(h.app).put(`${M}/m/messages`).set(auth(KEYS.acme)).send(say('w'));
     expect(write.status).toBe(429);
-    expect(write.body.error.details.limit).toBe('messages');
+    expect(errorOf(write).details.limit).toBe('messages');
 
     // More than the limit ever admits at once is a 413, not a retry that can never pass.
     const tooMany = await request(h.app)
@@ -206,7 +209,7 @@ describe('per-API-key rate limits', () => {
     expect((await request(h.app).get(`${M}/s/messages`).set(auth(KEYS.acme))).status).toBe(200);
     const refused = await request(second).get(`${M}/s/messages`).set(auth(KEYS.acme));
     expect(refused.status).toBe(429);
-    expect(refused.body.error.code).toBe('RATE_LIMITED');
+    expect(errorOf(refused).code).toBe('RATE_LIMITED');
   });
 
   it('counts each API key apart, a read-only key of the same project included', async () => {

@@ -8,12 +8,15 @@
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import type { ErrorBody } from '../../src/http/http-errors.js';
 import { KEYS, startHttp, type TestHttp } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { eventually } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
+/** The error of an error answer. */
+const errorOf = (res: request.Response) => (res.body as ErrorBody).error;
 const M = '/v1/memories/agent-memory';
 const hello = { messages: [{ role: 'user', content: 'hello' }] };
 
@@ -35,11 +38,10 @@ describe('concurrent ?wait=true calls and dry-run flushes per project', () => {
     await ns.cleanup();
   });
 
-  /** Jobs of `queue` not finished (waiting, paused, active). */
+  /** Jobs of `queue` not finished (a paused queue's are waiting). */
   const pending = async (queue: 'append' | 'flush') => {
     const counts = await http!.pipeline.workers.queues[queue].getJobCounts(
       'waiting',
-      'paused',
       'active',
       'delayed',
       'prioritized',
@@ -49,7 +51,7 @@ describe('concurrent ?wait=true calls and dry-run flushes per project', () => {
   /** Sends a request now; resolves with its answer. */
   const inFlight = (test: request.Test) =>
     new Promise<request.Response>((resolve, reject) => {
-      test.end((error, res) => (error ? reject(error) : resolve(res)));
+      test.end((error: Error | null, res) => (error ? reject(error) : resolve(res)));
     });
 
   it('answers 429 to the second concurrent dry-run flush of a project and enqueues nothing for it', async () => {
@@ -67,11 +69,11 @@ describe('concurrent ?wait=true calls and dry-run flushes per project', () => {
     const refused = await dryRun(KEYS.acme, 'd2');
     expect(refused.status).toBe(429);
     expect(refused.headers['retry-after']).toBe('1');
-    expect(refused.body.error).toMatchObject({
+    expect(errorOf(refused)).toMatchObject({
       code: 'RATE_LIMITED',
       details: { limit: 'concurrent_dry_runs', max: 1, retry_after_ms: 1000 },
     });
-    expect(refused.body.error.message).toContain('MEMQ_MAX_CONCURRENT_DRY_RUNS');
+    expect(errorOf(refused).message).toContain('MEMQ_MAX_CONCURRENT_DRY_RUNS');
     expect(await pending('flush')).toBe(1);
     // Another project has its own slots.
     const other = inFlight(dryRun(KEYS.beta, 'd1'));
@@ -95,7 +97,7 @@ describe('concurrent ?wait=true calls and dry-run flushes per project', () => {
 
     const refused = await append(KEYS.acme, '?wait=true');
     expect(refused.status).toBe(429);
-    expect(refused.body.error).toMatchObject({
+    expect(errorOf(refused)).toMatchObject({
       code: 'RATE_LIMITED',
       details: { limit: 'concurrent_waits', max: 1 },
     });
