@@ -2,6 +2,7 @@
  * The corpus-slice options `memq replay` and `memq audit` share (`--limit`, `--groups`, `--mbox`,
  * `--eml`), so an audit reads exactly the slice a replay wrote.
  */
+import { statSync } from 'node:fs';
 import { PayloadError } from '../core/errors.js';
 import { requireOneSource } from '../replay/corpus.js';
 
@@ -25,9 +26,11 @@ export function positiveIntOption(name: string, value: string | undefined): numb
 /**
  * `--limit`, `--groups`, `--mbox` and `--eml` as replay and audit take them: the message cap, the
  * corpus groups split on commas (blank entries dropped), the mbox file and the `.eml` folder;
- * each absent when not given. Files are not read here.
- * @throws PayloadError for a `--limit` that is not an integer >= 1, or more than one of
- *   `--groups`, `--mbox` and `--eml`.
+ * each absent when not given. The mbox file and the folder are checked to exist (and be a file,
+ * a folder) so a typo fails before anything starts; they are read later.
+ * @throws PayloadError for a `--limit` that is not an integer >= 1, more than one of
+ *   `--groups`, `--mbox` and `--eml`, or an `--mbox` that is not a file or `--eml` that is not a
+ *   folder.
  */
 export function corpusSlice(values: {
   limit?: string;
@@ -47,5 +50,23 @@ export function corpusSlice(values: {
     ...(values.eml !== undefined ? { eml: values.eml } : {}),
   };
   requireOneSource(slice);
+  if (values.mbox !== undefined) requirePath('--mbox', values.mbox, 'file');
+  if (values.eml !== undefined) requirePath('--eml', values.eml, 'folder');
   return slice;
+}
+
+function requirePath(option: string, target: string, kind: 'file' | 'folder'): void {
+  let found: string;
+  try {
+    const stats = statSync(target);
+    found = stats.isFile() ? 'a file' : stats.isDirectory() ? 'a folder' : 'something else';
+  } catch {
+    found = 'nothing';
+  }
+  if (found !== `a ${kind}`) {
+    throw new PayloadError(
+      `${option} ${target}: expected ${kind === 'file' ? 'an mbox file' : 'a folder of .eml files'}, found ${found} there`,
+      { details: { option, path: target } },
+    );
+  }
 }

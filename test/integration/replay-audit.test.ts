@@ -53,7 +53,7 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
     expect(cli.stdout.trim().split('\n').at(-1)).toBe(auditSummaryLine(audit));
   }, 240_000);
 
-  it('reports a lost message, a stray body, a wrong counter and leaked personal data (even glued into a longer address), and exits 1', async () => {
+  it('reports a lost message, a stray body, a wrong counter, a changed field and leaked personal data (even glued into a longer address), and exits 1', async () => {
     const { conversations } = await buildConversations({ limit: LIMIT });
     const thread = conversations.find((c) => c.messages.length >= 3)!;
     const ref = { project: 'test', resource: 'customer-support', key: thread.threadId };
@@ -74,6 +74,20 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
       .find((a) => a !== undefined)!;
     // Glued to other address characters on both sides: still the original address in the value.
     await ns.redis.set(`${ns.keyPrefix}planted`, `note: x${address}.evil`);
+    // A stored message whose metadata changed, with a field the replay never sends.
+    const third = conversations.find((c) => c !== thread && c !== other)!;
+    const thirdKeys = memoryKeys(ns.keyPrefix, { ...ref, key: third.threadId });
+    const [tamperedId] = await ns.redis.zrange(thirdKeys.ord, '0', '0');
+    const tampered = JSON.parse((await ns.redis.hget(thirdKeys.msg, tamperedId!))!) as {
+      metadata: Record<string, string>;
+    };
+    expect(replayMessageIds(third)).toContain(tamperedId);
+    const changed: Record<string, unknown> = {
+      ...tampered,
+      metadata: { ...tampered.metadata, subject: 'changed' },
+      x: 1,
+    };
+    await ns.redis.hset(thirdKeys.msg, tamperedId!, JSON.stringify(changed));
     // A body left behind without its log entry.
     await ns.redis.hset(
       keys.msg,
@@ -90,7 +104,11 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
         `message_count ${thread.threadId}`,
         `token_count ${other.threadId}`,
         `personal_data ${ns.keyPrefix}planted`,
+        `content ${third.threadId}`,
       ]),
+    );
+    expect(audit.violations.find((v) => v.where === third.threadId)?.detail).toBe(
+      `message ${tamperedId}: metadata, extra field x not as the privacy policy should store the source`,
     );
     expect(JSON.stringify(audit.violations)).not.toContain(address);
     const cli = memq('audit', '--limit', String(LIMIT));
