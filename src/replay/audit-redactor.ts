@@ -5,8 +5,8 @@
  * - A separate engine: JavaScript's RegExp with the `u` flag (backtracking, V8), not RE2 (re2js).
  * - The policy's `redact_patterns` are RE2 syntax; {@link translateRe2} rewrites the RE2
  *   constructs whose meaning differs in JavaScript and refuses what it cannot rewrite exactly.
- * - The built-in detectors are restated here from their documentation (README "Privacy" and the
- *   sources cited below), not imported.
+ * - The built-in detectors are restated here from their documentation (the README's
+ *   `privacy_policy.detectors` row and the sources cited on {@link AUDIT_DETECTORS}), not imported.
  * - The matching and replacement rules are restated from the policy's documented behaviour:
  *   rules are tried as one alternation `p0|p1|...` (the user's patterns in order, then the
  *   detectors in a fixed order): the leftmost match wins, at one position the first rule wins
