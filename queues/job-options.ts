@@ -5,6 +5,8 @@ import type { DefaultJobOptions, QueueOptions } from 'bullmq';
  * - 5 attempts with exponential backoff from 1 s with 50% jitter (1, 2, 4, 8 s nominal);
  * - completed jobs kept 1 h / at most 1,000 (enough for `waitFor` and the dashboard);
  * - failed jobs kept 7 days / at most 10,000: the dead-letter set, retryable from Bull Board.
+ *   The erasure tombstone (`ERASURE_TOMBSTONE_TTL_SECONDS` in `src/store/memory-store.ts`, 8 days)
+ *   outlives them, so a dead letter retried after a delete or clear of its memory is refused.
  */
 export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
   attempts: 5,

@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import { monotonicFactory } from 'ulid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { queueJobKeys } from '../../processors/cleanup.js';
+import { DEFAULT_JOB_OPTIONS } from '../../queues/job-options.js';
 import { JOBS, QUEUES } from '../../queues/names.js';
 import type { Message } from '../../src/core/message.js';
 import { memoryKeys, type MemoryRef } from '../../src/redis/keys.js';
@@ -71,6 +72,9 @@ describe('erasure tombstone and job scrubbing in Redis', () => {
     const ttl = await ns.redis.ttl(memoryKeys(ns.keyPrefix, ref).erased);
     expect(ttl).toBeGreaterThan(ERASURE_TOMBSTONE_TTL_SECONDS - 60);
     expect(ttl).toBeLessThanOrEqual(ERASURE_TOMBSTONE_TTL_SECONDS);
+    // It outlives the dead letters a dashboard could retry.
+    const failedRetention = DEFAULT_JOB_OPTIONS.removeOnFail as { age: number };
+    expect(ERASURE_TOMBSTONE_TTL_SECONDS).toBeGreaterThan(failedRetention.age);
 
     // An older clear (a retried or slow job) runs later: the tombstone stays at the newest time.
     expect(await store.clear(ref, { requestedAtMs: T - 5_000 })).toMatchObject({
