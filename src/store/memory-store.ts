@@ -25,9 +25,9 @@ export interface AppendResult {
 
 /** Outcome of {@link MemoryStore.write}. */
 export interface WriteResult {
-  /** Messages in the log after the call (unchanged when the write was erased). */
+  /** Messages in the log after the call (unchanged when the write was refused). */
   readonly messageCount: number;
-  /** The epoch after the call (unchanged when the write was erased). */
+  /** The epoch after the call (unchanged when the write was refused). */
   readonly epoch: number;
   /**
    * True when the write was enqueued at or before the instance's erasure tombstone (a delete or
