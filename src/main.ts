@@ -26,7 +26,7 @@ commands:
   validate [dir]     check memory resource files (default: $MEMQ_MEMORIES_DIR or memories)
   inspect <r> <key>  one memory instance: window, summary, counters, TTL, lock holder
   jobs               job counts per queue and state, failed jobs and their reasons, --retry
-  replay [options]   stream the SpamAssassin ham e-mail threads through memq and report
+  replay [options]   replay e-mail threads (the SpamAssassin ham corpus, or --mbox FILE / --eml DIR) through memq and report
   audit [options]    check what a replay left in Redis against the corpus (exit 1 on violations)
   bench [--quick]    run the pipeline benchmark (npm run bench)
   help               this text
@@ -136,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
       const { replayCommand, REPLAY_HELP } = await import('./cli/replay-command.js');
       if (wantsHelp(rest)) {
         out(
-          `usage: memq replay [options]\n\n${REPLAY_HELP}\n\nexit codes: 0 every message committed and no job failed, 1 otherwise, 2 usage`,
+          `usage: memq replay [options]\n\n${REPLAY_HELP}\n\nexit codes: 0 every message not skipped was committed and no job failed (at least one replayed), 1 otherwise, 2 usage`,
         );
         return 0;
       }
