@@ -6,39 +6,56 @@
  *
  * Keys, all under the queue prefix's hash tag, so one script reaches them and the job hashes on a
  * Redis Cluster (BullMQ's own scripts reach job hashes the same way):
- * - `<prefix>:backlog:ledger` ZSET, one member per recorded job, `<bytes>|<project>|<job key>`,
- *   scored by when it was recorded (ms), so settling visits the oldest first;
+ * - `<prefix>:backlog:ledger:<queue>` ZSET per queue ({@link LEDGER_QUEUES}), one member per
+ *   recorded job, `<bytes>|<project>|<job key>`, scored by Redis's clock when it was recorded (ms),
+ *   so settling visits the oldest first;
  * - `<prefix>:backlog:totals` HASH, `bytes`, `bytes:<project>`, `jobs:<project>`: the sums of the
  *   members (a field at 0 is deleted).
  *
  * It cannot drift for long: a producer records a job after BullMQ added it (idempotent: the member
  * is the job's own), and an entry leaves when its job has left the backlog, i.e. its hash is gone
  * (removed, or completed and cleaned) or carries `processedOn` (a worker took it; set by BullMQ's
- * `moveToActive`). Every check settles the oldest {@link CHECK_SETTLE_ENTRIES} entries first (jobs
- * start roughly in the order they were added), and the maintenance sweep settles every entry and
- * recomputes the totals from the members ({@link BacklogLedger.reconcile}). What is left: a job a
- * producer added but did not record (it crashed in between, or Redis failed the record) is not
- * counted, and a retried job is not counted again once a worker took it (both err on the side of
- * admitting).
+ * `moveToActive`). Workers take a queue's jobs oldest first, so every check settles each ledger
+ * from its oldest entry and stops after {@link CHECK_PENDING_RUN} entries in a row are still
+ * waiting (at most {@link CHECK_SETTLE_ENTRIES}): a stuck backlog costs a check a few reads, a
+ * draining one removes what drained. The maintenance sweep settles every entry and recomputes the
+ * totals from the members ({@link BacklogLedger.reconcile}). What is left: a job a producer added
+ * but did not record (it crashed in between, or Redis failed the record) is not counted, and a
+ * retried job is not counted again once a worker took it (both err on the side of admitting).
  */
 import type { RedisConnection } from '../src/redis/connection.js';
 import type { BacklogUsage } from './backpressure.js';
+import { QUEUES, type QueueName } from './names.js';
 
-/** Ledger entries a check settles first, oldest first: a bounded cost per append (2 reads each). */
+/** The queues whose jobs are recorded: appends (`memory-append`) and writes (`memory-cleanup`). */
+export const LEDGER_QUEUES = [QUEUES.append, QUEUES.cleanup] as const;
+
+/** Entries of each ledger a check examines at most, oldest first. */
 export const CHECK_SETTLE_ENTRIES = 32;
+
+/**
+ * Entries in a row still waiting after which a check stops settling a ledger: more than one, so a
+ * job recorded a moment after a younger one (two producers) does not stop the settling alone.
+ */
+export const CHECK_PENDING_RUN = 4;
 
 /** Entries one reconcile page settles: bounds how long one script blocks Redis. */
 export const RECONCILE_PAGE_ENTRIES = 500;
 
-/** Removes the entries among `entries` whose job left the backlog, keeping the totals in step. */
+/**
+ * Removes the entries among `entries` of `ledger` whose job left the backlog, keeping the totals
+ * in step; with `stopAfter` > 0, stops after that many entries in a row whose job still waits.
+ */
 const SETTLE_LUA = `
-local function settle(ledger, totals, entries)
+local function settle(ledger, totals, entries, stopAfter)
   local removed = 0
+  local waiting = 0
   for _, member in ipairs(entries) do
     local bytes, project, jobKey = string.match(member, '^(%d+)|([^|]+)|(.+)$')
     local gone = jobKey == nil or redis.call('EXISTS', jobKey) == 0
       or redis.call('HEXISTS', jobKey, 'processedOn') == 1
     if gone then
+      waiting = 0
       redis.call('ZREM', ledger, member)
       removed = removed + 1
       if jobKey ~= nil then
@@ -50,6 +67,9 @@ local function settle(ledger, totals, entries)
           end
         end
       end
+    else
+      waiting = waiting + 1
+      if stopAfter > 0 and waiting >= stopAfter then break end
     end
   end
   return removed
@@ -57,59 +77,72 @@ end
 `;
 
 /**
- * KEYS: ledger, totals. ARGV: project, entries to settle. Settles the oldest entries, then returns
- * `[bytes, projectBytes, projectJobs]`.
+ * KEYS: totals, then the ledgers. ARGV: project, entries to examine per ledger, pending run.
+ * Settles each ledger from its oldest entry, then returns `[bytes, projectBytes, projectJobs]`.
  */
 const CHECK_LUA = `${SETTLE_LUA}
-settle(KEYS[1], KEYS[2], redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1))
-local t = redis.call('HMGET', KEYS[2], 'bytes', 'bytes:' .. ARGV[1], 'jobs:' .. ARGV[1])
+local count = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  settle(KEYS[i], KEYS[1], redis.call('ZRANGE', KEYS[i], 0, count - 1), tonumber(ARGV[3]))
+end
+local t = redis.call('HMGET', KEYS[1], 'bytes', 'bytes:' .. ARGV[1], 'jobs:' .. ARGV[1])
 return { tonumber(t[1]) or 0, tonumber(t[2]) or 0, tonumber(t[3]) or 0 }
 `;
 
-/** KEYS: ledger, totals. ARGV: member, score, bytes, project. Adds the entry once. */
+/** KEYS: totals, ledger. ARGV: member, bytes, project. Adds the entry once, scored by Redis's clock. */
 const RECORD_LUA = `
-if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[2], 'bytes', ARGV[3])
-  redis.call('HINCRBY', KEYS[2], 'bytes:' .. ARGV[4], ARGV[3])
-  redis.call('HINCRBY', KEYS[2], 'jobs:' .. ARGV[4], 1)
+local now = redis.call('TIME')
+local score = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if redis.call('ZADD', KEYS[2], 'NX', score, ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'bytes:' .. ARGV[3], ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'jobs:' .. ARGV[3], 1)
   return 1
 end
 return 0
 `;
 
 /**
- * KEYS: ledger, totals. ARGV: first rank, entries. Settles one page; returns `[examined, removed]`
+ * KEYS: totals, ledger. ARGV: first rank, entries. Settles one page; returns `[examined, removed]`
  * (the next page starts at `first + examined - removed`).
  */
 const SETTLE_PAGE_LUA = `${SETTLE_LUA}
 local first = tonumber(ARGV[1])
-local entries = redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1)
-return { #entries, settle(KEYS[1], KEYS[2], entries) }
+local entries = redis.call('ZRANGE', KEYS[2], first, first + tonumber(ARGV[2]) - 1)
+return { #entries, settle(KEYS[2], KEYS[1], entries, 0) }
 `;
 
-/** KEYS: ledger, totals. Rewrites the totals as the sums of the members; returns the member count. */
+/**
+ * KEYS: totals, then the ledgers. Rewrites the totals as the sums of the members; returns the
+ * member count.
+ */
 const RECOUNT_LUA = `
 local sums = {}
-local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, member in ipairs(entries) do
-  local bytes, project = string.match(member, '^(%d+)|([^|]+)|')
-  if bytes ~= nil then
-    local b = tonumber(bytes)
-    sums['bytes'] = (sums['bytes'] or 0) + b
-    sums['bytes:' .. project] = (sums['bytes:' .. project] or 0) + b
-    sums['jobs:' .. project] = (sums['jobs:' .. project] or 0) + 1
+local count = 0
+for i = 2, #KEYS do
+  local entries = redis.call('ZRANGE', KEYS[i], 0, -1)
+  count = count + #entries
+  for _, member in ipairs(entries) do
+    local bytes, project = string.match(member, '^(%d+)|([^|]+)|')
+    if bytes ~= nil then
+      local b = tonumber(bytes)
+      sums['bytes'] = (sums['bytes'] or 0) + b
+      sums['bytes:' .. project] = (sums['bytes:' .. project] or 0) + b
+      sums['jobs:' .. project] = (sums['jobs:' .. project] or 0) + 1
+    end
   end
 end
-redis.call('DEL', KEYS[2])
-for field, value in pairs(sums) do redis.call('HSET', KEYS[2], field, string.format('%d', value)) end
-return #entries
+redis.call('DEL', KEYS[1])
+for field, value in pairs(sums) do redis.call('HSET', KEYS[1], field, string.format('%d', value)) end
+return count
 `;
 
+/** Script commands and their key counts (totals first; the ledgers of {@link LEDGER_QUEUES}). */
 const COMMANDS = {
-  memqBacklogCheck: CHECK_LUA,
-  memqBacklogRecord: RECORD_LUA,
-  memqBacklogSettlePage: SETTLE_PAGE_LUA,
-  memqBacklogRecount: RECOUNT_LUA,
+  memqBacklogCheck: { lua: CHECK_LUA, numberOfKeys: 1 + LEDGER_QUEUES.length },
+  memqBacklogRecord: { lua: RECORD_LUA, numberOfKeys: 2 },
+  memqBacklogSettlePage: { lua: SETTLE_PAGE_LUA, numberOfKeys: 2 },
+  memqBacklogRecount: { lua: RECOUNT_LUA, numberOfKeys: 1 + LEDGER_QUEUES.length },
 } as const;
 
 type LedgerRedis = RedisConnection & {
@@ -127,19 +160,19 @@ export interface LedgerReconcile {
 /** The ledger of one BullMQ prefix (see the module comment). */
 export interface BacklogLedger {
   /**
-   * Settles the oldest {@link CHECK_SETTLE_ENTRIES} entries, then reads the totals for `project`.
-   * One script call; changes nothing but settled entries.
+   * Settles each ledger from its oldest entry (see the module comment), then reads the totals for
+   * `project`. One script call; changes nothing but settled entries.
    * @throws the Redis error (never read as "empty").
    */
   check(project: string): Promise<BacklogUsage>;
   /**
    * Records a job BullMQ has added: `bytes` of its data, for `project`. Idempotent per job.
-   * @param queueName The job's queue, e.g. `memory-append`.
+   * @param queueName The job's queue, one of {@link LEDGER_QUEUES}.
    * @param jobId The job's id.
    * @param bytes UTF-8 bytes of the job's JSON data, >= 0.
    * @throws the Redis error.
    */
-  record(queueName: string, jobId: string, project: string, bytes: number): Promise<void>;
+  record(queueName: LedgerQueue, jobId: string, project: string, bytes: number): Promise<void>;
   /**
    * Settles every entry (in pages of {@link RECONCILE_PAGE_ENTRIES}), then recomputes the totals
    * from the entries left: the periodic repair (the maintenance sweep calls it).
@@ -150,12 +183,22 @@ export interface BacklogLedger {
   totals(): Promise<Record<string, number>>;
 }
 
+/** One of {@link LEDGER_QUEUES}. */
+export type LedgerQueue = (typeof LEDGER_QUEUES)[number];
+
 /**
  * The ledger keys of `queuePrefix` (a BullMQ prefix with a hash tag, e.g. `{memq}`).
- * @returns `{ ledger, totals }` key names.
+ * @returns `totals` and the ledger of each of {@link LEDGER_QUEUES}.
  */
-export function backlogLedgerKeys(queuePrefix: string): { ledger: string; totals: string } {
-  return { ledger: `${queuePrefix}:backlog:ledger`, totals: `${queuePrefix}:backlog:totals` };
+export function backlogLedgerKeys(queuePrefix: string): {
+  totals: string;
+  ledgers: Readonly<Record<LedgerQueue, string>>;
+} {
+  const ledger = (queue: QueueName) => `${queuePrefix}:backlog:ledger:${queue}`;
+  return {
+    totals: `${queuePrefix}:backlog:totals`,
+    ledgers: { [QUEUES.append]: ledger(QUEUES.append), [QUEUES.cleanup]: ledger(QUEUES.cleanup) },
+  };
 }
 
 /**
@@ -165,47 +208,49 @@ export function backlogLedgerKeys(queuePrefix: string): { ledger: string; totals
 export function createBacklogLedger(
   connection: RedisConnection,
   queuePrefix: string,
-  options: { now?: () => number } = {},
 ): BacklogLedger {
-  const now = options.now ?? Date.now;
   const redis = connection as LedgerRedis;
-  for (const [name, lua] of Object.entries(COMMANDS)) {
+  for (const [name, { lua, numberOfKeys }] of Object.entries(COMMANDS)) {
     if (typeof (redis as unknown as Record<string, unknown>)[name] !== 'function') {
-      connection.defineCommand(name, { numberOfKeys: 2, lua });
+      connection.defineCommand(name, { numberOfKeys, lua });
     }
   }
-  const { ledger, totals } = backlogLedgerKeys(queuePrefix);
+  const { totals, ledgers } = backlogLedgerKeys(queuePrefix);
+  const allLedgers = LEDGER_QUEUES.map((queue) => ledgers[queue]);
   return {
     async check(project) {
       const [bytes, projectBytes, projectJobs] = (await redis.memqBacklogCheck(
-        ledger,
         totals,
+        ...allLedgers,
         project,
         CHECK_SETTLE_ENTRIES,
+        CHECK_PENDING_RUN,
       )) as [number, number, number];
       return { bytes, projectBytes, projectJobs };
     },
 
     async record(queueName, jobId, project, bytes) {
       const member = `${bytes}|${project}|${queuePrefix}:${queueName}:${jobId}`;
-      await redis.memqBacklogRecord(ledger, totals, member, now(), bytes, project);
+      await redis.memqBacklogRecord(totals, ledgers[queueName], member, bytes, project);
     },
 
     async reconcile() {
       let settled = 0;
-      let first = 0;
-      for (;;) {
-        const [examined, removed] = (await redis.memqBacklogSettlePage(
-          ledger,
-          totals,
-          first,
-          RECONCILE_PAGE_ENTRIES,
-        )) as [number, number];
-        settled += removed;
-        first += examined - removed;
-        if (examined < RECONCILE_PAGE_ENTRIES) break;
+      for (const ledger of allLedgers) {
+        let first = 0;
+        for (;;) {
+          const [examined, removed] = (await redis.memqBacklogSettlePage(
+            totals,
+            ledger,
+            first,
+            RECONCILE_PAGE_ENTRIES,
+          )) as [number, number];
+          settled += removed;
+          first += examined - removed;
+          if (examined < RECONCILE_PAGE_ENTRIES) break;
+        }
       }
-      const entries = (await redis.memqBacklogRecount(ledger, totals)) as number;
+      const entries = (await redis.memqBacklogRecount(totals, ...allLedgers)) as number;
       return { settled, entries };
     },
 

@@ -38,7 +38,7 @@ import {
   hasBacklogBounds,
   type BacklogBounds,
 } from './backpressure.js';
-import { createBacklogLedger } from './backlog-ledger.js';
+import { createBacklogLedger, type LedgerQueue } from './backlog-ledger.js';
 import { createMemoryQueues } from './memory-queues.js';
 import { JOBS, QUEUES, type QueueName } from './names.js';
 
@@ -393,7 +393,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
    */
   const enqueue = async (
     project: string,
-    queue: QueueName,
+    queue: LedgerQueue,
     name: string,
     data: object,
     options?: { jobId: string },

@@ -74,7 +74,7 @@ describe('backlog ledger', () => {
   it('repairs on reconcile what a check does not reach: entries past the oldest ones, and tampered totals', async () => {
     const ids = await addRecorded('acme', CHECK_SETTLE_ENTRIES + 8);
     for (const id of ids.slice(CHECK_SETTLE_ENTRIES)) await queue.remove(id);
-    // A check settles only the oldest entries, whose jobs are all still waiting.
+    // A check settles from the oldest entry and stops at a run of waiting ones.
     expect((await ledger.check('acme')).projectJobs).toBe(CHECK_SETTLE_ENTRIES + 8);
 
     expect(await ledger.reconcile()).toEqual({ settled: 8, entries: CHECK_SETTLE_ENTRIES });
