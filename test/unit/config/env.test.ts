@@ -255,6 +255,21 @@ describe('loadEnvConfig', () => {
       'MEMQ_BACKPRESSURE_LOW_WATER: expected an integer below MEMQ_BACKPRESSURE_HIGH_WATER (10000), got 10000',
     ],
     [
+      'MEMQ_BACKPRESSURE_MAX_BYTES',
+      '1GiB',
+      'MEMQ_BACKPRESSURE_MAX_BYTES: expected a non-negative integer (bytes; 0 = no bound), got "1GiB"',
+    ],
+    [
+      'MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND',
+      '-1',
+      'MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND: expected a non-negative integer (requests; 0 = no limit), got "-1"',
+    ],
+    [
+      'MEMQ_MAX_CONCURRENT_WAITS',
+      '1000001',
+      'MEMQ_MAX_CONCURRENT_WAITS: expected an integer in 0-1000000 (calls; 0 = no cap), got "1000001"',
+    ],
+    [
       'MEMQ_BACKPRESSURE_POLICY',
       'drop',
       'MEMQ_BACKPRESSURE_POLICY: expected one of reject, wait, got "drop"',

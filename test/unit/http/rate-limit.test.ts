@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadEnvConfig } from '../../../src/config/env.js';
 import { RateLimitedError, toErrorResponse } from '../../../src/http/http-errors.js';
 import {
   CONCURRENCY_RETRY_AFTER_MS,
@@ -7,6 +8,7 @@ import {
   keyIdentity,
   retryAfterMs,
 } from '../../../src/http/rate-limit.js';
+import { tenantLimitSettings } from '../../../src/runtime/runtime.js';
 
 describe('retryAfterMs', () => {
   it("is the main window's reset without a burst window", () => {
@@ -144,5 +146,26 @@ describe('toErrorResponse of a RateLimitedError', () => {
       },
     });
     expect(toErrorResponse(new RateLimitedError('over', 1)).retryAfterSeconds).toBe(1);
+  });
+});
+
+describe('tenantLimitSettings (the environment as HTTP limits)', () => {
+  it('counts per 1 s windows with the burst per 10 s, and turns a rate off at 0 per second', () => {
+    expect(tenantLimitSettings(loadEnvConfig({}))).toEqual({
+      keyPrefix: 'memq:',
+      requests: { points: 100, windowSeconds: 1, burstPoints: 1000, burstWindowSeconds: 10 },
+      messages: { points: 1000, windowSeconds: 1, burstPoints: 10_000, burstWindowSeconds: 10 },
+      waitsPerProject: 32,
+      dryRunsPerProject: 4,
+    });
+    expect(
+      tenantLimitSettings(
+        loadEnvConfig({
+          MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND: '0',
+          MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: '0',
+          MEMQ_MAX_CONCURRENT_WAITS: '0',
+        }),
+      ),
+    ).toEqual({ keyPrefix: 'memq:', waitsPerProject: 0, dryRunsPerProject: 4 });
   });
 });
