@@ -9,6 +9,7 @@ import { TokenCountJobSchema, type TokenCountJobResult } from '../queues/job-con
 import { QUEUES } from '../queues/names.js';
 import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
+import type { MessageCount } from '../src/providers/token-providers.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /** Messages counted and committed per round trip. */
@@ -21,12 +22,13 @@ export const TOKEN_COUNT_BATCH = 256;
 export interface MessageCounter {
   /**
    * Tokens per message, in order, with where each count came from (an encoding name or a
-   * provider). Rejects only when `signal` aborts.
+   * provider) and, for an approximate count, how it was approximated. Rejects only when
+   * `signal` aborts.
    */
   countMessages(
     messages: readonly CountableMessage[],
     signal?: AbortSignal,
-  ): Promise<ReadonlyArray<{ tokens: number; source: string }>>;
+  ): Promise<readonly MessageCount[]>;
 }
 
 /** Dependencies of {@link createTokenCountProcessor}. */
@@ -50,9 +52,9 @@ export interface TokenCountProcessorDeps {
 
 /**
  * `memory-token-count` processor: takes the burst (so appends from now on enqueue a new job),
- * counts every uncounted message of the instance exactly, in batches of
- * {@link TOKEN_COUNT_BATCH}, and commits each batch with `commit-tokens.lua`, which replaces the
- * append-time estimates. Yields to the event loop between batches so BullMQ can renew locks.
+ * counts every uncounted message of the instance (exactly, or by an approximation the commit
+ * records per message), in batches of {@link TOKEN_COUNT_BATCH}, and commits each batch with
+ * `commit-tokens.lua`, which replaces the append-time estimates. Yields to the event loop between batches so BullMQ can renew locks.
  * Then evaluates the flush trigger on the totals the last commit returned (no second read) and
  * enqueues a flush if the memory is over it and its strategy is available.
  */
@@ -82,7 +84,10 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         if (scanned === 0) break;
         const results = await counter.countMessages(batch, signal);
         const counts = [
-          ...batch.map((message, i) => ({ id: message.id, tokens: results[i]!.tokens })),
+          ...batch.map((message, i) => {
+            const { tokens: n, approximatedBy } = results[i]!;
+            return { id: message.id, tokens: n, ...(approximatedBy ? { approximatedBy } : {}) };
+          }),
           // Gone from the log: commit-tokens only drops them from the uncounted set.
           ...missing.map((id) => ({ id, tokens: 0 })),
         ];

@@ -12,6 +12,7 @@ import {
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import {
   createRemoteCounter,
+  localApproximation,
   providerApiKey,
   type ProviderBreakerOptions,
   type RemoteCounter,
@@ -45,9 +46,16 @@ export const INLINE_COUNT_CHARS = 4096;
 
 /** The per-resource counters of a worker process. */
 export interface TokenCounters {
-  /** The counter for `resource`: its provider's API with local fallback, or the local tokenizer. */
+  /**
+   * The counter for `resource`: its provider's API with local fallback (approximate), or the
+   * local tokenizer (exact for provider `openai`, approximate for any other provider:
+   * `localApproximation`).
+   */
   counterFor(resource: MemoryResource): Promise<MessageCounter>;
-  /** The local (tokenizer) counter of `resource`'s encoding, cached; summaries are counted with it. */
+  /**
+   * The local (tokenizer) counter of `resource`'s encoding, cached; summaries are counted with
+   * it (exact only for provider `openai`: `localApproximation` names the approximation).
+   */
   localCounterFor(resource: MemoryResource): Promise<TokenCounter>;
   /** True when some declared resource counts through a provider API. */
   readonly usesProviders: boolean;
@@ -94,7 +102,11 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
           onBusy: (ms) => metrics.countingThreadBusy.inc(ms / 1000),
         });
   let threadFailed = false;
-  const localCounter = async (encoding: EncodingName): Promise<MessageCounter> => {
+  /** `approximatedBy`: set on every count when `encoding` only approximates the model's tokenizer. */
+  const localCounter = async (
+    encoding: EncodingName,
+    approximatedBy: string | undefined,
+  ): Promise<MessageCounter> => {
     const counter = await local(encoding);
     // Counts misses and framing without touching the cache, so its hit/miss figures describe
     // message contents only (one lookup per content, one miss per uncached content).
@@ -131,6 +143,7 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
         return messages.map((m, i) => ({
           tokens: raw.framing(m) + content[i]!,
           source: encoding,
+          ...(approximatedBy !== undefined ? { approximatedBy } : {}),
         }));
       },
     };
@@ -167,7 +180,9 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     counterFor(resource) {
       const { provider, model, endpoint } = resource.tokenProvider;
       const encoding = localEncodingFor(provider, model);
-      if (!isRemoteTokenProvider(provider)) return localCounter(encoding);
+      if (!isRemoteTokenProvider(provider)) {
+        return localCounter(encoding, localApproximation(provider, model));
+      }
       const apiKey =
         apiKeys.get(resource.id) ??
         providerApiKey(resource.id, provider, resource.tokenProvider.apiKeyEnv, env);

@@ -17,7 +17,9 @@ import { createMemoryStore } from '../store/memory-store.js';
 export const INSPECT_HELP = `usage: memq inspect <resource> <key> [--project P] [--last N] [--json]
 
 Shows one memory instance: counters (and whether they agree), TTL, lock holder, summary and the
-newest N messages as stored (already redacted).
+newest N messages as stored (already redacted). Tokens are exact, approximate (another
+model's tokenizer stood in; named) or estimated (not counted yet); in the message list \`~\`
+marks a message not counted yet and \`≈\` an approximate count.
 
   --project P   project (tenant) of the instance (default: $MEMQ_PROJECT or "default")
   --last N      how many of the newest messages to show (default 10, 0 = none)
@@ -85,6 +87,11 @@ export async function inspectCommand(
         token_count: stats.tokenCount,
         estimated_tokens: stats.estimatedTokens,
         uncounted_messages: stats.uncountedMessages,
+        exact: stats.exact,
+        counted_by: stats.countedBy,
+        approximate_tokens: stats.approximateTokens,
+        approximated_by: stats.approximatedBy,
+        summary_approximated_by: stats.summaryApproximatedBy ?? null,
         max_tokens: maxTokens ?? null,
         accepted: stats.acceptedCount,
         folded: stats.foldedCount,
@@ -96,15 +103,25 @@ export async function inspectCommand(
       lock: lockToken ? { holder_token_prefix: lockToken.slice(0, 8), ttl_ms: lockTtlMs } : null,
       summary: window.summary ?? null,
       messages:
-        last === 0 ? [] : window.messages.map((m) => ({ ...m.message, tokens: m.tokens ?? null })),
+        last === 0
+          ? []
+          : window.messages.map((m) => ({
+              ...m.message,
+              tokens: m.tokens ?? null,
+              ...(m.approximatedBy !== undefined ? { approximated_by: m.approximatedBy } : {}),
+            })),
     };
     if (values.json) {
       out(JSON.stringify(report, null, 2));
       return 0;
     }
     out(`memory ${ref.project}/${resourceId}/${key}${stats.exists ? '' : ' (does not exist)'}`);
+    const approximate =
+      stats.approximatedBy.length > 0
+        ? ` + ${stats.approximateTokens} approximate (${stats.approximatedBy.join('; ')})`
+        : '';
     out(
-      `  messages ${stats.messageCount}, tokens ${stats.tokenCount} exact + ${stats.estimatedTokens} estimated${maxTokens ? ` of ${maxTokens}` : ''}, uncounted ${stats.uncountedMessages}`,
+      `  messages ${stats.messageCount}, tokens ${stats.tokenCount - stats.approximateTokens} exact${approximate} + ${stats.estimatedTokens} estimated${maxTokens ? ` of ${maxTokens}` : ''}, uncounted ${stats.uncountedMessages}`,
     );
     out(
       `  accepted ${stats.acceptedCount} = present ${stats.messageCount} + folded ${stats.foldedCount} + evicted ${stats.evictedCount}; counters ${stats.consistent ? 'consistent' : 'INCONSISTENT'}`,
@@ -118,7 +135,7 @@ export async function inspectCommand(
     );
     if (window.summary) {
       out(
-        `  summary ${window.summary.tokens} tokens, covers ${window.summary.message_count_covered} messages through ${window.summary.covers_through_id}:`,
+        `  summary ${window.summary.tokens} tokens${window.summaryApproximatedBy ? ` (approximate: ${window.summaryApproximatedBy})` : ''}, covers ${window.summary.message_count_covered} messages through ${window.summary.covers_through_id}:`,
       );
       out(`    ${clip(window.summary.content, 400)}`);
     } else {
@@ -126,9 +143,11 @@ export async function inspectCommand(
     }
     if (last > 0 && window.messages.length > 0) {
       out(`  newest ${window.messages.length} of ${total}:`);
-      for (const { message, tokens } of window.messages) {
+      // `~`: not counted yet; `≈`: an approximate count.
+      for (const { message, tokens, approximatedBy } of window.messages) {
+        const shown = tokens === undefined ? '~' : `${approximatedBy ? '≈' : ''}${tokens}`;
         out(
-          `    ${message.id} ${message.role.padEnd(9)} ${String(tokens ?? '~').padStart(5)} ${clip(message.content)}`,
+          `    ${message.id} ${message.role.padEnd(9)} ${shown.padStart(5)} ${clip(message.content)}`,
         );
       }
     }

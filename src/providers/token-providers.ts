@@ -1,10 +1,16 @@
 /**
  * Remote token counting: Anthropic's and Google's counting APIs behind opossum circuit breakers,
  * with the local tokenizer as the fallback (DESIGN.md section 7). A provider failure never fails
- * a job: the count falls back, `memq_token_provider_fallbacks_total` increments.
+ * a job: the count falls back, `memq_token_provider_fallbacks_total` increments, and the count
+ * is marked as an approximation ({@link MessageCount.approximatedBy}).
  */
 import type { Logger } from 'pino';
-import type { CountableMessage, RemoteTokenProvider, TokenCounter } from '../core/token-counter.js';
+import {
+  localEncodingFor,
+  type CountableMessage,
+  type RemoteTokenProvider,
+  type TokenCounter,
+} from '../core/token-counter.js';
 import { ConfigError } from '../core/errors.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import {
@@ -33,6 +39,52 @@ export const ANTHROPIC_VERSION = '2023-06-01';
 export interface ProviderBreakerOptions extends BreakerSettings {
   /** Per-call timeout, ms (the fetch is aborted). Default 5 000. */
   readonly timeoutMs?: number;
+}
+
+/**
+ * One message's token count and how it was made: what memq commits for it
+ * (`MemoryStore.commitTokens`).
+ */
+export interface MessageCount {
+  /** Tokens of the message (framing included), integer >= 0. */
+  readonly tokens: number;
+  /**
+   * What counted it: an encoding name (`o200k_base`, `cl100k_base`, ...) or a provider whose
+   * counting API answered (`anthropic`, `google`). The `source` label of
+   * `memq_tokens_counted_total`.
+   */
+  readonly source: string;
+  /**
+   * Present when the count is an approximation: how it was approximated,
+   * {@link approximationOf} (e.g. `o200k_base (approximation for claude-sonnet-4-5)`). Absent
+   * when it is exact: the model's published tiktoken encoding (provider `openai`), or the
+   * provider's own counting API.
+   */
+  readonly approximatedBy?: string;
+}
+
+/**
+ * The name of an approximate count: the local encoding that counted and the model whose own
+ * tokenizer it stands in for, `<encoding> (approximation for <model>)`, e.g.
+ * `o200k_base (approximation for claude-sonnet-4-5)`. At most 232 characters (a model name is
+ * at most 200, `token_provider.model`).
+ */
+export function approximationOf(encoding: string, model: string): string {
+  return `${encoding} (approximation for ${model})`;
+}
+
+/**
+ * How memq's local counts for a resource's model are qualified (its messages when counted
+ * locally, and its summaries, which are always counted locally): `undefined` when they are
+ * exact, which is provider `openai` only (the model's published tiktoken encoding,
+ * `encodingForModel`); otherwise, for `anthropic`, `google` and any other provider name (their
+ * tokenizers are not published, or memq does not know the provider serves OpenAI's models
+ * unchanged), {@link approximationOf} the encoding {@link localEncodingFor} picks.
+ */
+export function localApproximation(provider: string, model: string): string | undefined {
+  return provider === 'openai'
+    ? undefined
+    : approximationOf(localEncodingFor(provider, model), model);
 }
 
 /** Options of {@link createRemoteCounter}. */
@@ -65,15 +117,17 @@ export interface RemoteCounter {
   readonly name: string;
   /**
    * Tokens of each message: the provider's count of a one-message request holding the message's
-   * text (role `user`; so it includes the provider's own per-request framing), or the fallback
-   * counter's {@link TokenCounter.countMessageAsync} when the call fails, times out, is refused
-   * (429, 5xx, 4xx) or the breaker is open. Never rejects except for `signal`'s abort.
-   * @returns per message, its tokens and where the count came from.
+   * text (role `user`; so it includes the provider's own per-request framing), exact; or the
+   * fallback counter's {@link TokenCounter.countMessageAsync} when the call fails, times out, is
+   * refused (429, 5xx, 4xx) or the breaker is open, or the text is empty, which is an
+   * approximation (`approximatedBy` set, {@link approximationOf} the fallback's encoding and the
+   * model). Never rejects except for `signal`'s abort.
+   * @returns per message, its tokens, where the count came from and whether it is approximate.
    */
   countMessages(
     messages: readonly CountableMessage[],
     signal?: AbortSignal,
-  ): Promise<Array<{ tokens: number; source: string }>>;
+  ): Promise<MessageCount[]>;
   /** Stops the breaker's timers. */
   close(): void;
 }
@@ -119,8 +173,12 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
     return tokens;
   };
   const breaker = guard(name, call, options, metrics, log);
+  const approximatedBy = approximationOf(fallback.encoding, model);
 
-  const countOne = async (message: CountableMessage, signal?: AbortSignal) => {
+  const countOne = async (
+    message: CountableMessage,
+    signal?: AbortSignal,
+  ): Promise<MessageCount> => {
     // Nothing to ask a provider about an empty text (Anthropic rejects empty content).
     if (message.content.length > 0) {
       try {
@@ -134,13 +192,17 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
         metrics.tokenProviderFallbacks.inc({ provider, reason: fallbackReasonOf(error) });
       }
     }
-    return { tokens: await fallback.countMessageAsync(message, signal), source: fallback.encoding };
+    return {
+      tokens: await fallback.countMessageAsync(message, signal),
+      source: fallback.encoding,
+      approximatedBy,
+    };
   };
 
   return {
     name,
     async countMessages(messages, signal) {
-      const results = new Array<{ tokens: number; source: string }>(messages.length);
+      const results = new Array<MessageCount>(messages.length);
       let next = 0;
       const lane = async () => {
         while (next < messages.length) {

@@ -65,7 +65,17 @@ export interface ReconcileResult {
   readonly tokenCount: CounterDrift;
   /** `estimated_tokens` vs the estimates (`unc` scores) of messages in the log. */
   readonly estimatedTokens: CounterDrift;
-  /** Entries removed because their id is not in the log, per family. */
+  /**
+   * Messages with an approximate count: the sum of `meta.approximated_by` vs the approximation
+   * marks in `tok` of counted messages in the log.
+   */
+  readonly approximateMessages: CounterDrift;
+  /** `approximate_tokens` vs the counts of the marked messages in the log. */
+  readonly approximateTokens: CounterDrift;
+  /**
+   * Entries removed because their id is not in the log, per family (`tok`: counts, and
+   * approximation marks without a count).
+   */
   readonly orphansRemoved: { readonly tok: number; readonly unc: number; readonly msg: number };
   /**
    * Ids in the log without a stored body: reported only (the content is gone; a read skips
@@ -127,8 +137,9 @@ export interface MaintenanceStore {
    */
   dropStaleIndexEntry(ref: MemoryRef): Promise<boolean>;
   /**
-   * Recomputes `message_count`, `token_count` and `estimated_tokens` from the log and removes
-   * `tok`/`unc`/`msg` entries whose id is not in the log, in one script (`reconcile.lua`), and
+   * Recomputes `message_count`, `token_count`, `estimated_tokens`, `approximate_tokens` and
+   * `approximated_by` from the log and removes `tok`/`unc`/`msg` entries whose id is not in the
+   * log (and approximation marks without a count), in one script (`reconcile.lua`), and
    * reports before/after values. A consistent instance is not written to; a missing one is not
    * touched (`exists: false`, no key created). Needs no lock: it is atomic, leaves the epoch
    * alone, and sets absolute values that later delta updates (`apply-flush`) stay correct on.
@@ -272,33 +283,59 @@ export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceS
           messageCount: zero,
           tokenCount: zero,
           estimatedTokens: zero,
+          approximateMessages: zero,
+          approximateTokens: zero,
           orphansRemoved: { tok: 0, unc: 0, msg: 0 },
           missingBodies: 0,
         };
       }
-      const [mcBefore, mcAfter, tcBefore, tcAfter, etBefore, etAfter, tok, unc, msg, missing] =
-        values.map(Number) as [
-          number,
-          number,
-          number,
-          number,
-          number,
-          number,
-          number,
-          number,
-          number,
-          number,
-        ];
+      const [
+        mcBefore,
+        mcAfter,
+        tcBefore,
+        tcAfter,
+        etBefore,
+        etAfter,
+        tok,
+        unc,
+        msg,
+        missing,
+        amBefore,
+        amAfter,
+        atBefore,
+        atAfter,
+        approximatedByRewritten,
+      ] = values.map(Number) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
       return {
         exists: true,
         changed:
           mcBefore !== mcAfter ||
           tcBefore !== tcAfter ||
           etBefore !== etAfter ||
+          atBefore !== atAfter ||
+          approximatedByRewritten === 1 ||
           tok + unc + msg > 0,
         messageCount: { before: mcBefore, after: mcAfter },
         tokenCount: { before: tcBefore, after: tcAfter },
         estimatedTokens: { before: etBefore, after: etAfter },
+        approximateMessages: { before: amBefore, after: amAfter },
+        approximateTokens: { before: atBefore, after: atAfter },
         orphansRemoved: { tok, unc, msg },
         missingBodies: missing,
       };

@@ -64,13 +64,49 @@ export interface ErasureRequest {
  */
 export const ERASURE_TOMBSTONE_TTL_SECONDS = 8 * 24 * 3600;
 
-/** A stored message with its exact token count, if counted yet. */
+/** A stored message with its token count, if counted yet. */
 export interface StoredMessage {
   /** The message as stored (already redacted). */
   readonly message: Message;
-  /** Exact tokens (see `TokenCounter.countMessage`); undefined until the token-count job ran. */
+  /**
+   * Tokens committed by the token-count job (see `TokenCounter.countMessage`), exact unless
+   * {@link StoredMessage.approximatedBy} is set; undefined until the job ran.
+   */
   readonly tokens: number | undefined;
+  /**
+   * Set when {@link StoredMessage.tokens} is an approximation: how it was approximated, e.g.
+   * `o200k_base (approximation for claude-sonnet-4-5)` (`approximationOf` in
+   * `src/providers/token-providers.ts`). Absent for an exact or not yet counted message.
+   */
+  readonly approximatedBy?: string;
 }
+
+/**
+ * Messages of an instance's log by how their tokens were counted. Exact: the model's published
+ * tiktoken encoding (provider `openai`) or the provider's own counting API (`anthropic`,
+ * `google`). Approximate: another model's encoding stands in (a model with no published
+ * tokenizer counted locally, e.g. after a provider failure, or an unknown provider).
+ */
+export interface CountedBy {
+  /** Messages with an exact count. */
+  readonly exact: number;
+  /** Messages with an approximate count (their approximations: `approximatedBy`). */
+  readonly approximate: number;
+  /** Messages not counted yet: only their append-time estimate is in `estimatedTokens`. */
+  readonly estimated: number;
+}
+
+/**
+ * Longest approximation name {@link MemoryStore.commitTokens} and {@link MemoryStore.applyFlush}
+ * accept, characters: 512 (memq's own are at most 232: `approximationOf`).
+ */
+export const MAX_APPROXIMATION_CHARS = 512;
+
+/**
+ * Prefix of an approximation mark in the `tok` family: `tok['~' + id]` = how `tok[id]` was
+ * approximated (absent = exact). Message ids are ULIDs, which never start with it.
+ */
+export const APPROXIMATION_MARK_PREFIX = '~';
 
 /** Which page {@link MemoryStore.read} returns, and whether it records or returns access. */
 export interface ReadPage {
@@ -98,12 +134,34 @@ export interface MemoryWindow {
   readonly hasMore: boolean;
   /** `message_count` counter (equals `total` when consistent). */
   readonly messageCount: number;
-  /** Exact tokens of counted messages plus the summary's tokens. */
+  /**
+   * Committed tokens of counted messages plus the summary's tokens; of these,
+   * {@link MemoryWindow.approximateTokens} are approximate.
+   */
   readonly tokenCount: number;
   /** Append-time estimate of the messages not counted yet. */
   readonly estimatedTokens: number;
-  /** True when every message has an exact count (`estimatedTokens == 0`). */
+  /**
+   * True when every message is counted (`estimatedTokens == 0`) and every count, the summary's
+   * included, is exact (`countedBy.approximate == 0`, no `summaryApproximatedBy`).
+   */
   readonly exact: boolean;
+  /**
+   * The log's messages by kind of count. `exact` and `estimated` come from the `tok` family's
+   * size and `approximate` from `meta.approximated_by`, so they add up to `total` while the
+   * instance is consistent (`MemoryStats.consistent`).
+   */
+  readonly countedBy: CountedBy;
+  /** Of {@link MemoryWindow.tokenCount}, the tokens counted by an approximation (messages and summary). */
+  readonly approximateTokens: number;
+  /**
+   * The distinct approximations behind the approximate counts of the log's messages and of the
+   * summary, sorted (e.g. `['o200k_base (approximation for claude-sonnet-4-5)']`); empty when
+   * every count is exact.
+   */
+  readonly approximatedBy: readonly string[];
+  /** Set when the summary's `tokens` is an approximation: how it was approximated. */
+  readonly summaryApproximatedBy?: string;
   /** Messages ever accepted into this instance (since its last write or clear). */
   readonly acceptedCount: number;
   /** The rolling summary, if a flush has folded messages into one. */
@@ -114,9 +172,22 @@ export interface MemoryWindow {
   readonly access?: ReadonlyMap<string, { readonly count: number; readonly lastMs: number }>;
 }
 
+/** One message's count for {@link MemoryStore.commitTokens}. */
+export interface TokenCommit {
+  /** The message id. */
+  readonly id: string;
+  /** Its tokens, integer >= 0. */
+  readonly tokens: number;
+  /**
+   * How the count was approximated (1..{@link MAX_APPROXIMATION_CHARS} characters); absent when
+   * it is exact.
+   */
+  readonly approximatedBy?: string;
+}
+
 /** Outcome of {@link MemoryStore.commitTokens}. */
 export interface CommitTokensResult {
-  /** Exact counts written. */
+  /** Counts written (exact or approximate). */
   readonly committed: number;
   /** `token_count` after the commit. */
   readonly tokenCount: number;
@@ -138,6 +209,12 @@ export interface FlushCommit {
   readonly evictedIds: readonly string[];
   /** The new summary (replaces the old one); required when `foldedIds` is not empty. */
   readonly summary?: Summary;
+  /**
+   * How `summary.tokens` was approximated (1..{@link MAX_APPROXIMATION_CHARS} characters, e.g.
+   * `localApproximation` of the resource's provider and model); absent when it is exact.
+   * Ignored without `summary`.
+   */
+  readonly summaryApproximatedBy?: string | undefined;
 }
 
 /** Outcome of {@link MemoryStore.applyFlush}. */
@@ -148,7 +225,7 @@ export interface FlushCommitResult {
   readonly evicted: number;
   /** `message_count` after the commit. */
   readonly messageCount: number;
-  /** `token_count` after the commit (exact messages + summary). */
+  /** `token_count` after the commit (counted messages + summary). */
   readonly tokenCount: number;
   /** The new epoch. */
   readonly epoch: number;
@@ -162,12 +239,31 @@ export interface MemoryStats {
   readonly messageCount: number;
   /** `message_count` counter; equals `messageCount` when consistent. */
   readonly countedMessages: number;
-  /** Exact tokens (messages + summary). */
+  /** Committed tokens (messages + summary), approximate ones included. */
   readonly tokenCount: number;
   /** Estimated tokens of messages not counted yet. */
   readonly estimatedTokens: number;
-  /** Messages waiting for an exact count. */
+  /** Messages waiting for a count. */
   readonly uncountedMessages: number;
+  /** As {@link MemoryWindow.exact}: no estimate pending and no approximate count. */
+  readonly exact: boolean;
+  /**
+   * The log's messages by kind of count (`approximate` from `meta.approximated_by`, `estimated`
+   * = {@link MemoryStats.uncountedMessages}, `exact` the rest of `messageCount`).
+   */
+  readonly countedBy: CountedBy;
+  /** Of {@link MemoryStats.tokenCount}, the tokens counted by an approximation (messages and summary). */
+  readonly approximateTokens: number;
+  /** As {@link MemoryWindow.approximatedBy}: the approximations of the messages and the summary, sorted. */
+  readonly approximatedBy: readonly string[];
+  /**
+   * Messages with an approximate count per approximation (`meta.approximated_by`), e.g.
+   * `{ 'o200k_base (approximation for claude-sonnet-4-5)': 12 }`; the summary's is in
+   * {@link MemoryStats.summaryApproximatedBy}.
+   */
+  readonly approximateMessagesBy: Readonly<Record<string, number>>;
+  /** Set when the summary's tokens are an approximation: how it was approximated. */
+  readonly summaryApproximatedBy: string | undefined;
   /** Tokens of the summary (0 without one). */
   readonly summaryTokens: number;
   /** Accounting since the last write/clear: accepted == present + folded + evicted. */
@@ -192,12 +288,20 @@ export interface MemoryStats {
   readonly locked: boolean;
   /** Messages per role (deep stats only: it reads every message). */
   readonly roles: Readonly<Record<string, number>> | undefined;
-  /** Sum of the exact per-message counts (deep stats only). */
+  /** Sum of the committed per-message counts, approximate ones included (deep stats only). */
   readonly exactMessageTokens: number | undefined;
   /**
+   * Recount of the approximate per-message counts (deep stats only): their tokens and their
+   * number per approximation, from the `tok` family's marks.
+   */
+  readonly approximateRecount:
+    { readonly tokens: number; readonly by: Readonly<Record<string, number>> } | undefined;
+  /**
    * DESIGN.md invariant 3 and the no-loss accounting: `countedMessages == messageCount`,
-   * `acceptedCount == messageCount + foldedCount + evictedCount`, and (deep stats only)
-   * `tokenCount == exactMessageTokens + summaryTokens`.
+   * `acceptedCount == messageCount + foldedCount + evictedCount`, approximate messages and
+   * uncounted ones fit in the log and approximate tokens in `tokenCount`, and (deep stats only)
+   * `tokenCount == exactMessageTokens + summaryTokens` and the approximate counters equal
+   * {@link MemoryStats.approximateRecount}.
    */
   readonly consistent: boolean;
 }
@@ -248,10 +352,16 @@ export interface MemoryStore {
     max: number,
     options?: { takeBurst?: boolean },
   ): Promise<{ messages: Message[]; scanned: number; missing: string[] }>;
-  /** Commits exact counts for ids still uncounted and still in the log. */
+  /**
+   * Commits counts for ids still uncounted and still in the log, in one script: each count
+   * replaces its estimate in `token_count`; an approximate one (`approximatedBy`) is marked as
+   * such per message and adds to `approximate_tokens` and `approximated_by`.
+   * @throws PayloadError when a count is not an integer >= 0, an `approximatedBy` is empty or
+   *   longer than {@link MAX_APPROXIMATION_CHARS}, or `ttlSeconds` is not an integer >= 0.
+   */
   commitTokens(
     ref: MemoryRef,
-    counts: ReadonlyArray<{ id: string; tokens: number }>,
+    counts: readonly TokenCommit[],
     ttlSeconds: number,
   ): Promise<CommitTokensResult>;
   /**
@@ -261,6 +371,8 @@ export interface MemoryStore {
    * @throws LockLostError when the lock is no longer the caller's, or the epoch moved (a write,
    *   clear or other flush committed since planning): nothing changed, re-plan.
    * @throws Error (`INVALID_PLAN`) for a folded id above the summary's watermark.
+   * @throws PayloadError for a `summaryApproximatedBy` that is empty or longer than
+   *   {@link MAX_APPROXIMATION_CHARS}.
    */
   applyFlush(ref: MemoryRef, commit: FlushCommit, ttlSeconds: number): Promise<FlushCommitResult>;
   /**
@@ -360,30 +472,50 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const offset = Math.max(0, Math.trunc(page.offset ?? 0));
       const limit = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.trunc(page.limit ?? 100)));
       const k = keysOf(ref);
-      const [total, ids, bodies, counts, metaFlat, accessValues] = (await redis.memqRead(
-        k.ord,
-        k.msg,
-        k.tok,
-        k.meta,
-        k.acc,
-        offset,
-        limit,
-        page.recordAccess ? 1 : 0,
-        now(),
-        page.withAccess ? 1 : 0,
-      )) as [number, string[], (string | null)[], (string | null)[], string[], (string | null)[]];
+      const [total, ids, bodies, counts, metaFlat, accessValues, marks, tokFields] =
+        (await redis.memqRead(
+          k.ord,
+          k.msg,
+          k.tok,
+          k.meta,
+          k.acc,
+          offset,
+          limit,
+          page.recordAccess ? 1 : 0,
+          now(),
+          page.withAccess ? 1 : 0,
+        )) as [
+          number,
+          string[],
+          (string | null)[],
+          (string | null)[],
+          string[],
+          (string | null)[],
+          (string | null)[],
+          number,
+        ];
       const meta = toRecord(metaFlat);
       const messages: StoredMessage[] = [];
       ids.forEach((_, i) => {
         const body = bodies[i];
         if (body == null) return;
         const count = counts[i];
+        const mark = count == null ? undefined : marks[i];
         messages.push({
           message: JSON.parse(body) as Message,
           tokens: count == null ? undefined : Number(count),
+          ...(mark ? { approximatedBy: mark } : {}),
         });
       });
       const estimatedTokens = Number(meta.estimated_tokens ?? 0);
+      const approximation = approximationOfMeta(meta);
+      // `tok` holds a count per counted message plus a mark per approximate one.
+      const counted = Math.max(0, tokFields - approximation.messages);
+      const countedBy = {
+        exact: Math.max(0, counted - approximation.messages),
+        approximate: approximation.messages,
+        estimated: Math.max(0, total - counted),
+      };
       return {
         messages,
         total,
@@ -393,7 +525,13 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         messageCount: Number(meta.message_count ?? 0),
         tokenCount: Number(meta.token_count ?? 0),
         estimatedTokens,
-        exact: estimatedTokens === 0,
+        exact: estimatedTokens === 0 && approximation.exact,
+        countedBy,
+        approximateTokens: approximation.tokens,
+        approximatedBy: approximation.names,
+        ...(meta.summary_approximated_by !== undefined
+          ? { summaryApproximatedBy: meta.summary_approximated_by }
+          : {}),
         acceptedCount: Number(meta.accepted_count ?? 0),
         summary: meta.summary ? (JSON.parse(meta.summary) as Summary) : undefined,
         epoch: Number(meta.epoch ?? 0),
@@ -434,16 +572,21 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
 
     async commitTokens(ref, counts, ttlSeconds) {
       requireTtl(ttlSeconds);
-      for (const { id, tokens } of counts) {
+      for (const { id, tokens, approximatedBy } of counts) {
         if (!Number.isSafeInteger(tokens) || tokens < 0) {
           throw new PayloadError(
             `commitTokens: tokens of ${id}: expected an integer >= 0, got ${tokens}`,
           );
         }
+        if (approximatedBy !== undefined) {
+          requireApproximation(`commitTokens: approximatedBy of ${id}`, approximatedBy);
+        }
       }
       const k = keysOf(ref);
       const args: (string | number)[] = [ttlSeconds];
-      for (const { id, tokens } of counts) args.push(id, tokens);
+      for (const { id, tokens, approximatedBy } of counts) {
+        args.push(id, tokens, approximatedBy ?? '');
+      }
       const [committed, tokenCount, estimatedTokens, messageCount] = (await redis.memqCommitTokens(
         k.ord,
         k.tok,
@@ -467,6 +610,9 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
           'applyFlush: folded messages need the summary they were folded into',
         );
       }
+      if (commit.summaryApproximatedBy !== undefined) {
+        requireApproximation('applyFlush: summaryApproximatedBy', commit.summaryApproximatedBy);
+      }
       const k = keysOf(ref);
       const reply = (await redis.memqApplyFlush(
         k.ord,
@@ -484,6 +630,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         summary?.tokens ?? 0,
         summary?.covers_through_id ?? '',
         commit.foldedIds.length,
+        (summary && commit.summaryApproximatedBy) ?? '',
         ...commit.foldedIds,
         ...commit.evictedIds,
       )) as [string, ...(number | string)[]];
@@ -583,16 +730,35 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
 
     async stats(ref, options = {}) {
       const k = keysOf(ref);
-      const [ordCount, metaFlat, ttl, locked, uncounted, roleFlat, tokSum] =
-        (await redis.memqInspect(
-          k.ord,
-          k.msg,
-          k.meta,
-          k.lock,
-          k.unc,
-          k.tok,
-          options.deep ? '1' : '0',
-        )) as [number, string[], number, number, number, (string | number)[], number];
+      const [
+        ordCount,
+        metaFlat,
+        ttl,
+        locked,
+        uncounted,
+        roleFlat,
+        tokSum,
+        approximateSum,
+        approximatedFlat,
+      ] = (await redis.memqInspect(
+        k.ord,
+        k.msg,
+        k.meta,
+        k.lock,
+        k.unc,
+        k.tok,
+        options.deep ? '1' : '0',
+      )) as [
+        number,
+        string[],
+        number,
+        number,
+        number,
+        (string | number)[],
+        number,
+        number,
+        (string | number)[],
+      ];
       const meta = toRecord(metaFlat);
       const num = (field: string) => Number(meta[field] ?? 0);
       const optionalNum = (field: string) =>
@@ -601,6 +767,15 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       for (let i = 0; i + 1 < roleFlat.length; i += 2)
         roles[String(roleFlat[i])] = Number(roleFlat[i + 1]);
       const exists = ttl !== -2 || ordCount > 0;
+      const approximation = approximationOfMeta(meta);
+      const recount: Record<string, number> = {};
+      for (let i = 0; i + 1 < approximatedFlat.length; i += 2)
+        recount[String(approximatedFlat[i])] = Number(approximatedFlat[i + 1]);
+      const countedBy = {
+        exact: Math.max(0, ordCount - uncounted - approximation.messages),
+        approximate: approximation.messages,
+        estimated: uncounted,
+      };
       return {
         exists,
         messageCount: ordCount,
@@ -608,6 +783,12 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         tokenCount: num('token_count'),
         estimatedTokens: num('estimated_tokens'),
         uncountedMessages: uncounted,
+        exact: num('estimated_tokens') === 0 && approximation.exact,
+        countedBy,
+        approximateTokens: approximation.tokens,
+        approximatedBy: approximation.names,
+        approximateMessagesBy: approximation.by,
+        summaryApproximatedBy: meta.summary_approximated_by,
         summaryTokens: num('summary_tokens'),
         acceptedCount: num('accepted_count'),
         foldedCount: num('folded_count'),
@@ -621,10 +802,17 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         locked: locked === 1,
         roles: options.deep ? roles : undefined,
         exactMessageTokens: options.deep ? tokSum : undefined,
+        approximateRecount: options.deep ? { tokens: approximateSum, by: recount } : undefined,
         consistent:
           num('message_count') === ordCount &&
           num('accepted_count') === ordCount + num('folded_count') + num('evicted_count') &&
-          (!options.deep || num('token_count') === tokSum + num('summary_tokens')),
+          approximation.valid &&
+          approximation.messages + uncounted <= ordCount &&
+          approximation.tokens <= num('token_count') &&
+          (!options.deep ||
+            (num('token_count') === tokSum + num('summary_tokens') &&
+              num('approximate_tokens') === approximateSum &&
+              sameCounts(approximation.by, recount))),
       };
     },
 
@@ -657,6 +845,66 @@ function optionalTime(what: string, value: number | undefined): number | '' {
     throw new PayloadError(`${what}: expected an integer >= 0 (ms since epoch), got ${value}`);
   }
   return value;
+}
+
+/**
+ * @throws PayloadError naming `what` when `value` is not a string of 1..
+ *   {@link MAX_APPROXIMATION_CHARS} characters.
+ */
+function requireApproximation(what: string, value: string): void {
+  if (typeof value !== 'string' || value.length < 1 || value.length > MAX_APPROXIMATION_CHARS) {
+    throw new PayloadError(
+      `${what}: expected 1-${MAX_APPROXIMATION_CHARS} characters naming how the count was approximated, got ${JSON.stringify(value)}`,
+    );
+  }
+}
+
+/**
+ * The approximate counts an instance's `meta` records: `approximated_by` (JSON approximation ->
+ * messages), `approximate_tokens` and `summary_approximated_by`. `tokens` includes the summary's
+ * when it is approximate; `names` are the approximations of the messages and the summary,
+ * sorted; `exact` is true when nothing is approximate; `valid` is false when `approximated_by`
+ * is not such a JSON object (then it counts as no message, and as not exact).
+ */
+function approximationOfMeta(meta: Record<string, string>) {
+  let by: Record<string, number> = {};
+  let valid = true;
+  if (meta.approximated_by !== undefined) {
+    try {
+      const parsed = JSON.parse(meta.approximated_by) as unknown;
+      if (
+        typeof parsed !== 'object' ||
+        parsed === null ||
+        Array.isArray(parsed) ||
+        !Object.values(parsed).every((n) => Number.isSafeInteger(n) && (n as number) > 0)
+      ) {
+        throw new TypeError('not an object of positive integers');
+      }
+      by = parsed as Record<string, number>;
+    } catch {
+      valid = false;
+    }
+  }
+  const messages = Object.values(by).reduce((sum, n) => sum + n, 0);
+  const summaryApproximatedBy = meta.summary_approximated_by;
+  const names = new Set(Object.keys(by));
+  if (summaryApproximatedBy !== undefined) names.add(summaryApproximatedBy);
+  return {
+    by,
+    valid,
+    messages,
+    tokens:
+      Number(meta.approximate_tokens ?? 0) +
+      (summaryApproximatedBy !== undefined ? Number(meta.summary_tokens ?? 0) : 0),
+    names: [...names].sort(),
+    exact: valid && messages === 0 && summaryApproximatedBy === undefined,
+  };
+}
+
+/** True when `a` and `b` hold the same keys with the same values. */
+function sameCounts(a: Readonly<Record<string, number>>, b: Readonly<Record<string, number>>) {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => a[key] === b[key]);
 }
 
 function toRecord(flat: readonly string[]): Record<string, string> {

@@ -21,6 +21,8 @@ import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-name
 const nextId = monotonicFactory();
 const ref: MemoryRef = { project: 'p1', resource: 'customer-support', key: 'support:42' };
 const MINUTE = 60_000;
+/** How the approximate counts below were made (as `approximationOf` names one). */
+const APPROXIMATION = 'o200k_base (approximation for claude-sonnet-4-5)';
 
 function message(id: string = nextId(), content = `Message ${id}`): Message {
   return { id, role: 'user', content, created_at: new Date().toISOString() };
@@ -44,13 +46,20 @@ describe('MaintenanceStore on real Redis', () => {
     await ns.cleanup();
   });
 
-  /** An instance with counted and uncounted messages and a summary from a real flush. */
+  /**
+   * An instance with counted (exact, and approximate: the 2nd and 4th) and uncounted messages and
+   * a summary from a real flush, which folds the 2nd: 1 approximate message of 13 tokens stays.
+   */
   async function realisticInstance(): Promise<Message[]> {
     const batch = messages(8);
     await store.append(ref, batch, 3600);
     await store.commitTokens(
       ref,
-      batch.slice(0, 5).map((m, i) => ({ id: m.id, tokens: 10 + i })),
+      batch.slice(0, 5).map((m, i) => ({
+        id: m.id,
+        tokens: 10 + i,
+        ...(i % 2 === 1 ? { approximatedBy: APPROXIMATION } : {}),
+      })),
       3600,
     );
     const k = memoryKeys(ns.keyPrefix, ref);
@@ -93,6 +102,8 @@ describe('MaintenanceStore on real Redis', () => {
         messageCount: { before: 6, after: 6 },
         tokenCount: { before: 12 + 13 + 14 + 7, after: 12 + 13 + 14 + 7 },
         estimatedTokens: { before: estimated, after: estimated },
+        approximateMessages: { before: 1, after: 1 },
+        approximateTokens: { before: 13, after: 13 },
         orphansRemoved: { tok: 0, unc: 0, msg: 0 },
         missingBodies: 0,
       });
@@ -106,7 +117,8 @@ describe('MaintenanceStore on real Redis', () => {
       const orphan = nextId();
       await ns.redis.hincrby(k.meta, 'message_count', 3);
       await ns.redis.hset(k.meta, 'token_count', 999);
-      await ns.redis.hset(k.tok, orphan, 50);
+      await ns.redis.hset(k.tok, orphan, 50, `~${orphan}`, APPROXIMATION);
+      await ns.redis.hincrby(k.meta, 'approximate_tokens', 50);
       await ns.redis.hset(k.msg, orphan, JSON.stringify(message(orphan)));
       await ns.redis.zadd(k.unc, 9, nextId());
       await ns.redis.hincrby(k.meta, 'estimated_tokens', 9);
@@ -123,7 +135,9 @@ describe('MaintenanceStore on real Redis', () => {
           before: healthy.estimatedTokens + 9,
           after: healthy.estimatedTokens,
         },
-        orphansRemoved: { tok: 1, unc: 1, msg: 1 },
+        approximateMessages: { before: 1, after: 1 },
+        approximateTokens: { before: 63, after: 13 },
+        orphansRemoved: { tok: 2, unc: 1, msg: 1 },
         missingBodies: 0,
       });
       const repaired = await store.stats(ref, { deep: true });
@@ -132,6 +146,8 @@ describe('MaintenanceStore on real Redis', () => {
         countedMessages: 6,
         tokenCount: healthy.tokenCount,
         estimatedTokens: healthy.estimatedTokens,
+        approximateTokens: 13,
+        approximateMessagesBy: { [APPROXIMATION]: 1 },
         epoch: healthy.epoch,
       });
       expect((await maintenance.reconcile(ref)).changed).toBe(false);

@@ -168,7 +168,11 @@ describe('provider token counting against a local server', () => {
     const local = await createTokenCounter('o200k_base');
     const results = await counter.countMessages(messages);
     expect(results).toEqual(
-      messages.map((m) => ({ tokens: local.countMessage(m), source: 'o200k_base' })),
+      messages.map((m) => ({
+        tokens: local.countMessage(m),
+        source: 'o200k_base',
+        approximatedBy: 'o200k_base (approximation for claude-sonnet-4-5)',
+      })),
     );
     expect(await fallbacks(reason)).toBe(2);
   });
@@ -269,20 +273,34 @@ token_provider:
     ]);
     await pipeline.client.waitFor(first.jobId!);
     await eventually(async () => (await pipeline!.client.read(target)).exact, 'exact counts');
-    expect((await pipeline.client.read(target)).tokenCount).toBe('counted by the provider'.length);
+    expect(await pipeline.client.read(target)).toMatchObject({
+      tokenCount: 'counted by the provider'.length,
+      countedBy: { exact: 1, approximate: 0, estimated: 0 },
+    });
 
     provider.state.mode = '500';
     const second = await pipeline.client.append(target, [
       { role: 'assistant', content: 'counted locally' },
     ]);
     await pipeline.client.waitFor(second.jobId!);
-    await eventually(async () => (await pipeline!.client.read(target)).exact, 'exact counts');
-    const local = await createTokenCounter('o200k_base');
-    expect((await pipeline.client.read(target)).tokenCount).toBe(
-      'counted by the provider'.length +
-        local.countMessage({ role: 'assistant', content: 'counted locally' }),
+    await eventually(
+      async () => (await pipeline!.client.read(target)).estimatedTokens === 0,
+      'both messages counted',
     );
-    // The counts are exact once committed; the job records its outcome just after.
+    const local = await createTokenCounter('o200k_base');
+    const fallback = local.countMessage({ role: 'assistant', content: 'counted locally' });
+    const approximation = 'o200k_base (approximation for claude-sonnet-4-5)';
+    const window = await pipeline.client.read(target);
+    // The fallback's count is an approximation of Claude's tokens, and the read says so.
+    expect(window).toMatchObject({
+      tokenCount: 'counted by the provider'.length + fallback,
+      exact: false,
+      countedBy: { exact: 1, approximate: 1, estimated: 0 },
+      approximateTokens: fallback,
+      approximatedBy: [approximation],
+    });
+    expect(window.messages.map((m) => m.approximatedBy)).toEqual([undefined, approximation]);
+    // The counts are committed; the job records its outcome just after.
     const completedJobs = async () =>
       Number(
         /memq_jobs_total\{queue="memory-token-count",outcome="completed"\} (\d+)/.exec(

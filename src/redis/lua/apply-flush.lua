@@ -3,10 +3,13 @@
 -- ARGV: 1 lock token, 2 expected epoch, 3 ttlSeconds (0 = never expires), 4 nowMs,
 --       5 summary JSON ('' = keep the current summary), 6 summary tokens,
 --       7 new watermark id ('' = keep), 8 number of folded ids F,
---       then F folded ids (must be <= the new watermark), then evicted ids.
--- Effects: removes exactly the planned ids still in the log (their exact tokens or estimates
--- leave the counters), replaces the summary (its tokens replace the old summary's in
--- token_count), raises the watermark, counts folded/evicted, epoch + 1, slides the TTL.
+--       9 how the new summary's tokens were approximated ('' = exact; ignored without a new
+--       summary), then F folded ids (must be <= the new watermark), then evicted ids.
+-- Effects: removes exactly the planned ids still in the log (their counts or estimates leave
+-- the counters; an approximate count, marked `tok['~' .. id]`, also leaves approximate_tokens
+-- and approximated_by), replaces the summary (its tokens replace the old summary's in
+-- token_count; summary_approximated_by is set or removed with it), raises the watermark,
+-- counts folded/evicted, epoch + 1, slides the TTL.
 -- Returns { 'OK', removed folded, removed evicted, message_count, token_count, epoch } or
 -- { 'LOCK_LOST' } / { 'EPOCH_CHANGED', current epoch } / { 'INVALID_PLAN', reason }
 -- with nothing changed.
@@ -25,12 +28,14 @@ local summary = ARGV[5]
 local summaryTokens = tonumber(ARGV[6])
 local newWatermark = ARGV[7]
 local folded = tonumber(ARGV[8])
+local summaryApproximation = ARGV[9]
+local FIRST = 10 -- index of the first folded id
 local oldWatermark = redis.call('HGET', meta, 'watermark') or ''
 if newWatermark ~= '' and newWatermark < oldWatermark then
   return { 'INVALID_PLAN', 'watermark would move backwards' }
 end
 local mark = newWatermark ~= '' and newWatermark or oldWatermark
-for i = 9, 8 + folded do
+for i = FIRST, FIRST + folded - 1 do
   if ARGV[i] > mark then
     return { 'INVALID_PLAN', 'folded id above the watermark: ' .. ARGV[i] }
   end
@@ -39,36 +44,65 @@ if folded > 0 and summary == '' and newWatermark == '' then
   return { 'INVALID_PLAN', 'folded messages need a summary and a watermark' }
 end
 
-local removedFolded, removedEvicted, exact, estimated = 0, 0, 0, 0
-for i = 9, #ARGV do
+local removedFolded, removedEvicted, counted, estimated, approximateTokens = 0, 0, 0, 0, 0
+local approximated = nil -- approximation -> removed messages counted with it, when any
+for i = FIRST, #ARGV do
   local id = ARGV[i]
   if redis.call('ZREM', ord, id) == 1 then
     redis.call('HDEL', msg, id)
     redis.call('HDEL', acc, id)
     local count = redis.call('HGET', tok, id)
     if count then
-      exact = exact + tonumber(count)
-      redis.call('HDEL', tok, id)
+      counted = counted + tonumber(count)
+      local approximation = redis.call('HGET', tok, '~' .. id)
+      if approximation then
+        approximateTokens = approximateTokens + tonumber(count)
+        approximated = approximated or {}
+        approximated[approximation] = (approximated[approximation] or 0) + 1
+        redis.call('HDEL', tok, id, '~' .. id)
+      else
+        redis.call('HDEL', tok, id)
+      end
     end
     local estimate = redis.call('ZSCORE', unc, id)
     if estimate then
       estimated = estimated + tonumber(estimate)
       redis.call('ZREM', unc, id)
     end
-    if i <= 8 + folded then removedFolded = removedFolded + 1 else removedEvicted = removedEvicted + 1 end
+    if i < FIRST + folded then removedFolded = removedFolded + 1 else removedEvicted = removedEvicted + 1 end
   end
 end
 
 local removed = removedFolded + removedEvicted
 redis.call('HINCRBY', meta, 'message_count', 0 - removed)
-redis.call('HINCRBY', meta, 'token_count', 0 - exact)
+redis.call('HINCRBY', meta, 'token_count', 0 - counted)
 redis.call('HINCRBY', meta, 'estimated_tokens', 0 - estimated)
+if approximated then
+  redis.call('HINCRBY', meta, 'approximate_tokens', 0 - approximateTokens)
+  local by = cjson.decode(redis.call('HGET', meta, 'approximated_by') or '{}')
+  local left = false
+  for approximation, n in pairs(approximated) do
+    local remaining = (by[approximation] or 0) - n
+    if remaining > 0 then by[approximation] = remaining else by[approximation] = nil end
+  end
+  for _ in pairs(by) do left = true end
+  if left then
+    redis.call('HSET', meta, 'approximated_by', cjson.encode(by))
+  else
+    redis.call('HDEL', meta, 'approximated_by')
+  end
+end
 redis.call('HINCRBY', meta, 'folded_count', removedFolded)
 redis.call('HINCRBY', meta, 'evicted_count', removedEvicted)
 if summary ~= '' then
   local oldSummaryTokens = tonumber(redis.call('HGET', meta, 'summary_tokens') or '0')
   redis.call('HINCRBY', meta, 'token_count', summaryTokens - oldSummaryTokens)
   redis.call('HSET', meta, 'summary', summary, 'summary_tokens', summaryTokens)
+  if summaryApproximation ~= '' then
+    redis.call('HSET', meta, 'summary_approximated_by', summaryApproximation)
+  else
+    redis.call('HDEL', meta, 'summary_approximated_by')
+  end
 end
 if newWatermark ~= '' then
   redis.call('HSET', meta, 'watermark', newWatermark)

@@ -3,7 +3,9 @@
 -- ARGV: 1 nowMs, 2 requestedAtMs (the clear job's enqueue time), 3 tombstone TTL seconds (> 0)
 -- Effects: raises the tombstone to requestedAtMs (never lowers it) and sets its TTL, even when the
 -- instance does not exist yet (an append accepted before the clear may still be queued: the
--- tombstone refuses it); removes every message, token count and the summary; counters become 0;
+-- tombstone refuses it); removes every message, token count (and approximation mark) and the
+-- summary; counters become 0 (approximate_tokens, approximated_by and
+-- summary_approximated_by are removed: absent reads as 0 / none);
 -- epoch + 1 (fences any flush planned before). The idempotency window (`seen`) and the watermark
 -- stay, so a late retry of a message accepted before the clear cannot bring it back.
 -- Returns { messages removed, epoch, tombstone ms }.
@@ -16,7 +18,8 @@ redis.call('DEL', ord, msg, tok, unc, acc)
 if redis.call('EXISTS', meta) == 0 then
   return { removed, 0, tonumber(erasedAt) }
 end
-redis.call('HDEL', meta, 'summary', 'token_count_pending_at')
+redis.call('HDEL', meta, 'summary', 'token_count_pending_at', 'approximate_tokens',
+  'approximated_by', 'summary_approximated_by')
 redis.call('HSET', meta,
   'message_count', 0, 'token_count', 0, 'estimated_tokens', 0, 'summary_tokens', 0,
   'accepted_count', 0, 'folded_count', 0, 'evicted_count', 0, 'updated_at', ARGV[1])

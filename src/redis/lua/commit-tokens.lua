@@ -1,13 +1,19 @@
--- commit-tokens.lua: replace append-time estimates with exact token counts.
+-- commit-tokens.lua: replace append-time estimates with token counts, exact or approximate.
 -- KEYS: 1 ord, 2 tok, 3 unc, 4 meta
--- ARGV: 1 ttlSeconds (0 = never expires), then pairs: id, exact token count
+-- ARGV: 1 ttlSeconds (0 = never expires), then triples: id, token count, approximation (''
+--       when the count is exact, else how it was approximated, e.g.
+--       'o200k_base (approximation for claude-sonnet-4-5)')
 -- Only ids still waiting in `unc` are committed; an id no longer in the log (flushed, cleared)
--- is just dropped from `unc`. Returns { committed, token_count, estimated_tokens, messages in
--- the log } (what the flush trigger needs, so the caller does not read the memory again).
+-- is just dropped from `unc`. An approximate count also writes its mark `tok['~' .. id]` =
+-- approximation (ids are ULIDs, never starting with '~') and adds to `meta.approximate_tokens`
+-- and to the approximation's entry of `meta.approximated_by` (JSON: approximation -> messages).
+-- Returns { committed, token_count, estimated_tokens, messages in the log } (what the flush
+-- trigger needs, so the caller does not read the memory again).
 local ord, tok, unc, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl = tonumber(ARGV[1])
-local committed, exact, estimateRemoved = 0, 0, 0
-for i = 2, #ARGV, 2 do
+local committed, counted, estimateRemoved, approximateTokens = 0, 0, 0, 0
+local approximated = nil -- approximation -> messages committed with it, when any
+for i = 2, #ARGV, 3 do
   local id = ARGV[i]
   local estimate = redis.call('ZSCORE', unc, id)
   if estimate then
@@ -15,15 +21,31 @@ for i = 2, #ARGV, 2 do
     estimateRemoved = estimateRemoved + tonumber(estimate)
     if redis.call('ZSCORE', ord, id) and redis.call('HEXISTS', tok, id) == 0 then
       local count = tonumber(ARGV[i + 1])
-      redis.call('HSET', tok, id, count)
-      exact = exact + count
+      local approximation = ARGV[i + 2]
+      if approximation == '' then
+        redis.call('HSET', tok, id, count)
+      else
+        redis.call('HSET', tok, id, count, '~' .. id, approximation)
+        approximateTokens = approximateTokens + count
+        approximated = approximated or {}
+        approximated[approximation] = (approximated[approximation] or 0) + 1
+      end
+      counted = counted + count
       committed = committed + 1
     end
   end
 end
-if estimateRemoved > 0 or exact > 0 then
-  redis.call('HINCRBY', meta, 'token_count', exact)
+if estimateRemoved > 0 or counted > 0 then
+  redis.call('HINCRBY', meta, 'token_count', counted)
   redis.call('HINCRBY', meta, 'estimated_tokens', 0 - estimateRemoved)
+end
+if approximated then
+  redis.call('HINCRBY', meta, 'approximate_tokens', approximateTokens)
+  local by = cjson.decode(redis.call('HGET', meta, 'approximated_by') or '{}')
+  for approximation, n in pairs(approximated) do
+    by[approximation] = (by[approximation] or 0) + n
+  end
+  redis.call('HSET', meta, 'approximated_by', cjson.encode(by))
 end
 if committed > 0 then
   -- `tok` may have just been created: give it the instance's remaining TTL, not a fresh one,

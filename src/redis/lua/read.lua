@@ -5,7 +5,9 @@
 -- With ARGV[3] = 1 every id returned gets its read count + 1 and last read = now in `acc`
 -- (HASH id -> "count:lastMs"), which takes the TTL of `ord`.
 -- Returns: { total, ids, message JSONs, token counts (false = uncounted), flat meta HGETALL,
---            access values of the ids (false = never read; empty unless ARGV[5] = 1) }
+--            access values of the ids (false = never read; empty unless ARGV[5] = 1),
+--            approximation marks of the ids (false = exact or uncounted; empty when the instance
+--            holds no approximate count), HLEN tok (counts + marks) }
 local ord, msg, tok, meta, acc = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local offset = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -25,6 +27,12 @@ local access = {}
 if #ids > 0 and ARGV[5] == '1' then
   access = redis.call('HMGET', acc, unpack(ids))
 end
+local marks = {}
+if #ids > 0 and redis.call('HEXISTS', meta, 'approximated_by') == 1 then
+  local fields = {}
+  for i, id in ipairs(ids) do fields[i] = '~' .. id end
+  marks = redis.call('HMGET', tok, unpack(fields))
+end
 if record and #ids > 0 then
   for _, id in ipairs(ids) do
     local count = tonumber(string.match(redis.call('HGET', acc, id) or '', '^(%d+):') or '0')
@@ -33,4 +41,5 @@ if record and #ids > 0 then
   local pttl = redis.call('PTTL', ord)
   if pttl > 0 then redis.call('PEXPIRE', acc, pttl) else redis.call('PERSIST', acc) end
 end
-return { total, ids, bodies, counts, redis.call('HGETALL', meta), access }
+return { total, ids, bodies, counts, redis.call('HGETALL', meta), access, marks,
+  redis.call('HLEN', tok) }

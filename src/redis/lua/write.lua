@@ -5,7 +5,8 @@
 -- A write enqueued at or before the tombstone (a delete or clear requested after it has
 -- committed; same millisecond included) changes nothing: returns { message_count, epoch, 1 }.
 -- Effects: the log becomes exactly these messages (uncounted; the caller enqueues a token
--- count), the summary and watermark are removed, the accounting restarts (accepted = n,
+-- count; approximate_tokens, approximated_by and summary_approximated_by removed), the
+-- summary and watermark are removed, the accounting restarts (accepted = n,
 -- folded = evicted = 0), the ids join the idempotency window, epoch + 1 (fences any flush
 -- planned before), TTL set on every family. Returns { message_count, epoch, 0 (not refused) }.
 local ord, msg, tok, unc, meta, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -32,7 +33,8 @@ for i = 4, #ARGV, 3 do
   n = n + 1
   estimated = estimated + estimate
 end
-redis.call('HDEL', meta, 'summary', 'watermark', 'token_count_pending_at')
+redis.call('HDEL', meta, 'summary', 'watermark', 'token_count_pending_at', 'approximate_tokens',
+  'approximated_by', 'summary_approximated_by')
 redis.call('HSET', meta,
   'message_count', n, 'token_count', 0, 'estimated_tokens', estimated, 'summary_tokens', 0,
   'accepted_count', n, 'folded_count', 0, 'evicted_count', 0, 'updated_at', now)
