@@ -105,7 +105,7 @@ export const WORK_PER_YIELD = 4096;
 /**
  * Tokens of `text` under an encoding whose pre-tokenizer is `pattern` (a regex with flags `gu`,
  * as js-tiktoken compiles `pat_str`) and whose ranks are `table`: the tokenizer's own algorithm,
- * piece by piece: a piece that is a token costs 1; any other is merged by {@link mergeCount}.
+ * piece by piece: a piece that is a token costs 1; any other is merged ({@link PieceMerge}).
  * Special-token text is plain text. A generator yielding after every {@link WORK_PER_YIELD}
  * units of work; its return value is the count. Time: linear in `text` for the regex (each
  * shipped pattern matches a piece in time linear in the piece, measured up to 1 MiB pieces)
@@ -121,7 +121,9 @@ export function* countPieces(
   let work = 0;
   for (let match = splitter.exec(text); match !== null; match = splitter.exec(text)) {
     const bytes = latin1Bytes(match[0]);
-    tokens += table.ranks.has(bytes) ? 1 : yield* mergeCount(bytes, table);
+    if (table.ranks.has(bytes)) tokens += 1;
+    else if (bytes.length <= SHARED_ARRAY_BYTES) tokens += mergeSmall(bytes, table);
+    else tokens += yield* mergeCount(bytes, table);
     work += bytes.length;
     if (work >= WORK_PER_YIELD) {
       work = 0;
@@ -131,7 +133,7 @@ export function* countPieces(
   return tokens;
 }
 
-/** Working arrays of one merge (see {@link mergeCount}), indexed by part start (byte offset). */
+/** Working arrays of one merge (see {@link PieceMerge}), indexed by part start (byte offset). */
 interface MergeArrays {
   /** Start of the next part (the byte after this part's end). */
   readonly next: Int32Array;
@@ -147,7 +149,7 @@ interface MergeArrays {
   readonly slot: Int32Array;
 }
 
-/** Pieces up to this many bytes are merged in shared arrays (they never yield midway). */
+/** Pieces up to this many bytes are merged in shared arrays, in one go (never yielding). */
 const SHARED_ARRAY_BYTES = WORK_PER_YIELD;
 let shared: MergeArrays | undefined;
 
@@ -161,78 +163,168 @@ const mergeArrays = (bytes: number): MergeArrays => ({
 });
 
 /**
- * Tokens of one piece (`bytes`, a latin1 string of UTF-8 bytes) by byte-pair merging exactly as
- * tiktoken does (`_byte_pair_merge`; js-tiktoken's and gpt-tokenizer's `bytePairMerge`): start
- * from single bytes, repeatedly merge the adjacent pair whose concatenation has the lowest rank,
- * the leftmost on a tie, until no adjacent pair is a token. Here the pairs sit in a binary heap
- * keyed (rank, start) instead of being rescanned: the heap's minimum is the same pair the scan
- * picks (lowest rank, then lowest start = leftmost), and after a merge only the two pairs that
- * touch the merged part change, so each merge costs O(log b) instead of O(b). Memory: 28 bytes
- * per byte of the piece, freed when it is counted. Yields every {@link WORK_PER_YIELD} merges.
+ * Tokens of one piece (`bytes`, a latin1 string of UTF-8 bytes): {@link PieceMerge} run to the
+ * end, yielding every {@link WORK_PER_YIELD} merges.
  */
 export function* mergeCount(bytes: string, table: MergeTable): Generator<void, number, void> {
-  const size = bytes.length;
-  if (size < 2) return size;
-  let arrays: MergeArrays;
-  if (size <= SHARED_ARRAY_BYTES) arrays = shared ??= mergeArrays(SHARED_ARRAY_BYTES);
-  else arrays = mergeArrays(size);
-  const { next, prev, rank, key, heap, slot } = arrays;
-  let heapSize = 0;
-  for (let i = 0; i < size; i++) {
-    next[i] = i + 1;
-    prev[i] = i - 1;
-    rank[i] = table.byteRank[bytes.charCodeAt(i)]!;
-    slot[i] = -1;
-    if (i + 1 < size) {
-      const pair = table.bytePairRank[(bytes.charCodeAt(i) << 8) | bytes.charCodeAt(i + 1)]!;
-      if (pair >= 0) {
-        key[i] = pair * POSITION_SPAN + i;
-        slot[i] = heapSize;
-        heap[heapSize++] = i;
+  if (bytes.length <= SHARED_ARRAY_BYTES) return mergeSmall(bytes, table);
+  const merge = new PieceMerge(bytes, table, mergeArrays(bytes.length));
+  while (!merge.run(WORK_PER_YIELD)) yield;
+  return merge.parts;
+}
+
+/** Tokens of a piece of at most {@link SHARED_ARRAY_BYTES} bytes, merged in the shared arrays. */
+function mergeSmall(bytes: string, table: MergeTable): number {
+  if (bytes.length < 2) return bytes.length;
+  const merge = new PieceMerge(bytes, table, (shared ??= mergeArrays(SHARED_ARRAY_BYTES)));
+  merge.run(Infinity);
+  return merge.parts;
+}
+
+/**
+ * One piece's byte-pair merge, exactly as tiktoken merges (`_byte_pair_merge`; js-tiktoken's and
+ * gpt-tokenizer's `bytePairMerge`): start from single bytes, repeatedly merge the adjacent pair
+ * whose concatenation has the lowest rank, the leftmost on a tie, until no adjacent pair is a
+ * token. Here the pairs sit in a binary heap keyed (rank, start) instead of being rescanned: the
+ * heap's minimum is the pair the scan picks (lowest rank, then lowest start = leftmost), and a
+ * merge changes only the two pairs touching the merged part, so it costs O(log b) instead of
+ * O(b) for b bytes. Memory: 28 bytes per byte of the piece, until it is counted.
+ */
+class PieceMerge {
+  private readonly next: Int32Array;
+  private readonly prev: Int32Array;
+  private readonly rank: Int32Array;
+  private readonly key: Float64Array;
+  private readonly heap: Int32Array;
+  private readonly slot: Int32Array;
+  private heapSize = 0;
+  /** Parts (tokens) so far; the piece's token count once {@link PieceMerge.run} returns true. */
+  parts: number;
+
+  constructor(
+    private readonly bytes: string,
+    private readonly table: MergeTable,
+    arrays: MergeArrays,
+  ) {
+    ({
+      next: this.next,
+      prev: this.prev,
+      rank: this.rank,
+      key: this.key,
+      heap: this.heap,
+      slot: this.slot,
+    } = arrays);
+    const size = bytes.length;
+    this.parts = size;
+    const { next, prev, rank, key, heap, slot } = this;
+    let heapSize = 0;
+    for (let i = 0; i < size; i++) {
+      next[i] = i + 1;
+      prev[i] = i - 1;
+      rank[i] = table.byteRank[bytes.charCodeAt(i)]!;
+      slot[i] = -1;
+      if (i + 1 < size) {
+        const pair = table.bytePairRank[(bytes.charCodeAt(i) << 8) | bytes.charCodeAt(i + 1)]!;
+        if (pair >= 0) {
+          key[i] = pair * POSITION_SPAN + i;
+          slot[i] = heapSize;
+          heap[heapSize++] = i;
+        }
       }
     }
+    this.heapSize = heapSize;
+    for (let at = (heapSize >> 1) - 1; at >= 0; at--) this.siftDown(at);
   }
-  for (let k = (heapSize >> 1) - 1; k >= 0; k--) siftDown(arrays, heapSize, k);
 
-  /** Sets the pair starting at part `i` to merge into `merged` (-1: into no token). */
-  const setPair = (i: number, merged: number) => {
-    const at = slot[i]!;
+  /** Does up to `maxMerges` merges; true when no adjacent pair is a token any more. */
+  run(maxMerges: number): boolean {
+    const { next, prev, rank, key, heap, slot, bytes, table } = this;
+    const size = bytes.length;
+    for (let merges = 0; this.heapSize > 0; merges++) {
+      if (merges >= maxMerges) return false;
+      const i = heap[0]!;
+      const merged = Math.floor(key[i]! / POSITION_SPAN);
+      const j = next[i]!;
+      const k = next[j]!;
+      if (slot[j]! >= 0) this.removeAt(slot[j]!);
+      rank[i] = merged;
+      next[i] = k;
+      if (k < size) prev[k] = i;
+      this.parts--;
+      this.setPair(i, k < size ? mergedRank(table, bytes, i, next[k]!, merged, rank[k]!) : -1);
+      const p = prev[i]!;
+      if (p >= 0) this.setPair(p, mergedRank(table, bytes, p, k, rank[p]!, merged));
+    }
+    return true;
+  }
+
+  /** Sets the pair starting at part `i` to merge into rank `merged` (-1: into no token). */
+  private setPair(i: number, merged: number): void {
+    const at = this.slot[i]!;
     if (merged < 0) {
-      if (at >= 0) heapSize = removeAt(arrays, heapSize, at);
+      if (at >= 0) this.removeAt(at);
       return;
     }
     const newKey = merged * POSITION_SPAN + i;
     if (at < 0) {
-      key[i] = newKey;
-      slot[i] = heapSize;
-      heap[heapSize++] = i;
-      siftUp(arrays, heapSize - 1);
+      this.key[i] = newKey;
+      this.slot[i] = this.heapSize;
+      this.heap[this.heapSize++] = i;
+      this.siftUp(this.heapSize - 1);
       return;
     }
-    const oldKey = key[i]!;
-    key[i] = newKey;
-    if (newKey < oldKey) siftUp(arrays, at);
-    else siftDown(arrays, heapSize, at);
-  };
-
-  let parts = size;
-  let merges = 0;
-  while (heapSize > 0) {
-    const i = heap[0]!;
-    const merged = Math.floor(key[i]! / POSITION_SPAN);
-    const j = next[i]!;
-    const k = next[j]!;
-    if (slot[j]! >= 0) heapSize = removeAt(arrays, heapSize, slot[j]!);
-    rank[i] = merged;
-    next[i] = k;
-    if (k < size) prev[k] = i;
-    parts--;
-    setPair(i, k < size ? mergedRank(table, bytes, i, next[k]!, merged, rank[k]!) : -1);
-    const p = prev[i]!;
-    if (p >= 0) setPair(p, mergedRank(table, bytes, p, k, rank[p]!, merged));
-    if (++merges % WORK_PER_YIELD === 0) yield;
+    const oldKey = this.key[i]!;
+    this.key[i] = newKey;
+    if (newKey < oldKey) this.siftUp(at);
+    else this.siftDown(at);
   }
-  return parts;
+
+  private siftUp(at: number): void {
+    const { heap, key, slot } = this;
+    const part = heap[at]!;
+    const partKey = key[part]!;
+    while (at > 0) {
+      const parentAt = (at - 1) >> 1;
+      const parent = heap[parentAt]!;
+      if (key[parent]! <= partKey) break;
+      heap[at] = parent;
+      slot[parent] = at;
+      at = parentAt;
+    }
+    heap[at] = part;
+    slot[part] = at;
+  }
+
+  private siftDown(at: number): void {
+    const { heap, key, slot, heapSize } = this;
+    const part = heap[at]!;
+    const partKey = key[part]!;
+    for (;;) {
+      let child = 2 * at + 1;
+      if (child >= heapSize) break;
+      if (child + 1 < heapSize && key[heap[child + 1]!]! < key[heap[child]!]!) child++;
+      const childPart = heap[child]!;
+      if (key[childPart]! >= partKey) break;
+      heap[at] = childPart;
+      slot[childPart] = at;
+      at = child;
+    }
+    heap[at] = part;
+    slot[part] = at;
+  }
+
+  /** Removes the heap entry at `at`. */
+  private removeAt(at: number): void {
+    const { heap, slot } = this;
+    slot[heap[at]!] = -1;
+    const last = --this.heapSize;
+    if (at === last) return;
+    const moved = heap[last]!;
+    heap[at] = moved;
+    slot[moved] = at;
+    this.siftUp(at);
+    this.siftDown(slot[moved]);
+  }
 }
 
 /**
@@ -268,52 +360,4 @@ function mergedRank(
   cache.merged[at] = merged;
   cache.used++;
   return merged;
-}
-
-function siftUp(arrays: MergeArrays, at: number): void {
-  const { heap, key, slot } = arrays;
-  const part = heap[at]!;
-  const partKey = key[part]!;
-  while (at > 0) {
-    const parentAt = (at - 1) >> 1;
-    const parent = heap[parentAt]!;
-    if (key[parent]! <= partKey) break;
-    heap[at] = parent;
-    slot[parent] = at;
-    at = parentAt;
-  }
-  heap[at] = part;
-  slot[part] = at;
-}
-
-function siftDown(arrays: MergeArrays, heapSize: number, at: number): void {
-  const { heap, key, slot } = arrays;
-  const part = heap[at]!;
-  const partKey = key[part]!;
-  for (;;) {
-    let child = 2 * at + 1;
-    if (child >= heapSize) break;
-    if (child + 1 < heapSize && key[heap[child + 1]!]! < key[heap[child]!]!) child++;
-    const childPart = heap[child]!;
-    if (key[childPart]! >= partKey) break;
-    heap[at] = childPart;
-    slot[childPart] = at;
-    at = child;
-  }
-  heap[at] = part;
-  slot[part] = at;
-}
-
-/** Removes the heap entry at `at`; returns the new heap size. */
-function removeAt(arrays: MergeArrays, heapSize: number, at: number): number {
-  const { heap, slot } = arrays;
-  slot[heap[at]!] = -1;
-  const last = --heapSize;
-  if (at === last) return heapSize;
-  const moved = heap[last]!;
-  heap[at] = moved;
-  slot[moved] = at;
-  siftUp(arrays, at);
-  siftDown(arrays, heapSize, slot[moved]);
-  return heapSize;
 }
