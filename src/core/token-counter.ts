@@ -122,15 +122,17 @@ export interface TokenCounter {
   countMessage(message: CountableMessage): number;
   /**
    * {@link TokenCounter.countMessage}, yielding to the event loop whenever
-   * {@link YIELD_EVERY_MS} of counting has passed (between slices of {@link SLICE_CHARS}), so a
-   * multi-megabyte message never starves BullMQ's lock renewal.
-   * @throws the signal's reason when `signal` aborts between slices.
+   * {@link YIELD_EVERY_MS} of counting has passed (between slices of {@link SLICE_CHARS}, and
+   * every few thousand bytes within a longer slice), so a multi-megabyte message never starves
+   * BullMQ's lock renewal. One pre-tokenizer regex match is never interrupted: a single piece of
+   * a megabyte (one "word") holds the event loop for its match, 0.3-0.6 s per MiB measured here.
+   * @throws the signal's reason when `signal` aborts between two yields.
    */
   countMessageAsync(message: CountableMessage, signal?: AbortSignal): Promise<number>;
   /**
    * {@link TokenCounter.countText}, yielding to the event loop every {@link YIELD_EVERY_MS} of
    * counting (see {@link TokenCounter.countMessageAsync}).
-   * @throws the signal's reason when `signal` aborts between slices.
+   * @throws the signal's reason when `signal` aborts between two yields.
    */
   countTextAsync(text: string, signal?: AbortSignal): Promise<number>;
   /** The framing part of {@link TokenCounter.countMessage}: everything but the content's tokens. */
@@ -220,14 +222,16 @@ interface Encoder {
   ): number;
 }
 
-/**
- * An encoding as memq counts with it: gpt-tokenizer's module for ordinary slices; for slices
- * without an exact cut, the encoding's pre-tokenizer and its rank table prepared for
- * `countPieces` (built on first use: about 0.3-0.4 s and 25-30 MB for o200k_base).
- */
+/** An encoding as memq counts with it (see {@link createTokenCounter}). */
 interface LoadedEncoding {
+  /** gpt-tokenizer's module: ordinary slices. */
   readonly encoder: Encoder;
+  /** The encoding's pre-tokenizer ({@link PRETOKENIZER_PATTERNS}), for `countPieces`. */
   readonly pattern: RegExp;
+  /**
+   * The encoding's ranks prepared for `countPieces`, built on first use (0.3-0.8 s and about
+   * 15 MB for o200k_base, measured here): text with no long stretch never pays for it.
+   */
   readonly mergeTable: () => MergeTable;
 }
 
@@ -449,9 +453,13 @@ const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
 const isLowSurrogate = (code: number) => code >= 0xdc00 && code <= 0xdfff;
 
 /**
- * A counter for `encoding`, counting with gpt-tokenizer (exact: equal to js-tiktoken, the card's
- * tokenizer and the tests' oracle, and 3-8x faster on the mail corpus; docs/decisions.md). The
- * encoder is loaded once per encoding per process, lazily, and shared.
+ * A counter for `encoding`. Text is cut into slices at exact cuts ({@link sliceStarts}); an
+ * ordinary slice is counted by gpt-tokenizer (equal to js-tiktoken, the card's tokenizer and the
+ * tests' oracle, and 3-8x faster on the mail corpus; docs/decisions.md), a slice longer than
+ * {@link SLICE_CHARS} (no exact cut inside) or holding U+FEFF ({@link BYTE_ORDER_MARK}) by
+ * `countPieces`: js-tiktoken's pre-tokenizer ({@link PRETOKENIZER_PATTERNS}) and gpt-tokenizer's
+ * ranks, merged on a heap. The encoder is loaded once per encoding per process, lazily, and
+ * shared; the rank table of `countPieces` is built on its first use.
  */
 export async function createTokenCounter(
   encoding: EncodingName,
@@ -485,21 +493,23 @@ export async function createTokenCounter(
       ? `${encoding}:${text}`
       : `${encoding}#${hash('sha256', text, 'base64url')}`;
 
+  /** True for a slice gpt-tokenizer counts: at most SLICE_CHARS, without U+FEFF. */
+  const ordinary = (slice: string) =>
+    slice.length <= SLICE_CHARS && !slice.includes(BYTE_ORDER_MARK);
   /**
-   * Tokens of one slice: gpt-tokenizer for an ordinary one; `countPieces` (yielding as it goes)
-   * for one longer than SLICE_CHARS, which holds no exact cut and may be one huge piece, and for
-   * one holding a byte-order mark (see {@link BYTE_ORDER_MARK}).
+   * Tokens of a slice that is not {@link ordinary}: longer than SLICE_CHARS (no exact cut
+   * inside; may be one huge piece) or holding a byte-order mark. Yields as `countPieces` does.
    */
-  function* countSlice(slice: string): Generator<void, number, void> {
-    if (slice.length <= SLICE_CHARS && !slice.includes(BYTE_ORDER_MARK)) {
-      return encoder.countTokens(slice, PLAIN_TEXT);
-    }
-    return yield* countPieces(slice, pattern, mergeTable());
-  }
-  const countSlices = (text: string, starts: readonly number[], from: number, to: number) => {
+  const countLongSlice = (slice: string) => countPieces(slice, pattern, mergeTable());
+  const countSlices = (text: string, starts: readonly number[]) => {
     let tokens = 0;
-    for (let i = from; i < to; i++) {
-      const steps = countSlice(text.slice(starts[i], starts[i + 1]));
+    for (let i = 0; i < starts.length; i++) {
+      const slice = text.slice(starts[i], starts[i + 1]);
+      if (ordinary(slice)) {
+        tokens += encoder.countTokens(slice, PLAIN_TEXT);
+        continue;
+      }
+      const steps = countLongSlice(slice);
       for (let step = steps.next(); ; step = steps.next()) {
         if (step.done) {
           tokens += step.value;
@@ -513,8 +523,7 @@ export async function createTokenCounter(
     const key = cache && text.length > 0 ? keyOf(text) : undefined;
     const cached = key === undefined ? undefined : cache!.get(key);
     if (cached !== undefined) return cached;
-    const starts = sliceStarts(text);
-    const tokens = countSlices(text, starts, 0, starts.length);
+    const tokens = countSlices(text, sliceStarts(text));
     if (key !== undefined) cache!.set(key, tokens);
     return tokens;
   };
@@ -526,33 +535,36 @@ export async function createTokenCounter(
     const starts = sliceStarts(text);
     let tokens = 0;
     let since = performance.now();
+    /** True once {@link YIELD_EVERY_MS} of counting has passed since the last turn. */
+    const due = () => performance.now() - since >= YIELD_EVERY_MS;
+    /** Gives the event loop a turn. */
+    const pause = async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      signal?.throwIfAborted();
+      since = performance.now();
+    };
     for (let i = 0; i < starts.length; i++) {
-      const steps = countSlice(text.slice(starts[i], starts[i + 1]));
+      const slice = text.slice(starts[i], starts[i + 1]);
+      if (ordinary(slice)) {
+        tokens += encoder.countTokens(slice, PLAIN_TEXT);
+        if (due()) await pause();
+        continue;
+      }
+      const steps = countLongSlice(slice);
       for (let step = steps.next(); ; step = steps.next()) {
         if (step.done) {
           tokens += step.value;
           break;
         }
-        if (performance.now() - since >= YIELD_EVERY_MS) {
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          signal?.throwIfAborted();
-          since = performance.now();
-        }
+        if (due()) await pause();
       }
-      if (performance.now() - since >= YIELD_EVERY_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        signal?.throwIfAborted();
-        since = performance.now();
-      }
+      if (due()) await pause();
     }
     if (key !== undefined) cache!.set(key, tokens);
     return tokens;
   };
   // Roles and names are short: counted directly, never through the content cache.
-  const countRaw = (text: string) => {
-    const starts = sliceStarts(text);
-    return countSlices(text, starts, 0, starts.length);
-  };
+  const countRaw = (text: string) => countSlices(text, sliceStarts(text));
   const framing = (message: Omit<CountableMessage, 'content'>) =>
     TOKENS_PER_MESSAGE +
     countRaw(message.role) +
