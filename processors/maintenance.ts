@@ -41,6 +41,11 @@ export interface MaintenanceResult {
   readonly seenPruned: number;
   /** Flushes enqueued for instances over their trigger. */
   readonly flushesEnqueued: number;
+  /**
+   * Token-count jobs enqueued for instances with messages still uncounted (deduplicated per
+   * instance, so a pending one absorbs it): the safety net for a token-count job that was lost.
+   */
+  readonly tokenCountsEnqueued: number;
   /** Index members that are not memory ids (left in place, reported). */
   readonly malformed: number;
   /** Finished jobs removed by `queue.clean` across the four queues. */
@@ -80,7 +85,7 @@ const PAGE = 200;
  * The scheduled maintenance sweep (DESIGN.md section 5), safe to run on any replica and at any
  * time (every step is idempotent): for every index entry, drop it if its instance expired,
  * reconcile counters against the log, prune idempotency ids older than the window (keeping ids
- * still in the log), and enqueue a flush when the instance is over its trigger; then
+ * still in the log), enqueue a token count when messages are still uncounted, and enqueue a flush when the instance is over its trigger; then
  * `queue.clean` finished jobs past their retention, and reconcile the backlog ledger (the byte
  * and per-project bounds of producer backpressure). Reports progress per shard.
  */
@@ -99,6 +104,7 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
         reconciled: 0,
         seenPruned: 0,
         flushesEnqueued: 0,
+        tokenCountsEnqueued: 0,
         malformed: 0,
         jobsCleaned: 0,
         backlogSettled: 0,
@@ -122,8 +128,15 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
               result.seenPruned += await deps.maintenance.pruneSeen(ref, pruneBefore);
             if (!deps.registry.has(ref.resource)) continue;
             const resource = deps.registry.get(ref.resource);
-            if (!AVAILABLE_FLUSH_STRATEGIES.has(resource.flushing.type)) continue;
             const window = await deps.store.read(ref, { limit: 1 });
+            // The chaos suite's worker SIGKILLs left a few memories with uncounted messages and no
+            // token-count job; appends within the burst window do not enqueue another, so without
+            // this they stayed estimated until the next append after the window.
+            if (window.estimatedTokens > 0) {
+              await deps.queues.enqueueTokenCount(ref);
+              result.tokenCountsEnqueued += 1;
+            }
+            if (!AVAILABLE_FLUSH_STRATEGIES.has(resource.flushing.type)) continue;
             if (
               needsFlush(resource, {
                 tokens: window.tokenCount + window.estimatedTokens,

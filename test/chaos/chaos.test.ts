@@ -58,6 +58,9 @@ function workerEnv(redis: TestRedisServer, extra: NodeJS.ProcessEnv = {}): NodeJ
     MEMQ_JOB_LOCK_MS: '5000',
     MEMQ_SHUTDOWN_GRACE_MS: '5000',
     MEMQ_APPEND_CONCURRENCY: '8',
+    // The sweep re-enqueues the token count of a memory left uncounted (a token-count job lost to
+    // a SIGKILL): every 20 s here, well inside the replay's 90 s without counting progress.
+    MEMQ_MAINTENANCE_INTERVAL_MS: '20000',
     MEMQ_MEMORIES_DIR: memoriesDir,
     ...extra,
   };

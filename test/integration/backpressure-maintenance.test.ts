@@ -111,9 +111,15 @@ describe('producer backpressure and the maintenance sweep', () => {
     expect(result.reconciled).toBeGreaterThanOrEqual(1);
     expect(result.scanned).toBeGreaterThanOrEqual(3);
     expect(result.flushesEnqueued).toBeGreaterThanOrEqual(1);
+    // The chat messages were stored without a token-count job: the sweep enqueued one.
+    expect(result.tokenCountsEnqueued).toBeGreaterThanOrEqual(1);
     await eventually(
       async () => (await client.read(chat)).total === 25,
       'the flush the sweep enqueued',
+    );
+    await eventually(
+      async () => (await client.read(chat)).estimatedTokens === 0,
+      'the token count the sweep enqueued',
     );
     expect((await client.stats(agent, { deep: true })).consistent).toBe(true);
     expect(await queue.getJobState(job.id!)).toBe('completed');
