@@ -219,7 +219,17 @@ const nameArb = fc.option(fc.oneof(fc.string({ maxLength: 12 }), run('upper', 6)
   nil: undefined,
 });
 
-/** js-tiktoken's count of the role every generated message has. */
+/**
+ * `text` for a failure message: JSON.stringify, with every character outside printable ASCII
+ * escaped (U+FEFF, ZWJ, NBSP and the like are invisible otherwise).
+ */
+const shown = (text: string | undefined) =>
+  JSON.stringify(text)?.replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+
+/** The role every generated message has. */
 const ROLE = 'assistant';
 
 /**
@@ -236,7 +246,7 @@ async function expectExact(
   const { encoding } = counters.plain;
   const expected = oracleCount(encoding, text);
   const got = counters.cached.countText(text);
-  const what = `${encoding}, text ${JSON.stringify(text)} (${text.length} chars)`;
+  const what = `${encoding}, text ${shown(text)} (${text.length} chars)`;
   expect(got, `${what}: memq counted ${got}, js-tiktoken ${expected}`).toBe(expected);
   const message = { role: ROLE, content: text, name } as const;
   const framed =
@@ -247,7 +257,7 @@ async function expectExact(
   const gotFramed = counters.cached.countMessage(message);
   expect(
     gotFramed,
-    `${what}, name ${JSON.stringify(name)}: memq countMessage ${gotFramed}, js-tiktoken ${framed}`,
+    `${what}, name ${shown(name)}: memq countMessage ${gotFramed}, js-tiktoken ${framed}`,
   ).toBe(framed);
   if (text.length > SLICE_CHARS) {
     const gotAsync = await counters.plain.countTextAsync(text);
@@ -321,7 +331,7 @@ describe('token counts equal js-tiktoken on generated boundary texts', () => {
               oracleCount(encoding, text.slice(0, cut)) + oracleCount(encoding, text.slice(cut));
             expect(
               parts,
-              `${encoding}, text ${JSON.stringify(text)} cut at ${cut}: ${parts} in parts, ${whole} whole`,
+              `${encoding}, text ${shown(text)} cut at ${cut}: ${parts} in parts, ${whole} whole`,
             ).toBe(whole);
           }
         }
@@ -342,6 +352,16 @@ describe('explicit cases', () => {
     expect(counter.countText(text)).toBe(tokens);
     expect(await counter.countTextAsync(text)).toBe(tokens);
   });
+
+  it.each(['\ufeff ', '\ufeff\u00e1'.repeat(40), `x${'\ufeff '.repeat(1500)}y`])(
+    'counts text with a byte-order mark exactly, which gpt-tokenizer miscounts (%#)',
+    async (text) => {
+      for (const encoding of ['o200k_base', 'cl100k_base'] as const) {
+        const counter = await createTokenCounter(encoding);
+        expect(counter.countText(text), encoding).toBe(oracleCount(encoding, text));
+      }
+    },
+  );
 
   it.each([
     ['a lowercase word', 'a'.repeat(SLICE_CHARS + 50)],
