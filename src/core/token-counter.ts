@@ -229,8 +229,8 @@ interface LoadedEncoding {
   /** The encoding's pre-tokenizer ({@link PRETOKENIZER_PATTERNS}), for `countPieces`. */
   readonly pattern: RegExp;
   /**
-   * The encoding's ranks prepared for `countPieces`, built on first use (0.3-0.8 s and about
-   * 15 MB for o200k_base, measured here): text with no long stretch never pays for it.
+   * The encoding's ranks prepared for `countPieces`, built on first use (0.3-0.8 s and 15-30 MB
+   * of RSS for o200k_base, measured here): text with no long stretch never pays for it.
    */
   readonly mergeTable: () => MergeTable;
 }
