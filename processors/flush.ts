@@ -22,6 +22,7 @@ import { MAX_PAGE_SIZE, type MemoryStore } from '../src/store/memory-store.js';
 import { FlushJobSchema } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
+import { localApproximation } from '../src/providers/token-providers.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /**
@@ -296,7 +297,16 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
             epoch: window.epoch,
             foldedIds: plan.foldedIds,
             evictedIds: plan.evictedIds,
-            ...(summary ? { summary } : {}),
+            ...(summary
+              ? {
+                  summary,
+                  // Summaries are counted locally: exact only for provider openai.
+                  summaryApproximatedBy: localApproximation(
+                    resource.tokenProvider.provider,
+                    resource.tokenProvider.model,
+                  ),
+                }
+              : {}),
           },
           resource.persistence.ttlSeconds,
         );

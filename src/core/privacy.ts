@@ -293,13 +293,24 @@ export function maskOf(match: string): string {
  */
 export const PRIVACY_EXEMPT_FIELDS = ['id', 'created_at', 'role'] as const;
 
+/**
+ * A `created_at` exempt from the policy: at most 3 fractional-second digits (milliseconds, what
+ * memq assigns). The schema accepts any number of them, so a longer fraction could carry a card or
+ * phone number; such a value goes through the policy like free text (and a redacted one then
+ * fails the job contract: nothing is stored).
+ */
+const EXEMPT_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:\d{2})$/;
+
 /** True when `value` is of the format of exempt field `field` (the stored message's schema). */
 const EXEMPT_FORMAT: ReadonlyMap<string, (value: unknown) => boolean> = new Map(
   PRIVACY_EXEMPT_FIELDS.map((field) => {
     const schema = MessageSchema.shape[field];
     return [
       field,
-      (value: unknown) => typeof value === 'string' && schema.safeParse(value).success,
+      (value: unknown) =>
+        typeof value === 'string' &&
+        schema.safeParse(value).success &&
+        (field !== 'created_at' || EXEMPT_DATE_TIME.test(value)),
     ];
   }),
 );

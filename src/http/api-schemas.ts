@@ -154,6 +154,16 @@ export const ContextWindowSchema = z.object({
   used_percent: z.number().nullable(),
 });
 
+/** Messages of the log by kind of token count (`CountedBy`, src/store/memory-store.ts). */
+export const CountedBySchema = z.object({
+  /** Messages with an exact count. */
+  exact: z.number().int(),
+  /** Messages with an approximate count (another model's tokenizer stood in: `approximated_by`). */
+  approximate: z.number().int(),
+  /** Messages not counted yet (their append-time estimate is in `estimated_tokens`). */
+  estimated: z.number().int(),
+});
+
 /** `GET .../messages` answer. */
 export const ReadResponseSchema = z.object({
   /** Resource id. */
@@ -176,8 +186,16 @@ export const ReadResponseSchema = z.object({
   token_count: z.number().int(),
   /** Estimates of messages not counted yet. */
   estimated_tokens: z.number().int(),
-  /** True when every message has an exact count. */
+  /** True when every message is counted and every count, the summary's included, is exact. */
   exact: z.boolean(),
+  /** Messages by kind of count. */
+  counted_by: CountedBySchema,
+  /** Tokens of `token_count` counted by an approximation. */
+  approximate_tokens: z.number().int(),
+  /** Names of the approximations used, e.g. `o200k_base (approximation for claude-sonnet-4-5)`. */
+  approximated_by: z.array(z.string()),
+  /** The approximation the summary was counted with; null when exact or absent. */
+  summary_approximated_by: z.string().nullable(),
   /** Fill level against the token limit. */
   context_window: ContextWindowSchema,
 });
@@ -194,6 +212,18 @@ export const StatsResponseSchema = z.object({
   estimated_tokens: z.number().int(),
   /** Messages waiting for an exact count. */
   uncounted_messages: z.number().int(),
+  /** True when every message is counted and every count, the summary's included, is exact. */
+  exact: z.boolean(),
+  /** Messages by kind of count. */
+  counted_by: CountedBySchema,
+  /** Tokens of `token_count` counted by an approximation. */
+  approximate_tokens: z.number().int(),
+  /** Names of the approximations used. */
+  approximated_by: z.array(z.string()),
+  /** Approximate messages per approximation name. */
+  approximate_messages_by: z.record(z.string(), z.number().int()),
+  /** The approximation the summary was counted with; null when exact or absent. */
+  summary_approximated_by: z.string().nullable(),
   /** Tokens of the summary. */
   summary_tokens: z.number().int(),
   /** Accepted since the last write/clear (= present + folded + evicted). */

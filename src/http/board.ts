@@ -137,6 +137,9 @@ function matchesPattern(pattern: string, segments: readonly string[]): boolean {
     if (segment === undefined) return false;
     if (part === ':queueStatus') {
       if (!QUEUE_STATUSES.has(segment)) return false;
+      // Retrying every completed job would re-run completed clears, deletes and writes (a
+      // clear would then erase appends accepted after it): only failed jobs are retried in bulk.
+      if (parts[i - 1] === 'retry' && segment.toLowerCase() !== 'failed') return false;
     } else if (part.startsWith(':')) {
       if (segment === '') return false;
     } else if (part.toLowerCase() !== segment.toLowerCase()) {

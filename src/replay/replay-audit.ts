@@ -452,7 +452,9 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
         });
       }
     }
-    for (const id of new Set([...Object.keys(bodies), ...Object.keys(tok)])) {
+    // `~<id>` fields of `tok` name how an approximate count was made; they are not messages.
+    const tokIds = Object.keys(tok).filter((field) => !field.startsWith('~'));
+    for (const id of new Set([...Object.keys(bodies), ...tokIds])) {
       if (!position.has(id)) {
         violations.push({
           kind: 'unexpected',

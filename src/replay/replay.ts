@@ -463,7 +463,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
         }
         read.forEach((window, j) => {
           windows.set(chunk[j]!.key, window);
-          if (!window.exact) next.push(chunk[j]!);
+          if (window.estimatedTokens > 0) next.push(chunk[j]!);
         });
       }
       if (next.length < pending.length) lastCountProgress = Date.now();
@@ -516,7 +516,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       for (const stats of all) {
         messagesStored += stats.messageCount;
         tokensCounted += stats.tokenCount;
-        if (stats.uncountedMessages === 0) exactMemories += 1;
+        if (stats.exact) exactMemories += 1;
         flushes += stats.epoch;
         messagesFolded += stats.foldedCount + stats.evictedCount;
         if (stats.summaryTokens > 0) summaries += 1;

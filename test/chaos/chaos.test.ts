@@ -185,7 +185,12 @@ async function startScenario(
       let failed = 0;
       for (const name of Object.values(QUEUES)) {
         const queue = new Queue(name, { connection: producer, prefix: QUEUE_PREFIX });
-        failed += (await queue.getJobCounts('failed')).failed ?? 0;
+        const jobs = await queue.getFailed(0, -1);
+        failed += jobs.length;
+        // A failure says which job failed and why (reasons carry ids, never content).
+        for (const job of jobs) {
+          console.info(`failed ${name} ${job.name} ${job.id}: ${job.failedReason}`);
+        }
         await queue.close();
       }
       return failed;

@@ -334,6 +334,8 @@ describe('Bull Board write guard', () => {
     expect((await asBoard(`/api/queues/memory-append/${delayedId}/clean`)).status).toBe(204);
     expect(await http.pipeline.workers.queues.append.getJob(delayedId)).toBeUndefined();
     expect((await asBoard('/api/queues/memory-append/retry/failed')).status).toBe(200);
+    // Retrying completed jobs would re-run completed clears, deletes and writes.
+    expect((await asBoard('/api/queues/memory-cleanup/retry/completed')).status).toBe(403);
     expect((await asBoard('/api/queues/memory-append/clean/completed')).status).toBe(200);
     expect((await asBoard('/api/queues/memory-append/promote')).status).toBe(200);
   });

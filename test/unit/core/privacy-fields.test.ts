@@ -218,6 +218,21 @@ describe('applyPrivacy covers every field of the message schema', () => {
     expect(result.redactionsByRule).toEqual({ email: 2, phone: 1 });
   });
 
+  it('reads a created_at whose fractional seconds could carry a number (the schema accepts any length)', () => {
+    // A valid ISO date-time whose fraction holds a phone number.
+    const createdAt = `2024-01-01T00:00:00.${PHONE}+00:00`;
+    expect(MessageInputSchema.shape.created_at.safeParse(createdAt).success).toBe(true);
+    for (const action of ['redact', 'drop'] as const) {
+      const result = applyPrivacy(policyFor(action), [{ ...BASE, created_at: createdAt }]);
+      expect(JSON.stringify(result.kept), action).not.toContain(String(PHONE));
+    }
+    // memq's own millisecond form stays exempt and unchanged.
+    const ms = applyPrivacy(policyFor('redact'), [
+      { ...BASE, created_at: '2024-01-01T00:00:00.123Z' },
+    ]);
+    expect(ms.redactions).toBe(0);
+  });
+
   it('still redacts an exempt field whose value is not of its format', () => {
     const result = applyPrivacy(policyFor('redact'), [
       { ...BASE, id: EMAIL, created_at: EMAIL } as typeof BASE,
