@@ -256,7 +256,7 @@ export interface MemoryClientDeps {
   /** Records `memq_redactions_total` and `memq_backpressure_rejections_total`; absent = not recorded. */
   readonly metrics?: MemqMetrics;
   /**
-   * Producer backpressure (DESIGN.md section 5); absent = none. At or above `highWaterJobs`
+   * Producer backpressure (docs/decisions.md, "Pipeline" and "Fairness between tenants"); absent = none. At or above `highWaterJobs`
    * waiting + delayed + prioritized appends, `append` and `write` reject with
    * `BackpressureError` (policy `reject`) or wait until the backlog is at or below
    * `lowWaterJobs` (policy `wait`, up to `waitTimeoutMs`). The {@link BacklogBounds}
