@@ -1,5 +1,11 @@
-/** Import direction and cycle check (STYLE.md "Layout and direction of imports"). */
+/** Import direction and cycle check (docs/architecture.md, "Layers"); eslint.config.js checks the same. */
 const upper = '^(src/(http|cli|runtime|replay)|src/main)';
+/** The pure part of src/tokens (the exact counter and its BPE merge), at the level of src/flush. */
+const tokensPure = 'src/tokens/(counter|bpe-merge)\\.ts$';
+/** The rest of src/tokens does I/O (remote providers, the counting thread, per-resource counters). */
+const tokensIo =
+  'src/tokens/(remote-providers|counting-thread|counting-thread-entry|resource-counters)\\.ts$';
+const io = '^(src/(redis|store|metrics|providers)|' + tokensIo + ')';
 module.exports = {
   forbidden: [
     { name: 'no-cycles', severity: 'error', from: {}, to: { circular: true } },
@@ -8,19 +14,27 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/core' },
       to: {
-        path: '^(src/(config|redis|store|metrics|providers)|queues|processors)|' + upper.slice(1),
+        path:
+          '^(src/(flush|tokens|config|redis|store|metrics|providers)|queues|processors)|' +
+          upper.slice(1),
       },
+    },
+    {
+      name: 'algorithms-are-pure',
+      severity: 'error',
+      from: { path: '^(src/flush|' + tokensPure + ')' },
+      to: { path: '^(src/config|queues|processors)|' + io.slice(1) + '|' + upper.slice(1) },
     },
     {
       name: 'config-below-io',
       severity: 'error',
       from: { path: '^src/config' },
-      to: { path: '^(src/(redis|store|metrics|providers)|queues|processors)|' + upper.slice(1) },
+      to: { path: '^(queues|processors)|' + io.slice(1) + '|' + upper.slice(1) },
     },
     {
-      name: 'store-below-queues',
+      name: 'io-below-queues',
       severity: 'error',
-      from: { path: '^src/(redis|store|metrics|providers)' },
+      from: { path: io },
       to: { path: '^(queues|processors)|' + upper.slice(1) },
     },
     {

@@ -3,9 +3,12 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /**
- * Import direction (STYLE.md): src/core <- src/config <- src/{redis,store,metrics,providers} <- queues/ <-
- * processors/ <- src/{http,cli,runtime,replay}. Each layer lists what it must not import.
- * dependency-cruiser (.dependency-cruiser.cjs) checks the same plus cycles.
+ * Import direction (docs/architecture.md, "Layers"): src/core <- src/{flush,tokens (pure part)} <-
+ * src/config <- src/{redis,store,metrics,providers,tokens (I/O part)} <- queues/ <- processors/ <-
+ * src/{http,cli,runtime,replay}. The pure part of src/tokens is counter.ts and bpe-merge.ts; the
+ * rest of it (remote providers, the counting thread, per-resource counters) does I/O. Each layer
+ * lists what it must not import. dependency-cruiser (.dependency-cruiser.cjs) checks the same plus
+ * cycles.
  */
 const layer = (files, forbidden) => ({
   files,
@@ -16,12 +19,19 @@ const layer = (files, forbidden) => ({
         patterns: forbidden.map((group) => ({
           group: [group],
           message:
-            'imports flow one way: src/core <- src/config <- src/{redis,store,metrics,providers} <- queues <- processors <- src/{http,cli,runtime,replay} (STYLE.md)',
+            'imports flow one way: src/core <- src/{flush,tokens pure} <- src/config <- src/{redis,store,metrics,providers,tokens I/O} <- queues <- processors <- src/{http,cli,runtime,replay} (docs/architecture.md)',
         })),
       },
     ],
   },
 });
+
+/** The I/O part of src/tokens: at the level of src/{redis,store,metrics,providers}. */
+const tokensIo = [
+  '**/tokens/remote-providers*',
+  '**/tokens/counting-thread*',
+  '**/tokens/resource-counters*',
+];
 
 const upper = [
   '**/src/http/**',
@@ -50,6 +60,28 @@ export default tseslint.config(
   layer(
     ['src/core/**'],
     [
+      '**/flush/**',
+      '**/tokens/**',
+      '**/config/**',
+      '**/redis/**',
+      '**/store/**',
+      '**/metrics/**',
+      '**/providers/**',
+      '**/queues/**',
+      '**/processors/**',
+      ...upper,
+      'ioredis',
+      'bullmq',
+      'node:fs',
+      'node:fs/*',
+      'node:net',
+      'node:child_process',
+    ],
+  ),
+  layer(
+    ['src/flush/**', 'src/tokens/counter.ts', 'src/tokens/bpe-merge.ts'],
+    [
+      ...tokensIo,
       '**/config/**',
       '**/redis/**',
       '**/store/**',
@@ -69,6 +101,7 @@ export default tseslint.config(
   layer(
     ['src/config/**'],
     [
+      ...tokensIo,
       '**/redis/**',
       '**/store/**',
       '**/metrics/**',
@@ -79,7 +112,15 @@ export default tseslint.config(
     ],
   ),
   layer(
-    ['src/redis/**', 'src/store/**', 'src/metrics/**', 'src/providers/**'],
+    [
+      'src/redis/**',
+      'src/store/**',
+      'src/metrics/**',
+      'src/providers/**',
+      'src/tokens/remote-providers.ts',
+      'src/tokens/counting-thread*.ts',
+      'src/tokens/resource-counters.ts',
+    ],
     ['**/queues/**', '**/processors/**', ...upper],
   ),
   layer(['queues/**'], ['**/processors/**', ...upper]),

@@ -48,7 +48,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { DEFAULT_TOKEN_COUNT_CONCURRENCY } from '../src/config/env.js';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
-import { createTokenCounter, localEncodingFor } from '../src/core/token-counter.js';
+import { createTokenCounter, localEncodingFor } from '../src/tokens/counter.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
 import { startBenchPipeline, startBenchRedis } from './harness.js';
 import { runLangchainPeer } from './peer-langchain.js';

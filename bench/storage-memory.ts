@@ -16,7 +16,7 @@ import { monotonicFactory } from 'ulid';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import type { Message } from '../src/core/message.js';
 import { applyPrivacy } from '../src/core/privacy.js';
-import { createTokenCounter, encodingForModel } from '../src/core/token-counter.js';
+import { createTokenCounter, encodingForModel } from '../src/tokens/counter.js';
 import { buildConversations } from '../src/replay/corpus.js';
 import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
 import { createMemoryStore } from '../src/store/memory-store.js';

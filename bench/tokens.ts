@@ -35,7 +35,7 @@ import {
   createTokenCounter,
   type EncodingName,
   localEncodingFor,
-} from '../src/core/token-counter.js';
+} from '../src/tokens/counter.js';
 import { buildConversations } from '../src/replay/corpus.js';
 
 const quick = process.argv.includes('--quick');

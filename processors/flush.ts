@@ -1,19 +1,19 @@
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
-import type { FlushPlan, WindowMessage } from '../src/core/flush-plan.js';
+import type { FlushPlan, WindowMessage } from '../src/flush/plan.js';
 import {
   PREFIX_STRATEGIES,
   planFlush,
   summaryBudget,
   type AccessStats,
-} from '../src/core/strategies.js';
-import { needsFlush } from '../src/core/flush-plan.js';
+} from '../src/flush/strategies.js';
+import { needsFlush } from '../src/flush/plan.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
 import { applyPrivacyToText } from '../src/core/privacy.js';
-import { RULE_BASED_SUMMARIZER, redactSummary, type Summarizer } from '../src/core/summarizer.js';
-import type { TokenCounter } from '../src/core/token-counter.js';
+import { RULE_BASED_SUMMARIZER, redactSummary, type Summarizer } from '../src/flush/summary.js';
+import type { TokenCounter } from '../src/tokens/counter.js';
 import type { MemoryResource } from '../src/core/memory-resource.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
 import type { MemoryRef } from '../src/redis/keys.js';
@@ -22,7 +22,7 @@ import { MAX_PAGE_SIZE, type MemoryStore } from '../src/store/memory-store.js';
 import { FlushJobSchema } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
-import { localApproximation } from '../src/providers/token-providers.js';
+import { localApproximation } from '../src/tokens/remote-providers.js';
 import { wrapProcessor } from './job-wrapper.js';
 
 /**

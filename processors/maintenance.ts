@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { RedisConnection } from '../src/redis/connection.js';
-import { needsFlush } from '../src/core/flush-plan.js';
+import { needsFlush } from '../src/flush/plan.js';
 import { INDEX_SHARDS } from '../src/redis/keys.js';
 import type { MaintenanceStore } from '../src/store/maintenance-store.js';
 import { SCAN_DONE } from '../src/store/maintenance-store.js';
@@ -82,7 +82,7 @@ export interface MaintenanceProcessorDeps {
 const PAGE = 200;
 
 /**
- * The scheduled maintenance sweep (DESIGN.md section 5), safe to run on any replica and at any
+ * The scheduled maintenance sweep (docs/architecture.md, "Jobs"), safe to run on any replica and at any
  * time (every step is idempotent): for every index entry, drop it if its instance expired,
  * reconcile counters against the log, prune idempotency ids older than the window (keeping ids
  * still in the log), enqueue a token count when messages are still uncounted, and enqueue a flush when the instance is over its trigger; then

@@ -1,35 +1,18 @@
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
-import { needsFlush } from '../src/core/flush-plan.js';
+import { needsFlush } from '../src/flush/plan.js';
 import type { MemoryResource } from '../src/core/memory-resource.js';
-import type { CountableMessage } from '../src/core/token-counter.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { TokenCountJobSchema, type TokenCountJobResult } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
-import type { MessageCount } from '../src/providers/token-providers.js';
 import { wrapProcessor } from './job-wrapper.js';
+import type { MessageCounter } from '../src/tokens/resource-counters.js';
 
 /** Messages counted and committed per round trip. */
 export const TOKEN_COUNT_BATCH = 256;
-
-/**
- * Counts a batch of messages for one resource: the local tokenizer, or a provider's API with the
- * local tokenizer as fallback (`src/providers/token-providers.ts`).
- */
-export interface MessageCounter {
-  /**
-   * Tokens per message, in order, with where each count came from (an encoding name or a
-   * provider) and, for an approximate count, how it was approximated. Rejects only when
-   * `signal` aborts.
-   */
-  countMessages(
-    messages: readonly CountableMessage[],
-    signal?: AbortSignal,
-  ): Promise<readonly MessageCount[]>;
-}
 
 /** Dependencies of {@link createTokenCountProcessor}. */
 export interface TokenCountProcessorDeps {

@@ -2,7 +2,7 @@ import { Worker } from 'bullmq';
 import type { RedisConnection } from '../src/redis/connection.js';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
-import type { ProviderBreakerOptions } from '../src/providers/token-providers.js';
+import type { ProviderBreakerOptions } from '../src/tokens/remote-providers.js';
 import { createLockService, type LockService } from '../src/redis/lock-service.js';
 import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
 import { createMaintenanceStore } from '../src/store/maintenance-store.js';
@@ -15,11 +15,11 @@ import { createCleanupProcessor, queueJobKeys } from './cleanup.js';
 import { createFlushProcessor } from './flush.js';
 import { createMaintenanceProcessor } from './maintenance.js';
 import { createTokenCountProcessor } from './token-count.js';
-import { createTokenCounters } from './token-counters.js';
-import { RULE_BASED_SUMMARIZER } from '../src/core/summarizer.js';
-import { isRemoteTokenProvider } from '../src/core/token-counter.js';
-import { createLlmSummarizer } from '../src/providers/summarizer.js';
-import { providerApiKey } from '../src/providers/token-providers.js';
+import { createTokenCounters } from '../src/tokens/resource-counters.js';
+import { RULE_BASED_SUMMARIZER } from '../src/flush/summary.js';
+import { isRemoteTokenProvider } from '../src/tokens/counter.js';
+import { createLlmSummarizer } from '../src/providers/llm-summarizer.js';
+import { providerApiKey } from '../src/tokens/remote-providers.js';
 
 /** Jobs run at once per queue in one process. */
 export interface WorkerConcurrency {

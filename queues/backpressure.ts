@@ -1,5 +1,5 @@
 /**
- * Producer backpressure (DESIGN.md section 5): a gate in front of `queue.add` that compares the
+ * Producer backpressure (docs/architecture.md, "Jobs"): a gate in front of `queue.add` that compares the
  * target queue's backlog against high/low water marks, with hysteresis, and either rejects with
  * {@link BackpressureError} or waits for the backlog to drain.
  */

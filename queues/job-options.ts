@@ -1,7 +1,7 @@
 import type { DefaultJobOptions, QueueOptions } from 'bullmq';
 
 /**
- * Default job options for every memq queue (DESIGN.md section 5):
+ * Default job options for every memq queue (docs/architecture.md, "Jobs"):
  * - 5 attempts with exponential backoff from 1 s with 50% jitter (1, 2, 4, 8 s nominal);
  * - completed jobs kept 1 h / at most 1,000 (enough for `waitFor` and the dashboard);
  * - failed jobs kept 7 days / at most 10,000: the dead-letter set, retryable from Bull Board.

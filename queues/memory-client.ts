@@ -101,7 +101,7 @@ export interface EnqueueOptions {
   readonly beforeEnqueue?: (info: { readonly messages: number }) => Promise<void>;
 }
 
-/** The producer-side library services import (DESIGN.md section 1). */
+/** The producer-side library services import (docs/architecture.md, "Surfaces and processes"). */
 export interface MemoryClient {
   /**
    * Validates `messages` (1..100), resolves the resource, assigns monotonic ULIDs and

@@ -1,5 +1,5 @@
 /**
- * Queue names (DESIGN.md section 5). BullMQ keys are `<prefix>:<queue>:...`; the default prefix
+ * Queue names (docs/architecture.md, "Jobs"). BullMQ keys are `<prefix>:<queue>:...`; the default prefix
  * `{memq}` is a hash tag, so every queue lives in one Redis Cluster slot as BullMQ requires.
  */
 export const QUEUES = {

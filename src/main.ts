@@ -1,6 +1,6 @@
 /**
  * The `memq` command line. The only module that reads `process.env` and argv and installs signal
- * handlers (STYLE.md). Every command takes `--help`.
+ * handlers (docs/architecture.md, "Lifecycle"). Every command takes `--help`.
  *
  * Exit codes: 0 success; 1 failure (configuration, Redis, a failed replay, an error); 2 usage
  * (unknown command or option); 130 forced exit after a second SIGINT/SIGTERM.
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AppError } from './core/errors.js';
 import { loadEnvConfig } from './config/env.js';
-import type { ProcessMode } from './cli/serve-workers.js';
+import type { ProcessMode } from './cli/run-command.js';
 import { createLogger } from './runtime/logger.js';
 
 // Commands are imported when run: a `memq work` process need not hold the HTTP stack, the corpus
@@ -78,7 +78,7 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
   parseArgs({ args: rest, strict: true });
   const env = loadEnvConfig(process.env);
   const log = createLogger(env.logLevel);
-  const { runMemq } = await import('./cli/serve-workers.js');
+  const { runMemq } = await import('./cli/run-command.js');
   const running = await runMemq(mode, env, log, err);
   const parts = [
     ...(running.runtime.http
@@ -129,7 +129,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const env = loadEnvConfig(process.env);
       const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true });
-      const { validateCommand } = await import('./cli/validate.js');
+      const { validateCommand } = await import('./cli/validate-command.js');
       return validateCommand(positionals[0] ?? env.memoriesDir, out, err);
     }
     case 'replay': {
@@ -143,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
       return replayCommand(rest, loadEnvConfig(process.env), out, err);
     }
     case 'audit': {
-      const { auditCommand } = await import('./cli/audit-cli.js');
+      const { auditCommand } = await import('./cli/audit-command.js');
       return auditCommand(rest, loadEnvConfig(process.env), out, err);
     }
     case 'inspect': {

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { PayloadError } from '../core/errors.js';
-import { effectiveLimits } from '../core/flush-plan.js';
+import { effectiveLimits } from '../flush/plan.js';
 import { closeRedis } from '../redis/connection.js';
 import { operatorConnection } from './redis-target.js';
 import { memoryKeys } from '../redis/keys.js';

@@ -1,6 +1,6 @@
 /**
- * The strict zod schema of a memory resource file (`memories/*.yaml`), Compozy's schema
- * (reference/compozy-memory.md section 1) with snake_case keys as written in YAML.
+ * The strict zod schema of a memory resource file (`memories/*.yaml`), the schema of Compozy's
+ * memory engine (the Go engine memq succeeds) with snake_case keys as written in YAML.
  *
  * The schema validates every field, applies the defaults and resolves durations to milliseconds;
  * `load-memories.ts` maps its output to the camelCase, frozen `MemoryResource`. Every issue
@@ -17,7 +17,7 @@ import {
   findRedactable,
 } from '../core/privacy.js';
 import { CONTEXT_WINDOW_ALLOWED, contextWindowOf } from '../core/context-window.js';
-import { ENCODING_MODEL_ALLOWED, encodingForModel } from '../core/token-counter.js';
+import { ENCODING_MODEL_ALLOWED, encodingForModel } from '../tokens/counter.js';
 import { KEY_TEMPLATE_MAX_CHARS, findKeyTemplateProblem } from '../core/key-template.js';
 import { ROLES } from '../core/message.js';
 import { DURATION_FORMAT, parseDurationMs } from './duration.js';
@@ -31,7 +31,7 @@ export const MEMORY_DEFAULTS = Object.freeze({
   summarizeThreshold: 0.8,
   /** `flushing.summarize_oldest_percent`. */
   summarizeOldestPercent: 0.3,
-  /** `flushing.target_ratio` (DESIGN.md section 6); half of `summarize_threshold` when that is <= 0.5. */
+  /** `flushing.target_ratio` (docs/architecture.md, "Flush"); half of `summarize_threshold` when that is <= 0.5. */
   targetRatio: 0.5,
   /** `persistence.type` (Compozy accepts a missing type when `ttl` is set). */
   persistenceType: 'redis',
@@ -202,7 +202,7 @@ export const SummarizerSchema = z.strictObject(SummarizerShape, {
 const FlushingShape = {
   /**
    * Strategy: `simple_fifo` (alias `fifo`), `hybrid_summary`, `lru`, `lfu`, `token_aware_lru`,
-   * `priority` (DESIGN.md section 6). Default `simple_fifo`.
+   * `priority` (docs/architecture.md, "Flush"). Default `simple_fifo`.
    */
   type: z
     .enum([...FLUSH_STRATEGIES, 'fifo'], { error: FLUSH_TYPE_ALLOWED })
@@ -690,7 +690,7 @@ export const MEMORY_RESOURCE_KEYS: Readonly<Record<string, readonly string[]>> =
 });
 
 /**
- * Keys Compozy's docs and examples used but its parser ignored (reference section 1.6), by the
+ * Keys Compozy's docs and examples used but its parser ignored, by the
  * dotted path of the mapping they appear in, with the key that does the job here.
  */
 export const DOC_ONLY_KEYS: Readonly<Record<string, Readonly<Record<string, string>>>> =

@@ -1,5 +1,5 @@
 /**
- * Go-template-style memory key templates (DESIGN.md section 3; Compozy reference section 9):
+ * Go-template-style memory key templates (docs/architecture.md, "Domain"; Compozy-compatible):
  * `support:{{ .conversation_id }}` rendered against the caller's context, then validated with the
  * instance key rule ({@link validateMemoryKey}).
  *
@@ -77,7 +77,7 @@ const cache = new Map<string, ParsedKeyTemplate>();
  *
  * Syntax: literal characters from the key alphabet `[A-Za-z0-9_:\-@.]` and placeholders
  * `{{ .seg.seg }}` with segments `[A-Za-z_][A-Za-z0-9_]*` and optional spaces or tabs inside the
- * braces (Compozy reference section 9, restricted to what a key can use). The empty template
+ * braces (Compozy-compatible, restricted to what a key can use). The empty template
  * parses (to no parts); rendering it fails the key rule.
  *
  * @returns The parsed template (frozen, possibly shared with earlier calls).
@@ -127,7 +127,7 @@ export function renderKeyTemplate(template: string, context: unknown, where = 'k
   return render(template, context, where, 'key template');
 }
 
-/** Where a memory key can come from, in precedence order (Compozy reference section 9.1). */
+/** Where a memory key can come from, in precedence order (as in Compozy). */
 export interface MemoryKeyInput {
   /**
    * An explicit key. Validated as is, or rendered as a template if it contains `{{`. An empty
@@ -143,7 +143,7 @@ export interface MemoryKeyInput {
 }
 
 /**
- * Picks and resolves the instance key (Compozy reference section 9.1): an explicit `key`, else
+ * Picks and resolves the instance key (as in Compozy): an explicit `key`, else
  * `keyTemplate`, else the resource's `defaultKeyTemplate`, each rendered against `context` with
  * {@link renderKeyTemplate} (a literal `key` is only validated).
  *

@@ -1,8 +1,8 @@
 import { PayloadError } from './errors.js';
 
 /**
- * Instance keys (DESIGN.md section 3): 1-256 characters of `[A-Za-z0-9_:\-@.]`, not starting or
- * ending with `__` (Compozy's rule, reference section 9, without its `*`, which is a glob
+ * Instance keys (docs/architecture.md, "Domain"): 1-256 characters of `[A-Za-z0-9_:\-@.]`, not starting or
+ * ending with `__` (Compozy's rule, without its `*`, which is a glob
  * character in Redis SCAN patterns).
  */
 export const MEMORY_KEY_PATTERN = /^[A-Za-z0-9_:\-@.]{1,256}$/;

@@ -15,7 +15,7 @@ export const MEMORY_TYPES = ['token_based', 'message_count_based', 'buffer'] as 
 /** One of {@link MEMORY_TYPES}. */
 export type MemoryType = (typeof MEMORY_TYPES)[number];
 
-/** Flush strategies (DESIGN.md section 6). `fifo` is accepted as an alias of `simple_fifo`. */
+/** Flush strategies (docs/architecture.md, "Flush"). `fifo` is accepted as an alias of `simple_fifo`. */
 export const FLUSH_STRATEGIES = [
   'simple_fifo',
   'hybrid_summary',

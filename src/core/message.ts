@@ -68,7 +68,7 @@ export const MessageSchema = MessageInputSchema.extend({
 export type Message = z.output<typeof MessageSchema>;
 
 /**
- * The rolling summary of an instance (DESIGN.md section 3): stored beside the log, never as a
+ * The rolling summary of an instance (docs/architecture.md, "Domain"): stored beside the log, never as a
  * message in it. Messages with ids at or below `covers_through_id` (the watermark) are folded
  * into it.
  */

@@ -428,8 +428,8 @@ const isMessageField = (key: string) => MESSAGE_FIELDS.has(key);
 const isExemptValue = (key: string, value: unknown) => EXEMPT_FORMAT.get(key)?.(value) === true;
 
 /**
- * Applies a privacy policy to messages before they are stored or enqueued (DESIGN.md invariant
- * 6): drops messages whose role is non-persistable, then replaces every match of every rule in
+ * Applies a privacy policy to messages before they are stored or enqueued (docs/architecture.md,
+ * invariant 6): drops messages whose role is non-persistable, then replaces every match of every rule in
  * every field of the message (see {@link redactLeaves}) according to the policy's action: every
  * string and number leaf and every object key at any depth (`content`, `name`, `tool_call_id`,
  * metadata keys and values, and any field the schema gains later), except the fields of

@@ -1,6 +1,6 @@
 /**
  * Zod schemas of the HTTP API's requests and responses: requests are validated with them at the
- * edge (STYLE.md "Validate once"), and `/openapi.json` is generated from the same schemas, so the
+ * edge (docs/architecture.md, "Validation"), and `/openapi.json` is generated from the same schemas, so the
  * document cannot drift from the code.
  */
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 /**
- * The HTTP server (DESIGN.md section 9): the `/v1` API behind API keys, Bull Board behind its own
+ * The HTTP server (docs/architecture.md, "HTTP API"): the `/v1` API behind API keys, Bull Board behind its own
  * credentials, `/metrics`, `/healthz`, `/readyz` and `/openapi.json`, on one port.
  */
 import type { Server } from 'node:http';

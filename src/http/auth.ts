@@ -1,5 +1,5 @@
 /**
- * Authentication: API keys for `/v1` (each key acts for one project; DESIGN.md section 9) and
+ * Authentication: API keys for `/v1` (each key acts for one project; docs/architecture.md, "HTTP API") and
  * basic auth for Bull Board. Keys are compared by SHA-256 digest with `timingSafeEqual`, so the
  * time a check takes says nothing about how much of a key matched; keys are never logged.
  */

@@ -1,5 +1,5 @@
 /**
- * Bull Board at `/admin/queues` (DESIGN.md section 9): all four queues, behind its own basic-auth
+ * Bull Board at `/admin/queues` (docs/architecture.md, "HTTP API"): all four queues, behind its own basic-auth
  * credentials, job data shown through the resource's privacy policy, and only the routes memq
  * allows (reads, and retry/promote/clean/pause/resume unless read-only) reachable.
  */

@@ -1,5 +1,5 @@
 /**
- * The HTTP surface's one error translation (STYLE.md "Errors"): every error a route throws becomes
+ * The HTTP surface's one error translation (docs/architecture.md, "Errors"): every error a route throws becomes
  * `{ error: { code, message, details } }` with the status its code maps to. Errors that are not
  * memq's own are either Redis being unreachable (503) or a bug (500, message not echoed).
  */

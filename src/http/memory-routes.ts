@@ -1,15 +1,15 @@
 /**
- * `/v1` routes: Compozy's eight memory operations (reference/compozy-memory.md section 2.2-2.3)
- * on `/v1/memories/:resource/:key/...` and `GET /v1/jobs/:queue/:id` (DESIGN.md section 9).
+ * `/v1` routes: the eight memory operations of Compozy's memory engine
+ * on `/v1/memories/:resource/:key/...` and `GET /v1/jobs/:queue/:id` (docs/architecture.md, "HTTP API").
  * Every request acts for the project of its API key (`forProject`), never one named in the body.
  */
 import { Router, type Request, type Response } from 'express';
 import type { z } from 'zod';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import { AppError, PayloadError } from '../core/errors.js';
-import { effectiveLimits } from '../core/flush-plan.js';
+import { effectiveLimits } from '../flush/plan.js';
 import { validateMemoryKey } from '../core/memory-key.js';
-import { asChatMessages } from '../core/summarizer.js';
+import { asChatMessages } from '../flush/summary.js';
 import {
   MAX_MESSAGES_PER_APPEND,
   MAX_MESSAGES_PER_WRITE,

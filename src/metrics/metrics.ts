@@ -7,7 +7,7 @@ import {
   type CounterConfiguration,
 } from 'prom-client';
 
-/** Prefix of every memq metric (DESIGN.md section 9). */
+/** Prefix of every memq metric (docs/architecture.md, "HTTP API"). */
 export const METRIC_PREFIX = 'memq_';
 
 /**

@@ -4,7 +4,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 export type RedisConnection = Redis | Cluster;
 
 /**
- * Connection roles (STYLE.md "Lifecycle"): workers block and must never give up a command
+ * Connection roles (docs/architecture.md, "Lifecycle"): workers block and must never give up a command
  * (`maxRetriesPerRequest: null`, required by BullMQ workers); producers on a request path fail
  * fast instead of queueing commands while Redis is down.
  */

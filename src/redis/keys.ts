@@ -1,5 +1,5 @@
 /**
- * The only place that builds Redis key strings (DESIGN.md section 4).
+ * The only place that builds Redis key strings (docs/architecture.md, "Redis layout").
  *
  * Every key of one memory instance shares the hash tag `{<mid>}`, so every Lua script touching an
  * instance is cluster-safe. `<mid>` is `<project>/<resource>/<key>`; `{`, `}`, `/` and `%` inside

@@ -13,7 +13,7 @@ import { LockBusyError, LockLostError } from '../core/errors.js';
 import { memoryId, memoryKeys, type MemoryRef } from './keys.js';
 
 /**
- * The instance lock (DESIGN.md sections 4, 5 and 8.5): one Redis STRING per memory instance at
+ * The instance lock (docs/architecture.md, "Redis layout", "Jobs" and invariant 5): one Redis STRING per memory instance at
  * `memoryKeys(prefix, ref).lock`, holding a random token, taken with redlock-universal's
  * single-instance lock (docs/decisions.md "Locks"). The key shares the instance's hash tag, so a
  * commit script can compare `GET <lock key>` with {@link HeldLock.token} (fencing) in the same
@@ -102,7 +102,7 @@ export interface WithLockOptions {
   readonly waitMs?: number;
 }
 
-/** Instance locks for the processors (DESIGN.md section 5: flush, clear, delete, write). */
+/** Instance locks for the processors (docs/architecture.md, "Jobs": flush, clear, delete, write). */
 export interface LockService {
   /**
    * Acquires the lock of `ref` with the TTL `locking` gives `operation`, runs `run` while
@@ -233,8 +233,8 @@ export function withKeyRoutedScripts(redis: RedisConnection): RedisConnection {
  * one key and TTL, so we create one per call and the breaker would never accumulate failures,
  * while its health check would add a `PING` to every acquisition. A process-wide breaker would
  * be worse: one Redis blip would fail every lock for a minute after Redis recovered. Redis
- * outages are handled by ioredis reconnection and BullMQ's retry backoff instead (DESIGN.md
- * section 5 keeps breakers for paid APIs).
+ * outages are handled by ioredis reconnection and BullMQ's retry backoff instead (breakers are kept
+ * for paid APIs: docs/architecture.md, "Jobs").
  */
 export function createLockService(deps: LockServiceDeps): LockService {
   // One adapter per service: it caches the SHAs of the compare-and-set scripts. It owns no

@@ -93,7 +93,7 @@ export function tenantLimitSettings(env: EnvConfig): TenantLimitSettings {
 
 /**
  * Starts memq: Redis connections -> store -> producer client -> workers -> the maintenance
- * schedule -> HTTP (STYLE.md "Lifecycle"). With `workers: false` (a producer only) no schedule is
+ * schedule -> HTTP (docs/architecture.md, "Lifecycle"). With `workers: false` (a producer only) no schedule is
  * set. Stops in reverse.
  * @throws the listen error (e.g. EADDRINUSE) after closing what it had started.
  */

@@ -104,8 +104,8 @@ export interface QueueJobKeys {
 export const SCRUB_BATCH = 200;
 
 /**
- * The maintenance side of the Redis store, used by the scheduled `maintenance` job (DESIGN.md
- * section 5): scan the activity index, drop entries of expired instances, repair counters,
+ * The maintenance side of the Redis store, used by the scheduled `maintenance` job (docs/architecture.md,
+ * "Jobs"): scan the activity index, drop entries of expired instances, repair counters,
  * prune the idempotency window. Flush candidates are chosen by the caller from
  * `MemoryStore.stats`.
  */

@@ -1,7 +1,7 @@
 import type { RedisConnection } from '../redis/connection.js';
 import { LockLostError, PayloadError } from '../core/errors.js';
 import { SummarySchema, type Message, type Summary } from '../core/message.js';
-import { estimateTokens } from '../core/token-counter.js';
+import { estimateTokens } from '../tokens/counter.js';
 import { indexKey, memoryId, memoryKeys, type MemoryRef } from '../redis/keys.js';
 import { withScripts } from '../redis/scripts.js';
 
@@ -76,7 +76,7 @@ export interface StoredMessage {
   /**
    * Set when {@link StoredMessage.tokens} is an approximation: how it was approximated, e.g.
    * `o200k_base (approximation for claude-sonnet-4-5)` (`approximationOf` in
-   * `src/providers/token-providers.ts`). Absent for an exact or not yet counted message.
+   * `src/tokens/remote-providers.ts`). Absent for an exact or not yet counted message.
    */
   readonly approximatedBy?: string;
 }
@@ -297,7 +297,7 @@ export interface MemoryStats {
   readonly approximateRecount:
     { readonly tokens: number; readonly by: Readonly<Record<string, number>> } | undefined;
   /**
-   * DESIGN.md invariant 3 and the no-loss accounting: `countedMessages == messageCount`,
+   * docs/architecture.md, invariant 3 and the no-loss accounting: `countedMessages == messageCount`,
    * `acceptedCount == messageCount + foldedCount + evictedCount`, approximate messages and
    * uncounted ones fit in the log and approximate tokens in `tokenCount`, and (deep stats only)
    * `tokenCount == exactMessageTokens + summaryTokens` and the approximate counters equal
@@ -311,7 +311,7 @@ export const MAX_PAGE_SIZE = 1000;
 
 /**
  * Redis-backed memory store. Every write is one Lua script on keys sharing the instance's hash
- * tag (DESIGN.md section 4), so it is atomic and cluster-safe.
+ * tag (docs/architecture.md, "Redis layout"), so it is atomic and cluster-safe.
  */
 export interface MemoryStore {
   /**
@@ -366,7 +366,7 @@ export interface MemoryStore {
   ): Promise<CommitTokensResult>;
   /**
    * Commits a flush plan in one script, only while `lockToken` is the instance lock's value and
-   * the epoch is unchanged (DESIGN.md invariant 5). Removes exactly the planned ids still in the
+   * the epoch is unchanged (docs/architecture.md, invariant 5). Removes exactly the planned ids still in the
    * log, so messages appended after planning survive.
    * @throws LockLostError when the lock is no longer the caller's, or the epoch moved (a write,
    *   clear or other flush committed since planning): nothing changed, re-plan.

@@ -3,7 +3,7 @@ import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load
 import pino from 'pino';
 import { QUEUES } from '../../queues/names.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
-import { createLlmSummarizer } from '../../src/providers/summarizer.js';
+import { createLlmSummarizer } from '../../src/providers/llm-summarizer.js';
 import { FAKE_LLM_KEY, fakeLlm, summarizedMemoryYaml } from '../helpers/fake-llm.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';

@@ -4,10 +4,10 @@ import {
   parseMemoryResource,
   type MemoryRegistry,
 } from '../../src/config/load-memories.js';
-import { planFlush } from '../../src/core/strategies.js';
+import { planFlush } from '../../src/flush/strategies.js';
 import { planFromPrefix, readWholeWindow } from '../../processors/flush.js';
-import { excerptOf } from '../../src/core/summarizer.js';
-import { createTokenCounter } from '../../src/core/token-counter.js';
+import { excerptOf } from '../../src/flush/summary.js';
+import { createTokenCounter } from '../../src/tokens/counter.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { monotonicFactory } from 'ulid';
 import type { Message } from '../../src/core/message.js';
-import { estimateTokens } from '../../src/core/token-counter.js';
+import { estimateTokens } from '../../src/tokens/counter.js';
 import { memoryKeys, type MemoryRef } from '../../src/redis/keys.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';

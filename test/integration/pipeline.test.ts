@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
-import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
+import { createTokenCounter, encodingForModel } from '../../src/tokens/counter.js';
 import { QUEUES } from '../../queues/names.js';
 import { eventually, usePipelinePerTest, type TestPipeline } from '../helpers/pipeline.js';
 import type { RedisNamespace } from '../helpers/redis-namespace.js';

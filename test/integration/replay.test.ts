@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
-import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
+import { createTokenCounter, encodingForModel } from '../../src/tokens/counter.js';
 import { buildConversations, type Conversation } from '../../src/replay/corpus.js';
 import {
   replayMessageIds,

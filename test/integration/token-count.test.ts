@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
+import { createTokenCounter, encodingForModel } from '../../src/tokens/counter.js';
 import { QUEUES } from '../../queues/names.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
 import { PayloadError } from '../../src/core/errors.js';
 import type { Message, Summary } from '../../src/core/message.js';
-import { createTokenCounter } from '../../src/core/token-counter.js';
+import { createTokenCounter } from '../../src/tokens/counter.js';
 import { memoryKeys, type MemoryRef } from '../../src/redis/keys.js';
 import { createMaintenanceStore } from '../../src/store/maintenance-store.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';

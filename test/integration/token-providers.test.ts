@@ -5,14 +5,14 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
 import { ConfigError } from '../../src/core/errors.js';
-import { createTokenCounter } from '../../src/core/token-counter.js';
+import { createTokenCounter } from '../../src/tokens/counter.js';
 import { createMetrics, type MemqMetrics } from '../../src/metrics/metrics.js';
 import {
   ANTHROPIC_VERSION,
   createRemoteCounter,
   providerApiKey,
   type RemoteCounter,
-} from '../../src/providers/token-providers.js';
+} from '../../src/tokens/remote-providers.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
-import { createTokenCounter, encodingForModel } from '../../src/core/token-counter.js';
+import { createTokenCounter, encodingForModel } from '../../src/tokens/counter.js';
 import { FAKE_LLM_KEY, summarizedMemoryYaml } from '../helpers/fake-llm.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';

@@ -33,7 +33,7 @@ async function tryTestcontainers(): Promise<
 }
 
 /**
- * Integration-suite Redis (STYLE.md "Tests"): with `MEMQ_TEST_REDIS=cluster`
+ * Integration-suite Redis (docs/architecture.md, "Tests"): with `MEMQ_TEST_REDIS=cluster`
  * (`npm run test:cluster`) a local three-master Redis Cluster; else REDIS_URL if set; else a Testcontainers Redis when
  * a container runtime answers; else a `redis-server` spawned on a free loopback port with no
  * persistence; with none of these it fails loudly.

@@ -2,8 +2,8 @@ import { hash } from 'node:crypto';
 import { getEncodingNameForModel } from 'js-tiktoken/lite';
 import { LRUCache } from 'lru-cache';
 import { countPieces, createMergeTable, type MergeTable, type RankList } from './bpe-merge.js';
-import { ConfigError } from './errors.js';
-import type { Role } from './message.js';
+import { ConfigError } from '../core/errors.js';
+import type { Role } from '../core/message.js';
 
 /** BPE encodings memq counts with (gpt-tokenizer and js-tiktoken ship their rank files: no network at run time). */
 export const ENCODINGS = [

@@ -1,8 +1,8 @@
 import { extname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { EncodingName } from '../src/core/token-counter.js';
-import type { CountReply, CountRequest } from './count-thread.js';
+import type { EncodingName } from './counter.js';
+import type { CountReply, CountRequest } from './counting-thread-entry.js';
 
 /** A worker thread that counts tokens, so counting never holds the event loop that runs BullMQ. */
 export interface CountingThread {
@@ -37,7 +37,7 @@ export interface CountingThreadOptions {
 
 /**
  * Starts the counting thread lazily, on the first `count`, and stops it after `idleMs` without a
- * request; the next `count` starts a new one. The entry is `count-thread.ts` next to this
+ * request; the next `count` starts a new one. The entry is `counting-thread-entry.ts` next to this
  * module; when running from TypeScript sources (tsx, vitest) the thread loads it through tsx. A
  * thread that dies is replaced on the next call (its encoders, ~1 s and ~100 MB for o200k, load
  * again in the new thread); there is at most one thread per process.
@@ -57,7 +57,7 @@ export function createCountingThread(
   };
   const start = (): Worker => {
     const entry = new URL(
-      `./count-thread${extname(new URL(import.meta.url).pathname)}`,
+      `./counting-thread-entry${extname(new URL(import.meta.url).pathname)}`,
       import.meta.url,
     );
     const fromSource = entry.pathname.endsWith('.ts');

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createCountingThread } from '../../../processors/counting-thread.js';
-import { createTokenCounter } from '../../../src/core/token-counter.js';
+import { createCountingThread } from '../../../src/tokens/counting-thread.js';
+import { createTokenCounter } from '../../../src/tokens/counter.js';
 
 describe('counting thread', () => {
   it('starts on the first count, stops when idle, and starts again for the next count', async () => {

@@ -1,10 +1,10 @@
-import type { FlushStrategy, MemoryResource } from './memory-resource.js';
-import { contextWindowOf } from './context-window.js';
-import type { Message } from './message.js';
-import { estimateTokens } from './token-counter.js';
+import type { FlushStrategy, MemoryResource } from '../core/memory-resource.js';
+import { contextWindowOf } from '../core/context-window.js';
+import type { Message } from '../core/message.js';
+import { estimateTokens } from '../tokens/counter.js';
 
 /**
- * Compozy's effective defaults (reference section 1.3): 2,000 tokens when a token-limited memory
+ * Compozy's effective defaults : 2,000 tokens when a token-limited memory
  * sets neither `max_tokens` nor `max_context_ratio`, 100 messages when a message-limited one sets
  * no `max_messages`.
  */
@@ -53,7 +53,7 @@ export interface MemoryUsage {
 }
 
 /**
- * The flush trigger (DESIGN.md section 6): usage reaches `limit x summarize_threshold` in any
+ * The flush trigger (docs/architecture.md, "Flush"): usage reaches `limit x summarize_threshold` in any
  * limited dimension.
  */
 export function needsFlush(resource: MemoryResource, usage: MemoryUsage): boolean {
@@ -100,7 +100,7 @@ export function usageOf(window: readonly WindowMessage[], summaryTokens: number)
   };
 }
 
-/** The flush target: `floor(limit x target_ratio)` per limited dimension (DESIGN.md section 6). */
+/** The flush target: `floor(limit x target_ratio)` per limited dimension (docs/architecture.md, "Flush"). */
 export function flushTarget(resource: MemoryResource): FlushPlan['target'] {
   const limits = effectiveLimits(resource);
   const ratio = resource.flushing.targetRatio;
@@ -112,7 +112,7 @@ export function flushTarget(resource: MemoryResource): FlushPlan['target'] {
 
 /**
  * `simple_fifo`: evicts the oldest messages until usage is at or below `limit x target_ratio`
- * in every limited dimension (hysteresis: DESIGN.md section 6). System messages are never
+ * in every limited dimension (hysteresis: docs/architecture.md, "Flush"). System messages are never
  * evicted, and an assistant message is evicted together with the `tool` results that follow it,
  * so a tool call is never separated from its result. Pure.
  * @param summaryTokens Tokens of the current summary (counted in usage, never evicted here).
@@ -176,7 +176,7 @@ export function removableGroups(window: readonly WindowMessage[]): WindowMessage
 }
 
 /**
- * `hybrid_summary` (DESIGN.md section 6): keeps system messages and the newest messages, and
+ * `hybrid_summary` (docs/architecture.md, "Flush"): keeps system messages and the newest messages, and
  * folds the oldest ones into the rolling summary. It folds whole groups ({@link removableGroups})
  * from the oldest: at least `summarize_oldest_percent` of the removable messages, then more until
  * usage, counting the new summary at its full `summary_tokens` budget, is at or below

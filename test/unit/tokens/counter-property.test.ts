@@ -19,7 +19,7 @@ import {
   TOKENS_PER_MESSAGE,
   TOKENS_PER_NAME,
   type TokenCounter,
-} from '../../../src/core/token-counter.js';
+} from '../../../src/tokens/counter.js';
 
 /**
  * memq's counts against js-tiktoken (the card's tokenizer, an independent implementation: its

@@ -1,6 +1,6 @@
 /**
  * Remote token counting: Anthropic's and Google's counting APIs behind opossum circuit breakers,
- * with the local tokenizer as the fallback (DESIGN.md section 7). A provider failure never fails
+ * with the local tokenizer as the fallback (docs/architecture.md, "Token counting"). A provider failure never fails
  * a job: the count falls back, `memq_token_provider_fallbacks_total` increments, and the count
  * is marked as an approximation ({@link MessageCount.approximatedBy}).
  */
@@ -10,7 +10,7 @@ import {
   type CountableMessage,
   type RemoteTokenProvider,
   type TokenCounter,
-} from '../core/token-counter.js';
+} from './counter.js';
 import { ConfigError } from '../core/errors.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import {
@@ -19,9 +19,9 @@ import {
   guard,
   postJson,
   type BreakerSettings,
-} from './guarded-http.js';
+} from '../providers/guarded-http.js';
 
-export { ProviderCallError, type FallbackReason } from './guarded-http.js';
+export { ProviderCallError, type FallbackReason } from '../providers/guarded-http.js';
 
 /** Default base URLs of the counting APIs. */
 export const PROVIDER_BASE_URLS: Readonly<Record<RemoteTokenProvider, string>> = {

@@ -6,7 +6,7 @@ import {
   type PrivacyAction,
   type RedactionPolicy,
 } from '../../../src/core/privacy.js';
-import { redactSummary } from '../../../src/core/summarizer.js';
+import { redactSummary } from '../../../src/flush/summary.js';
 
 const policy = (action: PrivacyAction, extra: Partial<RedactionPolicy> = {}): RedactionPolicy => ({
   redactPatterns: [],

@@ -1,6 +1,6 @@
 /**
  * The LLM summarizer: an OpenAI-compatible `/v1/chat/completions` endpoint behind an opossum
- * breaker, falling back to the rule-based summary (DESIGN.md section 6). A summarizer failure
+ * breaker, falling back to the rule-based summary (docs/architecture.md, "Flush"). A summarizer failure
  * never loses a message and never fails a flush.
  */
 import type { Logger } from 'pino';
@@ -9,7 +9,7 @@ import {
   fitToBudget,
   type Summarizer,
   type SummaryRequest,
-} from '../core/summarizer.js';
+} from '../flush/summary.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import {
   ProviderCallError,

@@ -10,8 +10,8 @@ import {
   type FlushPlan,
   type MemoryUsage,
   type WindowMessage,
-} from './flush-plan.js';
-import type { FlushStrategy, MemoryResource } from './memory-resource.js';
+} from './plan.js';
+import type { FlushStrategy, MemoryResource } from '../core/memory-resource.js';
 
 /** How often and how recently each message was read (recorded on read when enabled). */
 export interface AccessStats {
@@ -159,7 +159,7 @@ export function planTokenAwareLru(resource: MemoryResource, input: PlanInput): F
 
 /**
  * Keywords that make a message high priority (case-insensitive substring), from Compozy's
- * priority eviction policy (reference section 5.4).
+ * priority eviction policy (as in Compozy).
  */
 export const PRIORITY_KEYWORDS = [
   'error',
@@ -194,7 +194,7 @@ export type PriorityClass = 'critical' | 'high' | 'medium' | 'low';
 const CLASS_RANK: Record<PriorityClass, number> = { critical: 0, high: 1, medium: 2, low: 3 };
 
 /**
- * The priority class of a message (reference sections 5.3-5.4): `metadata.priority` when it is
+ * The priority class of a message (as in Compozy): `metadata.priority` when it is
  * one of the classes; else `critical` for system messages; `low` for content under 10 characters
  * or small talk; `high` for a {@link PRIORITY_KEYWORDS} match or a message in the newest 20 %
  * of the window; `medium` otherwise.
@@ -259,7 +259,7 @@ export function planFlush(
 }
 
 /**
- * `token_allocation` (DESIGN.md section 6), for token-limited memories: after the strategy's plan,
+ * `token_allocation` (docs/architecture.md, "Flush"), for token-limited memories: after the strategy's plan,
  * the raw non-system messages kept (short-term) must fit `limit x short_term`; if they do not,
  * more of them go, oldest first, the same way the strategy removes (folded for hybrid_summary,
  * evicted otherwise). The summary's budget (long-term) is `min(summary_tokens, limit x

@@ -9,7 +9,7 @@ import {
   SLICE_CHARS,
   sliceStarts,
   TOKENS_PER_MESSAGE,
-} from '../../../src/core/token-counter.js';
+} from '../../../src/tokens/counter.js';
 import { buildConversations } from '../../../src/replay/corpus.js';
 
 /** js-tiktoken, the card's tokenizer, is the oracle: memq counts with gpt-tokenizer. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { WindowMessage } from '../../../src/core/flush-plan.js';
+import type { WindowMessage } from '../../../src/flush/plan.js';
 import type { MemoryResource } from '../../../src/core/memory-resource.js';
 import type { Message, Role } from '../../../src/core/message.js';
 import {
@@ -11,7 +11,7 @@ import {
   priorityOf,
   summaryBudget,
   type AccessStats,
-} from '../../../src/core/strategies.js';
+} from '../../../src/flush/strategies.js';
 import { testResource } from '../../helpers/memories.js';
 
 const resource = (over: Partial<MemoryResource> = {}): MemoryResource =>

@@ -1,8 +1,8 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createTokenCounters } from '../../../processors/token-counters.js';
+import { createTokenCounters } from '../../../src/tokens/resource-counters.js';
 import { createMemoryRegistry } from '../../../src/config/load-memories.js';
-import { createTokenCounter } from '../../../src/core/token-counter.js';
+import { createTokenCounter } from '../../../src/tokens/counter.js';
 import { createMetrics } from '../../../src/metrics/metrics.js';
 import { testResource } from '../../helpers/memories.js';
 

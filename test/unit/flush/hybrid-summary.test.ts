@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planHybridSummary, type WindowMessage } from '../../../src/core/flush-plan.js';
+import { planHybridSummary, type WindowMessage } from '../../../src/flush/plan.js';
 import type { MemoryResource } from '../../../src/core/memory-resource.js';
 import type { Message, Role } from '../../../src/core/message.js';
 import {
@@ -7,8 +7,8 @@ import {
   excerptOf,
   summarizeExtractive,
   SUMMARY_HEADING,
-} from '../../../src/core/summarizer.js';
-import { createTokenCounter } from '../../../src/core/token-counter.js';
+} from '../../../src/flush/summary.js';
+import { createTokenCounter } from '../../../src/tokens/counter.js';
 import { testResource } from '../../helpers/memories.js';
 
 const hybrid: MemoryResource = testResource({

@@ -1,7 +1,7 @@
 /**
  * Exact token counts of text whose pre-tokenizer pieces may be arbitrarily long, in
  * O(n log n) time for n UTF-8 bytes (see {@link countPieces}). The token counter
- * (`token-counter.ts`) uses it for stretches of text where no cut is provably exact, such as a
+ * (`counter.ts`) uses it for stretches of text where no cut is provably exact, such as a
  * megabyte of one "word", one whitespace run or unspaced CJK text: the tokenizer sees each as a
  * single piece, and the textbook byte-pair merge (gpt-tokenizer's and js-tiktoken's), which
  * rescans the piece for its lowest-ranked pair before every merge, is quadratic in its length.

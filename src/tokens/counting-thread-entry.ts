@@ -3,7 +3,7 @@
  * same exact counter as the main thread, off the event loop that runs BullMQ.
  */
 import { parentPort } from 'node:worker_threads';
-import { createTokenCounter, type EncodingName } from '../src/core/token-counter.js';
+import { createTokenCounter, type EncodingName } from './counter.js';
 
 /** A request: count each text with `encoding`. */
 export interface CountRequest {

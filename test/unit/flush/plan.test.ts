@@ -4,7 +4,7 @@ import {
   needsFlush,
   planSimpleFifo,
   type WindowMessage,
-} from '../../../src/core/flush-plan.js';
+} from '../../../src/flush/plan.js';
 import type { MemoryResource } from '../../../src/core/memory-resource.js';
 import type { Role } from '../../../src/core/message.js';
 import { testResource } from '../../helpers/memories.js';

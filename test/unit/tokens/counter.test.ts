@@ -4,7 +4,7 @@ import {
   encodingForModel,
   estimateTokens,
   TOKENS_PER_MESSAGE,
-} from '../../../src/core/token-counter.js';
+} from '../../../src/tokens/counter.js';
 
 describe('token counter', () => {
   it.each([

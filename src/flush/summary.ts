@@ -1,5 +1,5 @@
-import type { Message } from './message.js';
-import { applyPrivacyToText, type RedactionPolicy } from './privacy.js';
+import type { Message } from '../core/message.js';
+import { applyPrivacyToText, type RedactionPolicy } from '../core/privacy.js';
 
 /** Longest excerpt kept of one folded message, characters (before the token budget applies). */
 export const EXCERPT_CHARS = 200;

@@ -1,24 +1,41 @@
 import type { Logger } from 'pino';
-import type { MemoryRegistry } from '../src/config/load-memories.js';
-import type { MemoryResource } from '../src/core/memory-resource.js';
+import type { MemoryRegistry } from '../config/load-memories.js';
+import type { MemoryResource } from '../core/memory-resource.js';
 import {
   createTokenCache,
+  type CountableMessage,
   createTokenCounter,
   isRemoteTokenProvider,
   localEncodingFor,
   type EncodingName,
   type TokenCounter,
-} from '../src/core/token-counter.js';
-import type { MemqMetrics } from '../src/metrics/metrics.js';
+} from './counter.js';
+import type { MemqMetrics } from '../metrics/metrics.js';
 import {
   createRemoteCounter,
   localApproximation,
   providerApiKey,
+  type MessageCount,
   type ProviderBreakerOptions,
   type RemoteCounter,
-} from '../src/providers/token-providers.js';
+} from './remote-providers.js';
 import { createCountingThread } from './counting-thread.js';
-import type { MessageCounter } from './token-count.js';
+
+/**
+ * Counts a batch of messages for one resource: the local tokenizer, or a provider's API with the
+ * local tokenizer as fallback (`src/tokens/remote-providers.ts`).
+ */
+export interface MessageCounter {
+  /**
+   * Tokens per message, in order, with where each count came from (an encoding name or a
+   * provider) and, for an approximate count, how it was approximated. Rejects only when
+   * `signal` aborts.
+   */
+  countMessages(
+    messages: readonly CountableMessage[],
+    signal?: AbortSignal,
+  ): Promise<readonly MessageCount[]>;
+}
 
 /** Options of {@link createTokenCounters}. */
 export interface TokenCountersOptions {
