@@ -39,7 +39,7 @@ import {
   type BacklogBounds,
 } from './backpressure.js';
 import { createBacklogLedger, type LedgerQueue } from './backlog-ledger.js';
-import { createMemoryQueues } from './memory-queues.js';
+import { createMemoryQueues, type MemoryQueues } from './memory-queues.js';
 import { JOBS, QUEUES, type QueueName } from './names.js';
 
 /** Where an enqueued job can be found: pass it to {@link MemoryClient.waitFor}. */
@@ -203,7 +203,10 @@ export interface MemoryClient {
    * another project (so callers cannot probe other tenants' job ids).
    */
   job(queue: QueueName, jobId: string): Promise<JobInfo | undefined>;
-  /** Closes the client's queues (not the Redis connection). Idempotent. */
+  /**
+   * Stops the backpressure gate and closes the queues the client created (not injected ones
+   * (`MemoryClientDeps.queues`), not the Redis connection). Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -239,6 +242,12 @@ export interface MemoryClientDeps {
   readonly connection: RedisConnection;
   /** BullMQ prefix, e.g. `{memq}`. */
   readonly queuePrefix: string;
+  /**
+   * Queues to enqueue on, owned by the caller (the runtime shares one set between the client and
+   * the workers); they must use `queuePrefix`. Absent = the client creates its own on
+   * `connection` and closes them in `close()`; injected queues are never closed by the client.
+   */
+  readonly queues?: MemoryQueues;
   /** Declared memory resources. */
   readonly registry: MemoryRegistry;
   /** Tenant all calls of this client act for. */
@@ -309,7 +318,8 @@ export function isConnectionFailure(error: unknown): boolean {
 export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const now = deps.now ?? Date.now;
   const nextId = monotonicFactory();
-  const queues = createMemoryQueues(deps.connection, deps.queuePrefix);
+  const ownsQueues = deps.queues === undefined;
+  const queues = deps.queues ?? createMemoryQueues(deps.connection, deps.queuePrefix);
   const redisTimeoutMs = deps.redisTimeoutMs ?? 5_000;
   /**
    * Runs a BullMQ operation with a deadline: fails at once while the producer connection is known
@@ -680,7 +690,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       close() {
         if (!owner) return Promise.resolve(); // the root client owns the queues
         gate?.close();
-        return queues.close();
+        return ownsQueues ? queues.close() : Promise.resolve();
       },
     };
     return client;
