@@ -1,7 +1,11 @@
 /**
- * Environment configuration: one pure function from an env record to a frozen {@link EnvConfig}.
- * Only `src/cli` / `src/main` pass `process.env`; tests pass plain objects. An empty string counts
- * as unset (what `VAR=` in a compose file or `.env` produces).
+ * Environment configuration. {@link ENV_VARS} is the one table of the variables memq reads: each
+ * entry names a variable, the {@link EnvConfig} property it fills, its zod schema, its default, what
+ * is allowed and what it means. {@link EnvConfig}, {@link loadEnvConfig}, the table in
+ * docs/configuration.md ("Environment variables") and `.env.example` are derived from it (the last
+ * two by `src/cli/env-docs-command.ts`). {@link loadEnvConfig} is pure: only `src/main.ts` passes
+ * `process.env`; tests pass plain objects. An empty string counts as unset (what `VAR=` in a
+ * compose file or `.env` produces).
  */
 
 import { z } from 'zod';
@@ -87,357 +91,25 @@ export const DEFAULT_MAX_CONCURRENT = { waits: 32, dryRuns: 4 } as const;
  */
 export const DEFAULT_HOST = '127.0.0.1';
 
-/** Resolved environment configuration (frozen). */
-export interface EnvConfig {
-  /**
-   * `REDIS_URL`: `redis://` or `rediss://` URL. Default `undefined`: the CLI decides (an embedded
-   * or local default).
-   */
-  readonly redisUrl?: string;
-  /**
-   * `REDIS_CLUSTER_NODES`: Redis Cluster seed nodes, `host:port` comma-separated; memq then
-   * talks to the cluster (credentials from `REDIS_URL`, if set). Default `undefined` (one server).
-   */
-  readonly redisClusterNodes?: readonly string[];
-  /** `MEMQ_MEMORIES_DIR`: directory of memory resource YAML files. Default `memories`. */
-  readonly memoriesDir: string;
-  /** `PORT`: HTTP listen port, 0-65535 (0 = any free port). Default 3000. */
-  readonly port: number;
-  /**
-   * `HOST`: HTTP listen address (an IP address or host name). Default {@link DEFAULT_HOST}
-   * (loopback only); `0.0.0.0` (all IPv4 interfaces) or `::` to accept remote connections, as the
-   * Docker image does.
-   */
-  readonly host: string;
-  /** `MEMQ_KEY_PREFIX`: prefix of every memory key; no braces or whitespace. Default `memq:`. */
-  readonly keyPrefix: string;
-  /** `MEMQ_QUEUE_PREFIX`: BullMQ prefix, must contain a `{...}` hash tag. Default `{memq}`. */
-  readonly queuePrefix: string;
-  /** `MEMQ_APPEND_CONCURRENCY`: append jobs run at once per worker process, >= 1. Default 16. */
-  readonly appendConcurrency: number;
-  /**
-   * `MEMQ_TOKEN_COUNT_CONCURRENCY`: token-count jobs at once per worker process, >= 1. Default
-   * {@link DEFAULT_TOKEN_COUNT_CONCURRENCY} (4).
-   */
-  readonly tokenCountConcurrency: number;
-  /** `MEMQ_TOKEN_CACHE_BYTES`: bound of the token-count cache per worker process, bytes, >= 1. Default 16 777 216 (16 MiB). */
-  readonly tokenCacheBytes: number;
-  /** `MEMQ_BACKPRESSURE_HIGH_WATER`: waiting + delayed jobs above which producers push back, >= 1. Default 10 000. */
-  readonly backpressureHighWaterJobs: number;
-  /** `MEMQ_BACKPRESSURE_LOW_WATER`: backlog below which producers resume, < high water. Default 5 000. */
-  readonly backpressureLowWaterJobs: number;
-  /** `MEMQ_BACKPRESSURE_POLICY`: `reject` (BackpressureError) or `wait` (until below low water). Default `reject`. */
-  readonly backpressurePolicy: BackpressurePolicy;
-  /**
-   * `MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`: append and write jobs of one project not yet started at
-   * or above which that project's appends and writes are refused (`BACKPRESSURE`) while other
-   * projects' are admitted, >= 0 (0 = no per-project mark). Always rejects, whatever the policy.
-   * Default {@link DEFAULT_PROJECT_HIGH_WATER_JOBS} (2 500).
-   */
-  readonly backpressureProjectHighWaterJobs: number;
-  /**
-   * `MEMQ_BACKPRESSURE_MAX_BYTES`: bytes of append and write job data (JSON) not yet started, of
-   * all projects, at or above which appends and writes are refused, >= 0 (0 = no bound). Default
-   * {@link DEFAULT_BACKLOG_MAX_BYTES} (1 GiB).
-   */
-  readonly backpressureMaxBytes: number;
-  /**
-   * `MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES`: the same bound per project, >= 0 (0 = no bound).
-   * Default {@link DEFAULT_PROJECT_BACKLOG_MAX_BYTES} (256 MiB).
-   */
-  readonly backpressureProjectMaxBytes: number;
-  /** `MEMQ_SHUTDOWN_GRACE_MS`: how long shutdown waits for each step, milliseconds, >= 0. Default 30 000. */
-  readonly shutdownGraceMs: number;
-  /** `MEMQ_MAINTENANCE_INTERVAL_MS`: how often the maintenance sweep runs, milliseconds, 1 000-86 400 000. Default 300 000 (5 min). */
-  readonly maintenanceIntervalMs: number;
-  /**
-   * `MEMQ_IDEMPOTENCY_WINDOW_MS`: how long an accepted message id is remembered for duplicate
-   * detection (producers may retry within it), milliseconds, 60 000-2 592 000 000. Default
-   * 86 400 000 (24 h). Past it, maintenance prunes the id unless it is still in the log.
-   */
-  readonly idempotencyWindowMs: number;
-  /**
-   * `MEMQ_JOB_LOCK_MS`: BullMQ job lock duration, milliseconds, 5 000-600 000. Default 30 000
-   * (BullMQ's). A worker renews the lock of each active job every half of it; when a worker dies
-   * (SIGKILL, OOM, lost host) its jobs go back to waiting within about twice this (one lock
-   * expiry plus one stalled-job check), so smaller recovers sooner and costs more renewals.
-   */
-  readonly jobLockMs: number;
-  /**
-   * `MEMQ_TOKEN_COUNT_DELAY_MS`: how long a token-count job waits before it runs, milliseconds,
-   * 0-60 000. Default 250: appends to a memory within that time are counted by one job; exact
-   * counts (and the flush trigger) come that much later.
-   */
-  readonly tokenCountDelayMs: number;
-  /** `MEMQ_PROJECT`: default project of CLI producers (HTTP callers get theirs from their API key) (1-64 of `[A-Za-z0-9_-]`). Default `default`. */
-  readonly project: string;
-  /**
-   * `MEMQ_API_KEYS`: `key:project,key2:project2:read` parsed by {@link parseApiKeys} (keys of
-   * {@link API_KEY_MIN_LENGTH}+ characters without `:`). Default
-   * `undefined` (no keys configured; the CLI then reads `MEMQ_API_KEYS_FILE` or creates one).
-   */
-  readonly apiKeys?: ReadonlyMap<string, ApiKeyGrant>;
-  /** `MEMQ_API_KEYS_FILE`: a file of API key entries, one per line (`#` comments). Default unset. */
-  readonly apiKeysFile?: string;
-  /** `MEMQ_BOARD_USER`: Bull Board basic-auth user. Default `admin`. */
-  readonly boardUser: string;
-  /** `MEMQ_BOARD_PASSWORD`: Bull Board basic-auth password. Default unset (the CLI creates one). */
-  readonly boardPassword?: string;
-  /** `MEMQ_BOARD_READ_ONLY`: `true` hides Bull Board's retry/remove/pause actions. Default `false`. */
-  readonly boardReadOnly: boolean;
-  /** `MEMQ_MAX_BODY_BYTES`: largest HTTP request body, bytes, 1 KiB-64 MiB. Default 1 048 576 (1 MiB). */
-  readonly maxBodyBytes: number;
-  /** `MEMQ_MAX_MESSAGE_BYTES`: largest message content over HTTP, UTF-8 bytes, 1-4 MiB. Default 262 144 (256 KiB). */
-  readonly maxMessageBytes: number;
-  /**
-   * `MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND`: `/v1` requests per API key per second, >= 0 (0 = no
-   * request limit). Default 100 ({@link DEFAULT_RATE_LIMIT_REQUESTS}).
-   */
-  readonly rateLimitRequestsPerSecond: number;
-  /**
-   * `MEMQ_RATE_LIMIT_REQUESTS_BURST`: requests per API key allowed beyond the per-second limit per
-   * {@link RATE_LIMIT_BURST_WINDOW_SECONDS} seconds, >= 0. Default 1 000.
-   */
-  readonly rateLimitRequestsBurst: number;
-  /**
-   * `MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND`: appended or written messages per API key per second,
-   * >= 0 (0 = no message limit). Default 1 000 ({@link DEFAULT_RATE_LIMIT_MESSAGES}).
-   */
-  readonly rateLimitMessagesPerSecond: number;
-  /**
-   * `MEMQ_RATE_LIMIT_MESSAGES_BURST`: messages per API key allowed beyond the per-second limit per
-   * {@link RATE_LIMIT_BURST_WINDOW_SECONDS} seconds, >= 0; this or the per-second limit must be at
-   * least {@link RATE_LIMIT_MIN_MESSAGES}. Default 10 000.
-   */
-  readonly rateLimitMessagesBurst: number;
-  /**
-   * `MEMQ_MAX_CONCURRENT_WAITS`: `?wait=true` calls (other than dry-run flushes) one project may
-   * have running at once in one serve process, >= 0 (0 = no cap). Default 32
-   * ({@link DEFAULT_MAX_CONCURRENT}).
-   */
-  readonly maxConcurrentWaits: number;
-  /**
-   * `MEMQ_MAX_CONCURRENT_DRY_RUNS`: dry-run flushes one project may have running at once in one
-   * serve process, >= 0 (0 = no cap). Default 4 ({@link DEFAULT_MAX_CONCURRENT}).
-   */
-  readonly maxConcurrentDryRuns: number;
-  /** `MEMQ_LOG_LEVEL`: one of {@link LOG_LEVELS}. Default `info`. */
-  readonly logLevel: LogLevel;
-}
-
-/** One documented environment variable (the README's table is checked against this). */
-export interface EnvVarDoc {
-  /** Variable name. */
-  readonly name: string;
-  /** Default as written in the environment, or `undefined` when unset by default. */
-  readonly default: string | undefined;
-  /** What it does, with units and allowed values. */
-  readonly description: string;
-}
-
-/** Every variable {@link loadEnvConfig} reads, in README order. */
-export const ENV_VARS: readonly EnvVarDoc[] = Object.freeze(
-  [
-    {
-      name: 'REDIS_URL',
-      default: undefined,
-      description: 'Redis URL (redis:// or rediss://); unset = the CLI default',
-    },
-    {
-      name: 'REDIS_CLUSTER_NODES',
-      default: undefined,
-      description:
-        'Redis Cluster seed nodes as host:port,host:port; unset = one server (REDIS_URL)',
-    },
-    {
-      name: 'MEMQ_MEMORIES_DIR',
-      default: 'memories',
-      description: 'Directory of memory resource YAML files',
-    },
-    { name: 'PORT', default: '3000', description: 'HTTP listen port (0-65535, 0 = any free port)' },
-    {
-      name: 'HOST',
-      default: DEFAULT_HOST,
-      description:
-        'HTTP listen address; 0.0.0.0 (all IPv4 interfaces) or :: to accept remote connections (the Docker image sets 0.0.0.0)',
-    },
-    {
-      name: 'MEMQ_KEY_PREFIX',
-      default: 'memq:',
-      description: 'Prefix of every memory key (no braces or whitespace)',
-    },
-    {
-      name: 'MEMQ_QUEUE_PREFIX',
-      default: '{memq}',
-      description: 'BullMQ queue prefix; must contain a {hash tag}',
-    },
-    {
-      name: 'MEMQ_APPEND_CONCURRENCY',
-      default: '16',
-      description: 'Append jobs run at once per worker process',
-    },
-    {
-      name: 'MEMQ_TOKEN_COUNT_CONCURRENCY',
-      default: String(DEFAULT_TOKEN_COUNT_CONCURRENCY),
-      description: 'Token-count jobs run at once per worker process',
-    },
-    {
-      name: 'MEMQ_TOKEN_CACHE_BYTES',
-      default: '16777216',
-      description:
-        'Bound of the token-count cache (content hash -> tokens) per worker process, bytes',
-    },
-    {
-      name: 'MEMQ_BACKPRESSURE_HIGH_WATER',
-      default: '10000',
-      description: 'Waiting + delayed jobs above which producers push back',
-    },
-    {
-      name: 'MEMQ_BACKPRESSURE_LOW_WATER',
-      default: '5000',
-      description: 'Backlog below which producers resume (< high water)',
-    },
-    {
-      name: 'MEMQ_BACKPRESSURE_POLICY',
-      default: 'reject',
-      description: 'reject (fail with BACKPRESSURE) or wait (until below low water)',
-    },
-    {
-      name: 'MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER',
-      default: String(DEFAULT_PROJECT_HIGH_WATER_JOBS),
-      description:
-        'Append and write jobs of one project not yet started at or above which that project is refused (BACKPRESSURE) while others are admitted; 0 = no per-project mark',
-    },
-    {
-      name: 'MEMQ_BACKPRESSURE_MAX_BYTES',
-      default: String(DEFAULT_BACKLOG_MAX_BYTES),
-      description:
-        'Bytes of append and write job data not yet started (all projects) at or above which appends and writes are refused; 0 = no bound',
-    },
-    {
-      name: 'MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES',
-      default: String(DEFAULT_PROJECT_BACKLOG_MAX_BYTES),
-      description: 'The same bound per project; 0 = no bound',
-    },
-    {
-      name: 'MEMQ_SHUTDOWN_GRACE_MS',
-      default: '30000',
-      description: 'Grace per shutdown step, milliseconds',
-    },
-    {
-      name: 'MEMQ_MAINTENANCE_INTERVAL_MS',
-      default: '300000',
-      description: 'How often the maintenance sweep runs, milliseconds',
-    },
-    {
-      name: 'MEMQ_IDEMPOTENCY_WINDOW_MS',
-      default: '86400000',
-      description:
-        'How long accepted message ids are remembered for duplicate detection, milliseconds',
-    },
-    {
-      name: 'MEMQ_JOB_LOCK_MS',
-      default: '30000',
-      description:
-        "BullMQ job lock, milliseconds (5000-600000); a dead worker's jobs return to waiting within about twice this",
-    },
-    {
-      name: 'MEMQ_TOKEN_COUNT_DELAY_MS',
-      default: '250',
-      description:
-        'Delay of token-count jobs, milliseconds (0-60000): appends to a memory within it are counted by one job',
-    },
-    { name: 'MEMQ_PROJECT', default: 'default', description: 'Project of CLI producers' },
-    {
-      name: 'MEMQ_API_KEYS',
-      default: undefined,
-      description:
-        'HTTP API keys as key:project or key:project:read entries (read-only), comma-separated; keys of 16+ characters without ":"',
-    },
-    {
-      name: 'MEMQ_API_KEYS_FILE',
-      default: undefined,
-      description:
-        'File of API key entries (one key:project[:read] per line, # comments); unset with MEMQ_API_KEYS unset: memq creates .memq/api-key (project default)',
-    },
-    { name: 'MEMQ_BOARD_USER', default: 'admin', description: 'Bull Board basic-auth user' },
-    {
-      name: 'MEMQ_BOARD_PASSWORD',
-      default: undefined,
-      description: 'Bull Board basic-auth password; unset: memq creates .memq/board-password',
-    },
-    {
-      name: 'MEMQ_BOARD_READ_ONLY',
-      default: 'false',
-      description: 'true: Bull Board shows queues and jobs but offers no retry, remove or pause',
-    },
-    {
-      name: 'MEMQ_MAX_BODY_BYTES',
-      default: '1048576',
-      description: 'Largest HTTP request body, bytes (1024-67108864); larger: 413',
-    },
-    {
-      name: 'MEMQ_MAX_MESSAGE_BYTES',
-      default: '262144',
-      description: 'Largest message content over HTTP, UTF-8 bytes (1-4194304); larger: 413',
-    },
-    {
-      name: 'MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND',
-      default: String(DEFAULT_RATE_LIMIT_REQUESTS.perSecond),
-      description:
-        '/v1 requests per API key per second, shared by every process on the Redis; over it: 429 RATE_LIMITED; 0 = no limit',
-    },
-    {
-      name: 'MEMQ_RATE_LIMIT_REQUESTS_BURST',
-      default: String(DEFAULT_RATE_LIMIT_REQUESTS.burst),
-      description: `Requests per API key allowed beyond the per-second limit per ${RATE_LIMIT_BURST_WINDOW_SECONDS} seconds`,
-    },
-    {
-      name: 'MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND',
-      default: String(DEFAULT_RATE_LIMIT_MESSAGES.perSecond),
-      description:
-        'Appended or written messages per API key per second; over it: 429 RATE_LIMITED; 0 = no limit',
-    },
-    {
-      name: 'MEMQ_RATE_LIMIT_MESSAGES_BURST',
-      default: String(DEFAULT_RATE_LIMIT_MESSAGES.burst),
-      description: `Messages per API key allowed beyond the per-second limit per ${RATE_LIMIT_BURST_WINDOW_SECONDS} seconds; this or the per-second limit must be at least ${RATE_LIMIT_MIN_MESSAGES}`,
-    },
-    {
-      name: 'MEMQ_MAX_CONCURRENT_WAITS',
-      default: String(DEFAULT_MAX_CONCURRENT.waits),
-      description:
-        '?wait=true calls one project may have running at once per serve process; beyond: 429 RATE_LIMITED; 0 = no cap',
-    },
-    {
-      name: 'MEMQ_MAX_CONCURRENT_DRY_RUNS',
-      default: String(DEFAULT_MAX_CONCURRENT.dryRuns),
-      description:
-        'Dry-run flushes one project may have running at once per serve process; beyond: 429 RATE_LIMITED; 0 = no cap',
-    },
-    {
-      name: 'MEMQ_LOG_LEVEL',
-      default: 'info',
-      description: 'pino level: fatal, error, warn, info, debug, trace, silent',
-    },
-  ].map((entry) => Object.freeze(entry)),
-);
-
 const PROJECT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const PROJECT_ALLOWED = '1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit';
 
-/** A non-negative decimal integer in [min, max], written without sign, exponent or spaces. */
-function integer(min: number, max: number, allowed: string) {
+/**
+ * A non-negative decimal integer in [min, max], written without sign, exponent or spaces (at most
+ * 15 digits, so every accepted value is exact as a number).
+ */
+function integer(min: number, max: number): z.ZodType<number, string> {
   return z.string().transform((text, ctx) => {
     const value = /^\d{1,15}$/.test(text) ? Number(text) : Number.NaN;
     if (!(value >= min && value <= max)) {
-      ctx.addIssue({ code: 'custom', message: allowed, params: { got: JSON.stringify(text) } });
+      ctx.addIssue({ code: 'custom', message: `an integer in ${min}-${max}` });
       return z.NEVER;
     }
     return value;
   });
 }
 
+/** A `redis://` or `rediss://` URL; a problem names only the scheme found (the URL may carry a password). */
 const RedisUrlSchema = z.string().superRefine((text, ctx) => {
   let protocol: string | undefined;
   try {
@@ -472,11 +144,14 @@ export interface ApiKeyGrant {
  */
 export const API_KEY_MIN_LENGTH = 16;
 
-/** The expected shape of API key entries, as error messages say it. */
-export const API_KEYS_ALLOWED =
-  `expected key:project or key:project:read entries (key: at least ${API_KEY_MIN_LENGTH} ` +
+/** The shape of API key entries in words (`MEMQ_API_KEYS`'s `allowed`). */
+const API_KEYS_SHAPE =
+  `key:project or key:project:read entries (key: at least ${API_KEY_MIN_LENGTH} ` +
   `characters, no ":", "," or whitespace; project: ${PROJECT_ALLOWED}; ` +
   '"read", lower case, is the only scope)';
+
+/** The expected shape of API key entries, as error messages say it (`expected ...`). */
+export const API_KEYS_ALLOWED = `expected ${API_KEYS_SHAPE}`;
 
 /**
  * Parses API key entries, exactly `key:project` or `key:project:read` (read-only): a key has at
@@ -518,7 +193,8 @@ export function parseApiKeys(
   return { keys, problems };
 }
 
-const ApiKeysSchema = z.string().transform((text, ctx) => {
+/** `MEMQ_API_KEYS`: comma-separated entries parsed by {@link parseApiKeys}; one issue per bad entry. */
+const ApiKeysSchema = z.string().transform((text, ctx): ReadonlyMap<string, ApiKeyGrant> => {
   const { keys, problems } = parseApiKeys(text.split(',').map((entry) => entry.trim()));
   for (const got of problems) {
     ctx.addIssue({ code: 'custom', message: API_KEYS_ALLOWED, params: { got } });
@@ -526,254 +202,527 @@ const ApiKeysSchema = z.string().transform((text, ctx) => {
   return keys;
 });
 
-const KEY_PREFIX_ALLOWED = 'expected 1-64 characters without braces or whitespace';
-const LOG_LEVEL_ALLOWED = `expected one of ${LOG_LEVELS.join(', ')}`;
-const POLICY_ALLOWED = `expected one of ${BACKPRESSURE_POLICIES.join(', ')}`;
+/**
+ * The groups of {@link ENV_VARS}, in the order docs/configuration.md and `.env.example` show
+ * them: key -> heading.
+ */
+export const ENV_GROUPS = Object.freeze({
+  redis: 'Redis',
+  http: 'HTTP server',
+  access: 'Projects and credentials',
+  backpressure: 'Backpressure (producers)',
+  limits: 'Tenant limits (HTTP)',
+  workers: 'Workers',
+  process: 'Process',
+} as const);
 
-const EnvSchema = z
-  .object({
-    REDIS_URL: RedisUrlSchema.optional(),
-    REDIS_CLUSTER_NODES: z
-      .string()
-      .transform((text) => text.split(',').map((node) => node.trim()))
-      .pipe(
-        z.array(
-          z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/, {
-            error: 'expected comma-separated host:port entries',
-          }),
-        ),
-      )
-      .optional(),
-    MEMQ_MEMORIES_DIR: z.string().default('memories'),
-    PORT: integer(0, 65_535, 'expected an integer port in 0-65535').default(3000),
-    HOST: z
-      .string()
-      .regex(/^[A-Za-z0-9._:%-]{1,253}$/, {
-        error: 'expected an IP address or host name, e.g. 127.0.0.1, 0.0.0.0 or ::',
-      })
-      .default(DEFAULT_HOST),
-    // Redis Cluster hashes only the first {...} of a key; a brace in the prefix would put every
-    // memory instance in one slot, defeating the per-instance hash tags.
-    MEMQ_KEY_PREFIX: z
-      .string()
-      .regex(/^[^{}\s]{1,64}$/, { error: KEY_PREFIX_ALLOWED })
-      .default('memq:'),
-    MEMQ_QUEUE_PREFIX: z
-      .string()
-      .regex(/^[^\s]*\{[^{}\s]+\}[^\s]*$/, {
-        error: 'expected a prefix containing a {hash tag}, e.g. {memq}',
-      })
-      .default('{memq}'),
-    MEMQ_APPEND_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(16),
-    MEMQ_TOKEN_COUNT_CONCURRENCY: integer(1, 10_000, 'expected an integer in 1-10000').default(
-      DEFAULT_TOKEN_COUNT_CONCURRENCY,
-    ),
-    MEMQ_TOKEN_CACHE_BYTES: integer(1, 2 ** 40, 'expected a positive integer (bytes)').default(
-      16 * 2 ** 20,
-    ),
-    MEMQ_BACKPRESSURE_HIGH_WATER: integer(1, 1e12, 'expected a positive integer (jobs)').default(
-      10_000,
-    ),
-    MEMQ_BACKPRESSURE_LOW_WATER: integer(0, 1e12, 'expected a non-negative integer (jobs)').default(
-      5_000,
-    ),
-    MEMQ_BACKPRESSURE_POLICY: z
-      .enum(BACKPRESSURE_POLICIES, { error: POLICY_ALLOWED })
-      .default('reject'),
-    MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER: integer(
-      0,
-      1e12,
-      'expected a non-negative integer (jobs; 0 = no per-project mark)',
-    ).default(DEFAULT_PROJECT_HIGH_WATER_JOBS),
-    MEMQ_BACKPRESSURE_MAX_BYTES: integer(
-      0,
-      2 ** 50,
-      'expected a non-negative integer (bytes; 0 = no bound)',
-    ).default(DEFAULT_BACKLOG_MAX_BYTES),
-    MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES: integer(
-      0,
-      2 ** 50,
-      'expected a non-negative integer (bytes; 0 = no bound)',
-    ).default(DEFAULT_PROJECT_BACKLOG_MAX_BYTES),
-    MEMQ_SHUTDOWN_GRACE_MS: integer(
-      0,
-      3_600_000,
-      'expected an integer in 0-3600000 (milliseconds)',
-    ).default(30_000),
-    MEMQ_MAINTENANCE_INTERVAL_MS: integer(
-      1000,
-      86_400_000,
-      'expected an integer in 1000-86400000 (milliseconds)',
-    ).default(300_000),
-    MEMQ_IDEMPOTENCY_WINDOW_MS: integer(
-      60_000,
-      2_592_000_000,
-      'expected an integer in 60000-2592000000 (milliseconds)',
-    ).default(86_400_000),
-    MEMQ_JOB_LOCK_MS: integer(
-      5_000,
-      600_000,
-      'expected an integer in 5000-600000 (milliseconds)',
-    ).default(30_000),
-    MEMQ_TOKEN_COUNT_DELAY_MS: integer(
-      0,
-      60_000,
-      'expected an integer in 0-60000 (milliseconds)',
-    ).default(250),
-    MEMQ_PROJECT: z
-      .string()
-      .regex(PROJECT_PATTERN, { error: `expected ${PROJECT_ALLOWED}` })
-      .default('default'),
-    MEMQ_API_KEYS: ApiKeysSchema.optional(),
-    MEMQ_API_KEYS_FILE: z.string().optional(),
-    MEMQ_BOARD_USER: z
-      .string()
-      .regex(/^[^:\s]{1,64}$/, { error: 'expected 1-64 characters without ":" or whitespace' })
-      .default('admin'),
-    MEMQ_BOARD_PASSWORD: z.string().min(8, { error: 'expected at least 8 characters' }).optional(),
-    MEMQ_BOARD_READ_ONLY: z
-      .enum(['true', 'false'], { error: 'expected true or false' })
-      .default('false'),
-    MEMQ_MAX_BODY_BYTES: integer(
-      1024,
-      64 * 2 ** 20,
-      'expected an integer in 1024-67108864 (bytes)',
-    ).default(2 ** 20),
-    MEMQ_MAX_MESSAGE_BYTES: integer(
-      1,
-      4 * 2 ** 20,
-      'expected an integer in 1-4194304 (bytes)',
-    ).default(256 * 1024),
-    MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND: integer(
-      0,
-      1e9,
-      'expected a non-negative integer (requests; 0 = no limit)',
-    ).default(DEFAULT_RATE_LIMIT_REQUESTS.perSecond),
-    MEMQ_RATE_LIMIT_REQUESTS_BURST: integer(
-      0,
-      1e9,
-      'expected a non-negative integer (requests)',
-    ).default(DEFAULT_RATE_LIMIT_REQUESTS.burst),
-    MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: integer(
-      0,
-      1e9,
-      'expected a non-negative integer (messages; 0 = no limit)',
-    ).default(DEFAULT_RATE_LIMIT_MESSAGES.perSecond),
-    MEMQ_RATE_LIMIT_MESSAGES_BURST: integer(
-      0,
-      1e9,
-      'expected a non-negative integer (messages)',
-    ).default(DEFAULT_RATE_LIMIT_MESSAGES.burst),
-    MEMQ_MAX_CONCURRENT_WAITS: integer(
-      0,
-      1e6,
-      'expected an integer in 0-1000000 (calls; 0 = no cap)',
-    ).default(DEFAULT_MAX_CONCURRENT.waits),
-    MEMQ_MAX_CONCURRENT_DRY_RUNS: integer(
-      0,
-      1e6,
-      'expected an integer in 0-1000000 (calls; 0 = no cap)',
-    ).default(DEFAULT_MAX_CONCURRENT.dryRuns),
-    MEMQ_LOG_LEVEL: z.enum(LOG_LEVELS, { error: LOG_LEVEL_ALLOWED }).default('info'),
-  })
-  .superRefine((env, ctx) => {
-    const messagesPerSecond = env.MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND;
-    if (
-      messagesPerSecond > 0 &&
-      Math.max(messagesPerSecond, env.MEMQ_RATE_LIMIT_MESSAGES_BURST) < RATE_LIMIT_MIN_MESSAGES
-    ) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['MEMQ_RATE_LIMIT_MESSAGES_BURST'],
-        message: `expected at least ${RATE_LIMIT_MIN_MESSAGES} while MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND (${messagesPerSecond}) is below it (a write carries up to ${RATE_LIMIT_MIN_MESSAGES} messages; 0 per second turns the limit off)`,
-        params: { got: String(env.MEMQ_RATE_LIMIT_MESSAGES_BURST) },
-      });
-    }
-    if (env.MEMQ_BACKPRESSURE_LOW_WATER >= env.MEMQ_BACKPRESSURE_HIGH_WATER) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['MEMQ_BACKPRESSURE_LOW_WATER'],
-        message: `expected an integer below MEMQ_BACKPRESSURE_HIGH_WATER (${env.MEMQ_BACKPRESSURE_HIGH_WATER})`,
-        params: { got: String(env.MEMQ_BACKPRESSURE_LOW_WATER) },
-      });
-    }
-  });
-
-/** Variables whose values are never echoed in messages. */
-const SECRET_VARS = new Set(['REDIS_URL', 'MEMQ_API_KEYS', 'MEMQ_BOARD_PASSWORD']);
+/** A key of {@link ENV_GROUPS}. */
+export type EnvGroup = keyof typeof ENV_GROUPS;
 
 /**
- * Resolves the environment configuration. Pure: reads only `env`.
+ * One environment variable: everything memq knows about it. `P` is the {@link EnvConfig}
+ * property it fills, `T` that property's type, `D` the default's type (`undefined` makes the
+ * property optional).
+ */
+export interface EnvVar<
+  P extends string = string,
+  T = unknown,
+  D extends string | undefined = string | undefined,
+> {
+  /** Variable name, e.g. `PORT`. */
+  readonly name: string;
+  /** The {@link EnvConfig} property it fills, e.g. `port`. */
+  readonly property: P;
+  /** Where the docs list it. */
+  readonly group: EnvGroup;
+  /**
+   * Parses and validates the text (never empty: an empty string counts as unset) into the
+   * property's value. Any issue is reported as `<name>: expected <allowed>, got <found>`, where
+   * `<found>` is the issue's `params.got` when a custom issue sets one, `an invalid value (not
+   * shown)` for a {@link EnvVar.secret} variable, else the text as a JSON string.
+   */
+  readonly schema: z.ZodType<T, string>;
+  /**
+   * Default as written in the environment (parsed by {@link EnvVar.schema} like a set value), or
+   * `undefined`: then the property is absent unless the variable is set.
+   */
+  readonly default: D;
+  /** What the schema accepts, in words, e.g. `an integer port in 0-65535` (errors say `expected ...`). */
+  readonly allowed: string;
+  /** What it does: meaning, units, what a special value (`0`, unset) means. One line of Markdown. */
+  readonly doc: string;
+  /** True when the value is a secret: never echoed in errors. */
+  readonly secret: boolean;
+}
+
+/** {@link EnvVar} with `secret` optional (false). */
+function envVar<const P extends string, T, const D extends string | undefined>(
+  spec: Omit<EnvVar<P, T, D>, 'secret'> & { readonly secret?: boolean },
+): EnvVar<P, T, D> {
+  return Object.freeze({ ...spec, secret: spec.secret ?? false });
+}
+
+/** The unit the `allowed` text of a duration variable names. */
+const MS = 'milliseconds';
+
+/**
+ * Every variable {@link loadEnvConfig} reads, grouped by {@link ENV_GROUPS} in their order. The
+ * single source of {@link EnvConfig}, the parser, docs/configuration.md's table and
+ * `.env.example`.
+ */
+export const ENV_VARS = Object.freeze([
+  // Redis
+  envVar({
+    name: 'REDIS_URL',
+    property: 'redisUrl',
+    group: 'redis',
+    schema: RedisUrlSchema,
+    default: undefined,
+    allowed: 'a redis:// or rediss:// URL',
+    doc: 'Redis URL; credentials go in it. Unset: `redis://127.0.0.1:6379` if a Redis answers there, else `memq start` and `memq work` start a private `redis-server` (data in `.memq/redis`)',
+    secret: true,
+  }),
+  envVar({
+    name: 'REDIS_CLUSTER_NODES',
+    property: 'redisClusterNodes',
+    group: 'redis',
+    schema: z
+      .string()
+      .transform((text) => text.split(',').map((node) => node.trim()))
+      .pipe(z.array(z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/)))
+      .transform((nodes): readonly string[] => Object.freeze(nodes)),
+    default: undefined,
+    allowed: 'comma-separated host:port entries',
+    doc: 'Redis Cluster seed nodes; memq then talks to the cluster (credentials from `REDIS_URL`), every memq key and BullMQ queue being single-slot (hash tags). Unset: one server',
+  }),
+  envVar({
+    name: 'MEMQ_KEY_PREFIX',
+    property: 'keyPrefix',
+    group: 'redis',
+    // Redis Cluster hashes only the first {...} of a key; a brace in the prefix would put every
+    // memory instance in one slot, defeating the per-instance hash tags.
+    schema: z.string().regex(/^[^{}\s]{1,64}$/),
+    default: 'memq:',
+    allowed: '1-64 characters without braces or whitespace',
+    doc: 'Prefix of every memory key and rate-limit key (braces would defeat the per-memory hash tags)',
+  }),
+  envVar({
+    name: 'MEMQ_QUEUE_PREFIX',
+    property: 'queuePrefix',
+    group: 'redis',
+    schema: z.string().regex(/^[^\s]*\{[^{}\s]+\}[^\s]*$/),
+    default: '{memq}',
+    allowed: 'a prefix containing a {hash tag}, e.g. {memq}',
+    doc: "BullMQ queue prefix; its hash tag keeps each queue's keys in one Redis Cluster slot",
+  }),
+  // HTTP server
+  envVar({
+    name: 'PORT',
+    property: 'port',
+    group: 'http',
+    schema: integer(0, 65_535),
+    default: '3000',
+    allowed: 'an integer port in 0-65535',
+    doc: 'HTTP listen port; `0` = any free port',
+  }),
+  envVar({
+    name: 'HOST',
+    property: 'host',
+    group: 'http',
+    schema: z.string().regex(/^[A-Za-z0-9._:%-]{1,253}$/),
+    default: DEFAULT_HOST,
+    allowed: 'an IP address or host name, e.g. 127.0.0.1, 0.0.0.0 or ::',
+    doc: 'HTTP listen address; the default is loopback only, `0.0.0.0` (every IPv4 interface) or `::` accepts remote connections (the Docker image sets `0.0.0.0`)',
+  }),
+  envVar({
+    name: 'MEMQ_MAX_BODY_BYTES',
+    property: 'maxBodyBytes',
+    group: 'http',
+    schema: integer(1024, 64 * 2 ** 20),
+    default: String(2 ** 20),
+    allowed: 'an integer in 1024-67108864 (bytes)',
+    doc: 'Largest HTTP request body, bytes (default 1 MiB); larger: `413`',
+  }),
+  envVar({
+    name: 'MEMQ_MAX_MESSAGE_BYTES',
+    property: 'maxMessageBytes',
+    group: 'http',
+    schema: integer(1, 4 * 2 ** 20),
+    default: String(256 * 1024),
+    allowed: 'an integer in 1-4194304 (bytes)',
+    doc: 'Largest message content over HTTP, UTF-8 bytes (default 256 KiB); larger: `413`',
+  }),
+  // Projects and credentials
+  envVar({
+    name: 'MEMQ_PROJECT',
+    property: 'project',
+    group: 'access',
+    schema: z.string().regex(PROJECT_PATTERN),
+    default: 'default',
+    allowed: PROJECT_ALLOWED,
+    doc: 'Project (tenant) of CLI producers such as `memq replay`, and of the API key memq creates; HTTP callers get theirs from their API key',
+  }),
+  envVar({
+    name: 'MEMQ_API_KEYS',
+    property: 'apiKeys',
+    group: 'access',
+    schema: ApiKeysSchema,
+    default: undefined,
+    allowed: API_KEYS_SHAPE,
+    doc: 'HTTP API keys, comma-separated `key:project` entries; a trailing `:read` makes a key read-only. Unset: `MEMQ_API_KEYS_FILE`',
+    secret: true,
+  }),
+  envVar({
+    name: 'MEMQ_API_KEYS_FILE',
+    property: 'apiKeysFile',
+    group: 'access',
+    schema: z.string(),
+    default: undefined,
+    allowed: 'a file path',
+    doc: 'File of API key entries, one `key:project[:read]` per line (`#` comments), read when `MEMQ_API_KEYS` is unset. Both unset: memq creates `.memq/api-key` once (project `MEMQ_PROJECT`)',
+  }),
+  envVar({
+    name: 'MEMQ_BOARD_USER',
+    property: 'boardUser',
+    group: 'access',
+    schema: z.string().regex(/^[^:\s]{1,64}$/),
+    default: 'admin',
+    allowed: '1-64 characters without ":" or whitespace',
+    doc: 'Bull Board basic-auth user',
+  }),
+  envVar({
+    name: 'MEMQ_BOARD_PASSWORD',
+    property: 'boardPassword',
+    group: 'access',
+    schema: z.string().min(8),
+    default: undefined,
+    allowed: 'at least 8 characters',
+    doc: 'Bull Board basic-auth password. Unset: memq creates `.memq/board-password` once',
+    secret: true,
+  }),
+  envVar({
+    name: 'MEMQ_BOARD_READ_ONLY',
+    property: 'boardReadOnly',
+    group: 'access',
+    schema: z.enum(['true', 'false']).transform((text) => text === 'true'),
+    default: 'false',
+    allowed: 'true or false',
+    doc: '`true`: Bull Board shows queues and jobs but offers no retry, clean, pause or remove',
+  }),
+  // Backpressure
+  envVar({
+    name: 'MEMQ_BACKPRESSURE_HIGH_WATER',
+    property: 'backpressureHighWaterJobs',
+    group: 'backpressure',
+    schema: integer(1, 1e12),
+    default: '10000',
+    allowed: 'a positive integer (jobs)',
+    doc: 'Append backlog (waiting + delayed + prioritized jobs) at or above which producers push back',
+  }),
+  envVar({
+    name: 'MEMQ_BACKPRESSURE_LOW_WATER',
+    property: 'backpressureLowWaterJobs',
+    group: 'backpressure',
+    schema: integer(0, 1e12),
+    default: '5000',
+    allowed: 'a non-negative integer (jobs)',
+    doc: 'Backlog below which producers resume; must be below `MEMQ_BACKPRESSURE_HIGH_WATER`',
+  }),
+  envVar({
+    name: 'MEMQ_BACKPRESSURE_POLICY',
+    property: 'backpressurePolicy',
+    group: 'backpressure',
+    schema: z.enum(BACKPRESSURE_POLICIES),
+    default: 'reject',
+    allowed: `one of ${BACKPRESSURE_POLICIES.join(', ')}`,
+    doc: '`reject` (fail with `BACKPRESSURE`, HTTP `429`) or `wait` (until the backlog is below the low-water mark)',
+  }),
+  envVar({
+    name: 'MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER',
+    property: 'backpressureProjectHighWaterJobs',
+    group: 'backpressure',
+    schema: integer(0, 1e12),
+    default: String(DEFAULT_PROJECT_HIGH_WATER_JOBS),
+    allowed: 'a non-negative integer (jobs; 0 = no per-project mark)',
+    doc: "Append and write jobs of one project not yet started at or above which that project's appends and writes are refused (`429 BACKPRESSURE`, `details.bound` `project_jobs`) while other projects are admitted, whatever the policy; `0` = no per-project mark",
+  }),
+  envVar({
+    name: 'MEMQ_BACKPRESSURE_MAX_BYTES',
+    property: 'backpressureMaxBytes',
+    group: 'backpressure',
+    schema: integer(0, 2 ** 50),
+    default: String(DEFAULT_BACKLOG_MAX_BYTES),
+    allowed: 'a non-negative integer (bytes; 0 = no bound)',
+    doc: 'Bytes of append and write job data not yet started, all projects (default 1 GiB), at or above which appends and writes are refused (`details.bound` `bytes`); `0` = no bound; keep it well below Redis `maxmemory`',
+  }),
+  envVar({
+    name: 'MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES',
+    property: 'backpressureProjectMaxBytes',
+    group: 'backpressure',
+    schema: integer(0, 2 ** 50),
+    default: String(DEFAULT_PROJECT_BACKLOG_MAX_BYTES),
+    allowed: 'a non-negative integer (bytes; 0 = no bound)',
+    doc: 'The same bound per project (default 256 MiB; `details.bound` `project_bytes`); `0` = no bound',
+  }),
+  // Tenant limits
+  envVar({
+    name: 'MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND',
+    property: 'rateLimitRequestsPerSecond',
+    group: 'limits',
+    schema: integer(0, 1e9),
+    default: String(DEFAULT_RATE_LIMIT_REQUESTS.perSecond),
+    allowed: 'a non-negative integer (requests; 0 = no limit)',
+    doc: '`/v1` requests per API key per second, counted in Redis (shared by every memq process); over it: `429 RATE_LIMITED` with `Retry-After`; `0` = no request limit',
+  }),
+  envVar({
+    name: 'MEMQ_RATE_LIMIT_REQUESTS_BURST',
+    property: 'rateLimitRequestsBurst',
+    group: 'limits',
+    schema: integer(0, 1e9),
+    default: String(DEFAULT_RATE_LIMIT_REQUESTS.burst),
+    allowed: 'a non-negative integer (requests)',
+    doc: `Requests per API key allowed beyond the per-second limit per ${RATE_LIMIT_BURST_WINDOW_SECONDS} seconds`,
+  }),
+  envVar({
+    name: 'MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND',
+    property: 'rateLimitMessagesPerSecond',
+    group: 'limits',
+    schema: integer(0, 1e9),
+    default: String(DEFAULT_RATE_LIMIT_MESSAGES.perSecond),
+    allowed: 'a non-negative integer (messages; 0 = no limit)',
+    doc: 'Appended or written messages per API key per second; over it: `429 RATE_LIMITED`; `0` = no message limit',
+  }),
+  envVar({
+    name: 'MEMQ_RATE_LIMIT_MESSAGES_BURST',
+    property: 'rateLimitMessagesBurst',
+    group: 'limits',
+    schema: integer(0, 1e9),
+    default: String(DEFAULT_RATE_LIMIT_MESSAGES.burst),
+    allowed: 'a non-negative integer (messages)',
+    doc: `Messages per API key allowed beyond the per-second limit per ${RATE_LIMIT_BURST_WINDOW_SECONDS} seconds; this or the per-second limit must be at least \`${RATE_LIMIT_MIN_MESSAGES}\` (a full write)`,
+  }),
+  envVar({
+    name: 'MEMQ_MAX_CONCURRENT_WAITS',
+    property: 'maxConcurrentWaits',
+    group: 'limits',
+    schema: integer(0, 1e6),
+    default: String(DEFAULT_MAX_CONCURRENT.waits),
+    allowed: 'an integer in 0-1000000 (calls; 0 = no cap)',
+    doc: '`?wait=true` calls (append, write, flush, clear, delete; not dry-run flushes) one project may have running at once, per serve process; beyond: `429 RATE_LIMITED`; `0` = no cap',
+  }),
+  envVar({
+    name: 'MEMQ_MAX_CONCURRENT_DRY_RUNS',
+    property: 'maxConcurrentDryRuns',
+    group: 'limits',
+    schema: integer(0, 1e6),
+    default: String(DEFAULT_MAX_CONCURRENT.dryRuns),
+    allowed: 'an integer in 0-1000000 (calls; 0 = no cap)',
+    doc: 'Dry-run flushes one project may have running at once, per serve process; beyond: `429 RATE_LIMITED`; `0` = no cap',
+  }),
+  // Workers
+  envVar({
+    name: 'MEMQ_APPEND_CONCURRENCY',
+    property: 'appendConcurrency',
+    group: 'workers',
+    schema: integer(1, 10_000),
+    default: '16',
+    allowed: 'an integer in 1-10000',
+    doc: 'Append jobs run at once per worker process',
+  }),
+  envVar({
+    name: 'MEMQ_TOKEN_COUNT_CONCURRENCY',
+    property: 'tokenCountConcurrency',
+    group: 'workers',
+    schema: integer(1, 10_000),
+    default: String(DEFAULT_TOKEN_COUNT_CONCURRENCY),
+    allowed: 'an integer in 1-10000',
+    doc: 'Token-count jobs run at once per worker process (four keep the counting thread busy while the main thread reads and commits)',
+  }),
+  envVar({
+    name: 'MEMQ_TOKEN_CACHE_BYTES',
+    property: 'tokenCacheBytes',
+    group: 'workers',
+    schema: integer(1, 2 ** 40),
+    default: String(16 * 2 ** 20),
+    allowed: 'a positive integer (bytes)',
+    doc: 'Bound of the token-count cache (content hash -> tokens) per worker process, bytes (default 16 MiB)',
+  }),
+  envVar({
+    name: 'MEMQ_TOKEN_COUNT_DELAY_MS',
+    property: 'tokenCountDelayMs',
+    group: 'workers',
+    schema: integer(0, 60_000),
+    default: '250',
+    allowed: `an integer in 0-60000 (${MS})`,
+    doc: 'Delay of token-count jobs, milliseconds: appends to a memory within it are counted by one job; exact counts (and the flush trigger) come that much later',
+  }),
+  envVar({
+    name: 'MEMQ_JOB_LOCK_MS',
+    property: 'jobLockMs',
+    group: 'workers',
+    schema: integer(5_000, 600_000),
+    default: '30000',
+    allowed: `an integer in 5000-600000 (${MS})`,
+    doc: "BullMQ job lock, milliseconds (BullMQ's default): a worker renews it every half; a dead worker's jobs return to waiting within about twice this",
+  }),
+  envVar({
+    name: 'MEMQ_MAINTENANCE_INTERVAL_MS',
+    property: 'maintenanceIntervalMs',
+    group: 'workers',
+    schema: integer(1000, 86_400_000),
+    default: '300000',
+    allowed: `an integer in 1000-86400000 (${MS})`,
+    doc: 'How often the maintenance sweep runs (a BullMQ job scheduler; safe on every boot and replica), milliseconds (default 5 min)',
+  }),
+  envVar({
+    name: 'MEMQ_IDEMPOTENCY_WINDOW_MS',
+    property: 'idempotencyWindowMs',
+    group: 'workers',
+    schema: integer(60_000, 2_592_000_000),
+    default: '86400000',
+    allowed: `an integer in 60000-2592000000 (${MS})`,
+    doc: 'How long an accepted message id is remembered for duplicate detection (producer retries within it are stored once), milliseconds (default 24 h); past it, maintenance prunes the id unless it is still in the log',
+  }),
+  // Process
+  envVar({
+    name: 'MEMQ_MEMORIES_DIR',
+    property: 'memoriesDir',
+    group: 'process',
+    schema: z.string(),
+    default: 'memories',
+    allowed: 'a directory path',
+    doc: 'Directory of memory resource YAML files',
+  }),
+  envVar({
+    name: 'MEMQ_SHUTDOWN_GRACE_MS',
+    property: 'shutdownGraceMs',
+    group: 'process',
+    schema: integer(0, 3_600_000),
+    default: '30000',
+    allowed: `an integer in 0-3600000 (${MS})`,
+    doc: 'How long shutdown waits for each step (HTTP, workers, queues, Redis), milliseconds; a late step is logged and the next still runs',
+  }),
+  envVar({
+    name: 'MEMQ_LOG_LEVEL',
+    property: 'logLevel',
+    group: 'process',
+    schema: z.enum(LOG_LEVELS),
+    default: 'info',
+    allowed: `one of ${LOG_LEVELS.join(', ')}`,
+    doc: 'pino level; logs are JSON lines on stderr with job and memory ids, never message content',
+  }),
+] as const);
+
+/** One entry of {@link ENV_VARS}, with its literal property and default types. */
+type EnvEntry = (typeof ENV_VARS)[number];
+
+/** `T` with its intersections flattened (modifiers kept), so editors show one object type. */
+type Flatten<T> = { [K in keyof T]: T[K] } & {};
+
+/**
+ * Resolved environment configuration (frozen), derived from {@link ENV_VARS}: one read-only
+ * property per variable, typed by its schema's output; optional when the variable has no default
+ * (`redisUrl`, `redisClusterNodes`, `apiKeys`, `apiKeysFile`, `boardPassword`). What a property
+ * means, its unit, range and default: the `doc`, `allowed` and `default` of the entry whose
+ * `property` it is (rendered in docs/configuration.md, "Environment variables").
+ */
+export type EnvConfig = Flatten<
+  {
+    readonly [E in EnvEntry as undefined extends E['default'] ? never : E['property']]: z.output<
+      E['schema']
+    >;
+  } & {
+    readonly [E in EnvEntry as undefined extends E['default'] ? E['property'] : never]?: z.output<
+      E['schema']
+    >;
+  }
+>;
+
+/**
+ * A rule over several variables, checked once every variable is valid: a violation is reported
+ * under `variable` as `<variable>: <message>, got <got>`.
+ */
+interface EnvRule {
+  /** The variable a violation is reported under. */
+  readonly variable: string;
+  /** The violation (what is expected, and the value found), or undefined when the rule holds. */
+  readonly check: (config: EnvConfig) => { message: string; got: string } | undefined;
+}
+
+/** The rules over several variables, in the order their violations are reported. */
+const ENV_RULES: readonly EnvRule[] = [
+  {
+    variable: 'MEMQ_RATE_LIMIT_MESSAGES_BURST',
+    check: ({ rateLimitMessagesPerSecond: perSecond, rateLimitMessagesBurst: burst }) =>
+      perSecond > 0 && Math.max(perSecond, burst) < RATE_LIMIT_MIN_MESSAGES
+        ? {
+            message: `expected at least ${RATE_LIMIT_MIN_MESSAGES} while MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND (${perSecond}) is below it (a write carries up to ${RATE_LIMIT_MIN_MESSAGES} messages; 0 per second turns the limit off)`,
+            got: String(burst),
+          }
+        : undefined,
+  },
+  {
+    variable: 'MEMQ_BACKPRESSURE_LOW_WATER',
+    check: ({ backpressureLowWaterJobs: low, backpressureHighWaterJobs: high }) =>
+      low >= high
+        ? {
+            message: `expected an integer below MEMQ_BACKPRESSURE_HIGH_WATER (${high})`,
+            got: String(low),
+          }
+        : undefined,
+  },
+];
+
+/**
+ * Resolves the environment configuration from {@link ENV_VARS}. Pure: reads only `env`.
  *
  * @param env Variables, e.g. `process.env` (passed by the CLI) or `{}` in tests. Empty strings
- *   count as unset.
- * @returns The frozen configuration with defaults applied (see {@link ENV_VARS}).
- * @throws ConfigError listing every invalid variable, one per line:
- *   `<NAME>: <what is allowed>, got <what was found>` (secrets are described, not echoed).
+ *   count as unset; variables not in {@link ENV_VARS} are ignored.
+ * @returns The frozen configuration: each variable set, else its default, parsed by its schema;
+ *   a variable without a default that is unset leaves its property absent.
+ * @throws ConfigError (`CONFIG_INVALID`) listing every invalid variable, one per line, in table
+ *   order: `<NAME>: expected <allowed>, got <what was found>` (secrets are described, not
+ *   echoed), then, once every variable is valid, each violated rule over several variables
+ *   (`MEMQ_RATE_LIMIT_MESSAGES_BURST` against the per-second limit, `MEMQ_BACKPRESSURE_LOW_WATER`
+ *   below the high-water mark). `details.variables` names the variable of each line.
  */
 export function loadEnvConfig(env: Record<string, string | undefined>): EnvConfig {
-  const input: Record<string, string> = {};
-  for (const { name } of ENV_VARS) {
-    const value = env[name];
-    if (value !== undefined && value !== '') input[name] = value;
-  }
-  const parsed = EnvSchema.safeParse(input);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? '');
+  const table: readonly EnvVar[] = ENV_VARS;
+  const config: Record<string, unknown> = {};
+  const lines: string[] = [];
+  const variables: string[] = [];
+  for (const entry of table) {
+    const set = env[entry.name];
+    const text = set !== undefined && set !== '' ? set : entry.default;
+    if (text === undefined) continue;
+    const parsed = entry.schema.safeParse(text);
+    if (parsed.success) {
+      config[entry.property] = parsed.data;
+      continue;
+    }
+    for (const issue of parsed.error.issues) {
       const params =
         issue.code === 'custom' ? (issue.params as { got?: unknown } | undefined) : undefined;
       const got =
         typeof params?.got === 'string'
           ? params.got
-          : SECRET_VARS.has(name)
+          : entry.secret
             ? 'an invalid value (not shown)'
-            : JSON.stringify(input[name]);
-      return `${name}: ${issue.message}, got ${got}`;
-    });
-    throw new ConfigError(lines.join('\n'), {
-      details: { variables: parsed.error.issues.map((i) => i.path[0]) },
-    });
+            : JSON.stringify(text);
+      lines.push(`${entry.name}: expected ${entry.allowed}, got ${got}`);
+      variables.push(entry.name);
+    }
   }
-  const e = parsed.data;
-  return Object.freeze({
-    ...(e.REDIS_URL !== undefined ? { redisUrl: e.REDIS_URL } : {}),
-    ...(e.REDIS_CLUSTER_NODES !== undefined
-      ? { redisClusterNodes: Object.freeze(e.REDIS_CLUSTER_NODES) }
-      : {}),
-    memoriesDir: e.MEMQ_MEMORIES_DIR,
-    port: e.PORT,
-    host: e.HOST,
-    keyPrefix: e.MEMQ_KEY_PREFIX,
-    queuePrefix: e.MEMQ_QUEUE_PREFIX,
-    appendConcurrency: e.MEMQ_APPEND_CONCURRENCY,
-    tokenCountConcurrency: e.MEMQ_TOKEN_COUNT_CONCURRENCY,
-    tokenCacheBytes: e.MEMQ_TOKEN_CACHE_BYTES,
-    backpressureHighWaterJobs: e.MEMQ_BACKPRESSURE_HIGH_WATER,
-    backpressureLowWaterJobs: e.MEMQ_BACKPRESSURE_LOW_WATER,
-    backpressurePolicy: e.MEMQ_BACKPRESSURE_POLICY,
-    backpressureProjectHighWaterJobs: e.MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER,
-    backpressureMaxBytes: e.MEMQ_BACKPRESSURE_MAX_BYTES,
-    backpressureProjectMaxBytes: e.MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES,
-    shutdownGraceMs: e.MEMQ_SHUTDOWN_GRACE_MS,
-    maintenanceIntervalMs: e.MEMQ_MAINTENANCE_INTERVAL_MS,
-    idempotencyWindowMs: e.MEMQ_IDEMPOTENCY_WINDOW_MS,
-    jobLockMs: e.MEMQ_JOB_LOCK_MS,
-    tokenCountDelayMs: e.MEMQ_TOKEN_COUNT_DELAY_MS,
-    project: e.MEMQ_PROJECT,
-    ...(e.MEMQ_API_KEYS !== undefined ? { apiKeys: e.MEMQ_API_KEYS } : {}),
-    ...(e.MEMQ_API_KEYS_FILE !== undefined ? { apiKeysFile: e.MEMQ_API_KEYS_FILE } : {}),
-    boardUser: e.MEMQ_BOARD_USER,
-    ...(e.MEMQ_BOARD_PASSWORD !== undefined ? { boardPassword: e.MEMQ_BOARD_PASSWORD } : {}),
-    boardReadOnly: e.MEMQ_BOARD_READ_ONLY === 'true',
-    maxBodyBytes: e.MEMQ_MAX_BODY_BYTES,
-    maxMessageBytes: e.MEMQ_MAX_MESSAGE_BYTES,
-    rateLimitRequestsPerSecond: e.MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND,
-    rateLimitRequestsBurst: e.MEMQ_RATE_LIMIT_REQUESTS_BURST,
-    rateLimitMessagesPerSecond: e.MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND,
-    rateLimitMessagesBurst: e.MEMQ_RATE_LIMIT_MESSAGES_BURST,
-    maxConcurrentWaits: e.MEMQ_MAX_CONCURRENT_WAITS,
-    maxConcurrentDryRuns: e.MEMQ_MAX_CONCURRENT_DRY_RUNS,
-    logLevel: e.MEMQ_LOG_LEVEL,
-  });
+  if (lines.length === 0) {
+    for (const rule of ENV_RULES) {
+      const violation = rule.check(config as EnvConfig);
+      if (violation === undefined) continue;
+      lines.push(`${rule.variable}: ${violation.message}, got ${violation.got}`);
+      variables.push(rule.variable);
+    }
+  }
+  if (lines.length > 0) {
+    throw new ConfigError(lines.join('\n'), { details: { variables } });
+  }
+  return Object.freeze(config) as EnvConfig;
 }

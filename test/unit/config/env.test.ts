@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
 import {
   API_KEYS_ALLOWED,
+  ENV_GROUPS,
   ENV_VARS,
   RATE_LIMIT_MIN_MESSAGES,
   loadEnvConfig,
@@ -387,43 +388,101 @@ describe('loadEnvConfig', () => {
     expect(ENV_VARS.map((v) => v.name)).toEqual([
       'REDIS_URL',
       'REDIS_CLUSTER_NODES',
-      'MEMQ_MEMORIES_DIR',
-      'PORT',
-      'HOST',
       'MEMQ_KEY_PREFIX',
       'MEMQ_QUEUE_PREFIX',
-      'MEMQ_APPEND_CONCURRENCY',
-      'MEMQ_TOKEN_COUNT_CONCURRENCY',
-      'MEMQ_TOKEN_CACHE_BYTES',
-      'MEMQ_BACKPRESSURE_HIGH_WATER',
-      'MEMQ_BACKPRESSURE_LOW_WATER',
-      'MEMQ_BACKPRESSURE_POLICY',
-      'MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER',
-      'MEMQ_BACKPRESSURE_MAX_BYTES',
-      'MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES',
-      'MEMQ_SHUTDOWN_GRACE_MS',
-      'MEMQ_MAINTENANCE_INTERVAL_MS',
-      'MEMQ_IDEMPOTENCY_WINDOW_MS',
-      'MEMQ_JOB_LOCK_MS',
-      'MEMQ_TOKEN_COUNT_DELAY_MS',
+      'PORT',
+      'HOST',
+      'MEMQ_MAX_BODY_BYTES',
+      'MEMQ_MAX_MESSAGE_BYTES',
       'MEMQ_PROJECT',
       'MEMQ_API_KEYS',
       'MEMQ_API_KEYS_FILE',
       'MEMQ_BOARD_USER',
       'MEMQ_BOARD_PASSWORD',
       'MEMQ_BOARD_READ_ONLY',
-      'MEMQ_MAX_BODY_BYTES',
-      'MEMQ_MAX_MESSAGE_BYTES',
+      'MEMQ_BACKPRESSURE_HIGH_WATER',
+      'MEMQ_BACKPRESSURE_LOW_WATER',
+      'MEMQ_BACKPRESSURE_POLICY',
+      'MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER',
+      'MEMQ_BACKPRESSURE_MAX_BYTES',
+      'MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES',
       'MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND',
       'MEMQ_RATE_LIMIT_REQUESTS_BURST',
       'MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND',
       'MEMQ_RATE_LIMIT_MESSAGES_BURST',
       'MEMQ_MAX_CONCURRENT_WAITS',
       'MEMQ_MAX_CONCURRENT_DRY_RUNS',
+      'MEMQ_APPEND_CONCURRENCY',
+      'MEMQ_TOKEN_COUNT_CONCURRENCY',
+      'MEMQ_TOKEN_CACHE_BYTES',
+      'MEMQ_TOKEN_COUNT_DELAY_MS',
+      'MEMQ_JOB_LOCK_MS',
+      'MEMQ_MAINTENANCE_INTERVAL_MS',
+      'MEMQ_IDEMPOTENCY_WINDOW_MS',
+      'MEMQ_MEMORIES_DIR',
+      'MEMQ_SHUTDOWN_GRACE_MS',
       'MEMQ_LOG_LEVEL',
     ]);
     // Setting every variable to its documented default changes nothing.
     const documentedDefaults = Object.fromEntries(ENV_VARS.map((v) => [v.name, v.default]));
     expect(loadEnvConfig(documentedDefaults)).toEqual(loadEnvConfig({}));
+  });
+
+  it('fills one property per variable: present by default exactly when the variable has a default', () => {
+    const properties = ENV_VARS.map((v) => v.property);
+    expect(new Set(properties).size).toBe(properties.length);
+    expect(new Set(ENV_VARS.map((v) => v.name)).size).toBe(ENV_VARS.length);
+    expect(Object.keys(loadEnvConfig({})).sort()).toEqual(
+      ENV_VARS.filter((v) => v.default !== undefined)
+        .map((v) => v.property)
+        .sort(),
+    );
+  });
+
+  it('lists each group together, in the order of ENV_GROUPS', () => {
+    const runs = ENV_VARS.map((v) => v.group).filter(
+      (group, index, groups) => group !== groups[index - 1],
+    );
+    expect(runs).toEqual(Object.keys(ENV_GROUPS));
+  });
+
+  it('says in each error what the table says is allowed', () => {
+    for (const [name, value] of [
+      ['PORT', 'x'],
+      ['MEMQ_JOB_LOCK_MS', '4999'],
+      ['MEMQ_BOARD_READ_ONLY', 'yes'],
+    ] as const) {
+      const entry = ENV_VARS.find((v) => v.name === name)!;
+      expect(errorOf({ [name]: value }).message).toBe(
+        `${name}: expected ${entry.allowed}, got ${JSON.stringify(value)}`,
+      );
+    }
+  });
+
+  it('never echoes a secret variable, whatever its schema says', () => {
+    expect(ENV_VARS.filter((v) => v.secret).map((v) => v.name)).toEqual([
+      'REDIS_URL',
+      'MEMQ_API_KEYS',
+      'MEMQ_BOARD_PASSWORD',
+    ]);
+    const error = errorOf({ MEMQ_BOARD_PASSWORD: 'hunter2' });
+    expect(error.message).toBe(
+      'MEMQ_BOARD_PASSWORD: expected at least 8 characters, got an invalid value (not shown)',
+    );
+  });
+
+  it('checks rules over several variables only once each variable is valid', () => {
+    expect(
+      errorOf({ PORT: 'x', MEMQ_BACKPRESSURE_LOW_WATER: '20000' }).message.split('\n'),
+    ).toEqual(['PORT: expected an integer port in 0-65535, got "x"']);
+    const error = errorOf({
+      MEMQ_BACKPRESSURE_HIGH_WATER: '100',
+      MEMQ_BACKPRESSURE_LOW_WATER: '100',
+      MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND: '5',
+      MEMQ_RATE_LIMIT_MESSAGES_BURST: '5',
+    });
+    expect(error.details).toEqual({
+      variables: ['MEMQ_RATE_LIMIT_MESSAGES_BURST', 'MEMQ_BACKPRESSURE_LOW_WATER'],
+    });
   });
 });
