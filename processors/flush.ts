@@ -2,14 +2,8 @@ import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
 import type { FlushPlan, WindowMessage } from '../src/flush/plan.js';
-import {
-  PREFIX_STRATEGIES,
-  planFlush,
-  summaryBudget,
-  type AccessStats,
-} from '../src/flush/strategies.js';
+import { PREFIX_STRATEGIES, planFlush, summaryBudget } from '../src/flush/strategies.js';
 import { needsFlush } from '../src/flush/plan.js';
-import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 import type { Summary } from '../src/core/message.js';
 import { applyPrivacyToText } from '../src/core/privacy.js';
 import { RULE_BASED_SUMMARIZER, redactSummary, type Summarizer } from '../src/flush/summary.js';
@@ -18,19 +12,18 @@ import type { MemoryResource } from '../src/core/memory-resource.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { LockService } from '../src/redis/lock-service.js';
-import { MAX_PAGE_SIZE, type MemoryStore } from '../src/store/memory-store.js';
+import type { MemoryStore } from '../src/store/memory-store.js';
+import {
+  PREFIX_PAGE_SIZE,
+  readOldestPages,
+  readWholeLog,
+  type LogPrefix,
+} from '../src/store/log-pages.js';
 import { FlushJobSchema } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { localApproximation } from '../src/tokens/remote-providers.js';
 import { wrapProcessor } from './job-wrapper.js';
-
-/**
- * Strategies this version can apply: all of {@link FLUSH_STRATEGIES}. Kept as a set so a flush
- * naming a strategy a future config accepts before it is built fails clearly instead of
- * guessing, and automatic flushes skip it.
- */
-export const AVAILABLE_FLUSH_STRATEGIES: ReadonlySet<FlushStrategy> = new Set(FLUSH_STRATEGIES);
 
 /** What a flush job returns. */
 export interface FlushJobResult {
@@ -63,62 +56,11 @@ export interface FlushProcessorDeps {
 }
 
 /**
- * Appends the messages of `page` not already in `into`. Pages are read by offset in separate
- * script calls, and appends are not blocked by the flush lock: a late id below the page edge
- * shifts the offsets, so a message can come twice (and one can be missed, which only means it
- * waits for the next flush).
- */
-function pushNew(into: WindowMessage[], seen: Set<string>, page: readonly WindowMessage[]): void {
-  for (const m of page) {
-    if (seen.has(m.message.id)) continue;
-    seen.add(m.message.id);
-    into.push(m);
-  }
-}
-
-/** Reads an instance's whole log, page by page, with the epoch and summary of the first page. */
-export async function readWholeWindow(
-  store: MemoryStore,
-  ref: MemoryRef,
-): Promise<{
-  messages: WindowMessage[];
-  epoch: number;
-  summaryTokens: number;
-  summary: Summary | undefined;
-  access?: AccessStats;
-}> {
-  const messages: WindowMessage[] = [];
-  const seen = new Set<string>();
-  let epoch = 0;
-  let summary: Summary | undefined;
-  const lastAccessMs = new Map<string, number>();
-  const count = new Map<string, number>();
-  for (let offset = 0; ; offset += MAX_PAGE_SIZE) {
-    const page = await store.read(ref, { offset, limit: MAX_PAGE_SIZE, withAccess: true });
-    if (offset === 0) {
-      epoch = page.epoch;
-      summary = page.summary;
-    }
-    pushNew(messages, seen, page.messages);
-    for (const [id, stats] of page.access ?? []) {
-      lastAccessMs.set(id, stats.lastMs);
-      count.set(id, stats.count);
-    }
-    if (!page.hasMore) break;
-  }
-  return {
-    messages,
-    epoch,
-    summaryTokens: summary?.tokens ?? 0,
-    summary,
-    access: { lastAccessMs, count },
-  };
-}
-
-/**
- * Plans a prefix strategy ({@link PREFIX_STRATEGIES}) from the oldest pages only: usage comes
- * from the instance's counters, and another page is read only while the plan reaches the end of
- * what was read. So a flush costs what it removes, not the memory's size.
+ * Plans a prefix strategy ({@link PREFIX_STRATEGIES}) from the oldest pages only
+ * (`readOldestPages`): usage comes from the instance's counters, and another page is read only
+ * while the plan removes the last removable (non-system) message read so far. So a flush costs
+ * what it removes, not the memory's size.
+ * @param pageSize Messages per page; default `PREFIX_PAGE_SIZE` (200).
  */
 export async function planFromPrefix(
   store: MemoryStore,
@@ -126,34 +68,26 @@ export async function planFromPrefix(
   resource: MemoryResource,
   strategy: FlushStrategy,
   pageSize = PREFIX_PAGE_SIZE,
-): Promise<{ window: Awaited<ReturnType<typeof readWholeWindow>>; plan: FlushPlan }> {
-  const messages: WindowMessage[] = [];
-  const first = await store.read(ref, { offset: 0, limit: pageSize });
-  const usage = { tokens: first.tokenCount + first.estimatedTokens, messages: first.total };
-  const summaryTokens = first.summary?.tokens ?? 0;
-  const seen = new Set<string>();
-  pushNew(messages, seen, first.messages);
-  let offset = first.messages.length;
-  let hasMore = first.hasMore;
-  for (;;) {
-    const plan = planFlush(strategy, resource, { window: messages, summaryTokens, usage });
-    const removed = new Set([...plan.evictedIds, ...plan.foldedIds]);
-    const lastRemovable = messages.findLast((m) => m.message.role !== 'system');
-    if (!hasMore || !lastRemovable || !removed.has(lastRemovable.message.id)) {
-      return {
-        window: { messages, epoch: first.epoch, summaryTokens, summary: first.summary },
-        plan,
-      };
-    }
-    const page = await store.read(ref, { offset, limit: pageSize });
-    pushNew(messages, seen, page.messages);
-    offset += page.messages.length;
-    hasMore = page.hasMore && page.messages.length > 0;
-  }
+): Promise<{ window: LogPrefix; plan: FlushPlan }> {
+  let plan: FlushPlan | undefined;
+  const window = await readOldestPages(
+    store,
+    ref,
+    (prefix) => {
+      plan = planFlush(strategy, resource, {
+        window: prefix.messages,
+        summaryTokens: prefix.summaryTokens,
+        usage: prefix.usage,
+      });
+      const removed = new Set([...plan.evictedIds, ...plan.foldedIds]);
+      const lastRemovable = prefix.messages.findLast((m) => m.message.role !== 'system');
+      return lastRemovable !== undefined && removed.has(lastRemovable.message.id);
+    },
+    pageSize,
+  );
+  // readOldestPages calls back at least once (after the first page).
+  return { window, plan: plan! };
 }
-
-/** Page size of {@link planFromPrefix}: a flush that removes fewer messages reads one page. */
-export const PREFIX_PAGE_SIZE = 200;
 
 /**
  * The new rolling summary for `folded`: previous summary + folded messages, written by
@@ -218,12 +152,6 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
     async run({ ref, strategy, dry_run, trigger }, { log }): Promise<FlushJobResult> {
       const resource = deps.registry.get(ref.resource);
       const chosen = strategy ?? resource.flushing.type;
-      if (!AVAILABLE_FLUSH_STRATEGIES.has(chosen)) {
-        throw new PayloadError(
-          `flush strategy ${JSON.stringify(chosen)} is not available in this version; available: ${[...AVAILABLE_FLUSH_STRATEGIES].join(', ')}`,
-          { details: { strategy: chosen } },
-        );
-      }
       if (chosen === 'hybrid_summary' && (resource.flushing.summaryTokens ?? 0) <= 0) {
         throw new PayloadError(
           `flush strategy hybrid_summary needs flushing.summary_tokens, which memory ${JSON.stringify(ref.resource)} does not set`,
@@ -238,13 +166,13 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
           PREFIX_STRATEGIES.has(chosen) && !resource.tokenAllocation
             ? await planFromPrefix(deps.store, ref, resource, chosen)
             : await (async () => {
-                const whole = await readWholeWindow(deps.store, ref);
+                const whole = await readWholeLog(deps.store, ref);
                 return {
                   window: whole,
                   plan: planFlush(chosen, resource, {
                     window: whole.messages,
                     summaryTokens: whole.summaryTokens,
-                    ...(whole.access ? { access: whole.access } : {}),
+                    access: whole.access,
                   }),
                 };
               })();

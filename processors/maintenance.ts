@@ -11,7 +11,6 @@ import { createBacklogLedger } from '../queues/backlog-ledger.js';
 import { DEFAULT_JOB_OPTIONS } from '../queues/job-options.js';
 import type { MemoryQueues } from '../queues/memory-queues.js';
 import { QUEUES } from '../queues/names.js';
-import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 
@@ -136,7 +135,6 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
               await deps.queues.enqueueTokenCount(ref);
               result.tokenCountsEnqueued += 1;
             }
-            if (!AVAILABLE_FLUSH_STRATEGIES.has(resource.flushing.type)) continue;
             if (
               needsFlush(resource, {
                 tokens: window.tokenCount + window.estimatedTokens,

@@ -6,7 +6,6 @@ import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { TokenCountJobSchema, type TokenCountJobResult } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
-import { AVAILABLE_FLUSH_STRATEGIES } from './flush.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
 import type { MessageCounter } from '../src/tokens/resource-counters.js';
@@ -39,7 +38,7 @@ export interface TokenCountProcessorDeps {
  * records per message), in batches of {@link TOKEN_COUNT_BATCH}, and commits each batch with
  * `commit-tokens.lua`, which replaces the append-time estimates. Yields to the event loop between batches so BullMQ can renew locks.
  * Then evaluates the flush trigger on the totals the last commit returned (no second read) and
- * enqueues a flush if the memory is over it and its strategy is available.
+ * enqueues a flush if the memory is over it.
  */
 export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
   return wrapProcessor({
@@ -91,7 +90,7 @@ export function createTokenCountProcessor(deps: TokenCountProcessorDeps) {
         if (scanned < TOKEN_COUNT_BATCH) break;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      if (deps.enqueueFlush && AVAILABLE_FLUSH_STRATEGIES.has(resource.flushing.type)) {
+      if (deps.enqueueFlush) {
         if (!usage) {
           // Nothing was committed (nothing uncounted): read the totals.
           const window = await deps.store.read(ref, { limit: 1 });

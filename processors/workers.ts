@@ -1,31 +1,34 @@
+/**
+ * The processors as BullMQ workers: one `Worker` per queue with its concurrency, limiter, lock
+ * and stall settings, error events and close. Every dependency comes in ready-made from the
+ * composition root (src/runtime/compose.ts), which also closes them (docs/architecture.md,
+ * "Lifecycle").
+ */
 import { Worker } from 'bullmq';
-import type { RedisConnection } from '../src/redis/connection.js';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
-import type { ProviderBreakerOptions } from '../src/tokens/remote-providers.js';
-import { createLockService, type LockService } from '../src/redis/lock-service.js';
-import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
-import { createMaintenanceStore } from '../src/store/maintenance-store.js';
-import type { MemoryStore } from '../src/store/memory-store.js';
-import { createMemoryQueues, type MemoryQueues } from '../queues/memory-queues.js';
-import { QUEUES } from '../queues/names.js';
+import type { MemoryResource } from '../src/core/memory-resource.js';
+import type { Summarizer } from '../src/flush/summary.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
+import type { RedisConnection } from '../src/redis/connection.js';
+import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryRef } from '../src/redis/keys.js';
+import type { MaintenanceStore } from '../src/store/maintenance-store.js';
+import type { MemoryStore } from '../src/store/memory-store.js';
+import type { TokenCounters } from '../src/tokens/resource-counters.js';
+import type { MemoryQueues } from '../queues/memory-queues.js';
+import { QUEUES } from '../queues/names.js';
 import { createAppendProcessor } from './append.js';
-import { createCleanupProcessor, queueJobKeys } from './cleanup.js';
+import { createCleanupProcessor } from './cleanup.js';
 import { createFlushProcessor } from './flush.js';
 import { createMaintenanceProcessor } from './maintenance.js';
 import { createTokenCountProcessor } from './token-count.js';
-import { createTokenCounters } from '../src/tokens/resource-counters.js';
-import { RULE_BASED_SUMMARIZER } from '../src/flush/summary.js';
-import { isRemoteTokenProvider } from '../src/tokens/counter.js';
-import { createLlmSummarizer } from '../src/providers/llm-summarizer.js';
-import { providerApiKey } from '../src/tokens/remote-providers.js';
 
 /** Jobs run at once per queue in one process. */
 export interface WorkerConcurrency {
-  /** `memory-append` (default 16 via MEMQ_APPEND_CONCURRENCY). */
+  /** `memory-append` (`MEMQ_APPEND_CONCURRENCY`, default 16). */
   readonly append: number;
-  /** `memory-token-count` (default 4 via MEMQ_TOKEN_COUNT_CONCURRENCY). */
+  /** `memory-token-count` (`MEMQ_TOKEN_COUNT_CONCURRENCY`, default 4). */
   readonly tokenCount: number;
   /** `memory-flush`; default 2. */
   readonly flush?: number;
@@ -33,37 +36,61 @@ export interface WorkerConcurrency {
   readonly cleanup?: number;
 }
 
-/** Options of {@link startWorkers}. */
-export interface WorkersOptions {
-  /** Worker connection (`maxRetriesPerRequest: null`); owned by the caller. */
+/** What the workers run on, built and owned by the caller (src/runtime/compose.ts). */
+export interface WorkerDeps {
+  /**
+   * Worker-role connection (`maxRetriesPerRequest: null`); BullMQ duplicates it for each
+   * worker's blocking reads.
+   */
   readonly connection: RedisConnection;
-  /** BullMQ prefix, e.g. `{memq}`. */
+  /** BullMQ prefix, e.g. `{memq}`; the same as {@link queues}'. */
   readonly queuePrefix: string;
-  /** Memory key prefix (for the instance locks), e.g. `memq:`. */
-  readonly keyPrefix: string;
-  /** Jobs run at once per queue in this process. */
-  readonly concurrency: WorkerConcurrency;
-  /** Store the processors commit to (on a worker connection). */
+  /** The process's queues: follow-up enqueues (token counts, flushes) and `queue.clean`. */
+  readonly queues: MemoryQueues;
+  /** Store the processors commit to. */
   readonly store: MemoryStore;
+  /** Index scans, reconcile, `seen` pruning of the maintenance sweep. */
+  readonly maintenance: MaintenanceStore;
   /** Declared resources. */
   readonly registry: MemoryRegistry;
+  /** The instance locks the flush and cleanup processors take. */
+  readonly locks: LockService;
+  /** Per-resource token counters (their readiness is the caller's to await). */
+  readonly counters: Pick<TokenCounters, 'counterFor' | 'localCounterFor' | 'usesProviders'>;
+  /** Per-resource summarizers of the flush processor. */
+  readonly summarizers: {
+    /** The summarizer of `resource` (LLM, or rule-based). */
+    summarizerFor(resource: MemoryResource): Summarizer;
+    /** True when some resource's flushes call an LLM. */
+    readonly usesLlm: boolean;
+  };
+  /**
+   * Rewrites the queued jobs of an erased instance (the cleanup processor's `scrubJobs`);
+   * resolves with the number of job hashes rewritten.
+   */
+  readonly scrubJobs: (ref: MemoryRef, erasedAtMs: number) => Promise<number>;
+  /** Instruments the processors record to. */
+  readonly metrics: MemqMetrics;
   /** Base logger (job ids and memory ids only, never message content). */
   readonly log: Logger;
+}
+
+/** How the workers run (from `EnvConfig`, read by the composition root). */
+export interface WorkerSettings {
+  /** Jobs run at once per queue in this process. */
+  readonly concurrency: WorkerConcurrency;
   /**
-   * How long accepted message ids are remembered for duplicate detection, ms: the maintenance
-   * sweep prunes older ones. Default 86 400 000 (24 h).
-   */
-  readonly idempotencyWindowMs?: number;
-  /**
-   * BullMQ job lock duration, ms (also the stalled-job check interval): a job whose worker stops
-   * renewing its lock for this long is taken back and retried. Default 30 000 (BullMQ's).
+   * BullMQ job lock duration, ms (also the stalled-job check interval; `MEMQ_JOB_LOCK_MS`): a
+   * job whose worker stops renewing its lock for this long is taken back and retried. Default
+   * 30 000 (BullMQ's).
    */
   readonly lockDurationMs?: number;
   /**
-   * Delay of the token-count jobs these workers enqueue, ms (a burst of appends to one memory is
-   * counted by one job). Default `DEFAULT_TOKEN_COUNT_DELAY_MS` (250).
+   * How long accepted message ids are remembered for duplicate detection, ms
+   * (`MEMQ_IDEMPOTENCY_WINDOW_MS`): the maintenance sweep prunes older ones. Default 86 400 000
+   * (24 h).
    */
-  readonly tokenCountDelayMs?: number;
+  readonly idempotencyWindowMs?: number;
   /**
    * BullMQ limiter of the token-count worker when some resource counts through a provider API
    * (Anthropic, Google): at most this many token-count jobs start per second on the queue, across
@@ -74,18 +101,9 @@ export interface WorkersOptions {
   /**
    * BullMQ limiter of the flush worker when some resource has an LLM summarizer
    * (`flushing.summarizer`): at most this many flush jobs start per second on the queue, across
-   * all worker processes (BullMQ keeps the limit in Redis). Default 5 (each makes at most one
-   * summary call).
+   * all worker processes. Default 5 (each makes at most one summary call).
    */
   readonly summarizerJobsPerSecond?: number;
-  /** Breaker settings of the provider APIs (defaults in `ProviderBreakerOptions`). */
-  readonly providerBreaker?: ProviderBreakerOptions;
-  /** Where provider API keys are read (`token_provider.api_key_env`); default `process.env`. */
-  readonly env?: NodeJS.ProcessEnv;
-  /** Bound of the token-count cache, bytes; default `DEFAULT_TOKEN_CACHE_BYTES` (16 MiB). */
-  readonly tokenCacheBytes?: number;
-  /** Instruments the processors and locks record to; default a fresh set on its own registry. */
-  readonly metrics?: MemqMetrics;
 }
 
 /**
@@ -98,86 +116,29 @@ export interface WorkersOptions {
  */
 export const MAX_STALLED_COUNT = 5;
 
-/**
- * The `scrubJobs` of the cleanup processor: `MaintenanceStore.scrubJobs` over the two queues
- * whose jobs carry messages, `memory-append` (append) and `memory-cleanup` (write).
- * @param connection Connection the scrub runs on (any role).
- * @param keyPrefix Memory key prefix, e.g. `memq:`.
- * @param queues The queues (their prefix and names give the job keys).
- */
-export function jobScrubber(
-  connection: RedisConnection,
-  keyPrefix: string,
-  queues: Pick<MemoryQueues, 'append' | 'cleanup'>,
-): (ref: MemoryRef, erasedAtMs: number) => Promise<number> {
-  const maintenance = createMaintenanceStore({ redis: connection, keyPrefix });
-  const keys = [queueJobKeys(queues.append), queueJobKeys(queues.cleanup)];
-  return (ref, erasedAtMs) => maintenance.scrubJobs(ref, erasedAtMs, keys);
-}
-
 /** Running workers. */
 export interface Workers {
-  /** The BullMQ workers, one per queue. */
+  /** The BullMQ workers, one per queue (`append`, `token-count`, `flush`, `cleanup`). */
   readonly workers: readonly Worker[];
-  /** The instance locks the flush and cleanup processors take. */
-  readonly locks: LockService;
-  /** The queues the workers consume and enqueue follow-ups to. */
+  /** The queues the workers were given ({@link WorkerDeps.queues}; not owned by them). */
   readonly queues: MemoryQueues;
-  /** The instruments in use ({@link WorkersOptions.metrics} or the default set). */
-  readonly metrics: MemqMetrics;
-  /**
-   * Resolves once the tokenizer of every declared resource's model is loaded (about 1 s for
-   * o200k), so the first jobs do not stall the event loop.
-   */
-  readonly ready: Promise<void>;
   /**
    * Stops taking jobs and waits for active ones to finish (so every lock they hold is released
    * in their `finally`). `force` does not wait (BullMQ moves abandoned jobs back to wait once
-   * their locks expire); it only takes effect on the first call. Idempotent: later calls return
-   * the first call's promise.
+   * their locks expire); it only takes effect on the first call. Closes the workers only, none
+   * of {@link WorkerDeps}. Idempotent: later calls return the first call's promise.
    */
   close(force?: boolean): Promise<void>;
 }
 
-/**
- * Wires the processors to BullMQ workers: the one module that knows both the processors and
- * their concrete dependencies.
- */
-export function startWorkers(options: WorkersOptions): Workers {
-  const { connection, queuePrefix, log, store, registry } = options;
-  checkApiKeys(registry, options.env ?? process.env); // before anything is started
-  const queues = createMemoryQueues(connection, queuePrefix, {
-    ...(options.tokenCountDelayMs !== undefined
-      ? { tokenCountDelayMs: options.tokenCountDelayMs }
-      : {}),
-  });
-  const metrics = options.metrics ?? createMetrics();
-  const locks = createLockService({
-    redis: connection,
-    keyPrefix: options.keyPrefix,
-    onEvent(event) {
-      metrics.lockEvents.inc({ operation: event.operation, event: event.type });
-      if (event.waitedMs !== undefined) {
-        metrics.lockWait.observe({ operation: event.operation }, event.waitedMs / 1000);
-      }
-    },
-  });
-  const counters = createTokenCounters({
-    registry,
-    metrics,
-    log,
-    ...(options.tokenCacheBytes !== undefined ? { cacheBytes: options.tokenCacheBytes } : {}),
-    ...(options.env !== undefined ? { env: options.env } : {}),
-    ...(options.providerBreaker !== undefined ? { breaker: options.providerBreaker } : {}),
-  });
-  const summarizers = createSummarizers(registry, metrics, log, options.env ?? process.env);
-  const enqueueTokenCount = queues.enqueueTokenCount.bind(queues);
-  metrics.setQueueDepthSource(() => queues.depths());
-
-  const lockDuration = options.lockDurationMs ?? 30_000;
+/** Starts one BullMQ worker per queue over `deps`' processors. Nothing else is created. */
+export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Workers {
+  const { connection, queues, store, registry, locks, counters, log, metrics } = deps;
+  const enqueueTokenCount = (ref: MemoryRef) => queues.enqueueTokenCount(ref);
+  const lockDuration = settings.lockDurationMs ?? 30_000;
   const common = {
     connection,
-    prefix: queuePrefix,
+    prefix: deps.queuePrefix,
     lockDuration,
     stalledInterval: lockDuration,
     maxStalledCount: MAX_STALLED_COUNT,
@@ -186,10 +147,7 @@ export function startWorkers(options: WorkersOptions): Workers {
     new Worker(
       QUEUES.append,
       createAppendProcessor({ store, registry, enqueueTokenCount, log, metrics }),
-      {
-        ...common,
-        concurrency: options.concurrency.append,
-      },
+      { ...common, concurrency: settings.concurrency.append },
     ),
     new Worker(
       QUEUES.tokenCount,
@@ -203,9 +161,10 @@ export function startWorkers(options: WorkersOptions): Workers {
       }),
       {
         ...common,
-        concurrency: options.concurrency.tokenCount,
+        concurrency: settings.concurrency.tokenCount,
+        // Paid or rate-limited counting calls: bound the jobs that can make them.
         ...(counters.usesProviders
-          ? { limiter: { max: options.providerJobsPerSecond ?? 10, duration: 1000 } }
+          ? { limiter: { max: settings.providerJobsPerSecond ?? 10, duration: 1000 } }
           : {}),
       },
     ),
@@ -218,14 +177,14 @@ export function startWorkers(options: WorkersOptions): Workers {
         log,
         metrics,
         counterFor: (resource) => counters.localCounterFor(resource),
-        summarizerFor: (resource) => summarizers.get(resource.id) ?? RULE_BASED_SUMMARIZER,
+        summarizerFor: (resource) => deps.summarizers.summarizerFor(resource),
       }),
       {
         ...common,
-        concurrency: options.concurrency.flush ?? 2,
+        concurrency: settings.concurrency.flush ?? 2,
         // Paid summary calls: bound the flushes that can make them (per queue, all processes).
-        ...(summarizers.size > 0
-          ? { limiter: { max: options.summarizerJobsPerSecond ?? 5, duration: 1000 } }
+        ...(deps.summarizers.usesLlm
+          ? { limiter: { max: settings.summarizerJobsPerSecond ?? 5, duration: 1000 } }
           : {}),
       },
     ),
@@ -236,20 +195,20 @@ export function startWorkers(options: WorkersOptions): Workers {
         registry,
         locks,
         enqueueTokenCount,
-        scrubJobs: jobScrubber(connection, options.keyPrefix, queues),
+        scrubJobs: deps.scrubJobs,
         log,
         metrics,
         maintenance: createMaintenanceProcessor({
-          maintenance: createMaintenanceStore({ redis: connection, keyPrefix: options.keyPrefix }),
+          maintenance: deps.maintenance,
           store,
           registry,
           queues,
-          idempotencyWindowMs: options.idempotencyWindowMs ?? 86_400_000,
+          idempotencyWindowMs: settings.idempotencyWindowMs ?? 86_400_000,
           log,
           metrics,
         }),
       }),
-      { ...common, concurrency: options.concurrency.cleanup ?? 4 },
+      { ...common, concurrency: settings.concurrency.cleanup ?? 4 },
     ),
   ];
   for (const worker of workers) {
@@ -261,84 +220,13 @@ export function startWorkers(options: WorkersOptions): Workers {
     );
   }
 
-  const ready = counters.ready;
-
   let closing: Promise<void> | undefined;
   return {
     workers,
-    locks,
     queues,
-    metrics,
-    ready,
     close(force = false) {
-      closing ??= (async () => {
-        await Promise.allSettled(workers.map((w) => w.close(force)));
-        await counters.close();
-        for (const summarizer of summarizers.values()) summarizer.close();
-        await locks.close();
-        await queues.close();
-      })();
+      closing ??= Promise.allSettled(workers.map((w) => w.close(force))).then(() => undefined);
       return closing;
     },
   };
-}
-
-/**
- * Every API key the declared resources need (token providers, LLM summarizers) is set.
- * @throws ConfigError naming the resource, the field and the variable (never a value).
- */
-function checkApiKeys(registry: MemoryRegistry, env: NodeJS.ProcessEnv): void {
-  for (const resource of registry.list()) {
-    const { provider, apiKeyEnv } = resource.tokenProvider;
-    if (isRemoteTokenProvider(provider)) providerApiKey(resource.id, provider, apiKeyEnv, env);
-    const summarizer = resource.flushing.summarizer;
-    if (summarizer?.apiKeyEnv !== undefined) {
-      providerApiKey(
-        resource.id,
-        'summarizer',
-        summarizer.apiKeyEnv,
-        env,
-        'flushing.summarizer.api_key_env',
-      );
-    }
-  }
-}
-
-/**
- * One LLM summarizer (with its breaker) per resource that configures `flushing.summarizer`.
- * @throws ConfigError when a summarizer names an `api_key_env` that is unset.
- */
-function createSummarizers(
-  registry: MemoryRegistry,
-  metrics: MemqMetrics,
-  log: Logger,
-  env: NodeJS.ProcessEnv,
-): Map<string, ReturnType<typeof createLlmSummarizer>> {
-  const summarizers = new Map<string, ReturnType<typeof createLlmSummarizer>>();
-  for (const resource of registry.list()) {
-    const config = resource.flushing.summarizer;
-    if (!config) continue;
-    const apiKey =
-      config.apiKeyEnv === undefined
-        ? undefined
-        : providerApiKey(
-            resource.id,
-            'summarizer',
-            config.apiKeyEnv,
-            env,
-            'flushing.summarizer.api_key_env',
-          );
-    summarizers.set(
-      resource.id,
-      createLlmSummarizer({
-        endpoint: config.endpoint,
-        model: config.model,
-        ...(apiKey !== undefined ? { apiKey } : {}),
-        timeoutMs: config.timeoutMs,
-        metrics,
-        log,
-      }),
-    );
-  }
-  return summarizers;
 }

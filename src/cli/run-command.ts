@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
+import { resolveProviderApiKeys } from '../providers/api-keys.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
 import { startRuntime, type Runtime } from '../runtime/runtime.js';
 import { resolveApiKeys, resolveBoardCredentials } from './credentials.js';
@@ -26,10 +27,12 @@ export interface RunningProcess {
 }
 
 /**
- * `memq start` / `serve` / `work`: loads `memories/`, resolves credentials (HTTP modes) and Redis
- * (REDIS_URL, else the embedded default), and runs until stopped.
- * @throws ConfigError for invalid resources, credentials or no reachable Redis; the listen error
- *   (e.g. EADDRINUSE) when the port is taken.
+ * `memq start` / `serve` / `work`: loads `memories/`, reads the provider API keys the workers
+ * need (worker modes; the only place they are read, before anything is started), resolves
+ * credentials (HTTP modes) and Redis (REDIS_URL, else the embedded default), and runs until
+ * stopped.
+ * @throws ConfigError for invalid resources, a missing provider API key, credentials or no
+ *   reachable Redis; the listen error (e.g. EADDRINUSE) when the port is taken.
  */
 export async function runMemq(
   mode: ProcessMode,
@@ -38,6 +41,8 @@ export async function runMemq(
   say: (line: string) => void,
 ): Promise<RunningProcess> {
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
+  // A producer (serve) calls no provider: only worker processes need the keys.
+  const providerKeys = mode === 'serve' ? undefined : resolveProviderApiKeys(registry, process.env);
   const http =
     mode === 'work'
       ? undefined
@@ -58,6 +63,7 @@ export async function runMemq(
       registry,
       log,
       workers: mode !== 'serve',
+      ...(providerKeys ? { providerKeys } : {}),
       ...(http ? { http } : {}),
     });
   } catch (error) {

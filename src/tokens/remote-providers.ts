@@ -11,7 +11,6 @@ import {
   type RemoteTokenProvider,
   type TokenCounter,
 } from './counter.js';
-import { ConfigError } from '../core/errors.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import {
   ProviderCallError,
@@ -218,31 +217,4 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
       breaker.shutdown();
     },
   };
-}
-
-/**
- * The API key of a remote provider, from the environment variable `apiKeyEnv` names (`field`
- * is the YAML field named in errors; default `token_provider.api_key_env`).
- * @throws ConfigError naming the resource and the variable (never a value) when it is unset or
- *   empty, or when the resource names no variable.
- */
-export function providerApiKey(
-  resourceId: string,
-  provider: string,
-  apiKeyEnv: string | undefined,
-  env: NodeJS.ProcessEnv = process.env,
-  field = 'token_provider.api_key_env',
-): string {
-  if (apiKeyEnv === undefined) {
-    throw new ConfigError(
-      `memory ${JSON.stringify(resourceId)}: ${field}: required for provider ${provider} (the name of the environment variable holding its API key)`,
-    );
-  }
-  const value = env[apiKeyEnv];
-  if (value === undefined || value === '') {
-    throw new ConfigError(
-      `memory ${JSON.stringify(resourceId)}: ${field}: environment variable ${apiKeyEnv} is not set (provider ${provider} needs its API key)`,
-    );
-  }
-  return value;
 }

@@ -14,12 +14,12 @@ import type { MemqMetrics } from '../metrics/metrics.js';
 import {
   createRemoteCounter,
   localApproximation,
-  providerApiKey,
   type MessageCount,
   type ProviderBreakerOptions,
   type RemoteCounter,
 } from './remote-providers.js';
 import { createCountingThread } from './counting-thread.js';
+import { ConfigError } from '../core/errors.js';
 
 /**
  * Counts a batch of messages for one resource: the local tokenizer, or a provider's API with the
@@ -39,16 +39,20 @@ export interface MessageCounter {
 
 /** Options of {@link createTokenCounters}. */
 export interface TokenCountersOptions {
-  /** Declared resources; every remote provider among them is checked for its API key at once. */
+  /** Declared resources; every remote provider among them must have its key in {@link apiKeys}. */
   readonly registry: MemoryRegistry;
+  /**
+   * Resource id -> API key of its counting API, for every resource with a remote provider
+   * (`ProviderApiKeys.tokenProviders`, read at start-up by `resolveProviderApiKeys` in
+   * src/providers/api-keys.ts). Default none.
+   */
+  readonly apiKeys?: ReadonlyMap<string, string>;
   /** Bound of the shared count cache, bytes; default `DEFAULT_TOKEN_CACHE_BYTES`. */
   readonly cacheBytes?: number;
   /** Cache gauges, provider fallbacks, breaker state. */
   readonly metrics: MemqMetrics;
   /** Tokenizer loads and breaker transitions (never keys or content). */
   readonly log: Logger;
-  /** Where API keys are read; default `process.env`. */
-  readonly env?: NodeJS.ProcessEnv;
   /** Breaker settings for every provider (defaults in {@link ProviderBreakerOptions}). */
   readonly breaker?: ProviderBreakerOptions;
   /**
@@ -85,11 +89,22 @@ export interface TokenCounters {
 /**
  * Builds the counters a worker process needs: one local encoder per encoding (shared, with one
  * byte-bounded count cache), and one breaker-guarded API client per remote provider and model.
- * @throws ConfigError when a resource with provider `anthropic` or `google` names no
- *   `api_key_env` or its variable is unset: a worker must not start half-configured.
+ * @throws ConfigError, before anything is started, when a resource with provider `anthropic` or
+ *   `google` has no key in `apiKeys` (the keys were resolved for other resources).
  */
 export function createTokenCounters(options: TokenCountersOptions): TokenCounters {
   const { metrics, log, registry } = options;
+  const apiKeys = new Map<string, string>();
+  for (const resource of registry.list()) {
+    if (!isRemoteTokenProvider(resource.tokenProvider.provider)) continue;
+    const key = options.apiKeys?.get(resource.id);
+    if (key === undefined) {
+      throw new ConfigError(
+        `memory ${JSON.stringify(resource.id)}: no API key was resolved for its token provider ${resource.tokenProvider.provider} (resolveProviderApiKeys over this registry)`,
+      );
+    }
+    apiKeys.set(resource.id, key);
+  }
   const cache = createTokenCache(options.cacheBytes);
   metrics.setTokenCacheSource(() => cache.stats());
   const locals = new Map<EncodingName, Promise<TokenCounter>>();
@@ -166,14 +181,6 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     };
   };
 
-  const env = options.env ?? process.env;
-  const apiKeys = new Map<string, string>();
-  for (const resource of registry.list()) {
-    const { provider, apiKeyEnv } = resource.tokenProvider;
-    if (isRemoteTokenProvider(provider)) {
-      apiKeys.set(resource.id, providerApiKey(resource.id, provider, apiKeyEnv, env));
-    }
-  }
   const remotes = new Map<string, Promise<RemoteCounter>>();
 
   return {
@@ -200,9 +207,15 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
       if (!isRemoteTokenProvider(provider)) {
         return localCounter(encoding, localApproximation(provider, model));
       }
-      const apiKey =
-        apiKeys.get(resource.id) ??
-        providerApiKey(resource.id, provider, resource.tokenProvider.apiKeyEnv, env);
+      const apiKey = apiKeys.get(resource.id);
+      if (apiKey === undefined) {
+        // A resource outside the registry the counters were built for.
+        return Promise.reject(
+          new ConfigError(
+            `memory ${JSON.stringify(resource.id)}: not declared when the token counters were built`,
+          ),
+        );
+      }
       const key = `${provider}\u0000${model}\u0000${endpoint ?? ''}\u0000${apiKey}`;
       let remote = remotes.get(key);
       if (!remote) {

@@ -1,19 +1,28 @@
 import pino from 'pino';
+import { loadEnvConfig } from '../../src/config/env.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
-import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
-import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
-import { startWorkers, type Workers } from '../../processors/workers.js';
+import type { MemoryStore } from '../../src/store/memory-store.js';
+import type { MemoryClient } from '../../queues/memory-client.js';
+import type { MemoryQueues } from '../../queues/memory-queues.js';
+import type { Workers } from '../../processors/workers.js';
+import type { LockService } from '../../src/redis/lock-service.js';
 import type { ReplayDeps } from '../../src/replay/replay.js';
 import { createMetrics, type MemqMetrics } from '../../src/metrics/metrics.js';
+import { resolveProviderApiKeys } from '../../src/providers/api-keys.js';
+import { compose } from '../../src/runtime/compose.js';
 import { afterEach, beforeEach } from 'vitest';
 import { shippedMemories } from './memories.js';
 import { createRedisNamespace, type RedisNamespace } from './redis-namespace.js';
 
-/** Producer client + workers on a test namespace, as `memq start` wires them. */
+/** Producer client + workers on a test namespace, as `memq start` wires them (src/runtime/compose.ts). */
 export interface TestPipeline {
   readonly client: MemoryClient;
   readonly store: MemoryStore;
   readonly workers: Workers;
+  /** The pipeline's one set of queues (the client's and the workers'). */
+  readonly queues: MemoryQueues;
+  /** The instance locks the workers take. */
+  readonly locks: LockService;
   /** The instruments client and workers record to (one registry per pipeline). */
   readonly metrics: MemqMetrics;
   close(): Promise<void>;
@@ -22,44 +31,49 @@ export interface TestPipeline {
 /** Silent logger for tests (logs are asserted where they matter, not printed). */
 export const quietLog = pino({ level: process.env.MEMQ_TEST_LOG_LEVEL ?? 'silent' });
 
-/** Starts client and workers on `ns` for `registry`, project `test`. */
+/**
+ * Composes client and workers on `ns` for `registry`, project `project`, through the composition
+ * root (append concurrency 8, token-count concurrency 2, no maintenance schedule, the rest of the
+ * environment at its defaults). `env` is where provider API keys are read (default none);
+ * `lockDurationMs` overrides `MEMQ_JOB_LOCK_MS` below its lower bound (short locks for stall tests).
+ */
 export async function startPipeline(
   ns: RedisNamespace,
   registry: MemoryRegistry,
   project = 'test',
   options: { lockDurationMs?: number; env?: NodeJS.ProcessEnv; log?: pino.Logger } = {},
 ): Promise<TestPipeline> {
-  const producer = ns.connect({ producer: true });
-  const store = createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix });
-  const metrics = createMetrics();
-  const client = createMemoryClient({
-    metrics,
-    connection: producer,
-    queuePrefix: ns.queuePrefix,
+  const providerKeys = resolveProviderApiKeys(registry, options.env ?? {});
+  const env = {
+    ...loadEnvConfig({
+      MEMQ_KEY_PREFIX: ns.keyPrefix,
+      MEMQ_QUEUE_PREFIX: ns.queuePrefix,
+      MEMQ_PROJECT: project,
+      MEMQ_APPEND_CONCURRENCY: '8',
+      MEMQ_TOKEN_COUNT_CONCURRENCY: '2',
+    }),
+    ...(options.lockDurationMs !== undefined ? { jobLockMs: options.lockDurationMs } : {}),
+  };
+  const graph = await compose({
+    env,
+    redis: { producer: ns.connect({ producer: true }), worker: ns.connect() },
     registry,
-    project,
-    store,
+    log: options.log ?? quietLog,
+    workers: true,
+    maintenanceSchedule: false,
+    providerKeys,
+    metrics: createMetrics(),
   });
-  const workers = startWorkers({
-    connection: ns.connect(),
-    queuePrefix: ns.queuePrefix,
-    keyPrefix: ns.keyPrefix,
-    concurrency: { append: 8, tokenCount: 2 },
-    store: createMemoryStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
-    registry,
-    log: quietLog,
-    metrics,
-    ...options,
-  });
-  await workers.ready;
+  const workerGraph = graph.workerGraph!;
   return {
-    client,
-    store,
-    workers,
-    metrics,
+    client: graph.client,
+    store: graph.store,
+    workers: workerGraph.workers,
+    queues: graph.queues,
+    locks: workerGraph.locks,
+    metrics: graph.metrics,
     async close() {
-      await workers.close();
-      await client.close();
+      for (const closable of graph.closables) await closable.close();
     },
   };
 }

@@ -5,7 +5,8 @@ import {
   type MemoryRegistry,
 } from '../../src/config/load-memories.js';
 import { planFlush } from '../../src/flush/strategies.js';
-import { planFromPrefix, readWholeWindow } from '../../processors/flush.js';
+import { planFromPrefix } from '../../processors/flush.js';
+import { readWholeLog } from '../../src/store/log-pages.js';
 import { excerptOf } from '../../src/flush/summary.js';
 import { createTokenCounter } from '../../src/tokens/counter.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
@@ -119,7 +120,7 @@ describe('hybrid_summary flushes on real Redis', () => {
       .then((r) => pipeline.client.waitFor(r));
     await eventually(async () => (await pipeline.client.read(target)).exact, 'exact counts');
     const resource = registry.get('rolling');
-    const whole = await readWholeWindow(pipeline.store, ref);
+    const whole = await readWholeLog(pipeline.store, ref);
     const expected = planFlush('hybrid_summary', resource, {
       window: whole.messages,
       summaryTokens: whole.summaryTokens,

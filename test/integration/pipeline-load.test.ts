@@ -6,7 +6,11 @@ import {
   type AppendReceipt,
   type MemoryClient,
 } from '../../queues/memory-client.js';
-import { startWorkers, type Workers } from '../../processors/workers.js';
+import { createMemoryQueues, type MemoryQueues } from '../../queues/memory-queues.js';
+import { loadEnvConfig } from '../../src/config/env.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { NO_PROVIDER_API_KEYS } from '../../src/providers/api-keys.js';
+import { composeWorkers, type WorkerGraph } from '../../src/runtime/compose.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { eventually, quietLog } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
@@ -18,19 +22,26 @@ describe('the pipeline under load, faults and restarts', () => {
   let registry: MemoryRegistry;
   let client: MemoryClient;
   let store: MemoryStore;
-  const running: Workers[] = [];
+  let queues: MemoryQueues;
+  const running: WorkerGraph[] = [];
 
-  const start = (
+  /** One more worker process's workers (own connection and store), on the shared queues. */
+  const start = async (
     concurrency: number,
     workerStore: MemoryStore = createMemoryStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
   ) => {
-    const workers = startWorkers({
+    const workers = await composeWorkers({
       connection: ns.connect(),
-      queuePrefix: ns.queuePrefix,
-      keyPrefix: ns.keyPrefix,
-      concurrency: { append: concurrency, tokenCount: 2 },
+      queues,
       store: workerStore,
       registry,
+      env: {
+        ...loadEnvConfig({ MEMQ_KEY_PREFIX: ns.keyPrefix, MEMQ_QUEUE_PREFIX: ns.queuePrefix }),
+        appendConcurrency: concurrency,
+        tokenCountConcurrency: 2,
+      },
+      providerKeys: NO_PROVIDER_API_KEYS,
+      metrics: createMetrics(),
       log: quietLog,
     });
     running.push(workers);
@@ -42,9 +53,11 @@ describe('the pipeline under load, faults and restarts', () => {
     registry = await shippedMemories();
     const producer = ns.connect({ producer: true });
     store = createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix });
+    queues = createMemoryQueues(producer, ns.queuePrefix);
     client = createMemoryClient({
       connection: producer,
       queuePrefix: ns.queuePrefix,
+      queues,
       registry,
       project: 'load',
       store,
@@ -53,6 +66,7 @@ describe('the pipeline under load, faults and restarts', () => {
   afterEach(async () => {
     await Promise.all(running.splice(0).map((w) => w.close()));
     await client.close();
+    await queues.close();
     await ns.cleanup();
   });
 
@@ -97,7 +111,7 @@ describe('the pipeline under load, faults and restarts', () => {
   }
 
   it('stores 5,000 appends across 50 memories once each, in id order, at worker concurrency 32', async () => {
-    start(32);
+    await start(32);
     const receipts = await load(50, 100);
     expect(receipts).toHaveLength(5000);
     await expectAllStoredOnce(receipts, 50);
@@ -117,19 +131,19 @@ describe('the pipeline under load, faults and restarts', () => {
         return result;
       },
     };
-    start(4, flaky);
+    await start(4, flaky);
     const receipts = await load(3, 2);
     await expectAllStoredOnce(receipts, 3);
     expect(failures).toBe(3);
   }, 60_000);
 
   it('keeps every accepted message when workers shut down mid-load and others take over', async () => {
-    const first = start(8);
+    const first = await start(8);
     const loading = load(20, 50);
     await new Promise((r) => setTimeout(r, 150));
     await first.close();
     const receipts = await loading;
-    start(8);
+    await start(8);
     await expectAllStoredOnce(receipts, 20);
   }, 120_000);
 });

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from 'ioredis';
-import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
-import { startWorkers, type Workers } from '../../processors/workers.js';
+import type { MemoryClient } from '../../queues/memory-client.js';
+import { loadEnvConfig } from '../../src/config/env.js';
+import { compose, type Composition } from '../../src/runtime/compose.js';
 import { closeRedis, createRedis, type RedisConnection } from '../../src/redis/connection.js';
 import { runReplay, type ReplayReport } from '../../src/replay/replay.js';
 import { runAudit } from '../../src/replay/replay-audit.js';
-import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
+import type { MemoryStore } from '../../src/store/memory-store.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { startMemqProcess } from '../helpers/cli.js';
@@ -24,7 +25,7 @@ describe('memq on a three-master Redis Cluster', () => {
   let worker: RedisConnection;
   let client: MemoryClient;
   let store: MemoryStore;
-  let workers: Workers;
+  let graph: Composition;
   let report: ReplayReport;
 
   beforeAll(async () => {
@@ -33,27 +34,23 @@ describe('memq on a three-master Redis Cluster', () => {
     const target = { url: `redis://${cluster.nodes[0]}`, clusterNodes: cluster.nodes };
     producer = createRedis({ ...target, role: 'producer' });
     worker = createRedis({ ...target, role: 'worker' });
-    store = createMemoryStore({ redis: producer, keyPrefix: KEY_PREFIX });
-    const metrics = createMetrics();
-    client = createMemoryClient({
-      connection: producer,
-      queuePrefix: QUEUE_PREFIX,
-      registry,
-      project: 'test',
-      store,
-      metrics,
-    });
-    workers = startWorkers({
-      connection: worker,
-      queuePrefix: QUEUE_PREFIX,
-      keyPrefix: KEY_PREFIX,
-      concurrency: { append: 8, tokenCount: 2 },
-      store: createMemoryStore({ redis: worker, keyPrefix: KEY_PREFIX }),
+    graph = await compose({
+      env: loadEnvConfig({
+        MEMQ_KEY_PREFIX: KEY_PREFIX,
+        MEMQ_QUEUE_PREFIX: QUEUE_PREFIX,
+        MEMQ_PROJECT: 'test',
+        MEMQ_APPEND_CONCURRENCY: '8',
+        MEMQ_TOKEN_COUNT_CONCURRENCY: '2',
+      }),
+      redis: { producer, worker },
       registry,
       log: quietLog,
-      metrics,
+      workers: true,
+      maintenanceSchedule: false,
+      metrics: createMetrics(),
     });
-    await workers.ready;
+    ({ client, store } = graph);
+    const { metrics } = graph;
     report = await runReplay(
       {
         client,
@@ -68,8 +65,7 @@ describe('memq on a three-master Redis Cluster', () => {
     );
   }, 120_000);
   afterAll(async () => {
-    await workers?.close();
-    await client?.close();
+    for (const closable of graph?.closables ?? []) await closable.close();
     if (producer) await closeRedis(producer);
     if (worker) await closeRedis(worker);
     await cluster?.stop();

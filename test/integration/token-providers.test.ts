@@ -10,9 +10,9 @@ import { createMetrics, type MemqMetrics } from '../../src/metrics/metrics.js';
 import {
   ANTHROPIC_VERSION,
   createRemoteCounter,
-  providerApiKey,
   type RemoteCounter,
 } from '../../src/tokens/remote-providers.js';
+import { providerApiKey } from '../../src/providers/api-keys.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 

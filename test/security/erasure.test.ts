@@ -3,13 +3,14 @@ import request, { type Test } from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createAppendProcessor } from '../../processors/append.js';
 import { createCleanupProcessor } from '../../processors/cleanup.js';
-import { jobScrubber } from '../../processors/workers.js';
 import type { AppendJobResult } from '../../queues/job-contracts.js';
 import { JOBS, QUEUES } from '../../queues/names.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { KEYS, startHttp, type TestHttp } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { quietLog } from '../helpers/pipeline.js';
+import { createMaintenanceStore } from '../../src/store/maintenance-store.js';
+import { jobScrubber } from '../../src/runtime/compose.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const auth = { Authorization: `Bearer ${KEYS.acme}` };
@@ -232,9 +233,12 @@ describe('a delete or clear is final (issue 17)', () => {
     const cleanup = createCleanupProcessor({
       store: http.pipeline.store,
       registry,
-      locks: http.pipeline.workers.locks,
-      enqueueTokenCount: (ref) => http.pipeline.workers.queues.enqueueTokenCount(ref),
-      scrubJobs: jobScrubber(ns.redis, ns.keyPrefix, http.pipeline.workers.queues),
+      locks: http.pipeline.locks,
+      enqueueTokenCount: (ref) => http.pipeline.queues.enqueueTokenCount(ref),
+      scrubJobs: jobScrubber(
+        createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
+        http.pipeline.queues,
+      ),
       log: quietLog,
       metrics: http.pipeline.metrics,
     });

@@ -1,0 +1,403 @@
+/**
+ * The composition root: the one module that builds memq's dependency graph from the parsed
+ * environment (`EnvConfig`, read once by the CLI) and hands every part its dependencies
+ * (docs/architecture.md, "Lifecycle"). Start order: Redis connections -> stores -> metrics ->
+ * queues and producer client -> maintenance schedule -> workers -> HTTP. What it starts comes
+ * back as closables in reverse start order. Nothing below this module reads the environment,
+ * builds its own queues or checks an API key.
+ */
+import type { Logger } from 'pino';
+import {
+  RATE_LIMIT_BURST_WINDOW_SECONDS,
+  type ApiKeyGrant,
+  type EnvConfig,
+} from '../config/env.js';
+import type { MemoryRegistry } from '../config/load-memories.js';
+import type { HttpServer } from '../http/app.js';
+import type { TenantLimitSettings } from '../http/rate-limit.js';
+import { createMetrics, type MemqMetrics } from '../metrics/metrics.js';
+import { NO_PROVIDER_API_KEYS, type ProviderApiKeys } from '../providers/api-keys.js';
+import { createResourceSummarizers } from '../providers/summarizers.js';
+import { closeRedis, createRedis, type RedisConnection } from '../redis/connection.js';
+import type { MemoryRef } from '../redis/keys.js';
+import { createLockService, type LockService } from '../redis/lock-service.js';
+import { createMaintenanceStore, type MaintenanceStore } from '../store/maintenance-store.js';
+import { createMemoryStore, type MemoryStore } from '../store/memory-store.js';
+import { createTokenCounters } from '../tokens/resource-counters.js';
+import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
+import { createMemoryQueues, type MemoryQueues } from '../../queues/memory-queues.js';
+import { upsertMaintenanceSchedule } from '../../queues/schedules.js';
+import { queueJobKeys } from '../../processors/cleanup.js';
+import { startWorkers, type Workers } from '../../processors/workers.js';
+
+/** Something the composition started; closed in the order {@link Composition.closables} lists. */
+export interface Closable {
+  /** Name of the shutdown step, for logs: `http`, `workers`, `client`, `queues`, `redis`. */
+  readonly name: string;
+  /** Stops it. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Settings of the HTTP server (API, Bull Board, metrics, health) a process may start. */
+export interface HttpSettings {
+  /** Listen port; 0 = any free port. */
+  readonly port: number;
+  /** Listen address; default `env.host` (`HOST`, 127.0.0.1: loopback only). */
+  readonly host?: string;
+  /** API key -> grant. */
+  readonly apiKeys: ReadonlyMap<string, ApiKeyGrant>;
+  /** Bull Board credentials and mode. */
+  readonly board: { readonly user: string; readonly password: string; readonly readOnly: boolean };
+}
+
+/** Where to connect: {@link compose} opens a producer and a worker connection and closes them. */
+export interface RedisEndpoint {
+  /** Redis URL (with cluster nodes: where credentials come from). */
+  readonly url: string;
+  /** Redis Cluster seed nodes (`host:port`); absent = one server at `url`. */
+  readonly clusterNodes?: readonly string[];
+}
+
+/** Connections owned by the caller: {@link compose} uses them and never closes them. */
+export interface GivenConnections {
+  /** Producer-role connection (fail-fast): stores, queues, client, HTTP. */
+  readonly producer: RedisConnection;
+  /** Worker-role connection (`maxRetriesPerRequest: null`): the workers' store, locks, BullMQ workers. */
+  readonly worker: RedisConnection;
+}
+
+/** Options of {@link compose}. */
+export interface ComposeOptions {
+  /** The parsed environment (prefixes, project, concurrency, limits, intervals). */
+  readonly env: EnvConfig;
+  /** Where Redis is: an endpoint to connect to, or connections the caller owns. */
+  readonly redis: RedisEndpoint | GivenConnections;
+  /** Declared memory resources. */
+  readonly registry: MemoryRegistry;
+  /** Process logger. */
+  readonly log: Logger;
+  /** Start the BullMQ workers (`memq start` / `work`); false for a producer only (`serve`). */
+  readonly workers: boolean;
+  /**
+   * The API keys the resources need (`resolveProviderApiKeys`, at start-up); only the workers
+   * use them. Default none: a resource with a remote token provider then fails the start.
+   */
+  readonly providerKeys?: ProviderApiKeys;
+  /** Upsert the maintenance schedule; default {@link workers}. */
+  readonly maintenanceSchedule?: boolean;
+  /** The process's instruments; default a fresh set with Node's process metrics. */
+  readonly metrics?: MemqMetrics;
+  /** Start the HTTP server (`memq start` / `serve`); absent = none. */
+  readonly http?: HttpSettings;
+}
+
+/** The built graph of one memq process. */
+export interface Composition {
+  /** Producer connection (fail-fast). */
+  readonly producerConnection: RedisConnection;
+  /** Store on the producer connection (reads, verification). */
+  readonly store: MemoryStore;
+  /** The process's instruments (`/metrics`). */
+  readonly metrics: MemqMetrics;
+  /** The process's one set of queues: the client, the workers and Bull Board share it. */
+  readonly queues: MemoryQueues;
+  /** The producer client (enqueues on {@link queues}). */
+  readonly client: MemoryClient;
+  /** The workers and what they hold, when composed with `workers: true`. */
+  readonly workerGraph: WorkerGraph | undefined;
+  /** The HTTP server, when composed with `http`. */
+  readonly http: HttpServer | undefined;
+  /** What was started, in reverse start order: close them in this order. */
+  readonly closables: readonly Closable[];
+}
+
+/** The environment settings the workers use. */
+export type WorkerEnv = Pick<
+  EnvConfig,
+  | 'keyPrefix'
+  | 'queuePrefix'
+  | 'appendConcurrency'
+  | 'tokenCountConcurrency'
+  | 'jobLockMs'
+  | 'idempotencyWindowMs'
+  | 'tokenCacheBytes'
+>;
+
+/** Options of {@link composeWorkers}. */
+export interface WorkerGraphOptions {
+  /** Worker-role connection, owned by the caller. */
+  readonly connection: RedisConnection;
+  /** The process's queues, owned by the caller. */
+  readonly queues: MemoryQueues;
+  /** Store the processors commit to. */
+  readonly store: MemoryStore;
+  /** Declared resources. */
+  readonly registry: MemoryRegistry;
+  /** Worker settings from the environment. */
+  readonly env: WorkerEnv;
+  /** API keys of the resources' providers (`resolveProviderApiKeys`). */
+  readonly providerKeys: ProviderApiKeys;
+  /** Instruments. */
+  readonly metrics: MemqMetrics;
+  /** Base logger. */
+  readonly log: Logger;
+}
+
+/** Running workers with what they hold. */
+export interface WorkerGraph {
+  /** The BullMQ workers. */
+  readonly workers: Workers;
+  /** The instance locks the flush and cleanup processors take. */
+  readonly locks: LockService;
+  /**
+   * Closes the workers (draining active jobs unless `force`), then the token counters, the
+   * summarizers' breakers and the lock service. Idempotent.
+   */
+  close(force?: boolean): Promise<void>;
+}
+
+/**
+ * The `scrubJobs` of the cleanup processor: `MaintenanceStore.scrubJobs` over the two queues
+ * whose jobs carry messages, `memory-append` (append) and `memory-cleanup` (write).
+ */
+export function jobScrubber(
+  maintenance: MaintenanceStore,
+  queues: Pick<MemoryQueues, 'append' | 'cleanup'>,
+): (ref: MemoryRef, erasedAtMs: number) => Promise<number> {
+  const keys = [queueJobKeys(queues.append), queueJobKeys(queues.cleanup)];
+  return (ref, erasedAtMs) => maintenance.scrubJobs(ref, erasedAtMs, keys);
+}
+
+/**
+ * Builds what the workers need -- lock service (recording lock metrics), token counters (with
+ * the provider keys), summarizers, maintenance store, job scrubber -- waits until every declared
+ * resource's tokenizer is loaded (about 1 s for o200k, so the first jobs do not stall the event
+ * loop), then starts the workers.
+ * @throws ConfigError when a remote provider or summarizer has no key in `providerKeys`
+ *   (nothing is left running).
+ */
+export async function composeWorkers(options: WorkerGraphOptions): Promise<WorkerGraph> {
+  const { connection, env, metrics, log, registry } = options;
+  const summarizers = createResourceSummarizers({
+    registry,
+    apiKeys: options.providerKeys.summarizers,
+    metrics,
+    log,
+  });
+  let counters: ReturnType<typeof createTokenCounters>;
+  try {
+    counters = createTokenCounters({
+      registry,
+      apiKeys: options.providerKeys.tokenProviders,
+      cacheBytes: env.tokenCacheBytes,
+      metrics,
+      log,
+    });
+  } catch (error) {
+    summarizers.close();
+    throw error;
+  }
+  const locks = createLockService({
+    redis: connection,
+    keyPrefix: env.keyPrefix,
+    onEvent(event) {
+      metrics.lockEvents.inc({ operation: event.operation, event: event.type });
+      if (event.waitedMs !== undefined) {
+        metrics.lockWait.observe({ operation: event.operation }, event.waitedMs / 1000);
+      }
+    },
+  });
+  const closeHeld = async () => {
+    await counters.close();
+    summarizers.close();
+    await locks.close();
+  };
+  try {
+    await counters.ready;
+  } catch (error) {
+    await closeHeld();
+    throw error;
+  }
+  const maintenance = createMaintenanceStore({ redis: connection, keyPrefix: env.keyPrefix });
+  const workers = startWorkers(
+    {
+      connection,
+      queuePrefix: env.queuePrefix,
+      queues: options.queues,
+      store: options.store,
+      maintenance,
+      registry,
+      locks,
+      counters,
+      summarizers,
+      scrubJobs: jobScrubber(maintenance, options.queues),
+      metrics,
+      log,
+    },
+    {
+      concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
+      lockDurationMs: env.jobLockMs,
+      idempotencyWindowMs: env.idempotencyWindowMs,
+    },
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    workers,
+    locks,
+    close(force = false) {
+      closing ??= (async () => {
+        await workers.close(force);
+        await closeHeld();
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * The HTTP tenant limits of `env`: `MEMQ_RATE_LIMIT_*` (per second, plus the burst per
+ * `RATE_LIMIT_BURST_WINDOW_SECONDS`; 0 per second = off) and `MEMQ_MAX_CONCURRENT_*`.
+ */
+export function tenantLimitSettings(env: EnvConfig): TenantLimitSettings {
+  const rate = (perSecond: number, burst: number) =>
+    perSecond > 0
+      ? {
+          points: perSecond,
+          windowSeconds: 1,
+          burstPoints: burst,
+          burstWindowSeconds: RATE_LIMIT_BURST_WINDOW_SECONDS,
+        }
+      : undefined;
+  const requests = rate(env.rateLimitRequestsPerSecond, env.rateLimitRequestsBurst);
+  const messages = rate(env.rateLimitMessagesPerSecond, env.rateLimitMessagesBurst);
+  return {
+    keyPrefix: env.keyPrefix,
+    ...(requests ? { requests } : {}),
+    ...(messages ? { messages } : {}),
+    waitsPerProject: env.maxConcurrentWaits,
+    dryRunsPerProject: env.maxConcurrentDryRuns,
+  };
+}
+
+/**
+ * Builds and starts one memq process in start order (see the module comment). With
+ * `workers: false` (a producer only) no schedule is set and no worker is built. If a step
+ * fails, what was started is closed in reverse and the error is rethrown.
+ * @throws ConfigError when a remote provider or summarizer has no key in `providerKeys`; the
+ *   Redis error when a given endpoint does not answer PING; the listen error (e.g. EADDRINUSE).
+ */
+export async function compose(options: ComposeOptions): Promise<Composition> {
+  const { env, log, registry } = options;
+  const started: Closable[] = [];
+  const begun = (name: string, close: () => Promise<unknown>) =>
+    started.unshift({ name, close: async () => void (await close()) });
+  try {
+    let producer: RedisConnection;
+    let worker: RedisConnection;
+    if ('url' in options.redis) {
+      const cluster = options.redis.clusterNodes
+        ? { clusterNodes: options.redis.clusterNodes }
+        : {};
+      producer = createRedis({ url: options.redis.url, ...cluster, role: 'producer' });
+      worker = createRedis({ url: options.redis.url, ...cluster, role: 'worker' });
+      const opened = [producer, worker];
+      begun('redis', () => Promise.all(opened.map((c) => closeRedis(c))));
+      await Promise.all(opened.map((c) => c.ping()));
+    } else {
+      ({ producer, worker } = options.redis);
+    }
+
+    const store = createMemoryStore({ redis: producer, keyPrefix: env.keyPrefix });
+    const metrics = options.metrics ?? createMetrics({ processMetrics: true });
+
+    const queues = createMemoryQueues(producer, env.queuePrefix, {
+      tokenCountDelayMs: env.tokenCountDelayMs,
+    });
+    begun('queues', () => queues.close());
+    metrics.setQueueDepthSource(() => queues.depths());
+    const client = createMemoryClient({
+      connection: producer,
+      queuePrefix: env.queuePrefix,
+      queues,
+      registry,
+      project: env.project,
+      store,
+      metrics,
+      backpressure: {
+        highWaterJobs: env.backpressureHighWaterJobs,
+        lowWaterJobs: env.backpressureLowWaterJobs,
+        policy: env.backpressurePolicy,
+        projectHighWaterJobs: env.backpressureProjectHighWaterJobs,
+        maxBytes: env.backpressureMaxBytes,
+        projectMaxBytes: env.backpressureProjectMaxBytes,
+      },
+    });
+    begun('client', () => client.close());
+
+    if (options.maintenanceSchedule ?? options.workers) {
+      await upsertMaintenanceSchedule(queues, env.maintenanceIntervalMs);
+    }
+
+    let workerGraph: WorkerGraph | undefined;
+    if (options.workers) {
+      const graph = await composeWorkers({
+        connection: worker,
+        queues,
+        store: createMemoryStore({ redis: worker, keyPrefix: env.keyPrefix }),
+        registry,
+        env,
+        providerKeys: options.providerKeys ?? NO_PROVIDER_API_KEYS,
+        metrics,
+        log,
+      });
+      workerGraph = graph;
+      begun('workers', () => graph.close());
+    }
+
+    let http: HttpServer | undefined;
+    if (options.http) {
+      // Imported here: a workers-only process (memq work) never loads express and Bull Board.
+      const { createHttpApp, listen } = await import('../http/app.js');
+      const app = createHttpApp({
+        client,
+        queues,
+        registry,
+        redis: producer,
+        metrics,
+        log,
+        apiKeys: options.http.apiKeys,
+        board: options.http.board,
+        maxBodyBytes: env.maxBodyBytes,
+        maxMessageBytes: env.maxMessageBytes,
+        limits: tenantLimitSettings(env),
+      });
+      const server = await listen(app, options.http.port, options.http.host ?? env.host);
+      http = server;
+      begun('http', () => server.close());
+    }
+
+    return {
+      producerConnection: producer,
+      store,
+      metrics,
+      queues,
+      client,
+      workerGraph,
+      http,
+      closables: [...started],
+    };
+  } catch (error) {
+    for (const step of started) {
+      await step.close().catch((closeError: unknown) =>
+        log.error(
+          {
+            step: step.name,
+            err: closeError instanceof Error ? closeError.message : String(closeError),
+          },
+          'closing after a failed start failed; continuing',
+        ),
+      );
+    }
+    throw error;
+  }
+}
