@@ -1,25 +1,13 @@
 import { z } from 'zod';
 import { MessageSchema } from '../src/core/message.js';
-import { MEMORY_KEY_PATTERN, NAME_PATTERN } from '../src/core/memory-key.js';
+import { MemoryRefSchema } from '../src/core/memory-key.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
 
 /**
  * Job payload contracts, validated by the producer before `add` and again by the processor
- * (an invalid payload fails without retries and without touching stored data).
+ * (an invalid payload fails without retries and without touching stored data). Every payload
+ * names its instance as `ref`, a `MemoryRefSchema` (src/core/memory-key.ts).
  */
-
-/** Identifies one memory instance in a job. */
-export const MemoryRefSchema = z.strictObject({
-  /** Tenant, 1-100 of `[A-Za-z0-9_-]`. */
-  project: z.string().regex(NAME_PATTERN, 'expected 1-100 characters of letters, digits, _ or -'),
-  /** Memory resource id from `memories/`. */
-  resource: z.string().regex(NAME_PATTERN, 'expected 1-100 characters of letters, digits, _ or -'),
-  /** Rendered instance key; see MEMORY_KEY_PATTERN. */
-  key: z
-    .string()
-    .regex(MEMORY_KEY_PATTERN, 'expected 1-256 characters of letters, digits, _ : - @ .')
-    .refine((k) => !k.startsWith('__') && !k.endsWith('__'), 'must not start or end with "__"'),
-});
 
 /** Maximum messages in one append job. */
 export const MAX_MESSAGES_PER_APPEND = 100;

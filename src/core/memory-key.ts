@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { PayloadError } from './errors.js';
 
 /**
@@ -28,3 +29,26 @@ export function validateMemoryKey(key: string, where = 'key'): string {
 
 /** Projects and resource ids: 1-100 characters of `[A-Za-z0-9_-]`, starting with a letter or digit. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
+
+/**
+ * Identifies one memory instance (docs/architecture.md, "Domain"): the schema job payloads carry
+ * as `ref` and the source of the {@link MemoryRef} type. The project comes from the caller's
+ * credentials or CLI configuration, never from a request body.
+ */
+export const MemoryRefSchema = z.strictObject({
+  /** Tenant, 1-100 of `[A-Za-z0-9_-]` ({@link NAME_PATTERN}). */
+  project: z.string().regex(NAME_PATTERN, 'expected 1-100 characters of letters, digits, _ or -'),
+  /** Memory resource id (a file in `memories/`), 1-100 of `[A-Za-z0-9_-]` ({@link NAME_PATTERN}). */
+  resource: z.string().regex(NAME_PATTERN, 'expected 1-100 characters of letters, digits, _ or -'),
+  /**
+   * Rendered instance key, e.g. `support:42`: {@link MEMORY_KEY_PATTERN}, not starting or ending
+   * with `__` (the rule {@link validateMemoryKey} applies).
+   */
+  key: z
+    .string()
+    .regex(MEMORY_KEY_PATTERN, 'expected 1-256 characters of letters, digits, _ : - @ .')
+    .refine((k) => !k.startsWith('__') && !k.endsWith('__'), 'must not start or end with "__"'),
+});
+
+/** One memory instance, as {@link MemoryRefSchema} parses it (read-only). */
+export type MemoryRef = Readonly<z.output<typeof MemoryRefSchema>>;

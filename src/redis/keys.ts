@@ -6,15 +6,13 @@
  * the parts are percent-encoded so user input cannot end the tag early or collide with another mid.
  */
 
-/** Identifies one memory instance. All three parts are validated before they get here. */
-export interface MemoryRef {
-  /** Tenant; comes from the caller's credentials or CLI config, never from a request body. */
-  readonly project: string;
-  /** Memory resource id (a file in `memories/`). */
-  readonly resource: string;
-  /** Rendered, validated instance key, e.g. `support:42`. */
-  readonly key: string;
-}
+import type { MemoryRef } from '../core/memory-key.js';
+
+/**
+ * One memory instance: `project`, `resource`, `key`, each validated before it gets here. The type
+ * is derived from `MemoryRefSchema` (src/core/memory-key.ts) and re-exported for the layers above.
+ */
+export type { MemoryRef } from '../core/memory-key.js';
 
 /** Key names of one instance's families (see {@link memoryKeys}). */
 export interface MemoryKeys {
