@@ -6,9 +6,9 @@ import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import type { QueueJobKeys } from '../src/store/maintenance-store.js';
 import {
-  CanaryJobSchema,
-  ClearJobSchema,
-  WriteJobDataSchema,
+  CLEANUP_JOB_SCHEMAS,
+  isCleanupJobName,
+  type CleanupJobName,
   type ErasedJob,
   type ErasureJobResult,
   type WriteJobResult,
@@ -34,7 +34,10 @@ export interface CleanupProcessorDeps {
    * `workers.ts`); resolves with the number of job hashes rewritten.
    */
   readonly scrubJobs: (ref: MemoryRef, erasedAtMs: number) => Promise<number>;
-  /** Runs a maintenance sweep (job `maintenance`); absent = maintenance jobs fail clearly. */
+  /**
+   * Runs a maintenance sweep (job `maintenance`, payload `CLEANUP_JOB_SCHEMAS.maintenance`); absent =
+   * maintenance jobs fail without retries, touching nothing.
+   */
   readonly maintenance?: (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
@@ -74,12 +77,17 @@ export function queueJobKeys(queue: Queue): QueueJobKeys {
  * and write job enqueued at or before the tombstone, in any state (`scrubJobs`). A retry re-runs
  * both steps (both are idempotent). A write enqueued at or before the tombstone changes nothing,
  * replaces its own job data with the message ids and completes with `erased`.
+ *
+ * Dispatch is by job name through `CLEANUP_JOB_SCHEMAS` (queues/job-contracts.ts): each name's
+ * processor parses the data with that name's schema; a name the map does not know (or
+ * `maintenance` without `deps.maintenance`) fails with BullMQ's `UnrecoverableError` (recorded
+ * as `invalid`) before anything is read or written.
  */
 export function createCleanupProcessor(deps: CleanupProcessorDeps) {
   const clearOrDelete = (operation: 'clear' | 'delete') =>
     wrapProcessor({
       queue: QUEUES.cleanup,
-      schema: ClearJobSchema,
+      schema: CLEANUP_JOB_SCHEMAS[operation],
       log: deps.log,
       metrics: deps.metrics,
       async run({ ref }, { job }): Promise<ErasureJobResult> {
@@ -94,7 +102,7 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
     });
   const write = wrapProcessor({
     queue: QUEUES.cleanup,
-    schema: WriteJobDataSchema,
+    schema: CLEANUP_JOB_SCHEMAS[JOBS.write],
     log: deps.log,
     metrics: deps.metrics,
     async run(data, { job }): Promise<WriteJobResult> {
@@ -126,25 +134,26 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
   });
   const canary = wrapProcessor({
     queue: QUEUES.cleanup,
-    schema: CanaryJobSchema,
+    schema: CLEANUP_JOB_SCHEMAS[JOBS.canary],
     log: deps.log,
     metrics: deps.metrics,
     run: ({ sent_at }) => Promise.resolve({ sent_at, processed_at: Date.now() }),
   });
-  const processors = {
+  type Run = (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
+  const processors: Record<CleanupJobName, Run | undefined> = {
     [JOBS.canary]: canary,
     [JOBS.clear]: clearOrDelete('clear'),
     [JOBS.delete]: clearOrDelete('delete'),
     [JOBS.write]: write,
-  } as const;
-  return (job: Job, token?: string, signal?: AbortSignal): Promise<unknown> => {
-    if (job.name === JOBS.maintenance && deps.maintenance)
-      return deps.maintenance(job, token, signal);
-    const processor = processors[job.name as keyof typeof processors] as
-      ((job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>) | undefined;
+    [JOBS.maintenance]: deps.maintenance,
+  };
+  return async (job: Job, token?: string, signal?: AbortSignal): Promise<unknown> => {
+    const processor = isCleanupJobName(job.name) ? processors[job.name] : undefined;
     if (!processor) {
+      deps.metrics.jobs.inc({ queue: QUEUES.cleanup, outcome: 'invalid' });
+      const known = (Object.keys(processors) as CleanupJobName[]).filter((n) => processors[n]);
       throw new UnrecoverableError(
-        `${QUEUES.cleanup} job ${job.id ?? '?'}: unknown job name ${JSON.stringify(job.name)}; expected one of ${Object.keys(processors).join(', ')}${deps.maintenance ? ', maintenance' : ''}`,
+        `${QUEUES.cleanup} job ${job.id ?? '?'}: unknown job name ${JSON.stringify(job.name)}; expected one of ${known.join(', ')}`,
       );
     }
     return processor(job, token, signal);

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { MessageSchema } from '../src/core/message.js';
 import { MemoryRefSchema } from '../src/core/memory-key.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
+import { INDEX_SHARDS } from '../src/redis/keys.js';
+import { JOBS } from './names.js';
 
 /**
  * Job payload contracts, validated by the producer before `add` and again by the processor
@@ -73,10 +75,8 @@ export const ClearJobSchema = z.strictObject({
 /** Payload of a clear job. */
 export type ClearJob = z.output<typeof ClearJobSchema>;
 
-/** `memory-cleanup` / `delete`: remove one instance entirely. */
-export const DeleteJobSchema = ClearJobSchema;
-/** Payload of a delete job. */
-export type DeleteJob = ClearJob;
+/** Payload of a delete job (`memory-cleanup` / `delete`: remove one instance entirely). */
+export type DeleteJob = z.output<(typeof CLEANUP_JOB_SCHEMAS)[typeof JOBS.delete]>;
 
 /**
  * `memory-cleanup` / `canary`: touches no memory; `/readyz` enqueues one and waits for it, which
@@ -150,6 +150,46 @@ export const AppendJobDataSchema = orErased(AppendJobSchema);
 
 /** What the write processor accepts: a write job, or one erased since it was enqueued. */
 export const WriteJobDataSchema = orErased(WriteJobSchema);
+
+/**
+ * `memory-cleanup` / `maintenance`: the scheduler's sweep (queues/schedules.ts enqueues `{}`).
+ */
+export const MaintenanceJobSchema = z.strictObject({
+  /** Index shards to sweep, each 0..`INDEX_SHARDS` - 1 (0-15); default all. */
+  shards: z
+    .array(
+      z
+        .number()
+        .int()
+        .min(0)
+        .max(INDEX_SHARDS - 1),
+    )
+    .optional(),
+});
+/** Payload of a maintenance job. */
+export type MaintenanceJob = z.output<typeof MaintenanceJobSchema>;
+
+/**
+ * What the `memory-cleanup` processor accepts, by job name (docs/architecture.md, "Jobs"): the
+ * processor parses a job's data with its name's schema, and fails a job whose name is not a key
+ * here without retries and without touching anything. `clear` and `delete` carry the same
+ * payload (the instance); `write` may have been erased since it was enqueued.
+ */
+export const CLEANUP_JOB_SCHEMAS = {
+  [JOBS.clear]: ClearJobSchema,
+  [JOBS.delete]: ClearJobSchema,
+  [JOBS.write]: WriteJobDataSchema,
+  [JOBS.maintenance]: MaintenanceJobSchema,
+  [JOBS.canary]: CanaryJobSchema,
+} as const;
+
+/** A job name the `memory-cleanup` queue carries: a key of {@link CLEANUP_JOB_SCHEMAS}. */
+export type CleanupJobName = keyof typeof CLEANUP_JOB_SCHEMAS;
+
+/** True when `name` is a {@link CleanupJobName}. */
+export function isCleanupJobName(name: string): name is CleanupJobName {
+  return Object.hasOwn(CLEANUP_JOB_SCHEMAS, name);
+}
 
 /** Result an append job returns (visible in Bull Board and to `waitFor`). */
 export interface AppendJobResult {
