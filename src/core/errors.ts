@@ -1,10 +1,41 @@
 /**
- * memq's error hierarchy. Every error a caller can act on is an {@link AppError} with a stable
- * `code`, a `retryable` flag (whether retrying the same input can succeed) and optional
- * machine-readable `details`. Errors are translated to transport shapes in exactly one place per
- * surface: the processor wrapper (non-retryable -> BullMQ `UnrecoverableError`) and, later, the
- * HTTP error handler (code -> status).
+ * memq's error hierarchy (docs/architecture.md, "Errors"). Every error a caller can act on is an
+ * {@link AppError} with a stable `code` (one of {@link ERROR_CODES}), a `retryable` flag (whether
+ * retrying the same input can succeed) and optional machine-readable `details`. Callers tell
+ * errors apart by class (`instanceof`) or code, never by message text. Errors are translated to
+ * transport shapes in exactly one place per surface: the processor wrapper (non-retryable ->
+ * BullMQ `UnrecoverableError`) and the HTTP error handler (code -> status, src/http/http-errors.ts,
+ * whose `Record<ErrorCode, number>` must name every code).
  */
+
+/**
+ * Every code an {@link AppError} can carry: the catalogue of memq's errors, across surfaces (the
+ * HTTP-only ones are raised by src/http, `AUDIT_POLICY_UNSUPPORTED` by src/replay). Adding a code
+ * here makes the HTTP status map fail to typecheck until the code has a status.
+ */
+export const ERROR_CODES = [
+  'CONFIG_INVALID',
+  'PAYLOAD_INVALID',
+  'MEMORY_NOT_FOUND',
+  'CONFLICT',
+  'LOCK_BUSY',
+  'LOCK_LOST',
+  'BACKPRESSURE',
+  'REDIS_UNAVAILABLE',
+  'POLICY_FAILED',
+  'JOB_FAILED',
+  'WAIT_TIMEOUT',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'PAYLOAD_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'RATE_LIMITED',
+  'AUDIT_POLICY_UNSUPPORTED',
+] as const;
+
+/** A stable upper-snake-case error code, one of {@link ERROR_CODES}. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Options accepted by every {@link AppError} constructor. */
 export interface AppErrorOptions {
@@ -16,14 +47,14 @@ export interface AppErrorOptions {
 
 /** Base class of every error memq raises on purpose. */
 export class AppError extends Error {
-  /** Stable upper-snake-case code, e.g. `CONFIG_INVALID`. */
-  readonly code: string;
+  /** Stable upper-snake-case code, e.g. `CONFIG_INVALID`; one of {@link ERROR_CODES}. */
+  readonly code: ErrorCode;
   /** True when the same operation may succeed if retried later (e.g. Redis unavailable). */
   readonly retryable: boolean;
   /** Machine-readable context; see {@link AppErrorOptions.details}. */
   readonly details: Record<string, unknown>;
 
-  constructor(code: string, message: string, retryable: boolean, options: AppErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, retryable: boolean, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -109,7 +140,30 @@ export class PolicyError extends AppError {
   }
 }
 
-/** True when `error` is an {@link AppError} that must not be retried. */
-export function isNonRetryable(error: unknown): boolean {
-  return error instanceof AppError && !error.retryable;
+/**
+ * A job someone waited for (`MemoryClient.waitFor`, the readiness canary) failed for good: its
+ * processor threw a non-retryable error or ran out of attempts. Not retryable as is: the message
+ * carries the job's failed reason (never message content).
+ */
+export class JobFailedError extends AppError {
+  /**
+   * @param options `details`: `queue`, `job_id` and, when known, `failed_reason`.
+   */
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('JOB_FAILED', message, false, options);
+  }
+}
+
+/**
+ * A job someone waited for did not finish within the wait's bound (`MemoryClient.waitFor`'s
+ * `timeoutMs`, the canary's). The job itself goes on (it may still complete); only the wait
+ * ended. Retryable: wait again, or look the job up. Code `WAIT_TIMEOUT` (HTTP 504).
+ */
+export class JobTimeoutError extends AppError {
+  /**
+   * @param options `details`: `queue`, `job_id`, `timeout_ms` and the job's last seen `state`.
+   */
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('WAIT_TIMEOUT', message, true, options);
+  }
 }

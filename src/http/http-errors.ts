@@ -5,7 +5,8 @@
  */
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { AppError, BackpressureError } from '../core/errors.js';
+import { AppError, BackpressureError, type ErrorCode } from '../core/errors.js';
+import { isConnectionFailure } from '../redis/connection-failures.js';
 
 /** The caller sent no API key, or one that is not configured. */
 export class AuthenticationError extends AppError {
@@ -64,21 +65,19 @@ export class RateLimitedError extends AppError {
   }
 }
 
-/** A `?wait=true` call whose job did not finish in time; the job goes on. */
-export class WaitTimeoutError extends AppError {
-  constructor(message: string, details: Record<string, unknown> = {}) {
-    super('WAIT_TIMEOUT', message, true, { details });
-  }
-}
-
 /**
- * HTTP status per error code. Sources: RFC 9110 section 15 for 400/401/403/404/409/413/415/503/504,
- * RFC 6585 section 4 for 429 (`BACKPRESSURE`: the backlog is full; `RATE_LIMITED`: the caller is
- * over its own limit). `CONFLICT` (a pending flush with other options) and `LOCK_BUSY` are 409 (the instance is being changed by another
- * operation; retry); `POLICY_FAILED` is 422 (the request is well-formed but the privacy policy
- * could not be applied, so nothing was stored).
+ * HTTP status per error code, one for every {@link ErrorCode} (a code added to `ERROR_CODES`
+ * without a status here fails to typecheck, so it cannot silently become a 500). Sources: RFC 9110
+ * section 15 for 400/401/403/404/409/413/415/500/503/504, RFC 6585 section 4 for 429
+ * (`BACKPRESSURE`: the backlog is full; `RATE_LIMITED`: the caller is over its own limit).
+ * `CONFLICT` (a pending flush with other options), `LOCK_BUSY` and `LOCK_LOST` are 409 (the
+ * instance is being changed by another operation; retry); `POLICY_FAILED` is 422 (the request is
+ * well-formed but the privacy policy could not be applied, so nothing was stored); `JOB_FAILED`
+ * (a waited-for job failed) and `CONFIG_INVALID` are 500; `WAIT_TIMEOUT` (`JobTimeoutError`: a
+ * `?wait=true` call's job did not finish in time, and goes on) is 504; `AUDIT_POLICY_UNSUPPORTED`
+ * (the replay's audit, never raised by a route) is 400.
  */
-export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
+export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze({
   PAYLOAD_INVALID: 400,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
@@ -96,17 +95,20 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   REDIS_UNAVAILABLE: 503,
   WAIT_TIMEOUT: 504,
   CONFIG_INVALID: 500,
+  AUDIT_POLICY_UNSUPPORTED: 400,
 });
 
-/** ioredis' ways of saying the server cannot be reached right now (fail-fast producer). */
-const REDIS_DOWN =
-  /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Stream isn't writeable|MaxRetriesPerRequest|Reached the max retries per request/;
+/**
+ * A code an error response carries: an {@link ErrorCode}, `BAD_REQUEST` (a 4xx from Express or
+ * body-parser with no code of its own) or `INTERNAL` (a bug; 500).
+ */
+export type ResponseErrorCode = ErrorCode | 'BAD_REQUEST' | 'INTERNAL';
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
   readonly error: {
     /** Stable upper-snake-case code, e.g. `PAYLOAD_INVALID`. */
-    readonly code: string;
+    readonly code: ResponseErrorCode;
     /** What went wrong, where, and what is allowed. Never message content or secrets. */
     readonly message: string;
     /** Machine-readable context (field, limit, retry_after_ms). */
@@ -115,7 +117,9 @@ export interface ErrorBody {
 }
 
 /**
- * Status and body for `error` (see {@link STATUS_BY_CODE}); unknown errors are 500. A
+ * Status and body for `error` (see {@link STATUS_BY_CODE}). An error that is not memq's own is
+ * 503 `REDIS_UNAVAILABLE` when it is a Redis connection failure (`isConnectionFailure`), else
+ * 500 `INTERNAL` with its message not echoed. A
  * {@link BackpressureError} or {@link RateLimitedError} is 429 with `Retry-After` in whole seconds
  * (rounded up, at least 1, RFC 9110 section 10.2.3) and `details.retry_after_ms`.
  */
@@ -139,13 +143,12 @@ export function toErrorResponse(error: unknown): {
   }
   if (error instanceof AppError) {
     return {
-      status: STATUS_BY_CODE[error.code] ?? (error.retryable ? 503 : 400),
+      status: STATUS_BY_CODE[error.code],
       ...(error.code === 'REDIS_UNAVAILABLE' ? { retryAfterSeconds: 1 } : {}),
       body: { error: { code: error.code, message: error.message, details: error.details } },
     };
   }
-  const text = error instanceof Error ? `${error.name} ${error.message}` : String(error);
-  if (REDIS_DOWN.test(text)) {
+  if (isConnectionFailure(error)) {
     return {
       status: 503,
       retryAfterSeconds: 1,
@@ -168,7 +171,7 @@ export function toErrorResponse(error: unknown): {
  * Code per 4xx status of an error that is not memq's own (body-parser's and the router's
  * `http-errors`, which carry `status`/`statusCode`); other 4xx statuses are `BAD_REQUEST`.
  */
-const CODE_BY_CLIENT_STATUS: Readonly<Record<number, string>> = Object.freeze({
+const CODE_BY_CLIENT_STATUS: Readonly<Record<number, ResponseErrorCode>> = Object.freeze({
   400: 'PAYLOAD_INVALID',
   401: 'UNAUTHENTICATED',
   403: 'FORBIDDEN',
@@ -203,7 +206,11 @@ export function toClientErrorResponse(
   if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 499) {
     return undefined;
   }
-  const answer = (code: string, message: string, details: Record<string, unknown> = {}) => ({
+  const answer = (
+    code: ResponseErrorCode,
+    message: string,
+    details: Record<string, unknown> = {},
+  ) => ({
     status,
     body: { error: { code, message, details } },
   });

@@ -6,7 +6,7 @@
 import { Router, type Request, type Response } from 'express';
 import type { z } from 'zod';
 import type { MemoryRegistry } from '../config/load-memories.js';
-import { AppError, PayloadError } from '../core/errors.js';
+import { JobTimeoutError, PayloadError } from '../core/errors.js';
 import { effectiveLimits } from '../flush/plan.js';
 import { validateMemoryKey } from '../core/memory-key.js';
 import { asChatMessages } from '../flush/summary.js';
@@ -33,7 +33,7 @@ import {
   type WaitQuery,
 } from './api-schemas.js';
 import { grantOf, requireWrite } from './auth.js';
-import { NotFoundError, PayloadTooLargeError, WaitTimeoutError } from './http-errors.js';
+import { NotFoundError, PayloadTooLargeError } from './http-errors.js';
 import { NO_TENANT_LIMITS, type HoldKind, type TenantLimits } from './rate-limit.js';
 
 /** Dependencies of {@link createMemoryRoutes}. */
@@ -49,13 +49,6 @@ export interface MemoryRoutesDeps {
    * request rate is the app's middleware). Default: none.
    */
   readonly limits?: TenantLimits;
-}
-
-/** A job failed permanently while the caller waited for it (`?wait=true`). */
-class JobFailedError extends AppError {
-  constructor(message: string) {
-    super('JOB_FAILED', message, false);
-  }
 }
 
 /** Parses `value` with `schema`, or throws PayloadError naming `where` and each field. */
@@ -157,7 +150,11 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     return { resource, key: validateMemoryKey(key, 'key') };
   };
 
-  /** Waits for `receipt` when `?wait=true` (or `force`); otherwise resolves undefined. */
+  /**
+   * Waits for `receipt` when `?wait=true` (or `force`); otherwise resolves undefined.
+   * @throws JobTimeoutError (504 `WAIT_TIMEOUT`) naming the job's status URL when it did not
+   *   finish within `timeout_ms`; JobFailedError (500 `JOB_FAILED`) when it failed.
+   */
   const maybeWait = async (
     query: WaitQuery,
     client: MemoryClient,
@@ -169,15 +166,16 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     try {
       return { result: await client.waitFor<unknown>(receipt, { timeoutMs }) };
     } catch (error) {
-      if (error instanceof AppError) throw error;
-      const message = error instanceof Error ? error.message : String(error);
-      if (message.includes('did not finish within')) {
-        throw new WaitTimeoutError(
+      if (error instanceof JobTimeoutError) {
+        throw new JobTimeoutError(
           `${receipt.queue} job ${receipt.jobId} did not finish within ${timeoutMs} ms; it goes on (GET /v1/jobs/${receipt.queue}/${receipt.jobId})`,
-          { queue: receipt.queue, job_id: receipt.jobId, timeout_ms: timeoutMs },
+          {
+            details: { queue: receipt.queue, job_id: receipt.jobId, timeout_ms: timeoutMs },
+            cause: error,
+          },
         );
       }
-      throw new JobFailedError(message);
+      throw error;
     }
   };
   const jobRef = (receipt: JobReceipt) => ({ queue: receipt.queue, id: receipt.jobId });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isConnectionFailure } from '../../../queues/memory-client.js';
+import { isConnectionFailure } from '../../../src/redis/connection-failures.js';
 
 describe('isConnectionFailure', () => {
   const named = (name: string, message: string) => Object.assign(new Error(message), { name });
@@ -8,6 +8,13 @@ describe('isConnectionFailure', () => {
 
   it.each([
     ['ioredis closed connection', new Error('Connection is closed.')],
+    [
+      'ioredis not connected with its offline queue off',
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+    ],
+    ['a broken pipe', coded('EPIPE')],
+    ['a connect timeout', coded('ETIMEDOUT')],
+    ['a replica without its master', new Error('MASTERDOWN Link with MASTER is down')],
     [
       'ioredis retry limit',
       named('MaxRetriesPerRequestError', 'Reached the max retries per request limit (which is 1).'),
@@ -29,6 +36,8 @@ describe('isConnectionFailure', () => {
     ['a script error', new Error('ERR Error running script')],
     ['a message that merely mentions LOADING later', new Error('ERR value LOADING')],
     ['a non-error', 'Connection is closed.'],
+    ['a message that merely mentions a closed connection', new Error('ERR Connection is closed.')],
+    ['an unrelated error code', coded('ENOENT')],
   ])('is false for %s', (_what, error) => {
     expect(isConnectionFailure(error)).toBe(false);
   });

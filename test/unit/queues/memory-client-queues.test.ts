@@ -2,9 +2,10 @@ import type { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { createMemoryClient } from '../../../queues/memory-client.js';
 import type { MemoryQueues } from '../../../queues/memory-queues.js';
+import { createMemoryRegistry } from '../../../src/config/load-memories.js';
 import type { RedisConnection } from '../../../src/redis/connection.js';
 import type { MemoryStore } from '../../../src/store/memory-store.js';
-import { shippedMemories } from '../../helpers/memories.js';
+import { testResource } from '../../helpers/memories.js';
 
 /**
  * Queues that record what is added and whether they were closed; no Redis. Only the members the
@@ -46,7 +47,7 @@ describe('createMemoryClient with injected queues', () => {
     const client = createMemoryClient({
       connection: { status: 'ready' } as unknown as RedisConnection,
       queuePrefix: '{memq-unit}',
-      registry: await shippedMemories(),
+      registry: createMemoryRegistry([testResource({ id: 'chat-buffer' })]),
       project: 'p1',
       store: {} as MemoryStore,
       queues,

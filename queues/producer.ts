@@ -1,0 +1,377 @@
+import { randomBytes } from 'node:crypto';
+import { monotonicFactory } from 'ulid';
+import { z } from 'zod';
+import type { MemoryRegistry } from '../src/config/load-memories.js';
+import { BackpressureError, ConflictError, PayloadError, PolicyError } from '../src/core/errors.js';
+import type { MemoryRef } from '../src/core/memory-key.js';
+import type { FlushStrategy } from '../src/core/memory-resource.js';
+import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
+import { applyPrivacy } from '../src/core/privacy.js';
+import type { MemqMetrics } from '../src/metrics/metrics.js';
+import type { RedisConnection } from '../src/redis/connection.js';
+import { createBacklogLedger, type LedgerQueue } from './backlog-ledger.js';
+import {
+  backlogRefusal,
+  createBackpressureGate,
+  hasBacklogBounds,
+  type BacklogBounds,
+} from './backpressure.js';
+import {
+  AppendJobSchema,
+  MAX_MESSAGES_PER_APPEND,
+  MAX_MESSAGES_PER_WRITE,
+  WriteJobSchema,
+  formatIssues,
+  type AppendJob,
+  type ClearJob,
+  type DeleteJob,
+  type FlushJob,
+  type WriteJob,
+} from './job-contracts.js';
+import type { JobReceipt } from './job-status.js';
+import { resolveTarget, type MemoryTarget } from './memory-target.js';
+import type { MemoryQueues } from './memory-queues.js';
+import { JOBS, QUEUES, type QueueName } from './names.js';
+import type { RedisGuard } from './redis-guard.js';
+
+/** What `append` tells the caller once the messages are durably enqueued. */
+export interface AppendReceipt {
+  /**
+   * BullMQ job id ({@link appendJobId}); pass to `MemoryClient.waitFor`. Undefined when the
+   * privacy policy dropped every message, so nothing was enqueued.
+   */
+  readonly jobId: string | undefined;
+  /** Ids of the messages enqueued (after the privacy policy), in order. */
+  readonly messageIds: readonly string[];
+  /** Messages dropped because their role is non-persistable under the resource's policy. */
+  readonly dropped: number;
+  /** Pattern matches redacted before enqueueing. */
+  readonly redactions: number;
+  /** {@link redactions} by rule (`redact_patterns[i]` or a detector's name). */
+  readonly redactionsByRule: Readonly<Record<string, number>>;
+  /** The instance the messages go to. */
+  readonly ref: MemoryRef;
+}
+
+/** Options of one {@link ProjectProducer.append} or {@link ProjectProducer.write} call. */
+export interface EnqueueOptions {
+  /**
+   * Runs once the input is fully validated (ids, privacy, job contract) and before backpressure
+   * and the enqueue; a rejection aborts the call with nothing enqueued. The HTTP API counts the
+   * request's messages against its API key's rate limit here.
+   * @param info `messages`: the messages the caller sent (before the privacy policy dropped any).
+   */
+  readonly beforeEnqueue?: (info: { readonly messages: number }) => Promise<void>;
+}
+
+/**
+ * Producer backpressure (docs/decisions.md, "Pipeline" and "Fairness between tenants"). At or
+ * above `highWaterJobs` waiting + delayed + prioritized appends, `append` and `write` reject with
+ * `BackpressureError` (policy `reject`) or wait until the backlog is at or below `lowWaterJobs`
+ * (policy `wait`, up to `waitTimeoutMs`). The {@link BacklogBounds} (`projectHighWaterJobs`,
+ * `maxBytes`, `projectMaxBytes`; each off when absent or 0) are read from the backlog ledger
+ * (queues/backlog-ledger.ts) and always reject (`backlogRefusal`), whatever the policy.
+ */
+export type ProducerBackpressure = BacklogBounds & {
+  /** Append backlog (jobs) at or above which enqueues are refused or wait. */
+  readonly highWaterJobs: number;
+  /** Append backlog (jobs) a waiting enqueue waits for (policy `wait`). */
+  readonly lowWaterJobs: number;
+  /** `reject` at once, or `wait` for the low-water mark. */
+  readonly policy: 'reject' | 'wait';
+  /** Longest a `wait` lasts, ms. Default 30 000. */
+  readonly waitTimeoutMs?: number;
+};
+
+/**
+ * The enqueueing operations of one project (docs/architecture.md, "Producer path"). Each runs
+ * validation -> privacy -> backpressure -> `add`: nothing reaches Redis before the input is valid
+ * and redacted, and nothing is enqueued past a backpressure refusal.
+ */
+export interface ProjectProducer {
+  /**
+   * Validates `messages` (1..100), resolves the resource, assigns monotonic ULIDs and
+   * `created_at` where absent, applies the resource's privacy policy (drops non-persistable
+   * roles, redacts patterns: raw content never reaches Redis, job data included) and enqueues
+   * one append job. Resolves when the job is in Redis.
+   * @throws PayloadError for invalid input (nothing is enqueued).
+   * @throws BackpressureError when the append backlog is over the high-water mark, or the
+   *   project's or everyone's backlog over a bound (see {@link ProducerBackpressure}); nothing is
+   *   enqueued, retry after `retryAfterMs`.
+   * @throws MemoryNotFoundError for an unknown resource.
+   * @throws whatever `options.beforeEnqueue` throws (nothing is enqueued).
+   */
+  append(
+    target: MemoryTarget,
+    messages: readonly MessageInput[],
+    options?: EnqueueOptions,
+  ): Promise<AppendReceipt>;
+  /**
+   * The producer-side work of {@link ProjectProducer.append} without the enqueue: validation,
+   * key resolution, ids, privacy, the job contract. Returns the receipt `append` would return
+   * and the job payload (absent when the policy dropped every message). Synchronous; no I/O.
+   * @throws PayloadError / MemoryNotFoundError as `append` does.
+   */
+  prepareAppend(
+    target: MemoryTarget,
+    messages: readonly MessageInput[],
+  ): { receipt: AppendReceipt; job?: AppendJob };
+  /**
+   * Replaces an instance's log with `messages` (0..1000; ids assigned where absent, privacy
+   * policy applied) through a `memory-cleanup` / `write` job.
+   * @throws PayloadError for invalid input (nothing is enqueued).
+   * @throws BackpressureError as `append` does (the same marks and bounds).
+   * @throws whatever `options.beforeEnqueue` throws (nothing is enqueued).
+   */
+  write(
+    target: MemoryTarget,
+    messages: readonly MessageInput[],
+    options?: EnqueueOptions,
+  ): Promise<JobReceipt>;
+  /**
+   * Enqueues a flush (`memory-flush`): `strategy` overrides the resource's; `dryRun` plans only.
+   * Real flushes are deduplicated per instance (the receipt then names the pending flush).
+   * @throws ConflictError when a pending requested flush has another strategy (it would absorb
+   *   this request).
+   */
+  flush(
+    target: MemoryTarget,
+    options?: { strategy?: FlushStrategy; dryRun?: boolean },
+  ): Promise<JobReceipt>;
+  /**
+   * Enqueues a clear (every message and the summary go; the instance stays).
+   * @throws PayloadError unless `confirm` is exactly `true` (Compozy's rule for destructive calls).
+   */
+  clear(target: MemoryTarget, options: { confirm: true }): Promise<JobReceipt>;
+  /** Enqueues a delete of the instance (every key family and its index entry). */
+  delete(target: MemoryTarget): Promise<JobReceipt>;
+}
+
+/** Dependencies of {@link createProducer}. */
+export interface ProducerDeps {
+  /** Producer connection (fail-fast), for the backlog ledger; owned by the caller. */
+  readonly connection: RedisConnection;
+  /** BullMQ prefix, e.g. `{memq}` (the backlog ledger's keys live under it). */
+  readonly queuePrefix: string;
+  /** Declared memory resources. */
+  readonly registry: MemoryRegistry;
+  /** Queues jobs are added to; owned by the caller. */
+  readonly queues: MemoryQueues;
+  /** Deadline and failure classification of every Redis call. */
+  readonly guard: RedisGuard;
+  /** Clock for `created_at`, ms since epoch; default `Date.now`. */
+  readonly now?: () => number;
+  /** Records redactions, privacy failures and backpressure rejections; absent = not recorded. */
+  readonly metrics?: MemqMetrics;
+  /** Absent = no backpressure. */
+  readonly backpressure?: ProducerBackpressure;
+}
+
+/** The producer: per-project enqueueing over one set of queues, one gate and one ledger. */
+export interface Producer {
+  /** The enqueueing operations acting for `project` (not validated here). */
+  forProject(project: string): ProjectProducer;
+  /** Backlog of the append queue: waiting + delayed + prioritized jobs (cached <= 250 ms with backpressure on). */
+  backlog(): Promise<number>;
+  /** Stops the backpressure gate's timers (not the queues). Idempotent. */
+  close(): void;
+}
+
+/**
+ * A fresh append job id: the batch's first message id plus 8 random hex characters, so Bull
+ * Board shows which messages a job carries (no `:`, BullMQ's job-id rule). Every enqueue is a new
+ * job on purpose: idempotency is the store's (the `seen` window), so a resubmitted batch runs
+ * and reports its duplicates truthfully, and a batch whose job ended as a dead letter can simply
+ * be submitted again. (A job id derived from the content would make BullMQ silently ignore the
+ * resubmission while it still keeps the old job.)
+ */
+export function appendJobId(messageIds: readonly string[]): string {
+  return `${messageIds[0]}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Creates the {@link Producer}. */
+export function createProducer(deps: ProducerDeps): Producer {
+  const { guard, queues } = deps;
+  const now = deps.now ?? Date.now;
+  const nextId = monotonicFactory();
+  const countBacklog = async () => {
+    const counts = await guard('backlog', () =>
+      queues.append.getJobCounts('waiting', 'delayed', 'prioritized'),
+    );
+    return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
+  };
+  const bounds: BacklogBounds = deps.backpressure ?? {};
+  const gate = deps.backpressure
+    ? createBackpressureGate({ countBacklog, queueName: QUEUES.append, ...deps.backpressure })
+    : undefined;
+  const ledger = hasBacklogBounds(bounds)
+    ? createBacklogLedger(deps.connection, deps.queuePrefix)
+    : undefined;
+  /**
+   * Admits an enqueue of `project` to `queue` or throws BackpressureError: the global job marks,
+   * then the ledger's bounds.
+   */
+  const admit = async (project: string, queue: QueueName) => {
+    try {
+      await gate?.admit();
+    } catch (error) {
+      if (error instanceof BackpressureError) {
+        deps.metrics?.backpressureRejections.inc({ queue: QUEUES.append, bound: 'jobs' });
+      }
+      throw error;
+    }
+    if (!ledger) return;
+    const usage = await guard('backlog', () => ledger.check(project));
+    const refusal = backlogRefusal(queue, project, usage, bounds);
+    if (refusal) {
+      deps.metrics?.backpressureRejections.inc({ queue, bound: String(refusal.details.bound) });
+      throw refusal;
+    }
+  };
+  /**
+   * Adds a job of `project` to `queue`, then records it in the ledger. A failed record leaves the
+   * job uncounted (the enqueue stands): the ledger errs on the side of admitting.
+   */
+  const enqueue = async (
+    project: string,
+    queue: LedgerQueue,
+    name: string,
+    data: object,
+    options?: { jobId: string },
+  ): Promise<string> => {
+    const job = await guard(name, () => queues.byName(queue).add(name, data, options));
+    if (ledger) {
+      const bytes = Buffer.byteLength(JSON.stringify(data), 'utf8');
+      await guard('backlog', () => ledger.record(queue, job.id!, project, bytes)).catch(
+        () => undefined,
+      );
+    }
+    return job.id!;
+  };
+  /** Validates `input` (min..max messages), assigns ids and `created_at`, sorts by id. */
+  const identify = (input: readonly MessageInput[], max: number, min: number): Message[] => {
+    const parsed = z.array(MessageInputSchema).min(min).max(max).safeParse(input);
+    if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
+    const at = now();
+    const createdAt = new Date(at).toISOString();
+    return parsed.data
+      .map((m) => ({ ...m, id: m.id ?? nextId(at), created_at: m.created_at ?? createdAt }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  };
+  const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
+    const job = await guard(name, () => queues.cleanup.add(name, data));
+    return { queue: QUEUES.cleanup, jobId: job.id!, ref };
+  };
+  const checkedBeforeEnqueue = (options: EnqueueOptions | undefined, messages: number) =>
+    options?.beforeEnqueue?.({ messages }) ?? Promise.resolve();
+
+  const forProject = (project: string): ProjectProducer => {
+    const refOf = (target: MemoryTarget) => resolveTarget(deps.registry, project, target);
+
+    const prepareAppend: ProjectProducer['prepareAppend'] = (target, input) => {
+      const resource = deps.registry.get(target.resource);
+      const ref = refOf(target);
+      const identified = identify(input, MAX_MESSAGES_PER_APPEND, 1);
+      const {
+        kept: messages,
+        dropped,
+        redactions,
+        redactionsByRule,
+      } = applyPrivacy(resource.privacyPolicy, identified);
+      if (messages.length === 0) {
+        return {
+          receipt: { jobId: undefined, messageIds: [], dropped, redactions, redactionsByRule, ref },
+        };
+      }
+      const job: AppendJob = { ref, messages };
+      const checked = AppendJobSchema.safeParse(job);
+      if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+      const messageIds = messages.map((m) => m.id);
+      const jobId = appendJobId(messageIds);
+      return { receipt: { jobId, messageIds, dropped, redactions, redactionsByRule, ref }, job };
+    };
+
+    return {
+      prepareAppend,
+
+      async append(target, input, options) {
+        let prepared: ReturnType<typeof prepareAppend>;
+        try {
+          prepared = prepareAppend(target, input);
+        } catch (error) {
+          if (error instanceof PolicyError) {
+            deps.metrics?.privacyFailures.inc({ resource: target.resource }, input.length);
+          }
+          throw error;
+        }
+        const { receipt, job } = prepared;
+        await checkedBeforeEnqueue(options, input.length);
+        if (receipt.redactions > 0) {
+          deps.metrics?.redactions.inc({ resource: target.resource }, receipt.redactions);
+        }
+        if (!job || receipt.jobId === undefined) return receipt;
+        await admit(project, QUEUES.append);
+        await enqueue(project, QUEUES.append, JOBS.append, job, { jobId: receipt.jobId });
+        return receipt;
+      },
+
+      async write(target, input, options) {
+        const resource = deps.registry.get(target.resource);
+        const ref = refOf(target);
+        const { kept } = applyPrivacy(
+          resource.privacyPolicy,
+          identify(input, MAX_MESSAGES_PER_WRITE, 0),
+        );
+        const job: WriteJob = { ref, messages: kept };
+        const checked = WriteJobSchema.safeParse(job);
+        if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
+        await checkedBeforeEnqueue(options, input.length);
+        await admit(project, QUEUES.cleanup);
+        const jobId = await enqueue(project, QUEUES.cleanup, JOBS.write, job);
+        return { queue: QUEUES.cleanup, jobId, ref };
+      },
+
+      async flush(target, options = {}) {
+        const ref = refOf(target);
+        const jobId = await guard('flush', () => queues.enqueueFlush(ref, options));
+        if (!options.dryRun) {
+          // A requested flush is deduplicated per instance: the id may be a pending flush's.
+          // If that one plans with another strategy, this request would silently become it.
+          const pending = (await guard('flush', () => queues.flush.getJob(jobId)))?.data as
+            FlushJob | undefined;
+          if (pending && pending.strategy !== options.strategy) {
+            throw new ConflictError(
+              `flush: a flush of this memory with strategy ${pending.strategy ?? '(the resource default)'} is already pending (job ${jobId}); wait for it or request the same strategy`,
+              { details: { queue: QUEUES.flush, job_id: jobId } },
+            );
+          }
+        }
+        return { queue: QUEUES.flush, jobId, ref };
+      },
+
+      async clear(target, options) {
+        if ((options as { confirm?: unknown } | undefined)?.confirm !== true) {
+          throw new PayloadError(
+            'clear: pass { confirm: true } to remove every message and the summary',
+            { details: { field: 'confirm' } },
+          );
+        }
+        const ref = refOf(target);
+        const job: ClearJob = { ref };
+        return cleanupJob(JOBS.clear, job, ref);
+      },
+
+      async delete(target) {
+        const ref = refOf(target);
+        const job: DeleteJob = { ref };
+        return cleanupJob(JOBS.delete, job, ref);
+      },
+    };
+  };
+
+  return {
+    forProject,
+    backlog: () => (gate ? gate.backlog() : countBacklog()),
+    close: () => gate?.close(),
+  };
+}
