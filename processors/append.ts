@@ -30,8 +30,10 @@ export interface AppendProcessorDeps {
 }
 
 /**
- * `memory-append` processor: re-validates the payload, commits it with one `append.lua` call
- * (idempotent by message id, so a retry stores nothing twice) and, once per burst, touches the
+ * `memory-append` processor: re-validates the payload, applies the resource's privacy policy
+ * again (hash pseudonyms scoped by `privacy_scope` to the job's instance), commits it with one
+ * `append.lua` call under the resource's TTL and `expiration` (idempotent by message id, so a
+ * retry stores nothing twice) and, once per burst, touches the
  * maintenance index and enqueues a token-count job. It also enqueues one whenever the job is
  * a redelivery (a retry, or a stalled job whose worker died) or met duplicates: the attempt that
  * opened the burst may have committed and then died before enqueueing, and an extra
@@ -55,10 +57,10 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
       const { ref, messages } = data;
       const resource = deps.registry.get(ref.resource);
       // Defence in depth: the producer already applied the policy; applying it again is a no-op
-      // unless a producer skipped it.
+      // unless a producer skipped it. `ref` scopes hash pseudonyms (privacy_scope: session).
       let kept: typeof messages;
       try {
-        ({ kept } = applyPrivacy(resource.privacyPolicy, messages));
+        ({ kept } = applyPrivacy(resource.privacyPolicy, messages, ref));
       } catch (error) {
         // Fail closed: nothing is stored; PolicyError is not retryable, so the job fails now.
         if (error instanceof PolicyError) {
@@ -69,6 +71,7 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
       if (kept.length === 0) return { added: 0, duplicates: 0 };
       const result = await deps.store.append(ref, kept, resource.persistence.ttlSeconds, {
         enqueuedAtMs: job.timestamp,
+        expirationSeconds: resource.expirationSeconds ?? 0,
       });
       if (result.erased > 0) {
         const erased: ErasedJob = { ref, erased_ids: messages.map((m) => m.id) };

@@ -7,7 +7,7 @@
 
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, MemoryNotFoundError } from '../core/errors.js';
@@ -276,7 +276,6 @@ async function listMemoryFiles(dir: string): Promise<string[] | string> {
 
 function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryResource {
   const { flushing, persistence, locking, token_provider: provider } = file;
-  const breaker = persistence.circuit_breaker;
   return {
     id: file.id,
     ...(file.description !== undefined ? { description: file.description } : {}),
@@ -291,7 +290,6 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
             shortTerm: file.token_allocation.short_term,
             longTerm: file.token_allocation.long_term,
             system: file.token_allocation.system,
-            userDefined: { ...file.token_allocation.user_defined },
           },
         }
       : {}),
@@ -318,16 +316,6 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
     persistence: {
       type: persistence.type,
       ttlSeconds: (persistence.ttl ?? 0) / 1000,
-      ...(breaker
-        ? {
-            circuitBreaker: {
-              enabled: breaker.enabled,
-              timeoutMs: breaker.timeout,
-              maxFailures: breaker.max_failures,
-              resetTimeoutMs: breaker.reset_timeout,
-            },
-          }
-        : {}),
     },
     ...(file.privacy_policy
       ? {
@@ -338,13 +326,14 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
             nonPersistableMessageTypes: file.privacy_policy.non_persistable_message_types,
             defaultRedactionString: file.privacy_policy.default_redaction_string,
             hashKeyEnv: file.privacy_policy.hash_key_env,
+            scope: file.privacy_scope,
           },
         }
       : {}),
     privacyScope: file.privacy_scope,
-    ...(file.expiration !== undefined ? { expirationSeconds: file.expiration / 1000 } : {}),
+    ...(file.expiration ? { expirationSeconds: file.expiration / 1000 } : {}),
     locking: {
-      appendTtlMs: locking.append_ttl,
+      appendTtlMs: MEMORY_DEFAULTS.appendTtlMs,
       clearTtlMs: locking.clear_ttl,
       flushTtlMs: locking.flush_ttl,
     },
@@ -353,7 +342,7 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
       model: provider.model,
       ...(provider.api_key_env !== undefined ? { apiKeyEnv: provider.api_key_env } : {}),
       ...(provider.endpoint !== undefined ? { endpoint: provider.endpoint } : {}),
-      settings: provider.settings,
+      settings: {},
     },
     ...(file.default_key_template !== undefined
       ? { defaultKeyTemplate: file.default_key_template }
@@ -379,7 +368,13 @@ function issueProblems(
     );
   }
   const params =
-    issue.code === 'custom' ? (issue.params as { got?: unknown } | undefined) : undefined;
+    issue.code === 'custom'
+      ? (issue.params as { got?: unknown; refused?: boolean } | undefined)
+      : undefined;
+  if (params?.refused === true) {
+    // A refused value: the message names it and says what to use instead.
+    return [problem(file, issue.path.map(pathSegment), issue.message, locate(issue.path))];
+  }
   const got =
     typeof params?.got === 'string' ? params.got : describeValue(valueAt(raw, issue.path));
   return [
@@ -418,12 +413,28 @@ function pathSegment(segment: PropertyKey): string | number {
   return typeof segment === 'number' ? segment : String(segment);
 }
 
-/** The line of the deepest existing YAML node on `issuePath`. */
+/**
+ * The line of the deepest existing YAML node on `issuePath`: the line of its key when the path
+ * ends at a key of a mapping (so a key whose value is a nested mapping is reported where it is
+ * written), else of the value.
+ */
 function lineOf(
   doc: Document,
   lineCounter: LineCounter,
   issuePath: readonly PropertyKey[],
 ): number | undefined {
+  const last = issuePath.at(-1);
+  if (typeof last === 'string') {
+    const holder: unknown =
+      issuePath.length === 1
+        ? doc.contents
+        : doc.getIn(issuePath.slice(0, -1).map(pathSegment), true);
+    if (isMap(holder)) {
+      const pair = holder.items.find((item) => isScalar(item.key) && item.key.value === last);
+      const range = isScalar(pair?.key) ? pair.key.range : undefined;
+      if (range) return lineCounter.linePos(range[0]).line;
+    }
+  }
   for (let depth = issuePath.length; depth >= 0; depth--) {
     const node: unknown =
       depth === 0 ? doc.contents : doc.getIn(issuePath.slice(0, depth).map(pathSegment), true);

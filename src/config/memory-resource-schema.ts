@@ -12,6 +12,7 @@ import { z } from 'zod';
 import {
   DETECTORS,
   PRIVACY_ACTIONS,
+  PRIVACY_SCOPES,
   REDACT_PATTERN_ALLOWED,
   compileRedactPattern,
   findRedactable,
@@ -41,7 +42,10 @@ export const MEMORY_DEFAULTS = Object.freeze({
   hashKeyEnv: 'MEMQ_PRIVACY_HASH_KEY',
   /** `privacy_scope`. */
   privacyScope: 'global',
-  /** `locking.append_ttl`: 30 s. */
+  /**
+   * TTL of the lock service's `append` operation, 30 s: not configurable (`locking.append_ttl` is
+   * refused) and taken by no processor, since appends commit in one atomic Lua script.
+   */
   appendTtlMs: 30_000,
   /** `locking.clear_ttl`: 10 s. */
   clearTtlMs: 10_000,
@@ -61,6 +65,56 @@ export const ENV_VAR_NAME_PATTERN = /^[A-Z_][A-Z0-9_]*$/;
 
 /** Tolerance of the `token_allocation` sum around 1 (Compozy: 1.0 +- 0.001). */
 export const TOKEN_ALLOCATION_TOLERANCE = 0.001;
+
+/**
+ * Fields memq refuses at load, by dotted path, with the text a user reads after
+ * `<file>: <path>: `: each was part of Compozy's schema but would do nothing in memq.
+ */
+export const UNSUPPORTED_MEMORY_FIELDS: Readonly<Record<string, string>> = Object.freeze({
+  'locking.append_ttl':
+    'not supported by memq: appends commit atomically in one Lua script and take no lock; use locking.flush_ttl or locking.clear_ttl for the locks memq takes',
+  'token_allocation.user_defined':
+    'not supported by memq: memq has no caller-defined part of the window to give a share to; give that share to short_term, long_term or system (the three sum to 1)',
+  'token_provider.settings':
+    'not supported by memq: no token provider reads provider-specific settings; the supported token_provider fields are provider, model, api_key_env and endpoint',
+  'persistence.circuit_breaker':
+    'not supported by memq: Redis failures are handled by ioredis reconnection and job retries (circuit breakers guard the token providers and the summarizer); remove it',
+});
+
+/**
+ * Values memq refuses at load, by the dotted path of their field and then the value, with the
+ * text a user reads after `<file>: <path>: ` (the field itself is supported with other values).
+ */
+export const UNSUPPORTED_MEMORY_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> =
+  Object.freeze({
+    'persistence.type': Object.freeze({
+      in_memory:
+        'not supported by memq: in_memory (every memory is stored in Redis); use type: redis with a ttl',
+    }),
+    privacy_scope: Object.freeze({
+      user: 'not supported by memq: user (memq has no user identity: a memory instance is known by project, resource and key only); use session for one pseudonym space per memory instance (key instances by user, e.g. default_key_template: "support:{{ .user_id }}", for one per user) or global',
+    }),
+  });
+
+/**
+ * A string field limited to `values`; a value of {@link UNSUPPORTED_MEMORY_VALUES} for `path` is
+ * refused with its message (the issue's `params.refused` tells the loader not to append "got").
+ */
+function supportedValue<const T extends readonly [string, ...string[]]>(
+  path: string,
+  values: T,
+  allowed: string,
+) {
+  const refused = UNSUPPORTED_MEMORY_VALUES[path] ?? {};
+  return z
+    .string({ error: allowed })
+    .superRefine((value, ctx) => {
+      const why = Object.hasOwn(refused, value) ? refused[value] : undefined;
+      if (why !== undefined)
+        ctx.addIssue({ code: 'custom', message: why, params: { refused: true } });
+    })
+    .pipe(z.enum(values, { error: allowed }));
+}
 
 const RATIO = 'expected a number in (0, 1]';
 const OPEN_RATIO = 'expected a number in (0, 1)';
@@ -121,50 +175,52 @@ export function findKeyTemplateError(template: string): string | undefined {
 }
 
 const TokenAllocationShape = {
-  /** Share of the token budget for recent raw messages, in [0, 1]. Default 0. */
+  /**
+   * Cap on the raw non-system messages a flush keeps, as a share of the token limit, in [0, 1]:
+   * after the strategy's plan, the oldest of them go (folded for hybrid_summary, evicted
+   * otherwise) until they fit `limit x short_term` minus what system messages take beyond
+   * their `system` share. Default 0.
+   */
   short_term: z
     .number({ error: SHARE })
     .min(0, { error: SHARE })
     .max(1, { error: SHARE })
     .default(0),
-  /** Share for the rolling summary, in [0, 1]. Default 0. */
+  /**
+   * Cap on the rolling summary, as a share of the token limit, in [0, 1]: the summarizer's
+   * budget is `min(flushing.summary_tokens, limit x long_term)`. Default 0.
+   */
   long_term: z
     .number({ error: SHARE })
     .min(0, { error: SHARE })
     .max(1, { error: SHARE })
     .default(0),
-  /** Share for system messages, in [0, 1]. Default 0. */
+  /**
+   * Share of the token limit reserved for system messages, in [0, 1]. No flush removes a system
+   * message; the short-term and long-term caps never use this share, and system messages'
+   * tokens beyond it are taken from the short-term cap, so system messages, raw messages and
+   * summary together stay within the limit. Default 0.
+   */
   system: z.number({ error: SHARE }).min(0, { error: SHARE }).max(1, { error: SHARE }).default(0),
-  /** Extra named shares, each in [0, 1], included in the sum. Default `{}`. */
-  user_defined: z
-    .record(
-      z.string(),
-      z.number({ error: SHARE }).min(0, { error: SHARE }).max(1, { error: SHARE }),
-      { error: 'expected a mapping of bucket name to a number in [0, 1]' },
-    )
-    .default({}),
 };
 
 /**
- * `token_allocation`: how the effective token limit is split. All shares (including
- * `user_defined`) must sum to 1 +- {@link TOKEN_ALLOCATION_TOLERANCE}.
+ * `token_allocation`: how the effective token limit is split between raw messages, the summary
+ * and system messages, enforced by every flush of a token-limited memory
+ * (`enforceAllocation` in src/flush/strategies.ts). The three shares must sum to 1 +-
+ * {@link TOKEN_ALLOCATION_TOLERANCE}.
  */
 export const TokenAllocationSchema = z
   .strictObject(TokenAllocationShape, {
-    error: 'expected a mapping with short_term, long_term, system and user_defined',
+    error: 'expected a mapping with short_term, long_term and system',
   })
   .superRefine((allocation, ctx) => {
-    const parts = [
-      allocation.short_term,
-      allocation.long_term,
-      allocation.system,
-      ...Object.values(allocation.user_defined),
-    ];
+    const parts = [allocation.short_term, allocation.long_term, allocation.system];
     const sum = parts.reduce((a, b) => a + b, 0);
     if (Math.abs(sum - 1) > TOKEN_ALLOCATION_TOLERANCE) {
       ctx.addIssue({
         code: 'custom',
-        message: 'expected short_term + long_term + system + user_defined to sum to 1 (± 0.001)',
+        message: 'expected short_term + long_term + system to sum to 1 (± 0.001)',
         params: { got: `${Number(sum.toFixed(6))} (${parts.join(' + ')})` },
       });
     }
@@ -277,34 +333,20 @@ export const FlushingSchema = z
     };
   });
 
-const CircuitBreakerShape = {
-  /** Whether the breaker is on. Default false. */
-  enabled: z.boolean({ error: 'expected true or false' }).default(false),
-  /** Per-call timeout, duration > 0. Default `100ms`. Output: milliseconds. */
-  timeout: durationMs({ allowZero: false, wholeSeconds: false }).default(100),
-  /** Consecutive failures that open the breaker, positive integer. Default 5. */
-  max_failures: positiveInt().default(5),
-  /** Time before a half-open retry, duration > 0. Default `30s`. Output: milliseconds. */
-  reset_timeout: durationMs({ allowZero: false, wholeSeconds: false }).default(30_000),
-};
-
-/** `persistence.circuit_breaker` (Compozy parity; the store path does not use it yet). */
-export const CircuitBreakerSchema = z.strictObject(CircuitBreakerShape, {
-  error: 'expected a mapping with enabled, timeout, max_failures and reset_timeout',
-});
-
 const PersistenceShape = {
-  /** `redis` or `in_memory` (accepted for Compozy parity; only redis is implemented). Default `redis`. */
-  type: z
-    .enum(['redis', 'in_memory'], { error: 'expected one of redis, in_memory' })
-    .default(MEMORY_DEFAULTS.persistenceType),
   /**
-   * Sliding TTL of an instance's keys: `0` / `"0"` (never expires) or a duration in whole seconds
-   * (`24h`, `7d`). Required for `redis`. Output: milliseconds.
+   * `redis`, the only store (`in_memory` is refused: {@link UNSUPPORTED_MEMORY_VALUES}).
+   * Default `redis`.
+   */
+  type: supportedValue('persistence.type', ['redis'], 'expected redis').default(
+    MEMORY_DEFAULTS.persistenceType,
+  ),
+  /**
+   * Sliding TTL of an instance's keys, restarted by each append, write and flush: `0` / `"0"`
+   * (never expires) or a duration in whole seconds (`24h`, `7d`). Required. Never extends an
+   * instance past its `expiration`. Output: milliseconds.
    */
   ttl: durationMs({ allowZero: true, wholeSeconds: true }).optional(),
-  /** Optional circuit breaker settings; see {@link CircuitBreakerSchema}. */
-  circuit_breaker: CircuitBreakerSchema.optional(),
 };
 
 /** `persistence`: where instances live and for how long. Required. */
@@ -467,10 +509,6 @@ export const PrivacyPolicySchema = z
   });
 
 const LockingShape = {
-  /** Lock TTL of an append, duration > 0. Default `30s`. Output: milliseconds. */
-  append_ttl: durationMs({ allowZero: false, wholeSeconds: false }).default(
-    MEMORY_DEFAULTS.appendTtlMs,
-  ),
   /** Lock TTL of a clear, duration > 0. Default `10s`. Output: milliseconds. */
   clear_ttl: durationMs({ allowZero: false, wholeSeconds: false }).default(
     MEMORY_DEFAULTS.clearTtlMs,
@@ -481,9 +519,12 @@ const LockingShape = {
   ),
 };
 
-/** `locking`: per-operation lock TTLs. Absent -> 30s / 10s / 5m. */
+/**
+ * `locking`: TTLs of the instance locks memq takes (clear and delete, flush). Absent -> 10s / 5m.
+ * `append_ttl` is refused ({@link UNSUPPORTED_MEMORY_FIELDS}).
+ */
 export const LockingSchema = z.strictObject(LockingShape, {
-  error: 'expected a mapping with append_ttl, clear_ttl and flush_ttl',
+  error: 'expected a mapping with clear_ttl and flush_ttl',
 });
 
 const TokenProviderShape = {
@@ -511,25 +552,17 @@ const TokenProviderShape = {
   endpoint: z
     .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
     .optional(),
-  /** Provider-specific settings; scalar values are converted to strings. Default `{}`. */
-  settings: z
-    .record(
-      z.string(),
-      z
-        .union([z.string(), z.number(), z.boolean()], {
-          error: 'expected a string, number or boolean',
-        })
-        .transform(String),
-      { error: 'expected a mapping of setting name to value' },
-    )
-    .default({}),
 };
 
-/** `token_provider`: how tokens are counted. Literal `api_key` values are rejected. */
+/**
+ * `token_provider`: how tokens are counted. Literal `api_key` values are rejected; `settings`
+ * is refused ({@link UNSUPPORTED_MEMORY_FIELDS}).
+ */
 export const TokenProviderSchema = z.strictObject(TokenProviderShape, {
-  error: 'expected a mapping with provider, model, api_key_env, endpoint, settings',
+  error: 'expected a mapping with provider, model, api_key_env, endpoint',
 });
 
+const PRIVACY_SCOPE_ALLOWED = `expected one of ${PRIVACY_SCOPES.join(', ')}`;
 const ID_ALLOWED = 'expected 1-100 characters of A-Z a-z 0-9 _ - starting with a letter or digit';
 const TYPE_ALLOWED = `expected one of ${MEMORY_TYPES.join(', ')}`;
 const KEY_TEMPLATE_ALLOWED =
@@ -560,13 +593,22 @@ const MemoryResourceShape = {
   persistence: PersistenceSchema,
   /** Privacy policy; see {@link PrivacyPolicySchema}. */
   privacy_policy: PrivacyPolicySchema.optional(),
-  /** `global`, `user` or `session`. Default `global`. */
-  privacy_scope: z
-    .enum(['global', 'user', 'session'], { error: 'expected one of global, user, session' })
-    .default(MEMORY_DEFAULTS.privacyScope),
-  /** Absolute expiration, `0` (none) or a duration in whole seconds. Output: milliseconds. */
+  /**
+   * Scope of `hash` pseudonyms ({@link PRIVACY_SCOPES}): `global`, the same text gives the same
+   * pseudonym in every instance sharing the hash key; `session`, one pseudonym space per memory
+   * instance (project, resource, key), so instances cannot be linked through a pseudonym. Only
+   * with `privacy_policy.action: hash`; `user` is refused ({@link UNSUPPORTED_MEMORY_VALUES}).
+   * Default `global`.
+   */
+  privacy_scope: supportedValue('privacy_scope', PRIVACY_SCOPES, PRIVACY_SCOPE_ALLOWED).optional(),
+  /**
+   * Absolute lifetime of an instance, counted from its creation (`meta.created_at`): `0` / `"0"`
+   * (none) or a duration in whole seconds. Every key of the instance expires at creation +
+   * expiration at the latest, however often appends, writes and flushes restart the sliding
+   * `persistence.ttl`; an append or write after that starts a new instance. Output: milliseconds.
+   */
   expiration: durationMs({ allowZero: true, wholeSeconds: true }).optional(),
-  /** Lock TTLs; see {@link LockingSchema}. Default 30s / 10s / 5m. */
+  /** Lock TTLs; see {@link LockingSchema}. Default 10s / 5m. */
   locking: LockingSchema.prefault({}),
   /** Token counting; see {@link TokenProviderSchema}. Default openai / gpt-4o. */
   token_provider: TokenProviderSchema.optional(),
@@ -647,6 +689,14 @@ export const MemoryResourceFileSchema = z
         message: ENCODING_MODEL_ALLOWED,
       });
     }
+    if (file.privacy_scope !== undefined && file.privacy_policy?.action !== 'hash') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['privacy_scope'],
+        message:
+          'expected only with privacy_policy.action: hash (privacy_scope scopes hash pseudonyms; redact, mask and drop make none)',
+      });
+    }
     const summaryTokens = file.flushing.summary_tokens;
     if (
       summaryTokens !== undefined &&
@@ -662,12 +712,12 @@ export const MemoryResourceFileSchema = z
   })
   .transform((file) => ({
     ...file,
+    privacy_scope: file.privacy_scope ?? MEMORY_DEFAULTS.privacyScope,
     token_provider: {
       provider: file.token_provider?.provider ?? MEMORY_DEFAULTS.tokenProvider,
       model: file.token_provider?.model ?? MEMORY_DEFAULTS.tokenModel,
       api_key_env: file.token_provider?.api_key_env,
       endpoint: file.token_provider?.endpoint,
-      settings: file.token_provider?.settings ?? {},
     },
   }));
 
@@ -676,14 +726,16 @@ export type MemoryResourceFileInput = z.input<typeof MemoryResourceFileSchema>;
 /** Parsed file: snake_case, defaults applied, durations in milliseconds. Mapped to `MemoryResource`. */
 export type MemoryResourceFile = z.output<typeof MemoryResourceFileSchema>;
 
-/** Known keys of every mapping in a resource file, by dotted path (`''` = top level). */
+/**
+ * Supported keys of every mapping in a resource file, by dotted path (`''` = top level). Keys
+ * memq refuses are in {@link UNSUPPORTED_MEMORY_FIELDS} instead.
+ */
 export const MEMORY_RESOURCE_KEYS: Readonly<Record<string, readonly string[]>> = Object.freeze({
   '': Object.keys(MemoryResourceShape),
   token_allocation: Object.keys(TokenAllocationShape),
   flushing: Object.keys(FlushingShape),
   'flushing.summarizer': Object.keys(SummarizerShape),
   persistence: Object.keys(PersistenceShape),
-  'persistence.circuit_breaker': Object.keys(CircuitBreakerShape),
   privacy_policy: Object.keys(PrivacyPolicyShape),
   locking: Object.keys(LockingShape),
   token_provider: Object.keys(TokenProviderShape),
@@ -698,7 +750,6 @@ export const DOC_ONLY_KEYS: Readonly<Record<string, Readonly<Record<string, stri
     '': {
       key: 'default_key_template',
       flushing_strategy: 'flushing',
-      append_ttl: 'locking.append_ttl',
       clear_ttl: 'locking.clear_ttl',
       flush_ttl: 'locking.flush_ttl',
     },
@@ -715,8 +766,8 @@ export interface UnknownKeyProblem {
 }
 
 /**
- * Explains an unknown key found in the mapping at `objectPath`: Compozy's doc-only keys and
- * near-misses (Levenshtein distance <= max(1, len/3)) get "did you mean", a literal
+ * Explains an unknown key found in the mapping at `objectPath`: a key memq refuses gets its
+ * {@link UNSUPPORTED_MEMORY_FIELDS} message; Compozy's doc-only keys and near-misses (Levenshtein distance <= max(1, len/3)) get "did you mean", a literal
  * `token_provider.api_key` is refused without echoing it, anything else lists the allowed keys.
  * A top-level `flushing_strategy` mapping is also searched for `threshold`.
  *
@@ -742,6 +793,10 @@ export function explainUnknownKey(
         message: `literal API keys are not allowed, expected api_key_env naming the environment variable that holds the key, got ${got}`,
       },
     ];
+  }
+  const dotted = at === '' ? key : `${at}.${key}`;
+  if (Object.hasOwn(UNSUPPORTED_MEMORY_FIELDS, dotted)) {
+    return [{ path, message: UNSUPPORTED_MEMORY_FIELDS[dotted]! }];
   }
   const known = MEMORY_RESOURCE_KEYS[at] ?? [];
   const suggestion = DOC_ONLY_KEYS[at]?.[key] ?? closestKey(key, known);

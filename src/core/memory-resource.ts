@@ -1,4 +1,4 @@
-import type { Detector, PrivacyAction } from './privacy.js';
+import type { Detector, PrivacyAction, PrivacyScope, Pseudonymizer } from './privacy.js';
 /**
  * The resolved, frozen shape of one memory resource (one YAML file in `memories/`).
  * Produced only by the loader in `load-memories.ts` from the strict zod schema in
@@ -27,16 +27,20 @@ export const FLUSH_STRATEGIES = [
 /** One of {@link FLUSH_STRATEGIES}. */
 export type FlushStrategy = (typeof FLUSH_STRATEGIES)[number];
 
-/** Token budget split (fractions of the effective max tokens; they sum to 1 +- 0.001). */
+/**
+ * Token budget split: fractions of the effective token limit that sum to 1 +- 0.001, enforced by
+ * every flush (`enforceAllocation` in src/flush/strategies.ts).
+ */
 export interface TokenAllocation {
-  /** Recent raw messages. */
+  /** Cap on the raw non-system messages a flush keeps, less what system messages take beyond `system`. */
   readonly shortTerm: number;
-  /** The rolling summary. */
+  /** Cap on the rolling summary (with `flushing.summary_tokens`, the smaller wins). */
   readonly longTerm: number;
-  /** System messages. */
+  /**
+   * Reserved for system messages, which no flush removes: the raw messages' and the summary's
+   * caps never use it, and system tokens beyond it come out of the short-term cap.
+   */
   readonly system: number;
-  /** Extra named buckets (Compozy `user_defined`), included in the sum. */
-  readonly userDefined: Readonly<Record<string, number>>;
 }
 
 /** When and how a memory is flushed. */
@@ -72,26 +76,15 @@ export interface SummarizerConfig {
   readonly timeoutMs: number;
 }
 
-/** Compozy's `persistence.circuit_breaker`, kept for parity (the store path does not use it yet). */
-export interface CircuitBreakerConfig {
-  /** Whether the breaker is on; default false. */
-  readonly enabled: boolean;
-  /** Per-call timeout, milliseconds; default 100. */
-  readonly timeoutMs: number;
-  /** Consecutive failures that open the breaker; default 5. */
-  readonly maxFailures: number;
-  /** Wait before a half-open retry, milliseconds; default 30 000. */
-  readonly resetTimeoutMs: number;
-}
-
 /** Where and how long instances live. */
 export interface PersistenceConfig {
-  /** Only `redis` is implemented; `in_memory` is accepted by the schema for Compozy parity. */
-  readonly type: 'redis' | 'in_memory';
-  /** Sliding TTL of every key of an instance, seconds; 0 = never expires. */
+  /** Every memory is stored in Redis (`persistence.type: in_memory` is refused at load). */
+  readonly type: 'redis';
+  /**
+   * Sliding TTL of every key of an instance, seconds, restarted by each append, write and flush;
+   * 0 = never expires. Never extends an instance past `MemoryResource.expirationSeconds`.
+   */
   readonly ttlSeconds: number;
-  /** Breaker settings, when the file declares them. */
-  readonly circuitBreaker?: CircuitBreakerConfig;
 }
 
 /** Privacy policy (applied before anything reaches Redis; see the privacy issue). */
@@ -109,12 +102,20 @@ export interface PrivacyPolicy {
   /** For action `hash`: the environment variable holding the key; default `MEMQ_PRIVACY_HASH_KEY`. */
   readonly hashKeyEnv?: string;
   /** For action `hash`: the keyed pseudonym, set by the registry from `hashKeyEnv` (never the key). */
-  readonly pseudonym?: (match: string) => string;
+  readonly pseudonym?: Pseudonymizer;
+  /**
+   * For action `hash`: the pseudonyms' scope, the resource's `privacy_scope` (set by the loader;
+   * see `PRIVACY_SCOPES` in privacy.ts); default `global`.
+   */
+  readonly scope?: PrivacyScope;
 }
 
 /** Lock TTLs per operation, milliseconds. */
 export interface LockingConfig {
-  /** Default 30 000 ms (`30s`). */
+  /**
+   * TTL of the lock service's `append` operation, which no processor takes (appends commit in
+   * one atomic Lua script): always 30 000 ms; `locking.append_ttl` is refused at load.
+   */
   readonly appendTtlMs: number;
   /** Default 10 000 ms (`10s`). */
   readonly clearTtlMs: number;
@@ -132,7 +133,7 @@ export interface TokenProviderConfig {
   readonly apiKeyEnv?: string;
   /** Override of the provider's counting endpoint URL. */
   readonly endpoint?: string;
-  /** Provider-specific string settings. */
+  /** Always `{}`: no token provider reads settings (`token_provider.settings` is refused at load). */
   readonly settings: Readonly<Record<string, string>>;
 }
 
@@ -160,9 +161,16 @@ export interface MemoryResource {
   readonly persistence: PersistenceConfig;
   /** Privacy policy, if any. */
   readonly privacyPolicy?: PrivacyPolicy;
-  /** `global` (default), `user` or `session`. */
-  readonly privacyScope: 'global' | 'user' | 'session';
-  /** Optional absolute expiration, seconds (Compozy `expiration`); 0 = none. */
+  /**
+   * Scope of `hash` pseudonyms (`privacy_scope`): `global` (default) or `session`; the loader
+   * copies it into `privacyPolicy.scope`, which is what the redactor reads.
+   */
+  readonly privacyScope: PrivacyScope;
+  /**
+   * Absolute lifetime of an instance, seconds, counted from its creation (`meta.created_at`):
+   * every key of the instance expires at `created_at + expirationSeconds` at the latest, however
+   * often the sliding TTL is restarted. Absent or 0 = none.
+   */
   readonly expirationSeconds?: number;
   /** Lock TTLs (defaults applied). */
   readonly locking: LockingConfig;

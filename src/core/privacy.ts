@@ -1,6 +1,7 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import { RE2JS } from 're2js';
 import { PolicyError } from './errors.js';
+import type { MemoryRef } from './memory-key.js';
 import { MessageSchema, type Role } from './message.js';
 
 /**
@@ -26,8 +27,9 @@ export type Detector = (typeof DETECTORS)[number];
  * - `redact`: replaced by `default_redaction_string`;
  * - `mask`: every character but the last 4 becomes `*` (all of it when 8 characters or fewer);
  * - `hash`: replaced by a stable keyed pseudonym ({@link createPseudonymizer}): the same text
- *   under the same key always gives the same `pii_<16 hex>`, so "the same address again" stays
- *   visible to the agent while the address does not;
+ *   under the same key and `privacy_scope` ({@link PRIVACY_SCOPES}) always gives the same
+ *   `pii_<16 hex>`, so "the same address again" stays visible to the agent while the address
+ *   does not;
  * - `drop`: the whole message is not stored (counted in `dropped`, reported to the caller).
  */
 export const PRIVACY_ACTIONS = ['redact', 'mask', 'hash', 'drop'] as const;
@@ -51,7 +53,46 @@ export interface RedactionPolicy {
    * environment (`privacy_policy.hash_key_env`); a function, so the key itself is never part of
    * a serialisable object. With action `hash` and no function, applying the policy fails closed.
    */
-  readonly pseudonym?: (match: string) => string;
+  readonly pseudonym?: Pseudonymizer;
+  /**
+   * Whose pseudonyms the `hash` action makes ({@link PRIVACY_SCOPES}, the resource's
+   * `privacy_scope`); default `global`. Other actions ignore it.
+   */
+  readonly scope?: PrivacyScope;
+}
+
+/**
+ * `privacy_scope` values: how far one `hash` pseudonym links the same text.
+ * - `global`: the same text gives the same pseudonym in every memory instance whose resource
+ *   uses the same hash key (every project and resource sharing it);
+ * - `session`: one pseudonym space per memory instance (project, resource, key): the same text
+ *   gives different pseudonyms in two instances, so they cannot be linked through it.
+ */
+export const PRIVACY_SCOPES = ['global', 'session'] as const;
+/** One of {@link PRIVACY_SCOPES}. */
+export type PrivacyScope = (typeof PRIVACY_SCOPES)[number];
+
+/**
+ * The `hash` action's pseudonym function ({@link createPseudonymizer}): `match` under the scope
+ * input `scope` (from {@link pseudonymScopeOf}; `''`, the default, is the `global` scope).
+ */
+export type Pseudonymizer = (match: string, scope?: string) => string;
+
+/**
+ * The scope input of a `hash` pseudonym: `''` for `global`; for `session`, the memory instance
+ * as the JSON text `["<project>","<resource>","<key>"]` (unambiguous: JSON escapes every
+ * separator). Pure.
+ * @throws PolicyError for `session` without `ref` (fail closed: a pseudonym made without the
+ *   instance would link instances the scope promises to keep apart).
+ */
+export function pseudonymScopeOf(scope: PrivacyScope, ref: MemoryRef | undefined): string {
+  if (scope === 'global') return '';
+  if (ref === undefined) {
+    throw new PolicyError(
+      'privacy_scope is session but no memory instance was given to pseudonymise for (pass the MemoryRef to applyPrivacy)',
+    );
+  }
+  return JSON.stringify([ref.project, ref.resource, ref.key]);
 }
 
 /** Shortest accepted `hash` key, in characters (128 bits as 32 hex or ~22 base64 characters). */
@@ -64,19 +105,37 @@ export const HASH_KEY_MIN_CHARS = 16;
  */
 export const PSEUDONYM_PATTERN = /^pii_[0-9a-f]{16}$/;
 
+/** Derived scope keys a pseudonymizer keeps (then it starts over): 1,024 instances. */
+const SCOPE_KEY_CACHE_SIZE = 1024;
+
 /**
  * The `hash` action's pseudonym function: `pii_` + the first 16 hex digits (64 bits) of
- * HMAC-SHA256(key, match) (RFC 2104). Keyed, so a dictionary of e-mail addresses cannot be
- * hashed offline to reverse it without the key; stable, so producer and worker (same key) agree.
+ * HMAC-SHA256(k, match) (RFC 2104), where k is the key itself for the `global` scope (`scope`
+ * `''`), else the scope's own key HKDF-SHA256(key, salt empty, info `memq privacy_scope ` +
+ * scope, 32 bytes) (RFC 5869), so pseudonyms of two scopes cannot be linked without the key.
+ * Keyed, so a dictionary of e-mail addresses cannot be hashed offline to reverse it without the
+ * key; stable, so producer and worker (same key, same scope) agree.
  * @throws PolicyError when the key is shorter than {@link HASH_KEY_MIN_CHARS}.
  */
-export function createPseudonymizer(key: string): (match: string) => string {
+export function createPseudonymizer(key: string): Pseudonymizer {
   if (key.length < HASH_KEY_MIN_CHARS) {
     throw new PolicyError(
       `privacy hash key: expected at least ${HASH_KEY_MIN_CHARS} characters, got ${key.length}`,
     );
   }
-  return (match) => `pii_${createHmac('sha256', key).update(match).digest('hex').slice(0, 16)}`;
+  const scopeKeys = new Map<string, Buffer>();
+  const keyOf = (scope: string): string | Buffer => {
+    if (scope === '') return key;
+    let derived = scopeKeys.get(scope);
+    if (derived === undefined) {
+      if (scopeKeys.size >= SCOPE_KEY_CACHE_SIZE) scopeKeys.clear();
+      derived = Buffer.from(hkdfSync('sha256', key, '', `memq privacy_scope ${scope}`, 32));
+      scopeKeys.set(scope, derived);
+    }
+    return derived;
+  };
+  return (match, scope = '') =>
+    `pii_${createHmac('sha256', keyOf(scope)).update(match).digest('hex').slice(0, 16)}`;
 }
 
 /** Luhn checksum (ISO/IEC 7812-1), for `credit_card` candidates: digits only, 13-19 long. */
@@ -318,9 +377,14 @@ const EXEMPT_FORMAT: ReadonlyMap<string, (value: unknown) => boolean> = new Map(
 /**
  * The text a match becomes under `policy`'s action; `drop` gives the redaction string (a caller
  * that drops whole messages decides that before it uses the text).
- * @throws PolicyError when the action is `hash` and no key is configured (fail closed).
+ * @param ref The memory instance the text belongs to (the `session` scope's input).
+ * @throws PolicyError when the action is `hash` and no key is configured, or the scope is
+ *   `session` and `ref` is absent (fail closed, before any text is read).
  */
-function replacementFor(policy: RedactionPolicy): (match: string) => string {
+function replacementFor(
+  policy: RedactionPolicy,
+  ref: MemoryRef | undefined,
+): (match: string) => string {
   const action = policy.action ?? 'redact';
   const { pseudonym } = policy;
   if (action === 'mask') return maskOf;
@@ -330,7 +394,8 @@ function replacementFor(policy: RedactionPolicy): (match: string) => string {
         'privacy_policy.action is hash but no hash key is configured (privacy_policy.hash_key_env)',
       );
     }
-    return (match) => (PSEUDONYM_PATTERN.test(match) ? match : pseudonym(match));
+    const scope = pseudonymScopeOf(policy.scope ?? 'global', ref);
+    return (match) => (PSEUDONYM_PATTERN.test(match) ? match : pseudonym(match, scope));
   }
   return () => policy.defaultRedactionString;
 }
@@ -441,17 +506,21 @@ const isExemptValue = (key: string, value: unknown) => EXEMPT_FORMAT.get(key)?.(
  * by the schema), so the producer and the processor can both apply it.
  * With no policy, returns the messages unchanged. `M`: any object with a `role`; the result has
  * `M`'s shape except that a matched number leaf is a string.
+ * @param ref The memory instance the messages belong to: the scope input of `hash` pseudonyms
+ *   under `privacy_scope: session` ({@link pseudonymScopeOf}); not read otherwise.
  * @throws PolicyError when a pattern does not compile, the action is `hash` and no key is
- *   configured, or a message holds a value JSON cannot (fail closed: nothing is stored).
+ *   configured, the scope is `session` and `ref` is absent, or a message holds a value JSON
+ *   cannot (fail closed: nothing is stored).
  */
 export function applyPrivacy<M extends { readonly role: Role }>(
   policy: RedactionPolicy | undefined,
   messages: readonly M[],
+  ref?: MemoryRef,
 ): PrivacyResult<M> {
   if (!policy) return { kept: [...messages], dropped: 0, redactions: 0, redactionsByRule: {} };
   const rules = compile(policy);
   const drop = policy.action === 'drop';
-  const replacement = replacementFor(policy);
+  const replacement = replacementFor(policy, ref);
   const kept: M[] = [];
   let dropped = 0;
   let redactions = 0;
@@ -502,16 +571,18 @@ export interface TextPrivacyResult {
  * rolling summary (an LLM may echo or invent personal data): every match is replaced as the
  * action says, except that `drop` replaces it with `default_redaction_string` (dropping a summary
  * would lose the messages folded into it). Roles play no part. With no policy, `text` unchanged.
- * @throws PolicyError when a pattern does not compile, or the action is `hash` and no key is
- *   configured (fail closed).
+ * @param ref The memory instance the text belongs to, as in {@link applyPrivacy}.
+ * @throws PolicyError when a pattern does not compile, the action is `hash` and no key is
+ *   configured, or the scope is `session` and `ref` is absent (fail closed).
  */
 export function applyPrivacyToText(
   policy: RedactionPolicy | undefined,
   text: string,
+  ref?: MemoryRef,
 ): TextPrivacyResult {
   if (!policy) return { text, redactions: 0, redactionsByRule: {} };
   const rules = compile(policy);
-  const replacement = replacementFor(policy);
+  const replacement = replacementFor(policy, ref);
   let redactions = 0;
   const byRule: Record<string, number> = {};
   const redacted = replaceRules(rules, text, (match, rule) => {

@@ -11,7 +11,7 @@ import {
   type MemoryUsage,
   type WindowMessage,
 } from './plan.js';
-import type { FlushStrategy, MemoryResource } from '../core/memory-resource.js';
+import type { FlushStrategy, MemoryResource, TokenAllocation } from '../core/memory-resource.js';
 
 /** How often and how recently each message was read (recorded on read when enabled). */
 export interface AccessStats {
@@ -259,12 +259,31 @@ export function planFlush(
 }
 
 /**
- * `token_allocation` (docs/architecture.md, "Flush"), for token-limited memories: after the strategy's plan,
- * the raw non-system messages kept (short-term) must fit `limit x short_term`; if they do not,
- * more of them go, oldest first, the same way the strategy removes (folded for hybrid_summary,
- * evicted otherwise). The summary's budget (long-term) is `min(summary_tokens, limit x
- * long_term)` (applied by the summarizer, {@link summaryBudget}); system messages are never
- * removed, whatever their share. Without `token_allocation` the plan is returned unchanged.
+ * The short-term cap of `token_allocation`, tokens: `limit x short_term`, less what the system
+ * messages of `window` take beyond their reserved `limit x system` (never below 0). Pure.
+ */
+export function shortTermBudget(
+  allocation: TokenAllocation,
+  limit: number,
+  window: readonly WindowMessage[],
+): number {
+  const system = window
+    .filter((m) => m.message.role === 'system')
+    .reduce((s, m) => s + costOf(m), 0);
+  const overSystemShare = Math.max(0, system - Math.floor(limit * allocation.system));
+  return Math.max(0, Math.floor(limit * allocation.shortTerm) - overSystemShare);
+}
+
+/**
+ * `token_allocation` (docs/architecture.md, "Flush"), for token-limited memories: after the
+ * strategy's plan, the raw non-system messages kept (short-term) must fit
+ * {@link shortTermBudget}: `limit x short_term`, less the tokens system messages take beyond
+ * their reserved `limit x system` share (system messages are never removed, so their excess is
+ * paid for by raw messages, and system + short-term + summary stay within the limit). If they
+ * do not fit, more of them go, oldest first, the same way the strategy removes (folded for
+ * hybrid_summary, evicted otherwise). The summary's budget (long-term) is `min(summary_tokens,
+ * limit x long_term)` (applied by the summarizer, {@link summaryBudget}). Without
+ * `token_allocation` the plan is returned unchanged.
  */
 export function enforceAllocation(
   resource: MemoryResource,
@@ -274,7 +293,7 @@ export function enforceAllocation(
   const allocation = resource.tokenAllocation;
   const limit = effectiveLimits(resource).maxTokens;
   if (!allocation || limit === undefined) return plan;
-  const shortTermBudget = Math.floor(limit * allocation.shortTerm);
+  const budget = shortTermBudget(allocation, limit, input.window);
   const removed = new Set([...plan.evictedIds, ...plan.foldedIds]);
   const keptGroups = removableGroups(input.window).filter(
     (g) => !g.some((m) => removed.has(m.message.id)),
@@ -284,7 +303,7 @@ export function enforceAllocation(
   let tokens = plan.after.tokens;
   let messages = plan.after.messages;
   for (const group of keptGroups) {
-    if (shortTerm <= shortTermBudget) break;
+    if (shortTerm <= budget) break;
     for (const m of group) {
       extra.push(m.message.id);
       shortTerm -= costOf(m);

@@ -47,6 +47,19 @@ export interface EnqueuedAt {
   readonly enqueuedAtMs?: number;
 }
 
+/** The instance's absolute lifetime ({@link MemoryStore.append}, {@link MemoryStore.write}). */
+export interface Lifetime {
+  /**
+   * The resource's `expiration`, seconds, an integer >= 0, counted from the instance's creation
+   * (`meta.created_at`): the call stores the end of the lifetime, created_at + expiration, as
+   * `meta.expires_at`, and every script that sets a TTL (append, write, flush, token-count
+   * commit, recorded read) caps it there, so the sliding TTL never extends the instance past it.
+   * An instance already past it is removed first and the call starts a new one. 0 = none (a
+   * stored end is removed). Absent: the instance keeps the end it has, if any.
+   */
+  readonly expirationSeconds?: number;
+}
+
 /** When the delete or clear was requested ({@link MemoryStore.clear}, {@link MemoryStore.delete}). */
 export interface ErasureRequest {
   /**
@@ -317,16 +330,17 @@ export interface MemoryStore {
   /**
    * Appends `messages` (already validated and, where a policy applies, redacted) in one script:
    * skips ids already accepted, stores the rest in id order, adds their estimates to
-   * `estimated_tokens`, slides the TTL of every key family (0 = never expires). With
-   * `enqueuedAtMs` at or before the erasure tombstone it writes nothing and reports the batch
-   * as `erased`.
-   * @throws PayloadError when `ttlSeconds` or `enqueuedAtMs` is not an integer >= 0.
+   * `estimated_tokens`, slides the TTL of every key family (0 = never expires), capped at the
+   * end of the instance's lifetime ({@link Lifetime}). With `enqueuedAtMs` at or before the
+   * erasure tombstone it writes nothing and reports the batch as `erased`.
+   * @throws PayloadError when `ttlSeconds`, `enqueuedAtMs` or `expirationSeconds` is not an
+   *   integer >= 0.
    */
   append(
     ref: MemoryRef,
     messages: readonly Message[],
     ttlSeconds: number,
-    options?: EnqueuedAt,
+    options?: EnqueuedAt & Lifetime,
   ): Promise<AppendResult>;
   /**
    * A consistent snapshot of `limit` messages from `offset` (defaults 0 and 100; limit is capped
@@ -377,16 +391,17 @@ export interface MemoryStore {
   applyFlush(ref: MemoryRef, commit: FlushCommit, ttlSeconds: number): Promise<FlushCommitResult>;
   /**
    * Atomically replaces the log with `messages` (sorted by id): summary and watermark removed,
-   * accounting restarted, epoch + 1, TTL set. The messages are uncounted afterwards. With
+   * accounting restarted, epoch + 1, TTL set (capped at the end of the instance's lifetime,
+   * {@link Lifetime}; `created_at` stays). The messages are uncounted afterwards. With
    * `enqueuedAtMs` at or before the erasure tombstone nothing changes (`refused`).
-   * @throws PayloadError for repeated ids, or a `ttlSeconds` / `enqueuedAtMs` that is not an
-   *   integer >= 0.
+   * @throws PayloadError for repeated ids, or a `ttlSeconds` / `enqueuedAtMs` /
+   *   `expirationSeconds` that is not an integer >= 0.
    */
   write(
     ref: MemoryRef,
     messages: readonly Message[],
     ttlSeconds: number,
-    options?: EnqueuedAt,
+    options?: EnqueuedAt & Lifetime,
   ): Promise<WriteResult>;
   /**
    * Removes every message and the summary; keeps the idempotency window. Epoch + 1. Raises the
@@ -449,8 +464,15 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     async append(ref, messages, ttlSeconds, options = {}) {
       requireTtl(ttlSeconds);
       const enqueuedAt = optionalTime('append: enqueuedAtMs', options.enqueuedAtMs);
+      const expiration = optionalExpiration('append', options.expirationSeconds);
       const k = keysOf(ref);
-      const args: (string | number)[] = [ttlSeconds, now(), pendingWindowMs, enqueuedAt];
+      const args: (string | number)[] = [
+        ttlSeconds,
+        now(),
+        pendingWindowMs,
+        enqueuedAt,
+        expiration,
+      ];
       for (const message of messages) {
         args.push(message.id, JSON.stringify(message), estimateTokens(message));
       }
@@ -661,6 +683,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
     async write(ref, messages, ttlSeconds, options = {}) {
       requireTtl(ttlSeconds);
       const enqueuedAt = optionalTime('write: enqueuedAtMs', options.enqueuedAtMs);
+      const expiration = optionalExpiration('write', options.expirationSeconds);
       const k = keysOf(ref);
       const sorted = [...messages].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       const repeated = sorted
@@ -671,7 +694,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
           `write: message ids must be unique; repeated: ${[...new Set(repeated)].join(', ')}`,
         );
       }
-      const args: (string | number)[] = [ttlSeconds, now(), enqueuedAt];
+      const args: (string | number)[] = [ttlSeconds, now(), enqueuedAt, expiration];
       for (const message of sorted)
         args.push(message.id, JSON.stringify(message), estimateTokens(message));
       const [messageCount, epoch, refused] = (await redis.memqWrite(
@@ -843,6 +866,20 @@ function optionalTime(what: string, value: number | undefined): number | '' {
   if (value === undefined) return '';
   if (!Number.isSafeInteger(value) || value < 0) {
     throw new PayloadError(`${what}: expected an integer >= 0 (ms since epoch), got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * `expirationSeconds` as a script argument: '' when absent (keep the stored end of the lifetime).
+ * @throws PayloadError when it is present but not an integer >= 0.
+ */
+function optionalExpiration(what: string, value: number | undefined): number | '' {
+  if (value === undefined) return '';
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new PayloadError(
+      `${what}: expirationSeconds: expected an integer >= 0 (0 = none), got ${value}`,
+    );
   }
   return value;
 }

@@ -3,7 +3,8 @@
 --       8 erased (the erasure tombstone: enqueue time of the latest delete or clear, ms)
 -- ARGV: 1 ttlSeconds (0 = never expires), 2 nowMs, 3 token-count pending window ms,
 --       4 enqueuedAtMs of the append job ('' = not a queued job: no tombstone check),
---       then triples: id, message JSON, estimated tokens
+--       5 expirationSeconds, the instance's absolute lifetime ('' = keep `meta.expires_at` as it
+--       is, 0 = none), then triples: id, message JSON, estimated tokens
 -- Returns: { added, duplicates, needTokenCount (0/1), message_count, erased }
 -- A batch enqueued at or before the tombstone (same millisecond included: erasure wins a tie)
 -- was accepted before a delete or clear that has since committed: it is refused whole (erased =
@@ -13,16 +14,35 @@
 -- below which maintenance pruned `seen`, so its absence from `seen` proves nothing). A late
 -- first-time id below the watermark (an append that committed after a flush planned without
 -- it) is stored, not dropped: the next flush folds it. Duplicates change nothing.
+-- Lifetime: with an expiration, `meta.expires_at` = created_at + expiration (ms) and every key
+-- family's TTL is capped at it (`PEXPIREAT ... LT`), so the sliding TTL never extends the
+-- instance past it. An instance already past it (Redis expires keys lazily, or the expiration
+-- was shortened) is removed first: the append starts a new instance.
 local ord, msg, unc, meta, seen, tok = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local ttl = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local pendingWindow = tonumber(ARGV[3])
 local enqueuedAt = tonumber(ARGV[4])
+local expiration = tonumber(ARGV[5])
+local FIRST = 6 -- index of the first triple
 if enqueuedAt then
   local erasedAt = tonumber(redis.call('GET', KEYS[8]) or '')
   if erasedAt and enqueuedAt <= erasedAt then
-    return { 0, 0, 0, tonumber(redis.call('HGET', meta, 'message_count') or '0'), (#ARGV - 4) / 3 }
+    return { 0, 0, 0, tonumber(redis.call('HGET', meta, 'message_count') or '0'),
+      (#ARGV - FIRST + 1) / 3 }
   end
+end
+
+-- The end of the instance's lifetime under this call's expiration (ms), or nil for none.
+local function lifetimeEnd()
+  if expiration == nil then return tonumber(redis.call('HGET', meta, 'expires_at') or '') end
+  local created = tonumber(redis.call('HGET', meta, 'created_at') or '')
+  if expiration <= 0 or created == nil then return nil end
+  return created + expiration * 1000
+end
+local ended = lifetimeEnd()
+if ended and ended <= now then
+  redis.call('DEL', ord, msg, unc, meta, seen, tok, KEYS[7])
 end
 local watermark = redis.call('HGET', meta, 'watermark') or ''
 local seenFloor = tonumber(redis.call('HGET', meta, 'seen_floor_ms') or '0')
@@ -38,7 +58,7 @@ local function ulidTime(id)
 end
 
 local added, duplicates, estimated = 0, 0, 0
-for i = 5, #ARGV, 3 do
+for i = FIRST, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('ZSCORE', seen, id) or redis.call('ZSCORE', ord, id)
       or (watermark ~= '' and id <= watermark and seenFloor > 0 and ulidTime(id) < seenFloor) then
@@ -70,12 +90,18 @@ if added > 0 then
   end
 end
 
+if expiration and redis.call('EXISTS', meta) == 1 then
+  local ends = lifetimeEnd()
+  if ends then redis.call('HSET', meta, 'expires_at', ends) else redis.call('HDEL', meta, 'expires_at') end
+end
+local deadline = tonumber(redis.call('HGET', meta, 'expires_at') or '')
 for _, key in ipairs({ ord, msg, unc, meta, seen, tok, KEYS[7] }) do
   if ttl > 0 then
     redis.call('EXPIRE', key, ttl)
   else
     redis.call('PERSIST', key)
   end
+  if deadline then redis.call('PEXPIREAT', key, deadline, 'LT') end
 end
 
 return { added, duplicates, needTokenCount, tonumber(redis.call('HGET', meta, 'message_count') or '0'), 0 }

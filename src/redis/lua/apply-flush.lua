@@ -9,7 +9,8 @@
 -- the counters; an approximate count, marked `tok['~' .. id]`, also leaves approximate_tokens
 -- and approximated_by), replaces the summary (its tokens replace the old summary's in
 -- token_count; summary_approximated_by is set or removed with it), raises the watermark,
--- counts folded/evicted, epoch + 1, slides the TTL.
+-- counts folded/evicted, epoch + 1, slides the TTL (capped at `meta.expires_at`, the end of
+-- the instance's lifetime, when it has one: see append.lua).
 -- Returns { 'OK', removed folded, removed evicted, message_count, token_count, epoch } or
 -- { 'LOCK_LOST' } / { 'EPOCH_CHANGED', current epoch } / { 'INVALID_PLAN', reason }
 -- with nothing changed.
@@ -110,8 +111,10 @@ end
 local newEpoch = redis.call('HINCRBY', meta, 'epoch', 1)
 redis.call('HSET', meta, 'last_flush_at', now, 'updated_at', now)
 
+local deadline = tonumber(redis.call('HGET', meta, 'expires_at') or '')
 for _, key in ipairs({ ord, msg, tok, unc, meta }) do
   if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
+  if deadline then redis.call('PEXPIREAT', key, deadline, 'LT') end
 end
 return {
   'OK', removedFolded, removedEvicted,

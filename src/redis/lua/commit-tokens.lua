@@ -49,7 +49,8 @@ if approximated then
 end
 if committed > 0 then
   -- `tok` may have just been created: give it the instance's remaining TTL, not a fresh one,
-  -- so it can never outlive `ord` and `meta`.
+  -- so it can never outlive `ord` and `meta`, nor the end of the instance's lifetime
+  -- (`meta.expires_at`, which caps the TTL of `meta`: see append.lua).
   local remaining = redis.call('PTTL', meta)
   if remaining > 0 then
     redis.call('PEXPIRE', tok, remaining)

@@ -3,7 +3,8 @@
 -- ARGV: 1 offset (>= 0), 2 limit (>= 1), 3 record access (0/1), 4 nowMs,
 --       5 also return access stats of the page (0/1)
 -- With ARGV[3] = 1 every id returned gets its read count + 1 and last read = now in `acc`
--- (HASH id -> "count:lastMs"), which takes the TTL of `ord`.
+-- (HASH id -> "count:lastMs"), which takes the TTL of `ord` (so never outlives
+-- `meta.expires_at`, the end of the instance's lifetime, which caps it: see append.lua).
 -- Returns: { total, ids, message JSONs, token counts (false = uncounted), flat meta HGETALL,
 --            access values of the ids (false = never read; empty unless ARGV[5] = 1),
 --            approximation marks of the ids (false = exact or uncounted; empty when the instance

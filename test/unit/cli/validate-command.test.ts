@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const memq = (...args: string[]) =>
@@ -26,6 +28,28 @@ describe('memq validate (CLI)', () => {
     expect(run.stderr).toMatch(
       /memq validate: \d+ problem\(s\) in test\/fixtures\/memories\/invalid/,
     );
+  });
+
+  it('reports each field memq does not support with its file and path', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'memq-validate-'));
+    try {
+      writeFileSync(
+        path.join(dir, 'x.yaml'),
+        'resource: memory\nid: x\ntype: token_based\nmax_tokens: 100\npersistence:\n  type: in_memory\n  ttl: 1h\nlocking:\n  append_ttl: 30s\n',
+      );
+      const run = memq('validate', dir);
+      expect(run.status).toBe(1);
+      const file = path.join(dir, 'x.yaml');
+      expect(run.stderr).toContain(
+        `${file}: persistence.type: not supported by memq: in_memory (every memory is stored in Redis); use type: redis with a ttl\n`,
+      );
+      expect(run.stderr).toContain(
+        `${file}: locking.append_ttl: not supported by memq: appends commit atomically in one Lua script and take no lock; use locking.flush_ttl or locking.clear_ttl for the locks memq takes\n`,
+      );
+      expect(run.stderr).toContain(`memq validate: 2 problem(s) in ${dir}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('explains an unknown command', () => {

@@ -46,7 +46,7 @@ describe('invalid memory resource files', () => {
     [
       'allocation-sum',
       'token_allocation',
-      'expected short_term + long_term + system + user_defined to sum to 1 (± 0.001), got 0.9 (0.5 + 0.3 + 0.1)',
+      'expected short_term + long_term + system to sum to 1 (± 0.001), got 0.9 (0.5 + 0.3 + 0.1)',
     ],
     [
       'hybrid-missing-summary-tokens',
@@ -70,7 +70,7 @@ describe('invalid memory resource files', () => {
     ],
     [
       'bad-duration',
-      'locking.append_ttl',
+      'locking.clear_ttl',
       'expected a duration like 500ms, 30s, 5m, 1h30m, 24h or 7d (greater than 0), got "30 seconds"',
     ],
     [
@@ -214,7 +214,7 @@ describe('invalid memory resource files', () => {
       'memories/x.yaml',
     );
     expect(problems[0]?.message).toBe(
-      'memories/x.yaml: locking.timeout: unknown key, expected one of append_ttl, clear_ttl, flush_ttl',
+      'memories/x.yaml: locking.timeout: unknown key, expected one of clear_ttl, flush_ttl',
     );
   });
 
@@ -353,7 +353,7 @@ describe('loadMemoryResources', () => {
     expect(agent).toMatchObject({
       maxContextRatio: 0.5,
       tokenProvider: { provider: 'openai', model: 'gpt-4o' },
-      tokenAllocation: { shortTerm: 0.6, longTerm: 0.3, system: 0.1, userDefined: {} },
+      tokenAllocation: { shortTerm: 0.6, longTerm: 0.3, system: 0.1 },
       flushing: { type: 'hybrid_summary', summarizeThreshold: 0.8, summaryTokens: 1000 },
     });
   });
@@ -365,6 +365,7 @@ describe('loadMemoryResources', () => {
       maxMessages: 50,
       flushing: { type: 'simple_fifo' },
       persistence: { ttlSeconds: 3600 },
+      expirationSeconds: 86_400,
     });
   });
 

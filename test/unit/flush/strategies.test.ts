@@ -142,7 +142,7 @@ describe('eviction strategies (pure planners)', () => {
 });
 
 describe('token_allocation', () => {
-  const allocation = { shortTerm: 0.3, longTerm: 0.2, system: 0.5, userDefined: {} };
+  const allocation = { shortTerm: 0.3, longTerm: 0.2, system: 0.5 };
 
   it('evicts more raw messages until short-term fits limit x short_term', () => {
     const w = Array.from({ length: 10 }, () => win('user', 100));
@@ -167,6 +167,26 @@ describe('token_allocation', () => {
     );
     expect(plan.evictedIds).toEqual([]);
     expect(plan.foldedIds).toEqual(ids(w.slice(0, 7)));
+  });
+
+  it('takes system tokens beyond the system share out of the short-term cap', () => {
+    // limit 1000, flush target 750; system share 0.1 (100 tokens), short_term 0.5 (500 tokens).
+    const split = resource({
+      tokenAllocation: { shortTerm: 0.5, longTerm: 0.4, system: 0.1 },
+      flushing: { ...resource().flushing, targetRatio: 0.75 },
+    });
+    const w = [win('system', 300), ...Array.from({ length: 8 }, () => win('user', 100))];
+    for (const strategy of ['simple_fifo', 'lru', 'priority'] as const) {
+      const plan = planFlush(strategy, split, { window: w, summaryTokens: 0 });
+      // The target alone keeps 4 raw messages (700 tokens), the 500-token cap alone 5; the 200
+      // system tokens over their share leave 300 of it: 3 stay.
+      expect(plan.evictedIds, strategy).toEqual(ids(w.slice(1, 6)));
+      expect(plan.after, strategy).toEqual({ tokens: 600, messages: 4 });
+    }
+    // Within their share, system messages take nothing from the cap: 5 raw messages stay.
+    const within = [win('system', 100), ...Array.from({ length: 8 }, () => win('user', 100))];
+    const plan = planFlush('simple_fifo', split, { window: within, summaryTokens: 0 });
+    expect(plan.after).toEqual({ tokens: 600, messages: 6 });
   });
 
   it('caps the summary at limit x long_term, and never removes system messages', () => {
