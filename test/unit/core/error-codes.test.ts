@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type {
-  AppError} from '../../../src/core/errors.js';
+import type { AppError } from '../../../src/core/errors.js';
 import {
   BackpressureError,
   ConfigError,
