@@ -153,6 +153,20 @@ describe('expiration: an instance ends at created_at + expiration, whatever slid
     expect(Number((await meta()).expires_at)).toBe(created + 1000);
   });
 
+  it('a write to an instance past its shortened expiration starts a new one', async () => {
+    await store.append(ref, [message('under a long expiration')], HOUR_S, {
+      expirationSeconds: HOUR_S,
+    });
+    const firstCreated = Number((await meta()).created_at);
+    await untilPast(firstCreated + 1100);
+    const written = message('written under expiration 1s');
+    await store.write(ref, [written], HOUR_S, { expirationSeconds: 1 });
+    expect((await store.read(ref)).messages.map((m) => m.message.id)).toEqual([written.id]);
+    const created = Number((await meta()).created_at);
+    expect(created).toBeGreaterThan(firstCreated);
+    expect(Number((await meta()).expires_at)).toBe(created + 1000);
+  });
+
   it('a write keeps created_at and is capped the same way', async () => {
     await store.append(ref, [message('appended')], HOUR_S, { expirationSeconds: EXPIRATION_S });
     const end = Number((await meta()).expires_at);

@@ -48,12 +48,12 @@ if approximated then
   redis.call('HSET', meta, 'approximated_by', cjson.encode(by))
 end
 if committed > 0 then
-  -- `tok` may have just been created: give it the instance's remaining TTL, not a fresh one,
-  -- so it can never outlive `ord` and `meta`, nor the end of the instance's lifetime
-  -- (`meta.expires_at`, which caps the TTL of `meta`: see append.lua).
-  local remaining = redis.call('PTTL', meta)
-  if remaining > 0 then
-    redis.call('PEXPIRE', tok, remaining)
+  -- `tok` may have just been created: give it the instance's expiry time (absolute, so not a ms
+  -- later), not a fresh TTL, so it can never outlive `ord` and `meta`, nor the end of the
+  -- instance's lifetime (`meta.expires_at`, which caps the TTL of `meta`: see append.lua).
+  local expiresAt = redis.call('PEXPIRETIME', meta)
+  if expiresAt > 0 then
+    redis.call('PEXPIREAT', tok, expiresAt)
   elseif ttl > 0 then
     redis.call('EXPIRE', tok, ttl)
   end

@@ -3,8 +3,8 @@
 -- ARGV: 1 offset (>= 0), 2 limit (>= 1), 3 record access (0/1), 4 nowMs,
 --       5 also return access stats of the page (0/1)
 -- With ARGV[3] = 1 every id returned gets its read count + 1 and last read = now in `acc`
--- (HASH id -> "count:lastMs"), which takes the TTL of `ord` (so never outlives
--- `meta.expires_at`, the end of the instance's lifetime, which caps it: see append.lua).
+-- (HASH id -> "count:lastMs"), which takes the expiry time of `ord` (absolute, so not a ms later;
+-- so never past `meta.expires_at`, the end of the instance's lifetime: see append.lua).
 -- Returns: { total, ids, message JSONs, token counts (false = uncounted), flat meta HGETALL,
 --            access values of the ids (false = never read; empty unless ARGV[5] = 1),
 --            approximation marks of the ids (false = exact or uncounted; empty when the instance
@@ -39,8 +39,8 @@ if record and #ids > 0 then
     local count = tonumber(string.match(redis.call('HGET', acc, id) or '', '^(%d+):') or '0')
     redis.call('HSET', acc, id, (count + 1) .. ':' .. now)
   end
-  local pttl = redis.call('PTTL', ord)
-  if pttl > 0 then redis.call('PEXPIRE', acc, pttl) else redis.call('PERSIST', acc) end
+  local expiresAt = redis.call('PEXPIRETIME', ord)
+  if expiresAt > 0 then redis.call('PEXPIREAT', acc, expiresAt) else redis.call('PERSIST', acc) end
 end
 return { total, ids, bodies, counts, redis.call('HGETALL', meta), access, marks,
   redis.call('HLEN', tok) }
