@@ -1,5 +1,5 @@
 /**
- * `npm run soak` (issue 10, "Soak"): memq at 70 % of its measured ceiling for 10 minutes; the
+ * `npm run soak` (docs/reliability.md, "Soak"): memq at 70 % of its measured ceiling for 10 minutes; the
  * backlog must stay bounded, the worker's RSS flat (< 10 % growth after warm-up), no job failed.
  *
  *   npm run soak                        # ceiling measured first, then 10 min at 70 % of it
@@ -40,13 +40,13 @@ const fixedRate = values.rate === undefined ? undefined : Number(values.rate);
 if (fixedRate !== undefined && !(fixedRate > 0))
   throw new Error(`--rate: expected a positive number (messages/s), got ${values.rate}`);
 
-/** Share of the ceiling the soak runs at (issue 10). */
+/** Share of the measured ceiling the soak runs at (docs/reliability.md, "Soak"). */
 const LOAD_SHARE = 0.7;
 /** Appends of the ceiling measurement. */
 const CEILING_JOBS = 3000;
 const CONVERSATIONS = 500;
 const SAMPLE_MS = 10_000;
-/** RSS growth allowed after warm-up (issue 10: < 10 %). */
+/** RSS growth allowed after warm-up: under 10 % (docs/reliability.md, "Soak"). */
 const MAX_RSS_GROWTH = 0.1;
 
 const median = (values: readonly number[]) => {

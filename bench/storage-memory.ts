@@ -1,5 +1,5 @@
 /**
- * Redis memory per 1,000 stored messages (issue 3, docs/storage.md).
+ * Redis memory per 1,000 stored messages (docs/storage.md).
  *
  *   npx tsx bench/storage-memory.ts
  *

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:workers` (also row (h) of `npm run bench`): memq append throughput with 1 and
- * with 2 `memq work` processes on one Redis (issue 10, "Horizontal workers").
+ * with 2 `memq work` processes on one Redis (docs/reliability.md, "Horizontal workers").
  *
  *   npm run bench:workers            # 5,000 appends per run
  *   npm run bench:workers -- --quick # 1,000

@@ -1,5 +1,5 @@
 /**
- * Per-tenant limits of the `/v1` API (issue 17, "Fairness between tenants"):
+ * Per-tenant limits of the `/v1` API (docs/decisions.md, "Fairness between tenants"):
  * - a request rate and a message rate per API key, counted in Redis by rate-limiter-flexible
  *   (`RateLimiterRedis`: one single-key Lua script per count, so every `memq serve` process on the
  *   same Redis or Redis Cluster shares the count); while Redis is not ready each process counts

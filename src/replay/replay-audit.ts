@@ -1,6 +1,6 @@
 /**
  * `memq audit`: an independent check of what a replay left in Redis, reading the source again
- * (issue 9; issue 18 made it independent of memq's privacy and id code).
+ * with its own redactor and token counter, independent of memq's privacy and id code.
  *
  * For every thread of the slice it checks that each accepted message is in the log or at/below
  * the summary's watermark, none twice, in the source's order, stored as the privacy policy should

@@ -5,11 +5,8 @@ import type { Logger } from 'pino';
 import type { MessageInput } from '../core/message.js';
 import type { MemoryRef } from '../redis/keys.js';
 import type { MemoryStore, MemoryWindow } from '../store/memory-store.js';
-import {
-  isConnectionFailure,
-  type AppendReceipt,
-  type MemoryClient,
-} from '../../queues/memory-client.js';
+import type { AppendReceipt, MemoryClient } from '../../queues/memory-client.js';
+import { isConnectionFailure } from '../redis/connection-failures.js';
 import { BackpressureError, RedisUnavailableError } from '../core/errors.js';
 import { QUEUES } from '../../queues/names.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
@@ -70,7 +67,7 @@ export interface ReplayProgress {
   readonly ratePerSecond: number;
 }
 
-/** What a replay reports (issue 2 "The main job on real input"). */
+/** What a replay reports. */
 export interface ReplayReport {
   /** Memory resource replayed into. */
   readonly memory: string;

@@ -1,5 +1,5 @@
 /**
- * The chaos suite (issue 10, `npm run test:chaos`): real e-mail threads replayed through memq
+ * The chaos suite (`npm run test:chaos`): real e-mail threads replayed through memq
  * while worker processes are SIGKILLed, Redis crashes and restarts from its AOF, and Redis is
  * away for 10 s. After each, the independent audit must find every message the producer was told
  * was accepted stored exactly once, in order, counted exactly, with no personal data anywhere.

@@ -118,10 +118,9 @@ describe('LockService on real Redis', () => {
     expect(acquired[1]!.waitedMs).toBeGreaterThan(0);
   });
 
-  // 1.5 s, not 500 ms, since session 4, when the cluster run lost this lock in two of six CI
-  // runs and load was suspected. Session 5 found the cause: redlock-universal ran the extension
-  // script on a random master (NOSCRIPT), fixed by `withKeyRoutedScripts` and tested below. What
-  // is tested is the same either way: a run three times the TTL keeps the lock.
+  // A 1.5 s TTL leaves room for a loaded CI machine; what is tested is that a run three times
+  // the TTL keeps the lock. Extensions on a cluster run on the key's node
+  // (`withKeyRoutedScripts`, tested below).
   it('keeps a 1.5 s lock through a 4.5 s run by extending it', async () => {
     const result = await locks.withLock(ref, mediumFlush, 'flush', async (lock) => {
       await sleep(3000);

@@ -24,7 +24,7 @@ const SEED = Number(process.env.MEMQ_FUZZ_SEED ?? 18);
 const DRAWN = 760;
 
 const GARBAGE_DATES = [
-  'Mon, 10 Jun 0102 12:00:00 +0000', // year 102: the ULIDError of issue 18
+  'Mon, 10 Jun 0102 12:00:00 +0000', // year 102: once threw a ULIDError
   'Wed, 31 Dec 1969 23:59:59 +0000',
   'Thu, 01 Jan 1970 00:00:00 +0000',
   'Sat, 10 Jun 20102 12:00:00 +0000',

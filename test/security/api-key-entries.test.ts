@@ -1,5 +1,5 @@
 /**
- * API key entries (issue 17 review): `k:acme:READ` or `k:acme:ro` in MEMQ_API_KEYS_FILE became a
+ * API key entries: `k:acme:READ` or `k:acme:ro` in MEMQ_API_KEYS_FILE became a
  * read-write key of project `READ` / `ro`. Only `key:project` and `key:project:read` with a key of
  * 16+ characters are accepted; a bad line is named by number, never echoed.
  */

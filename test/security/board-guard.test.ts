@@ -1,5 +1,5 @@
 /**
- * Bull Board's write guard (issue 17, item 4): every route bull-board 9.10.x registers is
+ * Bull Board's write guard: every route bull-board 9.10.x registers is
  * classified here (read, memq-allowed job action, refused), and each refused route is tried with
  * every writing method and with its literal segments in lower, upper and mixed case, a trailing
  * slash and percent-encoding. What Redis holds must not change, and the read routes must still work.

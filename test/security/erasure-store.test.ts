@@ -28,7 +28,7 @@ function messages(n: number, prefix = 'secret'): Message[] {
   }));
 }
 
-/** The erasure tombstone in the store (issue 17: a delete or clear is final). */
+/** The erasure tombstone in the store (a delete or clear is final). */
 describe('erasure tombstone and job scrubbing in Redis', () => {
   let ns: RedisNamespace;
   let store: MemoryStore;

@@ -34,10 +34,10 @@ async function answer(req: Test): Promise<{ status: number; body: Body }> {
 }
 
 /**
- * Issue 17, item 2: after a delete or clear commits, no job enqueued before it brings a message
+ * After a delete or clear commits, no job enqueued before it brings a message
  * back, and no BullMQ job hash of that instance keeps a copy of its messages.
  */
-describe('a delete or clear is final (issue 17)', () => {
+describe('a delete or clear is final', () => {
   let ns: RedisNamespace;
   let registry: MemoryRegistry;
   let http: TestHttp;

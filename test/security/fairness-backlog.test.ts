@@ -1,5 +1,5 @@
 /**
- * Issue 17, "Fairness between tenants": the backlog gate counted jobs of every project together
+ * Fairness between tenants: the backlog gate counted jobs of every project together
  * and no bytes, so one project could enqueue ~10 GiB (10 000 jobs of 1 MiB) and put every other
  * project into 429. Now a byte bound (global and per project) and a per-project job mark refuse
  * the project over them while others are admitted. The append queue is paused, so nothing drains

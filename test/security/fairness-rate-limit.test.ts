@@ -1,5 +1,5 @@
 /**
- * Issue 17, "Fairness between tenants": one API key could push every project into 429. Now each
+ * Fairness between tenants: one API key could push every project into 429. Now each
  * key has its own request and message rates (counted in Redis, shared by every process), and a
  * key over its rate gets 429 RATE_LIMITED with Retry-After while other keys go on. Windows are a
  * minute long so no assertion depends on how fast the requests run.

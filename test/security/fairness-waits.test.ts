@@ -1,5 +1,5 @@
 /**
- * Issue 17, "Fairness between tenants": dry-run flushes were never deduplicated and `?wait=true`
+ * Fairness between tenants: dry-run flushes were never deduplicated and `?wait=true`
  * calls hold server resources, so one project could flood the flush queue and hold every
  * connection. Now each project may have a few of each running at once per serve process; the
  * next one is refused with 429 RATE_LIMITED before anything is enqueued. The queues are paused so

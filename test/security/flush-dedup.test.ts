@@ -1,5 +1,5 @@
 /**
- * Flush deduplication ids (issue 17 review): requested flushes deduplicated on `<mid>:requested`
+ * Flush deduplication ids: requested flushes deduplicated on `<mid>:requested`
  * and automatic ones on `<mid>`; keys may contain `:`, so a requested flush of key `x` and an
  * automatic flush of key `x:requested` shared one id and the second enqueue silently became the
  * first (another memory's) job.

@@ -31,7 +31,7 @@ const errorBody = (code: string): unknown => ({
 /** The id of the job a 202 names. */
 const jobIdOf = (res: request.Response) => (res.body as { job: { id: string } }).job.id;
 
-describe('malformed requests answer 4xx with the error body and log nothing at error (issue 17, item 5)', () => {
+describe('malformed requests answer 4xx with the error body and log nothing at error', () => {
   let ns: RedisNamespace;
   let http: BareHttp;
   const lines: string[] = [];

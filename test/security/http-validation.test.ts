@@ -315,7 +315,7 @@ async function jobCounts(http: BareHttp): Promise<Record<string, number>> {
 // namespace's whole text (memory keys and every BullMQ key, the job id counters included) is
 // a reliable before/after witness. A job enqueued and then processed would still show: the
 // queue's id counter and event stream only grow.
-describe('HTTP validation happens before any side effect (issue 17, item 3)', () => {
+describe('HTTP validation happens before any side effect', () => {
   let ns: RedisNamespace;
   let http: BareHttp;
 

@@ -8,7 +8,7 @@ import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-name
 const EMAIL = 'jane@example.com';
 const PHONE = '4155552671';
 
-describe('privacy policy on every field of a message (issue 17)', () => {
+describe('privacy policy on every field of a message', () => {
   let ns: RedisNamespace;
   let http: TestHttp;
 

@@ -55,7 +55,7 @@ const yaml = (endpoint: string, action: 'redact' | 'drop') => `${summarizedMemor
   action: ${action}
 `;
 
-describe('LLM summaries pass the privacy policy before they are stored (issue 17)', () => {
+describe('LLM summaries pass the privacy policy before they are stored', () => {
   let llm: Awaited<ReturnType<typeof piiLlm>>;
   let ns: RedisNamespace;
   let pipeline: TestPipeline;

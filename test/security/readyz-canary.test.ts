@@ -17,7 +17,7 @@ const HOUR = 3_600_000;
 const allJobs = (queue: { getJobCounts(): Promise<Record<string, number>> }) =>
   queue.getJobCounts().then((counts) => Object.values(counts).reduce((a, b) => a + b, 0));
 
-describe('/readyz is not an anonymous job factory (issue 17, item 6)', () => {
+describe('/readyz is not an anonymous job factory', () => {
   let ns: RedisNamespace;
   let registry: MemoryRegistry;
 

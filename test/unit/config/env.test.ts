@@ -319,7 +319,7 @@ describe('loadEnvConfig', () => {
   });
 
   it.each([
-    // Issue 17 review: these became read-write keys of projects "READ" / "ro" / "readonly".
+    // Once accepted, these became read-write keys of projects "READ" / "ro" / "readonly".
     [
       'sk-secret-0123456789:acme:READ',
       'entry 1 whose third part is not "read" (the only scope, lower case)',

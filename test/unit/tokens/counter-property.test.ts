@@ -343,7 +343,7 @@ describe('token counts equal js-tiktoken on generated boundary texts', () => {
 
 describe('explicit cases', () => {
   it.each([
-    // issue 18's table: memq counted 2604 and 4202 before cuts were exact.
+    // texts where inexact cuts once counted 2604 and 4202 tokens.
     ['o200k_base', 'HELLO WORLD THIS IS A TEST OF UPPERCASE TEXT. '.repeat(200), 2601],
     ['o200k_base', 'ABC def GHI\n   \t  '.repeat(600), 4200],
   ] as const)('%s counts the issue table text exactly (%#)', async (encoding, text, tokens) => {
