@@ -49,7 +49,7 @@ export interface MemoryQueues {
  * join it instead of costing a job each. Measured with `npm run bench -- --quick` (memq
  * single-message appends, 50 memories, ~40 appends per memory per second): Node CPU per append
  * 764-871 us with no delay, 682 us at 50 ms, 554-567 us at 100 ms, 494-529 us at 250 ms
- * (docs/decisions.md, "Token-count delay"). Exact counts, and the flush trigger they feed, come
+ * (docs/decisions.md, "Jobs and pipeline"). Exact counts, and the flush trigger they feed, come
  * this much later; until then the append-time estimates stand in.
  */
 export const DEFAULT_TOKEN_COUNT_DELAY_MS = 250;

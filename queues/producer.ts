@@ -65,7 +65,7 @@ export interface EnqueueOptions {
 }
 
 /**
- * Producer backpressure (docs/decisions.md, "Pipeline" and "Fairness between tenants"). At or
+ * Producer backpressure (docs/decisions.md, "Jobs and pipeline" and "Fairness between tenants"). At or
  * above `highWaterJobs` waiting + delayed + prioritized appends, `append` and `write` reject with
  * `BackpressureError` (policy `reject`) or wait until the backlog is at or below `lowWaterJobs`
  * (policy `wait`, up to `waitTimeoutMs`). The {@link BacklogBounds} (`projectHighWaterJobs`,

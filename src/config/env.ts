@@ -21,7 +21,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
  * two, so the counting thread always has the next memory's messages queued while the main thread
  * commits one job and reads another: with two, the thread sat idle 2-55 ms per ~650 ms of
  * counting waiting for the next read (`npm run bench:tokens` with a probe; docs/decisions.md,
- * "Token-count concurrency, and where the counting window goes").
+ * "Tokens").
  */
 export const DEFAULT_TOKEN_COUNT_CONCURRENCY = 4;
 

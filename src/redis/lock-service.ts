@@ -162,7 +162,8 @@ export interface LockServiceDeps {
 /**
  * Default {@link WithLockOptions.waitMs}: 200 ms, about four attempts. Long enough to ride out a
  * holder that is just releasing, short enough that a worker does not sit on a busy instance:
- * `LockBusyError` is retryable, so BullMQ's backoff does the long waiting.
+ * on `LockBusyError` the job wrapper moves the job back to delayed for about 2 s without spending
+ * an attempt (`LOCK_BUSY_RECHECK_MS` in processors/job-wrapper.ts), which does the long waiting.
  */
 export const DEFAULT_LOCK_WAIT_MS = 200;
 
