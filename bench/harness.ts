@@ -10,11 +10,15 @@ import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
-import { DEFAULT_TOKEN_COUNT_CONCURRENCY } from '../src/config/env.js';
+import { loadEnvConfig } from '../src/config/env.js';
 import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js';
+import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
+import { NO_PROVIDER_API_KEYS } from '../src/providers/api-keys.js';
+import { composeWorkers, type WorkerEnv } from '../src/runtime/compose.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
 import { createMemoryClient, type MemoryClient } from '../queues/memory-client.js';
-import { startWorkers, type Workers, type WorkersOptions } from '../processors/workers.js';
+import { createMemoryQueues } from '../queues/memory-queues.js';
+import type { Workers } from '../processors/workers.js';
 
 /** A private Redis for one benchmark run. */
 export interface BenchRedis {
@@ -53,49 +57,66 @@ export async function startBenchRedis(name: string): Promise<BenchRedis> {
 export interface BenchPipeline {
   readonly client: MemoryClient;
   readonly workers: Workers;
-  /** Closes the workers, then the client. */
+  /** The instruments client and workers record to. */
+  readonly metrics: MemqMetrics;
+  /** Closes the workers and what they hold (counters, locks); the client stays usable. Idempotent. */
+  readonly stopWorkers: () => Promise<void>;
+  /** Closes the workers, then the client and the queues. */
   readonly close: () => Promise<void>;
 }
 
 /**
- * Starts a client (project `bench`) and workers (append concurrency 16, token count memq's
- * default, {@link DEFAULT_TOKEN_COUNT_CONCURRENCY}, unless `extra` says otherwise) under BullMQ
- * prefix `{prefix}` and key prefix `prefix:`, and waits for the workers to be ready.
+ * Starts a client (project `bench`, no backpressure) and workers on one set of queues, through
+ * the composition root's worker graph (src/runtime/compose.ts), under BullMQ prefix `{prefix}`
+ * and key prefix `prefix:`: append concurrency 16, the rest of {@link WorkerEnv} at memq's
+ * defaults unless `extra` says otherwise (e.g. `tokenCacheBytes`, `tokenCountDelayMs`). Resolves
+ * once the workers are ready (tokenizers loaded).
  */
 export async function startBenchPipeline(
   redis: BenchRedis,
   prefix: string,
   registry: MemoryRegistry,
-  extra: Partial<WorkersOptions> = {},
+  extra: Partial<WorkerEnv & { tokenCountDelayMs: number }> = {},
 ): Promise<BenchPipeline> {
   const producer = redis.connect(true);
   const workerConnection = redis.connect();
-  const queuePrefix = `{${prefix}}`;
-  const keyPrefix = `${prefix}:`;
+  const env = {
+    ...loadEnvConfig({ MEMQ_KEY_PREFIX: `${prefix}:`, MEMQ_QUEUE_PREFIX: `{${prefix}}` }),
+    appendConcurrency: 16,
+    ...extra,
+  };
+  const metrics = createMetrics();
+  const queues = createMemoryQueues(producer, env.queuePrefix, {
+    tokenCountDelayMs: env.tokenCountDelayMs,
+  });
   const client = createMemoryClient({
     connection: producer,
-    queuePrefix,
+    queuePrefix: env.queuePrefix,
+    queues,
     registry,
     project: 'bench',
-    store: createMemoryStore({ redis: producer, keyPrefix }),
+    store: createMemoryStore({ redis: producer, keyPrefix: env.keyPrefix }),
+    metrics,
   });
-  const workers = startWorkers({
+  const graph = await composeWorkers({
     connection: workerConnection,
-    queuePrefix,
-    keyPrefix,
-    concurrency: { append: 16, tokenCount: DEFAULT_TOKEN_COUNT_CONCURRENCY },
-    store: createMemoryStore({ redis: workerConnection, keyPrefix }),
+    queues,
+    store: createMemoryStore({ redis: workerConnection, keyPrefix: env.keyPrefix }),
     registry,
+    env,
+    providerKeys: NO_PROVIDER_API_KEYS,
+    metrics,
     log: pino({ level: 'silent' }),
-    ...extra,
   });
-  await workers.ready;
   return {
     client,
-    workers,
+    workers: graph.workers,
+    metrics,
+    stopWorkers: () => graph.close(),
     close: async () => {
-      await workers.close();
+      await graph.close();
       await client.close();
+      await queues.close();
     },
   };
 }

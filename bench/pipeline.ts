@@ -163,9 +163,15 @@ try {
 
   // (b) and (b') memq single-message appends through the real processors.
   const runAppends = async (prefix: string, deferCounting: boolean) => {
-    const { client, workers } = await startBenchPipeline(redis, prefix, registry, {
-      concurrency: { append: CONCURRENCY, tokenCount: DEFAULT_TOKEN_COUNT_CONCURRENCY },
-    });
+    const { client, workers, stopWorkers, close } = await startBenchPipeline(
+      redis,
+      prefix,
+      registry,
+      {
+        appendConcurrency: CONCURRENCY,
+        tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
+      },
+    );
     if (deferCounting) await workers.queues.tokenCount.pause();
     const targets = Array.from({ length: MEMORIES }, (_, m) => ({
       resource: 'customer-support',
@@ -191,17 +197,18 @@ try {
         await new Promise((r) => setTimeout(r, 20));
       }
     }
-    await workers.close();
-    return { timing, failed, client };
+    await stopWorkers();
+    return { timing, failed, client, close };
   };
   const live = await runAppends('bench-memq', false);
-  await live.client.close();
+  await live.close();
   const deferred = await runAppends('bench-memq-deferred', true);
   const client = deferred.client;
 
   // (f) enqueue latency at 50 % of the no-op ceiling.
   const paced = await startBenchPipeline(redis, 'bench-paced', registry, {
-    concurrency: { append: CONCURRENCY, tokenCount: DEFAULT_TOKEN_COUNT_CONCURRENCY },
+    appendConcurrency: CONCURRENCY,
+    tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
   });
   const pacedRate = (N / noop.seconds) * 0.5;
   const callMs: number[] = [];
@@ -283,7 +290,7 @@ try {
     await boundStore.append(job.ref, job.messages, support.persistence.ttlSeconds);
   }
   const appendScriptRedisUs = (((await redisCpuSeconds()) - scriptRedisBefore) * 1e6) / scriptCalls;
-  await client.close();
+  await deferred.close();
   const cores = availableParallelism();
   // Producer and workers share one Node main thread here, as (a)'s queue and worker do.
   const mainThreadBound = 1e6 / (noop.nodeCpuUsPerJob + prepareMeanUs);

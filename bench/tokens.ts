@@ -89,16 +89,21 @@ async function pipelineBench() {
    */
   const rounds: Array<{ pipeline: number; busy: number; raw: number }> = [];
   try {
-    const { client, workers, close } = await startBenchPipeline(redis, 'bench-tokens', registry, {
-      // A cache too small to hold anything: (b) measures counting, not cache hits ((c) does).
-      tokenCacheBytes: 1,
-      // The jobs wait on a paused queue and are timed from its resume: no debounce delay.
-      tokenCountDelayMs: 0,
-    });
+    const { client, workers, metrics, close } = await startBenchPipeline(
+      redis,
+      'bench-tokens',
+      registry,
+      {
+        // A cache too small to hold anything: (b) measures counting, not cache hits ((c) does).
+        tokenCacheBytes: 1,
+        // The jobs wait on a paused queue and are timed from its resume: no debounce delay.
+        tokenCountDelayMs: 0,
+      },
+    );
     const tokenWorker = workers.workers.find((w) => w.name === QUEUES.tokenCount)!;
     /** Seconds the counting thread has spent counting so far (its own clock). */
     const threadBusySeconds = async () =>
-      (await workers.metrics.countingThreadBusy.get()).values.reduce((sum, v) => sum + v.value, 0);
+      (await metrics.countingThreadBusy.get()).values.reduce((sum, v) => sum + v.value, 0);
     /** Appends every message to 50 fresh memories, then times their token counting. */
     const pass = async (keyBase: string) => {
       await workers.queues.tokenCount.pause();

@@ -31,7 +31,7 @@ export interface CleanupProcessorDeps {
   /**
    * Removes `ref`'s messages from the append and write jobs enqueued at or before `erasedAtMs`
    * (`MaintenanceStore.scrubJobs` over the append and cleanup queues, see `jobScrubber` in
-   * `workers.ts`); resolves with the number of job hashes rewritten.
+   * `src/runtime/compose.ts`); resolves with the number of job hashes rewritten.
    */
   readonly scrubJobs: (ref: MemoryRef, erasedAtMs: number) => Promise<number>;
   /**
@@ -116,10 +116,11 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
       }
       const { ref, messages } = data;
       const resource = deps.registry.get(ref.resource);
-      const { kept } = applyPrivacy(resource.privacyPolicy, messages);
+      const { kept } = applyPrivacy(resource.privacyPolicy, messages, ref);
       const result = await deps.locks.withLock(ref, resource.locking, 'clear', () =>
         deps.store.write(ref, kept, resource.persistence.ttlSeconds, {
           enqueuedAtMs: job.timestamp,
+          expirationSeconds: resource.expirationSeconds ?? 0,
         }),
       );
       const { messageCount, epoch } = result;

@@ -98,7 +98,9 @@ export async function planFromPrefix(
  * goes through the policy too before the summarizer sees it (one stored before this check, or
  * under an older policy, reaches no LLM unredacted). Its watermark is the newest folded id (or
  * the previous one, if newer). `signal` aborts a remote summarizer's call (the job lost its
- * lock). `redactions`: matches replaced in the previous and the new summary.
+ * lock). `ref` is the instance the summary belongs to: a `privacy_scope: session` policy derives
+ * its pseudonyms from it (and fails closed without it). `redactions`: matches replaced in the
+ * previous and the new summary.
  * @throws PolicyError when the policy cannot be applied (fail closed: nothing is committed).
  */
 export async function buildSummary(
@@ -109,11 +111,12 @@ export async function buildSummary(
   folded: readonly WindowMessage[],
   now: () => Date = () => new Date(),
   signal?: AbortSignal,
+  ref?: MemoryRef,
 ): Promise<{ summary: Summary; source: string; redactions: number }> {
   const asSystem = (content: string) => counter.countMessage({ role: 'system', content });
   const policy = resource.privacyPolicy;
   const maxTokens = summaryBudget(resource);
-  const before = previous ? applyPrivacyToText(policy, previous.content) : undefined;
+  const before = previous ? applyPrivacyToText(policy, previous.content, ref) : undefined;
   const written = await summarizer.summarize({
     ...(before ? { previous: before.text } : {}),
     folded: folded.map((m) => m.message),
@@ -121,7 +124,7 @@ export async function buildSummary(
     countTokens: asSystem,
     ...(signal ? { signal } : {}),
   });
-  const { content, redactions } = redactSummary(policy, written.content, maxTokens, asSystem);
+  const { content, redactions } = redactSummary(policy, written.content, maxTokens, asSystem, ref);
   const newest = folded.reduce((max, m) => (m.message.id > max ? m.message.id : max), '');
   return {
     source: written.source,
@@ -207,6 +210,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
             window.messages.filter((m) => folding.has(m.message.id)),
             undefined,
             signal,
+            ref,
           );
           if (built.summary.content === '') {
             // Folding into an empty summary would lose the messages: refuse, change nothing.

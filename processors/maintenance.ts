@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { RedisConnection } from '../src/redis/connection.js';
 import { needsFlush } from '../src/flush/plan.js';
@@ -10,23 +9,10 @@ import type { MemoryStore } from '../src/store/memory-store.js';
 import { createBacklogLedger } from '../queues/backlog-ledger.js';
 import { DEFAULT_JOB_OPTIONS } from '../queues/job-options.js';
 import type { MemoryQueues } from '../queues/memory-queues.js';
-import { QUEUES } from '../queues/names.js';
+import { CLEANUP_JOB_SCHEMAS } from '../queues/job-contracts.js';
+import { JOBS, QUEUES } from '../queues/names.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import { wrapProcessor } from './job-wrapper.js';
-
-/** `memory-cleanup` / `maintenance` payload: nothing, or a subset of index shards to sweep. */
-export const MaintenanceJobSchema = z.strictObject({
-  /** Index shards to sweep (0-15); default all. */
-  shards: z
-    .array(
-      z
-        .number()
-        .int()
-        .min(0)
-        .max(INDEX_SHARDS - 1),
-    )
-    .optional(),
-});
 
 /** What one sweep did. */
 export interface MaintenanceResult {
@@ -92,7 +78,7 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
   const now = deps.now ?? Date.now;
   return wrapProcessor({
     queue: QUEUES.cleanup,
-    schema: MaintenanceJobSchema,
+    schema: CLEANUP_JOB_SCHEMAS[JOBS.maintenance],
     log: deps.log,
     metrics: deps.metrics,
     async run({ shards }, { job, log, signal }): Promise<MaintenanceResult> {

@@ -111,8 +111,8 @@ export interface WorkerSettings {
  * fails it as "stalled more than allowable limit". BullMQ's default is 1; memq's jobs are
  * idempotent (appends by message id, counts and flushes by fenced commits), so a job caught in
  * two worker crashes in a row is safe to run again; 5 matches the retry budget (attempts 5) and
- * still stops a job that kills every worker that takes it (docs/decisions.md, "Scale-out and
- * faults").
+ * still stops a job that kills every worker that takes it (docs/decisions.md, "Jobs and
+ * pipeline").
  */
 export const MAX_STALLED_COUNT = 5;
 

@@ -277,7 +277,7 @@ export function createProducer(deps: ProducerDeps): Producer {
         dropped,
         redactions,
         redactionsByRule,
-      } = applyPrivacy(resource.privacyPolicy, identified);
+      } = applyPrivacy(resource.privacyPolicy, identified, ref);
       if (messages.length === 0) {
         return {
           receipt: { jobId: undefined, messageIds: [], dropped, redactions, redactionsByRule, ref },
@@ -321,6 +321,7 @@ export function createProducer(deps: ProducerDeps): Producer {
         const { kept } = applyPrivacy(
           resource.privacyPolicy,
           identify(input, MAX_MESSAGES_PER_WRITE, 0),
+          ref,
         );
         const job: WriteJob = { ref, messages: kept };
         const checked = WriteJobSchema.safeParse(job);

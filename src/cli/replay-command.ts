@@ -5,6 +5,7 @@ import type { EnvConfig } from '../config/env.js';
 import { corpusSlice, positiveIntOption, SOURCE_HELP } from './corpus-slice.js';
 import { configuredRedis, type RedisTarget } from './redis-target.js';
 import { loadMemoryResources } from '../config/load-memories.js';
+import { resolveProviderApiKeys } from '../providers/api-keys.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
 import { createLogger } from '../runtime/logger.js';
 import { startRuntime } from '../runtime/runtime.js';
@@ -66,6 +67,8 @@ export async function replayCommand(
   const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
   registry.get(values.memory);
+  // before Redis: a missing provider key stops the replay without touching anything
+  const providerKeys = values.workers ? resolveProviderApiKeys(registry, process.env) : undefined;
   const redis: RedisTarget = configuredRedis(env) ?? (await resolveDefaultRedis(err));
   const runtime = await startRuntime({
     env,
@@ -74,6 +77,7 @@ export async function replayCommand(
     registry,
     log,
     workers: values.workers,
+    ...(providerKeys ? { providerKeys } : {}),
   });
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar(

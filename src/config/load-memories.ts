@@ -333,7 +333,6 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
     privacyScope: file.privacy_scope,
     ...(file.expiration ? { expirationSeconds: file.expiration / 1000 } : {}),
     locking: {
-      appendTtlMs: MEMORY_DEFAULTS.appendTtlMs,
       clearTtlMs: locking.clear_ttl,
       flushTtlMs: locking.flush_ttl,
     },
@@ -342,7 +341,6 @@ function toMemoryResource(file: MemoryResourceFile, sourceFile: string): MemoryR
       model: provider.model,
       ...(provider.api_key_env !== undefined ? { apiKeyEnv: provider.api_key_env } : {}),
       ...(provider.endpoint !== undefined ? { endpoint: provider.endpoint } : {}),
-      settings: {},
     },
     ...(file.default_key_template !== undefined
       ? { defaultKeyTemplate: file.default_key_template }

@@ -42,11 +42,6 @@ export const MEMORY_DEFAULTS = Object.freeze({
   hashKeyEnv: 'MEMQ_PRIVACY_HASH_KEY',
   /** `privacy_scope`. */
   privacyScope: 'global',
-  /**
-   * TTL of the lock service's `append` operation, 30 s: not configurable (`locking.append_ttl` is
-   * refused) and taken by no processor, since appends commit in one atomic Lua script.
-   */
-  appendTtlMs: 30_000,
   /** `locking.clear_ttl`: 10 s. */
   clearTtlMs: 10_000,
   /** `locking.flush_ttl`: 5 min. */

@@ -112,11 +112,6 @@ export interface PrivacyPolicy {
 
 /** Lock TTLs per operation, milliseconds. */
 export interface LockingConfig {
-  /**
-   * TTL of the lock service's `append` operation, which no processor takes (appends commit in
-   * one atomic Lua script): always 30 000 ms; `locking.append_ttl` is refused at load.
-   */
-  readonly appendTtlMs: number;
   /** Default 10 000 ms (`10s`). */
   readonly clearTtlMs: number;
   /** Default 300 000 ms (`5m`). */
@@ -133,8 +128,6 @@ export interface TokenProviderConfig {
   readonly apiKeyEnv?: string;
   /** Override of the provider's counting endpoint URL. */
   readonly endpoint?: string;
-  /** Always `{}`: no token provider reads settings (`token_provider.settings` is refused at load). */
-  readonly settings: Readonly<Record<string, string>>;
 }
 
 /** One memory resource, resolved and frozen. */

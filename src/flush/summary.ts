@@ -1,5 +1,6 @@
 import type { Message } from '../core/message.js';
 import { applyPrivacyToText, type RedactionPolicy } from '../core/privacy.js';
+import type { MemoryRef } from '../core/memory-key.js';
 
 /** Longest excerpt kept of one folded message, characters (before the token budget applies). */
 export const EXCERPT_CHARS = 200;
@@ -147,20 +148,23 @@ export interface RedactedSummary {
  * replaces it with `default_redaction_string` (see `applyPrivacyToText`): dropping the summary
  * would lose the messages folded into it. Returns '' when no text within the budget is free of
  * matches after {@link SUMMARY_REDACTION_ROUNDS} rounds (the flush then refuses to fold).
- * @throws PolicyError when the policy cannot be applied (a pattern does not compile, or action
- *   `hash` without a key): fail closed, nothing is stored.
+ * `ref` is the instance the summary belongs to; a `privacy_scope: session` policy needs it for its
+ * pseudonyms (without it the call throws).
+ * @throws PolicyError when the policy cannot be applied (a pattern does not compile, action
+ *   `hash` without a key, or a session scope without `ref`): fail closed, nothing is stored.
  */
 export function redactSummary(
   policy: RedactionPolicy | undefined,
   text: string,
   maxTokens: number,
   countTokens: (text: string) => number,
+  ref?: MemoryRef,
 ): RedactedSummary {
-  let { text: content, redactions } = applyPrivacyToText(policy, text);
+  let { text: content, redactions } = applyPrivacyToText(policy, text, ref);
   if (redactions === 0) return { content, redactions };
   for (let round = 0; round < SUMMARY_REDACTION_ROUNDS; round++) {
     if (countTokens(content) <= maxTokens) return { content, redactions };
-    const again = applyPrivacyToText(policy, fitToBudget(content, maxTokens, countTokens));
+    const again = applyPrivacyToText(policy, fitToBudget(content, maxTokens, countTokens), ref);
     content = again.text;
     redactions += again.redactions;
   }

@@ -31,8 +31,11 @@ import { memoryId, memoryKeys, type MemoryRef } from './keys.js';
  * the schedule, the loss detection and the reporting.
  */
 
-/** Operations that take the instance lock; each has its own TTL in {@link LockingConfig}. */
-export const LOCK_OPERATIONS = ['append', 'clear', 'flush'] as const;
+/**
+ * Operations that take the instance lock; each has its own TTL in {@link LockingConfig}. Appends
+ * take none: each commits in one atomic Lua script.
+ */
+export const LOCK_OPERATIONS = ['clear', 'flush'] as const;
 
 /** One of {@link LOCK_OPERATIONS}. */
 export type LockOperation = (typeof LOCK_OPERATIONS)[number];
@@ -123,7 +126,7 @@ export interface LockService {
    *
    * @param ref Memory instance whose lock to take.
    * @param locking The resource's lock TTLs, ms (`MemoryResource.locking`).
-   * @param operation Selects the TTL: `appendTtlMs`, `clearTtlMs` or `flushTtlMs`.
+   * @param operation Selects the TTL: `clearTtlMs` or `flushTtlMs`.
    * @param run Work to do under the lock; should stop when `lock.signal` aborts.
    * @param options See {@link WithLockOptions}.
    * @throws {LockBusyError} another holder kept the lock for `waitMs` (retryable); the message
@@ -431,8 +434,6 @@ export function createLockService(deps: LockServiceDeps): LockService {
 /** The TTL `locking` gives `operation`, ms. */
 function ttlFor(locking: LockingConfig, operation: LockOperation): number {
   switch (operation) {
-    case 'append':
-      return locking.appendTtlMs;
     case 'clear':
       return locking.clearTtlMs;
     case 'flush':

@@ -401,6 +401,11 @@ export interface AuditPolicy {
   readonly defaultRedactionString: string;
   /** Environment variable holding the `hash` key; default `MEMQ_PRIVACY_HASH_KEY`. */
   readonly hashKeyEnv?: string;
+  /**
+   * `privacy_scope`: `global` (default) or `session`. The audit computes global pseudonyms only,
+   * so it refuses a `hash` policy scoped to the session.
+   */
+  readonly scope?: string;
 }
 
 /** A policy ready to apply: its rules and the replacement of a match. */
@@ -419,7 +424,7 @@ export interface AuditRedactor {
  * Compiles `policy` for {@link redactText}.
  * @param env Where the `hash` key is read.
  * @throws AuditPolicyError for a pattern {@link translateRe2} refuses, an unknown detector or
- *   action, or action `hash` without a key in `env`.
+ *   action, action `hash` without a key in `env`, or action `hash` with `privacy_scope: session`.
  */
 export function compileAuditPolicy(
   policy: AuditPolicy,
@@ -451,6 +456,12 @@ export function compileAuditPolicy(
       return '*'.repeat(points.length - keep) + points.slice(points.length - keep).join('');
     };
   } else if (action === 'hash') {
+    if (policy.scope !== undefined && policy.scope !== 'global') {
+      throw new AuditPolicyError(
+        `memq audit: privacy_scope is ${policy.scope}: the audit computes project-wide (global) pseudonyms only, so it cannot check this resource's; audit a resource whose privacy_scope is global`,
+        { scope: policy.scope },
+      );
+    }
     const variable = policy.hashKeyEnv ?? 'MEMQ_PRIVACY_HASH_KEY';
     const key = env[variable];
     if (key === undefined || key === '') {

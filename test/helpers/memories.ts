@@ -33,8 +33,8 @@ export function testResource(
     maxTokens: 1000,
     persistence: { type: 'redis', ttlSeconds: 60 },
     privacyScope: 'global',
-    locking: { appendTtlMs: 30_000, clearTtlMs: 10_000, flushTtlMs: 300_000 },
-    tokenProvider: { provider: 'openai', model: 'gpt-4o', settings: {} },
+    locking: { clearTtlMs: 10_000, flushTtlMs: 300_000 },
+    tokenProvider: { provider: 'openai', model: 'gpt-4o' },
     sourceFile: 'test',
     ...rest,
     flushing: {

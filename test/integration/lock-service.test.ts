@@ -12,7 +12,7 @@ import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-name
 
 const ref: MemoryRef = { project: 'p1', resource: 'customer-support', key: 'support:42' };
 const otherRef: MemoryRef = { ...ref, key: 'support:43' };
-const locking: LockingConfig = { appendTtlMs: 30_000, clearTtlMs: 10_000, flushTtlMs: 300_000 };
+const locking: LockingConfig = { clearTtlMs: 10_000, flushTtlMs: 300_000 };
 const shortFlush: LockingConfig = { ...locking, flushTtlMs: 500 };
 const mediumFlush: LockingConfig = { ...locking, flushTtlMs: 1500 };
 
@@ -66,7 +66,6 @@ describe('LockService on real Redis', () => {
   });
 
   it.each([
-    ['append', 30_000],
     ['clear', 10_000],
     ['flush', 300_000],
   ] as const)('sets the %s TTL from the resource on the lock key', async (operation, ttlMs) => {

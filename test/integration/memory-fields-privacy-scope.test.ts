@@ -7,7 +7,7 @@ import type { MemoryRef } from '../../src/redis/keys.js';
 import { createMemoryStore } from '../../src/store/memory-store.js';
 import { createAppendProcessor } from '../../processors/append.js';
 import { JOBS, QUEUES } from '../../queues/names.js';
-import { eventually, quietLog } from '../helpers/pipeline.js';
+import { eventually, quietLog, startPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 const nextId = monotonicFactory();
@@ -96,5 +96,57 @@ describe('privacy_scope: hash pseudonyms in the append processor, on real Redis'
     const a = await storedFor({ project: 'p', resource: 'project-wide', key: 'chat:1' });
     const b = await storedFor({ project: 'p', resource: 'project-wide', key: 'chat:2' });
     expect(a).toBe(b);
+  });
+});
+
+describe('privacy_scope: session through MemoryClient (append, write, flush summary)', () => {
+  it('every path stores per-instance pseudonyms and no job fails closed for want of the instance', async () => {
+    const registry = createMemoryRegistry(
+      [
+        parseMemoryResource(
+          `${resourceYaml('per-session', 'session')}flushing:\n  type: hybrid_summary\n  summarize_threshold: 0.8\n  summary_tokens: 200\n`,
+          'per-session.yaml',
+        ).resource!,
+      ],
+      { TEST_PII_KEY: KEY },
+    );
+    const ns = createRedisNamespace();
+    const pipeline = await startPipeline(ns, registry, 'p');
+    try {
+      const { client, store } = pipeline;
+      const one = { resource: 'per-session', key: 'chat:1' };
+      const two = { resource: 'per-session', key: 'chat:2' };
+      for (const target of [one, two]) {
+        const receipt = await client.append(target, [
+          { role: 'user', content: `mail ${ADDRESS}` },
+          { role: 'assistant', content: `noted, ${ADDRESS}` },
+        ]);
+        await client.waitFor(receipt.jobId!);
+      }
+      const pseudonym = async (key: string): Promise<string> => {
+        const window = await store.read({ project: 'p', resource: 'per-session', key });
+        const contents = window.messages.map((m) => m.message.content).join(' ');
+        expect(contents).not.toContain(ADDRESS);
+        return /pii_[0-9a-f]{16}/.exec(contents)![0];
+      };
+      expect(await pseudonym('chat:1')).not.toBe(await pseudonym('chat:2'));
+
+      // write replaces the log of chat:2 through the cleanup processor
+      await client.waitFor(
+        await client.write(two, [{ role: 'user', content: `again ${ADDRESS}` }]),
+      );
+      const written = await store.read({ project: 'p', resource: 'per-session', key: 'chat:2' });
+      expect(written.messages.map((m) => m.message.content)).toEqual([
+        expect.stringMatching(/^again pii_[0-9a-f]{16}$/),
+      ]);
+
+      // a hybrid flush folds chat:1 into a summary, redacted with the instance's pseudonyms
+      await client.waitFor(await client.flush(one, { strategy: 'hybrid_summary' }));
+      const flushed = await store.read({ project: 'p', resource: 'per-session', key: 'chat:1' });
+      expect(flushed.summary?.content ?? '').not.toContain(ADDRESS);
+    } finally {
+      await pipeline.close();
+      await ns.cleanup();
+    }
   });
 });

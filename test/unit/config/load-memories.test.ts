@@ -384,8 +384,8 @@ describe('loadMemoryResources', () => {
       },
       persistence: { type: 'redis', ttlSeconds: 5400 },
       privacyScope: 'global',
-      locking: { appendTtlMs: 30_000, clearTtlMs: 10_000, flushTtlMs: 300_000 },
-      tokenProvider: { provider: 'openai', model: 'gpt-4o', settings: {} },
+      locking: { clearTtlMs: 10_000, flushTtlMs: 300_000 },
+      tokenProvider: { provider: 'openai', model: 'gpt-4o' },
       sourceFile: path.join(VALID, 'minimal.yaml'),
     });
   });
@@ -395,7 +395,6 @@ describe('loadMemoryResources', () => {
     expect(registry.get('shared-memory').persistence.ttlSeconds).toBe(0);
     expect(registry.get('numeric-zero-ttl').persistence.ttlSeconds).toBe(0);
     expect(registry.get('shared-memory').locking).toEqual({
-      appendTtlMs: 30_000,
       clearTtlMs: 60_000,
       flushTtlMs: 120_000,
     });
@@ -414,7 +413,7 @@ describe('loadMemoryResources', () => {
     expect(Object.isFrozen(support)).toBe(true);
     expect(Object.isFrozen(support.flushing)).toBe(true);
     expect(Object.isFrozen(support.privacyPolicy?.redactPatterns)).toBe(true);
-    expect(Object.isFrozen(support.tokenProvider.settings)).toBe(true);
+    expect(Object.isFrozen(support.tokenProvider)).toBe(true);
     expect(() => {
       (support as { maxTokens?: number }).maxTokens = 1;
     }).toThrow(TypeError);

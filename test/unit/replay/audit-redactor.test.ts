@@ -116,4 +116,19 @@ describe('the audit redactor agrees with memq on real e-mails', () => {
     };
     expect(() => compileAuditPolicy(policy, {})).toThrow(/set MY_KEY to the key the replay used/);
   });
+
+  it('refuses a hash policy scoped to the session (its pseudonyms differ per instance), and takes a global one', () => {
+    const policy = {
+      redactPatterns: ['x'],
+      action: 'hash',
+      nonPersistableMessageTypes: [],
+      defaultRedactionString: '[X]',
+      hashKeyEnv: 'MY_KEY',
+    };
+    const env = { MY_KEY: 'k'.repeat(32) };
+    expect(() => compileAuditPolicy({ ...policy, scope: 'session' }, env)).toThrow(
+      /privacy_scope is session: the audit computes project-wide \(global\) pseudonyms only/,
+    );
+    expect(compileAuditPolicy({ ...policy, scope: 'global' }, env).rules).toHaveLength(1);
+  });
 });
