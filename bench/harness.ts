@@ -86,9 +86,11 @@ export async function startBenchPipeline(
     ...extra,
   };
   const metrics = createMetrics();
-  const queues = createMemoryQueues(producer, env.queuePrefix, {
-    tokenCountDelayMs: env.tokenCountDelayMs,
-  });
+  const queues = createMemoryQueues(
+    producer,
+    env.queuePrefix,
+    extra.tokenCountDelayMs !== undefined ? { tokenCountDelayMs: extra.tokenCountDelayMs } : {},
+  );
   const client = createMemoryClient({
     connection: producer,
     queuePrefix: env.queuePrefix,

@@ -68,8 +68,9 @@ export function flushDeduplicationId(ref: MemoryRef, requested: boolean): string
 /** Options of {@link createMemoryQueues}. */
 export interface MemoryQueuesOptions {
   /**
-   * Delay of token-count jobs, ms, >= 0; default {@link DEFAULT_TOKEN_COUNT_DELAY_MS}. Only the
-   * workers enqueue token counts, so only theirs matters.
+   * Delay of token-count jobs, ms, >= 0; default {@link DEFAULT_TOKEN_COUNT_DELAY_MS}. Not an
+   * environment variable: only the token-count benchmark changes it (`npm run bench:tokens`
+   * counts with no delay).
    */
   readonly tokenCountDelayMs?: number;
 }

@@ -548,15 +548,6 @@ export const ENV_VARS = Object.freeze([
     doc: 'Bound of the token-count cache (content hash -> tokens) per worker process, bytes (default 16 MiB)',
   }),
   envVar({
-    name: 'MEMQ_TOKEN_COUNT_DELAY_MS',
-    property: 'tokenCountDelayMs',
-    group: 'workers',
-    schema: integer(0, 60_000),
-    default: '250',
-    allowed: `an integer in 0-60000 (${MS})`,
-    doc: 'Delay of token-count jobs, milliseconds: appends to a memory within it are counted by one job; exact counts (and the flush trigger) come that much later',
-  }),
-  envVar({
     name: 'MEMQ_JOB_LOCK_MS',
     property: 'jobLockMs',
     group: 'workers',

@@ -310,9 +310,7 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
     const store = createMemoryStore({ redis: producer, keyPrefix: env.keyPrefix });
     const metrics = options.metrics ?? createMetrics({ processMetrics: true });
 
-    const queues = createMemoryQueues(producer, env.queuePrefix, {
-      tokenCountDelayMs: env.tokenCountDelayMs,
-    });
+    const queues = createMemoryQueues(producer, env.queuePrefix);
     begun('queues', () => queues.close());
     metrics.setQueueDepthSource(() => queues.depths());
     const client = createMemoryClient({
