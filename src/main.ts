@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AppError } from './core/errors.js';
-import { loadEnvConfig } from './config/env.js';
+import { loadEnvConfig, retiredEnvVariables } from './config/env.js';
 import type { ProcessMode } from './cli/run-command.js';
 import { createLogger } from './runtime/logger.js';
 
@@ -78,6 +78,7 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
   parseArgs({ args: rest, strict: true });
   const env = loadEnvConfig(process.env);
   const log = createLogger(env.logLevel);
+  for (const warning of retiredEnvVariables(process.env)) log.warn(warning);
   const { runMemq } = await import('./cli/run-command.js');
   const running = await runMemq(mode, env, log, err);
   const parts = [

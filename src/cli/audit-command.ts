@@ -73,7 +73,13 @@ export async function auditCommand(
   const redis = operatorConnection(env);
   try {
     const report = await runAudit(
-      { redis, keyPrefix: env.keyPrefix, queuePrefix: env.queuePrefix, registry },
+      {
+        redis,
+        keyPrefix: env.keyPrefix,
+        queuePrefix: env.queuePrefix,
+        registry,
+        env: process.env,
+      },
       {
         memory: values.memory,
         project: values.project,

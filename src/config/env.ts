@@ -279,7 +279,7 @@ export const ENV_VARS = Object.freeze([
     schema: RedisUrlSchema,
     default: undefined,
     allowed: 'a redis:// or rediss:// URL',
-    doc: 'Redis URL; credentials go in it. Unset: `redis://127.0.0.1:6379` if a Redis answers there, else `memq start` and `memq work` start a private `redis-server` (data in `.memq/redis`)',
+    doc: 'Redis URL; credentials go in it. Unset: `redis://127.0.0.1:6379` if a Redis answers there, else `memq start`, `serve`, `work` and `replay` start a private `redis-server` (data in `.memq/redis`)',
     secret: true,
   }),
   envVar({
@@ -663,6 +663,26 @@ const ENV_RULES: readonly EnvRule[] = [
         : undefined,
   },
 ];
+
+/**
+ * Variables memq no longer reads, by name, with what replaced each: set in a deployment, they
+ * would otherwise be ignored without a word ({@link retiredEnvVariables}).
+ */
+export const RETIRED_ENV_VARS: Readonly<Record<string, string>> = Object.freeze({
+  MEMQ_TOKEN_COUNT_DELAY_MS:
+    'token-count jobs always wait 250 ms (DEFAULT_TOKEN_COUNT_DELAY_MS in queues/memory-queues.ts); remove it',
+});
+
+/**
+ * The retired variables set in `env` (non-empty), each as `<NAME>: ignored: <what replaced it>`,
+ * for the CLI to warn about. Pure.
+ * @param env Variables, e.g. `process.env`.
+ */
+export function retiredEnvVariables(env: Record<string, string | undefined>): string[] {
+  return Object.entries(RETIRED_ENV_VARS)
+    .filter(([name]) => env[name] !== undefined && env[name] !== '')
+    .map(([name, why]) => `${name}: ignored: ${why}`);
+}
 
 /**
  * Resolves the environment configuration from {@link ENV_VARS}. Pure: reads only `env`.

@@ -684,7 +684,12 @@ export const MemoryResourceFileSchema = z
         message: ENCODING_MODEL_ALLOWED,
       });
     }
-    if (file.privacy_scope !== undefined && file.privacy_policy?.action !== 'hash') {
+    if (
+      file.privacy_scope !== undefined &&
+      // a refused value has its own problem already
+      !Object.hasOwn(UNSUPPORTED_MEMORY_VALUES.privacy_scope ?? {}, file.privacy_scope) &&
+      file.privacy_policy?.action !== 'hash'
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['privacy_scope'],

@@ -279,7 +279,9 @@ export function shortTermBudget(
  * strategy's plan, the raw non-system messages kept (short-term) must fit
  * {@link shortTermBudget}: `limit x short_term`, less the tokens system messages take beyond
  * their reserved `limit x system` share (system messages are never removed, so their excess is
- * paid for by raw messages, and system + short-term + summary stay within the limit). If they
+ * paid for by raw messages first: system + short-term + summary stay within the limit as long as
+ * the system messages fit `limit x (system + short_term)`; beyond that nothing more can be
+ * removed, since the summary keeps its own budget and system messages stay). If they
  * do not fit, more of them go, oldest first, the same way the strategy removes (folded for
  * hybrid_summary, evicted otherwise). The summary's budget (long-term) is `min(summary_tokens,
  * limit x long_term)` (applied by the summarizer, {@link summaryBudget}). Without

@@ -10,6 +10,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Router, type RequestHandler } from 'express';
 import type { MemoryRegistry } from '../config/load-memories.js';
+import { MemoryRefSchema } from '../core/memory-key.js';
 import { applyPrivacy } from '../core/privacy.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
 import { QUEUES } from '../../queues/names.js';
@@ -51,6 +52,9 @@ export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
   const resource = registry.list().find((r) => r.id === resourceId);
   const known = resource !== undefined;
   const policy = resource?.privacyPolicy;
+  // the instance, for pseudonyms scoped to it (privacy_scope: session); a job whose ref does not
+  // parse is shown with its messages hidden when its policy needs the instance
+  const ref = MemoryRefSchema.safeParse(job.ref).data;
   return {
     ...job,
     messages: job.messages.map((m: unknown) => {
@@ -59,7 +63,11 @@ export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
         return { ...(message ?? {}), content: HIDDEN };
       }
       try {
-        const { kept } = applyPrivacy(policy, [message as Parameters<typeof applyPrivacy>[1][0]]);
+        const { kept } = applyPrivacy(
+          policy,
+          [message as Parameters<typeof applyPrivacy>[1][0]],
+          ref,
+        );
         return kept[0] ?? { ...message, content: HIDDEN };
       } catch {
         return { ...message, content: HIDDEN };

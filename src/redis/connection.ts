@@ -27,7 +27,7 @@ export interface CreateRedisOptions {
 
 /**
  * Creates an ioredis client for `role`. RESP2 replies (`protocol: 2`) keep reply shapes stable
- * across ioredis 6's RESP3 default (ecosystem.md section 9). The caller owns `quit()`.
+ * across ioredis 6's RESP3 default. The caller owns `quit()`.
  */
 export function createRedis(options: CreateRedisOptions & { clusterNodes?: undefined }): Redis;
 export function createRedis(options: CreateRedisOptions): RedisConnection;

@@ -428,7 +428,7 @@ export interface AuditRedactor {
  */
 export function compileAuditPolicy(
   policy: AuditPolicy,
-  env: NodeJS.ProcessEnv = process.env,
+  env: Readonly<Record<string, string | undefined>>,
 ): AuditRedactor {
   const rules: AuditRule[] = policy.redactPatterns.map((pattern, i) => {
     const name = `redact_patterns[${i}]`;

@@ -77,8 +77,11 @@ export interface AuditDeps {
   readonly queuePrefix: string;
   /** Declared resources (the memory's privacy policy and model). */
   readonly registry: MemoryRegistry;
-  /** Where a `hash` policy's key is read (the variable the policy names). Default `process.env`. */
-  readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Where a `hash` policy's key is read (the variable the policy names): `process.env`, passed by
+   * the CLI, or a plain record in tests.
+   */
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
 
 /** Kinds of violation. */
@@ -374,7 +377,7 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
   const policy = resource.privacyPolicy;
   const redactor = compileAuditPolicy(
     policy ?? { redactPatterns: [], nonPersistableMessageTypes: [], defaultRedactionString: '' },
-    deps.env ?? process.env,
+    deps.env,
   );
   const count = createTokenCount(await ranks[auditEncoding(resource.tokenProvider.model)]());
   const { conversations } = await buildConversations(sourceOptions(options));

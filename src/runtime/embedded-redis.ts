@@ -80,7 +80,7 @@ function privateRedisConfig(port: number, dataDir: string, password: string): st
 }
 
 /**
- * The embedded default (issue "Start"): if `redis://127.0.0.1:6379` answers, use it; otherwise,
+ * The embedded default: if `redis://127.0.0.1:6379` answers, use it; otherwise,
  * if a `redis-server` binary is on PATH, start a private one on a free loopback port with data
  * (AOF, `appendfsync everysec`) under `<dataDir>`, behind a password memq generates once and keeps
  * in `<stateDir>/redis-password` (0600; the directories 0700); otherwise throw.

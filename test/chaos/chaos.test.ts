@@ -178,7 +178,7 @@ async function startScenario(
     },
     audit: (limit) =>
       runAudit(
-        { redis: producer, keyPrefix: KEY_PREFIX, queuePrefix: QUEUE_PREFIX, registry },
+        { redis: producer, keyPrefix: KEY_PREFIX, queuePrefix: QUEUE_PREFIX, registry, env: {} },
         { memory: MEMORY, project: PROJECT, limit },
       ),
     async failedJobs() {

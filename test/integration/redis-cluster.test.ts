@@ -86,7 +86,7 @@ describe('memq on a three-master Redis Cluster', () => {
 
   it('passes the independent audit (every master scanned)', async () => {
     const audit = await runAudit(
-      { redis: producer, keyPrefix: KEY_PREFIX, queuePrefix: QUEUE_PREFIX, registry },
+      { redis: producer, keyPrefix: KEY_PREFIX, queuePrefix: QUEUE_PREFIX, registry, env: {} },
       { memory: 'customer-support', project: 'test', limit: LIMIT },
     );
     expect(audit.violations).toEqual([]);

@@ -29,7 +29,13 @@ describe('memq replay + memq audit on 500 real e-mails', () => {
       memory: 'customer-support',
       limit: LIMIT,
     });
-    deps = { redis: ns.redis, keyPrefix: ns.keyPrefix, queuePrefix: ns.queuePrefix, registry };
+    deps = {
+      redis: ns.redis,
+      keyPrefix: ns.keyPrefix,
+      queuePrefix: ns.queuePrefix,
+      registry,
+      env: {},
+    };
   }, 180_000);
   afterAll(async () => {
     await pipeline.close();

@@ -7,6 +7,7 @@ import {
   RATE_LIMIT_MIN_MESSAGES,
   loadEnvConfig,
   parseApiKeys,
+  retiredEnvVariables,
 } from '../../../src/config/env.js';
 import { MAX_MESSAGES_PER_WRITE } from '../../../queues/job-contracts.js';
 
@@ -482,5 +483,21 @@ describe('loadEnvConfig', () => {
     expect(error.details).toEqual({
       variables: ['MEMQ_RATE_LIMIT_MESSAGES_BURST', 'MEMQ_BACKPRESSURE_LOW_WATER'],
     });
+  });
+});
+
+describe('retiredEnvVariables', () => {
+  it('names a retired variable that is set, with what replaced it, and loadEnvConfig still starts', () => {
+    const env = { MEMQ_TOKEN_COUNT_DELAY_MS: '0' };
+    expect(retiredEnvVariables(env)).toEqual([
+      expect.stringMatching(
+        /^MEMQ_TOKEN_COUNT_DELAY_MS: ignored: token-count jobs always wait 250 ms/,
+      ),
+    ]);
+    expect(() => loadEnvConfig(env)).not.toThrow();
+  });
+
+  it('says nothing when no retired variable is set (an empty value counts as unset)', () => {
+    expect(retiredEnvVariables({ MEMQ_TOKEN_COUNT_DELAY_MS: '', PORT: '3000' })).toEqual([]);
   });
 });
