@@ -1,5 +1,5 @@
 /** Import direction and cycle check (docs/architecture.md, "Layers"); eslint.config.js checks the same. */
-const upper = '^(src/(http|cli|runtime|replay)|src/main)';
+const upper = '^(src/(http|cli|runtime|replay|client|langchain)|src/main|src/index)';
 /** The pure part of src/tokens (the exact counter and its BPE merge), at the level of src/flush. */
 const tokensPure = 'src/tokens/(counter|bpe-merge)\\.ts$';
 /** The rest of src/tokens does I/O (remote providers, the counting thread, per-resource counters). */

@@ -5,8 +5,8 @@ import tseslint from 'typescript-eslint';
 /**
  * Import direction (docs/architecture.md, "Layers"): src/core <- src/{flush,tokens (pure part)} <-
  * src/config <- src/{redis,store,metrics,providers,tokens (I/O part)} <- queues/ <- processors/ <-
- * src/{http,cli,runtime,replay}. The pure part of src/tokens is counter.ts and bpe-merge.ts; the
- * rest of it (remote providers, the counting thread, per-resource counters) does I/O. Each layer
+ * src/{http,cli,runtime,replay,client,langchain}, src/main.ts, src/index.ts (the surfaces). The
+ * pure part of src/tokens is counter.ts and bpe-merge.ts; the rest of it (remote providers, the counting thread, per-resource counters) does I/O. Each layer
  * lists what it must not import. dependency-cruiser (.dependency-cruiser.cjs) checks the same plus
  * cycles.
  */
@@ -19,7 +19,7 @@ const layer = (files, forbidden) => ({
         patterns: forbidden.map((group) => ({
           group: [group],
           message:
-            'imports flow one way: src/core <- src/{flush,tokens pure} <- src/config <- src/{redis,store,metrics,providers,tokens I/O} <- queues <- processors <- src/{http,cli,runtime,replay} (docs/architecture.md)',
+            'imports flow one way: src/core <- src/{flush,tokens pure} <- src/config <- src/{redis,store,metrics,providers,tokens I/O} <- queues <- processors <- src/{http,cli,runtime,replay,client,langchain} (docs/architecture.md)',
         })),
       },
     ],
@@ -38,7 +38,10 @@ const upper = [
   '**/src/cli/**',
   '**/src/runtime/**',
   '**/src/replay/**',
+  '**/src/client/**',
+  '**/src/langchain/**',
   '**/src/main*',
+  '**/src/index*',
 ];
 
 export default tseslint.config(
