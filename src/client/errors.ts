@@ -1,0 +1,86 @@
+/**
+ * Errors of the HTTP client ({@link MemqHttpClient}, src/client/http.ts): an answer that is not
+ * 2xx is a {@link MemqHttpError} carrying the API's `{ error: { code, message, details } }`
+ * (docs/architecture.md, "Errors"); a request that got no answer is a {@link MemqNetworkError}.
+ * No run-time import: the client depends on nothing but `fetch`.
+ */
+
+/** Options of {@link MemqHttpError}. */
+export interface MemqHttpErrorInit {
+  /** HTTP status, e.g. 404. */
+  readonly status: number;
+  /** The API's error code, e.g. `MEMORY_NOT_FOUND`; see {@link MemqHttpError.code}. */
+  readonly code: string;
+  /** The API's message. */
+  readonly message: string;
+  /** The API's `details`; `{}` when absent. */
+  readonly details?: Readonly<Record<string, unknown>>;
+  /** From `Retry-After`, ms; absent without the header. */
+  readonly retryAfterMs?: number;
+  /** HTTP method of the request. */
+  readonly method: string;
+  /** Path of the request (without the base URL and query), e.g. `/v1/memories/a/b/messages`. */
+  readonly path: string;
+}
+
+/**
+ * The API answered with a status outside 2xx. `code` is the API's stable error code
+ * (`PAYLOAD_INVALID` 400, `UNAUTHENTICATED` 401, `FORBIDDEN` 403, `NOT_FOUND` /
+ * `MEMORY_NOT_FOUND` 404, `CONFLICT` 409, `PAYLOAD_TOO_LARGE` 413, `BACKPRESSURE` /
+ * `RATE_LIMITED` 429, `JOB_FAILED` 500, `REDIS_UNAVAILABLE` 503, `WAIT_TIMEOUT` 504...); when the
+ * body is not the API's error shape (a proxy's page, say) it is `HTTP_<status>`. Tell errors apart
+ * by `status` and `code`, never by message text.
+ */
+export class MemqHttpError extends Error {
+  /** HTTP status, e.g. 429. */
+  readonly status: number;
+  /** The API's error code, or `HTTP_<status>` when the body carried none. */
+  readonly code: string;
+  /** The API's machine-readable context (field, limits, `retry_after_ms`...). */
+  readonly details: Readonly<Record<string, unknown>>;
+  /**
+   * When to retry, ms, from the `Retry-After` header (delta-seconds x 1000, or an HTTP date minus
+   * now, at least 0); undefined without the header. The API sends it with 429 and 503.
+   */
+  readonly retryAfterMs: number | undefined;
+  /** HTTP method of the request that failed. */
+  readonly method: string;
+  /** Path of the request that failed (no base URL, no query). */
+  readonly path: string;
+
+  constructor(init: MemqHttpErrorInit) {
+    super(`${init.method} ${init.path}: ${init.status} ${init.code}: ${init.message}`);
+    this.name = 'MemqHttpError';
+    this.status = init.status;
+    this.code = init.code;
+    this.details = init.details ?? {};
+    this.retryAfterMs = init.retryAfterMs;
+    this.method = init.method;
+    this.path = init.path;
+  }
+
+  /** True for 429 and 503, the statuses the API sends `Retry-After` with. */
+  get retryable(): boolean {
+    return this.status === 429 || this.status === 503;
+  }
+}
+
+/**
+ * The request got no HTTP answer: connection refused or reset, DNS failure, TLS failure, or the
+ * caller's `fetch` rejected (an aborted signal included). `cause` is the underlying error. The
+ * request may or may not have reached the server.
+ */
+export class MemqNetworkError extends Error {
+  /** HTTP method of the request. */
+  readonly method: string;
+  /** Path of the request (no base URL, no query). */
+  readonly path: string;
+
+  constructor(method: string, path: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`${method} ${path}: no answer from the memq server (${reason})`, { cause });
+    this.name = 'MemqNetworkError';
+    this.method = method;
+    this.path = path;
+  }
+}
