@@ -2,9 +2,10 @@
  * The HTTP server (docs/architecture.md, "HTTP API"): the `/v1` API behind API keys, Bull Board behind its own
  * credentials, `/metrics`, `/healthz`, `/readyz` and `/openapi.json`, on one port.
  */
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express, type RequestHandler, type Router } from 'express';
 import type { RedisConnection } from '../redis/connection.js';
 import type { Logger } from 'pino';
 import type { ApiKeyGrant } from '../config/env.js';
@@ -32,7 +33,7 @@ export interface HttpAppOptions {
   readonly redis: RedisConnection;
   /** Instruments; `/metrics` serves `metrics.registry`. */
   readonly metrics: MemqMetrics;
-  /** Request log (method, route, status, duration, project; never bodies). */
+  /** Request log (request id, method, route, status, duration, project; never bodies). */
   readonly log: Logger;
   /** API key -> grant. */
   readonly apiKeys: ReadonlyMap<string, ApiKeyGrant>;
@@ -100,11 +101,80 @@ const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
 /** Routes logged at debug when they succeed (health probes and metric scrapes). */
 const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
-/** The route pattern of a finished request (bounded label), e.g. `/v1/memories/:resource/:key/messages`. */
-function routeOf(req: express.Request): string {
-  const pattern = (req.route as { path?: unknown } | undefined)?.path;
-  if (typeof pattern === 'string') return `${req.baseUrl}${pattern}`;
-  if (req.baseUrl === BOARD_PATH || req.originalUrl.startsWith(BOARD_PATH)) return BOARD_PATH;
+/** The header carrying a request's id, in both directions. */
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+
+/**
+ * A caller's `X-Request-Id` memq keeps: 1 to 128 token characters (RFC 9110 section 5.6.2
+ * `tchar`: letters, digits and ``!#$%&'*+-.^_`|~``). 128 holds a UUID (36), a ULID (26), a W3C
+ * trace id (32) or a cloud load balancer's trace header; anything else (longer, empty, with spaces,
+ * control characters, quotes, commas or non-ASCII) is replaced, so a log line never carries it.
+ */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/;
+
+/**
+ * The request's id: its `X-Request-Id` when it matches {@link REQUEST_ID_PATTERN}, else a new
+ * random UUID (v4). A header sent twice arrives joined with `, ` and is replaced.
+ */
+export function requestIdOf(header: string | string[] | undefined): string {
+  return typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID();
+}
+
+/**
+ * A route pattern split into segments: a lower-cased literal (Express matches case-insensitively)
+ * or `undefined` for a parameter (one non-empty segment).
+ */
+interface RouteMatcher {
+  readonly pattern: string;
+  readonly segments: ReadonlyArray<string | undefined>;
+}
+
+/**
+ * Matchers of `router`'s routes (`router.get(...)` and the like), their patterns prefixed with
+ * `prefix` (the router's mount path).
+ * @throws Error when a pattern has anything but literal and `:param` segments (a wildcard, an
+ *   optional part): the route label could not be told from the path alone.
+ */
+function routeMatchers(router: Router, prefix: string): RouteMatcher[] {
+  const matchers: RouteMatcher[] = [];
+  for (const layer of router.stack) {
+    const path = layer.route?.path;
+    if (typeof path !== 'string') continue;
+    const pattern = `${prefix}${path}`;
+    if (!/^(\/(:[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9._~-]+))+$/.test(pattern)) {
+      throw new Error(
+        `route ${JSON.stringify(pattern)}: expected literal and :param segments only (the route label of memq_http_requests_total is read from the path)`,
+      );
+    }
+    const segments = pattern
+      .split('/')
+      .slice(1)
+      .map((segment) => (segment.startsWith(':') ? undefined : segment.toLowerCase()));
+    matchers.push({ pattern, segments });
+  }
+  return matchers;
+}
+
+/**
+ * The route label of a request path (docs/architecture.md, "Observability"): the pattern of the
+ * route the path belongs to, e.g. `/v1/memories/:resource/:key/messages`, whatever answered it
+ * (the route, or a 401, 413, 415 or 429 from a middleware before it), so that one route has one
+ * label; {@link BOARD_PATH} for Bull Board; `unmatched` for anything else. Bounded: the patterns
+ * are the app's own.
+ */
+function routeLabel(matchers: readonly RouteMatcher[], path: string): string {
+  const parts = path.replace(/\/$/, '').split('/').slice(1);
+  for (const { pattern, segments } of matchers) {
+    if (
+      segments.length === parts.length &&
+      segments.every((literal, i) =>
+        literal === undefined ? parts[i] !== '' : literal === parts[i]!.toLowerCase(),
+      )
+    ) {
+      return pattern;
+    }
+  }
+  if (path === BOARD_PATH || path.startsWith(`${BOARD_PATH}/`)) return BOARD_PATH;
   return 'unmatched';
 }
 
@@ -118,10 +188,18 @@ export function createHttpApp(options: HttpAppOptions): Express {
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });
   loopDelay.enable();
 
+  /** Every route's matcher, filled in once every route is registered (end of this function). */
+  const matchers: RouteMatcher[] = [];
+  // First of all: every answer, errors and Bull Board's included, carries the request id, and
+  // the route label is known before any middleware can refuse the request.
   const observe: RequestHandler = (req, res, next) => {
     const started = performance.now();
+    const requestId = requestIdOf(req.headers['x-request-id']);
+    const route = routeLabel(matchers, req.path);
+    res.locals.requestId = requestId;
+    res.locals.route = route;
+    res.set(REQUEST_ID_HEADER, requestId);
     res.on('finish', () => {
-      const route = routeOf(req);
       const seconds = (performance.now() - started) / 1000;
       metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
       metrics.httpDuration.observe({ method: req.method, route }, seconds);
@@ -130,6 +208,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
       const level = PROBE_ROUTES.has(route) && res.statusCode < 400 ? 'debug' : 'info';
       log[level](
         {
+          requestId,
           method: req.method,
           route,
           status: res.statusCode,
@@ -221,24 +300,26 @@ export function createHttpApp(options: HttpAppOptions): Express {
   // Authentication first: a caller without a valid key gets its 401 before any body is
   // inflated or parsed (Node discards an unread body once the answer is sent). The request rate
   // next: a key over it costs no body parsing, and requests that fail validation count too.
+  const memoryRoutes = createMemoryRoutes({
+    client: options.client,
+    registry: options.registry,
+    maxMessageBytes: options.maxMessageBytes,
+    limits,
+  });
   app.use(
     '/v1',
     apiKeyAuth(options.apiKeys),
     limits.requests,
     jsonBodiesOnly,
     express.json({ limit: options.maxBodyBytes }),
-    createMemoryRoutes({
-      client: options.client,
-      registry: options.registry,
-      maxMessageBytes: options.maxMessageBytes,
-      limits,
-    }),
+    memoryRoutes,
   );
 
   app.use((req) => {
     throw new NotFoundError(`no route ${req.method} ${req.path}`, { method: req.method });
   });
   app.use(errorHandler(log));
+  matchers.push(...routeMatchers(app.router, ''), ...routeMatchers(memoryRoutes, '/v1'));
   return app;
 }
 

@@ -253,7 +253,8 @@ export function toClientErrorResponse(
  * Express error middleware: every error as {@link ErrorBody}. memq's own errors map by code
  * ({@link toErrorResponse}); other errors with a 4xx `status` (body-parser's, the router's) keep
  * their status ({@link toClientErrorResponse}); anything else is Redis being down (503) or a bug
- * (500). Logs 5xx with the method, route and error name, never the body.
+ * (500). Logs 5xx with the request id and route label the app put on `res.locals` (`requestId`,
+ * `route`; src/http/app.ts), the method and the error name, never the body.
  */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
@@ -263,10 +264,15 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     }
     const mapped = toClientErrorResponse(error) ?? toErrorResponse(error);
     if (mapped.status >= 500) {
+      const locals = res.locals as { requestId?: unknown; route?: unknown };
       log.error(
         {
+          ...(typeof locals.requestId === 'string' ? { requestId: locals.requestId } : {}),
           method: req.method,
-          route: (req.route as { path?: string } | undefined)?.path,
+          route:
+            typeof locals.route === 'string'
+              ? locals.route
+              : (req.route as { path?: string } | undefined)?.path,
           status: mapped.status,
           // The name and the frames, not the message: an internal error's message can quote
           // input (JSON.parse does), and logs never carry message content.

@@ -7,7 +7,7 @@ import {
   type CounterConfiguration,
 } from 'prom-client';
 
-/** Prefix of every memq metric (docs/architecture.md, "HTTP API"). */
+/** Prefix of every memq metric (docs/architecture.md, "Observability"); the process metrics have none. */
 export const METRIC_PREFIX = 'memq_';
 
 /**
@@ -116,7 +116,11 @@ export interface MemqMetrics {
   readonly httpDuration: Histogram<'method' | 'route'>;
   /** Registers the scrape-time source of `memq_queue_jobs{queue,state}`. Last call wins. */
   setQueueDepthSource(source: QueueDepthSource): void;
-  /** Registers the scrape-time source of `memq_token_cache_*`. Last call wins. */
+  /**
+   * Registers the scrape-time source of `memq_token_cache_hits_total`, `_misses_total` (counters:
+   * each scrape adds what the source's cumulative counts grew by), `memq_token_cache_entries` and
+   * `memq_token_cache_bytes` (gauges). Last call wins; a new source's counts add to the totals.
+   */
   setTokenCacheSource(source: TokenCacheSource): void;
 }
 
@@ -124,14 +128,33 @@ export interface MemqMetrics {
 export interface MetricsOptions {
   /** Registry to register on; default a new one (so tests and embedders never collide). */
   readonly registry?: Registry;
-  /** Also collect prom-client's default process metrics (CPU, memory, event loop). Default false. */
+  /**
+   * Also collect prom-client's default process metrics (CPU, memory, file descriptors, event-loop
+   * lag, heap, GC) under their standard names (`process_cpu_seconds_total`,
+   * `nodejs_eventloop_lag_seconds`...), with no `memq_` prefix, so stock Node.js dashboards read
+   * them. Skipped when `registry` has them already (an embedder collecting them itself). Default false.
+   */
   readonly processMetrics?: boolean;
 }
 
-/** Creates memq's instruments on `options.registry` (default: a fresh {@link Registry}). */
+/**
+ * A metric prom-client's default collectors register (its process CPU counter), read to tell
+ * whether a registry collects them already.
+ */
+const DEFAULT_METRIC_PROBE = 'process_cpu_seconds_total';
+
+/**
+ * Creates memq's instruments on `options.registry` (default: a fresh {@link Registry}). Every
+ * memq metric is named `memq_*`, counters end in `_total`, units are `_seconds` and `_bytes`
+ * (Prometheus naming conventions); there are no ratio gauges: ratios are PromQL over the counters
+ * (docs/architecture.md, "Observability").
+ * @throws Error from prom-client when `options.registry` holds a metric of the same name already.
+ */
 export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
   const registry = options.registry ?? new Registry();
-  if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  if (options.processMetrics && !registry.getSingleMetric(DEFAULT_METRIC_PROBE)) {
+    collectDefaultMetrics({ register: registry });
+  }
   const counter = <L extends string>(config: CounterConfiguration<L>) =>
     new Counter<L>({ ...config, name: METRIC_PREFIX + config.name, registers: [registry] });
 
@@ -148,11 +171,25 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
       for (const { queue, state, jobs } of await queueDepth()) this.set({ queue, state }, jobs);
     },
   });
-  const cacheGauge = (
-    name: string,
-    help: string,
-    read: (s: ReturnType<TokenCacheSource>) => number,
-  ) =>
+  // The cache keeps its own cumulative counts; each scrape adds what they grew by since the last
+  // one (prom-client's way to mirror a count kept elsewhere: a Counter has no set()). A new
+  // source (a new cache) starts from its own zero and the counters keep rising.
+  let seen = { hits: 0, misses: 0 };
+  const cacheCounter = (name: 'hits' | 'misses', help: string) =>
+    new Counter({
+      name: `${METRIC_PREFIX}token_cache_${name}_total`,
+      help,
+      registers: [registry],
+      collect() {
+        if (!tokenCache) return;
+        const now = tokenCache()[name];
+        if (now > seen[name]) this.inc(now - seen[name]);
+        seen = { ...seen, [name]: now };
+      },
+    });
+  cacheCounter('hits', 'Token-count cache lookups answered from the cache.');
+  cacheCounter('misses', 'Token-count cache lookups that had to count.');
+  const cacheGauge = (name: string, help: string, read: (s: TokenCacheStats) => number) =>
     new Gauge({
       name: `${METRIC_PREFIX}token_cache_${name}`,
       help,
@@ -161,11 +198,6 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
         if (tokenCache) this.set(read(tokenCache()));
       },
     });
-  cacheGauge('hits', 'Token-count cache hits since start (cumulative).', (s) => s.hits);
-  cacheGauge('misses', 'Token-count cache misses since start (cumulative).', (s) => s.misses);
-  cacheGauge('hit_ratio', 'Token-count cache hits / lookups since start (0 when none).', (s) =>
-    s.hits + s.misses === 0 ? 0 : s.hits / (s.hits + s.misses),
-  );
   cacheGauge('entries', 'Entries in the token-count cache.', (s) => s.entries);
   cacheGauge('bytes', 'Approximate bytes held by the token-count cache.', (s) => s.bytes);
 
@@ -285,6 +317,7 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
     },
     setTokenCacheSource(source) {
       tokenCache = source;
+      seen = { hits: 0, misses: 0 };
     },
   };
 }

@@ -13,7 +13,7 @@ describe('token counters of a worker process', () => {
     /** The cache figures `/metrics` would show now. */
     const cacheStats = async () => {
       const value = async (name: string) =>
-        (await metrics.registry.getSingleMetric(`memq_token_cache_${name}`)!.get()).values[0]!
+        (await metrics.registry.getSingleMetric(`memq_token_cache_${name}_total`)!.get()).values[0]!
           .value;
       return { hits: await value('hits'), misses: await value('misses') };
     };
