@@ -109,7 +109,9 @@ export interface MemqMetrics {
   readonly lockWait: Histogram<'operation'>;
   /**
    * `memq_http_requests_total{method,route,status}`: HTTP requests answered; `route` is the
-   * route pattern (`/v1/memories/:resource/:key/messages`), never a path with ids.
+   * route pattern (`/v1/memories/:resource/:key/messages`), never a path with ids, and the same
+   * for every answer of that route (its 2xx, and the 401, 413, 415 and 429 of the middlewares
+   * before it); `/admin/queues` for Bull Board, `unmatched` for any other path.
    */
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   /** `memq_http_request_duration_seconds{method,route}`: time to answer, seconds. */
