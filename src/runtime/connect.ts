@@ -1,0 +1,338 @@
+/**
+ * `connect()`: memq in-process, for a service that imports `memq` (docs/architecture.md,
+ * "Surfaces and processes"). It validates its options, loads the memory resources and builds
+ * the process through the composition root ({@link compose}) -- a producer, or with
+ * `workers: true` a producer plus the workers (`memq start` without HTTP) -- and hands back the
+ * {@link MemoryClient} with a `close()` that stops everything it started. Nothing here reads the
+ * environment for configuration; `env` only supplies the secrets memory files name.
+ */
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import {
+  BACKPRESSURE_POLICIES,
+  ENV_VARS,
+  loadEnvConfig,
+  type BackpressurePolicy,
+  type EnvConfig,
+} from '../config/env.js';
+import {
+  createMemoryRegistry,
+  loadMemoryResources,
+  type MemoryRegistry,
+} from '../config/load-memories.js';
+import { ConfigError } from '../core/errors.js';
+import type { MemoryResource } from '../core/memory-resource.js';
+import { createMetrics } from '../metrics/metrics.js';
+import { resolveProviderApiKeys } from '../providers/api-keys.js';
+import type { MemoryClient } from '../../queues/memory-client.js';
+import { compose, type RedisEndpoint } from './compose.js';
+
+/**
+ * Where Redis is: a `redis://` / `rediss://` URL (one server); `{ url, clusterNodes? }` (the
+ * runtime's endpoint shape: with `clusterNodes`, a Redis Cluster whose credentials come from
+ * `url`); or `{ cluster: ['host:port', ...], username?, password?, tls? }` (a Redis Cluster).
+ * On a cluster every memq key and queue is single-slot (hash tags in the prefixes).
+ */
+export type ConnectRedis =
+  | string
+  | { readonly url: string; readonly clusterNodes?: readonly string[] }
+  | {
+      readonly cluster: readonly string[];
+      readonly username?: string;
+      readonly password?: string;
+      /** `rediss://`: TLS to every node. Default false. */
+      readonly tls?: boolean;
+    };
+
+/** Producer backpressure (the `MEMQ_BACKPRESSURE_*` variables; defaults as theirs). */
+export interface ConnectBackpressure {
+  /** Append backlog (jobs) at or above which appends and writes push back; default 10 000. */
+  readonly highWaterJobs?: number;
+  /** Backlog a `wait` policy waits for; below `highWaterJobs`; default 5 000. */
+  readonly lowWaterJobs?: number;
+  /** `reject` (BackpressureError) or `wait` (for the low-water mark); default `reject`. */
+  readonly policy?: BackpressurePolicy;
+  /** One project's jobs not yet started at or above which its appends are refused; 0 = off; default 2 500. */
+  readonly projectHighWaterJobs?: number;
+  /** Bytes of append and write job data not yet started, all projects; 0 = off; default 1 GiB. */
+  readonly maxBytes?: number;
+  /** The same per project; 0 = off; default 256 MiB. */
+  readonly projectMaxBytes?: number;
+}
+
+/** Options of {@link connect}. */
+export interface ConnectOptions {
+  /** Where Redis is (see {@link ConnectRedis}). */
+  readonly redis: ConnectRedis;
+  /**
+   * The memory resources: a directory of resource YAML files (as `MEMQ_MEMORIES_DIR`), a
+   * `MemoryRegistry`, or resolved resources (`parseMemoryResource(...).resource`).
+   */
+  readonly memories: string | MemoryRegistry | readonly MemoryResource[];
+  /** Project (tenant) the client acts for (`forProject` switches); default `default`. */
+  readonly project?: string;
+  /** Prefix of memory keys (`MEMQ_KEY_PREFIX`); default `memq:`. */
+  readonly keyPrefix?: string;
+  /** BullMQ prefix with a hash tag (`MEMQ_QUEUE_PREFIX`); default `{memq}`. */
+  readonly queuePrefix?: string;
+  /** Producer backpressure; unset fields take the `MEMQ_BACKPRESSURE_*` defaults. */
+  readonly backpressure?: ConnectBackpressure;
+  /** Run the BullMQ workers in this process too (as `memq start` without HTTP); default false (a producer only). */
+  readonly workers?: boolean;
+  /** pino logger for memq's records (job and memory ids, never content); default silent. */
+  readonly log?: Logger;
+  /** prom-client registry memq registers its `memq_*` metrics on; default a private one. */
+  readonly metricsRegistry?: Registry;
+  /**
+   * Where the secrets memory files name are read: `privacy_policy.hash_key_env` keys and, with
+   * `workers`, provider API keys (`token_provider.api_key_env`, `flushing.summarizer.api_key_env`).
+   * Default `process.env`.
+   */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** How long `close()` waits for each step (workers draining, queues, connections), ms; default 30 000. */
+  readonly shutdownGraceMs?: number;
+}
+
+/** What {@link connect} returns: the client, whose `close()` stops what `connect` started. */
+export interface Memq extends MemoryClient {
+  /**
+   * Stops in reverse start order -- workers (draining active jobs), client, queues, Redis
+   * connections -- each step under `shutdownGraceMs`; a failed or late step is logged and the next
+   * still runs. Idempotent: later calls return the first call's promise. Views from
+   * `forProject` share the connections and stop working too.
+   */
+  close(): Promise<void>;
+}
+
+/** The `EnvConfig` defaults (`loadEnvConfig({})`): what an option left out takes. */
+const DEFAULTS: EnvConfig = loadEnvConfig({});
+
+/** The string schema of the environment variable filling `property`, with its `allowed` text. */
+function envSchema(property: 'project' | 'keyPrefix' | 'queuePrefix') {
+  const entry = ENV_VARS.find((candidate) => candidate.property === property)!;
+  return z.string().refine((text) => entry.schema.safeParse(text).success, {
+    error: `expected ${entry.allowed}`,
+  });
+}
+
+/** A `redis://` or `rediss://` URL (never echoed: it may hold a password). */
+const RedisUrlSchema = z.string().refine(
+  (text) => {
+    try {
+      return ['redis:', 'rediss:'].includes(new URL(text).protocol);
+    } catch {
+      return false;
+    }
+  },
+  { error: 'expected a redis:// or rediss:// URL' },
+);
+
+/** `host:port` of a cluster node (as `REDIS_CLUSTER_NODES`). */
+const NodesSchema = z
+  .array(z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/, { error: 'expected host:port' }))
+  .min(1);
+
+const count = (min: number) => z.number().int().min(min).max(Number.MAX_SAFE_INTEGER);
+
+const isFunctions = (value: unknown, names: readonly string[]) =>
+  typeof value === 'object' &&
+  value !== null &&
+  names.every((name) => typeof (value as Record<string, unknown>)[name] === 'function');
+
+/** {@link ConnectOptions} as validated before anything is opened. */
+const ConnectOptionsSchema = z.strictObject({
+  redis: z.union(
+    [
+      RedisUrlSchema,
+      z.strictObject({ url: RedisUrlSchema, clusterNodes: NodesSchema.optional() }),
+      z.strictObject({
+        cluster: NodesSchema,
+        username: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+        tls: z.boolean().optional(),
+      }),
+    ],
+    {
+      error:
+        'expected a redis:// or rediss:// URL, { url, clusterNodes? } or { cluster: ["host:port", ...], username?, password?, tls? }',
+    },
+  ),
+  memories: z.union(
+    [
+      z.string().min(1),
+      z.custom<MemoryRegistry>((value) => isFunctions(value, ['get', 'has', 'list'])),
+      z.array(
+        z.custom<MemoryResource>((value) => typeof (value as MemoryResource)?.id === 'string'),
+      ),
+    ],
+    { error: 'expected a directory path, a MemoryRegistry or an array of memory resources' },
+  ),
+  project: envSchema('project').optional(),
+  keyPrefix: envSchema('keyPrefix').optional(),
+  queuePrefix: envSchema('queuePrefix').optional(),
+  backpressure: z
+    .strictObject({
+      highWaterJobs: count(1).optional(),
+      lowWaterJobs: count(0).optional(),
+      policy: z.enum(BACKPRESSURE_POLICIES).optional(),
+      projectHighWaterJobs: count(0).optional(),
+      maxBytes: count(0).optional(),
+      projectMaxBytes: count(0).optional(),
+    })
+    .superRefine((bp, ctx) => {
+      // As the MEMQ_BACKPRESSURE_LOW_WATER rule, over the values in effect (defaults included).
+      const high = bp.highWaterJobs ?? DEFAULTS.backpressureHighWaterJobs;
+      const low = bp.lowWaterJobs ?? DEFAULTS.backpressureLowWaterJobs;
+      if (low >= high) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['lowWaterJobs'],
+          message: `expected below highWaterJobs (${high}), got ${low}`,
+        });
+      }
+    })
+    .optional(),
+  workers: z.boolean().optional(),
+  log: z
+    .custom<Logger>((value) => isFunctions(value, ['info', 'warn', 'error', 'child']), {
+      error: 'expected a pino logger',
+    })
+    .optional(),
+  metricsRegistry: z
+    .custom<Registry>((value) => isFunctions(value, ['getSingleMetric', 'registerMetric']), {
+      error: 'expected a prom-client Registry',
+    })
+    .optional(),
+  env: z.record(z.string(), z.string().optional()).optional(),
+  shutdownGraceMs: count(0).max(3_600_000).optional(),
+});
+
+/**
+ * Validates `options` or throws ConfigError with one line per problem, `connect: <option path>:
+ * <what is allowed>` (values are not echoed: `redis` may hold a password), and
+ * `details.options` listing the paths.
+ */
+function parseOptions(options: unknown): z.output<typeof ConnectOptionsSchema> {
+  const parsed = ConnectOptionsSchema.safeParse(options);
+  if (parsed.success) return parsed.data;
+  const paths = parsed.error.issues.map((issue) => issue.path.join('.') || '(options)');
+  const lines = parsed.error.issues.map(
+    (issue, i) => `connect: ${paths[i]}: ${issue.message.replace(/^Invalid input: /, '')}`,
+  );
+  throw new ConfigError(lines.join('\n'), { details: { options: paths } });
+}
+
+/** The compose endpoint of a validated `redis` option. */
+function endpointOf(redis: z.output<typeof ConnectOptionsSchema>['redis']): RedisEndpoint {
+  if (typeof redis === 'string') return { url: redis };
+  if ('url' in redis)
+    return redis.clusterNodes
+      ? { url: redis.url, clusterNodes: redis.clusterNodes }
+      : { url: redis.url };
+  const auth =
+    redis.password !== undefined || redis.username !== undefined
+      ? `${encodeURIComponent(redis.username ?? '')}:${encodeURIComponent(redis.password ?? '')}@`
+      : '';
+  return {
+    url: `${redis.tls ? 'rediss' : 'redis'}://${auth}${redis.cluster[0]!}`,
+    clusterNodes: redis.cluster,
+  };
+}
+
+/**
+ * Connects to Redis and starts memq in this process: a producer client, and with
+ * `workers: true` the BullMQ workers and the maintenance schedule as well (wired by
+ * {@link compose}, as `memq start` / `work` are, without HTTP).
+ *
+ * Order: options validated (zod) -> memory resources loaded -> provider API keys resolved (with
+ * workers) -> Redis connections opened and pinged -> queues, client, schedule, workers. A problem
+ * before the connections leaves nothing open; a failure after closes what was started.
+ *
+ * @example
+ * const memq = await connect({ redis: 'redis://127.0.0.1:6379', memories: './memories', project: 'acme' });
+ * const receipt = await memq.append({ resource: 'customer-support', key: 'support:42' }, [{ role: 'user', content: 'hi' }]);
+ * await memq.waitFor(receipt.jobId!);
+ * await memq.close();
+ *
+ * @throws ConfigError (`CONFIG_INVALID`) for invalid options (naming each option), invalid or
+ *   missing memory resources, a missing `hash_key_env` secret, or (with workers) a missing
+ *   provider API key; nothing is opened.
+ * @throws the Redis error when a connection does not answer PING (what was opened is closed).
+ */
+export async function connect(options: ConnectOptions): Promise<Memq> {
+  const given = parseOptions(options);
+  const secrets = given.env ?? process.env;
+  const log = given.log ?? pino({ level: 'silent' });
+  const workers = given.workers ?? false;
+
+  let registry: MemoryRegistry;
+  if (typeof given.memories === 'string') {
+    registry = await loadMemoryResources(given.memories, secrets);
+  } else if (Array.isArray(given.memories)) {
+    registry = createMemoryRegistry(given.memories, secrets);
+  } else {
+    registry = given.memories;
+  }
+  const providerKeys = workers ? resolveProviderApiKeys(registry, secrets) : undefined;
+
+  const bp = given.backpressure ?? {};
+  const env: EnvConfig = Object.freeze({
+    ...DEFAULTS,
+    project: given.project ?? DEFAULTS.project,
+    keyPrefix: given.keyPrefix ?? DEFAULTS.keyPrefix,
+    queuePrefix: given.queuePrefix ?? DEFAULTS.queuePrefix,
+    backpressureHighWaterJobs: bp.highWaterJobs ?? DEFAULTS.backpressureHighWaterJobs,
+    backpressureLowWaterJobs: bp.lowWaterJobs ?? DEFAULTS.backpressureLowWaterJobs,
+    backpressurePolicy: bp.policy ?? DEFAULTS.backpressurePolicy,
+    backpressureProjectHighWaterJobs:
+      bp.projectHighWaterJobs ?? DEFAULTS.backpressureProjectHighWaterJobs,
+    backpressureMaxBytes: bp.maxBytes ?? DEFAULTS.backpressureMaxBytes,
+    backpressureProjectMaxBytes: bp.projectMaxBytes ?? DEFAULTS.backpressureProjectMaxBytes,
+    shutdownGraceMs: given.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
+  });
+
+  const graph = await compose({
+    env,
+    redis: endpointOf(given.redis),
+    registry,
+    log,
+    workers,
+    ...(providerKeys ? { providerKeys } : {}),
+    metrics: createMetrics(given.metricsRegistry ? { registry: given.metricsRegistry } : {}),
+  });
+
+  const step = async (name: string, run: () => Promise<unknown>): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), env.shutdownGraceMs);
+      timer.unref();
+    });
+    try {
+      if ((await Promise.race([run().then(() => 'done' as const), late])) === 'late') {
+        log.warn(
+          { step: name, graceMs: env.shutdownGraceMs },
+          'close step exceeded its grace time; continuing',
+        );
+      }
+    } catch (error) {
+      log.error(
+        { step: name, err: error instanceof Error ? error.message : String(error) },
+        'close step failed; continuing',
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  let closing: Promise<void> | undefined;
+  return {
+    ...graph.client,
+    close() {
+      closing ??= (async () => {
+        for (const closable of graph.closables) await step(closable.name, () => closable.close());
+      })();
+      return closing;
+    },
+  };
+}

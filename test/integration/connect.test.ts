@@ -1,0 +1,154 @@
+/**
+ * `connect()` (src/runtime/connect.ts, the `memq` entry) on the suite's Redis or Redis Cluster
+ * (`MEMQ_TEST_REDIS=cluster`): in-process workers; a producer-only connect beside a workers
+ * connect (as `memq serve` + `memq work`); options refused before any connection opens; `close()`
+ * idempotent, leaving no handle (the leak guard of test/setup fails the file otherwise).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError, connect, type ConnectRedis } from '../../src/index.js';
+import { freePort } from '../../src/runtime/embedded-redis.js';
+import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+
+const RESOURCE = 'customer-support';
+
+/** The `redis` option for the suite's Redis: the cluster shape on a cluster, else the URL. */
+const redisOption = (ns: RedisNamespace): ConnectRedis =>
+  ns.clusterNodes ? { cluster: ns.clusterNodes } : ns.url;
+
+/** What `fn` rejects with (fails the test when it resolves). */
+async function rejection(fn: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('connect', () => {
+  let ns: RedisNamespace;
+  const opened: { close(): Promise<void> }[] = [];
+
+  beforeEach(() => {
+    ns = createRedisNamespace();
+  });
+  afterEach(async () => {
+    for (const memq of opened.splice(0)) await memq.close();
+    await ns.cleanup();
+  });
+
+  const options = (extra: Partial<Parameters<typeof connect>[0]> = {}) => ({
+    redis: redisOption(ns),
+    memories: 'memories',
+    project: 'acme',
+    keyPrefix: ns.keyPrefix,
+    queuePrefix: ns.queuePrefix,
+    ...extra,
+  });
+
+  it('with workers: appends through the key template, waits for the job and reads it back', async () => {
+    const memq = await connect(options({ workers: true }));
+    opened.push(memq);
+    expect(memq.project).toBe('acme');
+
+    const receipt = await memq.append(
+      {
+        resource: RESOURCE,
+        keyTemplate: 'support:{{ .conversation_id }}',
+        context: { conversation_id: '42' },
+      },
+      [
+        { role: 'user', content: 'my order is late' },
+        { role: 'assistant', content: 'let me check' },
+      ],
+    );
+    expect(receipt.ref).toEqual({ project: 'acme', resource: RESOURCE, key: 'support:42' });
+    expect(await memq.waitFor(receipt.jobId!)).toEqual({ added: 2, duplicates: 0 });
+
+    const page = await memq.read({ resource: RESOURCE, key: 'support:42' });
+    expect(page.messages.map((m) => m.message.content)).toEqual([
+      'my order is late',
+      'let me check',
+    ]);
+    expect(page.messages.map((m) => m.message.id)).toEqual(receipt.messageIds);
+    const job = await memq.job('memory-append', receipt.jobId!);
+    expect(job?.state).toBe('completed');
+    // Another project through the same connections sees nothing of acme's.
+    const other = memq.forProject('beta');
+    expect((await other.read({ resource: RESOURCE, key: 'support:42' })).total).toBe(0);
+  });
+
+  it('a producer-only connect enqueues; a connect with workers in the same process runs the jobs', async () => {
+    const producer = await connect(options());
+    opened.push(producer);
+    const receipt = await producer.append({ resource: RESOURCE, key: 'support:7' }, [
+      { role: 'user', content: 'hello' },
+    ]);
+    // No worker yet: the job waits in its queue.
+    expect((await producer.job('memory-append', receipt.jobId!))?.state).toBe('waiting');
+
+    const worker = await connect(options({ workers: true, project: 'unused' }));
+    opened.push(worker);
+    expect(await producer.waitFor(receipt.jobId!, { timeoutMs: 20_000 })).toEqual({
+      added: 1,
+      duplicates: 0,
+    });
+    const cleared = await producer.clear(
+      { resource: RESOURCE, key: 'support:7' },
+      { confirm: true },
+    );
+    await producer.waitFor(cleared, { timeoutMs: 20_000 });
+    expect((await producer.read({ resource: RESOURCE, key: 'support:7' })).total).toBe(0);
+  });
+
+  it('refuses invalid options with a ConfigError naming each option, before connecting', async () => {
+    // Nothing listens at this URL: a connection attempt would fail with a Redis error instead.
+    const nowhere = `redis://127.0.0.1:${await freePort()}`;
+    const refused = await rejection(() =>
+      connect({
+        ...options(),
+        redis: nowhere,
+        project: 'no spaces allowed',
+        keyPrefix: '{braces}',
+        backpressure: { highWaterJobs: 10, lowWaterJobs: 10 },
+        workers: 'yes' as unknown as boolean,
+      }),
+    );
+    expect(refused).toBeInstanceOf(ConfigError);
+    const config = refused as ConfigError;
+    expect(config.details.options).toEqual([
+      'project',
+      'keyPrefix',
+      'backpressure.lowWaterJobs',
+      'workers',
+    ]);
+    expect(config.message).toContain('connect: keyPrefix: expected 1-64 characters without braces');
+
+    const secret = 'http://user:s3cret-pass@example.com';
+    const badUrl = (await rejection(() => connect({ ...options(), redis: secret }))) as ConfigError;
+    expect(badUrl).toBeInstanceOf(ConfigError);
+    expect(badUrl.message).toMatch(/^connect: redis: expected a redis:\/\/ or rediss:\/\/ URL/);
+    expect(badUrl.message).not.toContain('s3cret');
+
+    const unknownOption = await rejection(() =>
+      connect({ ...options(), redisUrl: ns.url } as unknown as Parameters<typeof connect>[0]),
+    );
+    expect((unknownOption as ConfigError).message).toContain('redisUrl');
+
+    const missingDir = await rejection(() => connect({ ...options(), memories: 'no-such-dir' }));
+    expect(missingDir).toBeInstanceOf(ConfigError);
+  });
+
+  it('close() is idempotent, stops the workers and closes the connections', async () => {
+    const memq = await connect(options({ workers: true }));
+    const first = memq.close();
+    expect(memq.close()).toBe(first);
+    await first;
+    await memq.close();
+    // Everything is stopped: a call fails at once instead of waiting for a connection.
+    const after = await rejection(() =>
+      memq.append({ resource: RESOURCE, key: 'support:9' }, [{ role: 'user', content: 'late' }]),
+    );
+    expect(after).toBeInstanceOf(Error);
+  });
+});
