@@ -37,8 +37,9 @@ export interface CountingThreadOptions {
 
 /**
  * Starts the counting thread lazily, on the first `count`, and stops it after `idleMs` without a
- * request; the next `count` starts a new one. The entry is `counting-thread-entry.ts` next to this
- * module; when running from TypeScript sources (tsx, vitest) the thread loads it through tsx. A
+ * request; the next `count` starts a new one. The entry is `counting-thread-entry` next to this
+ * module, with this module's extension: the compiled `.js` in the package (`dist/src/tokens`, no
+ * tsx needed), the `.ts` source through tsx when running from sources (tsx, vitest). A
  * thread that dies is replaced on the next call (its encoders, ~1 s and ~100 MB for o200k, load
  * again in the new thread); there is at most one thread per process.
  */
