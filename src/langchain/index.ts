@@ -75,7 +75,10 @@ export interface MemqChatMessageHistoryOptions {
  *
  * Errors are memq's: `PayloadError` (invalid message), `MemoryNotFoundError` (undeclared
  * resource), `BackpressureError`, `JobFailedError`, `JobTimeoutError` (the commit took longer
- * than 30 s; the job goes on), `RedisUnavailableError`, or the HTTP client's errors.
+ * than 30 s; the job goes on), `RedisUnavailableError`, or the HTTP client's errors
+ * (`MemqHttpError`, `MemqNetworkError`). `RunnableWithMessageHistory` (@langchain/core 1.x)
+ * stores a turn from a run listener that logs an `addMessages` error and does not throw it: the
+ * invoke still resolves. Call `addMessages` yourself where a lost turn must fail the call.
  */
 export class MemqChatMessageHistory extends BaseListChatMessageHistory {
   /** LangChain's serialisation namespace (the class is not serialisable: it holds a client). */
@@ -104,8 +107,10 @@ export class MemqChatMessageHistory extends BaseListChatMessageHistory {
   /**
    * The rolling summary as a leading `SystemMessage` (when there is one), then the instance's
    * messages oldest first, read page by page ({@link READ_PAGE} per read). A history longer than
-   * one page is re-read when it changed between pages (up to {@link MAX_READ_ATTEMPTS} times);
-   * a message seen twice (a page boundary shifted by a late id) is returned once.
+   * one page is re-read when its oldest message or its summary changed between pages (a flush,
+   * clear or write in between), up to {@link MAX_READ_ATTEMPTS} reads, the last of which is
+   * returned whatever happened during it; a message seen twice (a page boundary shifted by a
+   * late id) is returned once.
    */
   async getMessages(): Promise<BaseMessage[]> {
     let read = await this.#readAll();
