@@ -48,8 +48,8 @@ fail() {
 step() { printf '\n-- %s\n' "$*"; }
 free_port() { node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 
-step "build (npm run build)"
-npm run -s build
+step "clean build (npm run prepack: dist/ removed, then npm run build)"
+npm run -s prepack
 
 step "pack (npm pack)"
 npm pack --ignore-scripts --json --pack-destination "$tmp" >"$tmp/pack.json"
