@@ -45,7 +45,16 @@ const upper = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.memq/**', 'coverage/**', 'bin/**', 'bench/results/**', 'dist/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '.memq/**',
+      'coverage/**',
+      'bin/**',
+      'bench/results/**',
+      'dist/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
