@@ -3,15 +3,15 @@
  * build`), then each example runs as a child process importing memq by its package name (Node
  * resolves `memq`, `memq/langchain` through the package's `exports` map to dist/), on this test's
  * Redis namespace (the examples read memq's own variables: REDIS_URL, MEMQ_KEY_PREFIX,
- * MEMQ_QUEUE_PREFIX, ...). curl.sh runs against `memq start` in a fresh directory, as the README's
- * curl session does (test/integration/readme-curl.test.ts).
+ * MEMQ_QUEUE_PREFIX, ...). curl.sh and http-client.mjs run against `memq start` in a fresh
+ * directory, as the README's curl session does (test/integration/readme-curl.test.ts).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { memqEnv, startMemqProcess } from '../helpers/cli.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { memqEnv, startMemqProcess, type MemqProcess } from '../helpers/cli.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
 /** What a finished child process printed and how it exited. */
@@ -139,54 +139,84 @@ describe('examples/', () => {
     });
   });
 
-  it('curl.sh walks the HTTP API against memq start, and stops at the first failing call', async () => {
-    await withNamespace(async (ns) => {
-      const cwd = mkdtempSync(path.join(tmpdir(), 'memq-examples-'));
+  describe('against memq start in a fresh directory', () => {
+    let ns: RedisNamespace;
+    let cwd: string;
+    let memq: MemqProcess | undefined;
+    /** The environment of an example run in `cwd` against the server. */
+    const clientEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+      ...process.env,
+      MEMQ_URL: memq!.base,
+      ...extra,
+    });
+
+    beforeAll(async () => {
+      ns = createRedisNamespace();
+      cwd = mkdtempSync(path.join(tmpdir(), 'memq-examples-'));
       const env = memqEnv(ns, { PORT: '0', MEMQ_MEMORIES_DIR: path.resolve('memories') });
       delete env.MEMQ_API_KEYS; // as on a fresh machine: memq creates .memq/api-key in cwd
       delete env.MEMQ_API_KEYS_FILE;
       delete env.MEMQ_BOARD_PASSWORD;
-      const memq = await startMemqProcess('start', env, cwd);
-      try {
-        expect(memq.base, memq.stderr()).toBeDefined();
-        const script = path.resolve('examples/curl.sh');
-        const walk = await run('bash', [script], {
-          cwd,
-          env: { ...process.env, MEMQ_URL: memq.base },
-        });
-        expect(walk.status, walk.stderr).toBe(0);
+      memq = await startMemqProcess('start', env, cwd);
+      expect(memq.base, memq.stderr()).toBeDefined();
+    });
+    afterAll(async () => {
+      await memq?.stop();
+      rmSync(cwd, { recursive: true, force: true });
+      await ns.cleanup();
+    });
 
-        // "==> what it does" lines, each followed by memq's JSON answer.
-        const lines = walk.stdout.trim().split('\n');
-        const steps = lines.filter((_, i) => i % 2 === 0);
-        expect(steps.every((line) => line.startsWith('==> '))).toBe(true);
-        const [append, read, stats, flush, clear, remove, readAgain] = lines
-          .filter((_, i) => i % 2 === 1)
-          .map((line) => JSON.parse(line) as Record<string, unknown>);
-        expect(steps).toHaveLength(7);
-        expect(append).toMatchObject({ redactions: 1, result: { added: 2, duplicates: 0 } });
-        expect(read).toMatchObject({ key: 'curl-example', total: 2 });
-        expect(JSON.stringify(read)).toContain('Hi, I am [REDACTED] and my order #4411 is late');
-        expect(stats).toMatchObject({ message_count: 2, roles: { user: 1, assistant: 1 } });
-        expect(flush).toMatchObject({ result: { applied: false } });
-        expect(clear).toMatchObject({ result: { removed: 2 } });
-        expect(remove).toMatchObject({ job: { queue: 'memory-cleanup' } });
-        expect(readAgain).toMatchObject({ total: 0, messages: [] });
-        expect(walk.stdout).not.toContain('jane@example.com');
-        expect(await leftoverMemoryKeys(ns)).toEqual([]);
+    it('curl.sh walks the HTTP API, and stops at the first failing call', async () => {
+      const script = path.resolve('examples/curl.sh');
+      const walk = await run('bash', [script], { cwd, env: clientEnv() });
+      expect(walk.status, walk.stderr).toBe(0);
 
-        // A wrong key: the first call answers 401, the script prints memq's error and exits non-zero.
-        const refused = await run('bash', [script], {
-          cwd,
-          env: { ...process.env, MEMQ_URL: memq.base, MEMQ_API_KEY: 'not-a-key-of-this-server' },
-        });
-        expect(refused.status).not.toBe(0);
-        expect(refused.stdout).toContain('"code":"UNAUTHENTICATED"');
-        expect(refused.stdout).not.toContain('==> read the window');
-      } finally {
-        await memq.stop();
-        rmSync(cwd, { recursive: true, force: true });
-      }
+      // "==> what it does" lines, each followed by memq's JSON answer.
+      const lines = walk.stdout.trim().split('\n');
+      const steps = lines.filter((_, i) => i % 2 === 0);
+      expect(steps.every((line) => line.startsWith('==> '))).toBe(true);
+      const [append, read, stats, flush, clear, remove, readAgain] = lines
+        .filter((_, i) => i % 2 === 1)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(steps).toHaveLength(7);
+      expect(append).toMatchObject({ redactions: 1, result: { added: 2, duplicates: 0 } });
+      expect(read).toMatchObject({ key: 'curl-example', total: 2 });
+      expect(JSON.stringify(read)).toContain('Hi, I am [REDACTED] and my order #4411 is late');
+      expect(stats).toMatchObject({ message_count: 2, roles: { user: 1, assistant: 1 } });
+      expect(flush).toMatchObject({ result: { applied: false } });
+      expect(clear).toMatchObject({ result: { removed: 2 } });
+      expect(remove).toMatchObject({ job: { queue: 'memory-cleanup' } });
+      expect(readAgain).toMatchObject({ total: 0, messages: [] });
+      expect(walk.stdout).not.toContain('jane@example.com');
+      expect(await leftoverMemoryKeys(ns)).toEqual([]);
+
+      // A wrong key: the first call answers 401, the script prints memq's error and exits non-zero.
+      const refused = await run('bash', [script], {
+        cwd,
+        env: clientEnv({ MEMQ_API_KEY: 'not-a-key-of-this-server' }),
+      });
+      expect(refused.status).not.toBe(0);
+      expect(refused.stdout).toContain('"code":"UNAUTHENTICATED"');
+      expect(refused.stdout).not.toContain('==> read the window');
+    });
+
+    it('http-client.mjs calls the same API through MemqHttpClient', async () => {
+      const { status, stdout, stderr } = await run(
+        process.execPath,
+        [path.resolve('examples/http-client.mjs')],
+        { cwd, env: clientEnv() },
+      );
+      expect(status, stderr).toBe(0);
+      expect(stdout.trim().split('\n')).toEqual([
+        expect.stringMatching(/^appended: 2 added, 1 redacted \(job [0-9A-Z]{26}-[0-9a-f]{8}\)$/),
+        expect.stringMatching(/^read: 2 messages, \d+ tokens in the window$/),
+        '  user: Hi, I am [REDACTED] and my order #4411 is late',
+        '  assistant: Sorry about that, let me check order #4411.',
+        'flush dry run: applied false',
+        'deleted http-example',
+        'unknown resource: 404 MEMORY_NOT_FOUND',
+      ]);
+      expect(await leftoverMemoryKeys(ns)).toEqual([]);
     });
   });
 });
