@@ -15,6 +15,7 @@ const tracked = execFileSync(
     'bench',
     'docs',
     'memories',
+    'examples',
     'README.md',
     '.ci',
     'eslint.config.js',
