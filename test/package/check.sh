@@ -41,6 +41,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM
 fail() {
   echo "package check: FAILED: $*" >&2
   exit 1
