@@ -65,22 +65,35 @@ export class MemqHttpError extends Error {
   }
 }
 
+/** Options of {@link MemqNetworkError}. */
+export interface MemqNetworkErrorInit {
+  /** True when the caller's `signal` aborted the call; default false. */
+  readonly aborted?: boolean;
+}
+
 /**
- * The request got no HTTP answer: connection refused or reset, DNS failure, TLS failure, or the
- * caller's `fetch` rejected (an aborted signal included). `cause` is the underlying error. The
- * request may or may not have reached the server.
+ * The request got no complete HTTP answer: connection refused or reset, DNS failure, TLS
+ * failure, the caller's `fetch` rejected, the answer's body could not be read to the end (the
+ * stream errored or the connection dropped), or the caller's signal aborted the call (during the
+ * request, a retry wait or the reading of the body: then `aborted` is true). `cause` is the
+ * underlying error as thrown (a `TypeError`, the runtime's `AbortError`, the signal's reason...).
+ * The request may or may not have reached the server.
  */
 export class MemqNetworkError extends Error {
   /** HTTP method of the request. */
   readonly method: string;
   /** Path of the request (no base URL, no query). */
   readonly path: string;
+  /** True when the caller's `signal` aborted the call; false for every other failure. */
+  readonly aborted: boolean;
 
-  constructor(method: string, path: string, cause: unknown) {
+  constructor(method: string, path: string, cause: unknown, init: MemqNetworkErrorInit = {}) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    super(`${method} ${path}: no answer from the memq server (${reason})`, { cause });
+    const what = init.aborted === true ? 'aborted by the caller' : 'no answer from the memq server';
+    super(`${method} ${path}: ${what} (${reason})`, { cause });
     this.name = 'MemqNetworkError';
     this.method = method;
     this.path = path;
+    this.aborted = init.aborted === true;
   }
 }

@@ -3,7 +3,13 @@
  * method per operation. Request and response types are the `z.input` / `z.output` of the zod
  * schemas the server validates with (src/http/api-schemas.ts), imported as types only: at run
  * time this module needs nothing but `fetch` (test/unit/client/import-graph.test.ts holds it to
- * that), so it runs in Node 18+, browsers, Deno, Bun and edge runtimes.
+ * that) and, with retries on, `globalThis.crypto.getRandomValues` for message ids
+ * (src/client/ulid.ts). So it runs in Node 18+ without retries and Node 19+ with them (memq
+ * itself is built and tested on Node 22+), in current browsers (Chrome, Edge, Firefox, Safari),
+ * Deno, Bun and edge runtimes. Where `crypto.getRandomValues` is missing, a client with
+ * `retry.attempts > 0` is refused at construction with a TypeError; the query string is built
+ * with `URLSearchParams.toString()` only (not `URLSearchParams.size`, which Node < 18.16 and
+ * Safari < 17 lack).
  *
  * Retries (`retry` option): 429 and 503 only, after `Retry-After`. Every 429 the API sends
  * (request or message rate, concurrency cap, backpressure) is decided before anything is
@@ -31,20 +37,43 @@ import type { QueueName } from '../../queues/names.js';
 import { MemqHttpError, MemqNetworkError } from './errors.js';
 import { monotonicUlid } from './ulid.js';
 
-export { MemqHttpError, MemqNetworkError, type MemqHttpErrorInit } from './errors.js';
+export {
+  MemqHttpError,
+  MemqNetworkError,
+  type MemqHttpErrorInit,
+  type MemqNetworkErrorInit,
+} from './errors.js';
 export type { ChatMessage, Message, MessageInput, QueueName };
 
 /** The `fetch` the client calls: the global one, or any function with its signature. */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
-/** Retry policy of {@link MemqHttpClient}: only 429 and 503 answers are retried. */
+/**
+ * Retry policy of {@link MemqHttpClient}: only 429 and 503 answers are retried; a
+ * {@link MemqNetworkError} (no complete answer) is not.
+ *
+ * Message ids and clocks: with retries on, every message sent without an `id` gets a ULID made
+ * from this machine's clock (ms) before the first attempt. memq orders a conversation by id, so
+ * producers writing to the same conversation from several machines need synchronised clocks
+ * (NTP): a producer whose clock is behind the others stores its messages before ones the others
+ * sent earlier. Each instance keeps the ids it accepted for the idempotency window
+ * (`MEMQ_IDEMPOTENCY_WINDOW_MS`, default 24 h); maintenance then prunes them and raises the
+ * instance's `seen_floor_ms` to (server time - window). From then on the server
+ * (src/redis/lua/append.lua) reports as a duplicate, and does not store, any id that is not in
+ * the log, sorts at or below the flushed summary's watermark (`covers_through_id`) and whose
+ * ULID time is before `seen_floor_ms`. So a client whose clock lags the server's by more than
+ * the idempotency window, writing to a conversation with a flushed summary of messages newer
+ * than its clock, sees its new messages counted in `duplicates` and dropped. Ids below the
+ * watermark with a ULID time at or after `seen_floor_ms` are stored and folded into the summary
+ * by the next flush, not shown after it. Without retries the server assigns ids from its clock.
+ */
 export interface RetryOptions {
   /** Retries after the first attempt (so at most `attempts + 1` requests); 0 = none. */
   readonly attempts: number;
   /**
    * Longest wait before one retry, ms. The wait is `Retry-After` when the answer has it, else
-   * 250 ms x 2^retry; an answer whose `Retry-After` is longer than this is not retried (the
-   * error is thrown at once, with its `retryAfterMs`). Default 10 000.
+   * 250 ms x 2^retry capped at this value; an answer whose `Retry-After` is longer than this is
+   * not retried (the error is thrown at once, with its `retryAfterMs`). Default 10 000.
    */
   readonly maxDelayMs?: number;
 }
@@ -73,7 +102,11 @@ export interface WaitOptions {
 
 /** Per-call options every method accepts. */
 export interface CallOptions {
-  /** Aborts the request (and any retry wait); the call then rejects with {@link MemqNetworkError}. */
+  /**
+   * Aborts the request (and any retry wait, and the reading of the answer); the call then rejects
+   * with a {@link MemqNetworkError} whose `aborted` is true and whose `cause` is the signal's
+   * reason (or the runtime's `AbortError`).
+   */
   readonly signal?: AbortSignal;
 }
 
@@ -207,8 +240,9 @@ export class MemqHttpClient {
 
   /**
    * @throws TypeError when `baseUrl` is not an absolute http(s) URL, `apiKey` is empty, no
-   *   `fetch` is given or global, or `retry.attempts` / `retry.maxDelayMs` is not a non-negative
-   *   integer. Nothing is sent.
+   *   `fetch` is given or global, `retry.attempts` / `retry.maxDelayMs` is not a non-negative
+   *   integer, or `retry.attempts > 0` where `globalThis.crypto.getRandomValues` is missing (the
+   *   message ids need it). Nothing is sent.
    */
   constructor(options: MemqHttpClientOptions) {
     let url: URL;
@@ -237,6 +271,16 @@ export class MemqHttpClient {
       if (!Number.isSafeInteger(value) || value < 0) {
         throw new TypeError(`${name}: expected a non-negative integer, got ${String(value)}`);
       }
+    }
+    // Typed as always present, but absent before Node 19 (without a flag) and in some runtimes.
+    const crypto: unknown = (globalThis as { crypto?: unknown }).crypto;
+    if (
+      attempts > 0 &&
+      typeof (crypto as { getRandomValues?: unknown } | undefined)?.getRandomValues !== 'function'
+    ) {
+      throw new TypeError(
+        'retry: retries need globalThis.crypto.getRandomValues for message ids (Node 19+, current browsers); pass retry: { attempts: 0 } or give every message an id',
+      );
     }
     this.#base = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
     this.#headers = {
@@ -437,8 +481,9 @@ export class MemqHttpClient {
     for (const [name, value] of Object.entries(spec.query ?? {})) {
       if (value !== undefined) params.set(name, String(value));
     }
-    const search = params.size > 0 ? `?${params.toString()}` : '';
-    const url = `${this.#base}${spec.path}${search}`;
+    // Not `params.size`: Node < 18.16 and Safari < 17 lack it.
+    const search = params.toString();
+    const url = `${this.#base}${spec.path}${search === '' ? '' : `?${search}`}`;
     const init: RequestInit = {
       method: spec.method,
       headers:
@@ -453,22 +498,44 @@ export class MemqHttpClient {
       try {
         response = await this.#fetch(url, init);
       } catch (error) {
-        throw new MemqNetworkError(spec.method, spec.path, error);
+        throw this.#networkError(spec, error);
       }
       if (response.ok) return (await this.#json(response, spec)) as T;
       const error = await this.#error(response, spec);
-      const delay = error.retryAfterMs ?? BASE_DELAY_MS * 2 ** retry;
-      if (!error.retryable || retry >= this.#attempts || delay > this.#maxDelayMs) throw error;
+      if (!error.retryable || retry >= this.#attempts) throw error;
+      // A server asking for a longer wait than allowed is not retried; the backoff is capped.
+      if (error.retryAfterMs !== undefined && error.retryAfterMs > this.#maxDelayMs) throw error;
+      const delay = error.retryAfterMs ?? Math.min(BASE_DELAY_MS * 2 ** retry, this.#maxDelayMs);
       try {
         await sleep(delay, spec.signal);
       } catch (abort) {
-        throw new MemqNetworkError(spec.method, spec.path, abort);
+        throw this.#networkError(spec, abort);
       }
     }
   }
 
+  /** A {@link MemqNetworkError} for `spec`, `aborted` when the caller's signal is aborted. */
+  #networkError(spec: RequestSpec, cause: unknown): MemqNetworkError {
+    return new MemqNetworkError(spec.method, spec.path, cause, {
+      aborted: spec.signal?.aborted === true,
+    });
+  }
+
+  /**
+   * The answer's body as text.
+   * @throws MemqNetworkError when reading it fails (the stream errors, the connection drops, or
+   *   the caller's signal aborts while the body is read).
+   */
+  async #text(response: Response, spec: RequestSpec): Promise<string> {
+    try {
+      return await response.text();
+    } catch (error) {
+      throw this.#networkError(spec, error);
+    }
+  }
+
   async #json(response: Response, spec: RequestSpec): Promise<unknown> {
-    const text = await response.text();
+    const text = await this.#text(response, spec);
     try {
       return JSON.parse(text) as unknown;
     } catch {
@@ -484,9 +551,10 @@ export class MemqHttpClient {
 
   async #error(response: Response, spec: RequestSpec): Promise<MemqHttpError> {
     const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), Date.now());
+    const text = await this.#text(response, spec);
     let body: unknown;
     try {
-      body = JSON.parse(await response.text());
+      body = JSON.parse(text);
     } catch {
       body = undefined;
     }

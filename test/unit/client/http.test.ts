@@ -2,7 +2,7 @@
  * `MemqHttpClient` request building, error mapping and retry policy, over a scripted `fetch`
  * (the server side is covered by test/integration/http-client.test.ts).
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   MemqHttpClient,
   MemqHttpError,
@@ -203,5 +203,146 @@ describe('MemqHttpClient', () => {
           retry: { attempts: -1 },
         }),
     ).toThrow(/retry\.attempts/);
+  });
+
+  it('sends the query where URLSearchParams has no size (Node < 18.16, Safari < 17)', async () => {
+    const descriptor = Object.getOwnPropertyDescriptor(URLSearchParams.prototype, 'size');
+    expect(descriptor).toBeDefined();
+    Reflect.deleteProperty(URLSearchParams.prototype, 'size');
+    try {
+      expect(new URLSearchParams('a=1').size).toBeUndefined();
+      const { fetch, sent } = scripted(OK_APPEND, json(200, { total: 0 }));
+      const client = new MemqHttpClient({ baseUrl: 'http://memq.test', apiKey: 'key', fetch });
+      await client.append('r', 'k', [{ role: 'user', content: 'hi' }], { wait: true });
+      await client.read('r', 'k', { offset: 100, limit: 100 });
+      expect(sent.map((s) => s.url)).toEqual([
+        'http://memq.test/v1/memories/r/k/messages?wait=true',
+        'http://memq.test/v1/memories/r/k/messages?offset=100&limit=100',
+      ]);
+    } finally {
+      Object.defineProperty(URLSearchParams.prototype, 'size', descriptor!);
+    }
+  });
+
+  it('refuses retries where crypto.getRandomValues is missing, before sending anything', () => {
+    const fetch: FetchLike = () => Promise.reject(new Error('not called'));
+    vi.stubGlobal('crypto', undefined);
+    try {
+      expect(
+        () =>
+          new MemqHttpClient({
+            baseUrl: 'http://memq.test',
+            apiKey: 'k',
+            fetch,
+            retry: { attempts: 2 },
+          }),
+      ).toThrow(/getRandomValues/);
+      // Without retries the server assigns ids: no crypto needed.
+      expect(
+        () => new MemqHttpClient({ baseUrl: 'http://memq.test', apiKey: 'k', fetch }),
+      ).not.toThrow();
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+});
+
+describe('MemqHttpClient retry backoff', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('caps the backoff at maxDelayMs and makes every configured attempt', async () => {
+    vi.useFakeTimers();
+    const unavailable = apiError(503, 'REDIS_UNAVAILABLE');
+    const { fetch, sent } = scripted(...Array.from({ length: 9 }, () => unavailable));
+    const client = new MemqHttpClient({
+      baseUrl: 'http://memq.test',
+      apiKey: 'key',
+      fetch,
+      retry: { attempts: 8, maxDelayMs: 2_000 },
+    });
+    const call = rejection(() => client.health('r', 'k'));
+    await vi.runAllTimersAsync();
+    expect(await call).toMatchObject({ status: 503, code: 'REDIS_UNAVAILABLE' });
+    // The first request and 8 retries (waits 250, 500, 1000, then 2000 ms capped).
+    expect(sent).toHaveLength(9);
+  });
+});
+
+describe('MemqHttpClient body failures', () => {
+  /** A response whose body sends `first` then errors with `failure`. */
+  const failingBody = (status: number, failure: Error) => () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"total":'));
+          controller.error(failure);
+        },
+      }),
+      { status, headers: { 'content-type': 'application/json' } },
+    );
+
+  it('reports a body that fails mid-read as MemqNetworkError with the cause', async () => {
+    for (const status of [200, 503]) {
+      const cause = new TypeError('terminated');
+      const { fetch, sent } = scripted(failingBody(status, cause));
+      const client = new MemqHttpClient({
+        baseUrl: 'http://memq.test',
+        apiKey: 'key',
+        fetch,
+        retry: { attempts: 3 },
+      });
+      const error = await rejection(() => client.stats('r', 'k'));
+      expect(error).toBeInstanceOf(MemqNetworkError);
+      expect(error).toMatchObject({
+        method: 'GET',
+        path: '/v1/memories/r/k/stats',
+        aborted: false,
+      });
+      expect((error as MemqNetworkError).cause).toBe(cause);
+      expect(sent).toHaveLength(1); // no answer is not retried
+    }
+  });
+
+  it('reports an abort while the body is read as MemqNetworkError with aborted true', async () => {
+    const controller = new AbortController();
+    // Like a real fetch: the answer's headers arrive, its body stalls, aborting errors the stream.
+    const fetch: FetchLike = (_url, init) =>
+      Promise.resolve(
+        new Response(
+          new ReadableStream<Uint8Array>({
+            start(stream) {
+              stream.enqueue(new TextEncoder().encode('{"total":'));
+              init.signal?.addEventListener('abort', () => stream.error(init.signal?.reason));
+            },
+          }),
+          { status: 200 },
+        ),
+      );
+    const client = new MemqHttpClient({ baseUrl: 'http://memq.test', apiKey: 'key', fetch });
+    const reason = new Error('user left');
+    const call = rejection(() => client.read('r', 'k', { signal: controller.signal }));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    controller.abort(reason);
+    const error = await call;
+    expect(error).toBeInstanceOf(MemqNetworkError);
+    expect(error).toMatchObject({ aborted: true, path: '/v1/memories/r/k/messages' });
+    expect((error as MemqNetworkError).cause).toBe(reason);
+  });
+
+  it('marks an abort during a retry wait as aborted', async () => {
+    const controller = new AbortController();
+    const { fetch } = scripted(apiError(429, 'RATE_LIMITED', { 'retry-after': '5' }));
+    const client = new MemqHttpClient({
+      baseUrl: 'http://memq.test',
+      apiKey: 'key',
+      fetch,
+      retry: { attempts: 1 },
+    });
+    const call = rejection(() => client.health('r', 'k', { signal: controller.signal }));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    controller.abort();
+    expect(await call).toMatchObject({ name: 'MemqNetworkError', aborted: true });
   });
 });
