@@ -65,8 +65,9 @@ export interface MemqChatMessageHistoryOptions {
  * A LangChain.js `BaseListChatMessageHistory` over one memq memory instance (`resource` + `key`).
  *
  * - `addMessage` / `addMessages` map LangChain messages to memq messages (`toMemqMessage`:
- *   human -> user, ai -> assistant with tool calls in metadata, system -> system, tool -> tool)
- *   and resolve once memq committed them, so a following `getMessages` sees them. The resource's
+ *   human -> user, ai -> assistant with tool calls in metadata, system -> system, tool -> tool;
+ *   an ai message with `invalid_tool_calls` or a tool message with an empty `tool_call_id` is
+ *   refused with `PayloadError` before anything is sent) and resolve once memq committed them, so a following `getMessages` sees them. The resource's
  *   privacy policy applies: redact patterns rewrite content before it is stored, and roles in
  *   `non_persistable_message_types` are dropped (they never come back from `getMessages`).
  * - `getMessages` returns memq's rolling summary (when a flush made one) as a leading

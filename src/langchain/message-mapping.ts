@@ -110,10 +110,13 @@ function toolCallsMetadata(
  * `response_metadata`, `usage_metadata` and a tool message's `artifact` are not
  * stored (memq assigns its own ULID ids). Content must be text or text blocks (see `textOf`).
  * @param where Names the message in errors, e.g. `messages[2]`.
- * @throws PayloadError for a message type memq has no role for (function, remove, a
- *   `ChatMessage` with another role), non-text content, or tool calls longer than 4 KiB as JSON.
- *   Field limits (`name` 1-64 characters, `tool_call_id` 1-256, content 4 Mi) are checked by
- *   memq's own validation when the message is appended.
+ * @throws PayloadError, naming the field (`<where>.<field>`), for a message type memq has no
+ *   role for (function, remove, a `ChatMessage` with another role), non-text content, tool calls
+ *   longer than 4 KiB as JSON, an AI message with `invalid_tool_calls` (tool calls LangChain could
+ *   not parse: memq has no field for them, so they are refused rather than dropped), or a
+ *   `ToolMessage` whose `tool_call_id` is empty. The other field limits (`name` 1-64 characters,
+ *   `tool_call_id` at most 256, content 4 Mi) are checked by memq's own validation when the
+ *   message is appended.
  */
 export function toMemqMessage(message: BaseMessage, where = 'message'): MessageInput {
   const type = message.type;
@@ -125,6 +128,13 @@ export function toMemqMessage(message: BaseMessage, where = 'message'): MessageI
       break;
     case 'ai': {
       role = 'assistant';
+      const invalid = (message as AIMessage).invalid_tool_calls ?? [];
+      if (invalid.length > 0) {
+        throw new PayloadError(
+          `${where}.invalid_tool_calls: ${invalid.length} tool call(s) the model produced but LangChain could not parse; memq does not store them and will not drop them silently (repair them into tool_calls, or remove them, before storing the message)`,
+          { details: { field: `${where}.invalid_tool_calls` } },
+        );
+      }
       const metadata = toolCallsMetadata(message, where);
       if (metadata) extra = { metadata };
       break;
@@ -135,6 +145,12 @@ export function toMemqMessage(message: BaseMessage, where = 'message'): MessageI
     case 'tool': {
       role = 'tool';
       const { tool_call_id, status } = message as ToolMessage;
+      if (typeof tool_call_id !== 'string' || tool_call_id === '') {
+        throw new PayloadError(
+          `${where}.tool_call_id: expected the id of the tool call this message answers (1-256 characters), got ${JSON.stringify(tool_call_id ?? null)}`,
+          { details: { field: `${where}.tool_call_id` } },
+        );
+      }
       extra = {
         tool_call_id,
         ...(status !== undefined ? { metadata: { [TOOL_STATUS_METADATA_KEY]: status } } : {}),

@@ -2,8 +2,12 @@
  * `MemqHttpClient` (src/client/http.ts) against a live memq server started as `memq start` does
  * (`startRuntime` with workers and HTTP) on the suite's Redis or cluster: every `/v1` operation
  * once, failures as typed errors, and a 429 retried after its `Retry-After` through a custom
- * `fetch`, with the same message ids on every attempt.
+ * `fetch`, with the same message ids on every attempt. A plain `node:http` server that breaks off
+ * or stalls an answer's body checks the runtime's own `fetch` failures come out as
+ * `MemqNetworkError`.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvConfig } from '../../src/config/env.js';
 import { startRuntime, type Runtime } from '../../src/runtime/runtime.js';
@@ -221,5 +225,46 @@ describe('MemqHttpClient retries', () => {
     for (const attempt of ids) expect(attempt).toEqual(appended.message_ids);
     expect(appended.message_ids).toHaveLength(2);
     expect(appended.message_ids[0]! < appended.message_ids[1]!).toBe(true);
+  });
+});
+
+describe('MemqHttpClient with the runtime fetch and a body that breaks off', () => {
+  let server: Server;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    // Sends the status and part of a JSON body, then drops the connection (`/drop`) or stalls.
+    server = createServer((request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+      response.write('{"messages":[');
+      if (request.url?.includes('/drop/')) setTimeout(() => response.destroy(), 20);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('reports a dropped body as MemqNetworkError, not aborted', async () => {
+    const client = new MemqHttpClient({ baseUrl, apiKey: KEYS.acme });
+    const error = await rejection(() => client.read(RESOURCE, 'drop'));
+    expect(error).toBeInstanceOf(MemqNetworkError);
+    expect(error).toMatchObject({ aborted: false, path: `/v1/memories/${RESOURCE}/drop/messages` });
+    expect((error as MemqNetworkError).cause).toBeInstanceOf(Error);
+  });
+
+  it('reports an abort while the body is read as MemqNetworkError with aborted true', async () => {
+    const client = new MemqHttpClient({ baseUrl, apiKey: KEYS.acme });
+    const controller = new AbortController();
+    const call = rejection(() => client.read(RESOURCE, 'stall', { signal: controller.signal }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    controller.abort();
+    const error = await call;
+    expect(error).toBeInstanceOf(MemqNetworkError);
+    expect(error).toMatchObject({ aborted: true });
+    expect((error as MemqNetworkError).cause).toMatchObject({ name: 'AbortError' });
   });
 });

@@ -91,3 +91,33 @@ describe('MemqChatMessageHistory.getMessages paging', () => {
     expect(client.reads.filter((r) => r.offset === 0 && r.limit === READ_PAGE)).toHaveLength(2);
   });
 });
+
+describe('MemqChatMessageHistory.addMessages', () => {
+  it('refuses a batch with an unmappable message before sending any of it', async () => {
+    const { AIMessage, HumanMessage, ToolMessage } = await import('@langchain/core/messages');
+    const appended: unknown[] = [];
+    const client: MemqHttpHistoryClient = {
+      append: (...args: unknown[]) => {
+        appended.push(args);
+        return Promise.reject(new Error('not expected'));
+      },
+      clear: () => Promise.reject(new Error('not used')),
+      read: () => Promise.reject(new Error('not used')),
+    };
+    const history = new MemqChatMessageHistory({ client, resource: 'r', key: 'k' });
+    await expect(
+      history.addMessages([
+        new HumanMessage('what is 6 x 7?'),
+        new AIMessage({
+          content: '',
+          tool_calls: [{ id: 'c1', name: 'mul', args: { a: 6, b: 7 }, type: 'tool_call' }],
+        }),
+        new ToolMessage({ content: '42', tool_call_id: '' }),
+      ]),
+    ).rejects.toMatchObject({
+      name: 'PayloadError',
+      details: { field: 'messages[2].tool_call_id' },
+    });
+    expect(appended).toEqual([]);
+  });
+});

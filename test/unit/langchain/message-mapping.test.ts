@@ -66,6 +66,52 @@ describe('LangChain -> memq messages', () => {
     ]);
   });
 
+  it('refuses an AI message with invalid tool calls instead of dropping them, naming the field', () => {
+    const ai = new AIMessage({
+      content: 'let me look',
+      invalid_tool_calls: [
+        {
+          id: 'call_2',
+          name: 'lookup',
+          args: '{"order":',
+          error: 'truncated JSON',
+          type: 'invalid_tool_call',
+        },
+      ],
+    });
+    expect(ai.invalid_tool_calls).toHaveLength(1);
+    let error: unknown;
+    try {
+      toMemqMessage(ai, 'messages[3]');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(PayloadError);
+    expect((error as PayloadError).message).toMatch(/^messages\[3\]\.invalid_tool_calls: /);
+    expect((error as PayloadError).details).toMatchObject({
+      field: 'messages[3].invalid_tool_calls',
+    });
+    // Without invalid calls the same message maps.
+    expect(
+      toMemqMessage(new AIMessage({ content: 'let me look', invalid_tool_calls: [] })),
+    ).toEqual({
+      role: 'assistant',
+      content: 'let me look',
+    });
+  });
+
+  it('refuses a ToolMessage with an empty tool_call_id, naming the field', () => {
+    let error: unknown;
+    try {
+      toMemqMessage(new ToolMessage({ content: '42', tool_call_id: '' }), 'messages[1]');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(PayloadError);
+    expect((error as PayloadError).message).toMatch(/^messages\[1\]\.tool_call_id: /);
+    expect((error as PayloadError).details).toMatchObject({ field: 'messages[1].tool_call_id' });
+  });
+
   it('refuses tool calls longer than a metadata value can hold', () => {
     const ai = new AIMessage({
       content: '',
