@@ -6,8 +6,11 @@
  * - {@link connect} and its option types; the client it returns ({@link MemoryClient} plus
  *   `close()`) with the types of its arguments and answers (targets, messages, receipts, pages,
  *   stats, job views).
- * - {@link loadMemoryResources}, to load a `memories/` directory once and pass the registry to
- *   several `connect` calls; the resource types.
+ * - The memory-resource loaders behind `connect`'s `memories` option: {@link loadMemoryResources}
+ *   (a `memories/` directory -> a registry, to load once and pass to several `connect` calls),
+ *   {@link parseMemoryResource} (one resource file's YAML text -> the resource or every problem,
+ *   no I/O) and {@link createMemoryRegistry} (resources -> a registry, binding `hash` keys from
+ *   `env`); the resource and registry types.
  * - The error classes a call can throw, to tell failures apart with `instanceof` or `code`
  *   (docs/architecture.md, "Errors").
  *
@@ -39,7 +42,14 @@ export type { Message, MessageInput, Role, Summary } from './core/message.js';
 export type { CountedBy, MemoryStats, MemoryWindow, StoredMessage } from './store/memory-store.js';
 
 // Memory resources.
-export { loadMemoryResources, type MemoryRegistry } from './config/load-memories.js';
+export {
+  createMemoryRegistry,
+  loadMemoryResources,
+  parseMemoryResource,
+  type ConfigProblem,
+  type MemoryFileResult,
+  type MemoryRegistry,
+} from './config/load-memories.js';
 export type { FlushStrategy, MemoryResource } from './core/memory-resource.js';
 
 // Errors.

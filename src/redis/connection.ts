@@ -1,4 +1,4 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 
 /** A connection memq works with: one Redis server, or a Redis Cluster (every memq key is single-slot). */
 export type RedisConnection = Redis | Cluster;
@@ -16,39 +16,74 @@ export interface CreateRedisOptions {
   readonly url: string;
   /**
    * Redis Cluster seed nodes (`REDIS_CLUSTER_NODES`), `host:port` each; when given, a Cluster
-   * client is created (the URL's credentials, if any, apply to every node). Default: none.
+   * client is created (the URL's credentials, and TLS for a `rediss:` URL, apply to every node).
+   * Default: none.
    */
   readonly clusterNodes?: readonly string[];
   /** See {@link ConnectionRole}. */
   readonly role: ConnectionRole;
   /** Connection name shown by `CLIENT LIST`; default `memq-<role>`. */
   readonly connectionName?: string;
+  /**
+   * Told of connection errors (refused, reset, TLS, auth): the first error after the connection
+   * was created or was last ready, so an outage is reported once, not once per reconnect attempt.
+   * Every connection has an `error` listener either way (without one, ioredis prints "Unhandled
+   * error event" for each attempt); commands still reject with their own errors. Default: none.
+   */
+  readonly onError?: (error: Error) => void;
 }
 
+/** What {@link redisClientOptions} builds: the ioredis constructor arguments of a connection. */
+export type RedisClientOptions =
+  | {
+      /** One server: `new Redis(url, options)`. */
+      readonly kind: 'server';
+      /** The server URL as given. */
+      readonly url: string;
+      /** ioredis options (role, name, RESP2 and, for `rediss:`, `tls: {}`). */
+      readonly options: RedisOptions;
+    }
+  | {
+      /** A Redis Cluster: `new Cluster(nodes, options)`. */
+      readonly kind: 'cluster';
+      /** The seed nodes. */
+      readonly nodes: readonly { readonly host: string; readonly port: number }[];
+      /** Cluster options; `redisOptions` applies to every node connection. */
+      readonly options: ClusterOptions;
+    };
+
 /**
- * Creates an ioredis client for `role`. RESP2 replies (`protocol: 2`) keep reply shapes stable
- * across ioredis 6's RESP3 default. The caller owns `quit()`.
+ * The ioredis options {@link createRedis} uses for `options` (pure; exported for tests). Role
+ * settings as {@link ConnectionRole}; RESP2 replies (`protocol: 2`) keep reply shapes stable
+ * across ioredis 6's RESP3 default; a `rediss:` URL sets `tls: {}` (Node's default TLS settings:
+ * the server certificate is verified against the system CAs), for one server and for every
+ * cluster node alike. On a cluster, the URL's username and password (percent-decoded) apply to
+ * every node.
  */
-export function createRedis(options: CreateRedisOptions & { clusterNodes?: undefined }): Redis;
-export function createRedis(options: CreateRedisOptions): RedisConnection;
-export function createRedis(options: CreateRedisOptions): RedisConnection {
+export function redisClientOptions(
+  options: Omit<CreateRedisOptions, 'onError'>,
+): RedisClientOptions {
+  const url = new URL(options.url);
   const common: RedisOptions = {
     connectionName: options.connectionName ?? `memq-${options.role}`,
     protocol: 2,
     lazyConnect: false,
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
   };
   const roleOptions: RedisOptions =
     options.role === 'worker'
       ? { maxRetriesPerRequest: null, enableReadyCheck: true }
       : { maxRetriesPerRequest: 1, enableOfflineQueue: true, connectTimeout: 5000 };
   if (options.clusterNodes && options.clusterNodes.length > 0) {
-    const url = new URL(options.url);
-    return new Cluster(
-      options.clusterNodes.map((node) => {
-        const [host, port] = node.split(':');
-        return { host: host!, port: Number(port) };
+    return {
+      kind: 'cluster',
+      nodes: options.clusterNodes.map((node) => {
+        // `host:port`; an IPv6 host comes in brackets (`[::1]:7000`), which ioredis does not take.
+        const at = node.lastIndexOf(':');
+        const host = node.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+        return { host, port: Number(node.slice(at + 1)) };
       }),
-      {
+      options: {
         redisOptions: {
           ...common,
           ...roleOptions,
@@ -59,19 +94,64 @@ export function createRedis(options: CreateRedisOptions): RedisConnection {
         enableOfflineQueue: true,
         enableReadyCheck: true,
       },
-    );
+    };
   }
-  return new Redis(options.url, { ...common, ...roleOptions });
+  return { kind: 'server', url: options.url, options: { ...common, ...roleOptions } };
 }
 
-/** Closes `client` gracefully (QUIT), falling back to a hard disconnect. Idempotent. */
+/**
+ * Creates an ioredis client for `role` with {@link redisClientOptions} and an `error` listener
+ * (see {@link CreateRedisOptions.onError}). The caller closes it with {@link closeRedis}.
+ */
+export function createRedis(options: CreateRedisOptions & { clusterNodes?: undefined }): Redis;
+export function createRedis(options: CreateRedisOptions): RedisConnection;
+export function createRedis(options: CreateRedisOptions): RedisConnection {
+  const built = redisClientOptions(options);
+  const client: RedisConnection =
+    built.kind === 'cluster'
+      ? new Cluster([...built.nodes], built.options)
+      : new Redis(built.url, built.options);
+  let reported = false;
+  client.on('ready', () => {
+    reported = false;
+  });
+  client.on('error', (error: Error) => {
+    if (reported) return;
+    reported = true;
+    options.onError?.(error);
+  });
+  return client;
+}
+
+/**
+ * Longest {@link closeRedis} waits for QUIT's answer before it disconnects, ms. QUIT on a ready
+ * connection answers at once; a server that stops answering must not hold a shutdown.
+ */
+export const QUIT_TIMEOUT_MS = 2000;
+
+/**
+ * Closes `client`: a graceful QUIT when the connection is ready (pending replies arrive first),
+ * under {@link QUIT_TIMEOUT_MS}; otherwise -- connecting, reconnecting, closed, or QUIT late or
+ * failed -- a hard disconnect, which stops reconnecting and rejects queued commands with
+ * "Connection is closed". Never waits for a server that is not there. Idempotent; never throws.
+ */
 export async function closeRedis(client: RedisConnection): Promise<void> {
   if (client.status === 'end') return;
-  try {
-    await client.quit();
-  } catch {
-    client.disconnect();
+  if (client.status === 'ready') {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), QUIT_TIMEOUT_MS);
+    });
+    try {
+      const outcome = await Promise.race([client.quit().then(() => 'quit' as const), late]);
+      if (outcome === 'quit') return;
+    } catch {
+      // Fall through to the hard disconnect.
+    } finally {
+      clearTimeout(timer);
+    }
   }
+  client.disconnect();
 }
 
 /**

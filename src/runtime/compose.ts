@@ -13,6 +13,7 @@ import {
   type EnvConfig,
 } from '../config/env.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
+import { RedisUnavailableError } from '../core/errors.js';
 import type { HttpServer } from '../http/app.js';
 import type { TenantLimitSettings } from '../http/rate-limit.js';
 import { createMetrics, type MemqMetrics } from '../metrics/metrics.js';
@@ -280,11 +281,67 @@ export function tenantLimitSettings(env: EnvConfig): TenantLimitSettings {
 }
 
 /**
+ * Longest {@link compose} waits for the connections it opens to answer PING, ms: two producer
+ * connect attempts of 5 s each (`connectTimeout` and `maxRetriesPerRequest: 1`,
+ * src/redis/connection.ts). The worker connection never gives up a command on its own, and a
+ * Redis Cluster client keeps retrying its seed nodes, so without this bound a start against an
+ * unreachable Redis would never end.
+ */
+export const START_PING_TIMEOUT_MS = 10_000;
+
+/** `host:port` of the endpoint, for messages (never the URL: it may hold a password). */
+function describeEndpoint(endpoint: RedisEndpoint): string {
+  if (endpoint.clusterNodes) return `Redis Cluster (${endpoint.clusterNodes.join(', ')})`;
+  const url = new URL(endpoint.url);
+  return `Redis at ${url.hostname}:${url.port || '6379'}`;
+}
+
+/**
+ * PINGs every connection, under {@link START_PING_TIMEOUT_MS}.
+ * @throws RedisUnavailableError naming the endpoint (host and port only) and the connection
+ *   error (e.g. `connect ECONNREFUSED 127.0.0.1:1`), with the error as `cause`.
+ */
+async function pingAll(
+  endpoint: RedisEndpoint,
+  connections: readonly RedisConnection[],
+): Promise<void> {
+  let lastError: Error | undefined;
+  const record = (error: Error) => {
+    lastError = error;
+  };
+  for (const connection of connections) connection.on('error', record);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${START_PING_TIMEOUT_MS} ms`)),
+      START_PING_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([Promise.all(connections.map((c) => c.ping())), late]);
+  } catch (error) {
+    // The connection error says why (refused, DNS, TLS, auth); the command's own error after
+    // its retries ("Reached the max retries per request limit") does not.
+    const cause = lastError ?? error;
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new RedisUnavailableError(
+      `${describeEndpoint(endpoint)} did not answer PING: ${reason}`,
+      { cause },
+    );
+  } finally {
+    clearTimeout(timer);
+    for (const connection of connections) connection.off('error', record);
+  }
+}
+
+/**
  * Builds and starts one memq process in start order (see the module comment). With
  * `workers: false` (a producer only) no schedule is set and no worker is built. If a step
  * fails, what was started is closed in reverse and the error is rethrown.
- * @throws ConfigError when a remote provider or summarizer has no key in `providerKeys`; the
- *   Redis error when a given endpoint does not answer PING; the listen error (e.g. EADDRINUSE).
+ * @throws ConfigError when a remote provider or summarizer has no key in `providerKeys`;
+ *   RedisUnavailableError when the connections opened for a {@link RedisEndpoint} do not answer
+ *   PING within {@link START_PING_TIMEOUT_MS} (they are closed again); the listen error (e.g.
+ *   EADDRINUSE).
  */
 export async function compose(options: ComposeOptions): Promise<Composition> {
   const { env, log, registry } = options;
@@ -298,11 +355,23 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       const cluster = options.redis.clusterNodes
         ? { clusterNodes: options.redis.clusterNodes }
         : {};
-      producer = createRedis({ url: options.redis.url, ...cluster, role: 'producer' });
-      worker = createRedis({ url: options.redis.url, ...cluster, role: 'worker' });
+      const onError = (role: string) => (error: Error) =>
+        log.warn({ role, err: error.message }, 'Redis connection error; reconnecting');
+      producer = createRedis({
+        url: options.redis.url,
+        ...cluster,
+        role: 'producer',
+        onError: onError('producer'),
+      });
+      worker = createRedis({
+        url: options.redis.url,
+        ...cluster,
+        role: 'worker',
+        onError: onError('worker'),
+      });
       const opened = [producer, worker];
       begun('redis', () => Promise.all(opened.map((c) => closeRedis(c))));
-      await Promise.all(opened.map((c) => c.ping()));
+      await pingAll(options.redis, opened);
     } else {
       ({ producer, worker } = options.redis);
     }

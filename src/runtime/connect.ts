@@ -24,10 +24,10 @@ import {
 } from '../config/load-memories.js';
 import { ConfigError } from '../core/errors.js';
 import type { MemoryResource } from '../core/memory-resource.js';
-import { createMetrics } from '../metrics/metrics.js';
+import { createMetrics, METRIC_PREFIX, type MemqMetrics } from '../metrics/metrics.js';
 import { resolveProviderApiKeys } from '../providers/api-keys.js';
 import type { MemoryClient } from '../../queues/memory-client.js';
-import { compose, type RedisEndpoint } from './compose.js';
+import { compose, type Composition, type RedisEndpoint } from './compose.js';
 
 /**
  * Where Redis is: a `redis://` / `rediss://` URL (one server); `{ url, clusterNodes? }` (the
@@ -68,7 +68,9 @@ export interface ConnectOptions {
   readonly redis: ConnectRedis;
   /**
    * The memory resources: a directory of resource YAML files (as `MEMQ_MEMORIES_DIR`), a
-   * `MemoryRegistry`, or resolved resources (`parseMemoryResource(...).resource`).
+   * `MemoryRegistry` (`loadMemoryResources(dir, env)` or `createMemoryRegistry(resources, env)`,
+   * both exported by `memq`), or resolved resources (`parseMemoryResource(yamlText,
+   * fileName).resource`, also exported by `memq`).
    */
   readonly memories: string | MemoryRegistry | readonly MemoryResource[];
   /** Project (tenant) the client acts for (`forProject` switches); default `default`. */
@@ -83,7 +85,11 @@ export interface ConnectOptions {
   readonly workers?: boolean;
   /** pino logger for memq's records (job and memory ids, never content); default silent. */
   readonly log?: Logger;
-  /** prom-client registry memq registers its `memq_*` metrics on; default a private one. */
+  /**
+   * prom-client registry memq registers its `memq_*` metrics on; default a private one. It must
+   * not hold `memq_*` metrics already (one open `connect` per registry); `close()`, and a failed
+   * `connect`, remove the ones this call registered.
+   */
   readonly metricsRegistry?: Registry;
   /**
    * Where the secrets memory files name are read: `privacy_policy.hash_key_env` keys and, with
@@ -100,8 +106,13 @@ export interface Memq extends MemoryClient {
   /**
    * Stops in reverse start order -- workers (draining active jobs), client, queues, Redis
    * connections -- each step under `shutdownGraceMs`; a failed or late step is logged and the next
-   * still runs. Idempotent: later calls return the first call's promise. Views from
-   * `forProject` share the connections and stop working too.
+   * still runs. First of all, the `memq_*` metrics this connect registered on `metricsRegistry`
+   * are removed from it (so it scrapes cleanly and can serve another `connect`). Idempotent:
+   * later calls return the first call's promise.
+   *
+   * Only this `close()` releases anything. `forProject(other)` returns a view sharing these
+   * connections, whose `close()` does nothing and which stops working when this one closes;
+   * `forProject(project)` for this client's own project returns this client itself.
    */
   close(): Promise<void>;
 }
@@ -224,8 +235,13 @@ function parseOptions(options: unknown): z.output<typeof ConnectOptionsSchema> {
   throw new ConfigError(lines.join('\n'), { details: { options: paths } });
 }
 
-/** The compose endpoint of a validated `redis` option. */
-function endpointOf(redis: z.output<typeof ConnectOptionsSchema>['redis']): RedisEndpoint {
+/**
+ * The compose endpoint of a validated `redis` option (exported for tests): a URL as is; `{ url,
+ * clusterNodes? }` as is; `{ cluster, username?, password?, tls? }` as a `redis://` (or with
+ * `tls`, `rediss://`) URL of the first node carrying the percent-encoded credentials, plus the
+ * nodes -- `createRedis` turns `rediss:` into TLS on every node.
+ */
+export function endpointOf(redis: ConnectRedis): RedisEndpoint {
   if (typeof redis === 'string') return { url: redis };
   if ('url' in redis)
     return redis.clusterNodes
@@ -259,7 +275,12 @@ function endpointOf(redis: z.output<typeof ConnectOptionsSchema>['redis']): Redi
  * @throws ConfigError (`CONFIG_INVALID`) for invalid options (naming each option), invalid or
  *   missing memory resources, a missing `hash_key_env` secret, or (with workers) a missing
  *   provider API key; nothing is opened.
- * @throws the Redis error when a connection does not answer PING (what was opened is closed).
+ * @throws ConfigError (`CONFIG_INVALID`) naming `metricsRegistry` when that registry holds memq's
+ *   metrics already (another `connect` on it is open); nothing is opened.
+ * @throws RedisUnavailableError (`REDIS_UNAVAILABLE`) when Redis does not answer PING within
+ *   10 s (`START_PING_TIMEOUT_MS`, src/runtime/compose.ts) -- at once when the connection is
+ *   refused; the message names host and port and the connection error (`cause`). What was opened
+ *   is closed and the metrics are removed again.
  */
 export async function connect(options: ConnectOptions): Promise<Memq> {
   const given = parseOptions(options);
@@ -293,15 +314,32 @@ export async function connect(options: ConnectOptions): Promise<Memq> {
     shutdownGraceMs: given.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
   });
 
-  const graph = await compose({
-    env,
-    redis: endpointOf(given.redis),
-    registry,
-    log,
-    workers,
-    ...(providerKeys ? { providerKeys } : {}),
-    metrics: createMetrics(given.metricsRegistry ? { registry: given.metricsRegistry } : {}),
-  });
+  const metricsRegistry = given.metricsRegistry;
+  const releaseMetrics = metricsReleaser(metricsRegistry);
+  let graph: Composition;
+  try {
+    let metrics: MemqMetrics;
+    try {
+      metrics = createMetrics(metricsRegistry ? { registry: metricsRegistry } : {});
+    } catch (error) {
+      throw new ConfigError(
+        `connect: metricsRegistry: ${error instanceof Error ? error.message : String(error)} (another connect on this registry is still open: close it first)`,
+        { details: { options: ['metricsRegistry'] }, cause: error },
+      );
+    }
+    graph = await compose({
+      env,
+      redis: endpointOf(given.redis),
+      registry,
+      log,
+      workers,
+      ...(providerKeys ? { providerKeys } : {}),
+      metrics,
+    });
+  } catch (error) {
+    releaseMetrics();
+    throw error;
+  }
 
   const step = async (name: string, run: () => Promise<unknown>): Promise<void> => {
     let timer: NodeJS.Timeout | undefined;
@@ -326,13 +364,46 @@ export async function connect(options: ConnectOptions): Promise<Memq> {
     }
   };
   let closing: Promise<void> | undefined;
-  return {
+  const memq: Memq = {
     ...graph.client,
+    forProject: (project) => viewOf(project),
     close() {
       closing ??= (async () => {
+        // First, so a scrape during or after close never reaches the closing queues.
+        releaseMetrics();
         for (const closable of graph.closables) await step(closable.name, () => closable.close());
       })();
       return closing;
     },
+  };
+  // Views answer from the client's own per-project cache (graph.client.forProject validates the
+  // name); the root project is `memq` itself, so no view hands out the inner client's close().
+  const views = new Map<string, MemoryClient>();
+  const viewOf = (project: string): MemoryClient => {
+    const inner = graph.client.forProject(project);
+    if (project === memq.project) return memq;
+    let view = views.get(project);
+    if (!view) {
+      view = { ...inner, forProject: viewOf, close: () => Promise.resolve() };
+      views.set(project, view);
+    }
+    return view;
+  };
+  return memq;
+}
+
+/**
+ * A function removing from `registry` the `memq_*` metrics registered after this call (the ones
+ * {@link createMetrics} adds), so the caller's registry can be scraped after `close()` and passed
+ * to another `connect`. Metrics the registry held before are left alone. Nothing to do without a
+ * caller's registry (the private one goes with the process).
+ */
+function metricsReleaser(registry: Registry | undefined): () => void {
+  if (!registry) return () => undefined;
+  const before = new Set(registry.getMetricsAsArray().map((metric) => metric.name));
+  return () => {
+    for (const { name } of registry.getMetricsAsArray()) {
+      if (name.startsWith(METRIC_PREFIX) && !before.has(name)) registry.removeSingleMetric(name);
+    }
   };
 }

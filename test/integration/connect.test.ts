@@ -2,10 +2,22 @@
  * `connect()` (src/runtime/connect.ts, the `memq` entry) on the suite's Redis or Redis Cluster
  * (`MEMQ_TEST_REDIS=cluster`): in-process workers; a producer-only connect beside a workers
  * connect (as `memq serve` + `memq work`); options refused before any connection opens; `close()`
- * idempotent, leaving no handle (the leak guard of test/setup fails the file otherwise).
+ * idempotent, leaving no handle (the leak guard of test/setup fails the file otherwise); an
+ * unreachable Redis refused promptly; the caller's metrics registry left clean by `close()` and by
+ * a failed connect; `forProject` views that cannot close the client.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, connect, type ConnectRedis } from '../../src/index.js';
+import { readFile } from 'node:fs/promises';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  ConfigError,
+  connect,
+  createMemoryRegistry,
+  loadMemoryResources,
+  parseMemoryResource,
+  RedisUnavailableError,
+  type ConnectRedis,
+} from '../../src/index.js';
 import { freePort } from '../../src/runtime/embedded-redis.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
@@ -23,6 +35,25 @@ async function rejection(fn: () => Promise<unknown>): Promise<unknown> {
     return error;
   }
   throw new Error('expected a rejection');
+}
+
+/** `promise`, or a rejection naming `what` after `ms` (a hang guard, not a speed check). */
+async function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Names of the `memq_*` metrics `registry` exposes (scraping it, so collectors run). */
+async function memqMetricNames(registry: Registry): Promise<string[]> {
+  const text = await registry.metrics();
+  return [...new Set(text.match(/^memq_[a-z_]+/gm) ?? [])];
 }
 
 describe('connect', () => {
@@ -150,5 +181,105 @@ describe('connect', () => {
       memq.append({ resource: RESOURCE, key: 'support:9' }, [{ role: 'user', content: 'late' }]),
     );
     expect(after).toBeInstanceOf(Error);
+  });
+
+  it('an unreachable Redis: RedisUnavailableError naming host and port, nothing left open or registered', async () => {
+    const printed = vi.spyOn(console, 'error');
+    const metricsRegistry = new Registry();
+    try {
+      const port = await freePort(); // nothing listens there
+      const refused = await rejection(() =>
+        settlesWithin(
+          connect({ ...options(), redis: `redis://127.0.0.1:${port}`, metricsRegistry }),
+          20_000,
+          'connect to a dead port',
+        ),
+      );
+      expect(refused).toBeInstanceOf(RedisUnavailableError);
+      expect((refused as RedisUnavailableError).code).toBe('REDIS_UNAVAILABLE');
+      expect((refused as Error).message).toBe(
+        `Redis at 127.0.0.1:${port} did not answer PING: connect ECONNREFUSED 127.0.0.1:${port}`,
+      );
+      // ioredis printed nothing: every connection memq opened has an error listener.
+      expect(printed.mock.calls.filter((call) => String(call[0]).includes('[ioredis]'))).toEqual(
+        [],
+      );
+      // The metrics registered before the failure are gone again: a retry can use the registry.
+      expect(await memqMetricNames(metricsRegistry)).toEqual([]);
+    } finally {
+      printed.mockRestore();
+    }
+    // The leak guard (test/setup/leak-guard.ts) fails the file if a socket is left open.
+  });
+
+  it("removes its metrics from the caller's registry on close: scrape, then connect again", async () => {
+    const metricsRegistry = new Registry();
+    const first = await connect(options({ metricsRegistry }));
+    opened.push(first);
+    expect(await memqMetricNames(metricsRegistry)).toContain('memq_queue_jobs');
+    // One open connect per registry: a second one is refused naming the option, opening nothing.
+    const twice = await rejection(() => connect(options({ metricsRegistry })));
+    expect(twice).toBeInstanceOf(ConfigError);
+    expect((twice as ConfigError).details.options).toEqual(['metricsRegistry']);
+    await first.close();
+
+    // The queue-depth collector pointed at the closed queues: a scrape must not reach them.
+    expect(await memqMetricNames(metricsRegistry)).toEqual([]);
+
+    const second = await connect(options({ metricsRegistry }));
+    opened.push(second);
+    await second.append({ resource: RESOURCE, key: 'support:m' }, [
+      { role: 'user', content: 'hi' },
+    ]);
+    const text = await metricsRegistry.metrics();
+    expect(text).toMatch(/^memq_queue_jobs\{queue="memory-append",state="waiting"\} 1$/m);
+    await second.close();
+    expect(await memqMetricNames(metricsRegistry)).toEqual([]);
+  });
+
+  it("forProject: the client's own project is the client; a view's close() releases nothing", async () => {
+    const memq = await connect(options({ workers: true }));
+    opened.push(memq);
+    expect(memq.forProject('acme')).toBe(memq);
+    const beta = memq.forProject('beta');
+    expect(beta.project).toBe('beta');
+    expect(memq.forProject('beta')).toBe(beta);
+    expect(beta.forProject('acme')).toBe(memq);
+
+    await beta.close();
+    // Everything still runs: the view's close() did nothing.
+    const receipt = await beta.append({ resource: RESOURCE, key: 'support:v' }, [
+      { role: 'user', content: 'still here' },
+    ]);
+    expect(await beta.waitFor(receipt.jobId!)).toEqual({ added: 1, duplicates: 0 });
+    const mine = await memq.append({ resource: RESOURCE, key: 'support:v' }, [
+      { role: 'user', content: 'acme too' },
+    ]);
+    expect(await memq.waitFor(mine.jobId!)).toEqual({ added: 1, duplicates: 0 });
+    expect((await memq.read({ resource: RESOURCE, key: 'support:v' })).total).toBe(1);
+
+    // Only the root close() stops everything (the leak guard checks nothing is left open).
+    await memq.close();
+    expect(
+      await rejection(() =>
+        beta.append({ resource: RESOURCE, key: 'support:v' }, [{ role: 'user', content: 'late' }]),
+      ),
+    ).toBeInstanceOf(Error);
+  });
+
+  it('takes resources parsed with the exported parseMemoryResource and createMemoryRegistry', async () => {
+    const file = 'memories/customer-support.yaml';
+    const parsed = parseMemoryResource(await readFile(file, 'utf8'), file);
+    expect(parsed.problems).toEqual([]);
+    const fromArray = await connect(options({ memories: [parsed.resource!] }));
+    opened.push(fromArray);
+    expect((await fromArray.read({ resource: RESOURCE, key: 'support:p' })).total).toBe(0);
+
+    const registry = createMemoryRegistry([parsed.resource!]);
+    expect(registry.list().map((r) => r.id)).toEqual([RESOURCE]);
+    expect((await loadMemoryResources('memories')).has(RESOURCE)).toBe(true);
+    const fromRegistry = await connect(options({ memories: registry, project: 'beta' }));
+    opened.push(fromRegistry);
+    expect(fromRegistry.project).toBe('beta');
   });
 });

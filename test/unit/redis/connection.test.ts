@@ -1,0 +1,130 @@
+/**
+ * The ioredis options memq builds (src/redis/connection.ts) and `closeRedis` on a connection that
+ * never connected. Nothing needs to run: the dead-port test connects to a port nothing listens on.
+ */
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { Cluster, type Redis } from 'ioredis';
+import { describe, expect, it, vi } from 'vitest';
+import { closeRedis, createRedis, redisClientOptions } from '../../../src/redis/connection.js';
+import { endpointOf } from '../../../src/runtime/connect.js';
+
+/** A local port nothing listens on (bound, then released). */
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('redisClientOptions', () => {
+  it('a rediss:// cluster endpoint turns TLS on for every node, with the URL credentials', () => {
+    const built = redisClientOptions({
+      url: 'rediss://app%40x:p%3Ass@node-a:7000',
+      clusterNodes: ['node-a:7000', 'node-b:7001'],
+      role: 'producer',
+    });
+    expect(built.kind).toBe('cluster');
+    if (built.kind !== 'cluster') return;
+    expect(built.nodes).toEqual([
+      { host: 'node-a', port: 7000 },
+      { host: 'node-b', port: 7001 },
+    ]);
+    expect(built.options.redisOptions).toMatchObject({
+      tls: {},
+      username: 'app@x',
+      password: 'p:ss',
+      maxRetriesPerRequest: 1,
+    });
+  });
+
+  it("connect's { cluster, tls: true } shape reaches the cluster options as TLS", () => {
+    const endpoint = endpointOf({ cluster: ['n1:7000', 'n2:7000'], password: 'pw', tls: true });
+    const built = redisClientOptions({ ...endpoint, role: 'worker' });
+    expect(built.kind === 'cluster' && built.options.redisOptions).toMatchObject({
+      tls: {},
+      password: 'pw',
+      maxRetriesPerRequest: null,
+    });
+    const plain = redisClientOptions({
+      ...endpointOf({ cluster: ['n1:7000'] }),
+      role: 'worker',
+    });
+    expect(plain.kind === 'cluster' && plain.options.redisOptions?.tls).toBeUndefined();
+  });
+
+  it('one server: TLS for rediss://, none for redis://', () => {
+    expect(
+      redisClientOptions({ url: 'rediss://cache:6380', role: 'producer' }).options,
+    ).toMatchObject({ tls: {} });
+    const plain = redisClientOptions({ url: 'redis://cache:6379', role: 'producer' });
+    expect(plain.kind).toBe('server');
+    expect('tls' in plain.options).toBe(false);
+  });
+
+  it('an IPv6 cluster node loses its brackets', () => {
+    const built = redisClientOptions({
+      url: 'redis://[::1]:7000',
+      clusterNodes: ['[::1]:7000'],
+      role: 'producer',
+    });
+    expect(built.kind === 'cluster' && built.nodes).toEqual([{ host: '::1', port: 7000 }]);
+  });
+});
+
+describe('createRedis and closeRedis on an unreachable server', () => {
+  /** Connection attempts `client` starts during `ms` (ioredis retries after 50 ms, 100 ms...). */
+  async function attemptsDuring(client: Redis | Cluster, ms: number): Promise<number> {
+    let attempts = 0;
+    const count = () => (attempts += 1);
+    client.on('reconnecting', count);
+    client.on('connecting', count);
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    client.off('reconnecting', count);
+    client.off('connecting', count);
+    return attempts;
+  }
+
+  it('reports the connection error once, without ioredis printing it; close stops reconnecting', async () => {
+    const printed = vi.spyOn(console, 'error');
+    const onError = vi.fn();
+    const worker = createRedis({
+      url: `redis://127.0.0.1:${await deadPort()}`,
+      role: 'worker',
+      onError,
+    });
+    try {
+      // A worker connection never gives up a command: it reconnects until closed.
+      void worker.ping().catch(() => undefined);
+      await vi.waitFor(() => expect(worker.status).toBe('reconnecting'), { timeout: 5000 });
+      expect(await attemptsDuring(worker, 300)).toBeGreaterThan(0);
+      expect(onError).toHaveBeenCalledTimes(1);
+      expect(String(onError.mock.calls[0]![0])).toMatch(/ECONNREFUSED/);
+      expect(printed.mock.calls.filter((call) => String(call[0]).includes('[ioredis]'))).toEqual(
+        [],
+      );
+
+      // QUIT would wait for a connection that never comes; closeRedis disconnects instead.
+      await closeRedis(worker);
+      expect(await attemptsDuring(worker, 600)).toBe(0);
+      await closeRedis(worker); // idempotent
+    } finally {
+      printed.mockRestore();
+      worker.disconnect();
+    }
+  });
+
+  it('closes a cluster client whose seed nodes never answered', async () => {
+    const cluster = createRedis({
+      url: 'redis://127.0.0.1:1',
+      clusterNodes: [`127.0.0.1:${await deadPort()}`],
+      role: 'worker',
+    });
+    expect(cluster).toBeInstanceOf(Cluster);
+    await once(cluster, 'connecting');
+    void cluster.ping().catch(() => undefined);
+    await closeRedis(cluster);
+    expect(await attemptsDuring(cluster, 600)).toBe(0);
+  });
+});
