@@ -44,6 +44,24 @@ const upper = [
   '**/src/index*',
 ];
 
+/** What the pure layers (src/core and the algorithms above it) must not import: I/O and up. */
+const aboveAlgorithms = [
+  '**/config/**',
+  '**/redis/**',
+  '**/store/**',
+  '**/metrics/**',
+  '**/providers/**',
+  '**/queues/**',
+  '**/processors/**',
+  ...upper,
+  'ioredis',
+  'bullmq',
+  'node:fs',
+  'node:fs/*',
+  'node:net',
+  'node:child_process',
+];
+
 export default tseslint.config(
   {
     ignores: [
@@ -69,46 +87,10 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
-  layer(
-    ['src/core/**'],
-    [
-      '**/flush/**',
-      '**/tokens/**',
-      '**/config/**',
-      '**/redis/**',
-      '**/store/**',
-      '**/metrics/**',
-      '**/providers/**',
-      '**/queues/**',
-      '**/processors/**',
-      ...upper,
-      'ioredis',
-      'bullmq',
-      'node:fs',
-      'node:fs/*',
-      'node:net',
-      'node:child_process',
-    ],
-  ),
+  layer(['src/core/**'], ['**/flush/**', '**/tokens/**', ...aboveAlgorithms]),
   layer(
     ['src/flush/**', 'src/tokens/counter.ts', 'src/tokens/bpe-merge.ts'],
-    [
-      ...tokensIo,
-      '**/config/**',
-      '**/redis/**',
-      '**/store/**',
-      '**/metrics/**',
-      '**/providers/**',
-      '**/queues/**',
-      '**/processors/**',
-      ...upper,
-      'ioredis',
-      'bullmq',
-      'node:fs',
-      'node:fs/*',
-      'node:net',
-      'node:child_process',
-    ],
+    [...tokensIo, ...aboveAlgorithms],
   ),
   layer(
     ['src/config/**'],

@@ -39,6 +39,43 @@ export interface Closable {
   close(): Promise<void>;
 }
 
+/**
+ * Closes `closables` one after another, in the order given (reverse start order for
+ * {@link Composition.closables}), each under `graceMs`: a step that is late is logged at warn and
+ * left running, a step that fails is logged at error, and the next step runs either way. Never
+ * throws.
+ * @param what Names the shutdown in the log lines, e.g. `shutdown` or `close`.
+ */
+export async function closeInOrder(
+  closables: readonly Closable[],
+  graceMs: number,
+  log: Logger,
+  what = 'shutdown',
+): Promise<void> {
+  for (const closable of closables) {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+      timer.unref();
+    });
+    try {
+      if ((await Promise.race([closable.close().then(() => 'done' as const), late])) === 'late') {
+        log.warn(
+          { step: closable.name, graceMs },
+          `${what} step exceeded its grace time; continuing`,
+        );
+      }
+    } catch (error) {
+      log.error(
+        { step: closable.name, err: error instanceof Error ? error.message : String(error) },
+        `${what} step failed; continuing`,
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
 /** Settings of the HTTP server (API, Bull Board, metrics, health) a process may start. */
 export interface HttpSettings {
   /** Listen port; 0 = any free port. */

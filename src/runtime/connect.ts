@@ -27,7 +27,7 @@ import type { MemoryResource } from '../core/memory-resource.js';
 import { createMetrics, METRIC_PREFIX, type MemqMetrics } from '../metrics/metrics.js';
 import { resolveProviderApiKeys } from '../providers/api-keys.js';
 import type { MemoryClient } from '../../queues/memory-client.js';
-import { compose, type Composition, type RedisEndpoint } from './compose.js';
+import { closeInOrder, compose, type Composition, type RedisEndpoint } from './compose.js';
 
 /**
  * Where Redis is: a `redis://` / `rediss://` URL (one server); `{ url, clusterNodes? }` (the
@@ -341,28 +341,6 @@ export async function connect(options: ConnectOptions): Promise<Memq> {
     throw error;
   }
 
-  const step = async (name: string, run: () => Promise<unknown>): Promise<void> => {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), env.shutdownGraceMs);
-      timer.unref();
-    });
-    try {
-      if ((await Promise.race([run().then(() => 'done' as const), late])) === 'late') {
-        log.warn(
-          { step: name, graceMs: env.shutdownGraceMs },
-          'close step exceeded its grace time; continuing',
-        );
-      }
-    } catch (error) {
-      log.error(
-        { step: name, err: error instanceof Error ? error.message : String(error) },
-        'close step failed; continuing',
-      );
-    } finally {
-      clearTimeout(timer);
-    }
-  };
   let closing: Promise<void> | undefined;
   const memq: Memq = {
     ...graph.client,
@@ -371,7 +349,7 @@ export async function connect(options: ConnectOptions): Promise<Memq> {
       closing ??= (async () => {
         // First, so a scrape during or after close never reaches the closing queues.
         releaseMetrics();
-        for (const closable of graph.closables) await step(closable.name, () => closable.close());
+        await closeInOrder(graph.closables, env.shutdownGraceMs, log, 'close');
       })();
       return closing;
     },

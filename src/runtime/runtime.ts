@@ -9,7 +9,7 @@ import type { MemoryStore } from '../store/memory-store.js';
 import type { MemoryClient } from '../../queues/memory-client.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
 import type { Workers } from '../../processors/workers.js';
-import { compose, type HttpSettings } from './compose.js';
+import { closeInOrder, compose, type HttpSettings } from './compose.js';
 
 // The runtime's option types and settings, for callers that import only this module.
 export { tenantLimitSettings, type HttpSettings } from './compose.js';
@@ -86,29 +86,6 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     ...(options.http ? { http: options.http } : {}),
   });
 
-  const step = async (name: string, run: () => Promise<unknown>): Promise<void> => {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), env.shutdownGraceMs);
-      timer.unref();
-    });
-    try {
-      const outcome = await Promise.race([run().then(() => 'done' as const), late]);
-      if (outcome === 'late')
-        log.warn(
-          { step: name, graceMs: env.shutdownGraceMs },
-          'shutdown step exceeded its grace time; continuing',
-        );
-    } catch (error) {
-      log.error(
-        { step: name, err: error instanceof Error ? error.message : String(error) },
-        'shutdown step failed; continuing',
-      );
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-
   let closing: Promise<void> | undefined;
   return {
     store: graph.store,
@@ -119,9 +96,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     metrics: graph.metrics,
     http: graph.http,
     close() {
-      closing ??= (async () => {
-        for (const closable of graph.closables) await step(closable.name, () => closable.close());
-      })();
+      closing ??= closeInOrder(graph.closables, env.shutdownGraceMs, log);
       return closing;
     },
   };
