@@ -8,6 +8,7 @@
  * in 1 instance and again in 100 instances of 10, and reports used_memory deltas and the sum of
  * MEMORY USAGE over the instance keys.
  */
+import { contentText } from '../src/core/message.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ const corpus: Message[] = applyPrivacy(
   id: nextId(),
   created_at: m.metadata.date ?? new Date().toISOString(),
 }));
-const contentBytes = corpus.reduce((sum, m) => sum + Buffer.byteLength(m.content), 0);
+const contentBytes = corpus.reduce((sum, m) => sum + Buffer.byteLength(contentText(m.content)), 0);
 const jsonBytes = corpus.reduce((sum, m) => sum + Buffer.byteLength(JSON.stringify(m)), 0);
 
 const dataDir = mkdtempSync(join(tmpdir(), 'memq-bench-'));

@@ -3,6 +3,7 @@
  * newest messages (redacted, as stored), the summary and its watermark, counters and whether they
  * agree, TTL, and the lock holder if any.
  */
+import { contentText } from '../core/message.js';
 import { parseArgs } from 'node:util';
 import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
@@ -147,7 +148,7 @@ export async function inspectCommand(
       for (const { message, tokens, approximatedBy } of window.messages) {
         const shown = tokens === undefined ? '~' : `${approximatedBy ? '≈' : ''}${tokens}`;
         out(
-          `    ${message.id} ${message.role.padEnd(9)} ${shown.padStart(5)} ${clip(message.content)}`,
+          `    ${message.id} ${message.role.padEnd(9)} ${shown.padStart(5)} ${clip(contentText(message.content))}`,
         );
       }
     }

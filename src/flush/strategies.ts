@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { contentText } from '../core/message.js';
 import {
   costOf,
   effectiveLimits,
@@ -203,7 +204,7 @@ export function priorityOf(m: WindowMessage, index: number, windowLength: number
   const declared = m.message.metadata?.priority;
   if (typeof declared === 'string' && declared in CLASS_RANK) return declared as PriorityClass;
   if (m.message.role === 'system') return 'critical';
-  const text = m.message.content.trim().toLowerCase();
+  const text = contentText(m.message.content).trim().toLowerCase();
   if (text.length < 10 || SMALL_TALK.includes(text.replace(/[.!?]+$/, ''))) return 'low';
   if (PRIORITY_KEYWORDS.some((k) => text.includes(k))) return 'high';
   if (index >= Math.floor(windowLength * 0.8)) return 'high';

@@ -1,4 +1,4 @@
-import type { Message } from '../core/message.js';
+import { contentText, type Content, type Message, type ToolCall } from '../core/message.js';
 import { applyPrivacyToText, type RedactionPolicy } from '../core/privacy.js';
 import type { MemoryRef } from '../core/memory-key.js';
 
@@ -21,7 +21,7 @@ export interface ExtractiveSummaryInput {
 
 /** One summary line per folded message: `role: first sentence`, whitespace collapsed. */
 export function excerptOf(message: Message): string {
-  const text = message.content.replace(/\s+/g, ' ').trim();
+  const text = contentText(message.content).replace(/\s+/g, ' ').trim();
   const sentence = /^.*?[.!?](?=\s|$)/.exec(text)?.[0] ?? text;
   const clipped =
     sentence.length > EXCERPT_CHARS ? `${sentence.slice(0, EXCERPT_CHARS - 3)}...` : sentence;
@@ -175,10 +175,12 @@ export function redactSummary(
 export interface ChatMessage {
   /** Who spoke. */
   readonly role: Message['role'];
-  /** The text. */
-  readonly content: string;
+  /** The content as stored: a string, a list of parts, or null (assistant with tool calls). */
+  readonly content: Content;
   /** Participant name, when the message has one. */
   readonly name?: string;
+  /** An assistant message's tool calls, as stored. */
+  readonly tool_calls?: readonly ToolCall[];
   /** For `tool` messages: the call answered. */
   readonly tool_call_id?: string;
 }
@@ -202,6 +204,7 @@ export function asChatMessages(
       role: m.role,
       content: m.content,
       ...(m.name !== undefined ? { name: m.name } : {}),
+      ...(m.tool_calls !== undefined ? { tool_calls: m.tool_calls } : {}),
       ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
     })),
   ];

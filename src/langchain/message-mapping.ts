@@ -217,7 +217,9 @@ function toolCallsOf(message: Message): ToolCall[] {
  */
 export function fromMemqMessage(message: Message): BaseMessage {
   const common = {
-    content: message.content,
+    // OpenAI-format parts are LangChain content blocks as they are; null (an assistant message
+    // with tool calls only) is LangChain's empty string.
+    content: (message.content ?? '') as string,
     id: message.id,
     ...(message.name !== undefined ? { name: message.name } : {}),
   };
@@ -229,6 +231,7 @@ export function fromMemqMessage(message: Message): BaseMessage {
       return new AIMessage(toolCalls.length > 0 ? { ...common, tool_calls: toolCalls } : common);
     }
     case 'system':
+    case 'developer':
       return new SystemMessage(common);
     case 'tool': {
       const status = message.metadata?.[TOOL_STATUS_METADATA_KEY];

@@ -3,7 +3,7 @@ import { getEncodingNameForModel } from 'js-tiktoken/lite';
 import { LRUCache } from 'lru-cache';
 import { countPieces, createMergeTable, type MergeTable, type RankList } from './bpe-merge.js';
 import { ConfigError } from '../core/errors.js';
-import type { Role } from '../core/message.js';
+import { contentChars, contentText, type Content, type Role, type ToolCall } from '../core/message.js';
 
 /** BPE encodings memq counts with (gpt-tokenizer and js-tiktoken ship their rank files: no network at run time). */
 export const ENCODINGS = [
@@ -99,8 +99,10 @@ export const TOKENS_PER_NAME = 1;
 export interface CountableMessage {
   /** Who spoke; its text is counted. */
   readonly role: Role;
-  /** The text. */
-  readonly content: string;
+  /** The content: a string, a list of parts, or null (see `ContentSchema`). */
+  readonly content: Content;
+  /** An assistant message's tool calls. */
+  readonly tool_calls?: readonly ToolCall[] | undefined;
   /** Optional participant name; counted plus {@link TOKENS_PER_NAME}. */
   readonly name?: string | undefined;
 }
@@ -572,9 +574,9 @@ export async function createTokenCounter(
   return {
     encoding,
     countText,
-    countMessage: (message) => framing(message) + countText(message.content),
+    countMessage: (message) => framing(message) + countText(contentText(message.content)),
     countMessageAsync: async (message, signal) =>
-      framing(message) + (await countTextAsync(message.content, signal)),
+      framing(message) + (await countTextAsync(contentText(message.content), signal)),
     countTextAsync,
     framing,
     probe(text) {
@@ -606,6 +608,6 @@ const PLAIN_TEXT = { allowedSpecial: new Set<string>(), disallowedSpecial: new S
  * ("What are tokens and how to count them?", OpenAI help center).
  */
 export function estimateTokens(message: CountableMessage): number {
-  const chars = message.role.length + message.content.length + (message.name?.length ?? 0);
+  const chars = message.role.length + contentChars(message) + (message.name?.length ?? 0);
   return TOKENS_PER_MESSAGE + Math.ceil(chars / 4);
 }

@@ -4,6 +4,7 @@
  * a job: the count falls back, `memq_token_provider_fallbacks_total` increments, and the count
  * is marked as an approximation ({@link MessageCount.approximatedBy}).
  */
+import { contentText } from '../core/message.js';
 import type { Logger } from 'pino';
 import {
   localEncodingFor,
@@ -179,10 +180,11 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
     signal?: AbortSignal,
   ): Promise<MessageCount> => {
     // Nothing to ask a provider about an empty text (Anthropic rejects empty content).
-    if (message.content.length > 0) {
+    const text = contentText(message.content);
+    if (text.length > 0) {
       try {
         return {
-          tokens: await breaker.fire({ text: message.content, ...(signal ? { signal } : {}) }),
+          tokens: await breaker.fire({ text, ...(signal ? { signal } : {}) }),
           source: provider,
         };
       } catch (error) {

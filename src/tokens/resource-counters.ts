@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { contentText } from '../core/message.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import type { MemoryResource } from '../core/memory-resource.js';
 import {
@@ -145,16 +146,17 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     const raw = await createTokenCounter(encoding);
     return {
       async countMessages(messages, signal) {
-        const probes = messages.map((m) => counter.probe(m.content));
+        const texts = messages.map((m) => contentText(m.content));
+        const probes = texts.map((text) => counter.probe(text));
         const content = probes.map((p) => p.tokens);
         const misses = messages.flatMap((m, i) => (content[i] === undefined ? [i] : []));
-        const missChars = misses.reduce((sum, i) => sum + messages[i]!.content.length, 0);
+        const missChars = misses.reduce((sum, i) => sum + texts[i]!.length, 0);
         let counted: number[] | undefined;
         if (thread && missChars > INLINE_COUNT_CHARS) {
           try {
             counted = await thread.count(
               encoding,
-              misses.map((i) => messages[i]!.content),
+              misses.map((i) => texts[i]!),
             );
           } catch (error) {
             if (!threadFailed) {
@@ -167,7 +169,7 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
           }
         }
         for (const [n, i] of misses.entries()) {
-          const text = messages[i]!.content;
+          const text = texts[i]!;
           const tokens = counted?.[n] ?? (await raw.countTextAsync(text, signal));
           content[i] = tokens;
           probes[i]!.remember(tokens);

@@ -81,7 +81,7 @@ describe('privacy_scope: hash pseudonyms in the append processor, on real Redis'
     expect(job.failedReason ?? (await queue.getJob(job.id!))?.failedReason).toBeUndefined();
     const store = createMemoryStore({ redis: ns.redis, keyPrefix: ns.keyPrefix });
     const window = await store.read(ref);
-    const content = window.messages[0]!.message.content;
+    const content = window.messages[0]!.message.content as string;
     expect(content).toMatch(/^mail pii_[0-9a-f]{16}$/);
     return content;
   }

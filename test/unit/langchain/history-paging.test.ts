@@ -35,7 +35,7 @@ function scriptedClient(
       const offset = options.offset ?? 0;
       const limit = options.limit ?? 100;
       reads.push({ offset, limit });
-      const folded = log.filter((m) => m.content.startsWith('folded'));
+      const folded = log.filter((m) => (m.content as string).startsWith('folded'));
       if (folded.length > 0) {
         summary = {
           content: 'summary',
@@ -45,7 +45,7 @@ function scriptedClient(
           updated_at: '2025-01-01T00:00:00.000Z',
         };
       }
-      const live = log.filter((m) => !m.content.startsWith('folded'));
+      const live = log.filter((m) => !(m.content as string).startsWith('folded'));
       return Promise.resolve({
         messages: live.slice(offset, offset + limit).map((m) => ({ message: m, tokens: null })),
         summary,
