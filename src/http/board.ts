@@ -11,6 +11,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import { Router, type RequestHandler } from 'express';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import { MemoryRefSchema } from '../core/memory-key.js';
+import { MESSAGE_ID_PATTERN, ROLES } from '../core/message.js';
 import { applyPrivacy } from '../core/privacy.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
 import { QUEUES } from '../../queues/names.js';
@@ -40,37 +41,60 @@ export interface BoardOptions {
 /** Placeholder shown instead of a message the policy would not store, or cannot vouch for. */
 const HIDDEN = '[hidden by memq: not stored under the privacy policy]';
 
+/** True for a JSON object (not an array, not a class instance). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * A message shown hidden: its `id` and `role` when they have their format (a ULID, one of
+ * `ROLES`: neither can carry free text), and `content` {@link HIDDEN}; every other field (name,
+ * tool calls, metadata, ...) is left out, since the policy could not vouch for it.
+ */
+function hiddenMessage(message: unknown): Record<string, unknown> {
+  const m = isPlainObject(message) ? message : {};
+  return {
+    ...(typeof m.id === 'string' && MESSAGE_ID_PATTERN.test(m.id) ? { id: m.id } : {}),
+    ...(typeof m.role === 'string' && (ROLES as readonly string[]).includes(m.role)
+      ? { role: m.role }
+      : {}),
+    content: HIDDEN,
+  };
+}
+
 /**
  * Job data as Bull Board shows it: every message of an append or write job passed through its
- * resource's privacy policy again (a job a producer enqueued around `MemoryClient` must not show
- * raw content either); messages of an unknown resource, or whose policy fails, are hidden.
+ * resource's privacy policy again (`applyPrivacy`: every string of the message at any depth, so
+ * string content, text parts, image URLs, tool-call arguments, names and metadata alike), as a
+ * job a producer enqueued around `MemoryClient` must not show raw text either. A message of an
+ * unknown resource, one that is not a JSON object, one the policy would not store (a
+ * non-persistable role, action `drop`) or one whose policy fails is shown as
+ * {@link hiddenMessage}: its id and role only.
  */
 export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
   const job = data as { ref?: { resource?: unknown }; messages?: unknown } | null;
   if (!job || !Array.isArray(job.messages)) return data;
   const resourceId = typeof job.ref?.resource === 'string' ? job.ref.resource : undefined;
   const resource = registry.list().find((r) => r.id === resourceId);
-  const known = resource !== undefined;
   const policy = resource?.privacyPolicy;
   // the instance, for pseudonyms scoped to it (privacy_scope: session); a job whose ref does not
   // parse is shown with its messages hidden when its policy needs the instance
   const ref = MemoryRefSchema.safeParse(job.ref).data;
   return {
     ...job,
-    messages: job.messages.map((m: unknown) => {
-      const message = m as { role?: unknown; content?: unknown } | null;
-      if (!known || !message || typeof message.content !== 'string') {
-        return { ...(message ?? {}), content: HIDDEN };
-      }
+    messages: job.messages.map((message: unknown) => {
+      if (resource === undefined || !isPlainObject(message)) return hiddenMessage(message);
       try {
         const { kept } = applyPrivacy(
           policy,
           [message as Parameters<typeof applyPrivacy>[1][0]],
           ref,
         );
-        return kept[0] ?? { ...message, content: HIDDEN };
+        return kept[0] ?? hiddenMessage(message);
       } catch {
-        return { ...message, content: HIDDEN };
+        return hiddenMessage(message);
       }
     }),
   };
