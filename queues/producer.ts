@@ -5,8 +5,14 @@ import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { BackpressureError, ConflictError, PayloadError, PolicyError } from '../src/core/errors.js';
 import type { MemoryRef } from '../src/core/memory-key.js';
 import type { FlushStrategy } from '../src/core/memory-resource.js';
-import { MessageInputSchema, type Message, type MessageInput } from '../src/core/message.js';
-import { applyPrivacy } from '../src/core/privacy.js';
+import { MEMORY_DEFAULTS } from '../src/config/memory-resource-schema.js';
+import {
+  MessageInputSchema,
+  type Message,
+  type MessageInput,
+  type MessagePrivacy,
+} from '../src/core/message.js';
+import { applyInputPrivacy, type RedactionPolicy } from '../src/core/privacy.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
 import { createBacklogLedger, type LedgerQueue } from './backlog-ledger.js';
@@ -37,17 +43,32 @@ import type { RedisGuard } from './redis-guard.js';
 /** What `append` tells the caller once the messages are durably enqueued. */
 export interface AppendReceipt {
   /**
-   * BullMQ job id ({@link appendJobId}); pass to `MemoryClient.waitFor`. Undefined when the
-   * privacy policy dropped every message, so nothing was enqueued.
+   * BullMQ job id ({@link appendJobId}); pass to `MemoryClient.waitFor`. Undefined when no
+   * message is left to store (every one dropped by the privacy policy or marked
+   * `privacy.do_not_persist`), so nothing was enqueued.
    */
   readonly jobId: string | undefined;
-  /** Ids of the messages enqueued (after the privacy policy), in order. */
+  /** Ids of the messages enqueued (after the privacy policy), in order (ascending ids). */
   readonly messageIds: readonly string[];
-  /** Messages dropped because their role is non-persistable under the resource's policy. */
+  /**
+   * Messages dropped by the resource's policy: a non-persistable role, or a match under action
+   * `drop`.
+   */
   readonly dropped: number;
-  /** Pattern matches redacted before enqueueing. */
+  /**
+   * Messages the caller marked `privacy.do_not_persist`: not enqueued, not stored, not logged
+   * (the HTTP API's `not_persisted`).
+   */
+  readonly notPersisted: number;
+  /**
+   * Replacements made before enqueueing: pattern matches, plus metadata values replaced by a
+   * message's `privacy.redact_fields`.
+   */
   readonly redactions: number;
-  /** {@link redactions} by rule (`redact_patterns[i]` or a detector's name). */
+  /**
+   * {@link redactions} by rule: `redact_patterns[i]`, a detector's name, or `redact_fields`
+   * (`REDACT_FIELDS_RULE`).
+   */
   readonly redactionsByRule: Readonly<Record<string, number>>;
   /** The instance the messages go to. */
   readonly ref: MemoryRef;
@@ -90,10 +111,13 @@ export type ProducerBackpressure = BacklogBounds & {
  */
 export interface ProjectProducer {
   /**
-   * Validates `messages` (1..100), resolves the resource, assigns monotonic ULIDs and
-   * `created_at` where absent, applies the resource's privacy policy (drops non-persistable
-   * roles, redacts patterns: raw content never reaches Redis, job data included) and enqueues
-   * one append job. Resolves when the job is in Redis.
+   * Validates `messages` (1..100, each message's `privacy` included), resolves the resource,
+   * assigns monotonic ULIDs and `created_at` where absent, applies each message's own privacy
+   * instructions (`privacy.do_not_persist` messages are left out and counted in `notPersisted`;
+   * `privacy.redact_fields` values are replaced) and the resource's privacy policy (drops
+   * non-persistable roles, redacts patterns: raw content never reaches Redis, job data included;
+   * see `applyInputPrivacy`), strips `privacy`, and enqueues one append job of what is left (none
+   * when nothing is). Resolves when the job is in Redis.
    * @throws PayloadError for invalid input (nothing is enqueued).
    * @throws BackpressureError when the append backlog is over the high-water mark, or the
    *   project's or everyone's backlog over a bound (see {@link ProducerBackpressure}); nothing is
@@ -109,7 +133,7 @@ export interface ProjectProducer {
   /**
    * The producer-side work of {@link ProjectProducer.append} without the enqueue: validation,
    * key resolution, ids, privacy, the job contract. Returns the receipt `append` would return
-   * and the job payload (absent when the policy dropped every message). Synchronous; no I/O.
+   * and the job payload (absent when no message is left to store). Synchronous; no I/O.
    * @throws PayloadError / MemoryNotFoundError as `append` does.
    */
   prepareAppend(
@@ -117,8 +141,9 @@ export interface ProjectProducer {
     messages: readonly MessageInput[],
   ): { receipt: AppendReceipt; job?: AppendJob };
   /**
-   * Replaces an instance's log with `messages` (0..1000; ids assigned where absent, privacy
-   * policy applied) through a `memory-cleanup` / `write` job.
+   * Replaces an instance's log with `messages` (0..1000; ids assigned where absent, each
+   * message's `privacy` instructions and the resource's policy applied as by `append`: a
+   * `do_not_persist` message is not written) through a `memory-cleanup` / `write` job.
    * @throws PayloadError for invalid input (nothing is enqueued).
    * @throws BackpressureError as `append` does (the same marks and bounds).
    * @throws whatever `options.beforeEnqueue` throws (nothing is enqueued).
@@ -248,8 +273,15 @@ export function createProducer(deps: ProducerDeps): Producer {
     }
     return job.id!;
   };
-  /** Validates `input` (min..max messages), assigns ids and `created_at`, sorts by id. */
-  const identify = (input: readonly MessageInput[], max: number, min: number): Message[] => {
+  /**
+   * Validates `input` (min..max messages, `privacy` included), assigns ids and `created_at`,
+   * sorts by id. The messages keep their `privacy` (applied and stripped by {@link protect}).
+   */
+  const identify = (
+    input: readonly MessageInput[],
+    max: number,
+    min: number,
+  ): Array<Message & { privacy?: MessagePrivacy }> => {
     const parsed = z.array(MessageInputSchema).min(min).max(max).safeParse(input);
     if (!parsed.success) throw new PayloadError(formatIssues('messages', parsed.error));
     const at = now();
@@ -262,6 +294,19 @@ export function createProducer(deps: ProducerDeps): Producer {
     const job = await guard(name, () => queues.cleanup.add(name, data));
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };
+  /**
+   * Each message's privacy instructions, then the resource's policy (`applyInputPrivacy`);
+   * without a policy, `redact_fields` replaces with the configuration's default redaction string.
+   */
+  const protect = (
+    policy: RedactionPolicy | undefined,
+    messages: ReadonlyArray<Message & { privacy?: MessagePrivacy }>,
+    ref: MemoryRef,
+  ) =>
+    applyInputPrivacy(policy, messages, {
+      ref,
+      defaultRedactionString: MEMORY_DEFAULTS.redactionString,
+    });
   const checkedBeforeEnqueue = (options: EnqueueOptions | undefined, messages: number) =>
     options?.beforeEnqueue?.({ messages }) ?? Promise.resolve();
 
@@ -275,20 +320,20 @@ export function createProducer(deps: ProducerDeps): Producer {
       const {
         kept: messages,
         dropped,
+        notPersisted,
         redactions,
         redactionsByRule,
-      } = applyPrivacy(resource.privacyPolicy, identified, ref);
+      } = protect(resource.privacyPolicy, identified, ref);
+      const counts = { dropped, notPersisted, redactions, redactionsByRule, ref };
       if (messages.length === 0) {
-        return {
-          receipt: { jobId: undefined, messageIds: [], dropped, redactions, redactionsByRule, ref },
-        };
+        return { receipt: { jobId: undefined, messageIds: [], ...counts } };
       }
       const job: AppendJob = { ref, messages };
       const checked = AppendJobSchema.safeParse(job);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
       const messageIds = messages.map((m) => m.id);
       const jobId = appendJobId(messageIds);
-      return { receipt: { jobId, messageIds, dropped, redactions, redactionsByRule, ref }, job };
+      return { receipt: { jobId, messageIds, ...counts }, job };
     };
 
     return {
@@ -318,7 +363,7 @@ export function createProducer(deps: ProducerDeps): Producer {
       async write(target, input, options) {
         const resource = deps.registry.get(target.resource);
         const ref = refOf(target);
-        const { kept } = applyPrivacy(
+        const { kept } = protect(
           resource.privacyPolicy,
           identify(input, MAX_MESSAGES_PER_WRITE, 0),
           ref,

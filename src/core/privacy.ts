@@ -2,7 +2,7 @@ import { createHmac, hkdfSync } from 'node:crypto';
 import { RE2JS } from 're2js';
 import { PolicyError } from './errors.js';
 import type { MemoryRef } from './memory-key.js';
-import { MessageSchema, type Role } from './message.js';
+import { MessageSchema, type MessagePrivacy, type Role } from './message.js';
 
 /**
  * Built-in detectors, by name (`privacy_policy.detectors`): each is an RE2 pattern plus, where a
@@ -430,16 +430,13 @@ function redactLeaves(value: unknown, redact: (text: string) => string, where: s
     case 'object': {
       if (value === null) return value;
       if (Array.isArray(value)) {
-        const list: readonly unknown[] = value;
-        let out: unknown[] | undefined;
-        for (let i = 0; i < list.length; i++) {
-          const item = list[i];
-          const redacted = redactLeaves(item, redact, `${where}[${i}]`);
-          if (redacted !== item) (out ??= [...list])[i] = redacted;
-        }
-        return out ?? value;
+        return redactElements(value, where, (item, at) => redactLeaves(item, redact, at));
       }
-      if (isPlainObject(value)) return redactEntries(value, redact, where, never, never);
+      if (isPlainObject(value)) {
+        return redactEntries(value, redact, where, never, (_key, item, at) =>
+          redactLeaves(item, redact, at),
+        );
+      }
       throw new PolicyError(
         `${where}: the privacy policy cannot read a ${(value as { constructor?: { name?: string } }).constructor?.name ?? 'class instance'}; expected JSON values (strings, numbers, booleans, null, arrays, plain objects)`,
       );
@@ -450,18 +447,34 @@ function redactLeaves(value: unknown, redact: (text: string) => string, where: s
   );
 }
 
+/** `list` with `redactItem` applied to each element; `list` itself when nothing changed. */
+function redactElements(
+  list: readonly unknown[],
+  where: string,
+  redactItem: (item: unknown, where: string) => unknown,
+): readonly unknown[] {
+  let out: unknown[] | undefined;
+  for (let i = 0; i < list.length; i++) {
+    const item = list[i];
+    const redacted = redactItem(item, `${where}[${i}]`);
+    if (redacted !== item) (out ??= [...list])[i] = redacted;
+  }
+  return out ?? list;
+}
+
 /**
- * {@link redactLeaves} for an object: every key and value, except that a key `fixedKey` accepts is
- * kept as it is (a field name of the schema, not data) and the value of a key `exempt` accepts is
- * kept too. Entries are rebuilt (in order, with `Object.fromEntries`, so a `__proto__` key stays a
- * plain key) only when something changed.
+ * An object with every key redacted, except the keys `fixedKey` accepts (field names of the
+ * schema, not data), and every value replaced by `redactValue`'s. Entries are rebuilt (in order,
+ * with `Object.fromEntries`, so a `__proto__` key stays a plain key) only when something changed.
+ * A redacted key that equals a kept field name or an earlier key gets `#2`, `#3`... (field names
+ * keep their text), so no entry is lost and no field is shadowed.
  */
 function redactEntries(
   object: Record<string, unknown>,
   redact: (text: string) => string,
   where: string,
   fixedKey: (key: string) => boolean,
-  exempt: (key: string, value: unknown) => boolean,
+  redactValue: (key: string, value: unknown, where: string) => unknown,
 ): Record<string, unknown> {
   const keys = Object.keys(object);
   /** The entries so far, once something changed (copied lazily: most objects have no match). */
@@ -470,40 +483,390 @@ function redactEntries(
     const key = keys[i]!;
     const value = object[key];
     const newKey = fixedKey(key) ? key : redact(key);
-    const newValue = exempt(key, value) ? value : redactLeaves(value, redact, `${where}.${key}`);
+    const newValue = redactValue(key, value, `${where}.${key}`);
     if (out === undefined && (newKey !== key || newValue !== value)) {
       out = keys.slice(0, i).map((k) => [k, object[k]]);
     }
     out?.push([newKey, newValue]);
   }
   if (out === undefined) return object;
-  const taken = new Set<string>();
-  for (const entry of out) {
+  const taken = new Set<string>(keys.filter(fixedKey));
+  out.forEach((entry, i) => {
+    if (fixedKey(keys[i]!)) return;
     const base = entry[0];
     for (let n = 2; taken.has(entry[0]); n++) entry[0] = `${base}#${n}`;
     taken.add(entry[0]);
-  }
+  });
   return Object.fromEntries(out);
 }
 
 const never = () => false;
+
+/**
+ * What the message schema fixes at one position of a message, derived from `MessageSchema`
+ * (message.ts) by {@link schemaNodeOf}, so the policy keeps it and the redacted message still
+ * passes the schema: the field names of an object (`type`, `text`, `image_url`, `url`, `detail`,
+ * `id`, `function`, `name`, `arguments`, ...) and the values of an enum or literal (`type:
+ * 'text'`, `detail: 'low'`, ...), kept only while the value is one of them. Everything else at
+ * the position is data: free keys (a record's, or a key the schema does not name) and any other
+ * string or number go through the policy.
+ */
+export interface SchemaNode {
+  /** An object's field names (kept as they are), each with the shape of its value. */
+  readonly fields?: ReadonlyMap<string, SchemaNode>;
+  /** An array's elements. */
+  readonly element?: SchemaNode;
+  /** A record's values (its keys are data). */
+  readonly entry?: SchemaNode;
+  /** Enum and literal values kept as they are. */
+  readonly values?: ReadonlySet<string>;
+  /**
+   * A text with a meaning of its own: `json` is JSON text ({@link JSON_TEXT_PATHS}), redacted
+   * leaf by leaf; `tool_call_id` is a tool-call id ({@link TOOL_CALL_ID_PATHS}), redacted and
+   * kept distinct per batch.
+   */
+  readonly text?: 'json' | 'tool_call_id';
+}
+
+type MutableNode = {
+  fields?: Map<string, MutableNode>;
+  element?: MutableNode;
+  entry?: MutableNode;
+  values?: Set<string>;
+  text?: SchemaNode['text'];
+};
+
+type ZodDef = { readonly type: string } & Readonly<Record<string, unknown>>;
+const zodDefOf = (schema: unknown): ZodDef => (schema as { _zod: { def: ZodDef } })._zod.def;
+
+/** One node for the options of a union: every field name, element, entry and value of any. */
+function mergeNodes(nodes: readonly MutableNode[]): MutableNode {
+  const merged: MutableNode = {};
+  for (const node of nodes) {
+    if (node.fields) {
+      merged.fields ??= new Map();
+      for (const [key, child] of node.fields) {
+        const known = merged.fields.get(key);
+        merged.fields.set(key, known ? mergeNodes([known, child]) : child);
+      }
+    }
+    if (node.element)
+      merged.element = merged.element ? mergeNodes([merged.element, node.element]) : node.element;
+    if (node.entry)
+      merged.entry = merged.entry ? mergeNodes([merged.entry, node.entry]) : node.entry;
+    if (node.values) merged.values = new Set([...(merged.values ?? []), ...node.values]);
+  }
+  return merged;
+}
+
+/**
+ * The {@link SchemaNode} of a zod schema: objects, arrays, records, unions (discriminated too),
+ * enums and literals are read; wrappers (optional, nullable, default, readonly) are looked
+ * through; anything else (string, number, boolean, null, a shape this does not know) is data,
+ * redacted whole (the safe side: a new kind of field is redacted, never skipped).
+ */
+export function schemaNodeOf(schema: unknown): SchemaNode {
+  return mutableNodeOf(schema);
+}
+
+function mutableNodeOf(schema: unknown): MutableNode {
+  const def = zodDefOf(schema);
+  switch (def.type) {
+    case 'optional':
+    case 'nullable':
+    case 'default':
+    case 'prefault':
+    case 'readonly':
+    case 'nonoptional':
+      return mutableNodeOf(def.innerType);
+    case 'object':
+      return {
+        fields: new Map(
+          Object.entries(def.shape as Record<string, unknown>).map(([key, field]) => [
+            key,
+            mutableNodeOf(field),
+          ]),
+        ),
+      };
+    case 'array':
+      return { element: mutableNodeOf(def.element) };
+    case 'record':
+      return { entry: mutableNodeOf(def.valueType) };
+    case 'union':
+      return mergeNodes((def.options as unknown[]).map(mutableNodeOf));
+    case 'enum':
+      return {
+        values: new Set(
+          Object.values(def.entries as Record<string, unknown>).filter(
+            (v): v is string => typeof v === 'string',
+          ),
+        ),
+      };
+    case 'literal':
+      return {
+        values: new Set(
+          (def.values as unknown[]).filter((v): v is string => typeof v === 'string'),
+        ),
+      };
+    default:
+      return {};
+  }
+}
+
+/**
+ * Where a message holds tool-call ids: `tool_calls[].id` and `tool_call_id` (field names; `[]`
+ * is every element of an array). {@link applyPrivacy} redacts them like any text, then keeps the
+ * ids of one batch distinct ({@link applyPrivacy}, "Tool-call ids").
+ */
+export const TOOL_CALL_ID_PATHS: readonly (readonly string[])[] = [
+  ['tool_calls', '[]', 'id'],
+  ['tool_call_id'],
+];
+
+/**
+ * Where a message holds JSON text: a tool call's `arguments` (message.ts, `ToolCallSchema`). The
+ * policy redacts the JSON's leaves, so the text stays valid JSON ({@link applyPrivacy}).
+ */
+export const JSON_TEXT_PATHS: readonly (readonly string[])[] = [
+  ['tool_calls', '[]', 'function', 'arguments'],
+];
+
+/**
+ * The node at `path` under `root`.
+ * @throws Error when the schema has no such position (message.ts changed: update the paths).
+ */
+function nodeAt(root: MutableNode, path: readonly string[]): MutableNode {
+  let node: MutableNode | undefined = root;
+  for (const step of path) {
+    node = step === '[]' ? node?.element : node?.fields?.get(step);
+    if (node === undefined) {
+      throw new Error(`privacy: MessageSchema has no ${path.join('.')} (update privacy.ts)`);
+    }
+  }
+  return node;
+}
+
+/** `MessageSchema`'s {@link SchemaNode}, with the tool-call ids and JSON texts marked. */
+const MESSAGE_NODE: SchemaNode = (() => {
+  const root = mutableNodeOf(MessageSchema);
+  for (const path of TOOL_CALL_ID_PATHS) nodeAt(root, path).text = 'tool_call_id';
+  for (const path of JSON_TEXT_PATHS) nodeAt(root, path).text = 'json';
+  return root;
+})();
+
 /** The message schema's field names: keys that name a field, not data, so never redacted. */
-const MESSAGE_FIELDS: ReadonlySet<string> = new Set(Object.keys(MessageSchema.shape));
+const MESSAGE_FIELDS: ReadonlyMap<string, SchemaNode> = MESSAGE_NODE.fields!;
 const isMessageField = (key: string) => MESSAGE_FIELDS.has(key);
 const isExemptValue = (key: string, value: unknown) => EXEMPT_FORMAT.get(key)?.(value) === true;
 
+/** What the walk of one message applies to a text. */
+interface Walk {
+  /** The policy on one text (matches counted). */
+  readonly redact: (text: string) => string;
+  /** A tool-call id: redacted, then kept distinct within the batch ({@link toolCallIds}). */
+  readonly toolCallId: (id: string) => string;
+}
+
+/** `value` at the position `node` describes, redacted (see {@link SchemaNode}). */
+function redactAt(
+  value: unknown,
+  node: SchemaNode | undefined,
+  walk: Walk,
+  where: string,
+): unknown {
+  if (node === undefined) return redactLeaves(value, walk.redact, where);
+  if (typeof value === 'string') {
+    if (node.values?.has(value)) return value;
+    if (node.text === 'json') return redactJsonText(value, walk.redact);
+    if (node.text === 'tool_call_id') return walk.toolCallId(value);
+    return walk.redact(value);
+  }
+  if (typeof value === 'object' && value !== null) {
+    const { element, fields, entry } = node;
+    if (Array.isArray(value) && element) {
+      return redactElements(value, where, (item, at) => redactAt(item, element, walk, at));
+    }
+    if (!Array.isArray(value) && isPlainObject(value)) {
+      if (fields) {
+        return redactEntries(
+          value,
+          walk.redact,
+          where,
+          (key) => fields.has(key),
+          (key, item, at) => redactAt(item, fields.get(key), walk, at),
+        );
+      }
+      if (entry) {
+        return redactEntries(value, walk.redact, where, never, (_key, item, at) =>
+          redactAt(item, entry, walk, at),
+        );
+      }
+    }
+  }
+  return redactLeaves(value, walk.redact, where);
+}
+
+/** Every string of `value` at a position {@link SchemaNode.text} `text` marks. */
+function forEachMarkedText(
+  value: unknown,
+  node: SchemaNode | undefined,
+  text: NonNullable<SchemaNode['text']>,
+  visit: (found: string) => void,
+): void {
+  if (node === undefined || value === null || value === undefined) return;
+  if (typeof value === 'string') {
+    if (node.text === text) visit(value);
+  } else if (Array.isArray(value)) {
+    for (const item of value as unknown[]) forEachMarkedText(item, node.element, text, visit);
+  } else if (typeof value === 'object' && node.fields) {
+    for (const [key, child] of node.fields) {
+      forEachMarkedText((value as Record<string, unknown>)[key], child, text, visit);
+    }
+  }
+}
+
+/** JSON whitespace (RFC 8259, section 2). */
+const isJsonSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+/** Characters of a JSON number after its first (RFC 8259, section 6). */
+const isJsonNumberChar = (c: number) =>
+  (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
+
+/**
+ * JSON text (a tool call's `arguments`) with the policy applied to its leaves, so it stays valid
+ * JSON: every string (object keys included, decoded first, so `\u0040` is an `@`) and the text of
+ * every number (as written, so a 19-digit card number is read whole) is redacted; a changed
+ * string is written back as a JSON string, and a changed number becomes a JSON string (as a number
+ * leaf of metadata does). `true`, `false`, `null`, the structure and the whitespace stay as
+ * written, and so does every token without a match; duplicate keys are each redacted. A redacted
+ * key that would equal another key of its object gets `#2`, `#3`... (JSON.parse keeps only the
+ * last of equal keys, so an entry would be lost). A text that is not JSON is redacted as text.
+ * Reads the text once after a `JSON.parse` check (no recursion: any depth).
+ */
+function redactJsonText(text: string, redact: (text: string) => string): string {
+  try {
+    JSON.parse(text);
+  } catch {
+    return redact(text);
+  }
+  let out = '';
+  let last = 0;
+  let changed = false;
+  /** Per open object: its keys so far (as written out), each with whether redaction made it. */
+  const objects: Array<Map<string, boolean> | undefined> = [];
+  const replace = (start: number, end: number, replacement: string) => {
+    out += text.slice(last, start) + JSON.stringify(replacement);
+    last = end;
+    changed = true;
+  };
+  for (let i = 0; i < text.length;) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = i + 1;
+      let escaped = false;
+      while (text.charCodeAt(end) !== 0x22) {
+        if (text.charCodeAt(end) === 0x5c) {
+          escaped = true;
+          end += 2;
+        } else end += 1;
+      }
+      end += 1;
+      const decoded = escaped
+        ? (JSON.parse(text.slice(i, end)) as string)
+        : text.slice(i + 1, end - 1);
+      let redacted = redact(decoded);
+      let after = end;
+      while (isJsonSpace(text.charCodeAt(after))) after += 1;
+      const keys = objects[objects.length - 1];
+      if (text.charCodeAt(after) === 0x3a && keys) {
+        const clash = (key: string) =>
+          keys.has(key) && (redacted !== decoded || keys.get(key) === true);
+        if (clash(redacted)) {
+          const base = redacted;
+          let n = 2;
+          do redacted = `${base}#${n++}`;
+          while (keys.has(redacted));
+        }
+        keys.set(redacted, redacted !== decoded);
+      }
+      if (redacted !== decoded) replace(i, end, redacted);
+      i = end;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let end = i + 1;
+      while (end < text.length && isJsonNumberChar(text.charCodeAt(end))) end += 1;
+      const number = text.slice(i, end);
+      const redacted = redact(number);
+      if (redacted !== number) replace(i, end, redacted);
+      i = end;
+    } else {
+      if (c === 0x7b) objects.push(new Map());
+      else if (c === 0x5b) objects.push(undefined);
+      else if (c === 0x7d || c === 0x5d) objects.pop();
+      i += 1;
+    }
+  }
+  return changed ? out + text.slice(last) : text;
+}
+
+/**
+ * The tool-call ids of one batch (one {@link applyPrivacy} call): each id is redacted as text
+ * (`redact`: matches counted at every occurrence), and the same id always gives the same text,
+ * so a call and its result still match. Two different ids that would give the same text are kept
+ * apart: an id the policy leaves as it is keeps its text (`reserve` them all first), and a
+ * redacted id that would equal an id already given out gets `#2`, `#3`... in the order the batch
+ * first holds it (messages in order; in a message, calls in order).
+ */
+function toolCallIds(quiet: (text: string) => string, redact: (text: string) => string) {
+  /** Text given out -> the id it was given to. */
+  const holders = new Map<string, string>();
+  /** Id -> the text it was given. */
+  const given = new Map<string, string>();
+  return {
+    /** Gives `id` its own text when the policy leaves it unchanged. */
+    reserve: (id: string): void => {
+      if (!given.has(id) && !holders.has(id) && quiet(id) === id) {
+        holders.set(id, id);
+        given.set(id, id);
+      }
+    },
+    /** The text `id` is stored as. */
+    map: (id: string): string => {
+      const redacted = redact(id);
+      const known = given.get(id);
+      if (known !== undefined) return known;
+      let text = redacted;
+      for (let n = 2; holders.has(text); n++) text = `${redacted}#${n}`;
+      holders.set(text, id);
+      given.set(id, text);
+      return text;
+    },
+  };
+}
+
 /**
  * Applies a privacy policy to messages before they are stored or enqueued (docs/architecture.md,
- * invariant 6): drops messages whose role is non-persistable, then replaces every match of every rule in
- * every field of the message (see {@link redactLeaves}) according to the policy's action: every
- * string and number leaf and every object key at any depth (`content`, `name`, `tool_call_id`,
- * metadata keys and values, and any field the schema gains later), except the fields of
- * {@link PRIVACY_EXEMPT_FIELDS} while their value has their format, and the message's own field
- * names (`MessageSchema`'s keys: names, not data; any other key of a message is redacted). A
- * number whose decimal text matches becomes the replacement text (a string). With action `drop`,
- * a message with a match in any field is dropped. Counts cover matches in every field.
- * Idempotent as long as the redaction string (or a `hash` pseudonym) matches no pattern (checked
- * by the schema), so the producer and the processor can both apply it.
+ * invariant 6): drops messages whose role is non-persistable, then replaces every match of every
+ * rule in every field of the message according to the policy's action: every string and number
+ * leaf and every object key at any depth (`content` and its parts, `name`, tool calls, `tool_call_id`,
+ * metadata keys and values, and any field the schema gains later), except
+ * - the fields of {@link PRIVACY_EXEMPT_FIELDS} while their value has their format;
+ * - what `MessageSchema` fixes ({@link SchemaNode}): its field names at every depth (`role`,
+ *   `content`, `type`, `text`, `image_url`, `url`, `detail`, `id`, `function`, `name`,
+ *   `arguments`, ...) and its enum and literal values at their positions while the value is one
+ *   of them (`type: 'text'`, `detail: 'low'`, `role: 'user'`), so a redacted message still
+ *   passes the schema. Any other key or value is data.
+ *
+ * A number whose decimal text matches becomes the replacement text (a string). Tool-call
+ * `arguments` ({@link JSON_TEXT_PATHS}) are JSON text: when they parse, their leaves are redacted
+ * and the text stays valid JSON (see {@link redactJsonText}; a matched number becomes a string);
+ * otherwise they are redacted as text. Tool-call ids ({@link TOOL_CALL_ID_PATHS}) go through the
+ * policy too; every action gives the same text for the same id, so a call and its result still
+ * match, and two different ids of one batch that would give the same text are kept apart by a
+ * `#2`, `#3`... suffix ({@link toolCallIds}); a call and a result in different batches match as
+ * long as no suffix was needed.
+ *
+ * With action `drop`, a message with a match in any field is dropped. Counts cover matches in
+ * every field. Idempotent as long as the redaction string (or a `hash` pseudonym) matches no
+ * pattern (checked by the schema), so the producer and the processor can both apply it.
  * With no policy, returns the messages unchanged. `M`: any object with a `role`; the result has
  * `M`'s shape except that a matched number leaf is a string.
  * @param ref The memory instance the messages belong to: the scope input of `hash` pseudonyms
@@ -532,8 +895,14 @@ export function applyPrivacy<M extends { readonly role: Role }>(
       if (replaced !== match) counted.push(rule); // an existing pseudonym is left as it is
       return replaced;
     });
+  const persistable = (m: M) => !policy.nonPersistableMessageTypes.includes(m.role);
+  const ids = toolCallIds((text) => replaceRules(rules, text, replacement), redact);
+  for (const message of messages) {
+    if (persistable(message)) forEachMarkedText(message, MESSAGE_NODE, 'tool_call_id', ids.reserve);
+  }
+  const walk: Walk = { redact, toolCallId: ids.map };
   for (const [index, message] of messages.entries()) {
-    if (policy.nonPersistableMessageTypes.includes(message.role)) {
+    if (!persistable(message)) {
       dropped += 1;
       continue;
     }
@@ -543,7 +912,8 @@ export function applyPrivacy<M extends { readonly role: Role }>(
       redact,
       `messages[${index}]`,
       isMessageField,
-      isExemptValue,
+      (key, value, where) =>
+        isExemptValue(key, value) ? value : redactAt(value, MESSAGE_FIELDS.get(key), walk, where),
     ) as unknown as M;
     if (counted.length > 0 && drop) {
       dropped += 1;
@@ -554,6 +924,98 @@ export function applyPrivacy<M extends { readonly role: Role }>(
     kept.push(redacted);
   }
   return { kept, dropped, redactions, redactionsByRule: byRule };
+}
+
+/**
+ * Rule name under which {@link applyInputPrivacy} counts the metadata values a message's
+ * `privacy.redact_fields` replaced (in `redactionsByRule`).
+ */
+export const REDACT_FIELDS_RULE = 'redact_fields';
+
+/** Outcome of {@link applyInputPrivacy}. */
+export interface InputPrivacyResult<M> extends PrivacyResult<M> {
+  /**
+   * Messages marked `privacy.do_not_persist`: left out before anything else (not in `kept`, not
+   * in `dropped`, not read by the policy).
+   */
+  readonly notPersisted: number;
+}
+
+/** The fields {@link applyInputPrivacy} reads of a submitted message. */
+export interface InputMessage {
+  /** The role. */
+  readonly role: Role;
+  /** Flat metadata; `privacy.redact_fields` names some of its keys. */
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined;
+  /** Per-message privacy instructions (message.ts, `MessagePrivacySchema`). */
+  readonly privacy?: MessagePrivacy | undefined;
+}
+
+/**
+ * The producer's privacy step over validated submitted messages (docs/architecture.md,
+ * "Producer path"): applies each message's own instructions (`privacy`, message.ts
+ * `MessagePrivacySchema`), strips them, then applies the resource's policy ({@link applyPrivacy}).
+ * - `do_not_persist: true`: the message is left out (counted in `notPersisted`), before the
+ *   policy reads it, so it reaches no job, key or log.
+ * - `redact_fields`: each named metadata field the message carries has its value replaced whole
+ *   by the policy's replacement of the value's text (`redact` and `drop`: the redaction string;
+ *   `mask`: {@link maskOf}; `hash`: the pseudonym), whatever the patterns say; without a policy,
+ *   by `defaultRedactionString`. Numbers, booleans and null become that text (a string). Each
+ *   value replaced counts once under {@link REDACT_FIELDS_RULE}. A name the message does not
+ *   carry is ignored; the field's key still goes through the policy.
+ * The resource's policy then applies to what remains, as for any message. Order is kept.
+ * @param options `defaultRedactionString`: the replacement when there is no policy (the
+ *   configuration's default of `privacy_policy.default_redaction_string`); `ref`: as in
+ *   {@link applyPrivacy}.
+ * @throws PolicyError as {@link applyPrivacy} does.
+ */
+export function applyInputPrivacy<M extends InputMessage>(
+  policy: RedactionPolicy | undefined,
+  messages: readonly M[],
+  options: { readonly defaultRedactionString: string; readonly ref?: MemoryRef | undefined },
+): InputPrivacyResult<Omit<M, 'privacy'>> {
+  const fieldReplacement = policy
+    ? replacementFor(policy, options.ref)
+    : () => options.defaultRedactionString;
+  let notPersisted = 0;
+  let fieldRedactions = 0;
+  const persisted: Array<Omit<M, 'privacy'>> = [];
+  for (const message of messages) {
+    const { privacy, ...rest } = message;
+    if (privacy?.do_not_persist === true) {
+      notPersisted += 1;
+      continue;
+    }
+    const names = privacy?.redact_fields ?? [];
+    const metadata = rest.metadata;
+    if (names.length === 0 || metadata === undefined) {
+      persisted.push(rest);
+      continue;
+    }
+    const replaced: Record<string, unknown> = { ...metadata };
+    for (const name of new Set(names)) {
+      if (!Object.hasOwn(metadata, name)) continue;
+      const value = metadata[name];
+      const text = typeof value === 'string' ? value : String(value);
+      const replacement = fieldReplacement(text);
+      if (replacement !== value) {
+        replaced[name] = replacement;
+        fieldRedactions += 1;
+      }
+    }
+    persisted.push({ ...rest, metadata: replaced });
+  }
+  const result = applyPrivacy(policy, persisted, options.ref);
+  if (fieldRedactions === 0) return { ...result, notPersisted };
+  return {
+    ...result,
+    notPersisted,
+    redactions: result.redactions + fieldRedactions,
+    redactionsByRule: {
+      ...result.redactionsByRule,
+      [REDACT_FIELDS_RULE]: (result.redactionsByRule[REDACT_FIELDS_RULE] ?? 0) + fieldRedactions,
+    },
+  };
 }
 
 /** Outcome of {@link applyPrivacyToText}. */
