@@ -132,7 +132,7 @@ describe('invalid memory resource files', () => {
     [
       'bad-role-in-non-persistable',
       'privacy_policy.non_persistable_message_types[1]',
-      'expected one of system, user, assistant, tool, got "function"',
+      'expected one of system, developer, user, assistant, tool, got "function"',
     ],
     [
       'bad-key-template',
