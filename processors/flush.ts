@@ -1,15 +1,19 @@
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { PayloadError } from '../src/core/errors.js';
-import type { FlushPlan, WindowMessage } from '../src/flush/plan.js';
-import { PREFIX_STRATEGIES, planFlush, summaryBudget } from '../src/flush/strategies.js';
-import { needsFlush } from '../src/flush/plan.js';
+import {
+  needsFlush,
+  planPrefix,
+  type FlushPlan,
+  type PrefixStrategy,
+  type WindowMessage,
+} from '../src/flush/plan.js';
+import { isPrefixStrategy, planFlush, summaryBudget } from '../src/flush/strategies.js';
 import type { Summary } from '../src/core/message.js';
 import { applyPrivacyToText } from '../src/core/privacy.js';
 import { RULE_BASED_SUMMARIZER, redactSummary, type Summarizer } from '../src/flush/summary.js';
 import type { TokenCounter } from '../src/tokens/counter.js';
 import type { MemoryResource } from '../src/core/memory-resource.js';
-import type { FlushStrategy } from '../src/core/memory-resource.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
@@ -56,17 +60,20 @@ export interface FlushProcessorDeps {
 }
 
 /**
- * Plans a prefix strategy ({@link PREFIX_STRATEGIES}) from the oldest pages only
- * (`readOldestPages`): usage comes from the instance's counters, and another page is read only
- * while the plan removes the last removable (non-system) message read so far. So a flush costs
- * what it removes, not the memory's size.
+ * Plans a prefix strategy (`simple_fifo` or `hybrid_summary`: `PREFIX_STRATEGIES` in
+ * src/flush/strategies.ts) from the oldest pages only (`readOldestPages`): usage comes from the instance's counters, and another
+ * page is read only while the plan falls short for lack of messages read (`PrefixPlan.short`:
+ * it removes every removable unit read so far, or it stopped at a unit whose tool calls or
+ * results may lie on a later page). So a flush costs what it removes, not the memory's size, and
+ * never removes a tool call whose results it has not read. `token_allocation` is not applied
+ * (it needs the whole log: the processor reads it then).
  * @param pageSize Messages per page; default `PREFIX_PAGE_SIZE` (200).
  */
 export async function planFromPrefix(
   store: MemoryStore,
   ref: MemoryRef,
   resource: MemoryResource,
-  strategy: FlushStrategy,
+  strategy: PrefixStrategy,
   pageSize = PREFIX_PAGE_SIZE,
 ): Promise<{ window: LogPrefix; plan: FlushPlan }> {
   let plan: FlushPlan | undefined;
@@ -74,14 +81,14 @@ export async function planFromPrefix(
     store,
     ref,
     (prefix) => {
-      plan = planFlush(strategy, resource, {
+      const planned = planPrefix(strategy, resource, {
         window: prefix.messages,
         summaryTokens: prefix.summaryTokens,
         usage: prefix.usage,
+        complete: prefix.complete,
       });
-      const removed = new Set([...plan.evictedIds, ...plan.foldedIds]);
-      const lastRemovable = prefix.messages.findLast((m) => m.message.role !== 'system');
-      return lastRemovable !== undefined && removed.has(lastRemovable.message.id);
+      plan = planned.plan;
+      return planned.short;
     },
     pageSize,
   );
@@ -166,7 +173,7 @@ export function createFlushProcessor(deps: FlushProcessorDeps) {
         signal?: AbortSignal,
       ): Promise<FlushJobResult> => {
         const { window, plan } =
-          PREFIX_STRATEGIES.has(chosen) && !resource.tokenAllocation
+          isPrefixStrategy(chosen) && !resource.tokenAllocation
             ? await planFromPrefix(deps.store, ref, resource, chosen)
             : await (async () => {
                 const whole = await readWholeLog(deps.store, ref);

@@ -1,6 +1,6 @@
 import type { FlushStrategy, MemoryResource } from '../core/memory-resource.js';
 import { contextWindowOf } from '../core/context-window.js';
-import type { Message } from '../core/message.js';
+import { PINNED_ROLES, toolUnits, type Message } from '../core/message.js';
 import { estimateTokens } from '../tokens/counter.js';
 
 /**
@@ -111,10 +111,171 @@ export function flushTarget(resource: MemoryResource): FlushPlan['target'] {
 }
 
 /**
- * `simple_fifo`: evicts the oldest messages until usage is at or below `limit x target_ratio`
- * in every limited dimension (hysteresis: docs/architecture.md, "Flush"). System messages are never
- * evicted, and an assistant message is evicted together with the `tool` results that follow it,
- * so a tool call is never separated from its result. Pure.
+ * What one unit of a window ({@link removableUnits}) holds for a flush: the messages that go
+ * together (never a tool call without its results, nor a result without its call).
+ */
+export interface RemovableUnit {
+  /**
+   * The unit's messages a flush may remove, in log order, never empty: a `toolUnits` unit
+   * (src/core/message.ts) minus its pinned messages ({@link PINNED_ROLES}), which stay where
+   * they are.
+   */
+  readonly messages: readonly WindowMessage[];
+  /** Ids of the unit's tool calls that no message of the window answers. */
+  readonly unanswered: readonly string[];
+  /**
+   * True when the unit may not be removed yet, because a result may still be outside the
+   * window:
+   * - the window is only the log's oldest part and the unit has a call without a result in it,
+   *   or a result whose call is not in it (a later page may hold them);
+   * - or the window is the whole log and the unit is its newest one with a call not answered
+   *   yet (the turn is still open: its results are on their way).
+   * A call still unanswered once the whole log is read and newer messages follow it is taken as
+   * never answered: its unit is removable (docs/decisions.md, "Flush and summaries").
+   */
+  readonly open: boolean;
+}
+
+/**
+ * The units a flush removes whole, oldest first: `toolUnits` (an assistant message with tool
+ * calls, every tool message answering one of them by `tool_call_id`, and everything between; a
+ * result whose call is not in the log alone; every other message alone), each without its pinned
+ * messages (system and developer are never evicted or folded). Units holding only pinned
+ * messages are left out. Every strategy removes these units and nothing smaller. Pure, O(n).
+ * @param complete True when `window` is the whole log; false when it is only its oldest part
+ *   (a page read so far), which makes a unit whose results may lie further on
+ *   {@link RemovableUnit.open}.
+ */
+export function removableUnits(window: readonly WindowMessage[], complete = true): RemovableUnit[] {
+  const calls = new Set<string>();
+  for (const m of window)
+    if (m.message.role === 'assistant') for (const c of m.message.tool_calls ?? []) calls.add(c.id);
+  const units = toolUnits(window, (m) => m.message);
+  const removable: RemovableUnit[] = [];
+  units.forEach((unit, i) => {
+    const messages = unit.items.filter((m) => !PINNED_ROLES.has(m.message.role));
+    if (messages.length === 0) return;
+    const callMissing = unit.items.some(
+      (m) =>
+        m.message.role === 'tool' &&
+        m.message.tool_call_id !== undefined &&
+        !calls.has(m.message.tool_call_id),
+    );
+    const open = complete
+      ? unit.unanswered.length > 0 && i === units.length - 1
+      : unit.unanswered.length > 0 || callMissing;
+    removable.push({ messages, unanswered: unit.unanswered, open });
+  });
+  return removable;
+}
+
+/** What a prefix strategy plans from: the whole log, or its oldest part read so far. */
+export interface PrefixInput {
+  /** The messages read (the whole log, or its oldest part with `usage`), in id order. */
+  readonly window: readonly WindowMessage[];
+  /** Tokens of the current summary. */
+  readonly summaryTokens: number;
+  /**
+   * The whole memory's usage when `window` is only its oldest part (read page by page);
+   * default: the window's own sum plus `summaryTokens`.
+   */
+  readonly usage?: MemoryUsage;
+  /**
+   * True when `window` is the whole log ({@link removableUnits}); default: true without
+   * `usage`, false with it.
+   */
+  readonly complete?: boolean;
+}
+
+/** The strategies that only remove a prefix of the log (`isPrefixStrategy` in src/flush/strategies.ts). */
+export type PrefixStrategy = 'simple_fifo' | 'hybrid_summary';
+
+/** A prefix strategy's plan, and whether more of the log could take it further. */
+export interface PrefixPlan {
+  /** The plan from what was read. */
+  readonly plan: FlushPlan;
+  /**
+   * True when the plan fell short of its goal for lack of messages read: it removes every
+   * removable unit of the window, or it stopped at an {@link RemovableUnit.open} unit. A reader
+   * of the log's oldest pages reads another page then (`planFromPrefix` in processors/flush.ts).
+   */
+  readonly short: boolean;
+}
+
+/** The removal loop of both prefix strategies: whole units from the oldest, never past an open one. */
+function removePrefix(
+  units: readonly RemovableUnit[],
+  done: () => boolean,
+  remove: (m: WindowMessage) => void,
+): boolean {
+  for (const unit of units) {
+    if (done()) return false;
+    if (unit.open) return true;
+    for (const m of unit.messages) remove(m);
+  }
+  return !done();
+}
+
+/**
+ * `simple_fifo` or `hybrid_summary` from the whole log or its oldest part
+ * ({@link planSimpleFifo}, {@link planHybridSummary}), with whether more of the log could take the
+ * plan further ({@link PrefixPlan.short}). `token_allocation` is not applied here: it needs the
+ * whole log (`planFlush` in src/flush/strategies.ts). Pure.
+ */
+export function planPrefix(
+  strategy: PrefixStrategy,
+  resource: MemoryResource,
+  input: PrefixInput,
+): PrefixPlan {
+  const { window, summaryTokens, usage } = input;
+  const units = removableUnits(window, input.complete ?? usage === undefined);
+  const target = flushTarget(resource);
+  const before = usage ?? usageOf(window, summaryTokens);
+  const folds = strategy === 'hybrid_summary';
+  const budget = folds ? (resource.flushing.summaryTokens ?? 0) : 0;
+  let tokens = folds ? before.tokens - summaryTokens + budget : before.tokens;
+  let messages = before.messages;
+  let minimum = 0;
+  if (folds) {
+    const pinned = window.filter((m) => PINNED_ROLES.has(m.message.role)).length;
+    const removable = usage
+      ? usage.messages - pinned
+      : units.reduce((n, u) => n + u.messages.length, 0);
+    minimum = Math.ceil(removable * resource.flushing.summarizeOldestPercent);
+  }
+  const over = () =>
+    (target.tokens !== undefined && tokens > target.tokens) ||
+    (target.messages !== undefined && messages > target.messages);
+  const removed: string[] = [];
+  const short = removePrefix(
+    units,
+    () => removed.length >= minimum && !over(),
+    (m) => {
+      removed.push(m.message.id);
+      tokens -= costOf(m);
+      messages -= 1;
+    },
+  );
+  if (removed.length === 0) tokens = before.tokens;
+  return {
+    plan: {
+      strategy,
+      evictedIds: folds ? [] : removed,
+      foldedIds: folds ? removed : [],
+      before,
+      after: { tokens, messages },
+      target,
+    },
+    short,
+  };
+}
+
+/**
+ * `simple_fifo`: evicts whole units ({@link removableUnits}) from the oldest until usage is at or
+ * below `limit x target_ratio` in every limited dimension (hysteresis: docs/architecture.md,
+ * "Flush"). Pinned messages (system, developer) are never evicted, and a tool call goes with
+ * every result answering it, matched by id. It stops at an open unit (a call whose results are
+ * not in the window, see {@link RemovableUnit.open}). Pure.
  * @param summaryTokens Tokens of the current summary (counted in usage, never evicted here).
  * @param usage The whole memory's usage when `window` is only its oldest part (a prefix read
  *   page by page); default: `window`'s own sum plus `summaryTokens`.
@@ -125,66 +286,23 @@ export function planSimpleFifo(
   summaryTokens = 0,
   usage?: MemoryUsage,
 ): FlushPlan {
-  const target = flushTarget(resource);
-  const before = usage ?? usageOf(window, summaryTokens);
-  let tokens = before.tokens;
-  let messages = before.messages;
-  const over = () =>
-    (target.tokens !== undefined && tokens > target.tokens) ||
-    (target.messages !== undefined && messages > target.messages);
-  const evictedIds: string[] = [];
-  for (let i = 0; i < window.length && over(); i++) {
-    const head = window[i]!;
-    if (head.message.role === 'system') continue;
-    // A tool result is evicted with the call before it; one reached on its own (its call was a
-    // system message or already gone) goes alone.
-    const group = [head];
-    while (head.message.role === 'assistant' && window[i + 1]?.message.role === 'tool')
-      group.push(window[++i]!);
-    for (const m of group) {
-      evictedIds.push(m.message.id);
-      tokens -= costOf(m);
-      messages -= 1;
-    }
-  }
-  return {
-    strategy: 'simple_fifo',
-    evictedIds,
-    foldedIds: [],
-    before,
-    after: { tokens, messages },
-    target,
-  };
+  return planPrefix('simple_fifo', resource, {
+    window,
+    summaryTokens,
+    ...(usage ? { usage } : {}),
+  }).plan;
 }
 
 /**
- * The groups of a window a flush may remove, oldest first: a non-system message, or an assistant
- * message together with the `tool` results right after it (a tool call is never separated from
- * its result). System messages are pinned: never evicted or folded, and not in any group.
- */
-export function removableGroups(window: readonly WindowMessage[]): WindowMessage[][] {
-  const groups: WindowMessage[][] = [];
-  for (let i = 0; i < window.length; i++) {
-    const head = window[i]!;
-    if (head.message.role === 'system') continue;
-    const group = [head];
-    while (head.message.role === 'assistant' && window[i + 1]?.message.role === 'tool')
-      group.push(window[++i]!);
-    groups.push(group);
-  }
-  return groups;
-}
-
-/**
- * `hybrid_summary` (docs/architecture.md, "Flush"): keeps system messages and the newest messages, and
- * folds the oldest ones into the rolling summary. It folds whole groups ({@link removableGroups})
- * from the oldest: at least `summarize_oldest_percent` of the removable messages, then more until
- * usage, counting the new summary at its full `summary_tokens` budget, is at or below
- * `limit x target_ratio` (or nothing removable is left). Folding is a prefix, so no message is
- * folded while an older removable one stays. Pure.
+ * `hybrid_summary` (docs/architecture.md, "Flush"): keeps pinned messages (system, developer) and
+ * the newest messages, and folds the oldest ones into the rolling summary. It folds whole units
+ * ({@link removableUnits}) from the oldest: at least `summarize_oldest_percent` of the removable
+ * messages, then more until usage, counting the new summary at its full `summary_tokens` budget,
+ * is at or below `limit x target_ratio` (or nothing removable is left, or the next unit is open).
+ * Folding is a prefix, so no message is folded while an older removable one stays. Pure.
  * @param summaryTokens Tokens of the current summary (replaced by the new one).
  * @param usage The whole memory's usage when `window` is only its oldest part (then the
- *   `summarize_oldest_percent` minimum is taken of `usage.messages` minus the system messages
+ *   `summarize_oldest_percent` minimum is taken of `usage.messages` minus the pinned messages
  *   seen in `window`); default: `window`'s own.
  */
 export function planHybridSummary(
@@ -193,34 +311,9 @@ export function planHybridSummary(
   summaryTokens = 0,
   usage?: MemoryUsage,
 ): FlushPlan {
-  const target = flushTarget(resource);
-  const before = usage ?? usageOf(window, summaryTokens);
-  const budget = resource.flushing.summaryTokens ?? 0;
-  const groups = removableGroups(window);
-  const pinned = window.filter((m) => m.message.role === 'system').length;
-  const removable = usage ? usage.messages - pinned : groups.reduce((n, g) => n + g.length, 0);
-  const minimum = Math.ceil(removable * resource.flushing.summarizeOldestPercent);
-  let tokens = before.tokens - summaryTokens + budget;
-  let messages = before.messages;
-  const over = () =>
-    (target.tokens !== undefined && tokens > target.tokens) ||
-    (target.messages !== undefined && messages > target.messages);
-  const foldedIds: string[] = [];
-  for (const group of groups) {
-    if (foldedIds.length >= minimum && !over()) break;
-    for (const m of group) {
-      foldedIds.push(m.message.id);
-      tokens -= costOf(m);
-      messages -= 1;
-    }
-  }
-  if (foldedIds.length === 0) tokens = before.tokens;
-  return {
-    strategy: 'hybrid_summary',
-    evictedIds: [],
-    foldedIds,
-    before,
-    after: { tokens, messages },
-    target,
-  };
+  return planPrefix('hybrid_summary', resource, {
+    window,
+    summaryTokens,
+    ...(usage ? { usage } : {}),
+  }).plan;
 }

@@ -1,9 +1,107 @@
-import { contentText, type Content, type Message, type ToolCall } from '../core/message.js';
+import type { Content, Message, ToolCall } from '../core/message.js';
 import { applyPrivacyToText, type RedactionPolicy } from '../core/privacy.js';
 import type { MemoryRef } from '../core/memory-key.js';
 
 /** Longest excerpt kept of one folded message, characters (before the token budget applies). */
 export const EXCERPT_CHARS = 200;
+
+/**
+ * Longest tool-call arguments kept in an excerpt line, characters: enough for the gist of a
+ * typical call (`{"city": "Paris", "unit": "celsius"}`), the budget being the excerpt's.
+ */
+export const EXCERPT_ARGUMENT_CHARS = 80;
+
+/** Placeholder of an image (an image part, or a `data:image/...` URL in text) in summaries. */
+export const IMAGE_PLACEHOLDER = '[image]';
+
+/** Placeholder of a non-image `data:` URL in text, in summaries. */
+export const DATA_PLACEHOLDER = '[data]';
+
+/**
+ * A `data:` URL (RFC 2397: `data:[<mediatype>][;<parameter>]*,<data>`): linear time, each
+ * repetition starting at a distinct `;`.
+ */
+const DATA_URL = /data:([\w.+-]+\/[\w.+-]+)?(?:;[\w.+=-]+)*,[\w+/=%.~-]*/gi;
+
+/**
+ * `text` with every `data:` URL replaced by {@link IMAGE_PLACEHOLDER} (`data:image/...`) or
+ * {@link DATA_PLACEHOLDER} (any other), so no inline image or file reaches a summary.
+ */
+export function withoutDataUrls(text: string): string {
+  return text.replace(DATA_URL, (_url, type: string | undefined) =>
+    type?.toLowerCase().startsWith('image/') ? IMAGE_PLACEHOLDER : DATA_PLACEHOLDER,
+  );
+}
+
+/**
+ * A message's content as summary text: a string as it is, the parts in order joined with a
+ * space (a text part's text, an image part as {@link IMAGE_PLACEHOLDER}: never its URL), `''`
+ * for null; `data:` URLs anywhere replaced ({@link withoutDataUrls}).
+ */
+export function readableContent(content: Content): string {
+  if (content === null) return '';
+  const text =
+    typeof content === 'string'
+      ? content
+      : content.map((p) => (p.type === 'text' ? p.text : IMAGE_PLACEHOLDER)).join(' ');
+  return withoutDataUrls(text);
+}
+
+/** `text` cut to `max` characters, the last 3 being `...` when cut. */
+const clip = (text: string, max: number) =>
+  text.length > max ? `${text.slice(0, Math.max(0, max - 3))}...` : text;
+
+/**
+ * A tool call as summary text: `name(arguments)`, the arguments with whitespace collapsed,
+ * `data:` URLs replaced ({@link withoutDataUrls}) and clipped to `maxArgumentChars` characters
+ * (`...` at the end when clipped).
+ */
+export function describeToolCall(call: ToolCall, maxArgumentChars: number): string {
+  const args = withoutDataUrls(call.function.arguments.replace(/\s+/g, ' ').trim());
+  return `${call.function.name}(${clip(args, maxArgumentChars)})`;
+}
+
+/** Tool-call id -> function name, for every call of `messages` (to name the tools of results). */
+export function toolNamesOf(messages: readonly Message[]): Map<string, string> {
+  const names = new Map<string, string>();
+  for (const m of messages) for (const c of m.tool_calls ?? []) names.set(c.id, c.function.name);
+  return names;
+}
+
+/**
+ * Who spoke, for a summary line: `role`, or `role (name)` with a participant name; a tool result
+ * without a name is `tool (function)` when its call is in `toolNames` ({@link toolNamesOf}).
+ */
+export function speakerOf(message: Message, toolNames: ReadonlyMap<string, string>): string {
+  const name =
+    message.name ??
+    (message.tool_call_id !== undefined ? toolNames.get(message.tool_call_id) : undefined);
+  return name ? `${message.role} (${name})` : message.role;
+}
+
+/**
+ * One summary line per folded message: `- speaker: first sentence` ({@link speakerOf};
+ * {@link readableContent}, whitespace collapsed, at most {@link EXCERPT_CHARS} characters), then
+ * for an assistant message with tool calls `called name(arguments), ...` (arguments clipped to
+ * {@link EXCERPT_ARGUMENT_CHARS}, the list to {@link EXCERPT_CHARS}); `(empty)` when there is
+ * neither text nor a call. Never carries an image's URL or data.
+ * @param toolNames Tool-call id -> function name ({@link toolNamesOf} of the folded messages),
+ *   to name the tool of a result; default none.
+ */
+export function excerptOf(
+  message: Message,
+  toolNames: ReadonlyMap<string, string> = new Map(),
+): string {
+  const text = readableContent(message.content).replace(/\s+/g, ' ').trim();
+  const sentence = /^.*?[.!?](?=\s|$)/.exec(text)?.[0] ?? text;
+  const pieces = sentence === '' ? [] : [clip(sentence, EXCERPT_CHARS)];
+  const calls = message.tool_calls ?? [];
+  if (calls.length > 0) {
+    const list = calls.map((c) => describeToolCall(c, EXCERPT_ARGUMENT_CHARS)).join(', ');
+    pieces.push(`called ${clip(list, EXCERPT_CHARS)}`);
+  }
+  return `- ${speakerOf(message, toolNames)}: ${pieces.join(' ') || '(empty)'}`;
+}
 
 /** Inputs of {@link summarizeExtractive}. */
 export interface ExtractiveSummaryInput {
@@ -19,16 +117,6 @@ export interface ExtractiveSummaryInput {
   readonly signal?: AbortSignal;
 }
 
-/** One summary line per folded message: `role: first sentence`, whitespace collapsed. */
-export function excerptOf(message: Message): string {
-  const text = contentText(message.content).replace(/\s+/g, ' ').trim();
-  const sentence = /^.*?[.!?](?=\s|$)/.exec(text)?.[0] ?? text;
-  const clipped =
-    sentence.length > EXCERPT_CHARS ? `${sentence.slice(0, EXCERPT_CHARS - 3)}...` : sentence;
-  const who = message.name ? `${message.role} (${message.name})` : message.role;
-  return `- ${who}: ${clipped || '(empty)'}`;
-}
-
 /**
  * The default, rule-based and deterministic summarizer (no network): the previous summary's lines
  * followed by one line per folded message ({@link excerptOf}). When that exceeds `maxTokens`, the
@@ -37,9 +125,10 @@ export function excerptOf(message: Message): string {
  * when even one character does not fit.
  */
 export function summarizeExtractive(input: ExtractiveSummaryInput): string {
+  const names = toolNamesOf(input.folded);
   const lines = [
     ...(input.previous ? input.previous.split('\n').filter((l) => l.length > 0) : []),
-    ...input.folded.map(excerptOf),
+    ...input.folded.map((m) => excerptOf(m, names)),
   ];
   const fits = (text: string) => input.countTokens(text) <= input.maxTokens;
   // Drop oldest lines while too long: binary search on how many of the newest lines fit.

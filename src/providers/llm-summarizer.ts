@@ -6,7 +6,11 @@
 import type { Logger } from 'pino';
 import {
   RULE_BASED_SUMMARIZER,
+  describeToolCall,
   fitToBudget,
+  readableContent,
+  speakerOf,
+  toolNamesOf,
   type Summarizer,
   type SummaryRequest,
 } from '../flush/summary.js';
@@ -39,11 +43,28 @@ export interface LlmSummarizerOptions extends BreakerSettings {
   readonly log: Logger;
 }
 
-/** The transcript sent to the model: the previous summary, then one line per folded message. */
+/**
+ * Longest tool-call arguments sent to the model per call, characters: the model needs what was
+ * asked, not a pasted document.
+ */
+export const PROMPT_ARGUMENT_CHARS = 1000;
+
+/**
+ * The transcript sent to the model: the previous summary, then one line per folded message,
+ * `speaker: content` (`speakerOf`: a tool result is `tool (function)` when its call is folded
+ * too; `readableContent`: text parts in order, an image as `[image]`, never its URL, null as
+ * nothing), then for an assistant message with tool calls `called name(arguments), ...`
+ * (arguments clipped to {@link PROMPT_ARGUMENT_CHARS}). The folded messages come from the log,
+ * so they are already redacted.
+ */
 export function summaryPrompt(request: SummaryRequest): string {
-  const lines = request.folded.map(
-    (m) => `${m.name ? `${m.role} (${m.name})` : m.role}: ${m.content}`,
-  );
+  const names = toolNamesOf(request.folded);
+  const lines = request.folded.map((m) => {
+    const text = readableContent(m.content);
+    const calls = (m.tool_calls ?? []).map((c) => describeToolCall(c, PROMPT_ARGUMENT_CHARS));
+    const called = calls.length > 0 ? `called ${calls.join(', ')}` : '';
+    return `${speakerOf(m, names)}: ${[text, called].filter((p) => p !== '').join(' ')}`;
+  });
   return [
     request.previous ? `Previous summary:\n${request.previous}\n` : '',
     `New messages:\n${lines.join('\n')}`,

@@ -47,7 +47,11 @@ describe('hybrid_summary planner', () => {
   it('keeps system messages and never separates a tool call from its result', () => {
     const system = win('system', 50);
     const call = win('assistant', 100);
+    call.message.tool_calls = [
+      { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{}' } },
+    ];
     const result = win('tool', 300);
+    result.message.tool_call_id = 'call_1';
     const rest = Array.from({ length: 5 }, () => win('user', 100));
     const plan = planHybridSummary(hybrid, [system, call, result, ...rest]);
     expect(plan.foldedIds).not.toContain(system.message.id);
@@ -88,7 +92,7 @@ describe('rule-based extractive summarizer', () => {
       maxTokens: 200,
       countTokens: count,
     });
-    expect(first.split('\n')).toEqual(folded.slice(0, 3).map(excerptOf));
+    expect(first.split('\n')).toEqual(folded.slice(0, 3).map((m) => excerptOf(m)));
     const rolled = summarizeExtractive({
       previous: first,
       folded: folded.slice(3),

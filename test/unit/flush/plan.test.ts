@@ -67,7 +67,11 @@ describe('simple_fifo', () => {
   it('never evicts system messages and keeps a tool result with its call', () => {
     const system = msg('system', 100);
     const call = msg('assistant', 100);
+    call.message.tool_calls = [
+      { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{}' } },
+    ];
     const result = msg('tool', 100);
+    result.message.tool_call_id = 'call_1';
     const rest = Array.from({ length: 7 }, () => msg('user', 100));
     const plan = planSimpleFifo(base, [system, call, result, ...rest]);
     expect(plan.evictedIds).not.toContain(system.message.id);

@@ -34,6 +34,19 @@ const win = (
   tokens,
 });
 const ids = (ms: readonly WindowMessage[]) => ms.map((m) => m.message.id);
+/** `m` calling tool `id`. */
+const withCall = (m: WindowMessage, id: string): WindowMessage => ({
+  ...m,
+  message: {
+    ...m.message,
+    tool_calls: [{ id, type: 'function', function: { name: 'lookup', arguments: '{}' } }],
+  },
+});
+/** `m` answering tool call `id`. */
+const answer = (m: WindowMessage, id: string): WindowMessage => ({
+  ...m,
+  message: { ...m.message, tool_call_id: id },
+});
 const access = (last: Record<string, number>, count: Record<string, number> = {}): AccessStats => ({
   lastAccessMs: new Map(Object.entries(last)),
   count: new Map(Object.entries(count)),
@@ -127,8 +140,8 @@ describe('eviction strategies (pure planners)', () => {
   });
 
   it('never separates a tool call from its result, in any strategy', () => {
-    const call = win('assistant', 100, 'calling the lookup tool now');
-    const result = win('tool', 100, 'lookup result payload here');
+    const call = withCall(win('assistant', 100, 'calling the lookup tool now'), 'call_lookup');
+    const result = answer(win('tool', 100, 'lookup result payload here'), 'call_lookup');
     const rest = Array.from({ length: 8 }, () => win('user', 100));
     for (const strategy of ['simple_fifo', 'lru', 'lfu', 'token_aware_lru', 'priority'] as const) {
       const plan = planFlush(strategy, resource(), {
