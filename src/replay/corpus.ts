@@ -363,18 +363,20 @@ export function loadEmails(options: MailSourceOptions = {}): EmailInput[] {
 }
 
 /**
- * Checks that `options` names at most one source.
+ * Checks that `options` names at most one source: the corpus groups, an mbox file, an `.eml`
+ * folder, or a conversations file (`conversations`, src/replay/conversation-file.ts).
  * @throws PayloadError naming the options given together.
  */
-export function requireOneSource(options: MailSourceOptions): void {
+export function requireOneSource(options: MailSourceOptions & { conversations?: string }): void {
   const named = [
     options.mbox !== undefined ? '--mbox' : undefined,
     options.eml !== undefined ? '--eml' : undefined,
     options.groups !== undefined ? '--groups' : undefined,
+    options.conversations !== undefined ? '--conversations' : undefined,
   ].filter((n) => n !== undefined);
   if (named.length > 1) {
     throw new PayloadError(
-      `replay source: ${named.join(' and ')} given; expected at most one of --mbox FILE, --eml DIR and --groups a,b`,
+      `replay source: ${named.join(' and ')} given; expected at most one of --mbox FILE, --eml DIR, --groups a,b and --conversations FILE`,
       { details: { sources: named } },
     );
   }

@@ -1,41 +1,58 @@
 /**
  * `memq audit`: an independent check of what a replay left in Redis, reading the source again
- * with its own redactor and token counter, independent of memq's privacy and id code.
+ * with its own redactor and token counter, independent of memq's privacy, id and tool-call code.
  *
- * For every thread of the slice it checks that each accepted message is in the log or at/below
- * the summary's watermark, none twice, in the source's order, stored as the privacy policy should
- * store it (every field: id, role, content, metadata keys and values, created_at, and nothing
- * else); that `message_count` and `token_count` equal a recount from scratch (and nothing is left
- * uncounted); and, over every key under the memq and BullMQ prefixes, that no original e-mail
- * address or phone number from the source appears anywhere.
+ * For every memory of the slice (an e-mail thread, or a conversation of a conversations file) it
+ * checks that each accepted message is in the log, folded into the summary (at/below the
+ * watermark) or evicted (counted in `evicted_count`), none twice, in the source's order, stored as
+ * the privacy policy should store it (every field: id, role, content with its parts, name,
+ * tool_calls, tool_call_id, metadata keys and values, created_at, and nothing else); that a
+ * message marked `privacy.do_not_persist` is stored nowhere; that no tool call is in the log
+ * without each of its accepted results, and no result without its call (see
+ * {@link toolPairViolations}); that `message_count` and `token_count` equal a recount from
+ * scratch (and nothing is left uncounted) and the messages missing from the log are as many as
+ * `folded_count + evicted_count`; and, over every key under the memq and BullMQ prefixes, that no
+ * original e-mail address or phone number from the source appears anywhere.
  *
  * Computed here, not taken from memq:
  * - what the policy should leave of each field: `audit-redactor.ts` (JavaScript RegExp, the RE2
  *   patterns translated, the detectors restated; memq uses re2js and src/core/privacy.ts);
- * - message ids: {@link auditMessageIds} implements the rule documented on `replayMessageIds`
- *   (src/replay/replay.ts) from that description;
+ * - message ids: {@link auditMessageIds} and {@link auditScriptedIds} implement the rules
+ *   documented on `replayMessageIds` and `scriptedMessageIds` (src/replay/replay.ts) from those
+ *   descriptions;
  * - key names: {@link auditKeys}, from docs/storage.md's key table;
- * - token counts: its own byte-pair encoder (`audit-tokens.ts`) over js-tiktoken's rank files
+ * - token counts: `audit-tokens.ts`, its own byte-pair encoder over js-tiktoken's rank files
  *   (memq counts with gpt-tokenizer), with the chat framing of OpenAI's cookbook ("How to count
  *   tokens with tiktoken": 3 tokens per message, 1 more for a name);
+ * - which tool results belong to which call: restated in {@link toolPairViolations} (memq's
+ *   `toolUnits`, src/core/message.ts, is not used);
  * - personal data: its own JavaScript patterns over every stored value.
  *
  * Still shared with memq, and why:
- * - the source: loading, parsing, quote stripping and threading (corpus.ts, mail-sources.ts,
- *   quoted-text.ts). The audit checks what memq stored against what the replay meant to send;
- *   deciding what an e-mail says is the replay's job, not memq's, and a second parser would audit
- *   the parsers rather than memq. A defect there (an e-mail lost before it is sent) is invisible.
+ * - the source: loading, parsing, quote stripping and threading of e-mail (corpus.ts,
+ *   mail-sources.ts, quoted-text.ts), and reading and validating a conversations file
+ *   (conversation-file.ts, with memq's `MessageInputSchema`). The audit checks what memq stored
+ *   against what the replay meant to send; deciding what the source says is the replay's job,
+ *   not memq's, and a second parser would audit the parsers rather than memq. A defect there
+ *   (a message lost before it is sent) is invisible.
  * - the memory resource as memq's loader resolves it (patterns, detectors, action, redaction
  *   string, non-persistable roles, hash key variable, model): the audit checks that memq applies
  *   its configuration, not that the configuration says what the operator meant.
  * - the storage format (the fields of a stored message and of `meta`): it is what is audited.
  *
- * Assumed of the privacy policy: it applies to `content`, `name`, `tool_call_id`, metadata keys
- * and metadata string values; `id`, `role` and `created_at` are stored as sent. The replay sends
- * only `role`, `content`, `metadata` (strings only: subject, date, message_id, thread_id,
- * corpus_id), `id` and `created_at` (the e-mail's Date when usable, else the producer's clock).
+ * Assumed of the privacy policy (its documented rule, src/core/privacy.ts `applyPrivacy`): a
+ * message whose role is non-persistable, or marked `privacy.do_not_persist`, is not stored; every
+ * string leaf and every object key at any depth is redacted (`content` and its parts, `name`,
+ * `tool_call_id`, `tool_calls`, metadata keys and values; a number whose decimal text matches
+ * becomes the replacement text), except the message's own field names and `id`, `role` and
+ * `created_at`, which are stored as sent; a metadata field named in `privacy.redact_fields`
+ * becomes the policy's replacement of its whole value; `privacy` itself is never stored. The
+ * e-mail replay sends only `role`, `content`, `metadata` (strings only: subject, date,
+ * message_id, thread_id, corpus_id), `id` and `created_at` (the e-mail's Date when usable, else
+ * the producer's clock).
  */
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { Cluster, type Redis } from 'ioredis';
 import type { RedisConnection } from '../redis/connection.js';
 import { getEncodingNameForModel, type TiktokenBPE } from 'js-tiktoken/lite';
@@ -44,10 +61,11 @@ import type { MemoryRegistry } from '../config/load-memories.js';
 import { compileAuditPolicy, redactText, type AuditRedactor } from './audit-redactor.js';
 import {
   buildConversations,
+  requireOneSource,
   sourceOptions,
   type Conversation,
-  type ReplayMessage,
 } from './corpus.js';
+import { loadConversationFile, type ScriptedConversation } from './conversation-file.js';
 
 /** What {@link runAudit} checks. */
 export interface AuditOptions {
@@ -61,9 +79,11 @@ export interface AuditOptions {
   readonly mbox?: string;
   /** The replay's `.eml` folder, when it replayed one. */
   readonly eml?: string;
+  /** The replay's conversations file, when it replayed one (src/replay/conversation-file.ts). */
+  readonly conversations?: string;
   /** Message cap, as given to the replay; default all. */
   readonly limit?: number;
-  /** Called after each 100 threads checked (progress on long audits). */
+  /** Called after each 100 memories checked (progress on long audits). */
   readonly onProgress?: (checked: number, total: number) => void;
 }
 
@@ -95,13 +115,17 @@ export const AUDIT_VIOLATION_KINDS = [
   'message_count',
   'token_count',
   'personal_data',
+  'tool_pairing',
 ] as const;
 
 /** One thing the audit found wrong. Never carries message content or the personal data itself. */
 export interface AuditViolation {
   /** What is wrong (see {@link AUDIT_VIOLATION_KINDS}). */
   readonly kind: (typeof AUDIT_VIOLATION_KINDS)[number];
-  /** The thread key (`thread:<hex>`), or the Redis key for `personal_data`. */
+  /**
+   * The memory's key (`thread:<hex>` for e-mail, the conversation's `key`), or the Redis key for
+   * `personal_data`.
+   */
   readonly where: string;
   /** Ids, counts and expectations; no content. */
   readonly detail: string;
@@ -109,12 +133,21 @@ export interface AuditViolation {
 
 /** Outcome of {@link runAudit}. */
 export interface AuditReport {
-  /** Thread memories checked. */
+  /** Memories checked (threads, or conversations). */
   readonly memories: number;
   /** Accepted source messages checked. */
   readonly messages: number;
-  /** Messages found folded into summaries (at/below a watermark). */
+  /** Messages found folded into summaries (absent from the log, at/below a watermark). */
   readonly folded: number;
+  /**
+   * Messages found evicted (absent from the log, above the watermark, within the instance's
+   * `evicted_count`). `messages = in the log + folded + evicted` when nothing is missing.
+   */
+  readonly evicted: number;
+  /** Source messages marked `privacy.do_not_persist`, checked to be stored nowhere. */
+  readonly notPersisted: number;
+  /** Tool calls of accepted assistant messages checked against their results. */
+  readonly toolCalls: number;
   /** Redis keys scanned for personal data. */
   readonly keysScanned: number;
   /** Original e-mail addresses and phone numbers searched for. */
@@ -228,6 +261,45 @@ export function auditMessageIds(conversation: Conversation): string[] {
   });
 }
 
+/** Base time of a scripted conversation without a usable `created_at`: 2025-01-01T00:00:00.000Z. */
+const UNDATED_SCRIPT_MS = Date.UTC(2025, 0, 1);
+
+/**
+ * The ids a replay gives a scripted conversation's messages, by the rule documented on
+ * `scriptedMessageIds` (src/replay/replay.ts): the messages' own ids when they all have one;
+ * otherwise base time T = the first message's (file order) `created_at` that has one, else
+ * 2025-01-01T00:00:00Z, also when T + (n - 1) leaves 0 .. 2^48 - 1; message i: 10 base-32 digits
+ * of T + i (most significant first), then for k = 0..15 the digit (byte 15 - k of
+ * SHA-256(UTF-8 `JSON.stringify([key, i, message])`)) mod 32.
+ */
+export function auditScriptedIds(conversation: ScriptedConversation): string[] {
+  const { messages, key } = conversation;
+  const given = messages.map((m) => m.id);
+  if (given.length > 0 && given.every((id) => id !== undefined)) return given;
+  const n = messages.length;
+  let base = UNDATED_SCRIPT_MS;
+  for (const message of messages) {
+    if (message.created_at === undefined) continue;
+    const t = new Date(message.created_at).getTime();
+    if (Number.isNaN(t)) continue;
+    if (t >= 0 && t + n - 1 <= 2 ** 48 - 1) base = t;
+    break;
+  }
+  return messages.map((message, i) => {
+    const digits: string[] = [];
+    let t = BigInt(base + i);
+    for (let k = 0; k < 10; k++) {
+      digits.unshift(BASE32[Number(t % 32n)]!);
+      t /= 32n;
+    }
+    const digest = createHash('sha256')
+      .update(JSON.stringify([key, i, message]), 'utf8')
+      .digest();
+    for (let k = 0; k < 16; k++) digits.push(BASE32[digest[15 - k]! % 32]!);
+    return digits.join('');
+  });
+}
+
 /**
  * Key names of one memory instance, as docs/storage.md lays them out: `<prefix>m:{<mid>}:<family>`
  * where `<mid>` is `<project>/<resource>/<key>` with `%`, `{`, `}` and `/` in each part written
@@ -255,32 +327,87 @@ export function auditKeys(
 }
 
 /**
- * What the policy should store of `message`, or undefined when it should not be stored (a
- * non-persistable role, or a match under action `drop`).
+ * A source message as the audit reads it: an e-mail turned into a message (role, content,
+ * metadata, created_at the e-mail's Date), or a message of a conversations file as written.
  */
-function expectedMessage(
+export interface SourceMessage {
+  /** The role. */
+  readonly role: string;
+  /** A string, a list of parts, or null. */
+  readonly content: unknown;
+  /** Participant name. */
+  readonly name?: string | undefined;
+  /** Tool calls of an assistant message. */
+  readonly tool_calls?:
+    | readonly {
+        readonly id: string;
+        readonly type: string;
+        readonly function: { readonly name: string; readonly arguments: string };
+      }[]
+    | undefined;
+  /** The call a tool message answers. */
+  readonly tool_call_id?: string | undefined;
+  /** Flat metadata. */
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined;
+  /** Creation time as sent, when sent. */
+  readonly created_at?: string | undefined;
+  /** Per-message privacy instructions (never stored). */
+  readonly privacy?:
+    { readonly do_not_persist?: boolean; readonly redact_fields?: readonly string[] } | undefined;
+}
+
+/** Fields the policy stores as sent (their formats cannot carry free text). */
+const STORED_AS_SENT: ReadonlySet<string> = new Set(['id', 'role', 'created_at']);
+
+/**
+ * What the policy should store of `message` (without `id` and `created_at`, compared apart), or
+ * undefined when it should not be stored: a non-persistable role, `privacy.do_not_persist`, or a
+ * match anywhere under action `drop`. Every string leaf and object key at any depth goes through
+ * {@link redactText}, except the message's own field names and the fields stored as sent; a
+ * number leaf whose decimal text changes becomes that text; metadata fields named in
+ * `privacy.redact_fields` become the policy's replacement of their whole value.
+ */
+export function expectedMessage(
   redactor: AuditRedactor,
-  message: ReplayMessage & { name?: string; tool_call_id?: string },
+  message: SourceMessage,
 ): Record<string, unknown> | undefined {
   if (redactor.nonPersistable.has(message.role)) return undefined;
+  if (message.privacy?.do_not_persist === true) return undefined;
   let matches = 0;
   const redact = (text: string): string => {
     const result = redactText(redactor, text);
     matches += result.matches;
     return result.text;
   };
-  const expected: Record<string, unknown> = {
-    role: message.role,
-    content: redact(message.content),
+  const leaves = (value: unknown): unknown => {
+    if (typeof value === 'string') return redact(value);
+    if (typeof value === 'number') {
+      const text = String(value);
+      const redacted = redact(text);
+      return redacted === text ? value : redacted;
+    }
+    if (Array.isArray(value)) return value.map(leaves);
+    if (typeof value === 'object' && value !== null)
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [redact(k), leaves(v)]));
+    return value;
   };
-  if (message.name !== undefined) expected.name = redact(message.name);
-  if (message.tool_call_id !== undefined) expected.tool_call_id = redact(message.tool_call_id);
-  expected.metadata = Object.fromEntries(
-    Object.entries(message.metadata as Record<string, unknown>).map(([key, value]) => [
-      redact(key),
-      typeof value === 'string' ? redact(value) : value,
-    ]),
-  );
+  const forced = new Set(message.privacy?.redact_fields ?? []);
+  const expected: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(
+    message as unknown as Readonly<Record<string, unknown>>,
+  )) {
+    if (value === undefined || field === 'privacy' || field === 'id' || field === 'created_at')
+      continue;
+    if (STORED_AS_SENT.has(field)) expected[field] = value;
+    else if (field === 'metadata' && typeof value === 'object' && value !== null) {
+      expected.metadata = Object.fromEntries(
+        Object.entries(value).map(([key, v]) => [
+          redact(key),
+          forced.has(key) ? redactor.replacement(String(v)) : leaves(v),
+        ]),
+      );
+    } else expected[field] = leaves(value);
+  }
   return redactor.drops && matches > 0 ? undefined : expected;
 }
 
@@ -294,16 +421,7 @@ function differingFields(
   const differs: string[] = [];
   if (stored.id !== id) differs.push('id');
   for (const [field, value] of Object.entries(expected)) {
-    if (field === 'metadata') {
-      const have = stored.metadata;
-      const want = value as Record<string, unknown>;
-      const same =
-        typeof have === 'object' &&
-        have !== null &&
-        Object.keys(have).length === Object.keys(want).length &&
-        Object.entries(want).every(([k, v]) => (have as Record<string, unknown>)[k] === v);
-      if (!same) differs.push('metadata');
-    } else if (stored[field] !== value) differs.push(field);
+    if (!isDeepStrictEqual(stored[field], value)) differs.push(field);
   }
   const created = stored.created_at;
   if (
@@ -317,6 +435,72 @@ function differingFields(
   for (const field of Object.keys(stored))
     if (!known.has(field)) differs.push(`extra field ${field}`);
   return differs;
+}
+
+/** The message fields the tool-pairing check reads. */
+export interface PairingMessage {
+  /** The message id. */
+  readonly id: string;
+  /** The role. */
+  readonly role: string;
+  /** Calls of an assistant message (their ids). */
+  readonly tool_calls?: readonly { readonly id: string }[] | undefined;
+  /** The call a tool message answers. */
+  readonly tool_call_id?: string | undefined;
+}
+
+/** A tool call and a result that were kept apart (ids and positions only, no content). */
+export interface ToolPairViolation {
+  /** Id of the assistant message making the call. */
+  readonly callMessageId: string;
+  /** Index of the call in that message's `tool_calls`. */
+  readonly callIndex: number;
+  /** Id of the tool message answering it. */
+  readonly resultId: string;
+  /** Which of the two is in the log. */
+  readonly present: 'call' | 'result';
+}
+
+/**
+ * The audit's tool-call rule, restated (not memq's `toolUnits`): a tool result belongs to every
+ * accepted assistant message that made a call with the id its `tool_call_id` names (ids as the
+ * source sent them, before the privacy policy), wherever the two sit in the conversation. For
+ * each such pair, the call's message and the result are both in the log or both out of it (folded
+ * or evicted): a call kept without one of its accepted results, or a result kept whose call was
+ * removed, is a violation. A result whose call was never accepted, and a call whose results were
+ * never accepted, pair with nothing. O(messages + calls).
+ * @param accepted The accepted source messages of one memory, in source order.
+ * @param present Ids in the memory's log.
+ */
+export function toolPairViolations(
+  accepted: readonly PairingMessage[],
+  present: ReadonlySet<string>,
+): ToolPairViolation[] {
+  const calls = new Map<string, Array<{ message: string; index: number }>>();
+  for (const message of accepted) {
+    if (message.role !== 'assistant') continue;
+    message.tool_calls?.forEach((call, index) => {
+      const list = calls.get(call.id) ?? [];
+      list.push({ message: message.id, index });
+      calls.set(call.id, list);
+    });
+  }
+  const found: ToolPairViolation[] = [];
+  for (const message of accepted) {
+    if (message.role !== 'tool' || message.tool_call_id === undefined) continue;
+    for (const call of calls.get(message.tool_call_id) ?? []) {
+      const callIn = present.has(call.message);
+      const resultIn = present.has(message.id);
+      if (callIn === resultIn) continue;
+      found.push({
+        callMessageId: call.message,
+        callIndex: call.index,
+        resultId: message.id,
+        present: callIn ? 'call' : 'result',
+      });
+    }
+  }
+  return found;
 }
 
 const ranks: Record<EncodingName, () => Promise<TiktokenBPE>> = {
@@ -366,6 +550,61 @@ async function* nodeValuesUnder(
   } while (cursor !== '0');
 }
 
+/** One memory of the source: its key, its messages in order and their ids. */
+interface AuditItem {
+  /** The instance key. */
+  readonly key: string;
+  /** The messages, in source order. */
+  readonly messages: readonly SourceMessage[];
+  /** Their ids ({@link auditMessageIds} or {@link auditScriptedIds}). */
+  readonly ids: readonly string[];
+}
+
+/**
+ * The source the replay read, as audit items.
+ * @throws PayloadError as the replay's source options do.
+ */
+async function auditSource(options: AuditOptions): Promise<AuditItem[]> {
+  const file = options.conversations;
+  requireOneSource({
+    ...sourceOptions(options),
+    ...(file !== undefined ? { conversations: file } : {}),
+  });
+  if (file !== undefined) {
+    const { conversations } = loadConversationFile(
+      file,
+      options.limit !== undefined ? { limit: options.limit } : {},
+    );
+    return conversations.map((conversation) => ({
+      key: conversation.key,
+      messages: conversation.messages,
+      ids: auditScriptedIds(conversation),
+    }));
+  }
+  const { conversations } = await buildConversations(sourceOptions(options));
+  return conversations.map((conversation) => ({
+    key: conversation.threadId,
+    messages: conversation.messages.map((m) => ({
+      ...m,
+      ...(m.metadata.date !== undefined ? { created_at: m.metadata.date } : {}),
+    })),
+    ids: auditMessageIds(conversation),
+  }));
+}
+
+/** Every string of `value` at any depth (object keys included). */
+function stringsOf(value: unknown, out: string[] = []): string[] {
+  if (typeof value === 'string') out.push(value);
+  else if (Array.isArray(value)) for (const item of value) stringsOf(item, out);
+  else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) {
+      out.push(key);
+      stringsOf(item, out);
+    }
+  }
+  return out;
+}
+
 /**
  * Audits a replay's memories against the source.
  * @throws MemoryNotFoundError for an undeclared memory; AuditPolicyError when the audit cannot
@@ -380,17 +619,20 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
     deps.env,
   );
   const count = createTokenCount(await ranks[auditEncoding(resource.tokenProvider.model)]());
-  const { conversations } = await buildConversations(sourceOptions(options));
+  const items = await auditSource(options);
   const violations: AuditViolation[] = [];
   const originals = new Map<string, string>(); // original -> id of a message that held it
   let messages = 0;
   let folded = 0;
+  let evicted = 0;
+  let notPersisted = 0;
+  let toolCalls = 0;
   let checked = 0;
 
-  for (const conversation of conversations) {
-    const where = conversation.threadId;
+  for (const item of items) {
+    const where = item.key;
     const keys = auditKeys(deps.keyPrefix, options.project, options.memory, where);
-    const ids = auditMessageIds(conversation);
+    const { ids } = item;
     const [ord, bodies, tok, unc, meta] = await Promise.all([
       deps.redis.zrange(keys.ord, '0', '-1'),
       deps.redis.hgetall(keys.msg),
@@ -405,27 +647,46 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
       violations.push({ kind: 'duplicate', where, detail: 'an id appears twice in the log' });
     }
     const expectedIds = new Set<string>();
+    const accepted: PairingMessage[] = [];
+    /** Accepted messages absent from the log and above the watermark: evicted, or lost. */
+    const absentAbove: string[] = [];
+    let absentBelow = 0;
     let lastPosition = -1;
-    for (const [index, source] of conversation.messages.entries()) {
-      for (const text of [source.content, ...Object.values(source.metadata).map(String)]) {
+    for (const [index, source] of item.messages.entries()) {
+      const id = ids[index]!;
+      for (const text of stringsOf({ ...source, privacy: undefined })) {
         for (const found of [...(text.match(EMAIL) ?? []), ...(text.match(PHONE) ?? [])]) {
-          if (!originals.has(found)) originals.set(found, ids[index]!);
+          if (!originals.has(found)) originals.set(found, id);
         }
       }
       const expected = expectedMessage(redactor, source);
-      if (!expected) continue; // not accepted: the policy drops it
-      const id = ids[index]!;
+      if (!expected) {
+        // not accepted: the policy drops it, or the producer must not persist it
+        if (source.privacy?.do_not_persist === true) {
+          notPersisted += 1;
+          if (position.has(id) || bodies[id] !== undefined || tok[id] !== undefined) {
+            violations.push({
+              kind: 'unexpected',
+              where,
+              detail: `message ${id} is marked do_not_persist but is stored`,
+            });
+          }
+        }
+        continue;
+      }
       expectedIds.add(id);
       messages += 1;
+      accepted.push({
+        id,
+        role: source.role,
+        tool_calls: source.tool_calls,
+        tool_call_id: source.tool_call_id,
+      });
+      if (source.role === 'assistant') toolCalls += source.tool_calls?.length ?? 0;
       const at = position.get(id);
       if (at === undefined) {
-        if (watermark !== '' && id <= watermark) folded += 1;
-        else
-          violations.push({
-            kind: 'missing',
-            where,
-            detail: `message ${id} is neither in the log nor at/below the watermark`,
-          });
+        if (watermark !== '' && id <= watermark) absentBelow += 1;
+        else absentAbove.push(id);
         continue;
       }
       if (at < lastPosition) {
@@ -445,7 +706,7 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
       }
       const differs =
         typeof stored === 'object' && stored !== null
-          ? differingFields(stored as Record<string, unknown>, expected, id, source.metadata.date)
+          ? differingFields(stored as Record<string, unknown>, expected, id, source.created_at)
           : ['the whole message (no parseable body)'];
       if (differs.length > 0) {
         violations.push({
@@ -454,6 +715,40 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
           detail: `message ${id}: ${differs.join(', ')} not as the privacy policy should store the source`,
         });
       }
+    }
+    // Absent above the watermark: evicted by a flush as long as evicted_count covers them.
+    const evictedCount = Number(meta.evicted_count ?? 0);
+    if (absentAbove.length > evictedCount) {
+      for (const id of absentAbove) {
+        violations.push({
+          kind: 'missing',
+          where,
+          detail:
+            evictedCount === 0
+              ? `message ${id} is neither in the log nor at/below the watermark`
+              : `message ${id} is neither in the log nor at/below the watermark, and evicted_count ${evictedCount} does not cover the ${absentAbove.length} such messages`,
+        });
+      }
+    } else evicted += absentAbove.length;
+    folded += absentBelow;
+    const removed = absentBelow + absentAbove.length;
+    const removedCounted = Number(meta.folded_count ?? 0) + evictedCount;
+    if (removed !== removedCounted) {
+      violations.push({
+        kind: 'message_count',
+        where,
+        detail: `${removed} accepted message(s) are not in the log, folded_count + evicted_count is ${removedCounted}`,
+      });
+    }
+    for (const split of toolPairViolations(accepted, new Set(ord))) {
+      violations.push({
+        kind: 'tool_pairing',
+        where,
+        detail:
+          split.present === 'call'
+            ? `tool call ${split.callIndex} of message ${split.callMessageId} is in the log without its result ${split.resultId}`
+            : `result ${split.resultId} is in the log without message ${split.callMessageId}, which made its call (tool call ${split.callIndex})`,
+      });
     }
     // `~<id>` fields of `tok` name how an approximate count was made; they are not messages.
     const tokIds = Object.keys(tok).filter((field) => !field.startsWith('~'));
@@ -471,7 +766,7 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
         violations.push({
           kind: 'unexpected',
           where,
-          detail: `message ${id} in the log is not from this thread's source`,
+          detail: `message ${id} in the log is not from this memory's source`,
         });
       }
     }
@@ -491,15 +786,14 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
     }
     let recount = summary?.tokens ?? 0;
     for (const id of ord) {
-      const message = bodies[id]
-        ? (JSON.parse(bodies[id]) as { role: string; content: string; name?: string })
-        : undefined;
+      let message: StoredForCount | undefined;
+      try {
+        message = bodies[id] ? (JSON.parse(bodies[id]) as StoredForCount) : undefined;
+      } catch {
+        message = undefined; // reported above as a content violation
+      }
       if (!message) continue;
-      const tokens =
-        FRAME_TOKENS_PER_MESSAGE +
-        count(message.role) +
-        count(message.content) +
-        (message.name !== undefined ? count(message.name) + FRAME_TOKENS_PER_NAME : 0);
+      const tokens = messageTokens(count, message);
       recount += tokens;
       if (tok[id] !== undefined && Number(tok[id]) !== tokens) {
         violations.push({
@@ -517,7 +811,7 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
       });
     }
     checked += 1;
-    if (checked % 100 === 0) options.onProgress?.(checked, conversations.length);
+    if (checked % 100 === 0) options.onProgress?.(checked, items.length);
   }
 
   // Every e-mail- or phone-shaped span of every stored value, looked up among the originals:
@@ -542,15 +836,43 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
       }
     }
   }
-  options.onProgress?.(conversations.length, conversations.length);
+  options.onProgress?.(items.length, items.length);
   return {
-    memories: conversations.length,
+    memories: items.length,
     messages,
     folded,
+    evicted,
+    notPersisted,
+    toolCalls,
     keysScanned,
     originals: originals.size,
     violations,
   };
+}
+
+/** The fields of a stored message its token count depends on. */
+type StoredForCount = { role: string; content: unknown; name?: string };
+
+/**
+ * Tokens of a stored message: the cookbook's framing ({@link FRAME_TOKENS_PER_MESSAGE}, and
+ * {@link FRAME_TOKENS_PER_NAME} with a name) plus the role, the content's text and the name.
+ */
+function messageTokens(count: (text: string) => number, message: StoredForCount): number {
+  const text =
+    typeof message.content === 'string'
+      ? message.content
+      : Array.isArray(message.content)
+        ? (message.content as Array<{ type?: string; text?: string }>)
+            .filter((p) => p.type === 'text')
+            .map((p) => p.text ?? '')
+            .join('\n')
+        : '';
+  return (
+    FRAME_TOKENS_PER_MESSAGE +
+    count(message.role) +
+    count(text) +
+    (message.name !== undefined ? count(message.name) + FRAME_TOKENS_PER_NAME : 0)
+  );
 }
 
 /** The audit's last line: `audit: <memories> memories, <messages> messages, <n> violations`. */

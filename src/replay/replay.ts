@@ -7,26 +7,44 @@ import type { MemoryRef } from '../redis/keys.js';
 import type { MemoryStore, MemoryWindow } from '../store/memory-store.js';
 import type { AppendReceipt, MemoryClient } from '../../queues/memory-client.js';
 import { isConnectionFailure } from '../redis/connection-failures.js';
-import { BackpressureError, RedisUnavailableError } from '../core/errors.js';
+import {
+  BackpressureError,
+  JobTimeoutError,
+  PayloadError,
+  RedisUnavailableError,
+} from '../core/errors.js';
 import { QUEUES } from '../../queues/names.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import {
   buildConversations,
+  requireOneSource,
+  FALLBACK_REASONS,
+  SKIP_REASONS,
   sourceOptions,
   type Conversation,
   type ReplayStats,
 } from './corpus.js';
+import { loadConversationFile, type ScriptedConversation } from './conversation-file.js';
 
 /** Options of {@link runReplay}. */
 export interface ReplayOptions {
   /** Cap on messages replayed (whole threads first). Default: all. */
   readonly limit?: number;
-  /** Corpus groups; default the easy-ham ones. At most one of `groups`, `mbox` and `eml`. */
+  /**
+   * Corpus groups; default the easy-ham ones. At most one of `groups`, `mbox`, `eml` and
+   * `conversations`.
+   */
   readonly groups?: readonly string[];
   /** Replay this mbox file (mboxrd or mboxo) instead of the corpus. */
   readonly mbox?: string;
   /** Replay the `.eml` files of this folder instead of the corpus. */
   readonly eml?: string;
+  /**
+   * Replay this file of scripted agent conversations instead of e-mail (see
+   * src/replay/conversation-file.ts): each conversation goes to the instance its `key` names, its
+   * messages appended one at a time in file order, each after the previous one committed.
+   */
+  readonly conversations?: string;
   /** Enqueue rate cap, messages per second; default unlimited. */
   readonly ratePerSecond?: number;
   /** Memory resource the threads go to, e.g. `customer-support`. */
@@ -71,9 +89,14 @@ export interface ReplayProgress {
 export interface ReplayReport {
   /** Memory resource replayed into. */
   readonly memory: string;
-  /** What the corpus parser read, skipped and produced. */
+  /** What was replayed: e-mail (the corpus, `--mbox`, `--eml`) or a conversations file. */
+  readonly source: 'e-mail' | 'conversations';
+  /**
+   * What the corpus parser read, skipped and produced. For a conversations file: no e-mail read,
+   * nothing skipped, `threads` and `messages` the conversations and messages replayed.
+   */
   readonly corpus: ReplayStats;
-  /** Thread memories written (one instance per thread). */
+  /** Memories written: one instance per thread, or per conversation of a conversations file. */
   readonly threads: number;
   /** Messages handed to `MemoryClient.append` (one append job each). */
   readonly messagesEnqueued: number;
@@ -86,6 +109,11 @@ export interface ReplayReport {
   readonly duplicates: number;
   /** Messages the privacy policy dropped (non-persistable roles) before enqueueing. */
   readonly droppedByPolicy: number;
+  /**
+   * Messages of the source marked `privacy.do_not_persist` (conversations files only): the
+   * producer stores, enqueues and logs none of them, and they are not in `messagesAccepted`.
+   */
+  readonly notPersisted: number;
   /** Pattern matches the privacy policy redacted before enqueueing. */
   readonly redactions: number;
   /** {@link redactions} by rule: `redact_patterns[i]` or a detector's name (`email`, ...). */
@@ -197,18 +225,145 @@ export function replayMessageIds(conversation: Conversation): string[] {
     firstDate !== undefined && firstDate >= 0 && firstDate + last <= ULID_TIME_MAX
       ? firstDate
       : UNDATED_BASE_MS;
-  return conversation.messages.map((message, index) => {
-    let time = base + index;
-    let timePart = '';
-    for (let k = 0; k < 10; k++) {
-      timePart = CROCKFORD[time % 32]! + timePart;
-      time = Math.floor(time / 32);
-    }
-    const digest = createHash('sha256').update(message.metadata.message_id).digest();
-    let randomPart = '';
-    for (let k = 0; k < 16; k++) randomPart += CROCKFORD[digest[15 - k]! % 32]!;
-    return timePart + randomPart;
+  return conversation.messages.map((message, index) =>
+    derivedId(base + index, message.metadata.message_id),
+  );
+}
+
+/** Base time of a scripted conversation none of whose messages has a `created_at`: 2025-01-01T00:00:00Z. */
+const UNDATED_CONVERSATION_MS = Date.UTC(2025, 0, 1);
+
+/**
+ * Message ids for a scripted conversation (a conversations file), so replaying the same file
+ * twice stores nothing twice. The rule (`memq audit` reimplements it from this description; keep
+ * both in step):
+ *
+ * - when the conversation's messages carry ids (the file gives all or none), those ids;
+ * - otherwise base time T = `Date.parse(created_at)` of the conversation's first message (in file
+ *   order) that has a `created_at`; 2025-01-01T00:00:00.000Z when none has, or when T + (messages
+ *   - 1) would fall outside 0 .. 2^48 - 1 ms;
+ * - message i (0-based, file order) gets time T + i;
+ * - id = 10 characters: T + i in base 32, most significant digit first, zero-padded; then 16
+ *   characters: for k = 0..15 left to right, digit (byte 15 - k of SHA-256 of the UTF-8 text
+ *   `JSON.stringify([key, i, message])`, `message` the message object as `JSON.parse` read it from
+ *   the file) mod 32, in Crockford's base32 `0123456789ABCDEFGHJKMNPQRSTVWXYZ`.
+ *
+ * The same message at the same position of the same key gets the same id; a changed message gets
+ * another.
+ */
+export function scriptedMessageIds(conversation: ScriptedConversation): string[] {
+  const { messages } = conversation;
+  if (messages.length > 0 && messages.every((m) => m.id !== undefined))
+    return messages.map((m) => m.id!);
+  const firstDate = messages
+    .map((m) => (m.created_at === undefined ? NaN : Date.parse(m.created_at)))
+    .find((t) => !Number.isNaN(t));
+  const last = messages.length - 1;
+  const base =
+    firstDate !== undefined && firstDate >= 0 && firstDate + last <= ULID_TIME_MAX
+      ? firstDate
+      : UNDATED_CONVERSATION_MS;
+  return messages.map((message, index) =>
+    derivedId(base + index, JSON.stringify([conversation.key, index, message])),
+  );
+}
+
+/**
+ * A ULID-shaped id: `time` (ms, 0 .. 2^48 - 1) as 10 base-32 digits, most significant first, then
+ * for k = 0..15 the digit (byte 15 - k of SHA-256(UTF-8 `seed`)) mod 32.
+ */
+function derivedId(time: number, seed: string): string {
+  let rest = time;
+  let timePart = '';
+  for (let k = 0; k < 10; k++) {
+    timePart = CROCKFORD[rest % 32]! + timePart;
+    rest = Math.floor(rest / 32);
+  }
+  const digest = createHash('sha256').update(seed).digest();
+  let randomPart = '';
+  for (let k = 0; k < 16; k++) randomPart += CROCKFORD[digest[15 - k]! % 32]!;
+  return timePart + randomPart;
+}
+
+/** One memory instance's messages, ready to append (ids set). */
+interface ReplayItem {
+  /** The instance key. */
+  readonly key: string;
+  /** The messages, in append order. */
+  readonly inputs: readonly MessageInput[];
+}
+
+/**
+ * The messages a replay sends: e-mail threads (ids from {@link replayMessageIds}, `created_at`
+ * the e-mail's Date when usable), or a conversations file (ids from {@link scriptedMessageIds};
+ * every message passed through the producer's own checks, `MemoryClient.prepareAppend`, before
+ * anything is enqueued). `sequential`: append each conversation's messages one after another.
+ * @throws PayloadError for more than one source, or a bad conversations file or message (naming
+ *   the file, conversation and message); MemoryNotFoundError; PolicyError when the memory's
+ *   policy cannot be applied.
+ */
+async function replaySource(
+  client: MemoryClient,
+  options: ReplayOptions,
+): Promise<{ items: ReplayItem[]; stats: ReplayStats; sequential: boolean }> {
+  const { conversations: file } = options;
+  requireOneSource({
+    ...sourceOptions(options),
+    ...(file !== undefined ? { conversations: file } : {}),
   });
+  if (file === undefined) {
+    const { conversations, stats } = await buildConversations(sourceOptions(options));
+    const items = conversations.map((conversation) => {
+      const ids = replayMessageIds(conversation);
+      return {
+        key: conversation.threadId,
+        inputs: conversation.messages.map((message, index): MessageInput => ({
+          ...message,
+          id: ids[index]!,
+          ...(message.metadata.date ? { created_at: message.metadata.date } : {}),
+        })),
+      };
+    });
+    return { items, stats, sequential: false };
+  }
+  const { conversations, stats } = loadConversationFile(
+    file,
+    options.limit !== undefined ? { limit: options.limit } : {},
+  );
+  const items = conversations.map((conversation) => {
+    const ids = scriptedMessageIds(conversation);
+    return {
+      key: conversation.key,
+      inputs: conversation.messages.map((message, index) => ({ ...message, id: ids[index]! })),
+    };
+  });
+  for (const [c, item] of items.entries()) {
+    for (const [m, input] of item.inputs.entries()) {
+      try {
+        client.prepareAppend({ resource: options.memory, key: item.key }, [input]);
+      } catch (error) {
+        if (!(error instanceof PayloadError)) throw error;
+        const field = `messages[${m}]`;
+        throw new PayloadError(
+          `--conversations ${file}: conversation ${c}: ${field}: ${error.message.replace(/^messages\[0\][.:]\s*/, '')}`,
+          { details: { option: '--conversations', path: file, conversation: c, field } },
+        );
+      }
+    }
+  }
+  return {
+    items,
+    sequential: true,
+    stats: {
+      emailsRead: 0,
+      skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])) as ReplayStats['skipped'],
+      fallbacks: Object.fromEntries(
+        FALLBACK_REASONS.map((r) => [r, 0]),
+      ) as ReplayStats['fallbacks'],
+      threads: stats.conversations,
+      messages: stats.messages,
+    },
+  };
 }
 
 /** What {@link appendPolitely} saw across all calls. */
@@ -267,7 +422,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promise<ReplayReport> {
   const maxInFlight = options.maxInFlight ?? 128;
   const stallTimeoutMs = options.stallTimeoutMs ?? 120_000;
-  const { conversations, stats } = await buildConversations(sourceOptions(options));
+  const source = await replaySource(deps.client, options);
+  const { items, stats } = source;
   const total = stats.messages;
 
   const eventsConnection = duplicateConnection(deps.connection, { maxRetriesPerRequest: null });
@@ -297,6 +453,7 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let enqueueErrors = 0;
   const tally: ProducerTally = { unavailableRetries: 0, appendCallMaxMs: 0 };
   let droppedByPolicy = 0;
+  let notPersisted = 0;
   let redactions = 0;
   const redactionsByRule: Record<string, number> = {};
   let peakRss = options.sampleRss ? process.memoryUsage().rss : 0;
@@ -354,62 +511,114 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     const refs: MemoryRef[] = [];
     startedAt = Date.now();
     const inFlight = new Set<Promise<void>>();
-    for (const conversation of conversations) {
-      const ids = replayMessageIds(conversation);
-      refs.push({ project: deps.project, resource: options.memory, key: conversation.threadId });
-      for (const [index, message] of conversation.messages.entries()) {
-        if (options.ratePerSecond) {
-          const due = startedAt + (enqueued * 1000) / options.ratePerSecond;
-          if (due > Date.now()) await sleep(due - Date.now());
-        }
-        while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
-        const input: MessageInput = {
-          ...message,
-          id: ids[index]!,
-          ...(message.metadata.date ? { created_at: message.metadata.date } : {}),
-        };
-        const startedAtMs = Date.now();
-        enqueued += 1;
-        const target = { resource: options.memory, key: conversation.threadId };
-        const sent: Promise<void> = appendPolitely(
+    /** Messages whose enqueue slot was taken (the `--rate` schedule), >= `enqueued`. */
+    let scheduled = 0;
+    let stalled: Error | undefined;
+    /**
+     * Hands one message to the client; resolves with its append job id, or undefined when nothing
+     * was enqueued (the policy dropped it, or the enqueue failed: counted and logged).
+     */
+    const send = async (
+      target: { resource: string; key: string },
+      input: MessageInput,
+    ): Promise<string | undefined> => {
+      if (options.ratePerSecond) {
+        const due = startedAt + (scheduled++ * 1000) / options.ratePerSecond;
+        if (due > Date.now()) await sleep(due - Date.now());
+      }
+      const startedAtMs = Date.now();
+      enqueued += 1;
+      if (input.privacy?.do_not_persist === true) notPersisted += 1;
+      let receipt: AppendReceipt;
+      try {
+        receipt = await appendPolitely(
           deps.client,
           target,
           input,
           options.retryUnavailableMs,
           tally,
-        )
-          .then(
-            (receipt) => {
-              redactions += receipt.redactions;
-              for (const [rule, n] of Object.entries(receipt.redactionsByRule)) {
-                redactionsByRule[rule] = (redactionsByRule[rule] ?? 0) + n;
-              }
-              droppedByPolicy += receipt.dropped;
-              if (receipt.jobId === undefined) {
-                committed += 1; // nothing to store: the policy dropped the message
-                return;
-              }
-              pendingJobs.set(receipt.jobId, startedAtMs);
-              const before = early.get(receipt.jobId);
-              if (before) {
-                early.delete(receipt.jobId);
-                settle(receipt.jobId, before.outcome, before.at);
-              }
-            },
-            (error: unknown) => {
-              enqueueErrors += 1;
-              committed += 1;
-              deps.log.error(
-                { err: error instanceof Error ? error.message : String(error) },
-                'replay: enqueue failed',
-              );
-            },
-          )
+        );
+      } catch (error) {
+        enqueueErrors += 1;
+        committed += 1;
+        deps.log.error(
+          { err: error instanceof Error ? error.message : String(error) },
+          'replay: enqueue failed',
+        );
+        return undefined;
+      }
+      redactions += receipt.redactions;
+      for (const [rule, n] of Object.entries(receipt.redactionsByRule)) {
+        redactionsByRule[rule] = (redactionsByRule[rule] ?? 0) + n;
+      }
+      droppedByPolicy += receipt.dropped;
+      if (receipt.jobId === undefined) {
+        committed += 1; // nothing to store: the policy dropped the message, or do_not_persist
+        return undefined;
+      }
+      pendingJobs.set(receipt.jobId, startedAtMs);
+      const before = early.get(receipt.jobId);
+      if (before) {
+        early.delete(receipt.jobId);
+        settle(receipt.jobId, before.outcome, before.at);
+      }
+      return receipt.jobId;
+    };
+    /**
+     * Waits until append job `jobId` has finished (committed or failed; counting is the events'
+     * job), polling its state; Redis being away is waited out.
+     * @throws Error when it does not finish within `stallTimeoutMs`.
+     */
+    const committedJob = async (jobId: string): Promise<void> => {
+      const deadline = Date.now() + stallTimeoutMs;
+      for (;;) {
+        try {
+          await deps.client.waitFor(jobId, { timeoutMs: Math.max(1, deadline - Date.now()) });
+          return;
+        } catch (error) {
+          if (error instanceof JobTimeoutError) {
+            throw new Error(
+              `replay: append job ${jobId} did not commit within ${stallTimeoutMs} ms; are workers running (memq work)?`,
+              { cause: error },
+            );
+          }
+          if (!(error instanceof RedisUnavailableError)) return; // failed, or removed after completing
+          if (Date.now() > deadline) throw error;
+          await sleep(200);
+        }
+      }
+    };
+    for (const item of items) {
+      refs.push({ project: deps.project, resource: options.memory, key: item.key });
+      const target = { resource: options.memory, key: item.key };
+      if (source.sequential) {
+        // One agent loop: each message after the previous one of this conversation committed.
+        while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+        if (stalled) throw stalled;
+        const task: Promise<void> = (async () => {
+          for (const input of item.inputs) {
+            if (stalled) return;
+            const jobId = await send(target, input);
+            if (jobId !== undefined) await committedJob(jobId);
+          }
+        })()
+          .catch((error: unknown) => {
+            stalled ??= error instanceof Error ? error : new Error(String(error));
+          })
+          .finally(() => inFlight.delete(task));
+        inFlight.add(task);
+        continue;
+      }
+      for (const input of item.inputs) {
+        while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+        const sent: Promise<void> = send(target, input)
+          .then(() => undefined)
           .finally(() => inFlight.delete(sent));
         inFlight.add(sent);
       }
     }
     await Promise.all(inFlight);
+    if (stalled) throw stalled;
 
     phase = 'committing';
     progressAt.last = Date.now();
@@ -525,12 +734,14 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     const elapsedSeconds = Math.max(0.001, (finishedAt - startedAt) / 1000);
     return {
       memory: options.memory,
+      source: source.sequential ? 'conversations' : 'e-mail',
       corpus: stats,
       threads: refs.length,
       messagesEnqueued: enqueued,
       messagesAccepted: accepted,
       duplicates,
       droppedByPolicy,
+      notPersisted,
       redactions,
       redactionsByRule,
       flushes,
@@ -586,16 +797,25 @@ export function byReason(counts: Readonly<Record<string, number>>): string {
 
 /** The report as an aligned text table (the replay's final output). */
 export function formatReplayReport(report: ReplayReport): string {
+  const sourceRows: Array<[string, string]> =
+    report.source === 'conversations'
+      ? [['conversations', String(report.threads)]]
+      : [
+          ['e-mails read', String(report.corpus.emailsRead)],
+          ['skipped', byReason(report.corpus.skipped)],
+          ['fallbacks', byReason(report.corpus.fallbacks)],
+          ['threads', String(report.threads)],
+        ];
   const rows: Array<[string, string]> = [
     ['memory', report.memory],
-    ['e-mails read', String(report.corpus.emailsRead)],
-    ['skipped', byReason(report.corpus.skipped)],
-    ['fallbacks', byReason(report.corpus.fallbacks)],
-    ['threads', String(report.threads)],
+    ...sourceRows,
     ['messages enqueued', String(report.messagesEnqueued)],
     ['messages accepted', String(report.messagesAccepted)],
     ['duplicates', String(report.duplicates)],
     ['dropped by policy', String(report.droppedByPolicy)],
+    ...(report.source === 'conversations'
+      ? [['not persisted (do_not_persist)', String(report.notPersisted)] as [string, string]]
+      : []),
     [
       'redactions',
       `${report.redactions}${
