@@ -3,7 +3,8 @@ import { getEncodingNameForModel } from 'js-tiktoken/lite';
 import { LRUCache } from 'lru-cache';
 import { countPieces, createMergeTable, type MergeTable, type RankList } from './bpe-merge.js';
 import { ConfigError } from '../core/errors.js';
-import { contentChars, contentText, type Content, type Role, type ToolCall } from '../core/message.js';
+import type { Content, Role, ToolCall } from '../core/message.js';
+import { imageTokens } from './image-tokens.js';
 
 /** BPE encodings memq counts with (gpt-tokenizer and js-tiktoken ship their rank files: no network at run time). */
 export const ENCODINGS = [
@@ -95,6 +96,29 @@ export const TOKENS_PER_MESSAGE = 3;
 /** Extra tokens when a message has a `name` (same source as {@link TOKENS_PER_MESSAGE}). */
 export const TOKENS_PER_NAME = 1;
 
+/**
+ * Tokens each tool call of an assistant message costs on top of its function name's and its
+ * arguments' tokens. OpenAI publishes no rule for tool calls: LangChain's
+ * `get_num_tokens_from_messages` (langchain-openai) counts the name and the arguments text only,
+ * and calls it an approximation; langchain4j's `OpenAiTokenCountEstimator` measured about 7 more
+ * tokens per call of a parallel call (plus a per-message constant) against the API. memq counts
+ * name + arguments + 7 per call and marks the count estimated (`tool calls`).
+ */
+export const TOKENS_PER_TOOL_CALL = 7;
+
+/**
+ * What of a message's count no published rule gives, so the count is marked approximate
+ * (`approximatedBy`, see `withEstimates` in remote-providers.ts):
+ * - `tool calls`: an assistant message's `tool_calls` ({@link TOKENS_PER_TOOL_CALL});
+ * - `tool_call_id`: a tool message's `tool_call_id`, counted as text (how the API renders it is
+ *   not published; LangChain adds a flat 3 tokens instead);
+ * - `images`: an image counted as `auto`, or of unknown size, or for a model whose image costs
+ *   are not the vision guide's 85 / 170 figures (src/tokens/image-tokens.ts).
+ */
+export const ESTIMATED_PARTS = ['tool calls', 'tool_call_id', 'images'] as const;
+/** One of {@link ESTIMATED_PARTS}. */
+export type EstimatedPart = (typeof ESTIMATED_PARTS)[number];
+
 /** The parts of a message that cost tokens. */
 export interface CountableMessage {
   /** Who spoke; its text is counted. */
@@ -103,8 +127,77 @@ export interface CountableMessage {
   readonly content: Content;
   /** An assistant message's tool calls. */
   readonly tool_calls?: readonly ToolCall[] | undefined;
+  /** A tool message's answered call id; counted as text (estimated). */
+  readonly tool_call_id?: string | undefined;
   /** Optional participant name; counted plus {@link TOKENS_PER_NAME}. */
   readonly name?: string | undefined;
+}
+
+/**
+ * How a message's content costs tokens beyond its framing ({@link TokenCounter.framing}): texts
+ * to tokenize, tokens by rule, and what is estimated. See {@link messageParts}.
+ */
+export interface MessageParts {
+  /**
+   * Texts whose tokens the message costs, each tokenized on its own and summed: the string
+   * content, or each text part; each tool call's function name and arguments; the
+   * `tool_call_id`. In that order.
+   */
+  readonly texts: readonly string[];
+  /** Tokens given by rule, not by the tokenizer: images, and {@link TOKENS_PER_TOOL_CALL} per call. */
+  readonly ruleTokens: number;
+  /** Image parts in the content. */
+  readonly images: number;
+  /** What of the count is estimated, in the order of {@link ESTIMATED_PARTS}, no repeats. */
+  readonly estimated: readonly EstimatedPart[];
+}
+
+/**
+ * Splits a message into what its tokens are made of (the counting rules; docs/decisions.md,
+ * "Tokens"):
+ * - a string content is one text (OpenAI's cookbook "How to count tokens with tiktoken");
+ * - a list of parts: each text part is tokenized on its own and the counts summed, as the API
+ *   receives them as separate parts (LangChain's `get_num_tokens_from_messages` does the same);
+ *   each image part costs `imageTokens` (OpenAI's vision guide, "Calculating costs");
+ * - `null` content costs nothing;
+ * - each tool call: its function name and its arguments text, plus {@link TOKENS_PER_TOOL_CALL}
+ *   (estimated); the call's `id` is not counted (LangChain and langchain4j do not count it);
+ * - a `tool_call_id`: its text (estimated).
+ * Pure; reads at most `IMAGE_HEADER_BYTES` of each image.
+ */
+export function messageParts(message: CountableMessage): MessageParts {
+  const texts: string[] = [];
+  let ruleTokens = 0;
+  let images = 0;
+  const estimated = new Set<EstimatedPart>();
+  const { content } = message;
+  if (typeof content === 'string') texts.push(content);
+  else if (content) {
+    for (const part of content) {
+      if (part.type === 'text') texts.push(part.text);
+      else {
+        images += 1;
+        const image = imageTokens(part);
+        ruleTokens += image.tokens;
+        if (!image.exact) estimated.add('images');
+      }
+    }
+  }
+  for (const call of message.tool_calls ?? []) {
+    texts.push(call.function.name, call.function.arguments);
+    ruleTokens += TOKENS_PER_TOOL_CALL;
+    estimated.add('tool calls');
+  }
+  if (message.tool_call_id !== undefined) {
+    texts.push(message.tool_call_id);
+    estimated.add('tool_call_id');
+  }
+  return {
+    texts,
+    ruleTokens,
+    images,
+    estimated: ESTIMATED_PARTS.filter((p) => estimated.has(p)),
+  };
 }
 
 /** Exact token counts for one encoding. */
@@ -118,8 +211,9 @@ export interface TokenCounter {
    */
   countText(text: string): number;
   /**
-   * Tokens one stored message costs in a chat request: {@link TOKENS_PER_MESSAGE} + role +
-   * content (+ name + {@link TOKENS_PER_NAME}).
+   * Tokens one stored message costs in a chat request: {@link TOKENS_PER_MESSAGE} + role (+ name
+   * + {@link TOKENS_PER_NAME}) + the tokens of each of its {@link messageParts} texts (each
+   * through the cache) + its rule tokens (images, tool calls).
    */
   countMessage(message: CountableMessage): number;
   /**
@@ -574,9 +668,18 @@ export async function createTokenCounter(
   return {
     encoding,
     countText,
-    countMessage: (message) => framing(message) + countText(contentText(message.content)),
-    countMessageAsync: async (message, signal) =>
-      framing(message) + (await countTextAsync(contentText(message.content), signal)),
+    countMessage(message) {
+      const parts = messageParts(message);
+      let tokens = framing(message) + parts.ruleTokens;
+      for (const text of parts.texts) tokens += countText(text);
+      return tokens;
+    },
+    async countMessageAsync(message, signal) {
+      const parts = messageParts(message);
+      let tokens = framing(message) + parts.ruleTokens;
+      for (const text of parts.texts) tokens += await countTextAsync(text, signal);
+      return tokens;
+    },
     countTextAsync,
     framing,
     probe(text) {
@@ -603,11 +706,17 @@ const BYTE_ORDER_MARK = '\ufeff';
 const PLAIN_TEXT = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
 
 /**
- * The append-time estimate of a message's tokens, before the exact count: ceil(chars / 4) plus
- * the per-message framing. chars/4 is OpenAI's rule of thumb for English text
- * ("What are tokens and how to count them?", OpenAI help center).
+ * The append-time estimate of a message's tokens, before the exact count: {@link TOKENS_PER_MESSAGE}
+ * + ceil(chars / 4), where chars are the role's, the name's and the {@link messageParts} texts'
+ * (so a string message is estimated from role + content + name), plus the parts' rule tokens
+ * (each image by the same rule as the count, not by its URL's length: a 1 MB base64 image is at
+ * most 1,445 tokens, not 250,000; and {@link TOKENS_PER_TOOL_CALL} per tool call). chars/4 is
+ * OpenAI's rule of thumb for English text ("What are tokens and how to count them?", OpenAI help
+ * center). Linear in the texts' number, not their length, plus the bounded image header reads.
  */
 export function estimateTokens(message: CountableMessage): number {
-  const chars = message.role.length + contentChars(message) + (message.name?.length ?? 0);
-  return TOKENS_PER_MESSAGE + Math.ceil(chars / 4);
+  const parts = messageParts(message);
+  let chars = message.role.length + (message.name?.length ?? 0);
+  for (const text of parts.texts) chars += text.length;
+  return TOKENS_PER_MESSAGE + Math.ceil(chars / 4) + parts.ruleTokens;
 }

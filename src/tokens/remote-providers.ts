@@ -4,14 +4,17 @@
  * a job: the count falls back, `memq_token_provider_fallbacks_total` increments, and the count
  * is marked as an approximation ({@link MessageCount.approximatedBy}).
  */
-import { contentText } from '../core/message.js';
 import type { Logger } from 'pino';
 import {
   localEncodingFor,
+  messageParts,
   type CountableMessage,
+  type EstimatedPart,
+  type MessageParts,
   type RemoteTokenProvider,
   type TokenCounter,
 } from './counter.js';
+import { imageRuleIsPublishedFor } from './image-tokens.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import {
   ProviderCallError,
@@ -74,6 +77,47 @@ export function approximationOf(encoding: string, model: string): string {
 }
 
 /**
+ * The name of a count some of whose parts are estimated (`EstimatedPart`, src/tokens/counter.ts):
+ * `<base>; estimated: <parts>`, where `base` is what counted the rest (an encoding such as
+ * `o200k_base`, or an {@link approximationOf}), e.g. `o200k_base; estimated: tool calls, images`
+ * or `o200k_base (approximation for claude-sonnet-4-5); estimated: tool_call_id`. `base` itself
+ * when nothing is estimated. At most 232 + 47 characters.
+ */
+export function withEstimates(base: string, estimated: readonly EstimatedPart[]): string {
+  return estimated.length === 0 ? base : `${base}; estimated: ${estimated.join(', ')}`;
+}
+
+/**
+ * The estimated parts of a message counted for `model`: those of {@link messageParts}, plus
+ * `images` when the message has an image and `model`'s image costs are not the vision guide's
+ * figures memq counts with (`imageRuleIsPublishedFor`, src/tokens/image-tokens.ts).
+ */
+export function estimatedPartsFor(parts: MessageParts, model: string): EstimatedPart[] {
+  const estimated = [...parts.estimated];
+  if (parts.images > 0 && !imageRuleIsPublishedFor(model) && !estimated.includes('images')) {
+    estimated.push('images');
+  }
+  return estimated;
+}
+
+/**
+ * How a local count of one message is qualified: `undefined` when it is exact (the resource's
+ * own encoding, `approximatedBy` undefined, and nothing estimated); else
+ * {@link withEstimates}(`approximatedBy` or the encoding, {@link estimatedPartsFor}).
+ * @param approximatedBy The resource's {@link localApproximation}.
+ */
+export function localCountApproximation(
+  parts: MessageParts,
+  encoding: string,
+  model: string,
+  approximatedBy: string | undefined,
+): string | undefined {
+  const estimated = estimatedPartsFor(parts, model);
+  if (estimated.length === 0) return approximatedBy;
+  return withEstimates(approximatedBy ?? encoding, estimated);
+}
+
+/**
  * How memq's local counts for a resource's model are qualified (its messages when counted
  * locally, and its summaries, which are always counted locally): `undefined` when they are
  * exact, which is provider `openai` only (the model's published tiktoken encoding,
@@ -117,11 +161,16 @@ export interface RemoteCounter {
   readonly name: string;
   /**
    * Tokens of each message: the provider's count of a one-message request holding the message's
-   * text (role `user`; so it includes the provider's own per-request framing), exact; or the
-   * fallback counter's {@link TokenCounter.countMessageAsync} when the call fails, times out, is
-   * refused (429, 5xx, 4xx) or the breaker is open, or the text is empty, which is an
-   * approximation (`approximatedBy` set, {@link approximationOf} the fallback's encoding and the
-   * model). Never rejects except for `signal`'s abort.
+   * text (role `user`: a string content as a string, text parts as text blocks (Anthropic) or
+   * parts (Google), empty ones left out; so it includes the provider's own per-request framing),
+   * exact; or the fallback counter's {@link TokenCounter.countMessageAsync}, an approximation
+   * (`approximatedBy` set: {@link approximationOf} the fallback's encoding and the model, with
+   * {@link withEstimates} of the message's estimated parts), when the call fails, times out, is
+   * refused (429, 5xx, 4xx) or the breaker is open, when the text is empty, and without a call
+   * when the message has what a one-message request cannot carry: image parts, tool calls or a
+   * `tool_call_id` (a tool result or a tool call is only valid in those APIs next to its
+   * counterpart, and images would be uploaded to be counted). Never rejects except for
+   * `signal`'s abort.
    * @returns per message, its tokens, where the count came from and whether it is approximate.
    */
   countMessages(
@@ -141,19 +190,31 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
   const name = `${provider}:${model}@${new URL(base).host}`;
 
   const call = async ({
-    text,
+    content,
     signal,
   }: {
-    text: string;
+    content: string | readonly string[];
     signal?: AbortSignal;
   }): Promise<number> => {
+    const texts = typeof content === 'string' ? [content] : content;
     const payload =
       provider === 'anthropic'
         ? await postJson(
             provider,
             `${base}/v1/messages/count_tokens`,
             { 'x-api-key': apiKey, 'anthropic-version': ANTHROPIC_VERSION },
-            { model, messages: [{ role: 'user', content: text }] },
+            {
+              model,
+              messages: [
+                {
+                  role: 'user',
+                  content:
+                    typeof content === 'string'
+                      ? content
+                      : texts.map((text) => ({ type: 'text', text })),
+                },
+              ],
+            },
             timeoutMs,
             signal,
           )
@@ -161,7 +222,7 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
             provider,
             `${base}/v1beta/models/${encodeURIComponent(model)}:countTokens`,
             { 'x-goog-api-key': apiKey },
-            { contents: [{ role: 'user', parts: [{ text }] }] },
+            { contents: [{ role: 'user', parts: texts.map((text) => ({ text })) }] },
             timeoutMs,
             signal,
           );
@@ -179,12 +240,13 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
     message: CountableMessage,
     signal?: AbortSignal,
   ): Promise<MessageCount> => {
+    const parts = messageParts(message);
+    const content = remoteContent(message);
     // Nothing to ask a provider about an empty text (Anthropic rejects empty content).
-    const text = contentText(message.content);
-    if (text.length > 0) {
+    if (content !== undefined && content.length > 0) {
       try {
         return {
-          tokens: await breaker.fire({ text, ...(signal ? { signal } : {}) }),
+          tokens: await breaker.fire({ content, ...(signal ? { signal } : {}) }),
           source: provider,
         };
       } catch (error) {
@@ -196,7 +258,7 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
     return {
       tokens: await fallback.countMessageAsync(message, signal),
       source: fallback.encoding,
-      approximatedBy,
+      approximatedBy: withEstimates(approximatedBy, estimatedPartsFor(parts, model)),
     };
   };
 
@@ -219,4 +281,22 @@ export function createRemoteCounter(options: RemoteCounterOptions): RemoteCounte
       breaker.shutdown();
     },
   };
+}
+
+/**
+ * What of `message` a counting API is sent: its string content, or its text parts' texts without
+ * the empty ones; undefined when it has image parts, tool calls or a `tool_call_id`, which are
+ * counted locally (see {@link RemoteCounter.countMessages}).
+ */
+function remoteContent(message: CountableMessage): string | string[] | undefined {
+  if (message.tool_calls !== undefined || message.tool_call_id !== undefined) return undefined;
+  const { content } = message;
+  if (typeof content === 'string') return content;
+  if (!content) return undefined;
+  const texts: string[] = [];
+  for (const part of content) {
+    if (part.type !== 'text') return undefined;
+    if (part.text.length > 0) texts.push(part.text);
+  }
+  return texts;
 }

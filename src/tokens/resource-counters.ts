@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { contentText } from '../core/message.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import type { MemoryResource } from '../core/memory-resource.js';
 import {
@@ -8,6 +7,7 @@ import {
   createTokenCounter,
   isRemoteTokenProvider,
   localEncodingFor,
+  messageParts,
   type EncodingName,
   type TokenCounter,
 } from './counter.js';
@@ -15,6 +15,7 @@ import type { MemqMetrics } from '../metrics/metrics.js';
 import {
   createRemoteCounter,
   localApproximation,
+  localCountApproximation,
   type MessageCount,
   type ProviderBreakerOptions,
   type RemoteCounter,
@@ -135,21 +136,28 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
           onBusy: (ms) => metrics.countingThreadBusy.inc(ms / 1000),
         });
   let threadFailed = false;
-  /** `approximatedBy`: set on every count when `encoding` only approximates the model's tokenizer. */
+  /**
+   * The local counter of `encoding` for `model`. `approximatedBy`: the resource's
+   * `localApproximation`, set on every count when `encoding` only approximates the model's
+   * tokenizer; a message with estimated parts is marked by `localCountApproximation` either way.
+   */
   const localCounter = async (
     encoding: EncodingName,
+    model: string,
     approximatedBy: string | undefined,
   ): Promise<MessageCounter> => {
     const counter = await local(encoding);
     // Counts misses and framing without touching the cache, so its hit/miss figures describe
-    // message contents only (one lookup per content, one miss per uncached content).
+    // message texts only (one lookup per text, one miss per uncached text).
     const raw = await createTokenCounter(encoding);
     return {
       async countMessages(messages, signal) {
-        const texts = messages.map((m) => contentText(m.content));
+        const parts = messages.map((m) => messageParts(m));
+        // Every text of every message, flat: the cache and the thread count texts.
+        const texts = parts.flatMap((p) => p.texts);
         const probes = texts.map((text) => counter.probe(text));
-        const content = probes.map((p) => p.tokens);
-        const misses = messages.flatMap((m, i) => (content[i] === undefined ? [i] : []));
+        const counts = probes.map((p) => p.tokens);
+        const misses = texts.flatMap((_, i) => (counts[i] === undefined ? [i] : []));
         const missChars = misses.reduce((sum, i) => sum + texts[i]!.length, 0);
         let counted: number[] | undefined;
         if (thread && missChars > INLINE_COUNT_CHARS) {
@@ -171,14 +179,21 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
         for (const [n, i] of misses.entries()) {
           const text = texts[i]!;
           const tokens = counted?.[n] ?? (await raw.countTextAsync(text, signal));
-          content[i] = tokens;
+          counts[i] = tokens;
           probes[i]!.remember(tokens);
         }
-        return messages.map((m, i) => ({
-          tokens: raw.framing(m) + content[i]!,
-          source: encoding,
-          ...(approximatedBy !== undefined ? { approximatedBy } : {}),
-        }));
+        let next = 0;
+        return messages.map((m, i) => {
+          const p = parts[i]!;
+          let tokens = raw.framing(m) + p.ruleTokens;
+          for (let t = 0; t < p.texts.length; t++) tokens += counts[next++]!;
+          const mark = localCountApproximation(p, encoding, model, approximatedBy);
+          return {
+            tokens,
+            source: encoding,
+            ...(mark !== undefined ? { approximatedBy: mark } : {}),
+          };
+        });
       },
     };
   };
@@ -207,7 +222,7 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
       const { provider, model, endpoint } = resource.tokenProvider;
       const encoding = localEncodingFor(provider, model);
       if (!isRemoteTokenProvider(provider)) {
-        return localCounter(encoding, localApproximation(provider, model));
+        return localCounter(encoding, model, localApproximation(provider, model));
       }
       const apiKey = apiKeys.get(resource.id);
       if (apiKey === undefined) {
