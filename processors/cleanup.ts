@@ -67,8 +67,10 @@ export function queueJobKeys(queue: Queue): QueueJobKeys {
 /**
  * `memory-cleanup` processor, one queue for the operations that take the instance lock with
  * `clear_ttl` (and the readiness `canary`, which touches nothing): `clear` (messages and summary
- * go, the idempotency window stays), `delete` (every key family and the index entry), `write`
- * (atomic replace; the privacy policy is applied again, then a token count is enqueued), and
+ * go, the idempotency window and the session data stay), `delete` (every key family and the
+ * index entries; session data put after the delete was requested stays), `write` (atomic
+ * replace; the privacy policy is applied again, the instance's activity is recorded in the
+ * indexes, then a token count is enqueued), and
  * `maintenance` (the scheduler's sweep).
  *
  * Erasure (a delete or clear is final): a clear or delete raises the instance's erasure
@@ -129,6 +131,8 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
         await job.updateData(erased);
         return { messageCount, epoch, erased: messages.length };
       }
+      // A written instance is active: index it (the sweep and the listing read the indexes).
+      await deps.store.touchIndex(ref, Date.now());
       if (kept.length > 0) await deps.enqueueTokenCount(ref);
       return { messageCount, epoch, erased: 0 };
     },

@@ -20,6 +20,12 @@ export interface MaintenanceResult {
   readonly scanned: number;
   /** Index entries dropped because their instance expired or was deleted. */
   readonly staleDropped: number;
+  /**
+   * Entries added to a per-resource index (the instance listing's) because the instance was
+   * only in the global index: indexed before the per-resource index existed, or its touch was
+   * lost to a crash (`MaintenanceStore.indexInResource`).
+   */
+  readonly resourceIndexed: number;
   /** Instances whose counters had drifted and were repaired. */
   readonly reconciled: number;
   /** Idempotency ids pruned past the window. */
@@ -69,7 +75,8 @@ const PAGE = 200;
 /**
  * The scheduled maintenance sweep (docs/architecture.md, "Jobs"), safe to run on any replica and at any
  * time (every step is idempotent): for every index entry, drop it if its instance expired,
- * reconcile counters against the log, prune idempotency ids older than the window (keeping ids
+ * add it to its per-resource index (the instance listing's) if missing, reconcile counters
+ * against the log, prune idempotency ids older than the window (keeping ids
  * still in the log), enqueue a token count when messages are still uncounted, and enqueue a flush when the instance is over its trigger; then
  * `queue.clean` finished jobs past their retention, and reconcile the backlog ledger (the byte
  * and per-project bounds of producer backpressure). Reports progress per shard.
@@ -86,6 +93,7 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
       const result = {
         scanned: 0,
         staleDropped: 0,
+        resourceIndexed: 0,
         reconciled: 0,
         seenPruned: 0,
         flushesEnqueued: 0,
@@ -102,12 +110,14 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
           const page = await deps.maintenance.scanIndex(shard, { count: PAGE, cursor });
           cursor = page.cursor;
           result.malformed += page.malformed.length;
-          for (const { ref } of page.refs) {
+          for (const entry of page.refs) {
+            const { ref } = entry;
             result.scanned += 1;
             if (await deps.maintenance.dropStaleIndexEntry(ref)) {
               result.staleDropped += 1;
               continue;
             }
+            if (await deps.maintenance.indexInResource(entry)) result.resourceIndexed += 1;
             if ((await deps.maintenance.reconcile(ref)).changed) result.reconciled += 1;
             if (pruneBefore > 0)
               result.seenPruned += await deps.maintenance.pruneSeen(ref, pruneBefore);

@@ -39,6 +39,20 @@ export interface MemoryKeys {
    * survives the delete that removes every other family).
    */
   readonly erased: string;
+  /**
+   * ZSET, all scores 0: ids of the log's pinned messages (`PINNED_ROLES`: system, developer), so a
+   * context read finds them without reading the whole log. Complete once `meta.pins_indexed` is
+   * set (every instance created, written or cleared since the family exists; an older instance is
+   * indexed by its first context read, `context.lua`).
+   */
+  readonly pin: string;
+  /**
+   * HASH: the instance's session data, entry key -> value (at most 64 entries, keys 1..128
+   * characters, values at most 4 KiB), plus the field `''` (never an entry key) holding when the
+   * map was put, ms since epoch: a delete requested at or after that time removes it, an older
+   * one keeps it.
+   */
+  readonly data: string;
 }
 
 /** Number of index shards (`<prefix>idx:0` .. `idx:15`). */
@@ -74,6 +88,8 @@ export function memoryKeys(prefix: string, ref: MemoryRef): MemoryKeys {
     lock: `${base}lock`,
     acc: `${base}acc`,
     erased: `${base}erased`,
+    pin: `${base}pin`,
+    data: `${base}data`,
   };
 }
 
@@ -84,6 +100,17 @@ export function memoryKeys(prefix: string, ref: MemoryRef): MemoryKeys {
  */
 export function indexKey(prefix: string, ref: MemoryRef): string {
   return indexShardKey(prefix, fnv1a(memoryId(ref)) % INDEX_SHARDS);
+}
+
+/**
+ * The per-(project, resource) activity index: a ZSET of instance key -> last activity ms (the
+ * same score as the instance's entry in its global shard, {@link indexKey}), read by the
+ * instance listing. `<prefix>ridx:{<project>/<resource>}`, both parts percent-encoded as in
+ * {@link memoryId}: one hash tag, so one Cluster slot, per project and resource, and never a
+ * key of another project.
+ */
+export function resourceIndexKey(prefix: string, project: string, resource: string): string {
+  return `${prefix}ridx:{${escapePart(project)}/${escapePart(resource)}}`;
 }
 
 /** The key of index shard `shard` (0-based, < {@link INDEX_SHARDS}). */

@@ -8,17 +8,19 @@ import type { RedisConnection } from './connection.js';
  * `numberOfKeys: undefined` means a variable number of keys: the caller passes the count first.
  */
 export const SCRIPTS = {
-  memqAppend: { file: 'append.lua', numberOfKeys: 8 },
+  memqAppend: { file: 'append.lua', numberOfKeys: 10 },
   memqCommitTokens: { file: 'commit-tokens.lua', numberOfKeys: 4 },
   memqUncounted: { file: 'uncounted.lua', numberOfKeys: 3 },
   memqRead: { file: 'read.lua', numberOfKeys: 5 },
-  memqApplyFlush: { file: 'apply-flush.lua', numberOfKeys: 7 },
-  memqWrite: { file: 'write.lua', numberOfKeys: 8 },
-  memqClear: { file: 'clear.lua', numberOfKeys: 7 },
-  memqDelete: { file: 'delete.lua', numberOfKeys: 8 },
-  memqInspect: { file: 'inspect.lua', numberOfKeys: 6 },
+  memqApplyFlush: { file: 'apply-flush.lua', numberOfKeys: 9 },
+  memqWrite: { file: 'write.lua', numberOfKeys: 10 },
+  memqClear: { file: 'clear.lua', numberOfKeys: 8 },
+  memqDelete: { file: 'delete.lua', numberOfKeys: 10 },
+  memqInspect: { file: 'inspect.lua', numberOfKeys: 7 },
   memqReconcile: { file: 'reconcile.lua', numberOfKeys: 5 },
   memqPruneSeen: { file: 'prune-seen.lua', numberOfKeys: 3 },
+  memqPutData: { file: 'put-data.lua', numberOfKeys: 9 },
+  memqContext: { file: 'context.lua', numberOfKeys: 5 },
   memqScrubJobs: { file: 'scrub-jobs.lua', numberOfKeys: undefined },
 } as const;
 

@@ -7,6 +7,7 @@ import {
   memoryId,
   memoryKeys,
   parseMemoryId,
+  resourceIndexKey,
   type MemoryRef,
 } from '../redis/keys.js';
 import { withScripts } from '../redis/scripts.js';
@@ -123,19 +124,30 @@ export interface MaintenanceStore {
    */
   scanIndex(shard: number, options: ScanIndexOptions): Promise<IndexPage>;
   /**
-   * Removes `ref`'s index entry if the instance expired (neither `meta` nor `ord` exists).
-   * Returns true when it removed the entry, false when the instance is alive or had no entry.
+   * Removes `ref`'s index entries, in its global shard and in its per-resource index
+   * (`resourceIndexKey`), if the instance expired (none of `meta`, `ord` and `data` exists).
+   * Returns true when it removed the global entry, false when the instance is alive or had no
+   * global entry.
    *
-   * The index shard is in another cluster slot than the instance, so this cannot be one script.
-   * Race: an append may recreate the instance between the existence check and the ZREM, and its
-   * `touchIndex` may land before the ZREM (which would then remove a live entry). Handling:
-   * after removing, existence is checked again; if the instance is back the entry is restored
-   * with `ZADD GT` at max(old score, `meta.updated_at`), so a newer `touchIndex` score wins. An
-   * append after the second check re-adds the entry through its own `touchIndex`. The worst
-   * case, a crash between ZREM and the restore, leaves a live instance unindexed until its next
-   * append; its keys still expire by TTL.
+   * The indexes are in other cluster slots than the instance, so this cannot be one script.
+   * Race: an append or a session-data put may recreate the instance between the existence check
+   * and the ZREMs, and its `touchIndex` may land before them (which would then remove live
+   * entries). Handling: after removing (per-resource entry first, so a crash leaves the global
+   * entry, which the next sweep sees), existence is checked again; if the instance is back both
+   * entries are restored with `ZADD GT` at max(old score, `meta.updated_at`), so a newer
+   * `touchIndex` score wins. An append after the second check re-adds the entries through its
+   * own `touchIndex`. The worst case, a crash between ZREM and the restore, leaves a live
+   * instance unindexed until its next append; its keys still expire by TTL.
    */
   dropStaleIndexEntry(ref: MemoryRef): Promise<boolean>;
+  /**
+   * Adds `entry` to its per-resource index (`resourceIndexKey`) with `ZADD GT`: added when
+   * missing, raised to `lastActivityMs` when older, never lowered. The sweep calls it for every
+   * live entry of the global index, so instances indexed before the per-resource index existed
+   * (or whose per-resource touch was lost to a crash) are listed after one sweep; idempotent.
+   * Returns true when the entry was missing and is now added.
+   */
+  indexInResource(entry: IndexEntry): Promise<boolean>;
   /**
    * Recomputes `message_count`, `token_count`, `estimated_tokens`, `approximate_tokens` and
    * `approximated_by` from the log and removes `tok`/`unc`/`msg` entries whose id is not in the
@@ -255,17 +267,26 @@ export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceS
     async dropStaleIndexEntry(ref) {
       const k = keysOf(ref);
       const idx = indexKey(deps.keyPrefix, ref);
+      const ridx = resourceIndexKey(deps.keyPrefix, ref.project, ref.resource);
       const mid = memoryId(ref);
       const score = await redis.zscore(idx, mid);
       if (score === null) return false;
-      if ((await redis.exists(k.meta, k.ord)) > 0) return false;
+      if ((await redis.exists(k.meta, k.ord, k.data)) > 0) return false;
+      const resourceScore = await redis.zscore(ridx, ref.key);
+      await redis.zrem(ridx, ref.key);
       if ((await redis.zrem(idx, mid)) === 0) return false;
       // Second check: see the race in the interface's TSDoc.
-      if ((await redis.exists(k.meta, k.ord)) === 0) return true;
-      const updatedAt = await redis.hget(k.meta, 'updated_at');
-      const restored = Math.max(Number(score), Number(updatedAt ?? 0));
-      await redis.zadd(idx, 'GT', restored, mid);
+      if ((await redis.exists(k.meta, k.ord, k.data)) === 0) return true;
+      const updatedAt = Number((await redis.hget(k.meta, 'updated_at')) ?? 0);
+      await redis.zadd(idx, 'GT', Math.max(Number(score), updatedAt), mid);
+      const restored = Math.max(Number(score), Number(resourceScore ?? 0), updatedAt);
+      await redis.zadd(ridx, 'GT', restored, ref.key);
       return false;
+    },
+
+    async indexInResource({ ref, lastActivityMs }) {
+      const ridx = resourceIndexKey(deps.keyPrefix, ref.project, ref.resource);
+      return (await redis.zadd(ridx, 'GT', lastActivityMs, ref.key)) === 1;
     },
 
     async reconcile(ref) {

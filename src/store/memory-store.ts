@@ -1,9 +1,21 @@
 import type { RedisConnection } from '../redis/connection.js';
 import { LockLostError, PayloadError } from '../core/errors.js';
-import { SummarySchema, type Message, type Summary } from '../core/message.js';
+import {
+  MESSAGE_ID_PATTERN,
+  PINNED_ROLES,
+  SummarySchema,
+  type Message,
+  type Summary,
+} from '../core/message.js';
 import { estimateTokens } from '../tokens/counter.js';
-import { indexKey, memoryId, memoryKeys, type MemoryRef } from '../redis/keys.js';
+import { indexKey, memoryId, memoryKeys, resourceIndexKey, type MemoryRef } from '../redis/keys.js';
 import { withScripts } from '../redis/scripts.js';
+import { listInstances, type InstanceList, type ListInstancesOptions } from './instance-list.js';
+import { sessionDataEntries } from './session-data.js';
+
+export type { InstanceList, InstanceSummary, ListInstancesOptions } from './instance-list.js';
+export { MAX_LIST_LIMIT } from './instance-list.js';
+export { MAX_DATA_ENTRIES, MAX_DATA_KEY_CHARS, MAX_DATA_VALUE_BYTES } from './session-data.js';
 
 /** Outcome of {@link MemoryStore.append}. */
 export interface AppendResult {
@@ -246,7 +258,10 @@ export interface FlushCommitResult {
 
 /** Counters and health of one instance ({@link MemoryStore.stats}). */
 export interface MemoryStats {
-  /** False when no key of the instance exists. */
+  /**
+   * False when no key of the instance exists: no log, no `meta` and no session data (an instance
+   * holding only session data exists, with 0 messages).
+   */
   readonly exists: boolean;
   /** Messages in the log (`ZCARD ord`). */
   readonly messageCount: number;
@@ -277,6 +292,8 @@ export interface MemoryStats {
   readonly approximateMessagesBy: Readonly<Record<string, number>>;
   /** Set when the summary's tokens are an approximation: how it was approximated. */
   readonly summaryApproximatedBy: string | undefined;
+  /** Entries of the instance's session data ({@link MemoryStore.putData}); 0 without any. */
+  readonly dataEntries: number;
   /** Tokens of the summary (0 without one). */
   readonly summaryTokens: number;
   /** Accounting since the last write/clear: accepted == present + folded + evicted. */
@@ -321,6 +338,64 @@ export interface MemoryStats {
 
 /** The largest page {@link MemoryStore.read} returns (Lua `unpack` limits and reply size). */
 export const MAX_PAGE_SIZE = 1000;
+
+/** Which page {@link MemoryStore.readNewest} returns. */
+export interface NewestPageRequest {
+  /**
+   * Only messages with an id below this one (a ULID): the oldest id of the previous page.
+   * Absent: from the newest message.
+   */
+  readonly beforeId?: string;
+  /** Messages, 1..{@link MAX_PAGE_SIZE}. */
+  readonly limit: number;
+  /**
+   * Also return every pinned message and the summary and counters ({@link NewestPage.first}),
+   * for the first page of a read. Default false.
+   */
+  readonly withPinned?: boolean;
+}
+
+/** What the first page of a newest-first read adds ({@link NewestPageRequest.withPinned}). */
+export interface NewestPageFirst {
+  /**
+   * Every pinned message of the log (`PINNED_ROLES`: system, developer), in id order, with its
+   * count; those in this page's range are also in {@link NewestPage.messages}.
+   */
+  readonly pinned: readonly StoredMessage[];
+  /** The rolling summary, if a flush has folded messages into one. */
+  readonly summary: Summary | undefined;
+  /** Set when the summary's `tokens` is an approximation: how it was approximated. */
+  readonly summaryApproximatedBy: string | undefined;
+  /** `token_count`: committed tokens of counted messages plus the summary's. */
+  readonly tokenCount: number;
+  /** `estimated_tokens`: the append-time estimates of the messages not counted yet. */
+  readonly estimatedTokens: number;
+  /** `summary_tokens`: tokens of the summary (0 without one). */
+  readonly summaryTokens: number;
+}
+
+/** One page of {@link MemoryStore.readNewest}, a consistent snapshot. */
+export interface NewestPage {
+  /** Up to `limit` messages, the newest below `beforeId`, in id (= log) order. */
+  readonly messages: readonly StoredMessage[];
+  /** True when the log holds messages older than this page. */
+  readonly hasOlder: boolean;
+  /**
+   * The oldest id of the page's range (pass it as the next page's `beforeId`), also when its
+   * body is gone; undefined for an empty page.
+   */
+  readonly oldestId: string | undefined;
+  /** The newest id of the page's range; undefined for an empty page. */
+  readonly newestId: string | undefined;
+  /** Messages in the log (`ZCARD ord`). */
+  readonly total: number;
+  /** The instance's epoch (+1 on every flush, write and clear); undefined without `meta`. */
+  readonly epoch: number | undefined;
+  /** `meta.created_at`, ms since epoch; undefined without `meta`. */
+  readonly createdAt: number | undefined;
+  /** Only with {@link NewestPageRequest.withPinned}. */
+  readonly first?: NewestPageFirst;
+}
 
 /**
  * Redis-backed memory store. Every write is one Lua script on keys sharing the instance's hash
@@ -433,8 +508,55 @@ export interface MemoryStore {
    * empty, and consistent counters).
    */
   health(ref: MemoryRef): Promise<MemoryStats & { healthy: boolean }>;
-  /** Records activity in the maintenance index (outside the script: it is another slot). */
+  /**
+   * Records activity in the maintenance index and in the per-resource index that
+   * {@link MemoryStore.listInstances} reads (outside the scripts: each is another slot), global
+   * shard first, so a crash between the two leaves nothing the sweep cannot see.
+   */
   touchIndex(ref: MemoryRef, atMs: number): Promise<void>;
+  /**
+   * One page of the instances of `project`'s `resource`, newest activity first, with each one's
+   * messages and tokens (src/store/instance-list.ts, `listInstances`, for the order, the cursor
+   * and the skipping of expired instances).
+   * @throws PayloadError naming `project`, `resource`, `limit` (an integer in 1..100) or
+   *   `cursor` (not a `nextCursor` of this listing).
+   */
+  listInstances(
+    project: string,
+    resource: string,
+    options: ListInstancesOptions,
+  ): Promise<InstanceList>;
+  /**
+   * The instance's session data, entry key -> value; `{}` when there is none. One HGETALL.
+   */
+  getData(ref: MemoryRef): Promise<Record<string, string>>;
+  /**
+   * Replaces the instance's session data with `entries` (values already redacted by the caller);
+   * an empty map deletes it. The map takes `ttlSeconds` (0 = never expires), capped at the end of
+   * the instance's lifetime (`meta.expires_at`, {@link Lifetime}), and slides with the log on
+   * every append, write and flush. The put time (the store's clock) is kept with it: a delete
+   * requested at or after it removes the map, an older delete still queued keeps it. A clear
+   * keeps it (it is not conversation). A non-empty put records activity in both indexes
+   * ({@link MemoryStore.touchIndex}), so an instance holding only session data is listed (0
+   * messages). One script (`put-data.lua`).
+   * @throws PayloadError, before any write, for more than 64 entries, a key outside 1..128
+   *   characters, a value that is not a string or is over 4096 UTF-8 bytes
+   *   (src/store/session-data.ts), or a `ttlSeconds` that is not an integer >= 0.
+   */
+  putData(
+    ref: MemoryRef,
+    entries: Readonly<Record<string, string>>,
+    ttlSeconds: number,
+  ): Promise<void>;
+  /**
+   * One page of the log from its newest end (keyset on the id: stable while appends and flushes
+   * commit between pages), with, on the first page, every pinned message, the summary and the
+   * counters. The first page of an instance stored before pinned messages were indexed indexes
+   * them, once (`context.lua`). A missing instance reads as empty. For src/store/context-read.ts.
+   * @throws PayloadError for a `beforeId` that is not a ULID or a `limit` outside
+   *   1..{@link MAX_PAGE_SIZE}.
+   */
+  readNewest(ref: MemoryRef, page: NewestPageRequest): Promise<NewestPage>;
 }
 
 /** Dependencies of {@link createMemoryStore}. */
@@ -474,7 +596,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         expiration,
       ];
       for (const message of messages) {
-        args.push(message.id, JSON.stringify(message), estimateTokens(message));
+        args.push(message.id, JSON.stringify(message), estimateTokens(message), pinnedArg(message));
       }
       const [added, duplicates, needsTokenCount, messageCount, erased] = (await redis.memqAppend(
         k.ord,
@@ -485,6 +607,8 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.tok,
         k.acc,
         k.erased,
+        k.pin,
+        k.data,
         ...args,
       )) as [number, number, number, number, number];
       return { added, duplicates, needsTokenCount: needsTokenCount === 1, messageCount, erased };
@@ -644,6 +768,8 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.meta,
         k.lock,
         k.acc,
+        k.pin,
+        k.data,
         commit.lockToken,
         commit.epoch,
         ttlSeconds,
@@ -696,7 +822,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       }
       const args: (string | number)[] = [ttlSeconds, now(), enqueuedAt, expiration];
       for (const message of sorted)
-        args.push(message.id, JSON.stringify(message), estimateTokens(message));
+        args.push(message.id, JSON.stringify(message), estimateTokens(message), pinnedArg(message));
       const [messageCount, epoch, refused] = (await redis.memqWrite(
         k.ord,
         k.msg,
@@ -706,6 +832,8 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.seen,
         k.acc,
         k.erased,
+        k.pin,
+        k.data,
         ...args,
       )) as [number, number, number];
       return { messageCount, epoch, refused: refused === 1 };
@@ -724,6 +852,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.meta,
         k.acc,
         k.erased,
+        k.pin,
         clock,
         requestedAt,
         ERASURE_TOMBSTONE_TTL_SECONDS,
@@ -735,7 +864,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const requested = optionalTime('delete: requestedAtMs', options.requestedAtMs);
       const requestedAt = requested === '' ? now() : requested;
       const k = keysOf(ref);
-      const [removed, erasedAtMs] = (await redis.memqDelete(
+      const [removed, erasedAtMs, dataKept] = (await redis.memqDelete(
         k.ord,
         k.msg,
         k.tok,
@@ -744,10 +873,17 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.seen,
         k.acc,
         k.erased,
+        k.pin,
+        k.data,
         requestedAt,
         ERASURE_TOMBSTONE_TTL_SECONDS,
-      )) as [number, number];
-      await redis.zrem(indexKey(deps.keyPrefix, ref), memoryId(ref));
+      )) as [number, number, number];
+      if (dataKept === 0) {
+        // Per-resource entry first: a crash between the two leaves the global entry, which the
+        // sweep drops, never a per-resource entry the sweep cannot see.
+        await redis.zrem(resourceIndexKey(deps.keyPrefix, ref.project, ref.resource), ref.key);
+        await redis.zrem(indexKey(deps.keyPrefix, ref), memoryId(ref));
+      }
       return { removed, erasedAtMs };
     },
 
@@ -763,6 +899,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         tokSum,
         approximateSum,
         approximatedFlat,
+        dataFields,
       ] = (await redis.memqInspect(
         k.ord,
         k.msg,
@@ -770,6 +907,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.lock,
         k.unc,
         k.tok,
+        k.data,
         options.deep ? '1' : '0',
       )) as [
         number,
@@ -781,6 +919,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         number,
         number,
         (string | number)[],
+        number,
       ];
       const meta = toRecord(metaFlat);
       const num = (field: string) => Number(meta[field] ?? 0);
@@ -789,7 +928,9 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       const roles: Record<string, number> = {};
       for (let i = 0; i + 1 < roleFlat.length; i += 2)
         roles[String(roleFlat[i])] = Number(roleFlat[i + 1]);
-      const exists = ttl !== -2 || ordCount > 0;
+      // The session data holds its entries plus the put-time field ''.
+      const dataEntries = Math.max(0, dataFields - 1);
+      const exists = ttl !== -2 || ordCount > 0 || dataFields > 0;
       const approximation = approximationOfMeta(meta);
       const recount: Record<string, number> = {};
       for (let i = 0; i + 1 < approximatedFlat.length; i += 2)
@@ -812,6 +953,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         approximatedBy: approximation.names,
         approximateMessagesBy: approximation.by,
         summaryApproximatedBy: meta.summary_approximated_by,
+        dataEntries,
         summaryTokens: num('summary_tokens'),
         acceptedCount: num('accepted_count'),
         foldedCount: num('folded_count'),
@@ -846,8 +988,155 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
 
     async touchIndex(ref, atMs) {
       await redis.zadd(indexKey(deps.keyPrefix, ref), String(atMs), memoryId(ref));
+      await redis.zadd(
+        resourceIndexKey(deps.keyPrefix, ref.project, ref.resource),
+        String(atMs),
+        ref.key,
+      );
+    },
+
+    listInstances(project, resource, options) {
+      return listInstances(
+        { redis, keyPrefix: deps.keyPrefix, stats: (ref) => this.stats(ref) },
+        project,
+        resource,
+        options,
+      );
+    },
+
+    async getData(ref) {
+      const flat = await redis.hgetall(keysOf(ref).data);
+      // fromEntries defines own properties: a `__proto__` entry stays an entry.
+      return Object.fromEntries(Object.entries(flat).filter(([key]) => key !== ''));
+    },
+
+    async putData(ref, entries, ttlSeconds) {
+      const pairs = sessionDataEntries(entries);
+      requireTtl(ttlSeconds);
+      const k = keysOf(ref);
+      const putAt = now();
+      await redis.memqPutData(
+        k.data,
+        k.meta,
+        k.ord,
+        k.msg,
+        k.unc,
+        k.seen,
+        k.tok,
+        k.acc,
+        k.pin,
+        ttlSeconds,
+        putAt,
+        ...pairs.flat(),
+      );
+      if (pairs.length > 0) await this.touchIndex(ref, putAt);
+    },
+
+    async readNewest(ref, page) {
+      const { beforeId, limit } = page;
+      if (beforeId !== undefined && !MESSAGE_ID_PATTERN.test(beforeId)) {
+        throw new PayloadError(
+          `readNewest: beforeId: expected a ULID (26 Crockford base32 characters), got ${JSON.stringify(beforeId)}`,
+        );
+      }
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
+        throw new PayloadError(
+          `readNewest: limit: expected an integer in 1..${MAX_PAGE_SIZE}, got ${limit}`,
+        );
+      }
+      const k = keysOf(ref);
+      const [
+        total,
+        ids,
+        bodies,
+        counts,
+        marks,
+        older,
+        epoch,
+        createdAt,
+        metaFlat,
+        pinIds,
+        pinBodies,
+        pinCounts,
+        pinMarks,
+      ] = (await redis.memqContext(
+        k.ord,
+        k.msg,
+        k.tok,
+        k.meta,
+        k.pin,
+        beforeId ?? '',
+        limit,
+        page.withPinned ? '1' : '0',
+      )) as [
+        number,
+        string[],
+        (string | null)[],
+        (string | null)[],
+        (string | null)[],
+        number,
+        string | null,
+        string | null,
+        string[],
+        string[],
+        (string | null)[],
+        (string | null)[],
+        (string | null)[],
+      ];
+      const result = {
+        messages: storedMessages(ids, bodies, counts, marks),
+        hasOlder: older === 1,
+        oldestId: ids[0],
+        newestId: ids.at(-1),
+        total,
+        epoch: epoch == null ? undefined : Number(epoch),
+        createdAt: createdAt == null ? undefined : Number(createdAt),
+      };
+      if (!page.withPinned) return result;
+      const meta = toRecord(metaFlat);
+      return {
+        ...result,
+        first: {
+          pinned: storedMessages(pinIds, pinBodies, pinCounts, pinMarks),
+          summary: meta.summary ? (JSON.parse(meta.summary) as Summary) : undefined,
+          summaryApproximatedBy: meta.summary_approximated_by,
+          tokenCount: Number(meta.token_count ?? 0),
+          estimatedTokens: Number(meta.estimated_tokens ?? 0),
+          summaryTokens: Number(meta.summary_tokens ?? 0),
+        },
+      };
     },
   };
+}
+
+/** The pinned flag of a message as the append and write scripts take it. */
+function pinnedArg(message: Message): '1' | '0' {
+  return PINNED_ROLES.has(message.role) ? '1' : '0';
+}
+
+/**
+ * Messages of a script reply: parallel lists of ids, bodies (null = gone: skipped), counts
+ * (null = uncounted) and approximation marks (null = none; the list may be empty).
+ */
+function storedMessages(
+  ids: readonly string[],
+  bodies: readonly (string | null)[],
+  counts: readonly (string | null)[],
+  marks: readonly (string | null)[],
+): StoredMessage[] {
+  const messages: StoredMessage[] = [];
+  ids.forEach((_, i) => {
+    const body = bodies[i];
+    if (body == null) return;
+    const count = counts[i];
+    const mark = count == null ? undefined : marks[i];
+    messages.push({
+      message: JSON.parse(body) as Message,
+      tokens: count == null ? undefined : Number(count),
+      ...(mark ? { approximatedBy: mark } : {}),
+    });
+  });
+  return messages;
 }
 
 function requireTtl(ttlSeconds: number): void {

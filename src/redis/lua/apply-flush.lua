@@ -1,5 +1,6 @@
 -- apply-flush.lua: commit a flush plan, fenced by the lock token and the epoch.
--- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 lock, 7 acc
+-- KEYS: 1 ord, 2 msg, 3 tok, 4 unc, 5 meta, 6 lock, 7 acc, 8 pin (ids of pinned messages),
+--       9 data (session data: TTL slid only)
 -- ARGV: 1 lock token, 2 expected epoch, 3 ttlSeconds (0 = never expires), 4 nowMs,
 --       5 summary JSON ('' = keep the current summary), 6 summary tokens,
 --       7 new watermark id ('' = keep), 8 number of folded ids F,
@@ -7,7 +8,7 @@
 --       summary), then F folded ids (must be <= the new watermark), then evicted ids.
 -- Effects: removes exactly the planned ids still in the log (their counts or estimates leave
 -- the counters; an approximate count, marked `tok['~' .. id]`, also leaves approximate_tokens
--- and approximated_by), replaces the summary (its tokens replace the old summary's in
+-- and approximated_by; a pinned id also leaves `pin`, though no strategy plans one), replaces the summary (its tokens replace the old summary's in
 -- token_count; summary_approximated_by is set or removed with it), raises the watermark,
 -- counts folded/evicted, epoch + 1, slides the TTL (capped at `meta.expires_at`, the end of
 -- the instance's lifetime, when it has one: see append.lua).
@@ -52,6 +53,7 @@ for i = FIRST, #ARGV do
   if redis.call('ZREM', ord, id) == 1 then
     redis.call('HDEL', msg, id)
     redis.call('HDEL', acc, id)
+    redis.call('ZREM', KEYS[8], id)
     local count = redis.call('HGET', tok, id)
     if count then
       counted = counted + tonumber(count)
@@ -112,7 +114,7 @@ local newEpoch = redis.call('HINCRBY', meta, 'epoch', 1)
 redis.call('HSET', meta, 'last_flush_at', now, 'updated_at', now)
 
 local deadline = tonumber(redis.call('HGET', meta, 'expires_at') or '')
-for _, key in ipairs({ ord, msg, tok, unc, meta }) do
+for _, key in ipairs({ ord, msg, tok, unc, meta, KEYS[8], KEYS[9] }) do
   if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
   if deadline then redis.call('PEXPIREAT', key, deadline, 'LT') end
 end

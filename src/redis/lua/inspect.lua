@@ -1,11 +1,12 @@
 -- inspect.lua: read-only snapshot for stats and health.
--- KEYS: 1 ord, 2 msg, 3 meta, 4 lock, 5 unc, 6 tok
+-- KEYS: 1 ord, 2 msg, 3 meta, 4 lock, 5 unc, 6 tok, 7 data (session data)
 -- ARGV: 1 '1' for a deep check: role counts and a recount of `tok` (O(messages)); '0' skips
 -- `tok` holds id -> token count and, for an approximate count, '~' .. id -> approximation.
 -- Returns { ZCARD ord, flat meta HGETALL, TTL of meta (s; -1 none, -2 missing), lock held (0/1),
 --           ZCARD unc, flat role counts, sum of the counts (-1 when not deep),
 --           sum of the approximate counts (-1 when not deep),
---           flat approximation -> messages of the approximate counts (empty when not deep) }
+--           flat approximation -> messages of the approximate counts (empty when not deep),
+--           HLEN data (the entries plus the put-time field '', 0 without session data) }
 -- A mark counts only with its count (a mark without one is an orphan reconcile removes).
 local ord, msg, meta, lock, unc, tok = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local roles = {}
@@ -55,4 +56,5 @@ return {
   tokSum,
   approximateSum,
   approximated,
+  redis.call('HLEN', KEYS[7]),
 }
