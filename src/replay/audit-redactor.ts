@@ -15,6 +15,10 @@
  *   action's text: `redact` the redaction string; `mask` `*` for every character but the last 4
  *   (all of them for 8 or fewer); `hash` `pii_` + the first 16 hex digits of HMAC-SHA256(key,
  *   match), an existing pseudonym left alone; `drop` drops the whole message.
+ * - What of a message goes through the policy is restated in {@link expectStored} from the
+ *   documented rules of `applyPrivacy` and `applyInputPrivacy` (docs/decisions.md, "Privacy"):
+ *   the schema's own names and values stay, tool-call arguments are redacted as JSON leaves,
+ *   tool-call ids stay distinct per append, per-message `privacy` instructions apply first.
  */
 import { createHmac } from 'node:crypto';
 import { AppError } from '../core/errors.js';
@@ -421,15 +425,32 @@ export interface AuditRedactor {
 }
 
 /**
- * Compiles `policy` for {@link redactText}.
+ * The redaction string of a resource without a privacy policy, which a message's
+ * `privacy.redact_fields` still uses: the documented default of
+ * `privacy_policy.default_redaction_string` (docs/configuration.md).
+ */
+export const AUDIT_DEFAULT_REDACTION = '[REDACTED]';
+
+/**
+ * Compiles `policy` for {@link redactText} and {@link expectStored}. Without a policy
+ * (`undefined`): no rule, nothing dropped, and a replacement of {@link AUDIT_DEFAULT_REDACTION}
+ * (what `privacy.redact_fields` gives then).
  * @param env Where the `hash` key is read.
  * @throws AuditPolicyError for a pattern {@link translateRe2} refuses, an unknown detector or
  *   action, action `hash` without a key in `env`, or action `hash` with `privacy_scope: session`.
  */
 export function compileAuditPolicy(
-  policy: AuditPolicy,
+  policy: AuditPolicy | undefined,
   env: Readonly<Record<string, string | undefined>>,
 ): AuditRedactor {
+  if (policy === undefined) {
+    return {
+      rules: [],
+      drops: false,
+      nonPersistable: new Set(),
+      replacement: () => AUDIT_DEFAULT_REDACTION,
+    };
+  }
   const rules: AuditRule[] = policy.redactPatterns.map((pattern, i) => {
     const name = `redact_patterns[${i}]`;
     return { name, regex: new RegExp(translateRe2(pattern, `privacy_policy.${name}`), 'gu') };
@@ -550,4 +571,275 @@ export function redactText(
     pos = end > start ? end : end + codePointWidth(text, end);
   }
   return { text: matches > 0 ? out + text.slice(last) : text, matches };
+}
+
+/** A message as a producer submits it (message.ts `MessageInputSchema`), as the audit reads it. */
+export interface AuditSubmittedMessage {
+  /** ULID, when the producer was given one. */
+  readonly id?: string | undefined;
+  /** ISO-8601 time, when given. */
+  readonly created_at?: string | undefined;
+  /** The role. */
+  readonly role: string;
+  /** A string, a list of `text` / `image_url` parts, or null. */
+  readonly content?: unknown;
+  /** Participant name. */
+  readonly name?: string | undefined;
+  /** Tool calls of an assistant message. */
+  readonly tool_calls?:
+    | ReadonlyArray<{
+        readonly id: string;
+        readonly type: string;
+        readonly function: { readonly name: string; readonly arguments: string };
+      }>
+    | undefined;
+  /** The call a tool message answers. */
+  readonly tool_call_id?: string | undefined;
+  /** Flat metadata (JSON scalars). */
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined;
+  /** Per-message privacy instructions (never stored). */
+  readonly privacy?:
+    { readonly do_not_persist?: boolean; readonly redact_fields?: readonly string[] } | undefined;
+}
+
+/** An ISO-8601 date-time with at most millisecond precision. */
+const MILLISECOND_TIME =
+  /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,3})?(?:Z|[+-][0-9]{2}:[0-9]{2})$/;
+
+/** What {@link expectStored} expects of one submitted message. */
+export interface AuditExpectation {
+  /** The message as memq should store it (`privacy` never), or undefined when not at all. */
+  readonly stored: Record<string, unknown> | undefined;
+  /** Why it is not stored: a non-persistable role, `privacy.do_not_persist`, or a match under `drop`. */
+  readonly skipped?: 'non_persistable' | 'do_not_persist' | 'drop';
+  /** Matches replaced (0 when skipped before the policy read it). */
+  readonly matches: number;
+}
+
+/**
+ * One JSON token (RFC 8259): whitespace, a string, a number, a literal or a structural
+ * character. Sticky: read from `lastIndex`, one token after another.
+ */
+const JSON_TOKEN =
+  /[ \t\n\r]+|"[^"\\]*(?:\\.[^"\\]*)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|[{}[\],:]/y;
+
+/**
+ * Keys of one object, in order, as written out: each final key with whether the policy changed
+ * it. A key that would equal an earlier one gets `#2`, `#3`...: always in metadata (a JavaScript
+ * object has no equal keys), and in JSON text only when the policy made the clash (two keys the
+ * caller wrote equal stay as written).
+ */
+function distinctKey(
+  taken: Map<string, boolean>,
+  original: string,
+  redacted: string,
+  json: boolean,
+): string {
+  const changed = redacted !== original;
+  const clashes = (key: string) => taken.has(key) && (!json || changed || taken.get(key) === true);
+  let key = redacted;
+  if (clashes(key)) {
+    let n = 2;
+    do key = `${redacted}#${n++}`;
+    while (taken.has(key));
+  }
+  taken.set(key, key !== original);
+  return key;
+}
+
+/**
+ * The audit's reading of tool-call `arguments`: when the text is JSON, each string token
+ * (decoded; keys too) and each number token (its text as written) is redacted; a changed one is
+ * written as a JSON string (`JSON.stringify`), everything else stays as written. Otherwise the
+ * whole text is redacted as text.
+ */
+function auditJsonText(text: string, redact: (text: string) => string): string {
+  try {
+    JSON.parse(text);
+  } catch {
+    return redact(text);
+  }
+  const tokens: string[] = [];
+  JSON_TOKEN.lastIndex = 0;
+  while (JSON_TOKEN.lastIndex < text.length) {
+    const at = JSON_TOKEN.lastIndex;
+    const match = JSON_TOKEN.exec(text);
+    if (match === null) {
+      throw new AuditPolicyError(
+        `memq audit: tool-call arguments: cannot read the JSON at character ${at}`,
+        { at },
+      );
+    }
+    tokens.push(match[0]);
+  }
+  const objects: Array<Map<string, boolean> | undefined> = [];
+  const out = tokens.map((token, i) => {
+    const first = token[0]!;
+    if (first === '{') objects.push(new Map());
+    else if (first === '[') objects.push(undefined);
+    else if (first === '}' || first === ']') objects.pop();
+    else if (first === '"') {
+      const decoded = JSON.parse(token) as string;
+      let redacted = redact(decoded);
+      let next = i + 1;
+      while (next < tokens.length && /^[ \t\n\r]/.test(tokens[next]!)) next += 1;
+      const keys = objects[objects.length - 1];
+      if (tokens[next] === ':' && keys) redacted = distinctKey(keys, decoded, redacted, true);
+      return redacted === decoded ? token : JSON.stringify(redacted);
+    } else if (first === '-' || (first >= '0' && first <= '9')) {
+      const redacted = redact(token);
+      return redacted === token ? token : JSON.stringify(redacted);
+    }
+    return token;
+  });
+  return out.join('');
+}
+
+/**
+ * What memq should store of each message of one append (or write), in order, restated from the
+ * documented rules (docs/decisions.md, "Privacy"; `applyInputPrivacy` and `applyPrivacy`), not
+ * from their code:
+ * - a message marked `privacy.do_not_persist`, or whose role the policy does not persist, is not
+ *   stored (and the policy never reads it);
+ * - each metadata field named in `privacy.redact_fields` becomes the replacement of its whole
+ *   value's text (a string), whatever the rules say (not a match, so `drop` does not drop for
+ *   it), and then goes through the rules like any value;
+ * - `id`, `role`, `created_at` (with at most 3 fractional digits; a longer one is text), every
+ *   field name, a part's `type` and an image's `detail`, and a tool call's `type` are stored as
+ *   sent (the schema fixes them);
+ * - `content` (a string, or each text part's `text` and image part's `url`), `name`, a tool
+ *   call's function `name`, metadata keys and string values are redacted as text; a metadata
+ *   number whose text changes becomes that text; metadata keys that end up equal get `#2`,
+ *   `#3`... in order;
+ * - a tool call's `arguments` are read as JSON ({@link auditJsonText});
+ * - tool-call ids (`tool_calls[].id`, `tool_call_id`) are redacted as text, then kept apart
+ *   across the batch: an id the rules leave unchanged keeps its text; any other id, at its first
+ *   appearance (messages in order, calls in order), gets its redacted text, or that text + `#2`,
+ *   `#3`... when an earlier id already holds it; every later appearance gets the same text;
+ * - under `drop`, a message with any match is not stored (its ids were still given out).
+ * Messages are assumed valid (`MessageInputSchema`): the audit's source is validated.
+ */
+export function expectStored(
+  redactor: AuditRedactor,
+  messages: readonly AuditSubmittedMessage[],
+): AuditExpectation[] {
+  let matches = 0;
+  const redact = (text: string): string => {
+    const result = redactText(redactor, text);
+    matches += result.matches;
+    return result.text;
+  };
+  const persisted = (m: AuditSubmittedMessage) =>
+    m.privacy?.do_not_persist !== true && !redactor.nonPersistable.has(m.role);
+  const idsOf = (m: AuditSubmittedMessage) => [
+    ...(m.tool_calls ?? []).map((call) => call.id),
+    ...(m.tool_call_id !== undefined ? [m.tool_call_id] : []),
+  ];
+  /** Id -> text given; text -> id holding it. */
+  const given = new Map<string, string>();
+  const holders = new Map<string, string>();
+  for (const message of messages.filter(persisted)) {
+    for (const id of idsOf(message)) {
+      if (redactText(redactor, id).matches === 0 && !holders.has(id)) {
+        given.set(id, id);
+        holders.set(id, id);
+      }
+    }
+  }
+  const toolCallId = (id: string): string => {
+    const redacted = redact(id);
+    const known = given.get(id);
+    if (known !== undefined) return known;
+    let text = redacted;
+    for (let n = 2; holders.has(text); n++) text = `${redacted}#${n}`;
+    given.set(id, text);
+    holders.set(text, id);
+    return text;
+  };
+  const metadataValue = (value: unknown): unknown => {
+    if (typeof value === 'string') return redact(value);
+    if (typeof value === 'number') {
+      const redacted = redact(String(value));
+      return redacted === String(value) ? value : redacted;
+    }
+    return value;
+  };
+  const part = (p: Record<string, unknown>): Record<string, unknown> => {
+    if (p.type === 'text') return { ...p, text: redact(p.text as string) };
+    const image = p.image_url as Record<string, unknown>;
+    return { ...p, image_url: { ...image, url: redact(image.url as string) } };
+  };
+  return messages.map((message): AuditExpectation => {
+    if (message.privacy?.do_not_persist === true) {
+      return { stored: undefined, skipped: 'do_not_persist', matches: 0 };
+    }
+    if (redactor.nonPersistable.has(message.role)) {
+      return { stored: undefined, skipped: 'non_persistable', matches: 0 };
+    }
+    matches = 0;
+    const forced = new Set(message.privacy?.redact_fields ?? []);
+    const stored: Record<string, unknown> = {};
+    for (const [field, value] of Object.entries(message)) {
+      if (field === 'privacy' || value === undefined) continue;
+      switch (field) {
+        case 'id':
+        case 'role':
+          stored[field] = value;
+          break;
+        case 'created_at':
+          // memq's own form (at most 3 fractional digits) is stored as sent; a longer fraction
+          // could carry a number, so it is read as text.
+          stored.created_at = MILLISECOND_TIME.test(value as string)
+            ? value
+            : redact(value as string);
+          break;
+        case 'content':
+          stored.content =
+            typeof value === 'string'
+              ? redact(value)
+              : Array.isArray(value)
+                ? (value as Record<string, unknown>[]).map(part)
+                : value;
+          break;
+        case 'name':
+          stored.name = redact(value as string);
+          break;
+        case 'tool_call_id':
+          stored.tool_call_id = toolCallId(value as string);
+          break;
+        case 'tool_calls':
+          stored.tool_calls = (value as NonNullable<AuditSubmittedMessage['tool_calls']>).map(
+            (call) => ({
+              ...call,
+              id: toolCallId(call.id),
+              function: {
+                ...call.function,
+                name: redact(call.function.name),
+                arguments: auditJsonText(call.function.arguments, redact),
+              },
+            }),
+          );
+          break;
+        case 'metadata': {
+          const taken = new Map<string, boolean>();
+          const entries = Object.entries(value as Record<string, unknown>).map(([key, v]) => {
+            // A forced value is the replacement's text, which then goes through the rules too.
+            const newValue = metadataValue(
+              forced.has(key) ? redactor.replacement(typeof v === 'string' ? v : String(v)) : v,
+            );
+            return [distinctKey(taken, key, redact(key), false), newValue] as const;
+          });
+          stored.metadata = Object.fromEntries(entries);
+          break;
+        }
+        default:
+          throw new AuditPolicyError(
+            `memq audit: a submitted message has the field ${JSON.stringify(field)}, which the audit does not know`,
+            { field },
+          );
+      }
+    }
+    if (redactor.drops && matches > 0) return { stored: undefined, skipped: 'drop', matches };
+    return { stored, matches };
+  });
 }
