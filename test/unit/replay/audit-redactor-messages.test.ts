@@ -12,7 +12,6 @@ import {
   AUDIT_DEFAULT_REDACTION,
   compileAuditPolicy,
   expectStored,
-  type AuditSubmittedMessage,
 } from '../../../src/replay/audit-redactor.js';
 import { buildConversations } from '../../../src/replay/corpus.js';
 
