@@ -18,7 +18,10 @@ const call = (id: string, name = 'get_weather') => ({
 });
 
 /** The issue paths of a failed parse, joined with dots. */
-function issuesOf(value: unknown, schema = MessageInputSchema): string[] {
+function issuesOf(
+  value: unknown,
+  schema: typeof MessageInputSchema | typeof MessageSchema = MessageInputSchema,
+): string[] {
   const parsed = schema.safeParse(value);
   return parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
 }
