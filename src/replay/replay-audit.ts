@@ -40,16 +40,15 @@
  *   its configuration, not that the configuration says what the operator meant.
  * - the storage format (the fields of a stored message and of `meta`): it is what is audited.
  *
- * Assumed of the privacy policy (its documented rule, src/core/privacy.ts `applyPrivacy`): a
- * message whose role is non-persistable, or marked `privacy.do_not_persist`, is not stored; every
- * string leaf and every object key at any depth is redacted (`content` and its parts, `name`,
- * `tool_call_id`, `tool_calls`, metadata keys and values; a number whose decimal text matches
- * becomes the replacement text), except the message's own field names and `id`, `role` and
- * `created_at`, which are stored as sent; a metadata field named in `privacy.redact_fields`
- * becomes the policy's replacement of its whole value; `privacy` itself is never stored. The
- * e-mail replay sends only `role`, `content`, `metadata` (strings only: subject, date,
- * message_id, thread_id, corpus_id), `id` and `created_at` (the e-mail's Date when usable, else
- * the producer's clock).
+ * What the privacy policy should leave of each message is `expectStored` (audit-redactor.ts),
+ * restated from the documented rules of memq's policy: `privacy.do_not_persist` and
+ * non-persistable roles are not stored, `privacy.redact_fields` replace whole metadata values,
+ * every other string at any depth is redacted except the schema's own names and values,
+ * tool-call arguments are redacted as JSON leaves when they parse, `id`, `role` and `created_at`
+ * are stored as sent and `privacy` never. The e-mail replay sends only `role`, `content`,
+ * `metadata` (strings only: subject, date, message_id, thread_id, corpus_id), `id` and
+ * `created_at` (the e-mail's Date when usable, else the producer's clock); a conversations file
+ * sends its messages as written, with the replay's ids.
  */
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
@@ -58,7 +57,12 @@ import type { RedisConnection } from '../redis/connection.js';
 import { getEncodingNameForModel, type TiktokenBPE } from 'js-tiktoken/lite';
 import { createTokenCount } from './audit-tokens.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
-import { compileAuditPolicy, redactText, type AuditRedactor } from './audit-redactor.js';
+import {
+  compileAuditPolicy,
+  expectStored,
+  type AuditRedactor,
+  type AuditSubmittedMessage,
+} from './audit-redactor.js';
 import {
   buildConversations,
   requireOneSource,
@@ -330,85 +334,19 @@ export function auditKeys(
  * A source message as the audit reads it: an e-mail turned into a message (role, content,
  * metadata, created_at the e-mail's Date), or a message of a conversations file as written.
  */
-export interface SourceMessage {
-  /** The role. */
-  readonly role: string;
-  /** A string, a list of parts, or null. */
-  readonly content: unknown;
-  /** Participant name. */
-  readonly name?: string | undefined;
-  /** Tool calls of an assistant message. */
-  readonly tool_calls?:
-    | readonly {
-        readonly id: string;
-        readonly type: string;
-        readonly function: { readonly name: string; readonly arguments: string };
-      }[]
-    | undefined;
-  /** The call a tool message answers. */
-  readonly tool_call_id?: string | undefined;
-  /** Flat metadata. */
-  readonly metadata?: Readonly<Record<string, unknown>> | undefined;
-  /** Creation time as sent, when sent. */
-  readonly created_at?: string | undefined;
-  /** Per-message privacy instructions (never stored). */
-  readonly privacy?:
-    { readonly do_not_persist?: boolean; readonly redact_fields?: readonly string[] } | undefined;
-}
-
-/** Fields the policy stores as sent (their formats cannot carry free text). */
-const STORED_AS_SENT: ReadonlySet<string> = new Set(['id', 'role', 'created_at']);
+export type SourceMessage = AuditSubmittedMessage;
 
 /**
- * What the policy should store of `message` (without `id` and `created_at`, compared apart), or
- * undefined when it should not be stored: a non-persistable role, `privacy.do_not_persist`, or a
- * match anywhere under action `drop`. Every string leaf and object key at any depth goes through
- * {@link redactText}, except the message's own field names and the fields stored as sent; a
- * number leaf whose decimal text changes becomes that text; metadata fields named in
- * `privacy.redact_fields` become the policy's replacement of their whole value.
+ * What the policy should store of `message` (`expectStored`, audit-redactor.ts: the replay
+ * appends one message per call, so each message is a batch of its own), or undefined when it
+ * should not be stored: a non-persistable role, `privacy.do_not_persist`, or a match anywhere
+ * under action `drop`.
  */
 export function expectedMessage(
   redactor: AuditRedactor,
   message: SourceMessage,
 ): Record<string, unknown> | undefined {
-  if (redactor.nonPersistable.has(message.role)) return undefined;
-  if (message.privacy?.do_not_persist === true) return undefined;
-  let matches = 0;
-  const redact = (text: string): string => {
-    const result = redactText(redactor, text);
-    matches += result.matches;
-    return result.text;
-  };
-  const leaves = (value: unknown): unknown => {
-    if (typeof value === 'string') return redact(value);
-    if (typeof value === 'number') {
-      const text = String(value);
-      const redacted = redact(text);
-      return redacted === text ? value : redacted;
-    }
-    if (Array.isArray(value)) return value.map(leaves);
-    if (typeof value === 'object' && value !== null)
-      return Object.fromEntries(Object.entries(value).map(([k, v]) => [redact(k), leaves(v)]));
-    return value;
-  };
-  const forced = new Set(message.privacy?.redact_fields ?? []);
-  const expected: Record<string, unknown> = {};
-  for (const [field, value] of Object.entries(
-    message as unknown as Readonly<Record<string, unknown>>,
-  )) {
-    if (value === undefined || field === 'privacy' || field === 'id' || field === 'created_at')
-      continue;
-    if (STORED_AS_SENT.has(field)) expected[field] = value;
-    else if (field === 'metadata' && typeof value === 'object' && value !== null) {
-      expected.metadata = Object.fromEntries(
-        Object.entries(value).map(([key, v]) => [
-          redact(key),
-          forced.has(key) ? redactor.replacement(String(v)) : leaves(v),
-        ]),
-      );
-    } else expected[field] = leaves(value);
-  }
-  return redactor.drops && matches > 0 ? undefined : expected;
+  return expectStored(redactor, [message])[0]!.stored;
 }
 
 /** Names of the fields where `stored` differs from `expected` (plus id and created_at). */
@@ -614,10 +552,7 @@ function stringsOf(value: unknown, out: string[] = []): string[] {
 export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<AuditReport> {
   const resource = deps.registry.get(options.memory);
   const policy = resource.privacyPolicy;
-  const redactor = compileAuditPolicy(
-    policy ?? { redactPatterns: [], nonPersistableMessageTypes: [], defaultRedactionString: '' },
-    deps.env,
-  );
+  const redactor = compileAuditPolicy(policy, deps.env);
   const count = createTokenCount(await ranks[auditEncoding(resource.tokenProvider.model)]());
   const items = await auditSource(options);
   const violations: AuditViolation[] = [];
