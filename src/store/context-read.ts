@@ -65,7 +65,8 @@ export interface ContextReadOptions {
   /**
    * Counts messages for another model than the stored counts' (one result per message, in
    * order), used instead of every stored count. Called for the pinned messages and for the
-   * messages of the units examined, at most {@link RECOUNT_BATCH} messages (or one unit) a call.
+   * messages of the units examined, at most {@link RECOUNT_BATCH} messages (or one unit) a call;
+   * a tool result at the edge of what was read has every message read before it counted.
    * Absent: the stored count, or the append-time estimate of a message not counted yet.
    */
   recount?: (messages: readonly Message[]) => Promise<Recounted[]>;
@@ -133,9 +134,10 @@ interface Cost {
  * messages alone do, they are returned anyway and `tokens` exceeds `maxTokens`.
  *
  * Reads pages of {@link FIRST_CONTEXT_PAGE} messages doubling up to {@link MAX_PAGE_SIZE} from
- * the newest end (`MemoryStore.readNewest`), only as far as the budget reaches (and, for a tool
- * result at the edge of what was read, to its call). Pages are keyed by id; when a flush, write
- * or clear commits between two pages the read starts over.
+ * the newest end (`MemoryStore.readNewest`), only as far as the budget reaches: a tool result
+ * whose call is older than what was read makes the read go on only while everything read so far
+ * still fits (its unit holds at least that much). Pages are keyed by id; when a flush, write or
+ * clear commits between two pages the read starts over.
  * @throws PayloadError naming `maxTokens` when it is not an integer >= 1, before any read.
  * @throws ConflictError when the epoch moved between pages in {@link MAX_CONTEXT_ATTEMPTS}
  *   attempts.
@@ -232,20 +234,27 @@ async function attemptRead(
     let needMore = hasOlder;
     for (let i = units.length - 1; i >= 0; i--) {
       const unit = units[i]!;
-      await count(batchFrom(units, i));
-      const cost = sum(unit.items.map((m) => costs.get(m.message.id)!.tokens));
-      if (used + cost > maxTokens) {
-        needMore = false;
-        break;
-      }
-      // A tool result whose call is not read yet may belong with older messages: read on.
       const open = unit.items.some(
         (m) =>
           m.message.role === 'tool' &&
           m.message.tool_call_id !== undefined &&
           !calls.has(m.message.tool_call_id),
       );
-      if (open && hasOlder) break;
+      if (open && hasOlder) {
+        // A tool result whose call is not read yet: its unit reaches back to that call, so it
+        // holds at least everything read before it. Read on only if that much still fits.
+        const reach = units.slice(0, i + 1).flatMap((u) => u.items);
+        await count(reach);
+        if (used + sum(reach.map((m) => costs.get(m.message.id)!.tokens)) > maxTokens)
+          needMore = false;
+        break;
+      }
+      await count(batchFrom(units, i));
+      const cost = sum(unit.items.map((m) => costs.get(m.message.id)!.tokens));
+      if (used + cost > maxTokens) {
+        needMore = false;
+        break;
+      }
       sent.unshift(unit);
       used += cost;
     }
@@ -253,13 +262,13 @@ async function attemptRead(
     if (!needMore || oldestId === undefined) {
       return result(first, head, pinnedList, sent, withSummary ? summaryCost : undefined, costs);
     }
+    pageSize = Math.min(MAX_PAGE_SIZE, pageSize * 2);
     const page = await store.readNewest(ref, { beforeId: oldestId, limit: pageSize });
     if (page.epoch !== first.epoch || page.createdAt !== first.createdAt) return undefined;
     take(page);
     hasOlder = page.hasOlder;
     oldestId = page.oldestId ?? oldestId;
     if (page.oldestId === undefined) hasOlder = false;
-    pageSize = Math.min(MAX_PAGE_SIZE, pageSize * 2);
   }
 }
 
