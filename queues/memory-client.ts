@@ -3,12 +3,38 @@
  * facade over the producer (queues/producer.ts), job lookups (queues/job-status.ts), the
  * readiness canary (queues/readiness.ts) and the store's reads, bound to one project.
  */
-import { PayloadError } from '../src/core/errors.js';
-import { NAME_PATTERN } from '../src/core/memory-key.js';
+import { ConfigError, PayloadError, PolicyError } from '../src/core/errors.js';
+import { contextWindowOf } from '../src/core/context-window.js';
+import type { MemoryResource } from '../src/core/memory-resource.js';
+import { NAME_PATTERN, type MemoryRef } from '../src/core/memory-key.js';
+import type { Message } from '../src/core/message.js';
+import { applyPrivacyToText, findRedactable } from '../src/core/privacy.js';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
+import { effectiveLimits } from '../src/flush/plan.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
-import type { MemoryStats, MemoryStore, MemoryWindow } from '../src/store/memory-store.js';
+import { readContext, type ContextResult, type Recounted } from '../src/store/context-read.js';
+import {
+  MAX_LIST_LIMIT,
+  type InstanceList,
+  type MemoryStats,
+  type MemoryStore,
+  type MemoryWindow,
+} from '../src/store/memory-store.js';
+import { sessionDataEntries } from '../src/store/session-data.js';
+import {
+  createTokenCounter,
+  encodingForModel,
+  localEncodingFor,
+  messageParts,
+  type EncodingName,
+  type TokenCounter,
+} from '../src/tokens/counter.js';
+import {
+  approximationOf,
+  localApproximation,
+  localCountApproximation,
+} from '../src/tokens/remote-providers.js';
 import type { AppendJobResult } from './job-contracts.js';
 import { createJobStatus, type JobInfo, type JobReceipt } from './job-status.js';
 import { createMemoryQueues, type MemoryQueues } from './memory-queues.js';
@@ -29,6 +55,58 @@ export {
 export { isConnectionFailure } from '../src/redis/connection-failures.js';
 
 /**
+ * Largest token budget of {@link MemoryClient.context}: 10,000,000, about 5x the largest context
+ * window memq knows (Gemini 1.5 Pro's 2,097,152 tokens, `MODEL_CONTEXT_WINDOWS` in
+ * src/core/context-window.ts).
+ */
+export const MAX_CONTEXT_TOKENS = 10_000_000;
+
+/**
+ * A model name {@link MemoryClient.context} accepts: 1-200 of letters, digits and `.`, `_`, `-`,
+ * `:`, `/` (the shape of OpenAI's, Anthropic's and Google's model names, e.g. `gpt-4o`,
+ * `claude-sonnet-4-5-20250929`, `gemini-1.5-pro`; 200 as `token_provider.model`).
+ */
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9._:/-]{1,200}$/;
+
+/** The encoding that stands in for a model without a published tokenizer (as `localEncodingFor`). */
+const APPROXIMATING_ENCODING: EncodingName = 'o200k_base';
+
+/** Options of {@link MemoryClient.context}. */
+export interface ContextOptions {
+  /**
+   * Token budget, an integer in 1..{@link MAX_CONTEXT_TOKENS}. Default: the resource's token
+   * limit (`effectiveLimits(resource).maxTokens`), else the context window of `model`.
+   */
+  readonly maxTokens?: number;
+  /**
+   * Count with this model's tokenizer (see {@link MODEL_NAME_PATTERN}); default the resource's
+   * `token_provider.model`, whose stored counts are used. Another model's counts are made at
+   * read time: exact with its tiktoken encoding (`encodingForModel`), or approximated with
+   * `o200k_base` (then `exact` is false) for a model whose context window memq knows but whose
+   * tokenizer is not published (Claude, Gemini).
+   */
+  readonly model?: string;
+}
+
+/** What {@link MemoryClient.context} returns: `readContext`'s answer with the budget and model. */
+export type ContextRead = ContextResult & {
+  /** The budget applied. */
+  readonly maxTokens: number;
+  /** The model the counts are for. */
+  readonly model: string;
+};
+
+/** What {@link MemoryClient.putData} stored. */
+export interface DataPutResult {
+  /** The data as stored (values after the privacy policy; dropped entries absent). */
+  readonly data: Readonly<Record<string, string>>;
+  /** Matches the policy replaced in the values. */
+  readonly redactions: number;
+  /** Entries not stored: their value matched a policy with action `drop`. */
+  readonly dropped: number;
+}
+
+/**
  * The producer-side library: the enqueueing operations of {@link ProjectProducer} (append,
  * prepareAppend, write, flush, clear, delete), reads, job lookups and the readiness canary, all
  * acting for {@link MemoryClient.project}.
@@ -43,6 +121,37 @@ export interface MemoryClient extends ProjectProducer {
   stats(target: MemoryTarget, options?: { deep?: boolean }): Promise<MemoryStats>;
   /** Health of an instance (see `MemoryStore.health`). */
   health(target: MemoryTarget): Promise<MemoryStats & { healthy: boolean }>;
+  /**
+   * What to send to the model now (`readContext`, src/store/context-read.ts): the rolling
+   * summary and the newest messages that fit `maxTokens`, instructions always kept, an assistant
+   * message with tool calls never split from its results.
+   * @throws PayloadError for a `maxTokens` or `model` outside {@link ContextOptions}, a model
+   *   whose tokenizer and context window memq does not know, or no budget at all (no
+   *   `maxTokens`, no token limit on the resource, no known context window).
+   * @throws MemoryNotFoundError for an undeclared resource.
+   */
+  context(target: MemoryTarget, options?: ContextOptions): Promise<ContextRead>;
+  /**
+   * One page of this project's instances of `resource`, most recently active first
+   * (`MemoryStore.listInstances`): `limit` 1..{@link MAX_LIST_LIMIT} (default 20), `cursor` the
+   * previous page's `nextCursor`.
+   * @throws PayloadError for a `limit` or `cursor` out of range; MemoryNotFoundError for an
+   *   undeclared resource.
+   */
+  list(resource: string, page?: { cursor?: string; limit?: number }): Promise<InstanceList>;
+  /** The instance's session data (`MemoryStore.getData`); `{}` when none. */
+  getData(target: MemoryTarget): Promise<Record<string, string>>;
+  /**
+   * Replaces the instance's session data (`MemoryStore.putData`) under the resource's TTL,
+   * after its privacy policy: every value goes through it (`applyPrivacyToText` with the
+   * instance); with action `drop` an entry whose value matches is not stored (counted in
+   * `dropped`); a key the policy matches is refused (keys are names, not redacted, like
+   * instance keys).
+   * @throws PayloadError for data over the limits (`MemoryStore.putData`) or a key the policy
+   *   matches; nothing is stored.
+   * @throws PolicyError when the policy cannot be applied (fail closed: nothing is stored).
+   */
+  putData(target: MemoryTarget, data: Readonly<Record<string, string>>): Promise<DataPutResult>;
   /**
    * Waits until a job has finished and returns its result. A bare job id means an append job.
    * @throws JobFailedError when the job failed (its reason).
@@ -119,6 +228,161 @@ export interface MemoryClientDeps {
   readonly backpressure?: ProducerBackpressure;
 }
 
+/**
+ * The default token budget of a context read: the resource's token limit, else the context
+ * window of `model`.
+ * @throws PayloadError when neither is known.
+ */
+function defaultContextTokens(resource: MemoryResource, model: string): number {
+  const limit = effectiveLimits(resource).maxTokens;
+  if (limit !== undefined) return limit;
+  try {
+    return contextWindowOf(model);
+  } catch {
+    throw new PayloadError(
+      `max_tokens: required: memory ${JSON.stringify(resource.id)} has no token limit and memq knows no context window for ${JSON.stringify(model)}`,
+      { details: { field: 'max_tokens' } },
+    );
+  }
+}
+
+/** Token counters per encoding, created on first use (`createTokenCounter` shares the encoder). */
+const counters = new Map<EncodingName, Promise<TokenCounter>>();
+
+/** The shared counter of `encoding`, loaded on first use. */
+function counterOf(encoding: EncodingName): Promise<TokenCounter> {
+  let counter = counters.get(encoding);
+  if (!counter) {
+    counter = createTokenCounter(encoding);
+    counters.set(encoding, counter);
+  }
+  return counter;
+}
+
+/** How a context read counts for one model: the encoding, and the approximation it is (if any). */
+interface ModelCounting {
+  /** The local encoding that counts. */
+  readonly encoding: EncodingName;
+  /** `approximationOf(encoding, model)` when the encoding only stands in for the model's tokenizer. */
+  readonly approximatedBy: string | undefined;
+}
+
+/**
+ * How to count for `model` in a context read. The resource's own model counts as its workers do
+ * (`localEncodingFor`, `localApproximation`). Another model: its tiktoken encoding (exact), else,
+ * for a model with a known context window (Claude, Gemini), `o200k_base` as an approximation
+ * (as `localEncodingFor` does for providers without a published tokenizer). Synchronous; loads
+ * nothing.
+ * @throws PayloadError for any other model.
+ */
+function countingFor(resource: MemoryResource, model: string): ModelCounting {
+  const { provider } = resource.tokenProvider;
+  if (model === resource.tokenProvider.model) {
+    return {
+      encoding: localEncodingFor(provider, model),
+      approximatedBy: localApproximation(provider, model),
+    };
+  }
+  try {
+    return { encoding: encodingForModel(model), approximatedBy: undefined };
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+  }
+  try {
+    contextWindowOf(model);
+  } catch {
+    throw new PayloadError(
+      `model: expected a model with a known tiktoken encoding (e.g. gpt-4o, gpt-4.1, o3) or context window (claude-*, gemini-*), got ${JSON.stringify(model)}`,
+      { details: { field: 'model' } },
+    );
+  }
+  return {
+    encoding: APPROXIMATING_ENCODING,
+    approximatedBy: approximationOf(APPROXIMATING_ENCODING, model),
+  };
+}
+
+/**
+ * `readContext`'s `recount` for `model`: each message counted with the counting's encoding
+ * (`countMessageAsync`), qualified as a worker qualifies a local count (`localCountApproximation`:
+ * the approximation, and the parts no published rule gives, such as tool calls).
+ */
+function recountFor(
+  counting: ModelCounting,
+  model: string,
+): (messages: readonly Message[]) => Promise<Recounted[]> {
+  return async (messages) => {
+    const counter = await counterOf(counting.encoding);
+    const counts: Recounted[] = [];
+    for (const message of messages) {
+      const tokens = await counter.countMessageAsync(message);
+      const approximatedBy = localCountApproximation(
+        messageParts(message),
+        counting.encoding,
+        model,
+        counting.approximatedBy,
+      );
+      counts.push({ tokens, ...(approximatedBy !== undefined ? { approximatedBy } : {}) });
+    }
+    return counts;
+  };
+}
+
+/** `readContext`'s `summaryRecount`: the summary's system message counted with the counting's encoding. */
+function summaryRecountFor(counting: ModelCounting): (text: string) => Promise<Recounted> {
+  return async (text) => {
+    const counter = await counterOf(counting.encoding);
+    const tokens = await counter.countMessageAsync({ role: 'system', content: text });
+    return {
+      tokens,
+      ...(counting.approximatedBy !== undefined ? { approximatedBy: counting.approximatedBy } : {}),
+    };
+  };
+}
+
+/**
+ * `data` checked against the session-data limits and passed through `resource`'s privacy policy
+ * (docs/decisions.md, "Session data"): each value through `applyPrivacyToText` with the
+ * instance (`ref`, for `privacy_scope: session` pseudonyms); with action `drop`, an entry whose
+ * value matches is left out. Keys are not redacted (a redacted key would no longer be the
+ * caller's name, and two could collide): a key the policy matches is refused, as an instance key
+ * is (`resolveTarget`); such a key is named by its position, never echoed. Pure; no I/O.
+ * @throws PayloadError for data that is not an object of string values within the limits
+ *   (`sessionDataEntries`, src/store/session-data.ts: 64 entries, keys 1..128 characters, values
+ *   at most 4096 UTF-8 bytes), or a key the policy matches.
+ * @throws PolicyError when the policy cannot be applied (fail closed).
+ */
+export function privateData(
+  resource: MemoryResource,
+  ref: MemoryRef,
+  data: Readonly<Record<string, string>>,
+): DataPutResult {
+  const entries = sessionDataEntries(data);
+  const policy = resource.privacyPolicy;
+  const drop = policy?.action === 'drop';
+  const kept: Array<[string, string]> = [];
+  let redactions = 0;
+  let dropped = 0;
+  entries.forEach(([key, value], index) => {
+    const pattern = findRedactable(policy, key);
+    if (pattern !== undefined) {
+      throw new PayloadError(
+        `data: the key of entry ${index} (in request order) contains text that memory ${JSON.stringify(resource.id)}'s privacy policy redacts (rule ${pattern}); keys are stored as given: use a name, not data`,
+        { details: { field: 'data', index, pattern } },
+      );
+    }
+    if (drop) {
+      if (findRedactable(policy, value) !== undefined) dropped += 1;
+      else kept.push([key, value]);
+      return;
+    }
+    const redacted = applyPrivacyToText(policy, value, ref);
+    redactions += redacted.redactions;
+    kept.push([key, redacted.text]);
+  });
+  return { data: Object.fromEntries(kept), redactions, dropped };
+}
+
 /** Creates a {@link MemoryClient} acting for `deps.project`. */
 export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
   const ownsQueues = deps.queues === undefined;
@@ -151,6 +415,69 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
       },
       stats: (target, options) => deps.store.stats(refOf(target), options),
       health: (target) => deps.store.health(refOf(target)),
+      async context(target, options = {}) {
+        const ref = refOf(target);
+        const resource = deps.registry.get(target.resource);
+        const { maxTokens, model } = options;
+        if (
+          maxTokens !== undefined &&
+          !(Number.isSafeInteger(maxTokens) && maxTokens >= 1 && maxTokens <= MAX_CONTEXT_TOKENS)
+        ) {
+          throw new PayloadError(
+            `max_tokens: expected an integer in 1-${MAX_CONTEXT_TOKENS}, got ${String(maxTokens)}`,
+            { details: { field: 'max_tokens' } },
+          );
+        }
+        if (model !== undefined && !(typeof model === 'string' && MODEL_NAME_PATTERN.test(model))) {
+          throw new PayloadError(
+            'model: expected a model name: 1-200 of letters, digits and . _ - : /',
+            { details: { field: 'model' } },
+          );
+        }
+        const countFor = model ?? resource.tokenProvider.model;
+        const counting = countingFor(resource, countFor);
+        const budget = maxTokens ?? defaultContextTokens(resource, countFor);
+        // The resource's own model: the stored message counts; another: every message recounted.
+        // The summary is always counted as sent (its stored count leaves the heading out).
+        const read = await readContext(deps.store, ref, {
+          maxTokens: budget,
+          ...(countFor !== resource.tokenProvider.model
+            ? { recount: recountFor(counting, countFor) }
+            : {}),
+          summaryRecount: summaryRecountFor(counting),
+        });
+        return { ...read, maxTokens: budget, model: countFor };
+      },
+      async list(resource, page = {}) {
+        deps.registry.get(resource);
+        const limit = page.limit ?? 20;
+        if (!(Number.isSafeInteger(limit) && limit >= 1 && limit <= MAX_LIST_LIMIT)) {
+          throw new PayloadError(
+            `limit: expected an integer in 1-${MAX_LIST_LIMIT}, got ${String(limit)}`,
+            { details: { field: 'limit' } },
+          );
+        }
+        return deps.store.listInstances(project, resource, {
+          ...(page.cursor !== undefined ? { cursor: page.cursor } : {}),
+          limit,
+        });
+      },
+      getData: async (target) => deps.store.getData(refOf(target)),
+      async putData(target, data) {
+        const ref = refOf(target);
+        const resource = deps.registry.get(target.resource);
+        let prepared: DataPutResult;
+        try {
+          prepared = privateData(resource, ref, data);
+        } catch (error) {
+          if (error instanceof PolicyError)
+            deps.metrics?.privacyFailures.inc({ resource: ref.resource });
+          throw error;
+        }
+        await deps.store.putData(ref, prepared.data, resource.persistence.ttlSeconds);
+        deps.metrics?.redactions.inc({ resource: ref.resource }, prepared.redactions);
+        return prepared;
+      },
       waitFor: (job, options) => jobs.waitFor(job, options),
       job: (queue, jobId) => jobs.job(project, queue, jobId),
       backlog: () => producer.backlog(),

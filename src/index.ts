@@ -5,7 +5,7 @@
  *
  * - {@link connect} and its option types; the client it returns ({@link MemoryClient} plus
  *   `close()`) with the types of its arguments and answers (targets, messages, receipts, pages,
- *   stats, job views).
+ *   stats, context reads, instance lists, session data, job views).
  * - The memory-resource loaders behind `connect`'s `memories` option: {@link loadMemoryResources}
  *   (a `memories/` directory -> a registry, to load once and pass to several `connect` calls),
  *   {@link parseMemoryResource} (one resource file's YAML text -> the resource or every problem,
@@ -29,6 +29,9 @@ export {
 // The client and the shapes of its calls.
 export type {
   AppendReceipt,
+  ContextOptions,
+  ContextRead,
+  DataPutResult,
   EnqueueOptions,
   JobInfo,
   JobReceipt,
@@ -38,8 +41,25 @@ export type {
 export type { AppendJobResult } from '../queues/job-contracts.js';
 export type { QueueName } from '../queues/names.js';
 export type { MemoryRef } from './core/memory-key.js';
-export type { Message, MessageInput, Role, Summary } from './core/message.js';
-export type { CountedBy, MemoryStats, MemoryWindow, StoredMessage } from './store/memory-store.js';
+export type {
+  Content,
+  ContentPart,
+  Message,
+  MessageInput,
+  MessagePrivacy,
+  Role,
+  Summary,
+  ToolCall,
+} from './core/message.js';
+export type { ChatMessage } from './flush/summary.js';
+export type {
+  CountedBy,
+  InstanceList,
+  InstanceSummary,
+  MemoryStats,
+  MemoryWindow,
+  StoredMessage,
+} from './store/memory-store.js';
 
 // Memory resources.
 export {

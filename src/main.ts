@@ -26,6 +26,7 @@ commands:
   serve              HTTP only (API, Bull Board, /metrics, health): scale-out front ends
   work               workers and the maintenance schedule only: scale-out back ends
   validate [dir]     check memory resource files (default: $MEMQ_MEMORIES_DIR or memories)
+  list <resource>    the instances of a resource in one project, most recently active first
   inspect <r> <key>  one memory instance: window, summary, counters, TTL, lock holder
   jobs               job counts per queue and state, failed jobs and their reasons, --retry
   replay [options]   replay e-mail threads (the SpamAssassin ham corpus, or --mbox FILE / --eml DIR) through memq and report
@@ -185,6 +186,10 @@ async function main(argv: string[]): Promise<number> {
     case 'audit': {
       const { auditCommand } = await import('./cli/audit-command.js');
       return auditCommand(rest, loadEnvConfig(process.env), out, err);
+    }
+    case 'list': {
+      const { listCommand } = await import('./cli/list-command.js');
+      return listCommand(rest, loadEnvConfig(process.env), out);
     }
     case 'inspect': {
       const { inspectCommand } = await import('./cli/inspect-command.js');

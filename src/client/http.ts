@@ -23,9 +23,13 @@ import type { z } from 'zod';
 import type {
   AppendBodySchema,
   AppendResponseSchema,
+  ContextResponseSchema,
+  DataPutResponseSchema,
   FlushBodySchema,
   JobAcceptedSchema,
   JobResponseSchema,
+  ListItemSchema,
+  ListResponseSchema,
   ReadQuerySchema,
   ReadResponseSchema,
   StatsResponseSchema,
@@ -170,6 +174,44 @@ export interface FlushOptions extends WaitOptions, CallOptions {
   /** Plan only and answer with the plan (the server always waits for it); change nothing. */
   readonly dryRun?: boolean;
 }
+
+/** Options of {@link MemqHttpClient.context}. */
+export interface ContextOptions extends CallOptions {
+  /**
+   * Token budget, 1..10,000,000. Default: the resource's token limit, else the model's context
+   * window.
+   */
+  readonly maxTokens?: number;
+  /**
+   * Count with this model's tokenizer; default the resource's model. A model without a known
+   * tiktoken encoding is approximated with `o200k_base` when its context window is known
+   * (Claude, Gemini), else refused (400).
+   */
+  readonly model?: string;
+}
+
+/** Answer of `GET .../context` ({@link ContextResponseSchema}), messages typed. */
+export type ContextResponse = Omit<z.output<typeof ContextResponseSchema>, 'messages'> & {
+  /** Chat messages, oldest first, the summary (when any) as the leading system message. */
+  readonly messages: ChatMessage[];
+};
+
+/** Options of {@link MemqHttpClient.list}. */
+export interface ListOptions extends CallOptions {
+  /** The `next_cursor` of the previous page; absent for the first page. */
+  readonly cursor?: string;
+  /** Instances per page, 1..100; default 20. */
+  readonly limit?: number;
+}
+
+/** Answer of `GET /v1/memories/:resource` ({@link ListResponseSchema}). */
+export type ListResponse = z.output<typeof ListResponseSchema>;
+
+/** One instance of a list ({@link ListItemSchema}). */
+export type ListItem = z.output<typeof ListItemSchema>;
+
+/** Answer of `PUT .../data` ({@link DataPutResponseSchema}). */
+export type DataPutResponse = z.output<typeof DataPutResponseSchema>;
 
 /** Default {@link RetryOptions.maxDelayMs}, ms. */
 const DEFAULT_MAX_DELAY_MS = 10_000;
@@ -454,6 +496,95 @@ export class MemqHttpClient {
     return this.#send<JobResponse>({
       method: 'GET',
       path: `/v1/jobs/${encodeURIComponent(queue)}/${encodeURIComponent(id)}`,
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * `GET /v1/memories/:resource/:key/context`: what to send to the model now, within a token
+   * budget: the rolling summary (as a leading system message) and the newest messages that fit,
+   * instructions always kept, a tool call never split from its results.
+   * @throws MemqHttpError 400 bad `maxTokens` or `model` (or no budget known), 404 unknown
+   *   resource; MemqNetworkError.
+   */
+  context(resource: string, key: string, options: ContextOptions = {}): Promise<ContextResponse> {
+    return this.#send<ContextResponse>({
+      method: 'GET',
+      path: `${this.#memoryPath(resource, key)}/context`,
+      query: { max_tokens: options.maxTokens, model: options.model },
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * `GET /v1/memories/:resource`: one page of this key's project's instances of `resource`, most
+   * recently active first; pass `next_cursor` as `cursor` for the next page.
+   * @throws MemqHttpError 400 bad cursor or limit, 404 unknown resource; MemqNetworkError.
+   */
+  list(resource: string, options: ListOptions = {}): Promise<ListResponse> {
+    return this.#send<ListResponse>({
+      method: 'GET',
+      path: `/v1/memories/${encodeURIComponent(resource)}`,
+      query: { cursor: options.cursor, limit: options.limit },
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * Every instance of `resource` of this key's project, page after page of {@link list}
+   * (`options.limit` per request); stops after the page without `next_cursor`. An instance
+   * active during the walk may be met twice or not at all (the order is by last activity).
+   * @throws as {@link list}, from the iteration.
+   */
+  async *listAll(
+    resource: string,
+    options: Omit<ListOptions, 'cursor'> = {},
+  ): AsyncGenerator<ListItem, void, undefined> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list(resource, {
+        ...options,
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
+      yield* page.items;
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor !== undefined);
+  }
+
+  /**
+   * `GET /v1/memories/:resource/:key/data`: the instance's session data (`{}` when none).
+   * @throws MemqHttpError 404 unknown resource; MemqNetworkError.
+   */
+  async getData(
+    resource: string,
+    key: string,
+    options: CallOptions = {},
+  ): Promise<Record<string, string>> {
+    const answer = await this.#send<{ data: Record<string, string> }>({
+      method: 'GET',
+      path: `${this.#memoryPath(resource, key)}/data`,
+      signal: options.signal,
+    });
+    return answer.data;
+  }
+
+  /**
+   * `PUT /v1/memories/:resource/:key/data`: replaces the instance's session data with `data`
+   * (at most 64 entries, keys 1-128 characters, values at most 4096 UTF-8 bytes), through the
+   * resource's privacy policy; the answer holds what was stored.
+   * @throws MemqHttpError 400 invalid data or a key the policy matches, 403 read-only key,
+   *   413 over a limit; MemqNetworkError.
+   */
+  putData(
+    resource: string,
+    key: string,
+    data: Readonly<Record<string, string>>,
+    options: CallOptions = {},
+  ): Promise<DataPutResponse> {
+    return this.#send<DataPutResponse>({
+      method: 'PUT',
+      path: `${this.#memoryPath(resource, key)}/data`,
+      body: { data },
       signal: options.signal,
     });
   }

@@ -4,22 +4,47 @@
  * document cannot drift from the code.
  */
 import { z } from 'zod';
-import { MESSAGE_ID_PATTERN, MessageInputSchema, ROLES, SummarySchema } from '../core/message.js';
+import {
+  ContentSchema,
+  MAX_TOOL_CALL_ID_CHARS,
+  MESSAGE_ID_PATTERN,
+  MessageInputSchema,
+  ROLES,
+  SummarySchema,
+  ToolCallSchema,
+} from '../core/message.js';
 import { FLUSH_STRATEGIES } from '../core/memory-resource.js';
 import { MAX_MESSAGES_PER_APPEND, MAX_MESSAGES_PER_WRITE } from '../../queues/job-contracts.js';
 import { QUEUES } from '../../queues/names.js';
-import { MAX_PAGE_SIZE } from '../store/memory-store.js';
+import {
+  MAX_DATA_ENTRIES,
+  MAX_DATA_KEY_CHARS,
+  MAX_DATA_VALUE_BYTES,
+  MAX_LIST_LIMIT,
+  MAX_PAGE_SIZE,
+} from '../store/memory-store.js';
+import { MAX_CONTEXT_TOKENS, MODEL_NAME_PATTERN } from '../../queues/memory-client.js';
+
+/**
+ * A submitted message ({@link MessageInputSchema}) with the rules across its fields written out
+ * for `/openapi.json`: JSON Schema cannot state them, so the generated schema carries them as its
+ * description.
+ */
+const SubmittedMessageSchema = MessageInputSchema.meta({
+  description:
+    'A chat message in the OpenAI format. Rules across fields: content null only on an assistant message with tool_calls; tool_calls only on an assistant message, ids distinct; tool_call_id on every tool message and only there; at most 4,194,304 characters of text in all (string content or text parts, image URLs, tool-call arguments). privacy: applied before anything is enqueued, never stored (do_not_persist: the message is not stored and counts in not_persisted).',
+});
 
 /** `POST .../messages` (append): 1..100 messages; ids and `created_at` assigned when absent. */
 export const AppendBodySchema = z.strictObject({
   /** The messages, oldest first (see the Message schema). */
-  messages: z.array(MessageInputSchema).min(1).max(MAX_MESSAGES_PER_APPEND),
+  messages: z.array(SubmittedMessageSchema).min(1).max(MAX_MESSAGES_PER_APPEND),
 });
 
 /** `PUT .../messages` (write): replaces the whole log with 0..1000 messages. */
 export const WriteBodySchema = z.strictObject({
   /** The new log. */
-  messages: z.array(MessageInputSchema).max(MAX_MESSAGES_PER_WRITE),
+  messages: z.array(SubmittedMessageSchema).max(MAX_MESSAGES_PER_WRITE),
 });
 
 /** `POST .../flush`: strategy override and dry run. */
@@ -130,6 +155,11 @@ export const AppendResponseSchema = z.object({
   message_ids: z.array(z.string()),
   /** Messages the privacy policy dropped (non-persistable role, or `action: drop`). */
   dropped: z.number().int(),
+  /**
+   * Messages the caller marked `privacy.do_not_persist`: not stored, not enqueued, not logged
+   * (not counted in `dropped`).
+   */
+  not_persisted: z.number().int(),
   /** Matches the privacy policy redacted before enqueueing. */
   redactions: z.number().int(),
   /** With `?wait=true`: `{ added, duplicates }` from the committed job. */
@@ -249,6 +279,164 @@ export const StatsResponseSchema = z.object({
   token_utilization: z.number().nullable().optional(),
   /** Health only: exists or empty, and consistent. */
   healthy: z.boolean().optional(),
+});
+
+/** `GET .../context` query. */
+export const ContextQuerySchema = z.strictObject({
+  /**
+   * Token budget of the answer, 1..{@link MAX_CONTEXT_TOKENS}. Default: the resource's token
+   * limit (`max_tokens`, or context window x `max_context_ratio`), else the context window of
+   * `model` (or of the resource's model); 400 when neither is known.
+   */
+  max_tokens: integerQuery(1, MAX_CONTEXT_TOKENS).optional(),
+  /**
+   * Count with this model's tokenizer instead of the resource's stored counts; default the
+   * resource's `token_provider.model`. Exact with the model's tiktoken encoding; approximated
+   * with `o200k_base` (`exact: false`) for a model whose context window memq knows but whose
+   * tokenizer is not published (claude-*, gemini-*); any other model is a 400.
+   */
+  model: z
+    .string()
+    .regex(MODEL_NAME_PATTERN, {
+      error: 'expected a model name: 1-200 of letters, digits and . _ - : /',
+    })
+    .optional(),
+});
+
+/** A message as a chat request takes it (`ChatMessage`, src/flush/summary.ts). */
+export const ChatMessageSchema = z.object({
+  /** Who spoke. */
+  role: z.enum(ROLES),
+  /** A string, a list of parts (text, image_url), or null (assistant with tool calls). */
+  content: ContentSchema,
+  /** Participant name, when the message has one. */
+  name: z.string().optional(),
+  /** An assistant message's tool calls. */
+  tool_calls: z.array(ToolCallSchema).optional(),
+  /** For `tool` messages: the call answered. */
+  tool_call_id: z.string().max(MAX_TOOL_CALL_ID_CHARS).optional(),
+});
+
+/** `GET .../context` answer: what to send to the model, within the budget. */
+export const ContextResponseSchema = z.object({
+  /** Resource id. */
+  resource: z.string(),
+  /** Instance key. */
+  key: z.string(),
+  /**
+   * Chat messages, oldest first: the rolling summary (when there is one) as a leading system
+   * message, then the newest messages that fit. Instructions (system, developer) are always
+   * kept, and an assistant message with tool calls comes with every tool result answering it or
+   * not at all.
+   */
+  messages: z.array(ChatMessageSchema),
+  /**
+   * Tokens of `messages` as one request: each message's count (chat framing included), the
+   * summary's, and the 3 tokens that prime the reply; 0 when nothing is sent. Above `max_tokens`
+   * only when the instructions alone are.
+   */
+  tokens: z.number().int(),
+  /**
+   * True when every count behind `tokens` is exact for `model`: none estimated (a message not
+   * counted yet, tool calls, images of unknown size) or approximated (another model's tokenizer).
+   */
+  exact: z.boolean(),
+  /**
+   * What did not fit: the log's messages left out (older than those sent) and their tokens by
+   * the stored counts (not recounted for `model`).
+   */
+  omitted: z.object({
+    /** Messages left out. */
+    messages: z.number().int(),
+    /** Their tokens. */
+    tokens: z.number().int(),
+  }),
+  /** True when `messages` starts with the rolling summary. */
+  summary: z.boolean(),
+  /** The budget applied (the query's `max_tokens`, or its default). */
+  max_tokens: z.number().int(),
+  /** The model whose tokenizer the counts are for. */
+  model: z.string(),
+  /**
+   * Opaque generation of the instance: changes with every flush, write and clear and when the
+   * instance is created again; compare two reads' values for equality only. Null for an
+   * instance without messages.
+   */
+  epoch: z.string().nullable(),
+  /**
+   * The newest message id in the log at the read: every message up to it is in `messages`, in
+   * `omitted` or folded into the summary. Null for an empty log.
+   */
+  through_id: z.string().nullable(),
+});
+
+/** `GET /v1/memories/:resource` query. */
+export const ListQuerySchema = z.strictObject({
+  /** Where to go on: the `next_cursor` of the previous page; absent for the first page. */
+  cursor: z.string().min(1).max(1024).optional(),
+  /** Instances per page, 1..{@link MAX_LIST_LIMIT}; default 20. */
+  limit: integerQuery(1, MAX_LIST_LIMIT).optional(),
+});
+
+/** One instance of a list. */
+export const ListItemSchema = z.object({
+  /** Instance key (pass as `:key`). */
+  key: z.string(),
+  /** Messages in the log. */
+  message_count: z.number().int(),
+  /** Tokens: exact counts, estimates of uncounted messages, and the summary. */
+  tokens: z.number().int(),
+  /** True when every count behind `tokens` is exact. */
+  exact: z.boolean(),
+  /** Last recorded activity of the instance (its time in the activity index), ISO-8601. */
+  last_activity: z.string(),
+});
+
+/** `GET /v1/memories/:resource` answer: the API key's project's instances of the resource. */
+export const ListResponseSchema = z.object({
+  /** Instances, most recently active first. */
+  items: z.array(ListItemSchema),
+  /** Pass as `cursor` for the next page; null on the last page. */
+  next_cursor: z.string().nullable(),
+});
+
+/** Session data: string keys to string values. */
+export const DataSchema = z
+  .record(
+    z.string().min(1).max(MAX_DATA_KEY_CHARS),
+    z
+      .string()
+      .max(MAX_DATA_VALUE_BYTES)
+      .refine((value) => Buffer.byteLength(value, 'utf8') <= MAX_DATA_VALUE_BYTES, {
+        error: `expected at most ${MAX_DATA_VALUE_BYTES} bytes (UTF-8)`,
+      }),
+  )
+  .refine((data) => Object.keys(data).length <= MAX_DATA_ENTRIES, {
+    error: `expected at most ${MAX_DATA_ENTRIES} entries`,
+  })
+  .meta({
+    maxProperties: MAX_DATA_ENTRIES,
+    description: `String keys (1-${MAX_DATA_KEY_CHARS} characters) to string values (at most ${MAX_DATA_VALUE_BYTES} UTF-8 bytes), at most ${MAX_DATA_ENTRIES} entries`,
+  });
+
+/** `PUT .../data` body. */
+export const DataBodySchema = z.strictObject({
+  /** The instance's session data (see {@link DataSchema}). */
+  data: DataSchema,
+});
+
+/** `GET .../data` answer. */
+export const DataResponseSchema = z.object({
+  /** The stored session data; `{}` when there is none. */
+  data: z.record(z.string(), z.string()),
+});
+
+/** `PUT .../data` answer. */
+export const DataPutResponseSchema = DataResponseSchema.extend({
+  /** Matches the privacy policy replaced in the values. */
+  redactions: z.number().int(),
+  /** Entries not stored because a value matched a policy with action `drop`. */
+  dropped: z.number().int(),
 });
 
 /** `GET /v1/jobs/:queue/:id` answer. */

@@ -1,6 +1,8 @@
 /**
- * `/v1` routes: the eight memory operations of Compozy's memory engine
- * on `/v1/memories/:resource/:key/...` and `GET /v1/jobs/:queue/:id` (docs/architecture.md, "HTTP API").
+ * `/v1` routes: the eight memory operations of Compozy's memory engine on
+ * `/v1/memories/:resource/:key/...`, the context read (`.../context`), session data
+ * (`.../data`), the list of a resource's instances (`/v1/memories/:resource`) and
+ * `GET /v1/jobs/:queue/:id` (docs/architecture.md, "HTTP API").
  * Every request acts for the project of its API key (`forProject`), never one named in the body.
  */
 import { Router, type Request, type Response } from 'express';
@@ -17,15 +19,18 @@ import {
 } from '../../queues/job-contracts.js';
 import type { JobReceipt, MemoryClient, MemoryTarget } from '../../queues/memory-client.js';
 import type { QueueName } from '../../queues/names.js';
-import type { MemoryStats } from '../store/memory-store.js';
+import { MAX_DATA_ENTRIES, MAX_DATA_VALUE_BYTES, type MemoryStats } from '../store/memory-store.js';
 import {
   AppendBodySchema,
   ClearBodySchema,
+  ContextQuerySchema,
+  DataBodySchema,
   EmptyBodySchema,
   EmptyQuerySchema,
   FlushBodySchema,
   JobParamsSchema,
   JOB_ID_SHAPES,
+  ListQuerySchema,
   ReadQuerySchema,
   StatsQuerySchema,
   WaitQuerySchema,
@@ -35,6 +40,9 @@ import {
 import { grantOf, requireWrite } from './auth.js';
 import { NotFoundError, PayloadTooLargeError } from './http-errors.js';
 import { NO_TENANT_LIMITS, type HoldKind, type TenantLimits } from './rate-limit.js';
+
+/** Instances per page of `GET /v1/memories/:resource` without `?limit`. */
+export const DEFAULT_LIST_LIMIT = 20;
 
 /** Dependencies of {@link createMemoryRoutes}. */
 export interface MemoryRoutesDeps {
@@ -58,7 +66,36 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z
   return parsed.data;
 }
 
-/** 413 before validation: too many messages, or a message over the byte limit. */
+/**
+ * UTF-8 bytes of the text one submitted message carries, read defensively (the body is not
+ * validated yet): a string content, the text of text parts, image URLs and tool-call arguments;
+ * anything else counts 0 (the schema refuses it next).
+ */
+export function messageTextBytes(message: unknown): number {
+  const m = message as { content?: unknown; tool_calls?: unknown } | null;
+  const bytes = (value: unknown) => (typeof value === 'string' ? Buffer.byteLength(value) : 0);
+  let total = 0;
+  if (typeof m?.content === 'string') total += bytes(m.content);
+  else if (Array.isArray(m?.content)) {
+    for (const part of m.content as unknown[]) {
+      const p = part as { text?: unknown; image_url?: { url?: unknown } | null } | null;
+      total += bytes(p?.text) + bytes(p?.image_url?.url);
+    }
+  }
+  if (Array.isArray(m?.tool_calls)) {
+    for (const call of m.tool_calls as unknown[]) {
+      total += bytes(
+        (call as { function?: { arguments?: unknown } | null } | null)?.function?.arguments,
+      );
+    }
+  }
+  return total;
+}
+
+/**
+ * 413 before validation: too many messages, or a message whose text ({@link messageTextBytes}:
+ * content, text parts, image URLs, tool-call arguments, in all) is over the byte limit.
+ */
 function checkSizes(body: unknown, maxMessages: number, maxMessageBytes: number): void {
   const messages = (body as { messages?: unknown } | undefined)?.messages;
   if (!Array.isArray(messages)) return;
@@ -69,11 +106,35 @@ function checkSizes(body: unknown, maxMessages: number, maxMessageBytes: number)
     );
   }
   messages.forEach((m: unknown, index) => {
-    const content = (m as { content?: unknown } | null)?.content;
-    if (typeof content === 'string' && Buffer.byteLength(content, 'utf8') > maxMessageBytes) {
+    if (messageTextBytes(m) > maxMessageBytes) {
       throw new PayloadTooLargeError(
-        `messages.${index}.content: expected at most ${maxMessageBytes} bytes (MEMQ_MAX_MESSAGE_BYTES)`,
+        `messages.${index}: expected at most ${maxMessageBytes} bytes of text in all (content, text parts, image URLs, tool-call arguments; MEMQ_MAX_MESSAGE_BYTES)`,
         { index, limit_bytes: maxMessageBytes },
+      );
+    }
+  });
+}
+
+/**
+ * 413 before validation: session data over its size limits (more than {@link MAX_DATA_ENTRIES}
+ * entries, or a string value over {@link MAX_DATA_VALUE_BYTES} UTF-8 bytes). Keys are named by
+ * their position, never echoed (a key is data too).
+ */
+function checkDataSizes(body: unknown): void {
+  const data = (body as { data?: unknown } | undefined)?.data;
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return;
+  const values = Object.values(data as Record<string, unknown>);
+  if (values.length > MAX_DATA_ENTRIES) {
+    throw new PayloadTooLargeError(
+      `data: expected at most ${MAX_DATA_ENTRIES} entries, got ${values.length}`,
+      { limit_entries: MAX_DATA_ENTRIES },
+    );
+  }
+  values.forEach((value, index) => {
+    if (typeof value === 'string' && Buffer.byteLength(value) > MAX_DATA_VALUE_BYTES) {
+      throw new PayloadTooLargeError(
+        `data: the value of entry ${index} (in request order): expected at most ${MAX_DATA_VALUE_BYTES} bytes (UTF-8), got ${Buffer.byteLength(value)}`,
+        { index, limit_bytes: MAX_DATA_VALUE_BYTES },
       );
     }
   });
@@ -202,6 +263,7 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
         job: receipt.jobId === undefined ? null : { queue: 'memory-append', id: receipt.jobId },
         message_ids: receipt.messageIds,
         dropped: receipt.dropped,
+        not_persisted: receipt.notPersisted,
         redactions: receipt.redactions,
       };
       if (receipt.jobId === undefined) {
@@ -331,6 +393,64 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
         ? Math.round(((stats.tokenCount + stats.estimatedTokens) / maxTokens) * 10_000) / 10_000
         : null,
     });
+  });
+
+  router.get('/memories/:resource/:key/context', async (req, res) => {
+    const target = targetOf(req, res);
+    const query = parse(ContextQuerySchema, req.query, 'query');
+    const context = await clientOf(res).context(target, {
+      ...(query.max_tokens !== undefined ? { maxTokens: query.max_tokens } : {}),
+      ...(query.model !== undefined ? { model: query.model } : {}),
+    });
+    res.json({
+      resource: target.resource,
+      key: target.key,
+      messages: context.messages,
+      tokens: context.tokens,
+      exact: context.exact,
+      omitted: context.omitted,
+      summary: context.summary,
+      max_tokens: context.maxTokens,
+      model: context.model,
+      epoch: context.epoch ?? null,
+      through_id: context.throughId ?? null,
+    });
+  });
+
+  router.get('/memories/:resource', async (req, res) => {
+    const { resource } = req.params;
+    deps.registry.get(resource); // MemoryNotFoundError (404) for an undeclared resource
+    res.locals.resource = resource;
+    const query = parse(ListQuerySchema, req.query, 'query');
+    const page = await clientOf(res).list(resource, {
+      ...(query.cursor !== undefined ? { cursor: query.cursor } : {}),
+      limit: query.limit ?? DEFAULT_LIST_LIMIT,
+    });
+    res.json({
+      items: page.items.map((item) => ({
+        key: item.key,
+        message_count: item.messageCount,
+        tokens: item.tokens,
+        exact: item.exact,
+        last_activity: new Date(item.lastActivityMs).toISOString(),
+      })),
+      next_cursor: page.nextCursor ?? null,
+    });
+  });
+
+  router.get('/memories/:resource/:key/data', async (req, res) => {
+    const target = targetOf(req, res);
+    parse(EmptyQuerySchema, req.query, 'query');
+    res.json({ data: await clientOf(res).getData(target) });
+  });
+
+  router.put('/memories/:resource/:key/data', requireWrite, async (req, res) => {
+    const target = targetOf(req, res);
+    parse(EmptyQuerySchema, req.query, 'query');
+    checkDataSizes(req.body);
+    const body = parse(DataBodySchema, req.body, 'body');
+    const stored = await clientOf(res).putData(target, body.data);
+    res.json({ data: stored.data, redactions: stored.redactions, dropped: stored.dropped });
   });
 
   router.get('/jobs/:queue/:id', async (req, res) => {

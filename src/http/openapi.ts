@@ -8,12 +8,19 @@ import {
   AppendBodySchema,
   AppendResponseSchema,
   ClearBodySchema,
+  ContextQuerySchema,
+  ContextResponseSchema,
+  DataBodySchema,
+  DataPutResponseSchema,
+  DataResponseSchema,
   ErrorResponseSchema,
   FlushBodySchema,
   JOB_ID_PATTERN,
   JOB_ID_SHAPES,
   JobAcceptedSchema,
   JobResponseSchema,
+  ListQuerySchema,
+  ListResponseSchema,
   ReadQuerySchema,
   ReadResponseSchema,
   StatsQuerySchema,
@@ -92,8 +99,8 @@ const ERROR_MEANING: Record<number, string> = {
   401: 'missing or unknown API key (UNAUTHENTICATED); checked before the body is read',
   403: 'read-only API key (FORBIDDEN)',
   404: 'unknown memory resource, queue or job, or a job id of a shape memq never produces (MEMORY_NOT_FOUND, NOT_FOUND)',
-  409: 'the instance is locked by another operation (LOCK_BUSY)',
-  413: 'body (after Content-Encoding is undone), message or message count over the limit (PAYLOAD_TOO_LARGE)',
+  409: 'the instance is locked by another operation (LOCK_BUSY); for a context read, the instance changed under the read several times (CONFLICT): read again',
+  413: 'body (after Content-Encoding is undone), message text, message count, session-data entries or value over the limit (PAYLOAD_TOO_LARGE)',
   415: 'a body that is not application/json in UTF-8, or a Content-Encoding other than identity, gzip, deflate or br (UNSUPPORTED_MEDIA_TYPE)',
   422: 'the privacy policy could not be applied; nothing stored (POLICY_FAILED)',
   429: "BACKPRESSURE: the backlog is over its high-water mark, or the project's or everyone's waiting jobs over their job or byte bound (details.bound); RATE_LIMITED: the API key is over its request or message rate, or the project has its most concurrent ?wait=true calls or dry-run flushes running (details.limit). Nothing was enqueued; retry after Retry-After (details.retry_after_ms)",
@@ -117,7 +124,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: 'memq',
       version: '0.1.0',
       description:
-        "Queue-driven memory for LLM agents: Compozy's eight memory operations over BullMQ and Redis.",
+        "Queue-driven memory for LLM agents: Compozy's eight memory operations, context reads, instance lists and session data over BullMQ and Redis.",
     },
     components: {
       securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } },
@@ -198,6 +205,49 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: queryParameters(StatsQuerySchema),
           responses: {
             '200': { description: 'stats', content: content(StatsResponseSchema) },
+            ...errors(...READ_ERRORS),
+          },
+        },
+      },
+      '/v1/memories/{resource}/{key}/context': {
+        parameters: memoryParameters,
+        get: {
+          summary:
+            'What to send to the model: the summary and the newest messages that fit max_tokens (instructions kept, a tool call never split from its results), counted for model',
+          parameters: queryParameters(ContextQuerySchema),
+          responses: {
+            '200': { description: 'the context', content: content(ContextResponseSchema) },
+            ...errors(...READ_ERRORS, 409),
+          },
+        },
+      },
+      '/v1/memories/{resource}/{key}/data': {
+        parameters: memoryParameters,
+        get: {
+          summary: "The instance's session data (string keys to string values; {} when none)",
+          responses: {
+            '200': { description: 'the data', content: content(DataResponseSchema) },
+            ...errors(...READ_ERRORS),
+          },
+        },
+        put: {
+          summary:
+            "Replace the instance's session data (the resource's privacy policy applies to values; a key it matches is refused; same TTL as the instance)",
+          requestBody: { required: true, content: content(DataBodySchema, 'input') },
+          responses: {
+            '200': { description: 'stored', content: content(DataPutResponseSchema) },
+            ...errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
+          },
+        },
+      },
+      '/v1/memories/{resource}': {
+        parameters: [memoryParameters[0]],
+        get: {
+          summary:
+            "The API key's project's instances of the resource, most recently active first (cursor pagination)",
+          parameters: queryParameters(ListQuerySchema),
+          responses: {
+            '200': { description: 'one page', content: content(ListResponseSchema) },
             ...errors(...READ_ERRORS),
           },
         },

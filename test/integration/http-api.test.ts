@@ -3,6 +3,7 @@ import pino from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOBS } from '../../queues/names.js';
+import { ROLES } from '../../src/core/message.js';
 import { SCRIPTS } from '../../src/redis/scripts.js';
 import { createRedis } from '../../src/redis/connection.js';
 import { listen } from '../../src/http/app.js';
@@ -165,12 +166,23 @@ describe('HTTP API', () => {
       const append = res.body.paths['/v1/memories/{resource}/{key}/messages'].post;
       const body = append.requestBody.content['application/json'].schema;
       expect(body.properties.messages.maxItems).toBe(100);
-      expect(body.properties.messages.items.properties.role.enum).toEqual([
-        'system',
-        'user',
-        'assistant',
-        'tool',
+      // The message schema: every role, content as a string, parts or null, tool calls, privacy.
+      const message = body.properties.messages.items;
+      expect(message.properties.role.enum).toEqual([...ROLES]);
+      expect(message.required).toEqual(['role', 'content']);
+      const contentShapes = JSON.stringify(message.properties.content);
+      for (const shape of ['"const":"text"', '"const":"image_url"', '"type":"null"'])
+        expect(contentShapes).toContain(shape);
+      const toolCall = message.properties.tool_calls.items;
+      expect(toolCall.required).toEqual(['id', 'type', 'function']);
+      expect(toolCall.properties.function.required).toEqual(['name', 'arguments']);
+      expect(Object.keys(message.properties.privacy.properties)).toEqual([
+        'do_not_persist',
+        'redact_fields',
       ]);
+      expect(message.description).toContain('tool_call_id on every tool message');
+      const appended = append.responses['202'].content['application/json'].schema;
+      expect(appended.required).toContain('not_persisted');
       expect(Object.keys(append.responses)).toEqual(
         expect.arrayContaining([
           '202',
@@ -191,6 +203,28 @@ describe('HTTP API', () => {
       ]);
       const job = res.body.paths['/v1/jobs/{queue}/{id}'];
       expect(new RegExp(job.parameters[1].schema.pattern).test('events')).toBe(false);
+
+      const context = res.body.paths['/v1/memories/{resource}/{key}/context'].get;
+      expect(context.parameters.map((p: { name: string }) => p.name)).toEqual([
+        'max_tokens',
+        'model',
+      ]);
+      expect(
+        Object.keys(context.responses['200'].content['application/json'].schema.properties),
+      ).toEqual(expect.arrayContaining(['messages', 'tokens', 'exact', 'omitted', 'max_tokens']));
+      const list = res.body.paths['/v1/memories/{resource}'].get;
+      expect(list.parameters.map((p: { name: string }) => p.name)).toEqual(['cursor', 'limit']);
+      const data = res.body.paths['/v1/memories/{resource}/{key}/data'];
+      const dataBody = data.put.requestBody.content['application/json'].schema;
+      expect(dataBody.properties.data).toMatchObject({
+        maxProperties: 64,
+        propertyNames: { minLength: 1, maxLength: 128 },
+        additionalProperties: { type: 'string', maxLength: 4096 },
+      });
+      expect(Object.keys(data.get.responses)).toEqual(expect.arrayContaining(['200', '404']));
+      expect(Object.keys(data.put.responses)).toEqual(
+        expect.arrayContaining(['200', '403', '413']),
+      );
     });
   });
 
@@ -327,7 +361,7 @@ describe('HTTP API', () => {
         .set(auth(KEYS.acme))
         .send(hello('é'.repeat(4097))); // 8,194 UTF-8 bytes > 8 KiB
       expect(big.status).toBe(413);
-      expect(big.body.error.message).toContain('messages.0.content');
+      expect(big.body.error.message).toMatch(/^messages\.0: expected at most 8192 bytes of text/);
       const body = await request(http.app)
         .post(`${PATH}/c-6/messages`)
         .set(auth(KEYS.acme))

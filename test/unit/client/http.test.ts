@@ -85,6 +85,35 @@ describe('MemqHttpClient', () => {
     expect(JSON.parse(sent[2]!.body!)).toEqual({ confirm: true });
   });
 
+  it('builds the context, list and session-data requests; listAll follows next_cursor', async () => {
+    const { fetch, sent } = scripted(
+      json(200, { messages: [] }),
+      json(200, { items: [{ key: 'a' }], next_cursor: 'c/1' }),
+      json(200, { items: [{ key: 'b' }, { key: 'c' }], next_cursor: null }),
+      json(200, { data: { plan: 'pro' } }),
+      json(200, { data: { plan: 'pro' }, redactions: 0, dropped: 0 }),
+    );
+    const client = new MemqHttpClient({
+      baseUrl: 'http://memq.test',
+      apiKey: 'k'.repeat(20),
+      fetch,
+    });
+    await client.context('r', 'k:1', { maxTokens: 500, model: 'gpt-4o' });
+    const keys: string[] = [];
+    for await (const item of client.listAll('r', { limit: 2 })) keys.push(item.key);
+    expect(keys).toEqual(['a', 'b', 'c']);
+    expect(await client.getData('r', 'k:1')).toEqual({ plan: 'pro' });
+    await client.putData('r', 'k:1', { plan: 'pro' });
+    expect(sent.map((s) => `${s.method} ${s.url}`)).toEqual([
+      'GET http://memq.test/v1/memories/r/k%3A1/context?max_tokens=500&model=gpt-4o',
+      'GET http://memq.test/v1/memories/r?limit=2',
+      'GET http://memq.test/v1/memories/r?cursor=c%2F1&limit=2',
+      'GET http://memq.test/v1/memories/r/k%3A1/data',
+      'PUT http://memq.test/v1/memories/r/k%3A1/data',
+    ]);
+    expect(JSON.parse(sent[4]!.body!)).toEqual({ data: { plan: 'pro' } });
+  });
+
   it('maps an error answer to MemqHttpError and does not retry a 400', async () => {
     const { fetch, sent } = scripted(apiError(400, 'PAYLOAD_INVALID'));
     const client = new MemqHttpClient({
