@@ -168,6 +168,42 @@ describe('readContext on real Redis', () => {
     expect(approximate.exact).toBe(false);
   });
 
+  it('sends a pinned message far older than the budget reaches, reading one page', async () => {
+    const stored = await log([
+      [msg('system', 'You answer in haiku.'), 6],
+      ...Array.from({ length: 300 }, (_, i) => [msg('user', `m${i}`), 10] as const),
+      [msg('developer', 'Now in prose.'), 4],
+      [msg('user', 'last'), 10],
+    ]);
+    let pages = 0;
+    const counting: MemoryStore = {
+      ...store,
+      readNewest: (r, page) => {
+        pages += 1;
+        return store.readNewest(r, page);
+      },
+    };
+    const read = await readContext(counting, ref, { maxTokens: P + 6 + 4 + 20 });
+    expect(read.messages).toEqual(chat([stored[0]!, stored[300]!, stored[301]!, stored[302]!]));
+    expect(read).toMatchObject({ tokens: P + 30, omitted: { messages: 299, tokens: 2_990 } });
+    expect(pages).toBe(1);
+  });
+
+  it('finds the pinned messages of a write, and none of the log it replaced', async () => {
+    await log([[msg('system', 'Replaced prompt.'), 5]]);
+    const written = [
+      msg('developer', 'New prompt.'),
+      ...Array.from({ length: 100 }, (_, i) => msg('user', `w${i}`)),
+    ];
+    await store.write(ref, written, TTL);
+    const read = await readContext(store, ref, { maxTokens: 60 });
+    expect(read.messages[0]).toEqual(chat([written[0]!])[0]);
+    expect(read.messages).not.toContainEqual(
+      expect.objectContaining({ content: 'Replaced prompt.' }),
+    );
+    expect(read.messages.at(-1)).toEqual(chat([written.at(-1)!])[0]);
+  });
+
   it('leaves the summary out when it does not fit beside the pinned messages, and returns the pinned messages over the budget', async () => {
     const [old, system, u1] = await log([
       [msg('user', 'old'), 10],
@@ -200,6 +236,8 @@ describe('readContext on real Redis', () => {
         }),
         8,
       ],
+      // More than a first page: the system message is only found through the index.
+      ...Array.from({ length: 100 }, (_, i) => [msg('user', `filler ${i}`), 1] as const),
       [msg('assistant', 'hi'), 5],
       [msg('tool', 'a result without the call id it answers'), 9],
       [msg('user', 'bye'), 5],
@@ -209,14 +247,18 @@ describe('readContext on real Redis', () => {
     await ns.redis.hdel(k.meta, 'pins_indexed');
 
     const small = await readContext(store, ref, { maxTokens: P + 4 + 5 });
-    expect(small.messages).toEqual(chat([old[0]!, old[4]!]));
+    expect(small.messages).toEqual(chat([old[0]!, old.at(-1)!]));
     expect(await ns.redis.zrange(k.pin, '0', '-1')).toEqual([old[0]!.id]);
     expect(await ns.redis.hget(k.meta, 'pins_indexed')).toBe('1');
 
     const all = await readContext(store, ref, { maxTokens: 1_000 });
     expect(all.messages).toEqual(chat(old));
     expect(all.messages[1]).toEqual({ role: 'user', content: 'hello', name: 'ann' });
-    expect(all).toMatchObject({ tokens: P + 31, exact: true, omitted: { messages: 0, tokens: 0 } });
+    expect(all).toMatchObject({
+      tokens: P + 31 + 100,
+      exact: true,
+      omitted: { messages: 0, tokens: 0 },
+    });
   });
 
   it('reads only the pages the budget reaches, and reads on to the call of a tool result at the edge', async () => {
