@@ -342,7 +342,7 @@ function summaryRecountFor(counting: ModelCounting): (text: string) => Promise<R
 
 /**
  * `data` checked against the session-data limits and passed through `resource`'s privacy policy
- * (docs/decisions.md, "Session data"): each value through `applyPrivacyToText` with the
+ * (docs/decisions.md, "Privacy"): each value through `applyPrivacyToText` with the
  * instance (`ref`, for `privacy_scope: session` pseudonyms); with action `drop`, an entry whose
  * value matches is left out. Keys are not redacted (a redacted key would no longer be the
  * caller's name, and two could collide): a key the policy matches is refused, as an instance key

@@ -11,6 +11,7 @@ import type { MemoryRegistry } from '../../src/config/load-memories.js';
 import { listen, type HttpServer } from '../../src/http/app.js';
 import { MemqHttpClient, MemqHttpError } from '../../src/client/http.js';
 import type { MessageInput } from '../../src/core/message.js';
+import { memoryKeys } from '../../src/redis/keys.js';
 import { createTokenCounter } from '../../src/tokens/counter.js';
 import { KEYS, startHttp, type TestHttp } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
@@ -349,6 +350,15 @@ describe('HTTP API: agent surfaces', () => {
       expect(after.body).toEqual({ data: { plan: 'team' } });
       const none = await request(http.app).get(`${SUPPORT}/d-none/data`).set(auth(KEYS.acme));
       expect(none.body).toEqual({ data: {} });
+      // The map lives as long as the instance: customer-support's TTL is 24 h.
+      const dataKey = memoryKeys(ns.keyPrefix, {
+        project: 'acme',
+        resource: 'customer-support',
+        key: 'd-1',
+      }).data;
+      const ttl = await ns.redis.ttl(dataKey);
+      expect(ttl).toBeGreaterThan(24 * 3600 - 60);
+      expect(ttl).toBeLessThanOrEqual(24 * 3600);
     });
 
     it('drops an entry whose value matches a policy with action drop', async () => {
