@@ -6,12 +6,13 @@ import { monotonicFactory } from 'ulid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
 import { PayloadError } from '../../src/core/errors.js';
-import type { Message, Summary } from '../../src/core/message.js';
-import { createTokenCounter } from '../../src/tokens/counter.js';
+import type { Message, MessageInput, Summary } from '../../src/core/message.js';
+import { createTokenCounter, estimateTokens } from '../../src/tokens/counter.js';
 import { memoryKeys, type MemoryRef } from '../../src/redis/keys.js';
 import { createMaintenanceStore } from '../../src/store/maintenance-store.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { runMemq } from '../helpers/cli.js';
+import { dataUrl, png } from '../helpers/images.js';
 import { eventually, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
@@ -91,7 +92,7 @@ describe('exact and approximate token counts through the pipeline on real Redis'
   const appendCounted = async (
     p: TestPipeline,
     target: { resource: string; key: string },
-    messages: ReturnType<typeof turns>,
+    messages: MessageInput[],
   ) => {
     await p.client.waitFor((await p.client.append(target, messages)).jobId!);
     await eventually(
@@ -140,6 +141,73 @@ describe('exact and approximate token counts through the pipeline on real Redis'
     expect(window.messages.every((m) => m.approximatedBy === undefined)).toBe(true);
     const k = memoryKeys(ns.keyPrefix, { project: 'test', ...target });
     expect(Object.keys(await ns.redis.hgetall(k.tok))).toHaveLength(3); // counts only, no marks
+  });
+
+  it('marks a tool call and an image of unknown size approximate and a low-detail image exact, in read and inspect', async () => {
+    const p = await start(await closedPort());
+    const target = { resource: 'gpt-memory', key: 'g:parts' };
+    const photo = dataUrl(png(4096, 4096, 300_000));
+    const messages: MessageInput[] = [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What does this label say?' },
+          { type: 'image_url', image_url: { url: photo, detail: 'low' } },
+        ],
+      },
+      {
+        role: 'assistant',
+        content: [{ type: 'image_url', image_url: { url: 'https://example.com/label.png' } }],
+        tool_calls: [
+          {
+            id: 'call_1',
+            type: 'function',
+            function: { name: 'read_label', arguments: '{"side": "front"}' },
+          },
+        ],
+      },
+      { role: 'tool', content: 'FRAGILE', tool_call_id: 'call_1' },
+    ];
+    await appendCounted(p, target, messages);
+
+    const local = await createTokenCounter('o200k_base');
+    const CALL = 'o200k_base; estimated: tool calls, images';
+    const RESULT = 'o200k_base; estimated: tool_call_id';
+    const window = await p.client.read(target);
+    expect(window.messages.map((m) => [m.tokens, m.approximatedBy])).toEqual(
+      messages.map((m, i) => [local.countMessage(m as Message), [undefined, CALL, RESULT][i]]),
+    );
+    // 85 tokens for the 4096 x 4096 photo at low detail, not its 400,000 characters of URL.
+    expect(window.messages[0]!.tokens).toBe(
+      local.countMessage({ role: 'user', content: 'What does this label say?' }) + 85,
+    );
+    expect(window).toMatchObject({
+      exact: false,
+      countedBy: { exact: 1, approximate: 2, estimated: 0 },
+      approximatedBy: [CALL, RESULT],
+      approximateTokens: window.messages[1]!.tokens! + window.messages[2]!.tokens!,
+    });
+
+    const dir = await mkdtemp(path.join(tmpdir(), 'memq-parts-'));
+    try {
+      await writeFile(
+        path.join(dir, 'gpt-memory.yaml'),
+        resourceYaml('gpt-memory', '  provider: openai\n  model: gpt-4o\n'),
+      );
+      const args = ['inspect', 'gpt-memory', target.key, '--project', 'test'];
+      const run = runMemq(ns, args, { MEMQ_MEMORIES_DIR: dir });
+      expect(run.stderr).toBe('');
+      const [first, call, result] = window.messages;
+      expect(run.stdout).toMatch(new RegExp(`${first!.message.id} user +${first!.tokens} `));
+      expect(run.stdout).toMatch(new RegExp(`${call!.message.id} assistant +≈${call!.tokens}`));
+      expect(run.stdout).toMatch(new RegExp(`${result!.message.id} tool +≈${result!.tokens} `));
+      const json = JSON.parse(
+        runMemq(ns, [...args, '--json'], { MEMQ_MEMORIES_DIR: dir }).stdout,
+      ) as { messages: Array<{ approximated_by?: string; tokens: number }> };
+      expect(json.messages.map((m) => m.approximated_by)).toEqual([undefined, CALL, RESULT]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads a memory of an unknown provider as approximate', async () => {
@@ -334,6 +402,25 @@ describe('approximate counts in the store on real Redis', () => {
     expect(meta.approximated_by).toBeUndefined();
     expect(meta.approximate_tokens).toBe('0');
     expect((await store.stats(ref, { deep: true })).consistent).toBe(true);
+  });
+
+  it('estimates an appended 1 MB image by the image rule until it is counted', async () => {
+    const [message] = messages(1);
+    const withImage: Message = {
+      ...message!,
+      content: [
+        { type: 'text', text: 'see attached' },
+        {
+          type: 'image_url',
+          image_url: { url: dataUrl(png(1024, 1024, 2 ** 20)), detail: 'high' },
+        },
+      ],
+    };
+    await store.append(ref, [withImage], 3600);
+    const window = await store.read(ref);
+    expect(window.estimatedTokens).toBe(estimateTokens(withImage));
+    // 3 + ceil((4 + 12) / 4) + 765 for the 1024 x 1024 image, not ~350,000 for its URL.
+    expect(window.estimatedTokens).toBe(3 + 4 + 765);
   });
 
   it('refuses an empty approximation before writing anything', async () => {
