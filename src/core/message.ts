@@ -165,7 +165,7 @@ const messageFields = {
    * `tool` messages: the id of the tool call this message answers (required on a submitted tool
    * message; stored messages from before tool calls were modelled may lack it). Not checked
    * against the stored calls: appends commit concurrently and in id order, not commit order, so a
-   * result may commit before its call (docs/decisions.md, "Tool calls").
+   * result may commit before its call (docs/decisions.md, "Messages").
    */
   tool_call_id: z.string().min(1).max(MAX_TOOL_CALL_ID_CHARS).optional(),
   /** Free-form flat metadata (at most 32 entries, string values up to 4 KiB). */
