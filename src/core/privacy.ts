@@ -730,6 +730,109 @@ const isJsonSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c =
 /** Characters of a JSON number after its first (RFC 8259, section 6). */
 const isJsonNumberChar = (c: number) =>
   (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
+/** A JSON number (RFC 8259, section 6), read from `lastIndex`. */
+const JSON_NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+/** A JSON escape after the backslash (RFC 8259, section 7), read from `lastIndex`. */
+const JSON_ESCAPE = /["\\/bfnrt]|u[0-9A-Fa-f]{4}/y;
+const JSON_LITERALS = ['true', 'false', 'null'] as const;
+
+/** The index after the JSON string starting at `start` (a `"`), or -1 when it is not one. */
+function jsonStringEnd(text: string, start: number): number {
+  for (let i = start + 1; i < text.length;) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) return i + 1;
+    if (c < 0x20) return -1;
+    if (c === 0x5c) {
+      JSON_ESCAPE.lastIndex = i + 1;
+      if (!JSON_ESCAPE.test(text)) return -1;
+      i = JSON_ESCAPE.lastIndex;
+    } else i += 1;
+  }
+  return -1;
+}
+
+/**
+ * What {@link isJsonText} expects next: `value` (a document's start, after `:`, after `,` in an
+ * array), `value]` (after `[`), `key}` (after `{`), `key` (after `,` in an object), `:` (after a
+ * key), `,` (a comma or the container's close), `end` (only whitespace: the top-level value is
+ * complete).
+ */
+type Next = 'value' | 'value]' | 'key}' | 'key' | ':' | ',' | 'end';
+
+/**
+ * True when `text` is one JSON text (RFC 8259), exactly when `JSON.parse` accepts it, checked
+ * without building the value (JSON.parse takes seconds over an object of 100,000s of keys) and
+ * without recursion (any depth). Linear time.
+ */
+function isJsonText(text: string): boolean {
+  const containers: number[] = [];
+  let next: Next = 'value';
+  let i = 0;
+  /** What follows a complete value. */
+  const after = (): Next => (containers.length === 0 ? 'end' : ',');
+  /** Closes the innermost container at `i`; returns what follows it. */
+  const close = (): Next => {
+    containers.pop();
+    i += 1;
+    return after();
+  };
+  for (;;) {
+    while (i < text.length && isJsonSpace(text.charCodeAt(i))) i += 1;
+    if (i >= text.length) return next === 'end';
+    const c = text.charCodeAt(i);
+    const open = containers[containers.length - 1];
+    switch (next) {
+      case 'end':
+        return false;
+      case ':':
+        if (c !== 0x3a) return false;
+        i += 1;
+        next = 'value';
+        break;
+      case ',':
+        if (c === 0x2c) {
+          i += 1;
+          next = open === 0x7b ? 'key' : 'value';
+        } else if ((c === 0x7d && open === 0x7b) || (c === 0x5d && open === 0x5b)) next = close();
+        else return false;
+        break;
+      case 'key}':
+      case 'key':
+        if (c === 0x7d && next === 'key}') {
+          next = close();
+          break;
+        }
+        if (c !== 0x22) return false;
+        i = jsonStringEnd(text, i);
+        if (i < 0) return false;
+        next = ':';
+        break;
+      case 'value':
+      case 'value]':
+        if (c === 0x5d && next === 'value]') next = close();
+        else if (c === 0x7b || c === 0x5b) {
+          containers.push(c);
+          i += 1;
+          next = c === 0x7b ? 'key}' : 'value]';
+        } else if (c === 0x22) {
+          i = jsonStringEnd(text, i);
+          if (i < 0) return false;
+          next = after();
+        } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+          JSON_NUMBER.lastIndex = i;
+          if (!JSON_NUMBER.test(text)) return false;
+          i = JSON_NUMBER.lastIndex;
+          next = after();
+        } else {
+          const literal = JSON_LITERALS.find((l) => text.startsWith(l, i));
+          if (literal === undefined) return false;
+          i += literal.length;
+          next = after();
+        }
+        break;
+    }
+  }
+}
 
 /**
  * JSON text (a tool call's `arguments`) with the policy applied to its leaves, so it stays valid
@@ -737,22 +840,18 @@ const isJsonNumberChar = (c: number) =>
  * every number (as written, so a 19-digit card number is read whole) is redacted; a changed
  * string is written back as a JSON string, and a changed number becomes a JSON string (as a number
  * leaf of metadata does). `true`, `false`, `null`, the structure and the whitespace stay as
- * written, and so does every token without a match; duplicate keys are each redacted. A redacted
- * key that would equal another key of its object gets `#2`, `#3`... (JSON.parse keeps only the
- * last of equal keys, so an entry would be lost). A text that is not JSON is redacted as text.
- * Reads the text once after a `JSON.parse` check (no recursion: any depth).
+ * written, and so does every token without a match; duplicate keys are each redacted. A key that
+ * would equal a different key of its object once redacted gets `#2`, `#3`... (JSON.parse keeps
+ * only the last of equal keys, so an entry would be lost); keys written equal stay equal. A text that is not JSON ({@link isJsonText}) is
+ * redacted as text. Two linear passes, no recursion: any depth.
  */
 function redactJsonText(text: string, redact: (text: string) => string): string {
-  try {
-    JSON.parse(text);
-  } catch {
-    return redact(text);
-  }
+  if (!isJsonText(text)) return redact(text);
   let out = '';
   let last = 0;
   let changed = false;
-  /** Per open object: its keys so far (as written out), each with whether redaction made it. */
-  const objects: Array<Map<string, boolean> | undefined> = [];
+  /** Per open object: its keys so far, as written out, each with the key it was written as. */
+  const objects: Array<Map<string, string> | undefined> = [];
   const replace = (start: number, end: number, replacement: string) => {
     out += text.slice(last, start) + JSON.stringify(replacement);
     last = end;
@@ -778,15 +877,11 @@ function redactJsonText(text: string, redact: (text: string) => string): string 
       while (isJsonSpace(text.charCodeAt(after))) after += 1;
       const keys = objects[objects.length - 1];
       if (text.charCodeAt(after) === 0x3a && keys) {
-        const clash = (key: string) =>
-          keys.has(key) && (redacted !== decoded || keys.get(key) === true);
-        if (clash(redacted)) {
-          const base = redacted;
-          let n = 2;
-          do redacted = `${base}#${n++}`;
-          while (keys.has(redacted));
-        }
-        keys.set(redacted, redacted !== decoded);
+        // Taken by another key of the caller's: suffix. Keys the caller wrote equal stay equal.
+        const clash = (key: string) => keys.has(key) && keys.get(key) !== decoded;
+        const base = redacted;
+        for (let n = 2; clash(redacted); n++) redacted = `${base}#${n}`;
+        keys.set(redacted, decoded);
       }
       if (redacted !== decoded) replace(i, end, redacted);
       i = end;

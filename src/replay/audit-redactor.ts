@@ -624,26 +624,21 @@ const JSON_TOKEN =
   /[ \t\n\r]+|"[^"\\]*(?:\\.[^"\\]*)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|[{}[\],:]/y;
 
 /**
- * Keys of one object, in order, as written out: each final key with whether the policy changed
- * it. A key that would equal an earlier one gets `#2`, `#3`...: always in metadata (a JavaScript
- * object has no equal keys), and in JSON text only when the policy made the clash (two keys the
- * caller wrote equal stay as written).
+ * The key `original` is written as in an object whose keys so far are `taken` (written key ->
+ * the key it was): its redacted text, or that text + `#2`, `#3`... while another key holds it.
+ * In metadata every earlier key is another (a JavaScript object has no equal keys); in JSON text
+ * a key the caller wrote equal to an earlier one keeps that one's text.
  */
 function distinctKey(
-  taken: Map<string, boolean>,
+  taken: Map<string, string>,
   original: string,
   redacted: string,
   json: boolean,
 ): string {
-  const changed = redacted !== original;
-  const clashes = (key: string) => taken.has(key) && (!json || changed || taken.get(key) === true);
+  const clashes = (key: string) => taken.has(key) && (!json || taken.get(key) !== original);
   let key = redacted;
-  if (clashes(key)) {
-    let n = 2;
-    do key = `${redacted}#${n++}`;
-    while (taken.has(key));
-  }
-  taken.set(key, key !== original);
+  for (let n = 2; clashes(key); n++) key = `${redacted}#${n}`;
+  taken.set(key, original);
   return key;
 }
 
@@ -672,7 +667,7 @@ function auditJsonText(text: string, redact: (text: string) => string): string {
     }
     tokens.push(match[0]);
   }
-  const objects: Array<Map<string, boolean> | undefined> = [];
+  const objects: Array<Map<string, string> | undefined> = [];
   const out = tokens.map((token, i) => {
     const first = token[0]!;
     if (first === '{') objects.push(new Map());
@@ -821,7 +816,7 @@ export function expectStored(
           );
           break;
         case 'metadata': {
-          const taken = new Map<string, boolean>();
+          const taken = new Map<string, string>();
           const entries = Object.entries(value as Record<string, unknown>).map(([key, v]) => {
             // A forced value is the replacement's text, which then goes through the rules too.
             const newValue = metadataValue(

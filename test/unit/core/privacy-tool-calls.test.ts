@@ -3,6 +3,7 @@ import { MessageSchema, type MessageInput } from '../../../src/core/message.js';
 import {
   applyInputPrivacy,
   applyPrivacy,
+  applyPrivacyToText,
   createPseudonymizer,
   maskOf,
   REDACT_FIELDS_RULE,
@@ -117,6 +118,87 @@ describe('tool-call arguments are JSON text: redacted leaf by leaf, still valid 
   });
 });
 
+describe('arguments are read as JSON exactly when JSON.parse accepts them', () => {
+  /** mulberry32: a seeded generator, so a failure can be replayed. */
+  const random = (() => {
+    let seed = 0x9e3779b9;
+    return () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  })();
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const space = () => pick(['', '', '', ' ', '\n', '\t', '\r\n ']);
+  const leaves = ['0', '-1', '12', '3.5', '1e3', '-0.25E+2', 'true', 'false', 'null'];
+  const strings = ['"a"', '"x1"', '""', '"\\n7"', '"\\u0041"', '"q\\"2"', '"é9"'];
+  /** A random JSON text, with random whitespace between tokens. */
+  const value = (depth: number): string => {
+    const kind = depth > 3 ? 0 : Math.floor(random() * 4);
+    if (kind === 0) return pick(leaves);
+    if (kind === 1) return pick(strings);
+    const n = Math.floor(random() * 4);
+    const items = Array.from({ length: n }, () =>
+      kind === 2
+        ? `${space()}${value(depth + 1)}${space()}`
+        : `${space()}${pick(strings)}${space()}:${space()}${value(depth + 1)}${space()}`,
+    );
+    return kind === 2 ? `[${items.join(',')}]` : `{${items.join(',')}}`;
+  };
+  /** The text with 0-2 random edits: most edits make it invalid, some keep it valid. */
+  const mutate = (text: string): string => {
+    let out = text;
+    for (let edits = Math.floor(random() * 3); edits > 0; edits--) {
+      const at = Math.floor(random() * (out.length + 1));
+      const c = pick([...'{}[],:"\\ 09az.eE+-', '\u0001', 'tru', 'nul']);
+      out = pick([
+        () => out.slice(0, at) + out.slice(at + 1),
+        () => out.slice(0, at) + c + out.slice(at),
+        () => out.slice(0, at) + out.slice(at, at + 1) + out.slice(at),
+      ])();
+    }
+    return out;
+  };
+  const digits: RedactionPolicy = {
+    redactPatterns: ['[0-9]'],
+    nonPersistableMessageTypes: [],
+    defaultRedactionString: 'D',
+  };
+
+  it('on 3,000 generated texts, valid and invalid', () => {
+    let valid = 0;
+    for (let n = 0; n < 3000; n++) {
+      const text = mutate(`${space()}${value(0)}${space()}`);
+      let parses = true;
+      try {
+        JSON.parse(text);
+      } catch {
+        parses = false;
+      }
+      const stored = argsOf(applyPrivacy(digits, [calling(text)]).kept[0]);
+      if (parses) {
+        valid += 1;
+        // Still JSON, and no digit left in any decoded key or value (but a key's `#2` suffix).
+        const texts = (v: unknown): string[] =>
+          typeof v === 'string'
+            ? [v]
+            : typeof v === 'object' && v !== null
+              ? Object.entries(v).flatMap(([k, item]) => [
+                  ...(Array.isArray(v) ? [] : [k.replace(/#[0-9]+$/, '')]),
+                  ...texts(item),
+                ])
+              : [String(v)];
+        expect(texts(JSON.parse(stored)).join(' '), text).not.toMatch(/[0-9]/);
+      } else {
+        expect(stored, text).toBe(applyPrivacyToText(digits, text).text);
+      }
+    }
+    expect(valid).toBeGreaterThan(500);
+    expect(valid).toBeLessThan(2500);
+  });
+});
+
 describe('tool-call ids go through the policy and still match their results', () => {
   const result = (callId: string, content = 'ok') => ({
     id: ID,
@@ -167,7 +249,7 @@ describe('tool-call ids go through the policy and still match their results', ()
       ['call:[REDACTED]', 'result of a'],
     ]);
     // The processor applies the policy again: nothing changes, the ids stay distinct.
-    expect(applyPrivacy(policyFor('redact'), out).kept).toEqual(out);
+    expect(applyPrivacy(policyFor('redact'), out as Array<{ role: 'tool' }>).kept).toEqual(out);
   });
 
   it('under mask too (two addresses with the same last 4 characters)', () => {
