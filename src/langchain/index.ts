@@ -20,8 +20,10 @@ export {
   type MemqHttpHistoryClient,
 } from './clients.js';
 export {
+  OPENAI_ROLE_KWARG,
   TOOL_CALLS_METADATA_KEY,
   TOOL_STATUS_METADATA_KEY,
+  UNPARSEABLE_ARGUMENTS_ERROR,
   fromMemqMessage,
   summaryMessage,
   toMemqMessage,
@@ -65,9 +67,11 @@ export interface MemqChatMessageHistoryOptions {
  * A LangChain.js `BaseListChatMessageHistory` over one memq memory instance (`resource` + `key`).
  *
  * - `addMessage` / `addMessages` map LangChain messages to memq messages (`toMemqMessage`:
- *   human -> user, ai -> assistant with tool calls in metadata, system -> system, tool -> tool;
- *   an ai message with `invalid_tool_calls` or a tool message with an empty `tool_call_id` is
- *   refused with `PayloadError` before anything is sent) and resolve once memq committed them, so a following `getMessages` sees them. The resource's
+ *   human -> user, ai -> assistant with its tool calls, system -> system (or developer, marked
+ *   by `additional_kwargs.__openai_role__`), tool -> tool; text and OpenAI-style image blocks
+ *   as content parts; a content block of another kind, a tool call without id, or a tool message
+ *   with an empty `tool_call_id` is refused with `PayloadError` before anything is sent) and
+ *   resolve once memq committed them, so a following `getMessages` sees them. The resource's
  *   privacy policy applies: redact patterns rewrite content before it is stored, and roles in
  *   `non_persistable_message_types` are dropped (they never come back from `getMessages`).
  * - `getMessages` returns memq's rolling summary (when a flush made one) as a leading

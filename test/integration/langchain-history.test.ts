@@ -205,7 +205,7 @@ describe.each(['in-process', 'HTTP'] as const)(
       expect(messages).toHaveLength(1 + 10 - summary.message_count_covered);
     });
 
-    it('round-trips tool calls and tool results', async () => {
+    it('round-trips tool calls, tool results, images and the developer role', async () => {
       const { client, inspect } = setups[kind]();
       const target = { resource: 'chat-buffer', key: `chat:${kind === 'HTTP' ? 'h' : 'p'}-tools` };
       const history = new MemqChatMessageHistory({ client, ...target });
@@ -215,28 +215,72 @@ describe.each(['in-process', 'HTTP'] as const)(
         args: { order: 1042 },
         type: 'tool_call' as const,
       };
+      const photo = {
+        type: 'image_url' as const,
+        image_url: { url: 'https://example.com/label.png', detail: 'low' as const },
+      };
       await history.addMessages([
-        new SystemMessage('Use tools.'),
-        new HumanMessage({ content: 'Where is 1042?', name: 'jane' }),
-        new AIMessage({ content: '', tool_calls: [call] }),
+        new SystemMessage({
+          content: 'Use tools.',
+          additional_kwargs: { __openai_role__: 'developer' },
+        }),
+        new HumanMessage({
+          content: [{ type: 'text', text: 'Where is 1042?' }, photo],
+          name: 'jane',
+        }),
+        new AIMessage({
+          content: '',
+          tool_calls: [call],
+          invalid_tool_calls: [
+            {
+              id: 'call_2',
+              name: 'order_status',
+              args: '{"order": 10',
+              error: 'x',
+              type: 'invalid_tool_call',
+            },
+          ],
+        }),
         new ToolMessage({ content: 'shipped', tool_call_id: 'call_1', name: 'order_status' }),
         new AIMessage('It has shipped.'),
       ]);
       const stored = (await inspect.read(target)).messages.map((m) => m.message);
       expect(stored.map((m) => m.role)).toEqual([
-        'system',
+        'developer',
         'user',
         'assistant',
         'tool',
         'assistant',
       ]);
+      expect(stored[1]!.content).toEqual([{ type: 'text', text: 'Where is 1042?' }, photo]);
+      expect(stored[2]).toMatchObject({
+        content: null,
+        tool_calls: [
+          {
+            id: 'call_1',
+            type: 'function',
+            function: { name: 'order_status', arguments: '{"order":1042}' },
+          },
+          {
+            id: 'call_2',
+            type: 'function',
+            function: { name: 'order_status', arguments: '{"order": 10' },
+          },
+        ],
+      });
+      expect(stored[2]!.metadata).toBeUndefined();
       expect(stored[3]).toMatchObject({ tool_call_id: 'call_1', name: 'order_status' });
 
       const [system, human, ai, tool, final] = await history.getMessages();
       expect(system).toBeInstanceOf(SystemMessage);
+      expect(system!.additional_kwargs).toEqual({ __openai_role__: 'developer' });
       expect(human).toBeInstanceOf(HumanMessage);
       expect(human!.name).toBe('jane');
+      expect(human!.content).toEqual([{ type: 'text', text: 'Where is 1042?' }, photo]);
       expect((ai as AIMessage).tool_calls).toEqual([call]);
+      expect((ai as AIMessage).invalid_tool_calls).toMatchObject([
+        { id: 'call_2', args: '{"order": 10' },
+      ]);
       expect(tool).toBeInstanceOf(ToolMessage);
       expect(tool).toMatchObject({
         content: 'shipped',
@@ -244,6 +288,14 @@ describe.each(['in-process', 'HTTP'] as const)(
         name: 'order_status',
       });
       expect(final).toMatchObject({ content: 'It has shipped.' });
+
+      // Read back and stored again, the history is what it was.
+      const copy = new MemqChatMessageHistory({ client, ...target, key: `${target.key}-copy` });
+      await copy.addMessages(await history.getMessages());
+      const copied = (await inspect.read({ ...target, key: `${target.key}-copy` })).messages;
+      expect(copied.map((m) => ({ ...m.message, id: '', created_at: '' }))).toEqual(
+        stored.map((m) => ({ ...m, id: '', created_at: '' })),
+      );
     });
 
     it('refuses an unmappable message before storing any of the batch', async () => {
@@ -257,10 +309,12 @@ describe.each(['in-process', 'HTTP'] as const)(
         history.addMessages([
           new HumanMessage('fine'),
           new HumanMessage({
-            content: [{ type: 'image_url', image_url: { url: 'https://x/a.png' } }],
+            content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }],
           }),
         ]),
-      ).rejects.toThrow(/messages\[1\]\.content\[0\]: memq stores text only/);
+      ).rejects.toThrow(
+        /messages\[1\]\.content\[0\]: memq stores text and OpenAI-style image_url blocks/,
+      );
       expect((await inspect.read(target)).total).toBe(0);
     });
 

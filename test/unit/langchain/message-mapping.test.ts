@@ -7,11 +7,13 @@ import {
   ToolMessage,
 } from '@langchain/core/messages';
 import { describe, expect, it } from 'vitest';
-import { MessageInputSchema, type Message } from '../../../src/core/message.js';
+import { coerceMessageLikeToMessage } from '@langchain/core/messages';
+import { MessageInputSchema, type Message, type MessageInput } from '../../../src/core/message.js';
 import { PayloadError } from '../../../src/core/errors.js';
 import {
   APPEND_BATCH,
   READ_PAGE,
+  UNPARSEABLE_ARGUMENTS_ERROR,
   fromMemqMessage,
   summaryMessage,
   toMemqMessage,
@@ -47,26 +49,33 @@ describe('LangChain -> memq messages', () => {
     for (const m of mapped) expect(MessageInputSchema.safeParse(m).success).toBe(true);
   });
 
-  it('keeps an AI message tool calls as JSON metadata, and they come back as tool calls', () => {
+  it('maps an AI message tool calls to OpenAI-format tool calls, content null when empty', () => {
     const ai = new AIMessage({
       content: '',
       tool_calls: [{ id: 'call_1', name: 'lookup', args: { order: 1042 }, type: 'tool_call' }],
     });
     const mapped = toMemqMessage(ai);
-    expect(mapped.role).toBe('assistant');
-    expect(JSON.parse(mapped.metadata!.lc_tool_calls as string)).toEqual([
-      { id: 'call_1', name: 'lookup', args: { order: 1042 } },
-    ]);
+    expect(mapped).toEqual({
+      role: 'assistant',
+      content: null,
+      tool_calls: [
+        {
+          id: 'call_1',
+          type: 'function',
+          function: { name: 'lookup', arguments: '{"order":1042}' },
+        },
+      ],
+    });
     expect(MessageInputSchema.safeParse(mapped).success).toBe(true);
-
     const back = fromMemqMessage(stored(mapped)) as AIMessage;
     expect(back).toBeInstanceOf(AIMessage);
+    expect(back.content).toBe('');
     expect(back.tool_calls).toEqual([
       { id: 'call_1', name: 'lookup', args: { order: 1042 }, type: 'tool_call' },
     ]);
   });
 
-  it('refuses an AI message with invalid tool calls instead of dropping them, naming the field', () => {
+  it('stores invalid tool calls with their text as written, and reads them back as invalid', () => {
     const ai = new AIMessage({
       content: 'let me look',
       invalid_tool_calls: [
@@ -79,25 +88,50 @@ describe('LangChain -> memq messages', () => {
         },
       ],
     });
-    expect(ai.invalid_tool_calls).toHaveLength(1);
-    let error: unknown;
-    try {
-      toMemqMessage(ai, 'messages[3]');
-    } catch (e) {
-      error = e;
+    const mapped = toMemqMessage(ai, 'messages[3]');
+    expect(mapped.tool_calls).toEqual([
+      { id: 'call_2', type: 'function', function: { name: 'lookup', arguments: '{"order":' } },
+    ]);
+    const back = fromMemqMessage(stored(mapped)) as AIMessage;
+    expect(back.tool_calls).toEqual([]);
+    expect(back.invalid_tool_calls).toEqual([
+      {
+        id: 'call_2',
+        name: 'lookup',
+        args: '{"order":',
+        error: UNPARSEABLE_ARGUMENTS_ERROR,
+        type: 'invalid_tool_call',
+      },
+    ]);
+  });
+
+  it('refuses tool calls without an id or a name, naming the field', () => {
+    const cases: Array<[AIMessage, RegExp, string]> = [
+      [
+        new AIMessage({ content: '', tool_calls: [{ name: 'f', args: {}, type: 'tool_call' }] }),
+        /^messages\[2\]\.tool_calls\[0\]\.id: /,
+        'messages[2].tool_calls[0].id',
+      ],
+      [
+        new AIMessage({
+          content: '',
+          invalid_tool_calls: [{ id: 'c', args: '{', error: 'x', type: 'invalid_tool_call' }],
+        }),
+        /^messages\[2\]\.invalid_tool_calls\[0\]\.name: /,
+        'messages[2].invalid_tool_calls[0].name',
+      ],
+    ];
+    for (const [message, pattern, field] of cases) {
+      let error: unknown;
+      try {
+        toMemqMessage(message, 'messages[2]');
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(PayloadError);
+      expect((error as PayloadError).message).toMatch(pattern);
+      expect((error as PayloadError).details).toMatchObject({ field });
     }
-    expect(error).toBeInstanceOf(PayloadError);
-    expect((error as PayloadError).message).toMatch(/^messages\[3\]\.invalid_tool_calls: /);
-    expect((error as PayloadError).details).toMatchObject({
-      field: 'messages[3].invalid_tool_calls',
-    });
-    // Without invalid calls the same message maps.
-    expect(
-      toMemqMessage(new AIMessage({ content: 'let me look', invalid_tool_calls: [] })),
-    ).toEqual({
-      role: 'assistant',
-      content: 'let me look',
-    });
   });
 
   it('refuses a ToolMessage with an empty tool_call_id, naming the field', () => {
@@ -112,25 +146,21 @@ describe('LangChain -> memq messages', () => {
     expect((error as PayloadError).details).toMatchObject({ field: 'messages[1].tool_call_id' });
   });
 
-  it('refuses tool calls longer than a metadata value can hold', () => {
-    const ai = new AIMessage({
-      content: '',
-      tool_calls: [{ id: 'c', name: 'write', args: { text: 'x'.repeat(5000) }, type: 'tool_call' }],
-    });
-    expect(() => toMemqMessage(ai, 'messages[1]')).toThrow(/messages\[1\]\.tool_calls: .*4096/);
-  });
-
-  it('joins text blocks and drops reasoning and tool_use blocks of AI messages', () => {
+  it('keeps text blocks as parts and drops reasoning and tool_use blocks of AI messages', () => {
     expect(
       toMemqMessage(
         new HumanMessage({
+          // A bare string in the list (older LangChain content) is a text part too.
           content: [
             { type: 'text', text: 'part one, ' },
-            { type: 'text', text: 'part two' },
-          ],
+            'part two',
+          ] as unknown as HumanMessage['content'],
         }),
       ).content,
-    ).toBe('part one, part two');
+    ).toEqual([
+      { type: 'text', text: 'part one, ' },
+      { type: 'text', text: 'part two' },
+    ]);
     expect(
       toMemqMessage(
         new AIMessage({
@@ -141,20 +171,73 @@ describe('LangChain -> memq messages', () => {
           ],
         }),
       ).content,
-    ).toBe('answer');
+    ).toEqual([{ type: 'text', text: 'answer' }]);
   });
 
-  it('refuses content memq cannot store as text, naming the block', () => {
-    const image = new HumanMessage({
-      content: [
-        { type: 'text', text: 'look' },
-        { type: 'image_url', image_url: { url: 'https://example.com/a.png' } },
-      ],
-    });
-    expect(() => toMemqMessage(image, 'messages[0]')).toThrow(PayloadError);
-    expect(() => toMemqMessage(image, 'messages[0]')).toThrow(
-      /messages\[0\]\.content\[1\]: memq stores text only; a "image_url" content block/,
+  it('maps OpenAI-style image_url blocks to image parts, a bare URL string too', () => {
+    const mapped = toMemqMessage(
+      new HumanMessage({
+        content: [
+          { type: 'text', text: 'look' },
+          { type: 'image_url', image_url: 'https://example.com/a.png' },
+          {
+            type: 'image_url',
+            image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' },
+          },
+        ],
+      }),
     );
+    expect(mapped.content).toEqual([
+      { type: 'text', text: 'look' },
+      { type: 'image_url', image_url: { url: 'https://example.com/a.png' } },
+      {
+        type: 'image_url',
+        image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' },
+      },
+    ]);
+    expect(MessageInputSchema.safeParse(mapped).success).toBe(true);
+  });
+
+  it('refuses content blocks memq does not store, naming the block', () => {
+    const refused: Array<[unknown, RegExp]> = [
+      [
+        { type: 'image', source_type: 'url', url: 'https://example.com/a.png' },
+        /messages\[0\]\.content\[1\]: memq stores text and OpenAI-style image_url blocks; a "image" content block/,
+      ],
+      [
+        { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } },
+        /messages\[0\]\.content\[1\]: .*a "input_audio" content block/,
+      ],
+      [
+        { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'ultra' } },
+        /messages\[0\]\.content\[1\]\.image_url\.detail: expected one of auto, low, high, got "ultra"/,
+      ],
+      [{ type: 'image_url', image_url: { url: '' } }, /content\[1\]\.image_url\.url: /],
+    ];
+    for (const [block, pattern] of refused) {
+      const message = new HumanMessage({
+        content: [{ type: 'text', text: 'look' }, block] as HumanMessage['content'],
+      });
+      expect(() => toMemqMessage(message, 'messages[0]')).toThrow(PayloadError);
+      expect(() => toMemqMessage(message, 'messages[0]')).toThrow(pattern);
+    }
+  });
+
+  it('maps a developer SystemMessage and a developer ChatMessage to developer', () => {
+    const developer = new SystemMessage({
+      content: 'Answer in French.',
+      additional_kwargs: { __openai_role__: 'developer' },
+    });
+    expect(toMemqMessage(developer)).toEqual({ role: 'developer', content: 'Answer in French.' });
+    expect(toMemqMessage(new ChatMessage('Be brief.', 'developer'))).toEqual({
+      role: 'developer',
+      content: 'Be brief.',
+    });
+    // LangChain's own coercion of a ["developer", text] message agrees.
+    expect(toMemqMessage(coerceMessageLikeToMessage(['developer', 'Be brief.']))).toEqual({
+      role: 'developer',
+      content: 'Be brief.',
+    });
   });
 
   it('maps ChatMessage by role and refuses roles and types memq has none for', () => {
@@ -191,6 +274,33 @@ describe('memq -> LangChain messages', () => {
     expect(tool).toMatchObject({ tool_call_id: 'call_1', status: 'success' });
   });
 
+  it('reads tool calls of messages stored in metadata.lc_tool_calls, and stores them as tool_calls', () => {
+    const legacy = stored({
+      role: 'assistant',
+      content: '',
+      metadata: {
+        lc_tool_calls: JSON.stringify([{ id: 'call_1', name: 'lookup', args: { order: 1 } }]),
+      },
+    });
+    const ai = fromMemqMessage(legacy) as AIMessage;
+    expect(ai.tool_calls).toEqual([
+      { id: 'call_1', name: 'lookup', args: { order: 1 }, type: 'tool_call' },
+    ]);
+    expect(toMemqMessage(ai)).toEqual({
+      role: 'assistant',
+      content: null,
+      tool_calls: [
+        { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{"order":1}' } },
+      ],
+    });
+  });
+
+  it('maps developer to a SystemMessage marked as OpenAI does', () => {
+    const message = fromMemqMessage(stored({ role: 'developer', content: 'Answer in French.' }));
+    expect(message).toBeInstanceOf(SystemMessage);
+    expect(message.additional_kwargs).toEqual({ __openai_role__: 'developer' });
+  });
+
   it('ignores tool-call metadata a redact pattern made unreadable', () => {
     const ai = fromMemqMessage(
       stored({ role: 'assistant', content: 'x', metadata: { lc_tool_calls: '[REDACTED]' } }),
@@ -223,5 +333,126 @@ describe('limits', () => {
   it('batches and pages at memq own limits', () => {
     expect(APPEND_BATCH).toBe(MAX_MESSAGES_PER_APPEND);
     expect(READ_PAGE).toBe(MAX_PAGE_SIZE);
+  });
+});
+
+describe('round trips', () => {
+  const image = (url: string, detail?: 'auto' | 'low' | 'high') =>
+    ({ type: 'image_url', image_url: { url, ...(detail ? { detail } : {}) } }) as const;
+  const call = (id: string, name: string, args: string) =>
+    ({ id, type: 'function', function: { name, arguments: args } }) as const;
+  /** Every shape of the memq message model LangChain can hold. */
+  const shapes: MessageInput[] = [
+    { role: 'user', content: 'hi', name: 'jane' },
+    {
+      role: 'user',
+      content: [
+        { type: 'text', text: 'What is on ' },
+        { type: 'text', text: 'these?' },
+        image('https://example.com/a.png', 'low'),
+        image('data:image/png;base64,iVBORw0KGgo='),
+        image('https://example.com/b.png', 'auto'),
+      ],
+    },
+    { role: 'system', content: 'You are a support agent.' },
+    { role: 'developer', content: 'Answer in French.' },
+    { role: 'developer', content: [{ type: 'text', text: 'Be brief.' }] },
+    { role: 'assistant', content: 'It has shipped.' },
+    { role: 'assistant', content: [{ type: 'text', text: 'Checking.' }] },
+    // Arguments as the model wrote them (spacing), an unparseable one between two good ones.
+    {
+      role: 'assistant',
+      content: null,
+      tool_calls: [
+        call('call_1', 'get_weather', '{"city": "Paris",\n "unit": "C"}'),
+        call('call_2', 'lookup', '{"order": 10'),
+        call('call_3', 'lookup', '[1, 2]'),
+        call('call_4', 'track', '{}'),
+      ],
+    },
+    {
+      role: 'assistant',
+      content: [{ type: 'text', text: 'Let me check.' }],
+      tool_calls: [call('call_5', 'track', '{"id":"1042"}')],
+    },
+    {
+      role: 'tool',
+      content: 'shipped',
+      tool_call_id: 'call_4',
+      name: 'track',
+      metadata: { lc_tool_status: 'success' },
+    },
+    {
+      role: 'tool',
+      content: [{ type: 'text', text: '{"temperature": 21}' }],
+      tool_call_id: 'call_1',
+    },
+  ];
+
+  it('memq -> LangChain -> memq gives back every shape unchanged', () => {
+    for (const shape of shapes) {
+      expect(MessageInputSchema.safeParse(shape).success).toBe(true);
+      expect(toMemqMessage(fromMemqMessage(stored(shape as Message)))).toEqual(shape);
+    }
+  });
+
+  it('LangChain -> memq -> LangChain keeps type, content, name, tool calls and tool results', () => {
+    const messages = [
+      new HumanMessage({
+        content: [{ type: 'text', text: 'look' }, image('https://x/a.png', 'high')],
+      }),
+      new SystemMessage({ content: 'dev', additional_kwargs: { __openai_role__: 'developer' } }),
+      new AIMessage({
+        content: '',
+        tool_calls: [
+          { id: 'a', name: 'f', args: { x: [1, { y: null }] }, type: 'tool_call' },
+          { id: 'b', name: 'g', args: {}, type: 'tool_call' },
+        ],
+        invalid_tool_calls: [
+          { id: 'c', name: 'h', args: 'not json', error: 'bad', type: 'invalid_tool_call' },
+        ],
+      }),
+      new ToolMessage({ content: 'ok', tool_call_id: 'a', status: 'error', name: 'f' }),
+    ];
+    const back = messages.map((m) => fromMemqMessage(stored(toMemqMessage(m) as Message)));
+    for (const [i, m] of messages.entries()) {
+      expect(back[i]!.type).toBe(m.type);
+      expect(back[i]!.content).toEqual(m.content);
+      expect(back[i]!.name).toBe(m.name);
+    }
+    expect(back[1]!.additional_kwargs.__openai_role__).toBe('developer');
+    const ai = back[2] as AIMessage;
+    expect(ai.tool_calls).toEqual((messages[2] as AIMessage).tool_calls);
+    // The parse error is LangChain's own; memq keeps the call and its text.
+    expect(ai.invalid_tool_calls).toEqual([
+      {
+        id: 'c',
+        name: 'h',
+        args: 'not json',
+        error: UNPARSEABLE_ARGUMENTS_ERROR,
+        type: 'invalid_tool_call',
+      },
+    ]);
+    expect(back[3]).toMatchObject({ tool_call_id: 'a', status: 'error', name: 'f' });
+  });
+
+  it('stores an assistant message with tool calls and empty content as null content', () => {
+    const shape: MessageInput = {
+      role: 'assistant',
+      content: '',
+      tool_calls: [call('call_1', 'f', '{}')],
+    };
+    expect(toMemqMessage(fromMemqMessage(stored(shape as Message)))).toEqual({
+      ...shape,
+      content: null,
+    });
+  });
+
+  it('writes edited tool-call args, not the stale text', () => {
+    const ai = fromMemqMessage(
+      stored({ role: 'assistant', content: null, tool_calls: [call('c', 'f', '{"a": 1}')] }),
+    ) as AIMessage;
+    ai.tool_calls![0]!.args = { a: 2 };
+    expect(toMemqMessage(ai).tool_calls).toEqual([call('c', 'f', '{"a":2}')]);
   });
 });
