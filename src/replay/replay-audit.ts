@@ -21,9 +21,9 @@
  *   documented on `replayMessageIds` and `scriptedMessageIds` (src/replay/replay.ts) from those
  *   descriptions;
  * - key names: {@link auditKeys}, from docs/storage.md's key table;
- * - token counts: `audit-tokens.ts`, its own byte-pair encoder over js-tiktoken's rank files
- *   (memq counts with gpt-tokenizer), with the chat framing of OpenAI's cookbook ("How to count
- *   tokens with tiktoken": 3 tokens per message, 1 more for a name);
+ * - token counts: `audit-tokens.ts` (`createMessageCount`), its own byte-pair encoder over
+ *   js-tiktoken's rank files (memq counts with gpt-tokenizer) and its own restatement of the
+ *   counting rules (chat framing, text parts, images, tool calls, tool_call_id);
  * - which tool results belong to which call: restated in {@link toolPairViolations} (memq's
  *   `toolUnits`, src/core/message.ts, is not used);
  * - personal data: its own JavaScript patterns over every stored value.
@@ -55,7 +55,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Cluster, type Redis } from 'ioredis';
 import type { RedisConnection } from '../redis/connection.js';
 import { getEncodingNameForModel, type TiktokenBPE } from 'js-tiktoken/lite';
-import { createTokenCount } from './audit-tokens.js';
+import { createMessageCount, type AuditMessage } from './audit-tokens.js';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import {
   compileAuditPolicy,
@@ -185,15 +185,6 @@ function embeddedAddresses(match: string): string[] {
 
 /** BPE encodings js-tiktoken ships. */
 type EncodingName = 'o200k_base' | 'cl100k_base' | 'p50k_base' | 'p50k_edit' | 'r50k_base' | 'gpt2';
-
-/**
- * Chat framing of OpenAI's cookbook "How to count tokens with tiktoken" (`num_tokens_from_messages`,
- * gpt-4o / gpt-4 family): every message costs 3 tokens on top of its role and content, and a
- * `name` costs 1 more on top of its own tokens.
- */
-const FRAME_TOKENS_PER_MESSAGE = 3;
-/** See {@link FRAME_TOKENS_PER_MESSAGE}. */
-const FRAME_TOKENS_PER_NAME = 1;
 
 /**
  * Model-name prefixes of dated or variant models js-tiktoken's exact table may not list, from
@@ -553,7 +544,7 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
   const resource = deps.registry.get(options.memory);
   const policy = resource.privacyPolicy;
   const redactor = compileAuditPolicy(policy, deps.env);
-  const count = createTokenCount(await ranks[auditEncoding(resource.tokenProvider.model)]());
+  const count = createMessageCount(await ranks[auditEncoding(resource.tokenProvider.model)]());
   const items = await auditSource(options);
   const violations: AuditViolation[] = [];
   const originals = new Map<string, string>(); // original -> id of a message that held it
@@ -721,14 +712,14 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
     }
     let recount = summary?.tokens ?? 0;
     for (const id of ord) {
-      let message: StoredForCount | undefined;
+      let tokens: number;
       try {
-        message = bodies[id] ? (JSON.parse(bodies[id]) as StoredForCount) : undefined;
+        const body = bodies[id];
+        if (body === undefined) continue;
+        tokens = count(JSON.parse(body) as AuditMessage);
       } catch {
-        message = undefined; // reported above as a content violation
+        continue; // not a message the audit can read: reported above as a content violation
       }
-      if (!message) continue;
-      const tokens = messageTokens(count, message);
       recount += tokens;
       if (tok[id] !== undefined && Number(tok[id]) !== tokens) {
         violations.push({
@@ -783,31 +774,6 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
     originals: originals.size,
     violations,
   };
-}
-
-/** The fields of a stored message its token count depends on. */
-type StoredForCount = { role: string; content: unknown; name?: string };
-
-/**
- * Tokens of a stored message: the cookbook's framing ({@link FRAME_TOKENS_PER_MESSAGE}, and
- * {@link FRAME_TOKENS_PER_NAME} with a name) plus the role, the content's text and the name.
- */
-function messageTokens(count: (text: string) => number, message: StoredForCount): number {
-  const text =
-    typeof message.content === 'string'
-      ? message.content
-      : Array.isArray(message.content)
-        ? (message.content as Array<{ type?: string; text?: string }>)
-            .filter((p) => p.type === 'text')
-            .map((p) => p.text ?? '')
-            .join('\n')
-        : '';
-  return (
-    FRAME_TOKENS_PER_MESSAGE +
-    count(message.role) +
-    count(text) +
-    (message.name !== undefined ? count(message.name) + FRAME_TOKENS_PER_NAME : 0)
-  );
 }
 
 /** The audit's last line: `audit: <memories> memories, <messages> messages, <n> violations`. */

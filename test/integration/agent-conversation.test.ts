@@ -278,6 +278,23 @@ describe('a scripted agent conversation through every flush strategy', () => {
     );
     expect(cli.status).toBe(1);
     expect(cli.stdout).toContain(`violation tool_pairing ${first.key}: `);
+
+    // A message marked do_not_persist found in a memory is reported as such.
+    const trip = conversations.find((c) => c.messages.some((m) => m.privacy?.do_not_persist))!;
+    const index = trip.messages.findIndex((m) => m.privacy?.do_not_persist === true);
+    const hidden = scriptedMessageIds(trip)[index]!;
+    const tripKeys = memoryKeys(ns.keyPrefix, {
+      project: PROJECT,
+      resource: memory,
+      key: trip.key,
+    });
+    await ns.redis.hset(tripKeys.msg, hidden, JSON.stringify({ id: hidden, role: 'user' }));
+    const planted = await runAudit(deps, { memory, project: PROJECT, conversations: FIXTURE });
+    expect(planted.violations).toContainEqual({
+      kind: 'unexpected',
+      where: trip.key,
+      detail: `message ${hidden} is marked do_not_persist but is stored`,
+    });
   }, 60_000);
 });
 
