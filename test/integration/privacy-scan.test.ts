@@ -51,7 +51,7 @@ describe('privacy: 2,000 real e-mails through a redacting policy, then every key
     const target = { resource: 'customer-support', key: 'privacy:roles' };
     const receipt = await pipeline.client.append(target, [
       { role: 'system', content: 'internal prompt with ops@example.org' },
-      { role: 'tool', content: 'tool output' },
+      { role: 'tool', tool_call_id: 'call_1', content: 'tool output' },
       { role: 'user', content: 'hello' },
     ]);
     expect(receipt.dropped).toBe(2);
