@@ -7,7 +7,7 @@
  * then audited (`runAudit` and `memq audit --conversations`) and read back through the context
  * read at every budget.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -112,6 +112,10 @@ describe('a scripted agent conversation through every flush strategy', () => {
       expect.arrayContaining(['data:image/', 'https://ima']),
     );
     expect(images.map((p) => p.image_url.detail)).toEqual(expect.arrayContaining(['low', 'high']));
+    // the example users start from is this fixture
+    expect(readFileSync('examples/agent-conversation.json', 'utf8')).toBe(
+      readFileSync(FIXTURE, 'utf8'),
+    );
   });
 
   describe.each(FLUSH_STRATEGIES)('%s', (strategy) => {
