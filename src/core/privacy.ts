@@ -504,14 +504,14 @@ const never = () => false;
 
 /**
  * What the message schema fixes at one position of a message, derived from `MessageSchema`
- * (message.ts) by {@link schemaNodeOf}, so the policy keeps it and the redacted message still
+ * (message.ts) by {@link mutableNodeOf}, so the policy keeps it and the redacted message still
  * passes the schema: the field names of an object (`type`, `text`, `image_url`, `url`, `detail`,
  * `id`, `function`, `name`, `arguments`, ...) and the values of an enum or literal (`type:
  * 'text'`, `detail: 'low'`, ...), kept only while the value is one of them. Everything else at
  * the position is data: free keys (a record's, or a key the schema does not name) and any other
  * string or number go through the policy.
  */
-export interface SchemaNode {
+interface SchemaNode {
   /** An object's field names (kept as they are), each with the shape of its value. */
   readonly fields?: ReadonlyMap<string, SchemaNode>;
   /** An array's elements. */
@@ -565,10 +565,6 @@ function mergeNodes(nodes: readonly MutableNode[]): MutableNode {
  * through; anything else (string, number, boolean, null, a shape this does not know) is data,
  * redacted whole (the safe side: a new kind of field is redacted, never skipped).
  */
-export function schemaNodeOf(schema: unknown): SchemaNode {
-  return mutableNodeOf(schema);
-}
-
 function mutableNodeOf(schema: unknown): MutableNode {
   const def = zodDefOf(schema);
   switch (def.type) {

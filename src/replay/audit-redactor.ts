@@ -427,7 +427,7 @@ export interface AuditRedactor {
 /**
  * The redaction string of a resource without a privacy policy, which a message's
  * `privacy.redact_fields` still uses: the documented default of
- * `privacy_policy.default_redaction_string` (docs/configuration.md).
+ * `privacy_policy.default_redaction_string` (docs/configuration.md, "Memory resources").
  */
 export const AUDIT_DEFAULT_REDACTION = '[REDACTED]';
 
