@@ -11,7 +11,7 @@ export interface CountRequest {
   readonly id: number;
   /** Encoding to count with. */
   readonly encoding: EncodingName;
-  /** Texts to count (message contents). */
+  /** Texts to count: message texts (string contents, text parts, tool-call names and arguments, `tool_call_id`s). */
   readonly texts: readonly string[];
 }
 

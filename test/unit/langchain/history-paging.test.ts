@@ -80,7 +80,7 @@ describe('MemqChatMessageHistory.getMessages paging', () => {
   it('reads again when a flush folded the oldest messages between pages', async () => {
     const log = Array.from({ length: READ_PAGE + 5 }, (_, i) => message(i + 1));
     const client = scriptedClient(log, (read, l) => {
-      if (read === 1) for (const m of l.slice(0, 10)) m.content = `folded ${m.content}`;
+      if (read === 1) for (const m of l.slice(0, 10)) m.content = `folded ${m.content as string}`;
     });
     const history = new MemqChatMessageHistory({ client, resource: 'r', key: 'k' });
     const messages = await history.getMessages();
