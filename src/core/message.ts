@@ -225,7 +225,7 @@ function checkShape(
       if (seen.has(call.id))
         issue(
           ['tool_calls', i, 'id'],
-          `duplicate tool call id ${JSON.stringify(call.id)} in one message`,
+          `duplicate tool call id in one message (tool_calls.${i}.id equals an earlier call's)`,
         );
       seen.add(call.id);
     });

@@ -129,7 +129,9 @@ interface Cost {
  *    and what lies between is never split), taken newest first while summary + pinned + units +
  *    {@link REPLY_PRIMING_TOKENS} stay within the budget, stopping at the first unit that does
  *    not fit, so what is sent is a contiguous recent suffix, never a hole.
- * Pinned messages and units are output merged in log order. When summary + pinned messages
+ * Pinned messages and units are output merged in log order, then put in the order the chat APIs
+ * take (each tool result right after its call; a result whose call is not sent is left out and
+ * counted in `omitted`: see `chatOrder`). When summary + pinned messages
  * already exceed the budget, the summary is left out (`summary: false`); when the pinned
  * messages alone do, they are returned anyway and `tokens` exceeds `maxTokens`.
  *
@@ -281,8 +283,9 @@ function result(
   summaryCost: Cost | undefined,
   costs: ReadonlyMap<string, Cost>,
 ): ContextResult {
-  const sentUnits = units.flatMap((unit) => unit.items);
-  const merged = [...pinned, ...sentUnits].sort((a, b) => compareIds(a, b));
+  const { ordered: merged } = chatOrder(
+    [...pinned, ...units.flatMap((unit) => unit.items)].sort((a, b) => compareIds(a, b)),
+  );
   const sentCosts = merged.map((m) => costs.get(m.message.id)!);
   const anything = merged.length > 0 || summaryCost !== undefined;
   const tokens =
@@ -300,13 +303,47 @@ function result(
     tokens,
     exact,
     omitted: {
-      messages: Math.max(0, first.total - pinned.length - sentUnits.length),
+      messages: Math.max(0, first.total - merged.length),
       tokens: Math.max(0, logTokens - sentStored),
     },
     summary: summaryCost !== undefined,
     epoch: first.epoch === undefined ? undefined : `${first.epoch}:${first.createdAt ?? ''}`,
     throughId: first.newestId,
   };
+}
+
+/**
+ * `messages` (log order) as the chat APIs take them: every tool result right after the assistant
+ * message whose call it answers (results of one message in log order; what lay between moves after
+ * them, its order kept), and tool results whose call is not sent left out (`orphans`): OpenAI
+ * refuses a tool message that does not follow its call. Such results exist when a privacy policy
+ * or `do_not_persist` removed the call. A tool message stored without `tool_call_id` (before the
+ * field was required) stays where it is, as stored. A call without a result is sent as stored
+ * (usually a turn in progress: the caller appends the results next).
+ */
+function chatOrder(messages: readonly StoredMessage[]): {
+  ordered: StoredMessage[];
+  orphans: StoredMessage[];
+} {
+  const callOwner = new Map<string, StoredMessage>();
+  for (const m of messages)
+    if (m.message.role === 'assistant')
+      for (const call of m.message.tool_calls ?? [])
+        if (!callOwner.has(call.id)) callOwner.set(call.id, m);
+  const results = new Map<StoredMessage, StoredMessage[]>();
+  const orphans: StoredMessage[] = [];
+  const rest: StoredMessage[] = [];
+  for (const m of messages) {
+    if (m.message.role !== 'tool' || m.message.tool_call_id === undefined) {
+      rest.push(m);
+      continue;
+    }
+    const owner = callOwner.get(m.message.tool_call_id);
+    if (owner === undefined) orphans.push(m);
+    else results.set(owner, [...(results.get(owner) ?? []), m]);
+  }
+  const ordered = rest.flatMap((m) => [m, ...(results.get(m) ?? [])]);
+  return { ordered, orphans };
 }
 
 /**

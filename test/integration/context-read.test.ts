@@ -126,6 +126,31 @@ describe('readContext on real Redis', () => {
     );
   });
 
+  it('sends each tool result right after its call and leaves out a result whose call is gone', async () => {
+    const [question, calls, resultB, aside, resultA, orphan, answer] = await log([
+      [msg('user', 'weather and time in Paris?'), 10],
+      [
+        msg('assistant', null, { tool_calls: [call('call_a', 'weather'), call('call_b', 'time')] }),
+        20,
+      ],
+      [msg('tool', '10:00', { tool_call_id: 'call_b' }), 5],
+      [msg('user', 'also, hurry'), 6],
+      [msg('tool', 'sunny', { tool_call_id: 'call_a' }), 5],
+      [msg('tool', 'a result whose call a policy dropped', { tool_call_id: 'call_dropped' }), 9],
+      [msg('assistant', 'Sunny, and it is 10:00.'), 8],
+    ]);
+    const context = await readContext(store, ref, { maxTokens: 1000 });
+    // The chat APIs take a call's results right after it, and refuse a result without its call.
+    expect(context.messages).toEqual(
+      chat([question!, calls!, resultB!, resultA!, aside!, answer!]),
+    );
+    expect(context.tokens).toBe(P + 10 + 20 + 5 + 5 + 6 + 8);
+    expect(context.omitted).toEqual({ messages: 1, tokens: 9 });
+    expect(context.messages).not.toContainEqual(
+      expect.objectContaining({ content: orphan!.content }),
+    );
+  });
+
   it('keeps every pinned message in log order and the summary first', async () => {
     const [old1, old2, system, u1, developer, u2, a2] = await log([
       [msg('user', 'old question'), 10],

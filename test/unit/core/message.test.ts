@@ -64,7 +64,7 @@ describe('message model', () => {
     );
     expect(
       issuesOf({ role: 'assistant', content: null, tool_calls: [call('a'), call('a')] })[0],
-    ).toMatch(/^tool_calls\.1\.id: duplicate tool call id "a"/);
+    ).toMatch(/^tool_calls\.1\.id: duplicate tool call id in one message/);
     expect(issuesOf({ role: 'user', content: [{ type: 'audio', data: 'x' }] })).not.toEqual([]);
     expect(
       issuesOf({ role: 'user', content: [{ type: 'text', text: 'x', extra: 1 }] }),
