@@ -38,13 +38,31 @@ describe('README', () => {
       const session = readmeCurlSession().replaceAll('localhost:3000', `localhost:${port}`);
       const run = spawnSync('bash', ['-euo', 'pipefail', '-c', session], { cwd, encoding: 'utf8' });
       expect(run.status, run.stderr).toBe(0);
-      const [append, read, flush, stats] = run.stdout
+      const [append, read, agentAppend, context, flush, stats] = run.stdout
         .replace(/}\{/g, '}\n{')
         .split('\n')
         .map((line) => JSON.parse(line) as Record<string, unknown>);
       expect(append).toMatchObject({ redactions: 1, result: { added: 2, duplicates: 0 } });
       expect(JSON.stringify(read)).toContain('Hi, I am [REDACTED] and my order #4411 is late');
       expect(read).toMatchObject({ total: 2, context_window: { max_tokens: 4_000 } });
+      expect(agentAppend).toMatchObject({ not_persisted: 0, result: { added: 6, duplicates: 0 } });
+      // The newest messages that fit 70 tokens: the developer message (pinned), then the tool
+      // call with its result and what follows; the first question is left out, never half a unit.
+      const sent = (context as { messages: Array<Record<string, unknown>> }).messages;
+      expect(sent.map((m) => m.role)).toEqual([
+        'developer',
+        'assistant',
+        'tool',
+        'assistant',
+        'user',
+      ]);
+      expect(sent[1]).toMatchObject({ content: null, tool_calls: [{ id: 'call_1' }] });
+      expect(sent[2]).toMatchObject({
+        tool_call_id: 'call_1',
+        content: 'In transit, arrives Friday',
+      });
+      expect(context).toMatchObject({ max_tokens: 70, omitted: { messages: 1 }, exact: false });
+      expect((context as { tokens: number }).tokens).toBeLessThanOrEqual(70);
       expect(flush).toMatchObject({ result: { applied: false } });
       // `roles` is not asserted: it is null unless the curl line asks for ?deep=true.
       expect(stats).toMatchObject({
