@@ -60,6 +60,7 @@ import type { MemoryRegistry } from '../config/load-memories.js';
 import {
   compileAuditPolicy,
   expectStored,
+  redactText,
   type AuditRedactor,
   type AuditSubmittedMessage,
 } from './audit-redactor.js';
@@ -582,7 +583,10 @@ export async function runAudit(deps: AuditDeps, options: AuditOptions): Promise<
       const id = ids[index]!;
       for (const text of stringsOf({ ...source, privacy: undefined })) {
         for (const found of [...(text.match(EMAIL) ?? []), ...(text.match(PHONE) ?? [])]) {
-          if (!originals.has(found)) originals.set(found, id);
+          // Only what the policy removes is searched for: without a policy, or with one that
+          // leaves addresses or phone numbers alone, storing them is what the resource asks for.
+          if (originals.has(found) || redactText(redactor, found).text === found) continue;
+          originals.set(found, id);
         }
       }
       const expected = expectedMessage(redactor, source);

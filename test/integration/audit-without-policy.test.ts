@@ -1,0 +1,57 @@
+/**
+ * `memq audit` on a memory without a privacy policy (the shipped `agent-memory`): e-mail
+ * addresses and phone numbers are stored as sent, which is what such a resource asks for, so the
+ * audit must not report them as leaks, while every other check still runs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadMemoryResources } from '../../src/config/load-memories.js';
+import { runReplay } from '../../src/replay/replay.js';
+import { runAudit } from '../../src/replay/replay-audit.js';
+import { replayDepsFor, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
+import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+
+const FIXTURE = 'test/fixtures/agent-conversation.json';
+
+describe('memq audit without a privacy policy', () => {
+  let ns: RedisNamespace;
+  let pipeline: TestPipeline;
+  let registry: Awaited<ReturnType<typeof loadMemoryResources>>;
+
+  beforeAll(async () => {
+    ns = createRedisNamespace();
+    registry = await loadMemoryResources('memories');
+    expect(registry.get('agent-memory').privacyPolicy).toBeUndefined();
+    pipeline = await startPipeline(ns, registry, 'test');
+  });
+  afterAll(async () => {
+    await pipeline.close();
+    await ns.cleanup();
+  });
+
+  it('reports no leak of what the resource stores on purpose, and still checks the rest', async () => {
+    const report = await runReplay(replayDepsFor(ns, pipeline), {
+      memory: 'agent-memory',
+      conversations: FIXTURE,
+    });
+    expect(report).toMatchObject({ failedJobs: 0, enqueueErrors: 0 });
+    const deps = {
+      redis: ns.redis,
+      keyPrefix: ns.keyPrefix,
+      queuePrefix: ns.queuePrefix,
+      registry,
+      env: {},
+    };
+    const options = { memory: 'agent-memory', project: 'test', conversations: FIXTURE };
+    const clean = await runAudit(deps, options);
+    expect(clean.violations).toEqual([]);
+    expect(clean.messages).toBe(report.messagesAccepted);
+
+    // The other checks still run: a stored message changed behind memq's back is found.
+    const [key] = await ns.redis.keys(`${ns.keyPrefix}m:*:msg`);
+    const fields = await ns.redis.hgetall(key!);
+    const first = Object.keys(fields)[0]!;
+    await ns.redis.hset(key!, first, fields[first]!.replace('"role":', '"name":"x","role":'));
+    const tampered = await runAudit(deps, options);
+    expect(tampered.violations.length).toBeGreaterThan(0);
+  }, 120_000);
+});
