@@ -236,6 +236,16 @@ function checkShape(
       'content: null only on an assistant message with tool_calls; expected a string or a list of parts',
     );
   }
+  if (
+    m.role !== 'user' &&
+    Array.isArray(m.content) &&
+    m.content.some((part) => part.type === 'image_url')
+  ) {
+    issue(
+      ['content'],
+      `content: image parts only on a user message (role is ${m.role}); the chat APIs refuse them elsewhere`,
+    );
+  }
   if (m.tool_call_id !== undefined && m.role !== 'tool') {
     issue(['tool_call_id'], `tool_call_id: only a tool message answers a call (role is ${m.role})`);
   }
@@ -309,47 +319,80 @@ export interface ToolUnit<T> {
 }
 
 /**
+ * Which call each tool result answers: for each index of a `tool` message with a `tool_call_id`,
+ * the index of the assistant message holding that call id: the nearest one at or before the result,
+ * else (ids out of order) the nearest one after it. Results whose id no call in `items` holds are
+ * absent. Matching by nearest position keeps ids that a model reuses across turns (`call_0` every
+ * turn) from tying every turn together. O(n log n).
+ * @param messageOf How to read an item's message.
+ */
+export function matchToolResults<T>(
+  items: readonly T[],
+  messageOf: (item: T) => UnitMessage,
+): Map<number, number> {
+  /** Call id -> indices of the assistant messages holding it, ascending. */
+  const callsAt = new Map<string, number[]>();
+  items.forEach((item, i) => {
+    const m = messageOf(item);
+    if (m.role !== 'assistant') return;
+    for (const call of m.tool_calls ?? []) {
+      const at = callsAt.get(call.id);
+      if (at === undefined) callsAt.set(call.id, [i]);
+      else if (at[at.length - 1] !== i) at.push(i);
+    }
+  });
+  const owner = new Map<number, number>();
+  items.forEach((item, i) => {
+    const m = messageOf(item);
+    if (m.role !== 'tool' || m.tool_call_id === undefined) return;
+    const at = callsAt.get(m.tool_call_id);
+    if (at === undefined) return;
+    // The last call index <= i (binary search), else the first one after i.
+    let lo = 0;
+    let hi = at.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (at[mid]! <= i) lo = mid + 1;
+      else hi = mid;
+    }
+    owner.set(i, lo > 0 ? at[lo - 1]! : at[0]!);
+  });
+  return owner;
+}
+
+/**
  * Splits a conversation, in log order, into the units a flush or a context read may not split: an
  * assistant message with tool calls, every tool message answering one of its calls (matched by
- * id, not by position), and everything between them; runs that overlap are one unit. Every other
- * message is a unit of its own, and so is a tool result whose call is not in the input. Pure,
- * O(n).
+ * id, not by position: {@link matchToolResults}), and everything between them; runs that overlap
+ * are one unit. Every other message is a unit of its own, and so is a tool result whose call is
+ * not in the input. Pure, O(n log n).
  * @param messageOf How to read an item's message (identity for messages).
  */
 export function toolUnits<T>(
   items: readonly T[],
   messageOf: (item: T) => UnitMessage,
 ): ToolUnit<T>[] {
-  const callAt = new Map<string, number>();
-  /** The last index a unit starting at each call-bearing index must reach. */
+  /** The last index a unit starting at each index must reach. */
   const reach = items.map((_, i) => i);
-  items.forEach((item, i) => {
-    const m = messageOf(item);
-    if (m.role === 'assistant')
-      for (const call of m.tool_calls ?? []) if (!callAt.has(call.id)) callAt.set(call.id, i);
-  });
+  /** `<call index> <call id>` of every answered call. */
   const answered = new Set<string>();
-  items.forEach((item, i) => {
-    const m = messageOf(item);
-    if (m.role !== 'tool' || m.tool_call_id === undefined) return;
-    const at = callAt.get(m.tool_call_id);
-    if (at === undefined) return;
-    answered.add(m.tool_call_id);
-    const [from, to] = at <= i ? [at, i] : [i, at];
+  for (const [result, call] of matchToolResults(items, messageOf)) {
+    answered.add(`${call} ${messageOf(items[result]!).tool_call_id}`);
+    const [from, to] = call <= result ? [call, result] : [result, call];
     reach[from] = Math.max(reach[from]!, to);
-  });
+  }
   const units: ToolUnit<T>[] = [];
   for (let i = 0; i < items.length;) {
     let end = reach[i]!;
     for (let j = i + 1; j <= end; j++) end = Math.max(end, reach[j]!);
-    const unitItems = items.slice(i, end + 1);
     const unanswered: string[] = [];
-    for (const item of unitItems) {
-      const m = messageOf(item);
+    for (let j = i; j <= end; j++) {
+      const m = messageOf(items[j]!);
       if (m.role === 'assistant')
-        for (const call of m.tool_calls ?? []) if (!answered.has(call.id)) unanswered.push(call.id);
+        for (const call of m.tool_calls ?? [])
+          if (!answered.has(`${j} ${call.id}`)) unanswered.push(call.id);
     }
-    units.push({ items: unitItems, unanswered });
+    units.push({ items: items.slice(i, end + 1), unanswered });
     i = end + 1;
   }
   return units;

@@ -6,7 +6,13 @@
  */
 import { ConflictError, PayloadError } from '../core/errors.js';
 import type { MemoryRef } from '../core/memory-key.js';
-import { PINNED_ROLES, toolUnits, type Message, type ToolUnit } from '../core/message.js';
+import {
+  PINNED_ROLES,
+  matchToolResults,
+  toolUnits,
+  type Message,
+  type ToolUnit,
+} from '../core/message.js';
 import { asChatMessages, SUMMARY_HEADING, type ChatMessage } from '../flush/summary.js';
 import { estimateTokens } from '../tokens/counter.js';
 import {
@@ -325,23 +331,23 @@ function chatOrder(messages: readonly StoredMessage[]): {
   ordered: StoredMessage[];
   orphans: StoredMessage[];
 } {
-  const callOwner = new Map<string, StoredMessage>();
-  for (const m of messages)
-    if (m.message.role === 'assistant')
-      for (const call of m.message.tool_calls ?? [])
-        if (!callOwner.has(call.id)) callOwner.set(call.id, m);
+  const owners = matchToolResults(messages, (m) => m.message);
   const results = new Map<StoredMessage, StoredMessage[]>();
   const orphans: StoredMessage[] = [];
   const rest: StoredMessage[] = [];
-  for (const m of messages) {
+  messages.forEach((m, i) => {
     if (m.message.role !== 'tool' || m.message.tool_call_id === undefined) {
       rest.push(m);
-      continue;
+      return;
     }
-    const owner = callOwner.get(m.message.tool_call_id);
-    if (owner === undefined) orphans.push(m);
-    else results.set(owner, [...(results.get(owner) ?? []), m]);
-  }
+    const at = owners.get(i);
+    if (at === undefined) {
+      orphans.push(m);
+      return;
+    }
+    const owner = messages[at]!;
+    results.set(owner, [...(results.get(owner) ?? []), m]);
+  });
   const ordered = rest.flatMap((m) => [m, ...(results.get(m) ?? [])]);
   return { ordered, orphans };
 }

@@ -151,6 +151,21 @@ describe('readContext on real Redis', () => {
     );
   });
 
+  it('keeps turns that reuse a tool-call id apart: each result with the call just before it', async () => {
+    const turns: Array<[Message, number]> = [];
+    for (let t = 0; t < 20; t++) {
+      turns.push([msg('user', `question ${t}`), 5]);
+      turns.push([msg('assistant', null, { tool_calls: [call('call_0')] }), 10]);
+      turns.push([msg('tool', `result ${t}`, { tool_call_id: 'call_0' }), 5]);
+      turns.push([msg('assistant', `answer ${t}`), 5]);
+    }
+    const stored = await log(turns);
+    const context = await readContext(store, ref, { maxTokens: P + 5 * 25 });
+    // Five whole turns of 25 tokens fit; one unit from the first call to the last result would not.
+    expect(context.messages).toEqual(chat(stored.slice(-20)));
+    expect(context.omitted).toEqual({ messages: 60, tokens: 15 * 25 });
+  });
+
   it('keeps every pinned message in log order and the summary first', async () => {
     const [old1, old2, system, u1, developer, u2, a2] = await log([
       [msg('user', 'old question'), 10],

@@ -72,6 +72,18 @@ describe('message model', () => {
     expect(issuesOf({ role: 'user', content: 'x', privacy: { unknown: true } })).not.toEqual([]);
   });
 
+  it('takes image parts from users only, as the chat APIs do', () => {
+    const image = { type: 'image_url', image_url: { url: 'https://example.com/a.png' } };
+    expect(issuesOf({ role: 'user', content: [image] })).toEqual([]);
+    for (const role of ['system', 'developer', 'assistant'])
+      expect(issuesOf({ role, content: [image] })[0]).toMatch(
+        /^content: content: image parts only on a user message/,
+      );
+    expect(issuesOf({ role: 'tool', tool_call_id: 'a', content: [image] })[0]).toMatch(
+      /image parts only on a user message \(role is tool\)/,
+    );
+  });
+
   it('bounds the characters of all text, image URLs and arguments together', () => {
     const half = 'a'.repeat(MAX_CONTENT_CHARS / 2);
     const ok = {
@@ -153,6 +165,30 @@ describe('toolUnits', () => {
     expect(ids([asst(0, 'a', 'b'), tool(1, 'a'), user(2)])).toEqual([
       { n: [0, 1], open: ['b'] },
       { n: [2], open: [] },
+    ]);
+  });
+
+  it('pairs a reused id with the nearest call, so turns that reuse call_0 stay apart', () => {
+    expect(
+      ids([
+        user(0),
+        asst(1, 'call_0'),
+        tool(2, 'call_0'),
+        asst(3),
+        user(4),
+        asst(5, 'call_0'),
+        tool(6, 'call_0'),
+        user(7),
+        asst(8, 'call_0'),
+      ]),
+    ).toEqual([
+      { n: [0], open: [] },
+      { n: [1, 2], open: [] },
+      { n: [3], open: [] },
+      { n: [4], open: [] },
+      { n: [5, 6], open: [] },
+      { n: [7], open: [] },
+      { n: [8], open: ['call_0'] },
     ]);
   });
 
