@@ -65,8 +65,10 @@ export interface FlushProcessorDeps {
  * page is read only while the plan falls short for lack of messages read (`PrefixPlan.short`:
  * it removes every removable unit read so far, or it stopped at a unit whose tool calls or
  * results may lie on a later page). So a flush costs what it removes, not the memory's size, and
- * never removes a tool call whose results it has not read. `token_allocation` is not applied
- * (it needs the whole log: the processor reads it then).
+ * never removes a tool call whose results it has not read: a call unanswered in the pages read
+ * makes it read on, and once the whole log is read the call stays unless a later assistant
+ * message abandoned it (`RemovableUnit.open` in src/flush/plan.ts). `token_allocation` is not
+ * applied (it needs the whole log: the processor reads it then).
  * @param pageSize Messages per page; default `PREFIX_PAGE_SIZE` (200).
  */
 export async function planFromPrefix(

@@ -124,14 +124,18 @@ export interface RemovableUnit {
   /** Ids of the unit's tool calls that no message of the window answers. */
   readonly unanswered: readonly string[];
   /**
-   * True when the unit may not be removed yet, because a result may still be outside the
-   * window:
-   * - the window is only the log's oldest part and the unit has a call without a result in it,
-   *   or a result whose call is not in it (a later page may hold them);
-   * - or the window is the whole log and the unit is its newest one with a call not answered
-   *   yet (the turn is still open: its results are on their way).
-   * A call still unanswered once the whole log is read and newer messages follow it is taken as
-   * never answered: its unit is removable (docs/decisions.md, "Flush and summaries").
+   * True when the unit may not be removed yet, because a result may still come or lie outside
+   * the window:
+   * - the window is the whole log and the unit holds an unanswered call of the log's newest
+   *   assistant message: no assistant message follows the call, so the model is still waiting
+   *   for its result. Pinned messages, user messages and other tool results after the call do
+   *   not change that (a developer instruction or a "please hurry" while the tool runs);
+   * - or the window is only the log's oldest part and the unit has a call without a result in it,
+   *   or a result whose call is not in it: a later page may hold them, so the prefix reader reads
+   *   on, and at the end of the log the first rule decides.
+   * A call still unanswered in the whole log with a later assistant message after it is
+   * abandoned (the model went on without its result): its unit is removable (docs/decisions.md,
+   * "Flush and summaries").
    */
   readonly open: boolean;
 }
@@ -141,31 +145,42 @@ export interface RemovableUnit {
  * calls, every tool message answering one of them by `tool_call_id`, and everything between; a
  * result whose call is not in the log alone; every other message alone), each without its pinned
  * messages (system and developer are never evicted or folded). Units holding only pinned
- * messages are left out. Every strategy removes these units and nothing smaller. Pure, O(n).
+ * messages are left out. Every strategy removes these units and nothing smaller, and none an
+ * {@link RemovableUnit.open} one: a call waiting for its result stays until a later assistant
+ * message shows the model went on without it. Pure; linear apart from `toolUnits`.
  * @param complete True when `window` is the whole log; false when it is only its oldest part
  *   (a page read so far), which makes a unit whose results may lie further on
  *   {@link RemovableUnit.open}.
  */
 export function removableUnits(window: readonly WindowMessage[], complete = true): RemovableUnit[] {
   const calls = new Set<string>();
+  /** The newest assistant message: only its calls can still be waiting for a result. */
+  let newestAssistant: WindowMessage | undefined;
   for (const m of window)
-    if (m.message.role === 'assistant') for (const c of m.message.tool_calls ?? []) calls.add(c.id);
-  const units = toolUnits(window, (m) => m.message);
+    if (m.message.role === 'assistant') {
+      newestAssistant = m;
+      for (const c of m.message.tool_calls ?? []) calls.add(c.id);
+    }
+  const waiting = new Set((newestAssistant?.message.tool_calls ?? []).map((c) => c.id));
   const removable: RemovableUnit[] = [];
-  units.forEach((unit, i) => {
+  for (const unit of toolUnits(window, (m) => m.message)) {
     const messages = unit.items.filter((m) => !PINNED_ROLES.has(m.message.role));
-    if (messages.length === 0) return;
+    if (messages.length === 0) continue;
     const callMissing = unit.items.some(
       (m) =>
         m.message.role === 'tool' &&
         m.message.tool_call_id !== undefined &&
         !calls.has(m.message.tool_call_id),
     );
+    // An id the model reused inside one unit counts as waiting if any call with it is
+    // unanswered: the unit then stays until the next assistant message, never goes too early.
     const open = complete
-      ? unit.unanswered.length > 0 && i === units.length - 1
+      ? newestAssistant !== undefined &&
+        unit.items.includes(newestAssistant) &&
+        unit.unanswered.some((id) => waiting.has(id))
       : unit.unanswered.length > 0 || callMissing;
     removable.push({ messages, unanswered: unit.unanswered, open });
-  });
+  }
   return removable;
 }
 
@@ -274,8 +289,8 @@ export function planPrefix(
  * `simple_fifo`: evicts whole units ({@link removableUnits}) from the oldest until usage is at or
  * below `limit x target_ratio` in every limited dimension (hysteresis: docs/architecture.md,
  * "Flush"). Pinned messages (system, developer) are never evicted, and a tool call goes with
- * every result answering it, matched by id. It stops at an open unit (a call whose results are
- * not in the window, see {@link RemovableUnit.open}). Pure.
+ * every result answering it, matched by id. It stops at an open unit (a call still waiting for
+ * its results, or whose results may be on a later page: {@link RemovableUnit.open}). Pure.
  * @param summaryTokens Tokens of the current summary (counted in usage, never evicted here).
  * @param usage The whole memory's usage when `window` is only its oldest part (a prefix read
  *   page by page); default: `window`'s own sum plus `summaryTokens`.

@@ -58,8 +58,8 @@ const groupTokens = (group: readonly WindowMessage[]) => group.reduce((s, m) => 
 const completeOf = (input: PlanInput) => input.complete ?? input.usage === undefined;
 
 /**
- * The units ranking strategies may evict ({@link removableUnits} that are not open), as their
- * messages, oldest first.
+ * The units ranking strategies may evict ({@link removableUnits} that are not open: never a call
+ * still waiting for its result, whatever its rank), as their messages, oldest first.
  */
 const evictableGroups = (input: PlanInput): Group[] =>
   removableUnits(input.window, completeOf(input))
@@ -151,7 +151,7 @@ export function planTokenAwareLru(resource: MemoryResource, input: PlanInput): F
   if (target.tokens === undefined)
     return { ...planLru(resource, input), strategy: 'token_aware_lru' };
   const access = input.access ?? NO_ACCESS;
-  // Kept whatever the budget: pinned messages and open units (results not in the log yet).
+  // Kept whatever the budget: pinned messages and open units (calls waiting for results).
   const units = removableUnits(input.window, completeOf(input));
   const kept =
     groupTokens(input.window.filter((m) => PINNED_ROLES.has(m.message.role))) +

@@ -192,8 +192,10 @@ describe('calls whose results are not in the window', () => {
     }
   });
 
-  it('take a call never answered, once newer messages follow it in the whole log, as removable alone', () => {
-    const { asked, window } = withCall([], 5);
+  it('take a call never answered, once a later assistant message follows it in the whole log, as removable alone', () => {
+    // The model went on without the result (user messages alone would leave the call waiting).
+    const { asked, window: asking } = withCall([], 5);
+    const window = [...asking, at('assistant', 'Going on without the search.', {}, 100)];
     for (const strategy of FLUSH_STRATEGIES) {
       const plan = planFlush(strategy, resourceFor(strategy), { window, summaryTokens: 0 });
       expect(removedBy(plan).has(asked.message.id), strategy).toBe(true);
