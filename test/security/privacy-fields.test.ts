@@ -21,13 +21,20 @@ describe('privacy policy on every field of a message', () => {
     await ns.cleanup();
   });
 
-  it('redacts an e-mail in tool_call_id and a phone number in a number metadata value before Redis', async () => {
+  it('redacts an e-mail in a tool-call id and a phone number in a number metadata value before Redis', async () => {
     const res = await request(http.app)
       .post('/v1/memories/customer-support/pii-1/messages?wait=true')
       .set({ Authorization: `Bearer ${KEYS.acme}` })
       .send({
         messages: [
-          { role: 'user', content: 'hi', tool_call_id: EMAIL, metadata: { phone: 4155552671 } },
+          {
+            role: 'assistant',
+            content: 'hi',
+            tool_calls: [
+              { id: EMAIL, type: 'function', function: { name: 'lookup', arguments: '{}' } },
+            ],
+            metadata: { phone: 4155552671 },
+          },
         ],
       });
     const body = res.body as { result: unknown; redactions: number; job: { id: string } };
@@ -43,7 +50,7 @@ describe('privacy policy on every field of a message', () => {
     ).toEqual([
       expect.objectContaining({
         content: 'hi',
-        tool_call_id: '[REDACTED]',
+        tool_calls: [expect.objectContaining({ id: '[REDACTED]' })],
         metadata: { phone: '[REDACTED]' },
       }),
     ]);
