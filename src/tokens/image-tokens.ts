@@ -26,8 +26,9 @@ export const IMAGE_SHORT_SIDE_PX = 768;
  * Tokens of a `high` or `auto` image whose size memq cannot read (an `https:` URL, a `data:` URL
  * that is not base64 or not PNG, JPEG, GIF or WebP, or whose size is beyond
  * {@link IMAGE_HEADER_BYTES}): the most the rule gives any image, 85 + 170 x 8 = 1,445 (after the
- * two scalings an image is at most 768 x 2048 px, 2 x 4 tiles). An upper bound, so a memory's
- * token count never understates what its images cost.
+ * two scalings an image is at most 768 x 2048 px, 2 x 4 tiles). An upper bound for the models
+ * the guide's 85 / 170 figures apply to ({@link PUBLISHED_IMAGE_RULE_MODELS}); other models price
+ * images differently (gpt-4o-mini far higher), and their image counts are marked estimated.
  */
 export const UNKNOWN_SIZE_IMAGE_TOKENS = IMAGE_BASE_TOKENS + IMAGE_TILE_TOKENS * 8;
 /**
