@@ -409,8 +409,9 @@ function isPlainObject(value: object): value is Record<string, unknown> {
 /**
  * `value` with `redact` applied to every string leaf and object key at any depth, and to the
  * decimal text of every number (a number whose text changed becomes that text, a string).
- * Booleans, null and undefined stay. Returns `value` itself when nothing changed. Two keys of one
- * object that redact to the same text are kept apart by a `#2`, `#3`... suffix, so no entry is lost.
+ * Booleans, null and undefined stay. Returns `value` itself when nothing changed. A key the policy
+ * changes that would equal another key of its object gets a `#2`, `#3`... suffix, so no entry is
+ * lost ({@link redactEntries}).
  * @throws PolicyError for a value JSON cannot hold (a function, a symbol, a class instance):
  *   the policy cannot vouch for it, so nothing is stored.
  */
@@ -466,8 +467,9 @@ function redactElements(
  * An object with every key redacted, except the keys `fixedKey` accepts (field names of the
  * schema, not data), and every value replaced by `redactValue`'s. Entries are rebuilt (in order,
  * with `Object.fromEntries`, so a `__proto__` key stays a plain key) only when something changed.
- * A redacted key that equals a kept field name or an earlier key gets `#2`, `#3`... (field names
- * keep their text), so no entry is lost and no field is shadowed.
+ * Keys that `fixedKey` accepts or the policy leaves unchanged keep their text; a key the policy
+ * changes that would equal one of them or an earlier changed key gets `#2`, `#3`... (in order), so
+ * no entry is lost and no field is shadowed.
  */
 function redactEntries(
   object: Record<string, unknown>,
@@ -490,9 +492,11 @@ function redactEntries(
     out?.push([newKey, newValue]);
   }
   if (out === undefined) return object;
-  const taken = new Set<string>(keys.filter(fixedKey));
+  /** Keys kept as they are, reserved before any changed key is given its text. */
+  const keeps = (entry: [string, unknown], i: number) => fixedKey(keys[i]!) || entry[0] === keys[i];
+  const taken = new Set<string>(out.filter(keeps).map((entry) => entry[0]));
   out.forEach((entry, i) => {
-    if (fixedKey(keys[i]!)) return;
+    if (keeps(entry, i)) return;
     const base = entry[0];
     for (let n = 2; taken.has(entry[0]); n++) entry[0] = `${base}#${n}`;
     taken.add(entry[0]);
@@ -522,7 +526,7 @@ interface SchemaNode {
   readonly values?: ReadonlySet<string>;
   /**
    * A text with a meaning of its own: `json` is JSON text ({@link JSON_TEXT_PATHS}), redacted
-   * leaf by leaf; `tool_call_id` is a tool-call id ({@link TOOL_CALL_ID_PATHS}), redacted and
+   * leaf by leaf, then as a whole ({@link redactJsonText}); `tool_call_id` is a tool-call id ({@link TOOL_CALL_ID_PATHS}), redacted and
    * kept distinct per batch.
    */
   readonly text?: 'json' | 'tool_call_id';
@@ -621,7 +625,8 @@ export const TOOL_CALL_ID_PATHS: readonly (readonly string[])[] = [
 
 /**
  * Where a message holds JSON text: a tool call's `arguments` (message.ts, `ToolCallSchema`). The
- * policy redacts the JSON's leaves, so the text stays valid JSON ({@link applyPrivacy}).
+ * policy redacts the JSON's leaves, then the whole text as text ({@link redactJsonText}): the text
+ * stays valid JSON unless a rule matches across leaves (a key with its value).
  */
 export const JSON_TEXT_PATHS: readonly (readonly string[])[] = [
   ['tool_calls', '[]', 'function', 'arguments'],
@@ -831,27 +836,61 @@ function isJsonText(text: string): boolean {
 }
 
 /**
- * JSON text (a tool call's `arguments`) with the policy applied to its leaves, so it stays valid
- * JSON: every string (object keys included, decoded first, so `\u0040` is an `@`) and the text of
- * every number (as written, so a 19-digit card number is read whole) is redacted; a changed
- * string is written back as a JSON string, and a changed number becomes a JSON string (as a number
- * leaf of metadata does). `true`, `false`, `null`, the structure and the whitespace stay as
- * written, and so does every token without a match; duplicate keys are each redacted. A key that
- * would equal a different key of its object once redacted gets `#2`, `#3`... (JSON.parse keeps
- * only the last of equal keys, so an entry would be lost); keys written equal stay equal. A text that is not JSON ({@link isJsonText}) is
- * redacted as text. Two linear passes, no recursion: any depth.
+ * Tool-call `arguments` under the policy. JSON text ({@link isJsonText}) goes through two passes:
+ * 1. its leaves ({@link redactJsonLeaves}), decoded, so data hidden by JSON escapes (`\u0040` for
+ *    `@`) is found, and the text stays valid JSON;
+ * 2. the whole text the first pass left, as text, so a rule that needs a key and its value
+ *    together (`(?i)password\W+\S+`, `"ssn"\s*:\s*"[^"]+"`) matches as it does in `content`.
+ *    Privacy wins over shape: when this pass replaces anything, the result is usually no longer
+ *    JSON (`{"user":"bob","password":"hunter2"}` becomes `{"user":"bob","[REDACTED]`).
+ * A text that is not JSON is redacted as text. Every replacement of either pass is a match
+ * (counted in `redactions` and `redactionsByRule`; under `drop` it drops the message), so a leaf
+ * replaced in the first pass and then taken whole by a match of the second counts twice.
+ * Idempotent as {@link applyPrivacy} is: the second pass leaves text in which no rule matches, and
+ * when it replaced nothing the result is the first pass's JSON, whose leaves are already redacted.
  */
 function redactJsonText(text: string, redact: (text: string) => string): string {
-  if (!isJsonText(text)) return redact(text);
-  let out = '';
-  let last = 0;
-  let changed = false;
-  /** Per open object: its keys so far, as written out, each with the key it was written as. */
-  const objects: Array<Map<string, string> | undefined> = [];
-  const replace = (start: number, end: number, replacement: string) => {
-    out += text.slice(last, start) + JSON.stringify(replacement);
-    last = end;
-    changed = true;
+  return redact(isJsonText(text) ? redactJsonLeaves(text, redact) : text);
+}
+
+/**
+ * JSON text with the policy applied to its leaves, so it stays valid JSON: every string (object
+ * keys included, decoded first, so `\u0040` is an `@`) and the text of every number (as written,
+ * so a 19-digit card number is read whole) is redacted; a changed string is written back as a JSON
+ * string, and a changed number becomes a JSON string (as a number leaf of metadata does). `true`,
+ * `false`, `null`, the structure and the whitespace stay as written, and so does every token
+ * without a match; duplicate keys are each redacted. Keys of one object: a key the policy leaves
+ * unchanged keeps its text; a changed key that would equal another key of its object (JSON.parse
+ * keeps only the last of equal keys, so an entry would be lost) gets `#2`, `#3`... in order; keys
+ * written equal stay equal. `text` must be JSON ({@link isJsonText}). One linear pass, no
+ * recursion: any depth.
+ */
+function redactJsonLeaves(text: string, redact: (text: string) => string): string {
+  type Edit = { readonly start: number; readonly end: number; text: string };
+  /** Replacements in text order; a key's text is settled when its object closes. */
+  const edits: Edit[] = [];
+  /** Per open object: its changed keys (with their edit) and the keys the policy leaves as written. */
+  type ObjectKeys = {
+    changed: Array<{ key: string; redacted: string; edit: Edit }>;
+    kept: Set<string>;
+  };
+  const objects: Array<ObjectKeys | undefined> = [];
+  /** Gives each changed key of a closed object its text, around the keys kept as written. */
+  const settle = ({ changed, kept }: ObjectKeys): void => {
+    /** Text -> the key holding it. */
+    const holders = new Map<string, string>([...kept].map((key) => [key, key]));
+    /** Key -> its text. */
+    const given = new Map<string, string>();
+    for (const { key, redacted, edit } of changed) {
+      let written = given.get(key);
+      if (written === undefined) {
+        written = redacted;
+        for (let n = 2; holders.has(written); n++) written = `${redacted}#${n}`;
+        holders.set(written, key);
+        given.set(key, written);
+      }
+      edit.text = written === key ? text.slice(edit.start, edit.end) : JSON.stringify(written);
+    }
   };
   for (let i = 0; i < text.length;) {
     const c = text.charCodeAt(i);
@@ -868,34 +907,46 @@ function redactJsonText(text: string, redact: (text: string) => string): string 
       const decoded = escaped
         ? (JSON.parse(text.slice(i, end)) as string)
         : text.slice(i + 1, end - 1);
-      let redacted = redact(decoded);
+      const redacted = redact(decoded);
       let after = end;
       while (isJsonSpace(text.charCodeAt(after))) after += 1;
       const keys = objects[objects.length - 1];
       if (text.charCodeAt(after) === 0x3a && keys) {
-        // Taken by another key of the caller's: suffix. Keys the caller wrote equal stay equal.
-        const clash = (key: string) => keys.has(key) && keys.get(key) !== decoded;
-        const base = redacted;
-        for (let n = 2; clash(redacted); n++) redacted = `${base}#${n}`;
-        keys.set(redacted, decoded);
+        if (redacted === decoded) keys.kept.add(decoded);
+        else {
+          const edit: Edit = { start: i, end, text: '' };
+          edits.push(edit);
+          keys.changed.push({ key: decoded, redacted, edit });
+        }
+      } else if (redacted !== decoded) {
+        edits.push({ start: i, end, text: JSON.stringify(redacted) });
       }
-      if (redacted !== decoded) replace(i, end, redacted);
       i = end;
     } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       let end = i + 1;
       while (end < text.length && isJsonNumberChar(text.charCodeAt(end))) end += 1;
       const number = text.slice(i, end);
       const redacted = redact(number);
-      if (redacted !== number) replace(i, end, redacted);
+      if (redacted !== number) edits.push({ start: i, end, text: JSON.stringify(redacted) });
       i = end;
     } else {
-      if (c === 0x7b) objects.push(new Map());
+      if (c === 0x7b) objects.push({ changed: [], kept: new Set() });
       else if (c === 0x5b) objects.push(undefined);
-      else if (c === 0x7d || c === 0x5d) objects.pop();
+      else if (c === 0x7d || c === 0x5d) {
+        const closed = objects.pop();
+        if (closed) settle(closed);
+      }
       i += 1;
     }
   }
-  return changed ? out + text.slice(last) : text;
+  if (edits.length === 0) return text;
+  let out = '';
+  let last = 0;
+  for (const edit of edits) {
+    out += text.slice(last, edit.start) + edit.text;
+    last = edit.end;
+  }
+  return out + text.slice(last);
 }
 
 /**
@@ -948,8 +999,10 @@ function toolCallIds(quiet: (text: string) => string, redact: (text: string) => 
  *
  * A number whose decimal text matches becomes the replacement text (a string). Tool-call
  * `arguments` ({@link JSON_TEXT_PATHS}) are JSON text: when they parse, their leaves are redacted
- * and the text stays valid JSON (see {@link redactJsonText}; a matched number becomes a string);
- * otherwise they are redacted as text. Tool-call ids ({@link TOOL_CALL_ID_PATHS}) go through the
+ * (a matched number becomes a string), then the whole text goes through the policy as text, so a
+ * rule that needs a key and its value together matches as it would in `content`. The arguments
+ * stay valid JSON unless that whole-text pass replaces something: privacy wins over shape (see
+ * {@link redactJsonText}). Arguments that do not parse are redacted as text. Tool-call ids ({@link TOOL_CALL_ID_PATHS}) go through the
  * policy too; every action gives the same text for the same id, so a call and its result still
  * match, and two different ids of one batch that would give the same text are kept apart by a
  * `#2`, `#3`... suffix ({@link toolCallIds}); a call and a result in different batches match as

@@ -17,7 +17,8 @@
  *   match), an existing pseudonym left alone; `drop` drops the whole message.
  * - What of a message goes through the policy is restated in {@link expectStored} from the
  *   documented rules of `applyPrivacy` and `applyInputPrivacy` (docs/decisions.md, "Privacy"):
- *   the schema's own names and values stay, tool-call arguments are redacted as JSON leaves,
+ *   the schema's own names and values stay, tool-call arguments are redacted as JSON leaves and
+ *   then as a whole text,
  *   tool-call ids stay distinct per append, per-message `privacy` instructions apply first.
  */
 import { createHmac } from 'node:crypto';
@@ -624,29 +625,37 @@ const JSON_TOKEN =
   /[ \t\n\r]+|"[^"\\]*(?:\\.[^"\\]*)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|[{}[\],:]/y;
 
 /**
- * The key `original` is written as in an object whose keys so far are `taken` (written key ->
- * the key it was): its redacted text, or that text + `#2`, `#3`... while another key holds it.
- * In metadata every earlier key is another (a JavaScript object has no equal keys); in JSON text
- * a key the caller wrote equal to an earlier one keeps that one's text.
+ * The keys of one object as they are written out, given each key as sent and as the rules leave
+ * it (`[sent, redacted]`, in order; in JSON text the same key may come more than once). A key the
+ * rules leave as sent keeps its text, whatever comes before it. Any other key gets its redacted
+ * text, or that text + `#2`, `#3`... while a different key already holds it (the unchanged keys
+ * hold theirs from the start; changed keys in order); a key sent again gets the text it got first.
  */
-function distinctKey(
-  taken: Map<string, string>,
-  original: string,
-  redacted: string,
-  json: boolean,
-): string {
-  const clashes = (key: string) => taken.has(key) && (!json || taken.get(key) !== original);
-  let key = redacted;
-  for (let n = 2; clashes(key); n++) key = `${redacted}#${n}`;
-  taken.set(key, original);
-  return key;
+function distinctKeys(keys: ReadonlyArray<readonly [string, string]>): string[] {
+  /** Written text -> the key sent that holds it. */
+  const holder = new Map<string, string>();
+  for (const [sent, redacted] of keys) if (sent === redacted) holder.set(sent, sent);
+  /** Key sent -> its written text. */
+  const written = new Map<string, string>();
+  return keys.map(([sent, redacted]) => {
+    if (sent === redacted) return sent;
+    const known = written.get(sent);
+    if (known !== undefined) return known;
+    let text = redacted;
+    for (let n = 2; holder.has(text); n++) text = `${redacted}#${n}`;
+    holder.set(text, sent);
+    written.set(sent, text);
+    return text;
+  });
 }
 
 /**
  * The audit's reading of tool-call `arguments`: when the text is JSON, each string token
- * (decoded; keys too) and each number token (its text as written) is redacted; a changed one is
- * written as a JSON string (`JSON.stringify`), everything else stays as written. Otherwise the
- * whole text is redacted as text.
+ * (decoded; keys too, kept apart by {@link distinctKeys} per object) and each number token (its
+ * text as written) is redacted; a changed one is written as a JSON string (`JSON.stringify`),
+ * everything else stays as written. Then the whole text so obtained is redacted as text (so a
+ * rule spanning a key and its value matches; the result need not be JSON). A text that is not
+ * JSON is redacted as text once.
  */
 function auditJsonText(text: string, redact: (text: string) => string): string {
   try {
@@ -667,27 +676,34 @@ function auditJsonText(text: string, redact: (text: string) => string): string {
     }
     tokens.push(match[0]);
   }
-  const objects: Array<Map<string, string> | undefined> = [];
-  const out = tokens.map((token, i) => {
+  /** Per open object: its keys as `[token index, sent, redacted]`; undefined for an array. */
+  const objects: Array<Array<[number, string, string]> | undefined> = [];
+  const out = [...tokens];
+  tokens.forEach((token, i) => {
     const first = token[0]!;
-    if (first === '{') objects.push(new Map());
+    if (first === '{') objects.push([]);
     else if (first === '[') objects.push(undefined);
-    else if (first === '}' || first === ']') objects.pop();
-    else if (first === '"') {
+    else if (first === '}' || first === ']') {
+      const keys = objects.pop();
+      if (keys === undefined) return;
+      const texts = distinctKeys(keys.map(([, sent, redacted]) => [sent, redacted]));
+      keys.forEach(([at, sent], k) => {
+        if (texts[k] !== sent) out[at] = JSON.stringify(texts[k]);
+      });
+    } else if (first === '"') {
       const decoded = JSON.parse(token) as string;
-      let redacted = redact(decoded);
+      const redacted = redact(decoded);
       let next = i + 1;
       while (next < tokens.length && /^[ \t\n\r]/.test(tokens[next]!)) next += 1;
       const keys = objects[objects.length - 1];
-      if (tokens[next] === ':' && keys) redacted = distinctKey(keys, decoded, redacted, true);
-      return redacted === decoded ? token : JSON.stringify(redacted);
+      if (tokens[next] === ':' && keys) keys.push([i, decoded, redacted]);
+      else if (redacted !== decoded) out[i] = JSON.stringify(redacted);
     } else if (first === '-' || (first >= '0' && first <= '9')) {
       const redacted = redact(token);
-      return redacted === token ? token : JSON.stringify(redacted);
+      if (redacted !== token) out[i] = JSON.stringify(redacted);
     }
-    return token;
   });
-  return out.join('');
+  return redact(out.join(''));
 }
 
 /**
@@ -704,9 +720,9 @@ function auditJsonText(text: string, redact: (text: string) => string): string {
  *   sent (the schema fixes them);
  * - `content` (a string, or each text part's `text` and image part's `url`), `name`, a tool
  *   call's function `name`, metadata keys and string values are redacted as text; a metadata
- *   number whose text changes becomes that text; metadata keys that end up equal get `#2`,
- *   `#3`... in order;
- * - a tool call's `arguments` are read as JSON ({@link auditJsonText});
+ *   number whose text changes becomes that text; metadata keys are kept apart by
+ *   {@link distinctKeys};
+ * - a tool call's `arguments` are read as JSON, then as text ({@link auditJsonText});
  * - tool-call ids (`tool_calls[].id`, `tool_call_id`) are redacted as text, then kept apart
  *   across the batch: an id the rules leave unchanged keeps its text; any other id, at its first
  *   appearance (messages in order, calls in order), gets its redacted text, or that text + `#2`,
@@ -816,15 +832,15 @@ export function expectStored(
           );
           break;
         case 'metadata': {
-          const taken = new Map<string, string>();
-          const entries = Object.entries(value as Record<string, unknown>).map(([key, v]) => {
+          const sent = Object.entries(value as Record<string, unknown>);
+          const values = sent.map(([key, v]) =>
             // A forced value is the replacement's text, which then goes through the rules too.
-            const newValue = metadataValue(
+            metadataValue(
               forced.has(key) ? redactor.replacement(typeof v === 'string' ? v : String(v)) : v,
-            );
-            return [distinctKey(taken, key, redact(key), false), newValue] as const;
-          });
-          stored.metadata = Object.fromEntries(entries);
+            ),
+          );
+          const keys = distinctKeys(sent.map(([key]) => [key, redact(key)]));
+          stored.metadata = Object.fromEntries(keys.map((key, k) => [key, values[k]]));
           break;
         }
         default:

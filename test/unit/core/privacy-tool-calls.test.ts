@@ -101,7 +101,30 @@ describe('tool-call arguments are JSON text: redacted leaf by leaf, still valid 
   it('keeps two keys of one object apart when both redact to the same text', () => {
     const written = JSON.stringify({ [EMAIL]: 1, 'bob@example.com': 2, '[REDACTED]': 3 });
     const stored = argsOf(applyPrivacy(policyFor('redact'), [calling(written)]).kept[0]);
-    expect(JSON.parse(stored)).toEqual({ '[REDACTED]': 1, '[REDACTED]#2': 2, '[REDACTED]#3': 3 });
+    // The key the policy leaves as it is keeps its text; the redacted ones get the suffixes.
+    expect(JSON.parse(stored)).toEqual({ '[REDACTED]#2': 1, '[REDACTED]#3': 2, '[REDACTED]': 3 });
+  });
+
+  it('never renames a key the policy leaves unchanged, wherever it comes in its object', () => {
+    const written = '{"a@b.com":1,"c@d.com":2,"[REDACTED]#2":3,"x":{"[REDACTED]":4,"e@f.com":5}}';
+    const stored = argsOf(applyPrivacy(policyFor('redact'), [calling(written)]).kept[0]);
+    expect(stored).toBe(
+      '{"[REDACTED]":1,"[REDACTED]#3":2,"[REDACTED]#2":3,"x":{"[REDACTED]":4,"[REDACTED]#2":5}}',
+    );
+  });
+
+  it('metadata keys too: a key the policy leaves unchanged keeps its text', () => {
+    const message = {
+      role: 'user' as const,
+      content: 'hi',
+      metadata: { 'a@b.com': 1, 'c@d.com': 2, '[REDACTED]#2': 3 },
+    };
+    const stored = applyPrivacy(policyFor('redact'), [message]).kept[0]!;
+    expect(Object.entries(stored.metadata)).toEqual([
+      ['[REDACTED]', 1],
+      ['[REDACTED]#3', 2],
+      ['[REDACTED]#2', 3],
+    ]);
   });
 
   it('redacts arguments that are not JSON as text', () => {
@@ -115,6 +138,85 @@ describe('tool-call arguments are JSON text: redacted leaf by leaf, still valid 
     const written = `${'['.repeat(depth)}"${EMAIL}"${']'.repeat(depth)}`;
     const stored = argsOf(applyPrivacy(policyFor('redact'), [calling(written)]).kept[0]);
     expect(stored).toBe(`${'['.repeat(depth)}"[REDACTED]"${']'.repeat(depth)}`);
+  });
+});
+
+describe('a rule that needs a key and its value together matches in arguments as in content', () => {
+  const password = '(?i)password\\W+\\S+';
+  const ssn = '"ssn"\\s*:\\s*"[^"]+"';
+  const policyWith = (
+    redactPatterns: string[],
+    action: PrivacyAction = 'redact',
+    detectors: RedactionPolicy['detectors'] = [],
+  ): RedactionPolicy => ({ ...policyFor(action), redactPatterns, detectors });
+  const login = '{"user":"bob","password":"hunter2"}';
+
+  it('password pattern: redacted in content and in arguments alike (arguments no longer JSON)', () => {
+    const policy = policyWith([password]);
+    const content = applyPrivacy(policy, [{ role: 'user' as const, content: 'password: hunter2' }]);
+    expect(content.kept[0]!.content).toBe('[REDACTED]');
+    const args = applyPrivacy(policy, [calling(login)]);
+    expect(argsOf(args.kept[0])).toBe('{"user":"bob","[REDACTED]');
+    expect(args.redactions).toBe(1);
+    expect(args.redactionsByRule).toEqual({ 'redact_patterns[0]': 1 });
+    expect(MessageSchema.safeParse(args.kept[0]).success).toBe(true);
+  });
+
+  it('a pattern written for JSON text', () => {
+    const result = applyPrivacy(policyWith([ssn]), [
+      calling('{"name": "Ann", "ssn": "A-123-45", "n": 1}'),
+    ]);
+    expect(argsOf(result.kept[0])).toBe('{"name": "Ann", [REDACTED], "n": 1}');
+    expect(result.redactionsByRule).toEqual({ 'redact_patterns[0]': 1 });
+  });
+
+  it('leaves stay redacted leaf by leaf and the text stays JSON while no rule spans leaves', () => {
+    const written = JSON.stringify({ to: EMAIL, note: 'your password is in the mail' });
+    const result = applyPrivacy(policyWith([password, ssn], 'redact', ['email']), [
+      calling(written),
+    ]);
+    expect(JSON.parse(argsOf(result.kept[0]))).toEqual({
+      to: '[REDACTED]',
+      note: 'your [REDACTED] in the mail', // `password is` matched inside the leaf
+    });
+    expect(result.redactionsByRule).toEqual({ email: 1, 'redact_patterns[0]': 1 });
+  });
+
+  it('data hidden by a JSON escape stays redacted when the whole text is redacted too', () => {
+    const written = '{"password": "x", "to": "jane.doe\\u0040example.com"}';
+    const result = applyPrivacy(policyWith([password], 'redact', ['email']), [calling(written)]);
+    expect(argsOf(result.kept[0])).toBe('{"[REDACTED] "to": "[REDACTED]"}');
+    // The replaced leaf counts, and the match over the text the leaf pass left counts too.
+    expect(result.redactionsByRule).toEqual({ email: 1, 'redact_patterns[0]': 1 });
+  });
+
+  for (const action of ['redact', 'mask', 'hash'] as const) {
+    it(`action ${action}: the producer and the append processor both apply it; the second changes nothing`, () => {
+      const policy = policyWith([password, ssn], action, ['email', 'phone']);
+      const messages = [
+        calling(login),
+        calling(`{"ssn":"A-123-45","to":"${EMAIL}","tel":"${PHONE}"}`, 'call_2'),
+        calling(`{"to":"${EMAIL}"}`, 'call_3'),
+      ];
+      const produced = applyInputPrivacy(policy, messages, { defaultRedactionString: 'x' });
+      for (const stored of produced.kept.map(argsOf)) {
+        expect(stored).not.toMatch(/hunter2|A-123|jane|415/); // mask keeps the last 4 characters
+      }
+      // No rule spans its leaves: still JSON, its address replaced.
+      expect(Object.keys(JSON.parse(argsOf(produced.kept[2])) as object)).toEqual(['to']);
+      const processed = applyPrivacy(policy, produced.kept);
+      expect(processed.kept).toEqual(produced.kept);
+      expect(processed.redactions).toBe(0);
+    });
+  }
+
+  it('action drop: a match over the whole text drops the message as any match does', () => {
+    const result = applyPrivacy(policyWith([password], 'drop'), [
+      calling(login),
+      calling('{"user":"bob"}', 'call_2'),
+    ]);
+    expect(result.dropped).toBe(1);
+    expect(result.kept.map(argsOf)).toEqual(['{"user":"bob"}']);
   });
 });
 
@@ -196,6 +298,26 @@ describe('arguments are read as JSON exactly when JSON.parse accepts them', () =
     }
     expect(valid).toBeGreaterThan(500);
     expect(valid).toBeLessThan(2500);
+  });
+
+  it('with a rule over a key and its value: no match left, and applying it twice changes nothing', () => {
+    // `"a"` followed by its value: a rule no single leaf can match.
+    const keyValue: RedactionPolicy = {
+      ...digits,
+      redactPatterns: ['[0-9]', '"a"\\s*:\\s*[^,}\\]\\s]+'],
+    };
+    let spanning = 0;
+    for (let n = 0; n < 3000; n++) {
+      const text = mutate(`${space()}${value(0)}${space()}`);
+      const once = applyPrivacy(keyValue, [calling(text)]);
+      const stored = argsOf(once.kept[0]);
+      expect(stored, text).not.toMatch(/[0-9]|"a"\s*:/);
+      if ((once.redactionsByRule['redact_patterns[1]'] ?? 0) > 0) spanning += 1;
+      const twice = applyPrivacy(keyValue, once.kept);
+      expect(argsOf(twice.kept[0]), text).toBe(stored);
+      expect(twice.redactions, text).toBe(0);
+    }
+    expect(spanning).toBeGreaterThan(100);
   });
 });
 

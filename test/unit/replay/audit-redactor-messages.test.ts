@@ -38,7 +38,14 @@ const handWritten: MessageInput[] = [
       },
     ],
     name: 'jane@example.com',
-    metadata: { 'owner@example.com': 'x', '[X]': 'y', customer: 'Jane Doe', account: 4155552671 },
+    metadata: {
+      'owner@example.com': 'x',
+      '[X]': 'y',
+      'ops@example.com': 'z',
+      '[X]#2': 'w',
+      customer: 'Jane Doe',
+      account: 4155552671,
+    },
     privacy: { redact_fields: ['customer', 'account', 'missing'] },
   },
   {
@@ -55,8 +62,13 @@ const handWritten: MessageInput[] = [
           'ann@example.com': { n: 4155552671, card: 4111111111111111, ok: true, none: null },
           'bob@example.com': 1,
           '[X]': 2,
+          'ops@example.com': 3,
+          '[X]#2': 4,
         }),
       ),
+      // Rules that need a key and its value together: the whole text is redacted too.
+      call('call_login', '{"user": "bob", "password": "hunter2", "to": "ann\\u0040example.com"}'),
+      call('call_ssn', '{"name":"Ann","ssn":"A-123-45","n":4155552671}', 'lookup'),
       call('call:bob@example.com', '{"to": "jane\\u0040example.com", "to": "x", "n": 1.50}'),
       call('[X]', 'not json: mail ann@example.com'),
       call('call_plain', '{\n  "q": "weather in Boston"\n}', 'lookup'),
@@ -72,8 +84,11 @@ const handWritten: MessageInput[] = [
   { role: 'user', content: 'fine', created_at: '2024-05-01T10:00:00.123456Z' },
 ];
 
+/** The resource's own patterns: a word, a key with its value, and a JSON key with its value. */
+const PATTERNS = ['\\bACC-\\d+\\b', '(?i)password\\W+\\S+', '"ssn"\\s*:\\s*"[^"]+"'];
+
 const memqPolicy = (action: PrivacyAction): RedactionPolicy => ({
-  redactPatterns: ['\\bACC-\\d+\\b'],
+  redactPatterns: PATTERNS,
   detectors: [...DETECTORS],
   action,
   nonPersistableMessageTypes: ['system'] as Role[],
@@ -107,7 +122,7 @@ function auditExpects(action: PrivacyAction | undefined, batch: readonly Message
     action === undefined
       ? undefined
       : {
-          redactPatterns: ['\\bACC-\\d+\\b'],
+          redactPatterns: PATTERNS,
           detectors: [...DETECTORS],
           action,
           nonPersistableMessageTypes: ['system'],
@@ -131,7 +146,7 @@ describe('the audit agrees with memq on messages with parts, tool calls and priv
       if (action !== 'drop') {
         expect(memq.kept.length).toBe(8);
         expect(JSON.stringify(memq.kept)).not.toMatch(
-          /(jane|bob|ann|ops|owner)@|jane\.doe|Jane Doe|4155552671|ACC-/,
+          /(jane|bob|ann|ops|owner)@|ann\\\\u0040|jane\.doe|Jane Doe|4155552671|ACC-|hunter2|A-123/,
         );
       }
     });
