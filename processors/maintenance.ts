@@ -23,7 +23,8 @@ export interface MaintenanceResult {
   /**
    * Entries added to a per-resource index (the instance listing's) because the instance was
    * only in the global index: indexed before the per-resource index existed, or its touch was
-   * lost to a crash (`MaintenanceStore.indexInResource`).
+   * lost to a crash (`MaintenanceStore.indexInResource`, which adds nothing once a delete has
+   * removed the global entry, so the sweep never lists a just-deleted instance again).
    */
   readonly resourceIndexed: number;
   /** Instances whose counters had drifted and were repaired. */
@@ -117,6 +118,8 @@ export function createMaintenanceProcessor(deps: MaintenanceProcessorDeps) {
               result.staleDropped += 1;
               continue;
             }
+            // False above also when a delete removed the global entry since the page was read:
+            // indexInResource re-checks that entry and adds nothing without it.
             if (await deps.maintenance.indexInResource(entry)) result.resourceIndexed += 1;
             if ((await deps.maintenance.reconcile(ref)).changed) result.reconciled += 1;
             if (pruneBefore > 0)

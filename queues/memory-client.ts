@@ -21,7 +21,7 @@ import {
   type MemoryStore,
   type MemoryWindow,
 } from '../src/store/memory-store.js';
-import { sessionDataEntries } from '../src/store/session-data.js';
+import { MAX_STORED_DATA_VALUE_BYTES, sessionDataEntries } from '../src/store/session-data.js';
 import {
   createTokenCounter,
   encodingForModel,
@@ -75,7 +75,8 @@ const APPROXIMATING_ENCODING: EncodingName = 'o200k_base';
 export interface ContextOptions {
   /**
    * Token budget, an integer in 1..{@link MAX_CONTEXT_TOKENS}. Default: the resource's token
-   * limit (`effectiveLimits(resource).maxTokens`), else the context window of `model`.
+   * limit (`effectiveLimits(resource).maxTokens`), at most the context window of `model` when
+   * `model` is given; without a limit, the context window of the model counted for.
    */
   readonly maxTokens?: number;
   /**
@@ -142,13 +143,14 @@ export interface MemoryClient extends ProjectProducer {
   /** The instance's session data (`MemoryStore.getData`); `{}` when none. */
   getData(target: MemoryTarget): Promise<Record<string, string>>;
   /**
-   * Replaces the instance's session data (`MemoryStore.putData`) under the resource's TTL,
-   * after its privacy policy: every value goes through it (`applyPrivacyToText` with the
-   * instance); with action `drop` an entry whose value matches is not stored (counted in
+   * Replaces the instance's session data (`MemoryStore.putData`) under the resource's TTL and
+   * `expiration` (the data never outlives the instance's lifetime), after its privacy policy:
+   * every value goes through it (`applyPrivacyToText` with the instance); with action `drop`
+   * an entry whose value matches is not stored (counted in
    * `dropped`); a key the policy matches is refused (keys are names, not redacted, like
    * instance keys).
-   * @throws PayloadError for data over the limits (`MemoryStore.putData`) or a key the policy
-   *   matches; nothing is stored.
+   * @throws PayloadError for data over the limits or a key the policy matches, naming the entry
+   *   by position (`data[3]`, see {@link privateData}); nothing is stored.
    * @throws PolicyError when the policy cannot be applied (fail closed: nothing is stored).
    */
   putData(target: MemoryTarget, data: Readonly<Record<string, string>>): Promise<DataPutResult>;
@@ -229,21 +231,29 @@ export interface MemoryClientDeps {
 }
 
 /**
- * The default token budget of a context read: the resource's token limit, else the context
- * window of `model`.
- * @throws PayloadError when neither is known.
+ * The default token budget of a context read for `model`: the resource's token limit
+ * (`effectiveLimits(resource).maxTokens`), but never more than the context window of a model the
+ * caller asked for (`requested`, `contextWindowOf`): a budget the model cannot take is no budget.
+ * Without a limit: the context window of `model`.
+ * @param requested True when `model` is the caller's `model`, not the resource's own (whose
+ *   limit the resource declares for it).
+ * @throws PayloadError when neither a limit nor a context window is known.
  */
-function defaultContextTokens(resource: MemoryResource, model: string): number {
+function defaultContextTokens(resource: MemoryResource, model: string, requested: boolean): number {
   const limit = effectiveLimits(resource).maxTokens;
-  if (limit !== undefined) return limit;
+  let window: number | undefined;
   try {
-    return contextWindowOf(model);
-  } catch {
-    throw new PayloadError(
-      `max_tokens: required: memory ${JSON.stringify(resource.id)} has no token limit and memq knows no context window for ${JSON.stringify(model)}`,
-      { details: { field: 'max_tokens' } },
-    );
+    window = contextWindowOf(model);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
   }
+  if (limit !== undefined)
+    return requested && window !== undefined ? Math.min(limit, window) : limit;
+  if (window !== undefined) return window;
+  throw new PayloadError(
+    `max_tokens: required: memory ${JSON.stringify(resource.id)} has no token limit and memq knows no context window for ${JSON.stringify(model)}`,
+    { details: { field: 'max_tokens' } },
+  );
 }
 
 /** Token counters per encoding, created on first use (`createTokenCounter` shares the encoder). */
@@ -346,10 +356,15 @@ function summaryRecountFor(counting: ModelCounting): (text: string) => Promise<R
  * instance (`ref`, for `privacy_scope: session` pseudonyms); with action `drop`, an entry whose
  * value matches is left out. Keys are not redacted (a redacted key would no longer be the
  * caller's name, and two could collide): a key the policy matches is refused, as an instance key
- * is (`resolveTarget`); such a key is named by its position, never echoed. Pure; no I/O.
+ * is (`resolveTarget`). The limits apply to `data` as sent, before the policy: a value within
+ * them whose replacements make it longer is stored longer, up to
+ * {@link MAX_STORED_DATA_VALUE_BYTES}. Every error names an entry by its position in `data`'s own
+ * key order, from 0 (`data[3]`, `sessionDataEntries`), never by its key or value. Pure; no I/O.
  * @throws PayloadError for data that is not an object of string values within the limits
  *   (`sessionDataEntries`, src/store/session-data.ts: 64 entries, keys 1..128 characters, values
- *   at most 4096 UTF-8 bytes), or a key the policy matches.
+ *   at most 4096 UTF-8 bytes), a key the policy matches, or a value over
+ *   {@link MAX_STORED_DATA_VALUE_BYTES} after the policy (a policy whose replacements are over
+ *   16 times as long as the text they replace).
  * @throws PolicyError when the policy cannot be applied (fail closed).
  */
 export function privateData(
@@ -367,7 +382,7 @@ export function privateData(
     const pattern = findRedactable(policy, key);
     if (pattern !== undefined) {
       throw new PayloadError(
-        `data: the key of entry ${index} (in request order) contains text that memory ${JSON.stringify(resource.id)}'s privacy policy redacts (rule ${pattern}); keys are stored as given: use a name, not data`,
+        `data[${index}]: the key contains text that memory ${JSON.stringify(resource.id)}'s privacy policy redacts (rule ${pattern}); keys are stored as given: use a name, not data`,
         { details: { field: 'data', index, pattern } },
       );
     }
@@ -377,9 +392,17 @@ export function privateData(
       return;
     }
     const redacted = applyPrivacyToText(policy, value, ref);
+    const bytes = Buffer.byteLength(redacted.text, 'utf8');
+    if (bytes > MAX_STORED_DATA_VALUE_BYTES) {
+      throw new PayloadError(
+        `data[${index}]: the value: ${bytes} UTF-8 bytes after memory ${JSON.stringify(resource.id)}'s privacy policy, over the ${MAX_STORED_DATA_VALUE_BYTES} a stored value may take (its replacements are much longer than the text they replace); send a shorter value`,
+        { details: { field: 'data', index } },
+      );
+    }
     redactions += redacted.redactions;
     kept.push([key, redacted.text]);
   });
+  // fromEntries defines own properties: a `__proto__` entry stays an entry.
   return { data: Object.fromEntries(kept), redactions, dropped };
 }
 
@@ -436,7 +459,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
         }
         const countFor = model ?? resource.tokenProvider.model;
         const counting = countingFor(resource, countFor);
-        const budget = maxTokens ?? defaultContextTokens(resource, countFor);
+        const budget = maxTokens ?? defaultContextTokens(resource, countFor, model !== undefined);
         // The resource's own model: the stored message counts; another: every message recounted.
         // The summary is always counted as sent (its stored count leaves the heading out).
         const read = await readContext(deps.store, ref, {
@@ -474,7 +497,9 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
             deps.metrics?.privacyFailures.inc({ resource: ref.resource });
           throw error;
         }
-        await deps.store.putData(ref, prepared.data, resource.persistence.ttlSeconds);
+        await deps.store.putData(ref, prepared.data, resource.persistence.ttlSeconds, {
+          expirationSeconds: resource.expirationSeconds ?? 0,
+        });
         deps.metrics?.redactions.inc({ resource: ref.resource }, prepared.redactions);
         return prepared;
       },

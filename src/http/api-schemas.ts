@@ -285,7 +285,8 @@ export const StatsResponseSchema = z.object({
 export const ContextQuerySchema = z.strictObject({
   /**
    * Token budget of the answer, 1..{@link MAX_CONTEXT_TOKENS}. Default: the resource's token
-   * limit (`max_tokens`, or context window x `max_context_ratio`), else the context window of
+   * limit (`max_tokens`, or context window x `max_context_ratio`), at most the context window of
+   * `model` when `model` is given (e.g. 8,192 for `gpt-4`); without a limit, the context window of
    * `model` (or of the resource's model); 400 when neither is known.
    */
   max_tokens: integerQuery(1, MAX_CONTEXT_TOKENS).optional(),
@@ -342,8 +343,10 @@ export const ContextResponseSchema = z.object({
    */
   exact: z.boolean(),
   /**
-   * What did not fit: the log's messages left out (older than those sent) and their tokens by
-   * the stored counts (not recounted for `model`).
+   * The log's messages not sent, and their tokens by the stored counts (not recounted for
+   * `model`): those older than the messages sent (they did not fit), and tool results whose call
+   * is not sent (a chat API refuses a tool result without its call). Pinned messages (system,
+   * developer) are always sent, so never counted here.
    */
   omitted: z.object({
     /** Messages left out. */
@@ -359,8 +362,9 @@ export const ContextResponseSchema = z.object({
   model: z.string(),
   /**
    * Opaque generation of the instance: changes with every flush, write and clear and when the
-   * instance is created again; compare two reads' values for equality only. Null for an
-   * instance without messages.
+   * instance is created again; compare two reads' values for equality only. Null until the
+   * instance has had messages (it does not exist, or holds only session data); a cleared
+   * instance, empty again, keeps one.
    */
   epoch: z.string().nullable(),
   /**
@@ -400,23 +404,26 @@ export const ListResponseSchema = z.object({
   next_cursor: z.string().nullable(),
 });
 
-/** Session data: string keys to string values. */
+/**
+ * Session data: string keys to string values. The schema checks only that it is a JSON object
+ * and passes that object on as it is: its entries are checked by `sessionDataEntries`
+ * (src/store/session-data.ts, called by the route before the client), whose errors name an entry
+ * by its position (`data[3]`), never by its key. A zod record would echo keys in its issues
+ * (`data.jane.doe@example.com: ...`, a key is data too) and would silently drop a `__proto__`
+ * key, which memq stores like any other. The JSON Schema of `/openapi.json` states the bounds
+ * (UTF-8 bytes are in the description: JSON Schema counts characters).
+ */
 export const DataSchema = z
-  .record(
-    z.string().min(1).max(MAX_DATA_KEY_CHARS),
-    z
-      .string()
-      .max(MAX_DATA_VALUE_BYTES)
-      .refine((value) => Buffer.byteLength(value, 'utf8') <= MAX_DATA_VALUE_BYTES, {
-        error: `expected at most ${MAX_DATA_VALUE_BYTES} bytes (UTF-8)`,
-      }),
+  .custom<Record<string, string>>(
+    (value) => typeof value === 'object' && value !== null && !Array.isArray(value),
+    { error: 'expected an object of string values' },
   )
-  .refine((data) => Object.keys(data).length <= MAX_DATA_ENTRIES, {
-    error: `expected at most ${MAX_DATA_ENTRIES} entries`,
-  })
   .meta({
+    type: 'object',
     maxProperties: MAX_DATA_ENTRIES,
-    description: `String keys (1-${MAX_DATA_KEY_CHARS} characters) to string values (at most ${MAX_DATA_VALUE_BYTES} UTF-8 bytes), at most ${MAX_DATA_ENTRIES} entries`,
+    propertyNames: { type: 'string', minLength: 1, maxLength: MAX_DATA_KEY_CHARS },
+    additionalProperties: { type: 'string', maxLength: MAX_DATA_VALUE_BYTES },
+    description: `String keys (1-${MAX_DATA_KEY_CHARS} characters) to string values (at most ${MAX_DATA_VALUE_BYTES} UTF-8 bytes), at most ${MAX_DATA_ENTRIES} entries. The limits apply to the data as sent: a value the privacy policy makes longer is stored longer. Errors name an entry by its position, from 0 (data[3]): JSON order, except that keys which are array indexes (such as "7") come first, ascending; never by its key.`,
   });
 
 /** `PUT .../data` body. */

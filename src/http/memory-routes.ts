@@ -20,6 +20,7 @@ import {
 import type { JobReceipt, MemoryClient, MemoryTarget } from '../../queues/memory-client.js';
 import type { QueueName } from '../../queues/names.js';
 import { MAX_DATA_ENTRIES, MAX_DATA_VALUE_BYTES, type MemoryStats } from '../store/memory-store.js';
+import { sessionDataEntries } from '../store/session-data.js';
 import {
   AppendBodySchema,
   ClearBodySchema,
@@ -117,8 +118,9 @@ function checkSizes(body: unknown, maxMessages: number, maxMessageBytes: number)
 
 /**
  * 413 before validation: session data over its size limits (more than {@link MAX_DATA_ENTRIES}
- * entries, or a string value over {@link MAX_DATA_VALUE_BYTES} UTF-8 bytes). Keys are named by
- * their position, never echoed (a key is data too).
+ * entries, or a string value over {@link MAX_DATA_VALUE_BYTES} UTF-8 bytes), on the data as sent
+ * (the privacy policy runs later and may lengthen a value). An entry is named by its position
+ * (`data[3]`, as `sessionDataEntries` names it), never by its key (a key is data too).
  */
 function checkDataSizes(body: unknown): void {
   const data = (body as { data?: unknown } | undefined)?.data;
@@ -133,7 +135,7 @@ function checkDataSizes(body: unknown): void {
   values.forEach((value, index) => {
     if (typeof value === 'string' && Buffer.byteLength(value) > MAX_DATA_VALUE_BYTES) {
       throw new PayloadTooLargeError(
-        `data: the value of entry ${index} (in request order): expected at most ${MAX_DATA_VALUE_BYTES} bytes (UTF-8), got ${Buffer.byteLength(value)}`,
+        `data[${index}]: the value: expected at most ${MAX_DATA_VALUE_BYTES} bytes (UTF-8), got ${Buffer.byteLength(value)}`,
         { index, limit_bytes: MAX_DATA_VALUE_BYTES },
       );
     }
@@ -449,6 +451,8 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     parse(EmptyQuerySchema, req.query, 'query');
     checkDataSizes(req.body);
     const body = parse(DataBodySchema, req.body, 'body');
+    // The entries, named by position (DataSchema checks only that `data` is an object).
+    sessionDataEntries(body.data);
     const stored = await clientOf(res).putData(target, body.data);
     res.json({ data: stored.data, redactions: stored.redactions, dropped: stored.dropped });
   });

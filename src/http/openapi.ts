@@ -182,7 +182,8 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/memories/{resource}/{key}': {
         parameters: memoryParameters,
         delete: {
-          summary: 'Delete the instance (every key family and its index entry)',
+          summary:
+            'Delete the instance: its messages, summary, counters and session data, and its index entries; session data put after the delete was requested (while it waited in the queue) is kept, and the instance stays listed with it',
           parameters: wait,
           responses: { ...accepted, ...errors(...WRITE_ERRORS) },
         },
@@ -232,7 +233,7 @@ export function openApiDocument(): Record<string, unknown> {
         },
         put: {
           summary:
-            "Replace the instance's session data (the resource's privacy policy applies to values; a key it matches is refused; same TTL as the instance)",
+            "Replace the instance's session data (limits on the data as sent; the resource's privacy policy applies to values; a key it matches is refused; errors name entries by position, data[3]). Activity: the instance's TTL restarts, never past its expiration, which a put that creates the instance starts",
           requestBody: { required: true, content: content(DataBodySchema, 'input') },
           responses: {
             '200': { description: 'stored', content: content(DataPutResponseSchema) },

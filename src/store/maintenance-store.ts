@@ -142,9 +142,15 @@ export interface MaintenanceStore {
   dropStaleIndexEntry(ref: MemoryRef): Promise<boolean>;
   /**
    * Adds `entry` to its per-resource index (`resourceIndexKey`) with `ZADD GT`: added when
-   * missing, raised to `lastActivityMs` when older, never lowered. The sweep calls it for every
-   * live entry of the global index, so instances indexed before the per-resource index existed
-   * (or whose per-resource touch was lost to a crash) are listed after one sweep; idempotent.
+   * missing, raised to `lastActivityMs` when older, never lowered; only while `entry` is still
+   * in the global index. The sweep calls it for every live entry of the global index, so
+   * instances indexed before the per-resource index existed (or whose per-resource touch was
+   * lost to a crash) are listed after one sweep; idempotent.
+   * Race: a delete removes both entries (per-resource first) between the sweep's page read and
+   * this call, or between this call's check of the global entry and its ZADD. Handling: nothing
+   * is added when the global entry is gone; an entry added is checked again and removed if the
+   * global entry went meanwhile, so a deleted instance is never listed again. (A `touchIndex`
+   * writes the global entry first, so one that raced with the removal restores both.)
    * Returns true when the entry was missing and is now added.
    */
   indexInResource(entry: IndexEntry): Promise<boolean>;
@@ -285,8 +291,15 @@ export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceS
     },
 
     async indexInResource({ ref, lastActivityMs }) {
+      const idx = indexKey(deps.keyPrefix, ref);
       const ridx = resourceIndexKey(deps.keyPrefix, ref.project, ref.resource);
-      return (await redis.zadd(ridx, 'GT', lastActivityMs, ref.key)) === 1;
+      const mid = memoryId(ref);
+      if ((await redis.zscore(idx, mid)) === null) return false;
+      if ((await redis.zadd(ridx, 'GT', lastActivityMs, ref.key)) === 0) return false;
+      // Second check: see the race in the interface's TSDoc.
+      if ((await redis.zscore(idx, mid)) !== null) return true;
+      await redis.zrem(ridx, ref.key);
+      return false;
     },
 
     async reconcile(ref) {

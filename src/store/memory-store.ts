@@ -11,11 +11,16 @@ import { estimateTokens } from '../tokens/counter.js';
 import { indexKey, memoryId, memoryKeys, resourceIndexKey, type MemoryRef } from '../redis/keys.js';
 import { withScripts } from '../redis/scripts.js';
 import { listInstances, type InstanceList, type ListInstancesOptions } from './instance-list.js';
-import { sessionDataEntries } from './session-data.js';
+import { MAX_STORED_DATA_VALUE_BYTES, sessionDataEntries } from './session-data.js';
 
 export type { InstanceList, InstanceSummary, ListInstancesOptions } from './instance-list.js';
 export { MAX_LIST_LIMIT } from './instance-list.js';
-export { MAX_DATA_ENTRIES, MAX_DATA_KEY_CHARS, MAX_DATA_VALUE_BYTES } from './session-data.js';
+export {
+  MAX_DATA_ENTRIES,
+  MAX_DATA_KEY_CHARS,
+  MAX_DATA_VALUE_BYTES,
+  MAX_STORED_DATA_VALUE_BYTES,
+} from './session-data.js';
 
 /** Outcome of {@link MemoryStore.append}. */
 export interface AppendResult {
@@ -59,15 +64,19 @@ export interface EnqueuedAt {
   readonly enqueuedAtMs?: number;
 }
 
-/** The instance's absolute lifetime ({@link MemoryStore.append}, {@link MemoryStore.write}). */
+/**
+ * The instance's absolute lifetime ({@link MemoryStore.append}, {@link MemoryStore.write},
+ * {@link MemoryStore.putData}).
+ */
 export interface Lifetime {
   /**
    * The resource's `expiration`, seconds, an integer >= 0, counted from the instance's creation
    * (`meta.created_at`): the call stores the end of the lifetime, created_at + expiration, as
    * `meta.expires_at`, and every script that sets a TTL (append, write, flush, token-count
-   * commit, recorded read) caps it there, so the sliding TTL never extends the instance past it.
-   * An instance already past it is removed first and the call starts a new one. 0 = none (a
-   * stored end is removed). Absent: the instance keeps the end it has, if any.
+   * commit, recorded read, session-data put) caps it there, so the sliding TTL never extends the
+   * instance past it. An instance already past it is removed first and the call starts a new
+   * one. 0 = none (a stored end is removed). Absent: the instance keeps the end it has, if any.
+   * A session-data put stores an end only when it starts the instance (no `meta` yet).
    */
   readonly expirationSeconds?: number;
 }
@@ -489,8 +498,10 @@ export interface MemoryStore {
     options?: ErasureRequest,
   ): Promise<{ removed: number; epoch: number; erasedAtMs: number }>;
   /**
-   * Removes every key family and the index entry, and raises the erasure tombstone as
-   * {@link MemoryStore.clear} does. Returns the messages removed and the tombstone.
+   * Removes every key family but session data put after `requestedAtMs` (a put that landed
+   * while the delete waited in the queue: see {@link MemoryStore.putData}), and both index
+   * entries unless that data is kept (per-resource entry first); raises the erasure tombstone
+   * as {@link MemoryStore.clear} does. Returns the messages removed and the tombstone.
    * @throws PayloadError when `requestedAtMs` is not an integer >= 0.
    */
   delete(
@@ -532,21 +543,32 @@ export interface MemoryStore {
   getData(ref: MemoryRef): Promise<Record<string, string>>;
   /**
    * Replaces the instance's session data with `entries` (values already redacted by the caller);
-   * an empty map deletes it. The map takes `ttlSeconds` (0 = never expires), capped at the end of
-   * the instance's lifetime (`meta.expires_at`, {@link Lifetime}), and slides with the log on
-   * every append, write and flush. The put time (the store's clock) is kept with it: a delete
-   * requested at or after it removes the map, an older delete still queued keeps it. A clear
-   * keeps it (it is not conversation). A non-empty put records activity in both indexes
-   * ({@link MemoryStore.touchIndex}), so an instance holding only session data is listed (0
-   * messages). One script (`put-data.lua`).
+   * an empty map deletes it, with the `meta` of an instance that never had a log (the instance is
+   * then gone). A put is activity: every key family of the instance takes
+   * `ttlSeconds` (0 = never expires), capped at the end of the instance's lifetime
+   * (`meta.expires_at`), and the map slides with the log on every append, write and flush. A put
+   * that finds no `meta` (a new instance, or one holding only session data) starts the lifetime
+   * as an append does ({@link Lifetime}: `created_at` = the put time, `expires_at` = created_at +
+   * `expirationSeconds`), so session data never outlives the resource's `expiration`; an instance
+   * past its end is removed first and the put starts a new one. The put time (the store's clock)
+   * is kept with the map: a delete requested at or after it removes the map, an older delete
+   * still queued keeps it. A clear keeps it (it is not conversation). A non-empty put records
+   * activity in both indexes ({@link MemoryStore.touchIndex}) before the script, so a crash
+   * between the two leaves index entries without data (which the sweep and the listing remove),
+   * never data in no index, and again after it, so a delete that ran in between (and removed
+   * the entries) does not leave the new map unindexed. One script (`put-data.lua`).
+   * @param options.expirationSeconds The resource's `expiration` ({@link Lifetime}); absent or
+   *   0: the instance has no end (an existing instance keeps the end it has).
    * @throws PayloadError, before any write, for more than 64 entries, a key outside 1..128
-   *   characters, a value that is not a string or is over 4096 UTF-8 bytes
-   *   (src/store/session-data.ts), or a `ttlSeconds` that is not an integer >= 0.
+   *   characters, a value that is not a string or is over {@link MAX_STORED_DATA_VALUE_BYTES}
+   *   UTF-8 bytes (src/store/session-data.ts; each named by its position, never by its key), or
+   *   a `ttlSeconds` / `expirationSeconds` that is not an integer >= 0.
    */
   putData(
     ref: MemoryRef,
     entries: Readonly<Record<string, string>>,
     ttlSeconds: number,
+    options?: Lifetime,
   ): Promise<void>;
   /**
    * One page of the log from its newest end (keyset on the id: stable while appends and flushes
@@ -1010,11 +1032,13 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
       return Object.fromEntries(Object.entries(flat).filter(([key]) => key !== ''));
     },
 
-    async putData(ref, entries, ttlSeconds) {
-      const pairs = sessionDataEntries(entries);
+    async putData(ref, entries, ttlSeconds, options = {}) {
+      const pairs = sessionDataEntries(entries, 'data', MAX_STORED_DATA_VALUE_BYTES);
       requireTtl(ttlSeconds);
+      const expiration = optionalExpiration('putData', options.expirationSeconds);
       const k = keysOf(ref);
       const putAt = now();
+      if (pairs.length > 0) await this.touchIndex(ref, putAt);
       await redis.memqPutData(
         k.data,
         k.meta,
@@ -1027,6 +1051,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
         k.pin,
         ttlSeconds,
         putAt,
+        expiration,
         ...pairs.flat(),
       );
       if (pairs.length > 0) await this.touchIndex(ref, putAt);

@@ -215,7 +215,8 @@ describe('HTTP API: agent surfaces', () => {
         .get(`${AGENT}/ctx/context?model=gpt-4`)
         .set(auth(KEYS.acme));
       expect(gpt4.status).toBe(200);
-      expect(gpt4.body).toMatchObject({ model: 'gpt-4', exact: true, max_tokens: 64_000 });
+      // The resource's 64,000-token limit, but never more than gpt-4's 8,192-token window.
+      expect(gpt4.body).toMatchObject({ model: 'gpt-4', exact: true, max_tokens: 8_192 });
       const cl100k = await createTokenCounter('cl100k_base');
       // Every message counted with cl100k_base, plus the 3 tokens that prime the reply.
       const expected = (gpt4.body.messages as Parameters<typeof cl100k.countMessage>[0][])
@@ -227,7 +228,12 @@ describe('HTTP API: agent surfaces', () => {
         .get(`${AGENT}/ctx/context?model=claude-sonnet-4-5`)
         .set(auth(KEYS.acme));
       expect(claude.status).toBe(200);
-      expect(claude.body).toMatchObject({ model: 'claude-sonnet-4-5', exact: false });
+      // 200,000-token window: the resource's 64,000 limit applies.
+      expect(claude.body).toMatchObject({
+        model: 'claude-sonnet-4-5',
+        exact: false,
+        max_tokens: 64_000,
+      });
     });
 
     it('refuses a bad max_tokens or model with 400 naming the parameter', async () => {
@@ -393,7 +399,15 @@ describe('HTTP API: agent surfaces', () => {
           'at most 64 entries',
         ],
         // 1,366 characters of 3 bytes each: under 4,096 characters, over 4,096 bytes.
-        [{ data: { big: '€'.repeat(1366) } }, 413, '4096 bytes'],
+        [
+          { data: { big: '€'.repeat(1366) } },
+          413,
+          'data[0]: the value: expected at most 4096 bytes',
+        ],
+        // Entries are named by position, never by key (a key is data too).
+        [{ data: { ok: 'v', [ADDRESS]: 5 } }, 400, 'data[1]: the value: expected a string'],
+        [{ data: { [ADDRESS + 'k'.repeat(120)]: 'v' } }, 400, 'data[0]: the key: expected 1-128'],
+        [{ data: { [ADDRESS]: '€'.repeat(1366) } }, 413, 'data[0]: the value'],
       ];
       for (const [body, status, text] of cases) {
         const res = await request(http.app)
@@ -402,9 +416,55 @@ describe('HTTP API: agent surfaces', () => {
           .send(body as object);
         expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(status);
         expect(res.body.error.message).toContain(text);
+        expect(res.body.error.message).not.toContain(ADDRESS);
       }
       const after = await request(http.app).get(key).set(auth(KEYS.acme));
       expect(after.body).toEqual({ data: { kept: 'yes' } });
+    });
+
+    it('checks the limits on the data as sent: a value within them that redaction lengthens is stored', async () => {
+      // 585 addresses of 6 bytes and a space: 4,095 bytes sent, 6,435 bytes once redacted.
+      const value = 'a@b.co '.repeat(585);
+      const put = await request(http.app)
+        .put(`${SUPPORT}/d-5/data`)
+        .set(auth(KEYS.acme))
+        .send({ data: { notes: value } });
+      expect(put.status).toBe(200);
+      expect(put.body).toEqual({
+        data: { notes: '[REDACTED] '.repeat(585) },
+        redactions: 585,
+        dropped: 0,
+      });
+      const get = await request(http.app).get(`${SUPPORT}/d-5/data`).set(auth(KEYS.acme));
+      expect(get.body).toEqual({ data: { notes: '[REDACTED] '.repeat(585) } });
+    });
+
+    it('keeps a __proto__ key as an entry', async () => {
+      const put = await request(http.app)
+        .put(`${AGENT}/d-6/data`)
+        .set(auth(KEYS.acme))
+        .set('Content-Type', 'application/json')
+        .send('{"data": {"__proto__": "x", "a": "b"}}');
+      expect(put.status).toBe(200);
+      const get = await request(http.app).get(`${AGENT}/d-6/data`).set(auth(KEYS.acme));
+      expect(get.text).toBe('{"data":{"__proto__":"x","a":"b"}}');
+    });
+
+    it("starts the instance's lifetime with a put that creates it (chat-buffer: expiration 24h)", async () => {
+      await request(http.app)
+        .put(`${BUFFER}/d-7/data`)
+        .set(auth(KEYS.acme))
+        .send({ data: { step: '1' } })
+        .expect(200);
+      const k = memoryKeys(ns.keyPrefix, { project: 'acme', resource: 'chat-buffer', key: 'd-7' });
+      const [createdAt, expiresAt] = (await ns.redis.hmget(k.meta, 'created_at', 'expires_at')).map(
+        Number,
+      );
+      expect(expiresAt).toBe(createdAt! + 24 * 3_600_000);
+      // The data takes the 1 h TTL; puts slide it, never past expires_at.
+      const expiry = await ns.redis.pexpiretime(k.data);
+      expect(expiry).toBeGreaterThan(createdAt! + 3_600_000 - 60_000);
+      expect(expiry).toBeLessThanOrEqual(expiresAt!);
     });
 
     it("needs a write key to PUT, and keeps projects' data apart", async () => {

@@ -246,6 +246,39 @@ describe('listing the instances of a resource', () => {
     expect(await maintenance.dropStaleIndexEntry(ref('lost'))).toBe(true);
     expect(await ns.redis.zscore(ridx, 'lost')).toBeNull();
   });
+  it('the sweep never lists again an instance deleted after it read its page', async () => {
+    const maintenance = createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix });
+    await instance(ref('deleted'), 1, 1_000);
+    const entry = { ref: ref('deleted'), lastActivityMs: 1_000 };
+    // The sweep read the entry; then the delete removes the instance and both index entries.
+    await store.delete(ref('deleted'));
+    expect(await maintenance.dropStaleIndexEntry(entry.ref)).toBe(false); // the entry is gone
+    expect(await maintenance.indexInResource(entry)).toBe(false);
+    expect((await store.listInstances('p1', 'agent-memory', { limit: 10 })).items).toEqual([]);
+    const ridx = resourceIndexKey(ns.keyPrefix, 'p1', 'agent-memory');
+    expect(await ns.redis.zscore(ridx, 'deleted')).toBeNull();
+
+    // The delete lands between indexInResource's check of the global entry and its ZADD.
+    await instance(ref('racing'), 1, 2_000);
+    await ns.redis.zrem(ridx, 'racing'); // as a crash between the two touches
+    const racing = new Proxy(ns.redis, {
+      get(target, name) {
+        if (name === 'zadd') {
+          return async (...args: Parameters<typeof target.zadd>) => {
+            await store.delete(ref('racing'));
+            return target.zadd(...args);
+          };
+        }
+        const value: unknown = Reflect.get(target, name, target);
+        return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+      },
+    });
+    const racingMaintenance = createMaintenanceStore({ redis: racing, keyPrefix: ns.keyPrefix });
+    expect(
+      await racingMaintenance.indexInResource({ ref: ref('racing'), lastActivityMs: 2_000 }),
+    ).toBe(false);
+    expect(await ns.redis.zscore(ridx, 'racing')).toBeNull();
+  });
 });
 
 describe('listing instances indexed before the per-resource index', () => {
