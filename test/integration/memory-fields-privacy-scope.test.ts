@@ -1,3 +1,4 @@
+import { contentText } from '../../src/core/message.js';
 import { Queue, Worker } from 'bullmq';
 import { monotonicFactory } from 'ulid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -125,7 +126,7 @@ describe('privacy_scope: session through MemoryClient (append, write, flush summ
       }
       const pseudonym = async (key: string): Promise<string> => {
         const window = await store.read({ project: 'p', resource: 'per-session', key });
-        const contents = window.messages.map((m) => m.message.content).join(' ');
+        const contents = window.messages.map((m) => contentText(m.message.content)).join(' ');
         expect(contents).not.toContain(ADDRESS);
         return /pii_[0-9a-f]{16}/.exec(contents)![0];
       };

@@ -1,3 +1,4 @@
+import { contentText } from '../../src/core/message.js';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,7 +64,7 @@ describe('privacy: hash action end to end, and logs that never carry content', (
     const window = await pipeline.client.read(target);
     const contents = window.messages.map((m) => m.message.content);
     expect(contents).toHaveLength(5);
-    const pseudonyms = contents.map((c) => String(c).match(/pii_[0-9a-f]{16}/g));
+    const pseudonyms = contents.map((c) => contentText(c).match(/pii_[0-9a-f]{16}/g));
     expect(new Set(pseudonyms.map((p) => p?.[0])).size).toBe(1); // one address, one pseudonym
     expect(new Set(pseudonyms.map((p) => p?.[1])).size).toBe(1); // one phone, one pseudonym
     expect(pseudonyms[0]![0]).not.toBe(pseudonyms[0]![1]);
