@@ -75,7 +75,9 @@ describe('memq replay on 300 real e-mails', () => {
         // original with some spans replaced by [REDACTED].
         expect(message.content).not.toMatch(EMAIL);
         const shape = new RegExp(
-          '^' + (message.content as string).split('[REDACTED]').map(escapeRegExp).join('[\\s\\S]+?') + '$',
+          '^' +
+            (message.content as string).split('[REDACTED]').map(escapeRegExp).join('[\\s\\S]+?') +
+            '$',
         );
         expect(original).toMatch(shape);
       });
