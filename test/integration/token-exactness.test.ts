@@ -156,8 +156,12 @@ describe('exact and approximate token counts through the pipeline on real Redis'
         ],
       },
       {
-        role: 'assistant',
+        role: 'user',
         content: [{ type: 'image_url', image_url: { url: 'https://example.com/label.png' } }],
+      },
+      {
+        role: 'assistant',
+        content: null,
         tool_calls: [
           {
             id: 'call_1',
@@ -171,11 +175,15 @@ describe('exact and approximate token counts through the pipeline on real Redis'
     await appendCounted(p, target, messages);
 
     const local = await createTokenCounter('o200k_base');
-    const CALL = 'o200k_base; estimated: tool calls, images';
+    const IMAGE = 'o200k_base; estimated: images';
+    const CALL = 'o200k_base; estimated: tool calls';
     const RESULT = 'o200k_base; estimated: tool_call_id';
     const window = await p.client.read(target);
     expect(window.messages.map((m) => [m.tokens, m.approximatedBy])).toEqual(
-      messages.map((m, i) => [local.countMessage(m as Message), [undefined, CALL, RESULT][i]]),
+      messages.map((m, i) => [
+        local.countMessage(m as Message),
+        [undefined, IMAGE, CALL, RESULT][i],
+      ]),
     );
     // 85 tokens for the 4096 x 4096 photo at low detail, not its 400,000 characters of URL.
     expect(window.messages[0]!.tokens).toBe(
@@ -183,10 +191,11 @@ describe('exact and approximate token counts through the pipeline on real Redis'
     );
     expect(window).toMatchObject({
       exact: false,
-      countedBy: { exact: 1, approximate: 2, estimated: 0 },
-      approximatedBy: [CALL, RESULT],
-      approximateTokens: window.messages[1]!.tokens! + window.messages[2]!.tokens!,
+      countedBy: { exact: 1, approximate: 3, estimated: 0 },
+      approximateTokens:
+        window.messages[1]!.tokens! + window.messages[2]!.tokens! + window.messages[3]!.tokens!,
     });
+    expect([...window.approximatedBy].sort()).toEqual([CALL, IMAGE, RESULT].sort());
 
     const dir = await mkdtemp(path.join(tmpdir(), 'memq-parts-'));
     try {
@@ -197,14 +206,15 @@ describe('exact and approximate token counts through the pipeline on real Redis'
       const args = ['inspect', 'gpt-memory', target.key, '--project', 'test'];
       const run = runMemq(ns, args, { MEMQ_MEMORIES_DIR: dir });
       expect(run.stderr).toBe('');
-      const [first, call, result] = window.messages;
+      const [first, image, call, result] = window.messages;
       expect(run.stdout).toMatch(new RegExp(`${first!.message.id} user +${first!.tokens} `));
+      expect(run.stdout).toMatch(new RegExp(`${image!.message.id} user +≈${image!.tokens} `));
       expect(run.stdout).toMatch(new RegExp(`${call!.message.id} assistant +≈${call!.tokens}`));
       expect(run.stdout).toMatch(new RegExp(`${result!.message.id} tool +≈${result!.tokens} `));
       const json = JSON.parse(
         runMemq(ns, [...args, '--json'], { MEMQ_MEMORIES_DIR: dir }).stdout,
       ) as { messages: Array<{ approximated_by?: string; tokens: number }> };
-      expect(json.messages.map((m) => m.approximated_by)).toEqual([undefined, CALL, RESULT]);
+      expect(json.messages.map((m) => m.approximated_by)).toEqual([undefined, IMAGE, CALL, RESULT]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
