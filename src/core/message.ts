@@ -237,6 +237,7 @@ function checkShape(
     );
   }
   if (
+    submitted &&
     m.role !== 'user' &&
     Array.isArray(m.content) &&
     m.content.some((part) => part.type === 'image_url')
@@ -320,9 +321,10 @@ export interface ToolUnit<T> {
 
 /**
  * Which call each tool result answers: for each index of a `tool` message with a `tool_call_id`,
- * the index of the assistant message holding that call id: the nearest one at or before the result,
- * else (ids out of order) the nearest one after it. Results whose id no call in `items` holds are
- * absent. Matching by nearest position keeps ids that a model reuses across turns (`call_0` every
+ * the index of the nearest assistant message before it holding that call id. A result with no
+ * such call before it (its call was dropped by a policy, evicted, or is beyond a partial read) is
+ * absent: it never claims a later call, which may be a new turn still waiting for its own result.
+ * Matching the nearest earlier call keeps ids that a model reuses across turns (`call_0` every
  * turn) from tying every turn together. O(n log n).
  * @param messageOf How to read an item's message.
  */
@@ -347,15 +349,15 @@ export function matchToolResults<T>(
     if (m.role !== 'tool' || m.tool_call_id === undefined) return;
     const at = callsAt.get(m.tool_call_id);
     if (at === undefined) return;
-    // The last call index <= i (binary search), else the first one after i.
+    // The last call index < i (binary search).
     let lo = 0;
     let hi = at.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (at[mid]! <= i) lo = mid + 1;
+      if (at[mid]! < i) lo = mid + 1;
       else hi = mid;
     }
-    owner.set(i, lo > 0 ? at[lo - 1]! : at[0]!);
+    if (lo > 0) owner.set(i, at[lo - 1]!);
   });
   return owner;
 }
@@ -365,7 +367,7 @@ export function matchToolResults<T>(
  * assistant message with tool calls, every tool message answering one of its calls (matched by
  * id, not by position: {@link matchToolResults}), and everything between them; runs that overlap
  * are one unit. Every other message is a unit of its own, and so is a tool result whose call is
- * not in the input. Pure, O(n log n).
+ * not in the input or comes after it. Pure, O(n log n).
  * @param messageOf How to read an item's message (identity for messages).
  */
 export function toolUnits<T>(
@@ -378,8 +380,7 @@ export function toolUnits<T>(
   const answered = new Set<string>();
   for (const [result, call] of matchToolResults(items, messageOf)) {
     answered.add(`${call} ${messageOf(items[result]!).tool_call_id}`);
-    const [from, to] = call <= result ? [call, result] : [result, call];
-    reach[from] = Math.max(reach[from]!, to);
+    reach[call] = Math.max(reach[call]!, result);
   }
   const units: ToolUnit<T>[] = [];
   for (let i = 0; i < items.length;) {

@@ -44,7 +44,7 @@
  * restated from the documented rules of memq's policy: `privacy.do_not_persist` and
  * non-persistable roles are not stored, `privacy.redact_fields` replace whole metadata values,
  * every other string at any depth is redacted except the schema's own names and values,
- * tool-call arguments are redacted as JSON leaves when they parse, `id`, `role` and `created_at`
+ * tool-call arguments are redacted as JSON leaves when they parse and then as text, `id`, `role` and `created_at`
  * are stored as sent and `privacy` never. The e-mail replay sends only `role`, `content`,
  * `metadata` (strings only: subject, date, message_id, thread_id, corpus_id), `id` and
  * `created_at` (the e-mail's Date when usable, else the producer's clock); a conversations file
@@ -392,9 +392,10 @@ export interface ToolPairViolation {
 }
 
 /**
- * The audit's tool-call rule, restated (not memq's `toolUnits`): a tool result belongs to every
- * accepted assistant message that made a call with the id its `tool_call_id` names (ids as the
- * source sent them, before the privacy policy), wherever the two sit in the conversation. For
+ * The audit's tool-call rule, restated (not memq's `toolUnits`): a tool result belongs to the
+ * latest accepted assistant message before it in the conversation that made a call with the id its
+ * `tool_call_id` names (ids as the source sent them, before the privacy policy); a model may reuse
+ * an id in every turn, and each turn's result answers that turn's call. For
  * each such pair, the call's message and the result are both in the log or both out of it (folded
  * or evicted): a call kept without one of its accepted results, or a result kept whose call was
  * removed, is a violation. A result whose call was never accepted, and a call whose results were
@@ -406,19 +407,20 @@ export function toolPairViolations(
   accepted: readonly PairingMessage[],
   present: ReadonlySet<string>,
 ): ToolPairViolation[] {
-  const calls = new Map<string, Array<{ message: string; index: number }>>();
-  for (const message of accepted) {
-    if (message.role !== 'assistant') continue;
-    message.tool_calls?.forEach((call, index) => {
-      const list = calls.get(call.id) ?? [];
-      list.push({ message: message.id, index });
-      calls.set(call.id, list);
-    });
-  }
+  /** Call id -> the latest call made with it so far, in conversation order. */
+  const latest = new Map<string, { message: string; index: number }>();
   const found: ToolPairViolation[] = [];
   for (const message of accepted) {
+    if (message.role === 'assistant') {
+      message.tool_calls?.forEach((call, index) => {
+        if (latest.get(call.id)?.message !== message.id)
+          latest.set(call.id, { message: message.id, index });
+      });
+      continue;
+    }
     if (message.role !== 'tool' || message.tool_call_id === undefined) continue;
-    for (const call of calls.get(message.tool_call_id) ?? []) {
+    const owner = latest.get(message.tool_call_id);
+    for (const call of owner ? [owner] : []) {
       const callIn = present.has(call.message);
       const resultIn = present.has(message.id);
       if (callIn === resultIn) continue;

@@ -89,7 +89,7 @@ export interface ContextResult {
   /**
    * The messages to send, as a chat request takes them: the summary (when sent) as the leading
    * system message (`asChatMessages`), then the pinned messages and the sent units merged in
-   * log (id) order.
+   * log (id) order and put in chat order (`chatOrder`: each tool result right after its call).
    */
   messages: ChatMessage[];
   /**
@@ -101,7 +101,8 @@ export interface ContextResult {
   /** True when every count in {@link tokens} is exact (no estimate, approximation or heading bound). */
   exact: boolean;
   /**
-   * The log's non-pinned messages not sent (older than the sent units) and their tokens by the
+   * The log's non-pinned messages not sent (older than the sent units, or tool results whose
+   * call is not sent) and their tokens by the
    * stored counts and estimates (`token_count - summary_tokens + estimated_tokens` less the sent
    * messages' stored counts, never recounted: that would read the whole log).
    */
@@ -236,17 +237,16 @@ async function attemptRead(
     let used = REPLY_PRIMING_TOKENS + pinnedTokens + (withSummary ? summaryCost!.tokens : 0);
 
     const units = toolUnits(suffix, (m) => m.message);
-    const calls = new Set<string>();
-    for (const m of suffix) for (const call of m.message.tool_calls ?? []) calls.add(call.id);
+    /** Messages of `suffix` that are tool results with their call in `suffix`. */
+    const paired = new Set(
+      [...matchToolResults(suffix, (m) => m.message).keys()].map((i) => suffix[i]!),
+    );
     const sent: ToolUnit<StoredMessage>[] = [];
     let needMore = hasOlder;
     for (let i = units.length - 1; i >= 0; i--) {
       const unit = units[i]!;
       const open = unit.items.some(
-        (m) =>
-          m.message.role === 'tool' &&
-          m.message.tool_call_id !== undefined &&
-          !calls.has(m.message.tool_call_id),
+        (m) => m.message.role === 'tool' && m.message.tool_call_id !== undefined && !paired.has(m),
       );
       if (open && hasOlder) {
         // A tool result whose call is not read yet: its unit reaches back to that call, so it
@@ -289,7 +289,7 @@ function result(
   summaryCost: Cost | undefined,
   costs: ReadonlyMap<string, Cost>,
 ): ContextResult {
-  const { ordered: merged } = chatOrder(
+  const { ordered: merged, trimmed } = chatOrder(
     [...pinned, ...units.flatMap((unit) => unit.items)].sort((a, b) => compareIds(a, b)),
   );
   const sentCosts = merged.map((m) => costs.get(m.message.id)!);
@@ -298,7 +298,7 @@ function result(
     (anything ? REPLY_PRIMING_TOKENS : 0) +
     sum(sentCosts.map((c) => c.tokens)) +
     (summaryCost?.tokens ?? 0);
-  const exact = sentCosts.every((c) => c.exact) && (summaryCost?.exact ?? true);
+  const exact = !trimmed && sentCosts.every((c) => c.exact) && (summaryCost?.exact ?? true);
   const logTokens = head.tokenCount - head.summaryTokens + head.estimatedTokens;
   const sentStored = sum(merged.map((m) => storedCost(m).tokens));
   return {
@@ -325,11 +325,16 @@ function result(
  * refuses a tool message that does not follow its call. Such results exist when a privacy policy
  * or `do_not_persist` removed the call. A tool message stored without `tool_call_id` (before the
  * field was required) stays where it is, as stored. A call without a result is sent as stored
- * (usually a turn in progress: the caller appends the results next).
+ * while no later assistant message is sent (a turn in progress: the caller appends the results
+ * next); once a later assistant message exists the model went on without it (abandoned, as a
+ * flush treats it), so it is taken out of its message's `tool_calls` (the chat APIs refuse a call
+ * that no result follows), and a message left with no calls and no content is left out (`trimmed`:
+ * its stored count then overstates what is sent, so the read is not exact).
  */
 function chatOrder(messages: readonly StoredMessage[]): {
   ordered: StoredMessage[];
   orphans: StoredMessage[];
+  trimmed: boolean;
 } {
   const owners = matchToolResults(messages, (m) => m.message);
   const results = new Map<StoredMessage, StoredMessage[]>();
@@ -348,8 +353,24 @@ function chatOrder(messages: readonly StoredMessage[]): {
     const owner = messages[at]!;
     results.set(owner, [...(results.get(owner) ?? []), m]);
   });
-  const ordered = rest.flatMap((m) => [m, ...(results.get(m) ?? [])]);
-  return { ordered, orphans };
+  let trimmed = false;
+  const lastAssistant = rest.findLastIndex((m) => m.message.role === 'assistant');
+  const ordered = rest.flatMap((m, i) => {
+    const answers = results.get(m) ?? [];
+    const calls = m.message.tool_calls;
+    if (calls === undefined || i === lastAssistant) return [m, ...answers];
+    const answered = new Set(answers.map((r) => r.message.tool_call_id));
+    const kept = calls.filter((call) => answered.has(call.id));
+    if (kept.length === calls.length) return [m, ...answers];
+    trimmed = true;
+    const message: Message = { ...m.message, tool_calls: kept };
+    if (kept.length === 0) {
+      delete message.tool_calls;
+      if (message.content === null || message.content === '') return answers;
+    }
+    return [{ ...m, message }, ...answers];
+  });
+  return { ordered, orphans, trimmed };
 }
 
 /**

@@ -166,6 +166,42 @@ describe('readContext on real Redis', () => {
     expect(context.omitted).toEqual({ messages: 60, tokens: 15 * 25 });
   });
 
+  it('reads on when a page boundary falls between a reused-id call and its result', async () => {
+    const entries: Array<[Message, number]> = [
+      [msg('user', 'old'), 1],
+      [msg('assistant', null, { tool_calls: [call('call_0')] }), 5],
+      [msg('tool', 'first result', { tool_call_id: 'call_0' }), 5],
+    ];
+    for (let i = 0; i < FIRST_CONTEXT_PAGE - 3; i++) entries.push([msg('user', `filler ${i}`), 1]);
+    entries.push([msg('assistant', null, { tool_calls: [call('call_0')] }), 5]);
+    entries.push([msg('tool', 'second result', { tool_call_id: 'call_0' }), 5]);
+    const stored = await log(entries);
+    // The first page starts at "first result", whose call is on the next page: it must not be
+    // taken for an answer of the newest call_0, nor stop the read with nothing sent.
+    const context = await readContext(store, ref, { maxTokens: P + 10 });
+    expect(context.messages).toEqual(chat(stored.slice(-2)));
+  });
+
+  it('sends a call the model went on without minus that call, and keeps the newest pending one', async () => {
+    const [question, calls, resultA, gaveUp, answer, pending] = await log([
+      [msg('user', 'weather in Paris and Rome?'), 5],
+      [msg('assistant', 'Checking both.', { tool_calls: [call('call_a'), call('call_b')] }), 20],
+      [msg('tool', 'Paris: sunny', { tool_call_id: 'call_a' }), 5],
+      [msg('assistant', null, { tool_calls: [call('call_c')] }), 10],
+      [msg('assistant', 'Paris is sunny; Rome did not answer.'), 8],
+      [msg('assistant', null, { tool_calls: [call('call_d')] }), 10],
+    ]);
+    const context = await readContext(store, ref, { maxTokens: 1000 });
+    const { tool_calls: both, ...callsText } = calls!;
+    expect(context.messages).toEqual(
+      chat([question!, { ...callsText, tool_calls: [both![0]!] }, resultA!, answer!, pending!]),
+    );
+    expect(context.exact).toBe(false); // the trimmed message is still counted as stored
+    expect(context.messages).not.toContainEqual(
+      expect.objectContaining({ tool_calls: gaveUp!.tool_calls }),
+    );
+  });
+
   it('keeps every pinned message in log order and the summary first', async () => {
     const [old1, old2, system, u1, developer, u2, a2] = await log([
       [msg('user', 'old question'), 10],

@@ -37,7 +37,10 @@ if entries == 0 then
   return 0
 end
 if redis.call('EXISTS', meta) == 0 then
-  redis.call('HSET', meta, 'created_at', now, 'pins_indexed', 1)
+  redis.call('HSET', meta, 'created_at', now)
+  -- Only an empty log is fully indexed; a log whose meta is gone (evicted) is indexed by the
+  -- first context read, as a log stored before the index was.
+  if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('HSET', meta, 'pins_indexed', 1) end
   if expiration and expiration > 0 then
     deadline = now + expiration * 1000
     redis.call('HSET', meta, 'expires_at', deadline)

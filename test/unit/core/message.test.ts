@@ -106,6 +106,12 @@ describe('message model', () => {
     );
   });
 
+  it('reads back a stored image part on any role (accepted by earlier versions)', () => {
+    const image = { type: 'image_url', image_url: { url: 'https://example.com/a.png' } };
+    const stored = { id: ID, created_at: AT, role: 'assistant', content: [image] };
+    expect(issuesOf(stored, MessageSchema)).toEqual([]);
+  });
+
   it('reads back messages stored before parts and tool calls existed, and never stores privacy', () => {
     const old = { id: ID, created_at: AT, role: 'tool', content: 'result without a call id' };
     expect(MessageSchema.parse(old)).toEqual(old);
@@ -192,7 +198,12 @@ describe('toolUnits', () => {
     ]);
   });
 
-  it('matches by id whatever the order of ids in the log', () => {
-    expect(ids([tool(0, 'a'), user(1), asst(2, 'a')])).toEqual([{ n: [0, 1, 2], open: [] }]);
+  it('never lets a result claim a later call: a leftover result stands alone, the new call waits', () => {
+    expect(ids([user(0), tool(1, 'call_0'), user(2), asst(3, 'call_0')])).toEqual([
+      { n: [0], open: [] },
+      { n: [1], open: [] },
+      { n: [2], open: [] },
+      { n: [3], open: ['call_0'] },
+    ]);
   });
 });

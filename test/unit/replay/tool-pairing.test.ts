@@ -59,10 +59,11 @@ describe('toolPairViolations', () => {
     ]);
   });
 
-  it('pairs by id, not position: a result before its call, and calls of two messages', () => {
+  it('pairs by id, not position; a result before any call of its id pairs with nothing', () => {
     const messages = [result('t1', 'c1'), call('a1', 'c1'), call('a2', 'c2'), result('t2', 'c2')];
-    expect(toolPairViolations(messages, new Set(['a1', 't2', 'a2']))).toEqual([
-      { callMessageId: 'a1', callIndex: 0, resultId: 't1', present: 'call' },
+    expect(toolPairViolations(messages, new Set(['a1', 't2', 'a2']))).toEqual([]);
+    expect(toolPairViolations(messages, new Set(['t1', 'a1', 't2']))).toEqual([
+      { callMessageId: 'a2', callIndex: 0, resultId: 't2', present: 'result' },
     ]);
   });
 
@@ -72,5 +73,22 @@ describe('toolPairViolations', () => {
     // a tool role only pairs with assistant calls: a user message carrying ids is not a call
     const odd = [{ id: 'x', role: 'user', tool_calls: [{ id: 'c1' }] }, result('t1', 'c1')];
     expect(toolPairViolations(odd, new Set(['t1']))).toEqual([]);
+  });
+
+  it('pairs a reused id with the latest call before the result: each turn stands on its own', () => {
+    const turns = [
+      user('q1'),
+      call('a1', 'call_0'),
+      result('t1', 'call_0'),
+      user('q2'),
+      call('a2', 'call_0'),
+      result('t2', 'call_0'),
+    ];
+    // the first turn flushed away, the second kept: correct, nothing split
+    expect(toolPairViolations(turns, new Set(['q2', 'a2', 't2']))).toEqual([]);
+    // the second turn's result removed while its call stays: that split is still found
+    expect(toolPairViolations(turns, new Set(['q1', 'a1', 't1', 'q2', 'a2']))).toEqual([
+      { callMessageId: 'a2', callIndex: 0, resultId: 't2', present: 'call' },
+    ]);
   });
 });
