@@ -46,12 +46,15 @@ describe('memq audit without a privacy policy', () => {
     expect(clean.violations).toEqual([]);
     expect(clean.messages).toBe(report.messagesAccepted);
 
-    // The other checks still run: a stored message changed behind memq's back is found.
-    const [key] = await ns.redis.keys(`${ns.keyPrefix}m:*:msg`);
-    const fields = await ns.redis.hgetall(key!);
-    const first = Object.keys(fields)[0]!;
-    await ns.redis.hset(key!, first, fields[first]!.replace('"role":', '"name":"x","role":'));
+    // The other checks still run: a token count changed behind memq's back is found.
+    const [meta] = await ns.redis.keys(`${ns.keyPrefix}m:*:meta`);
+    await ns.redis.hset(meta!, 'token_count', 1);
     const tampered = await runAudit(deps, options);
-    expect(tampered.violations.length).toBeGreaterThan(0);
+    expect(tampered.violations).toEqual([
+      expect.objectContaining({
+        kind: 'token_count',
+        detail: expect.stringMatching(/^token_count 1, /) as unknown,
+      }),
+    ]);
   }, 120_000);
 });
