@@ -46,7 +46,23 @@ describe('memq audit without a privacy policy', () => {
     expect(clean.violations).toEqual([]);
     expect(clean.messages).toBe(report.messagesAccepted);
 
-    // The other checks still run: a token count changed behind memq's back is found.
+    // The other checks still run: a field changed behind memq's back is found,
+    const [msg] = await ns.redis.keys(`${ns.keyPrefix}m:*:msg`);
+    const bodies = await ns.redis.hgetall(msg!);
+    const [id, body] = Object.entries(bodies)[0]!;
+    const changed = { ...(JSON.parse(body) as Record<string, unknown>), name: 'tampered' };
+    await ns.redis.hset(msg!, id, JSON.stringify(changed));
+    // (a changed name also changes the message's tokens: those are reported too)
+    expect((await runAudit(deps, options)).violations).toContainEqual({
+      kind: 'content',
+      where: expect.any(String) as unknown,
+      // `name` when the message had one, `extra field name` when it had none
+      detail: expect.stringMatching(
+        new RegExp(`^message ${id}: (extra field )?name not as the privacy policy`),
+      ) as unknown,
+    });
+    await ns.redis.hset(msg!, id, body);
+    // and a token count changed behind memq's back.
     const [meta] = await ns.redis.keys(`${ns.keyPrefix}m:*:meta`);
     await ns.redis.hset(meta!, 'token_count', 1);
     const tampered = await runAudit(deps, options);
