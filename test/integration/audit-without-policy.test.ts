@@ -5,6 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadMemoryResources } from '../../src/config/load-memories.js';
+import { memoryKeys } from '../../src/redis/keys.js';
+import { loadConversationFile } from '../../src/replay/conversation-file.js';
 import { runReplay } from '../../src/replay/replay.js';
 import { runAudit } from '../../src/replay/replay-audit.js';
 import { replayDepsFor, startPipeline, type TestPipeline } from '../helpers/pipeline.js';
@@ -46,12 +48,19 @@ describe('memq audit without a privacy policy', () => {
     expect(clean.violations).toEqual([]);
     expect(clean.messages).toBe(report.messagesAccepted);
 
-    // The other checks still run: a field changed behind memq's back is found,
-    const [msg] = await ns.redis.keys(`${ns.keyPrefix}m:*:msg`);
-    const bodies = await ns.redis.hgetall(msg!);
+    // The other checks still run: a field changed behind memq's back is found (key names from
+    // memoryKeys, not KEYS: on a Redis Cluster KEYS answers for one node only),
+    const [first] = loadConversationFile(FIXTURE).conversations;
+    const keys = memoryKeys(ns.keyPrefix, {
+      project: 'test',
+      resource: 'agent-memory',
+      key: first!.key,
+    });
+    const msg = keys.msg;
+    const bodies = await ns.redis.hgetall(msg);
     const [id, body] = Object.entries(bodies)[0]!;
     const changed = { ...(JSON.parse(body) as Record<string, unknown>), name: 'tampered' };
-    await ns.redis.hset(msg!, id, JSON.stringify(changed));
+    await ns.redis.hset(msg, id, JSON.stringify(changed));
     // (a changed name also changes the message's tokens: those are reported too)
     expect((await runAudit(deps, options)).violations).toContainEqual({
       kind: 'content',
@@ -61,10 +70,9 @@ describe('memq audit without a privacy policy', () => {
         new RegExp(`^message ${id}: (extra field )?name not as the privacy policy`),
       ) as unknown,
     });
-    await ns.redis.hset(msg!, id, body);
+    await ns.redis.hset(msg, id, body);
     // and a token count changed behind memq's back.
-    const [meta] = await ns.redis.keys(`${ns.keyPrefix}m:*:meta`);
-    await ns.redis.hset(meta!, 'token_count', 1);
+    await ns.redis.hset(keys.meta, 'token_count', 1);
     const tampered = await runAudit(deps, options);
     expect(tampered.violations).toEqual([
       expect.objectContaining({
