@@ -663,18 +663,7 @@ export function createMemoryStore(deps: MemoryStoreDeps): MemoryStore {
           number,
         ];
       const meta = toRecord(metaFlat);
-      const messages: StoredMessage[] = [];
-      ids.forEach((_, i) => {
-        const body = bodies[i];
-        if (body == null) return;
-        const count = counts[i];
-        const mark = count == null ? undefined : marks[i];
-        messages.push({
-          message: JSON.parse(body) as Message,
-          tokens: count == null ? undefined : Number(count),
-          ...(mark ? { approximatedBy: mark } : {}),
-        });
-      });
+      const messages = storedMessages(ids, bodies, counts, marks);
       const estimatedTokens = Number(meta.estimated_tokens ?? 0);
       const approximation = approximationOfMeta(meta);
       // `tok` holds a count per counted message plus a mark per approximate one.
