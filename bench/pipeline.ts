@@ -279,11 +279,11 @@ try {
   const boundStore = createMemoryStore({ redis: admin, keyPrefix: 'bench-bound:' });
   const scriptCalls = Math.min(N, 2000);
   const prepared = Array.from({ length: scriptCalls }, (_, i) => {
-    const { job } = client.prepareAppend(
+    const { entry } = client.prepareAppend(
       { resource: 'customer-support', key: `bound:${i % MEMORIES}` },
       [{ role: i % 2 ? 'assistant' : 'user', content: texts[i % texts.length]! }],
     );
-    return job!;
+    return entry!;
   });
   const scriptRedisBefore = await redisCpuSeconds();
   for (const job of prepared) {

@@ -3,11 +3,13 @@ import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MemoryStore } from '../src/store/memory-store.js';
 import { applyPrivacy } from '../src/core/privacy.js';
-import { PolicyError } from '../src/core/errors.js';
+import { AppError, PolicyError } from '../src/core/errors.js';
+import { memoryId } from '../src/redis/keys.js';
 import {
   AppendJobDataSchema,
+  type AppendEntryData,
+  type AppendEntryResult,
   type AppendJobResult,
-  type ErasedJob,
 } from '../queues/job-contracts.js';
 import { QUEUES } from '../queues/names.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
@@ -21,6 +23,14 @@ export interface AppendProcessorDeps {
   readonly registry: MemoryRegistry;
   /** Enqueues the (deduplicated) token-count job for an instance. */
   readonly enqueueTokenCount: (ref: MemoryRef) => Promise<void>;
+  /**
+   * Replaces `ref`'s entries in the job hash `jobKey` with their message ids
+   * (`MaintenanceStore.scrubJobKeys`): run when the erasure tombstone refused an entry, so the
+   * hash keeps no copy of an erased instance's messages. Resolves with the hashes rewritten.
+   */
+  readonly scrubJob: (ref: MemoryRef, erasedAtMs: number, jobKey: string) => Promise<number>;
+  /** The BullMQ key of an append job's hash, from its id (`<prefix>:memory-append:<id>`). */
+  readonly jobKey: (jobId: string) => string;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
   /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
@@ -30,20 +40,55 @@ export interface AppendProcessorDeps {
 }
 
 /**
- * `memory-append` processor: re-validates the payload, applies the resource's privacy policy
- * again (hash pseudonyms scoped by `privacy_scope` to the job's instance), commits it with one
- * `append.lua` call under the resource's TTL and `expiration` (idempotent by message id, so a
- * retry stores nothing twice) and, once per burst, touches the
- * maintenance index and enqueues a token-count job. It also enqueues one whenever the job is
- * a redelivery (a retry, or a stalled job whose worker died) or met duplicates: the attempt that
- * opened the burst may have committed and then died before enqueueing, and an extra
- * token-count job is deduplicated per instance and finds nothing left to count.
+ * What an append job records in its `progress` when an entry could not be committed: each
+ * entry's result, `null` for one not committed yet. The next attempt skips the committed
+ * entries, and `MemoryClient.waitFor` answers a committed entry's receipt from it even when the
+ * job ends failed.
+ */
+export interface AppendJobProgress {
+  /** Per entry, in the job's order: its result, or null while it is not committed. */
+  readonly entries: ReadonlyArray<AppendEntryResult | null>;
+}
+
+/** True when `progress` is an {@link AppendJobProgress} of `length` entries. */
+export function isAppendJobProgress(
+  progress: unknown,
+  length: number,
+): progress is AppendJobProgress {
+  return (
+    typeof progress === 'object' &&
+    progress !== null &&
+    Array.isArray((progress as { entries?: unknown }).entries) &&
+    (progress as { entries: unknown[] }).entries.length === length
+  );
+}
+
+/**
+ * `memory-append` processor. A job carries the entries of one or more append calls of one
+ * project (group commit, queues/append-batcher.ts); each entry is committed on its own, all of
+ * them at once (their `append.lua` calls go out together, pipelined on one connection; on a
+ * Redis Cluster each to its own slot's node):
  *
- * Erasure: the commit passes the job's enqueue time (`job.timestamp`), so `append.lua` refuses a
- * job enqueued at or before a delete or clear that has committed; the processor then replaces
- * the job's data with the message ids (`ErasedJobSchema`), so the job hash keeps no copy, and
- * completes with `erased`. A job whose data was already replaced (by the delete or clear, or by
- * an earlier attempt) completes with `erased` without touching the store.
+ * - re-validates the payload and applies the resource's privacy policy again (hash pseudonyms
+ *   scoped by `privacy_scope` to the entry's instance), then one `append.lua` call under the
+ *   resource's TTL and `expiration`, idempotent by message id, so a retry stores nothing twice;
+ * - once per burst of an instance it touches the maintenance index and enqueues a token-count
+ *   job; also whenever the job is a redelivery (a retry, or a stalled job whose worker died) or
+ *   met duplicates: the attempt that opened the burst may have committed and then died before
+ *   enqueueing, and an extra token-count job is deduplicated per instance and finds nothing left
+ *   to count;
+ * - an entry that fails (an undeclared resource, a policy that cannot be applied, Redis failing
+ *   for one slot) does not hold back the others: they commit, the job records every entry's
+ *   result in its progress ({@link AppendJobProgress}) and then fails with the first entry's
+ *   error (retried when it is retryable; the next attempt commits only what is left), so the
+ *   failed entries' messages stay in the job, a dead letter once attempts are spent.
+ *
+ * Erasure: each commit passes the job's enqueue time (`job.timestamp`), so `append.lua` refuses
+ * an entry enqueued at or before a delete or clear of its instance that has committed; the
+ * processor then replaces that entry's messages in the job hash with their ids
+ * (`ErasedJobSchema`, through `scrubJob`, in Redis, so the other entries stay as they are) and
+ * reports it `erased`. An entry already replaced (by the delete or clear, or by an earlier
+ * attempt) is reported `erased` without touching the store.
  */
 export function createAppendProcessor(deps: AppendProcessorDeps) {
   const now = deps.now ?? Date.now;
@@ -52,39 +97,105 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
     schema: AppendJobDataSchema,
     log: deps.log,
     metrics: deps.metrics,
-    async run(data, { job }): Promise<AppendJobResult> {
-      if ('erased_ids' in data) return { added: 0, duplicates: 0, erased: data.erased_ids.length };
-      const { ref, messages } = data;
-      const resource = deps.registry.get(ref.resource);
-      // Defence in depth: the producer already applied the policy; applying it again is a no-op
-      // unless a producer skipped it. `ref` scopes hash pseudonyms (privacy_scope: session).
-      let kept: typeof messages;
-      try {
-        ({ kept } = applyPrivacy(resource.privacyPolicy, messages, ref));
-      } catch (error) {
-        // Fail closed: nothing is stored; PolicyError is not retryable, so the job fails now.
-        if (error instanceof PolicyError) {
-          deps.metrics.privacyFailures.inc({ resource: ref.resource }, messages.length);
+    async run(data, { job, log }): Promise<AppendJobResult> {
+      const { entries } = data;
+      const earlier = isAppendJobProgress(job.progress, entries.length)
+        ? job.progress.entries
+        : undefined;
+      const redelivered = job.attemptsStarted > 1;
+      const counted = new Map<string, MemoryRef>();
+      const erasedRefs = new Map<string, MemoryRef>();
+      const commit = async (entry: AppendEntryData, index: number): Promise<AppendEntryResult> => {
+        const done = earlier?.[index];
+        if (done) {
+          // Committed by an earlier attempt, which may have died before its token-count job.
+          if (!('erased_ids' in entry) && !done.erased) counted.set(memoryId(entry.ref), entry.ref);
+          return done;
         }
-        throw error;
+        if ('erased_ids' in entry)
+          return { added: 0, duplicates: 0, erased: entry.erased_ids.length };
+        const { ref, messages } = entry;
+        const resource = deps.registry.get(ref.resource);
+        // Defence in depth: the producer already applied the policy; applying it again is a
+        // no-op unless a producer skipped it. `ref` scopes hash pseudonyms (privacy_scope: session).
+        let kept: typeof messages;
+        try {
+          ({ kept } = applyPrivacy(resource.privacyPolicy, messages, ref));
+        } catch (error) {
+          // Fail closed: nothing of this entry is stored; PolicyError is not retryable.
+          if (error instanceof PolicyError) {
+            deps.metrics.privacyFailures.inc({ resource: ref.resource }, messages.length);
+          }
+          throw error;
+        }
+        if (kept.length === 0) return { added: 0, duplicates: 0 };
+        const result = await deps.store.append(ref, kept, resource.persistence.ttlSeconds, {
+          enqueuedAtMs: job.timestamp,
+          expirationSeconds: resource.expirationSeconds ?? 0,
+        });
+        if (result.erased > 0) {
+          erasedRefs.set(memoryId(ref), ref);
+          return { added: 0, duplicates: 0, erased: result.erased };
+        }
+        deps.metrics.messagesAppended.inc({ resource: ref.resource }, result.added);
+        deps.metrics.messagesDuplicate.inc({ resource: ref.resource }, result.duplicates);
+        if (result.needsTokenCount || result.duplicates > 0 || redelivered) {
+          counted.set(memoryId(ref), ref);
+        }
+        return { added: result.added, duplicates: result.duplicates };
+      };
+      const settled = await Promise.allSettled(entries.map((entry, i) => commit(entry, i)));
+      // Per instance, once: the maintenance index and the token-count job (deduplicated).
+      const at = now();
+      const followUps = await Promise.allSettled([
+        ...[...counted.values()].map(async (ref) => {
+          await deps.store.touchIndex(ref, at);
+          await deps.enqueueTokenCount(ref);
+        }),
+        ...[...erasedRefs.values()].map((ref) =>
+          deps.scrubJob(ref, job.timestamp, deps.jobKey(job.id!)),
+        ),
+      ]);
+      const results = settled.map((s) => (s.status === 'fulfilled' ? s.value : null));
+      const failures = settled.flatMap((s, i) =>
+        s.status === 'rejected' ? [{ i, error: s.reason as unknown }] : [],
+      );
+      const followUpFailure = followUps.find((f) => f.status === 'rejected');
+      if (failures.length > 0 || followUpFailure) {
+        // What committed is kept in the job, so the next attempt and waitFor know it.
+        await job.updateProgress({ entries: results } satisfies AppendJobProgress);
       }
-      if (kept.length === 0) return { added: 0, duplicates: 0 };
-      const result = await deps.store.append(ref, kept, resource.persistence.ttlSeconds, {
-        enqueuedAtMs: job.timestamp,
-        expirationSeconds: resource.expirationSeconds ?? 0,
-      });
-      if (result.erased > 0) {
-        const erased: ErasedJob = { ref, erased_ids: messages.map((m) => m.id) };
-        await job.updateData(erased);
-        return { added: 0, duplicates: 0, erased: result.erased };
+      if (failures.length > 0) {
+        const first = failures[0]!;
+        const ref = entries[first.i]!.ref;
+        log.warn(
+          { entries: failures.map((f) => f.i), memory: memoryId(ref) },
+          'append entries not committed; the others are',
+        );
+        const where = `entries[${first.i}] (${memoryId(ref)})${failures.length > 1 ? ` and ${failures.length - 1} more` : ''}`;
+        if (first.error instanceof AppError) {
+          throw new AppError(
+            first.error.code,
+            `${where}: ${first.error.message}`,
+            first.error.retryable,
+            {
+              ...(first.error.details ? { details: first.error.details } : {}),
+            },
+          );
+        }
+        throw first.error;
       }
-      deps.metrics.messagesAppended.inc({ resource: ref.resource }, result.added);
-      deps.metrics.messagesDuplicate.inc({ resource: ref.resource }, result.duplicates);
-      if (result.needsTokenCount || result.duplicates > 0 || job.attemptsStarted > 1) {
-        await deps.store.touchIndex(ref, now());
-        await deps.enqueueTokenCount(ref);
-      }
-      return { added: result.added, duplicates: result.duplicates };
+      if (followUpFailure?.status === 'rejected') throw followUpFailure.reason;
+      const done = results as AppendEntryResult[];
+      const sum = (field: 'added' | 'duplicates' | 'erased') =>
+        done.reduce((total, r) => total + (r[field] ?? 0), 0);
+      const erased = sum('erased');
+      return {
+        added: sum('added'),
+        duplicates: sum('duplicates'),
+        ...(erased > 0 ? { erased } : {}),
+        ...(done.length > 1 ? { entries: done } : {}),
+      };
     },
   });
 }

@@ -146,7 +146,16 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
   const workers = [
     new Worker(
       QUEUES.append,
-      createAppendProcessor({ store, registry, enqueueTokenCount, log, metrics }),
+      createAppendProcessor({
+        store,
+        registry,
+        enqueueTokenCount,
+        scrubJob: (ref, erasedAtMs, jobKey) =>
+          deps.maintenance.scrubJobKeys(ref, erasedAtMs, [jobKey]),
+        jobKey: (jobId) => queues.append.toKey(jobId),
+        log,
+        metrics,
+      }),
       { ...common, concurrency: settings.concurrency.append },
     ),
     new Worker(

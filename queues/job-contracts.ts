@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_APPEND_BATCH_MESSAGES } from '../src/config/env.js';
 import { MessageSchema } from '../src/core/message.js';
 import { MemoryRefSchema } from '../src/core/memory-key.js';
 import { FLUSH_STRATEGIES } from '../src/core/memory-resource.js';
@@ -11,11 +12,20 @@ import { JOBS } from './names.js';
  * names its instance as `ref`, a `MemoryRefSchema` (src/core/memory-key.ts).
  */
 
-/** Maximum messages in one append job. */
+/** Maximum messages in one append call, i.e. one entry of an append job. */
 export const MAX_MESSAGES_PER_APPEND = 100;
 
-/** `memory-append` / `append`: messages (already redacted by the producer) for one instance. */
-export const AppendJobSchema = z.strictObject({
+/**
+ * Maximum messages in one append job, all entries together: the batcher's
+ * `MEMQ_APPEND_BATCH_MAX` is at most this (queues/append-batcher.ts).
+ */
+export const MAX_MESSAGES_PER_APPEND_JOB = MAX_APPEND_BATCH_MESSAGES;
+
+/**
+ * One append call's messages (already redacted by the producer) for one instance: an entry of an
+ * append job ({@link AppendJobSchema}).
+ */
+export const AppendEntrySchema = z.strictObject({
   /** Target instance. */
   ref: MemoryRefSchema,
   /** 1..{@link MAX_MESSAGES_PER_APPEND} messages with ids assigned, ascending by id. */
@@ -35,8 +45,8 @@ export const AppendJobSchema = z.strictObject({
       });
     }),
 });
-/** Payload of an append job. */
-export type AppendJob = z.output<typeof AppendJobSchema>;
+/** One entry of an append job: the messages of one append call. */
+export type AppendEntry = z.output<typeof AppendEntrySchema>;
 
 /** `memory-token-count` / `token-count`: a pointer to the instance; messages are read from Redis. */
 export const TokenCountJobSchema = z.strictObject({
@@ -145,8 +155,63 @@ function orErased<S extends z.ZodType>(schema: S) {
   });
 }
 
-/** What the append processor accepts: an append job, or one erased since it was enqueued. */
-export const AppendJobDataSchema = orErased(AppendJobSchema);
+/** An entry of an append job as a processor reads it: messages, or erased since enqueueing. */
+export const AppendEntryDataSchema = orErased(AppendEntrySchema);
+/** An entry as a processor reads it: {@link AppendEntry} or {@link ErasedJob}. */
+export type AppendEntryData = z.output<typeof AppendEntryDataSchema>;
+
+/**
+ * `memory-append` / `append`: the appends of one project that the producer's batcher grouped
+ * into one job (group commit, queues/append-batcher.ts), in the order they were submitted. The
+ * processor commits each entry on its own (one `append.lua` call per entry); entries of the same
+ * instance keep their order.
+ */
+export const AppendJobSchema = z
+  .strictObject({
+    /**
+     * 1..{@link MAX_MESSAGES_PER_APPEND_JOB} entries, all of one project, at most
+     * {@link MAX_MESSAGES_PER_APPEND_JOB} messages (or erased ids) together.
+     */
+    entries: z.array(AppendEntryDataSchema).min(1).max(MAX_MESSAGES_PER_APPEND_JOB),
+  })
+  .superRefine((job, ctx) => {
+    const project = job.entries[0]?.ref.project;
+    let messages = 0;
+    job.entries.forEach((entry, i) => {
+      messages += 'erased_ids' in entry ? entry.erased_ids.length : entry.messages.length;
+      if (entry.ref.project !== project) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['entries', i, 'ref', 'project'],
+          message: `every entry of an append job belongs to one project; entry 0 is of ${JSON.stringify(project)}`,
+        });
+      }
+    });
+    if (messages > MAX_MESSAGES_PER_APPEND_JOB) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['entries'],
+        message: `at most ${MAX_MESSAGES_PER_APPEND_JOB} messages per append job, got ${messages}`,
+      });
+    }
+  });
+/** Payload of an append job. */
+export type AppendJob = z.output<typeof AppendJobSchema>;
+
+/**
+ * What the append processor accepts: an append job ({@link AppendJobSchema}), or the one-entry
+ * shape jobs had before group commit (`{ ref, messages }`, or `{ ref, erased_ids }` once erased),
+ * read as a job of that one entry, so jobs enqueued by an earlier memq still run after an upgrade.
+ */
+export const AppendJobDataSchema = z.unknown().transform((data, ctx): AppendJob => {
+  const single = typeof data === 'object' && data !== null && 'ref' in data;
+  const parsed = single
+    ? AppendEntryDataSchema.transform((entry) => ({ entries: [entry] })).safeParse(data)
+    : AppendJobSchema.safeParse(data);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ ...issue });
+  return z.NEVER;
+});
 
 /** What the write processor accepts: a write job, or one erased since it was enqueued. */
 export const WriteJobDataSchema = orErased(WriteJobSchema);
@@ -191,18 +256,45 @@ export function isCleanupJobName(name: string): name is CleanupJobName {
   return Object.hasOwn(CLEANUP_JOB_SCHEMAS, name);
 }
 
-/** Result an append job returns (visible in Bull Board and to `waitFor`). */
-export interface AppendJobResult {
+/** What one entry of an append job came to (an element of {@link AppendJobResult.entries}). */
+export interface AppendEntryResult {
   /** Messages newly stored. */
   readonly added: number;
   /** Messages skipped as already accepted. */
   readonly duplicates: number;
   /**
    * Messages not stored because a delete or clear of the instance, requested after this append
-   * was enqueued, committed first (`added` and `duplicates` are then 0). Present only when > 0,
-   * so the usual answer stays `{ added, duplicates }`.
+   * was enqueued, committed first (`added` and `duplicates` are then 0). Present only when > 0.
    */
   readonly erased?: number;
+  /**
+   * Why this entry was not committed (e.g. `MEMORY_NOT_FOUND: ...` for a resource no longer
+   * declared), while the job's other entries were. Present only then; `MemoryClient.waitFor`
+   * throws it for this entry's receipt.
+   */
+  readonly failed?: string;
+}
+
+/**
+ * Result an append job returns (visible in Bull Board and to `waitFor`): the sums over its
+ * entries, and each entry's own result when it carries more than one. `waitFor` with an append
+ * receipt returns that receipt's entry (`AppendReceipt.entry`).
+ */
+export interface AppendJobResult {
+  /** Messages newly stored, all entries. */
+  readonly added: number;
+  /** Messages skipped as already accepted, all entries. */
+  readonly duplicates: number;
+  /**
+   * Messages not stored because a delete or clear of their instance, requested after this append
+   * was enqueued, committed first. Present only when > 0, so the usual answer stays
+   * `{ added, duplicates }`.
+   */
+  readonly erased?: number;
+  /** Entries that were not committed (see {@link AppendEntryResult.failed}); present only when > 0. */
+  readonly failedEntries?: number;
+  /** Each entry's result, in the job's order; present only when the job has more than one entry. */
+  readonly entries?: readonly AppendEntryResult[];
 }
 
 /** Result a write job returns. */

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import { JobFailedError, JobTimeoutError, PayloadError } from '../src/core/errors.js';
 import type { MemoryRef } from '../src/core/memory-key.js';
-import type { AppendJobResult } from './job-contracts.js';
+import type { AppendEntryResult, AppendJobResult } from './job-contracts.js';
 import type { MemoryQueues } from './memory-queues.js';
 import { QUEUES, type QueueName } from './names.js';
 import type { RedisGuard } from './redis-guard.js';
@@ -14,6 +14,35 @@ export interface JobReceipt {
   readonly jobId: string;
   /** The instance the job acts on. */
   readonly ref: MemoryRef;
+  /**
+   * Append jobs: the append's index in the job's entries (see {@link AppendEntryRef}); `waitFor`
+   * then answers with that entry's result.
+   */
+  readonly entry?: number;
+}
+
+/** An append's place in its job: what `AppendReceipt` carries. */
+export interface AppendEntryRef {
+  /** The append job's id; undefined when nothing was enqueued. */
+  readonly jobId: string | undefined;
+  /** The append's index in the job's entries; undefined when nothing was enqueued. */
+  readonly entry: number | undefined;
+}
+
+/** The result of entry `entry` of a finished append job, or undefined when it has none. */
+function entryResult(value: unknown, entry: number): AppendEntryResult | undefined {
+  const result = value as AppendJobResult | undefined;
+  if (!result || typeof result !== 'object') return undefined;
+  if (Array.isArray(result.entries)) {
+    const entries: readonly AppendEntryResult[] = result.entries;
+    return entries[entry];
+  }
+  if (entry !== 0) return undefined;
+  return {
+    added: result.added,
+    duplicates: result.duplicates,
+    ...(result.erased !== undefined ? { erased: result.erased } : {}),
+  };
 }
 
 /** A job as {@link JobStatus.job} reports it (what `GET /v1/jobs/:queue/:id` returns). */
@@ -42,14 +71,29 @@ export interface JobInfo {
   readonly failedReason?: string;
 }
 
+/**
+ * The project a job's data belongs to: `ref.project`, or for an append job (`{ entries }`,
+ * all of one project) its first entry's; undefined when the data names none.
+ */
+function projectOf(data: unknown): unknown {
+  const job = data as { ref?: { project?: unknown }; entries?: unknown } | undefined;
+  if (Array.isArray(job?.entries)) {
+    return (job.entries[0] as { ref?: { project?: unknown } } | undefined)?.ref?.project;
+  }
+  return job?.ref?.project;
+}
+
 /** Default bound of {@link JobStatus.waitFor}, ms. */
 export const DEFAULT_WAIT_TIMEOUT_MS = 30_000;
 
 /** Job lookups of the producer side: waiting for a job, and reading one. */
 export interface JobStatus {
   /**
-   * Waits until a job has finished and returns its result. A bare job id means an append job.
-   * Polls the job's state, 5 ms doubling to 100 ms.
+   * Waits until a job has finished and returns its result. A bare job id means an append job
+   * (its whole result); an {@link AppendEntryRef} (an append's receipt) means that append's own
+   * entry of the job: `entries[entry]` of a job of several entries, else the job's result; for a
+   * job that failed, an entry it had committed still resolves (from the job's progress,
+   * `AppendJobProgress`). Polls the job's state, 5 ms doubling to 100 ms.
    * @param options `timeoutMs`: longest wait, ms; default {@link DEFAULT_WAIT_TIMEOUT_MS}.
    * @throws JobFailedError when the job failed (the message carries its failed reason).
    * @throws JobTimeoutError when it did not finish within `timeoutMs` (the job goes on).
@@ -57,7 +101,7 @@ export interface JobStatus {
    * @throws RedisUnavailableError when Redis does not answer (see `RedisGuard`).
    */
   waitFor<R = AppendJobResult>(
-    job: string | JobReceipt,
+    job: string | JobReceipt | AppendEntryRef,
     options?: { timeoutMs?: number },
   ): Promise<R>;
   /**
@@ -71,9 +115,18 @@ export interface JobStatus {
 /** Creates {@link JobStatus} on `queues`, every Redis call through `guard`. */
 export function createJobStatus(queues: MemoryQueues, guard: RedisGuard): JobStatus {
   return {
-    async waitFor<R>(job: string | JobReceipt, options: { timeoutMs?: number } = {}): Promise<R> {
-      const queueName = typeof job === 'string' ? QUEUES.append : job.queue;
+    async waitFor<R>(
+      job: string | JobReceipt | AppendEntryRef,
+      options: { timeoutMs?: number } = {},
+    ): Promise<R> {
+      const queueName = typeof job === 'string' || !('queue' in job) ? QUEUES.append : job.queue;
       const jobId = typeof job === 'string' ? job : job.jobId;
+      const entry = typeof job === 'object' && 'entry' in job ? job.entry : undefined;
+      if (jobId === undefined) {
+        throw new PayloadError(
+          'waitFor: this append enqueued nothing (every message was dropped by the privacy policy or marked do_not_persist): there is no job to wait for',
+        );
+      }
       const queue: Queue = queues.byName(queueName);
       const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
       const deadline = Date.now() + timeoutMs;
@@ -88,7 +141,18 @@ export function createJobStatus(queues: MemoryQueues, guard: RedisGuard): JobSta
         }
         if (state === 'completed' || state === 'failed') {
           const found = await guard('waitFor', () => queue.getJob(jobId));
-          if (state === 'completed' && found) return found.returnvalue as R;
+          if (state === 'completed' && found) {
+            if (entry === undefined) return found.returnvalue as R;
+            const own = entryResult(found.returnvalue, entry);
+            if (own) return own as R;
+          }
+          // A failed job may have committed this entry before another entry failed.
+          const progress = found?.progress as { entries?: unknown } | undefined;
+          const committed =
+            entry !== undefined && Array.isArray(progress?.entries)
+              ? (progress.entries[entry] as AppendEntryResult | null | undefined)
+              : undefined;
+          if (committed) return committed as R;
           const reason = found?.failedReason ?? 'removed after failing';
           throw new JobFailedError(`${queueName} job ${jobId} failed: ${reason}`, {
             details: { queue: queueName, job_id: jobId, failed_reason: reason },
@@ -108,8 +172,7 @@ export function createJobStatus(queues: MemoryQueues, guard: RedisGuard): JobSta
 
     async job(project, queueName, jobId) {
       const found = await guard('job', () => queues.byName(queueName).getJob(jobId));
-      const data = found?.data as { ref?: { project?: unknown } } | undefined;
-      if (!found || data?.ref?.project !== project) return undefined;
+      if (!found || projectOf(found.data) !== project) return undefined;
       const state = await found.getState();
       return {
         queue: queueName,

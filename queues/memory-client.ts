@@ -35,12 +35,18 @@ import {
   localApproximation,
   localCountApproximation,
 } from '../src/tokens/remote-providers.js';
+import type { AppendBatchLimits } from './append-batcher.js';
 import type { AppendJobResult } from './job-contracts.js';
 import { createJobStatus, type JobInfo, type JobReceipt } from './job-status.js';
 import { createMemoryQueues, type MemoryQueues } from './memory-queues.js';
 import { resolveTarget, type MemoryTarget } from './memory-target.js';
 import type { QueueName } from './names.js';
-import { createProducer, type ProducerBackpressure, type ProjectProducer } from './producer.js';
+import {
+  createProducer,
+  type AppendReceipt,
+  type ProducerBackpressure,
+  type ProjectProducer,
+} from './producer.js';
 import { runCanary } from './readiness.js';
 import { createRedisGuard, DEFAULT_REDIS_TIMEOUT_MS } from './redis-guard.js';
 
@@ -49,6 +55,7 @@ export type { MemoryTarget } from './memory-target.js';
 export {
   appendJobId,
   type AppendReceipt,
+  type PreparedAppend,
   type EnqueueOptions,
   type ProducerBackpressure,
 } from './producer.js';
@@ -155,15 +162,18 @@ export interface MemoryClient extends ProjectProducer {
    */
   putData(target: MemoryTarget, data: Readonly<Record<string, string>>): Promise<DataPutResult>;
   /**
-   * Waits until a job has finished and returns its result. A bare job id means an append job.
-   * @throws JobFailedError when the job failed (its reason).
+   * Waits until a job has finished and returns its result. A bare job id means an append job
+   * (its whole result); an append's receipt gives that append's own entry of the job (appends
+   * batched into one job share its id).
+   * @throws JobFailedError when the job failed (its reason), or the receipt's entry was not
+   *   committed (the entry's reason) although the job's other entries were.
    * @throws JobTimeoutError when it did not finish within `timeoutMs` (default 30 000); the job
    *   goes on.
    * @throws PayloadError when no such job exists (unknown id, or already removed by retention).
    * @throws RedisUnavailableError when Redis does not answer (see `redisTimeoutMs`).
    */
   waitFor<R = AppendJobResult>(
-    job: string | JobReceipt,
+    job: string | JobReceipt | AppendReceipt,
     options?: { timeoutMs?: number },
   ): Promise<R>;
   /** Backlog of the append queue: waiting + delayed + prioritized jobs (cached <= 250 ms with backpressure on). */
@@ -228,6 +238,12 @@ export interface MemoryClientDeps {
   readonly metrics?: MemqMetrics;
   /** Producer backpressure (see {@link ProducerBackpressure}); absent = none. */
   readonly backpressure?: ProducerBackpressure;
+  /**
+   * Group commit of appends (queues/append-batcher.ts): most messages and bytes per append job;
+   * default `DEFAULT_APPEND_BATCH_MAX_MESSAGES` (256) and `DEFAULT_APPEND_BATCH_MAX_BYTES`
+   * (1 MiB); `maxMessages` 1 = one job per append.
+   */
+  readonly appendBatch?: Partial<AppendBatchLimits>;
 }
 
 /**
@@ -420,6 +436,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     ...(deps.now ? { now: deps.now } : {}),
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
     ...(deps.backpressure ? { backpressure: deps.backpressure } : {}),
+    ...(deps.appendBatch ? { appendBatch: deps.appendBatch } : {}),
   });
   const jobs = createJobStatus(queues, guard);
   const views = new Map<string, MemoryClient>();

@@ -23,17 +23,24 @@ import {
   type BacklogBounds,
 } from './backpressure.js';
 import {
-  AppendJobSchema,
+  AppendEntrySchema,
   MAX_MESSAGES_PER_APPEND,
   MAX_MESSAGES_PER_WRITE,
   WriteJobSchema,
   formatIssues,
+  type AppendEntry,
   type AppendJob,
   type ClearJob,
   type DeleteJob,
   type FlushJob,
   type WriteJob,
 } from './job-contracts.js';
+import {
+  createAppendBatcher,
+  DEFAULT_APPEND_BATCH_MAX_BYTES,
+  DEFAULT_APPEND_BATCH_MAX_MESSAGES,
+  type AppendBatchLimits,
+} from './append-batcher.js';
 import type { JobReceipt } from './job-status.js';
 import { resolveTarget, type MemoryTarget } from './memory-target.js';
 import type { MemoryQueues } from './memory-queues.js';
@@ -43,11 +50,18 @@ import type { RedisGuard } from './redis-guard.js';
 /** What `append` tells the caller once the messages are durably enqueued. */
 export interface AppendReceipt {
   /**
-   * BullMQ job id ({@link appendJobId}); pass to `MemoryClient.waitFor`. Undefined when no
-   * message is left to store (every one dropped by the privacy policy or marked
-   * `privacy.do_not_persist`), so nothing was enqueued.
+   * BullMQ id of the append job that carries the messages ({@link appendJobId}); appends batched
+   * together (group commit, queues/append-batcher.ts) share it. Pass the receipt itself to
+   * `MemoryClient.waitFor` to get this append's own result. Undefined when no message is left to
+   * store (every one dropped by the privacy policy or marked `privacy.do_not_persist`), so
+   * nothing was enqueued.
    */
   readonly jobId: string | undefined;
+  /**
+   * This append's index in the job's `entries` (its result is `entries[entry]` of the job's
+   * result when the job carries more than one); undefined when nothing was enqueued.
+   */
+  readonly entry: number | undefined;
   /** Ids of the messages enqueued (after the privacy policy), in order (ascending ids). */
   readonly messageIds: readonly string[];
   /**
@@ -72,6 +86,14 @@ export interface AppendReceipt {
   readonly redactionsByRule: Readonly<Record<string, number>>;
   /** The instance the messages go to. */
   readonly ref: MemoryRef;
+}
+
+/** What {@link ProjectProducer.prepareAppend} returns. */
+export interface PreparedAppend {
+  /** The receipt `append` would return, without the job (`jobId`, `entry`: known once enqueued). */
+  readonly receipt: Omit<AppendReceipt, 'jobId' | 'entry'>;
+  /** The job entry to enqueue; absent when no message is left to store. */
+  readonly entry?: AppendEntry;
 }
 
 /** Options of one {@link ProjectProducer.append} or {@link ProjectProducer.write} call. */
@@ -136,10 +158,7 @@ export interface ProjectProducer {
    * and the job payload (absent when no message is left to store). Synchronous; no I/O.
    * @throws PayloadError / MemoryNotFoundError as `append` does.
    */
-  prepareAppend(
-    target: MemoryTarget,
-    messages: readonly MessageInput[],
-  ): { receipt: AppendReceipt; job?: AppendJob };
+  prepareAppend(target: MemoryTarget, messages: readonly MessageInput[]): PreparedAppend;
   /**
    * Replaces an instance's log with `messages` (0..1000; ids assigned where absent, each
    * message's `privacy` instructions and the resource's policy applied as by `append`: a
@@ -190,6 +209,12 @@ export interface ProducerDeps {
   readonly metrics?: MemqMetrics;
   /** Absent = no backpressure. */
   readonly backpressure?: ProducerBackpressure;
+  /**
+   * Group commit of appends (queues/append-batcher.ts); default
+   * `DEFAULT_APPEND_BATCH_MAX_MESSAGES` messages and `DEFAULT_APPEND_BATCH_MAX_BYTES` bytes per
+   * job; `maxMessages` 1 = one job per append.
+   */
+  readonly appendBatch?: Partial<AppendBatchLimits>;
 }
 
 /** The producer: per-project enqueueing over one set of queues, one gate and one ledger. */
@@ -203,7 +228,7 @@ export interface Producer {
 }
 
 /**
- * A fresh append job id: the batch's first message id plus 8 random hex characters, so Bull
+ * A fresh append job id: the job's first message id plus 8 random hex characters, so Bull
  * Board shows which messages a job carries (no `:`, BullMQ's job-id rule). Every enqueue is a new
  * job on purpose: idempotency is the store's (the `seen` window), so a resubmitted batch runs
  * and reports its duplicates truthfully, and a batch whose job ended as a dead letter can simply
@@ -262,17 +287,34 @@ export function createProducer(deps: ProducerDeps): Producer {
     queue: LedgerQueue,
     name: string,
     data: object,
-    options?: { jobId: string },
+    options?: { jobId: string; bytes?: number },
   ): Promise<string> => {
-    const job = await guard(name, () => queues.byName(queue).add(name, data, options));
+    const job = await guard(name, () =>
+      queues.byName(queue).add(name, data, options ? { jobId: options.jobId } : undefined),
+    );
     if (ledger) {
-      const bytes = Buffer.byteLength(JSON.stringify(data), 'utf8');
+      const bytes = options?.bytes ?? Buffer.byteLength(JSON.stringify(data), 'utf8');
       await guard('backlog', () => ledger.record(queue, job.id!, project, bytes)).catch(
         () => undefined,
       );
     }
     return job.id!;
   };
+  const batchLimits: AppendBatchLimits = {
+    maxMessages: deps.appendBatch?.maxMessages ?? DEFAULT_APPEND_BATCH_MAX_MESSAGES,
+    maxBytes: deps.appendBatch?.maxBytes ?? DEFAULT_APPEND_BATCH_MAX_BYTES,
+  };
+  /** Adds one append job of `entries` (one project's), recorded in the ledger with `bytes`. */
+  const batcher = createAppendBatcher(batchLimits, (project, entries, bytes) => {
+    const job: AppendJob = { entries: [...entries] };
+    const jobId = appendJobId(entries.flatMap((e) => e.messages.slice(0, 1).map((m) => m.id)));
+    deps.metrics?.appendJobEntries.observe(entries.length);
+    deps.metrics?.appendJobMessages.observe(entries.reduce((n, e) => n + e.messages.length, 0));
+    return enqueue(project, QUEUES.append, JOBS.append, job, {
+      jobId,
+      bytes: bytes + 14 + entries.length, // `{"entries":[` ... `]}` and the commas
+    });
+  });
   /**
    * Validates `input` (min..max messages, `privacy` included), assigns ids and `created_at`,
    * sorts by id. The messages keep their `privacy` (applied and stripped by {@link protect}).
@@ -325,15 +367,11 @@ export function createProducer(deps: ProducerDeps): Producer {
         redactionsByRule,
       } = protect(resource.privacyPolicy, identified, ref);
       const counts = { dropped, notPersisted, redactions, redactionsByRule, ref };
-      if (messages.length === 0) {
-        return { receipt: { jobId: undefined, messageIds: [], ...counts } };
-      }
-      const job: AppendJob = { ref, messages };
-      const checked = AppendJobSchema.safeParse(job);
+      if (messages.length === 0) return { receipt: { messageIds: [], ...counts } };
+      const entry: AppendEntry = { ref, messages };
+      const checked = AppendEntrySchema.safeParse(entry);
       if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
-      const messageIds = messages.map((m) => m.id);
-      const jobId = appendJobId(messageIds);
-      return { receipt: { jobId, messageIds, ...counts }, job };
+      return { receipt: { messageIds: messages.map((m) => m.id), ...counts }, entry };
     };
 
     return {
@@ -349,15 +387,16 @@ export function createProducer(deps: ProducerDeps): Producer {
           }
           throw error;
         }
-        const { receipt, job } = prepared;
+        const { receipt, entry } = prepared;
         await checkedBeforeEnqueue(options, input.length);
         if (receipt.redactions > 0) {
           deps.metrics?.redactions.inc({ resource: target.resource }, receipt.redactions);
         }
-        if (!job || receipt.jobId === undefined) return receipt;
+        if (!entry) return { ...receipt, jobId: undefined, entry: undefined };
         await admit(project, QUEUES.append);
-        await enqueue(project, QUEUES.append, JOBS.append, job, { jobId: receipt.jobId });
-        return receipt;
+        const bytes = Buffer.byteLength(JSON.stringify(entry), 'utf8');
+        const batched = await batcher.submit(project, entry, bytes);
+        return { ...receipt, jobId: batched.jobId, entry: batched.entry };
       },
 
       async write(target, input, options) {

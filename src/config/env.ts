@@ -31,6 +31,26 @@ export const BACKPRESSURE_POLICIES = ['reject', 'wait'] as const;
 export type BackpressurePolicy = (typeof BACKPRESSURE_POLICIES)[number];
 
 /**
+ * Most messages one append job may carry, all its entries together (`MEMQ_APPEND_BATCH_MAX`'s
+ * ceiling, `MAX_MESSAGES_PER_APPEND_JOB` of the job contract): ten full append calls, the
+ * `memory-cleanup` write job's own limit.
+ */
+export const MAX_APPEND_BATCH_MESSAGES = 1000;
+
+/**
+ * Default `MEMQ_APPEND_BATCH_MAX`, messages: enough for the appends 64 concurrent callers make
+ * during one enqueue round trip several times over, small enough that one job's commit
+ * (one `append.lua` call per entry) stays in the low milliseconds.
+ */
+export const DEFAULT_APPEND_BATCH_MAX_MESSAGES = 256;
+
+/**
+ * Default `MEMQ_APPEND_BATCH_MAX_BYTES`: 1 MiB, the order of the largest single append the HTTP
+ * API accepts, so batching never makes a job much larger than one append can be.
+ */
+export const DEFAULT_APPEND_BATCH_MAX_BYTES = 1024 * 1024;
+
+/**
  * Default `MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`: 2 500 jobs, a quarter of the default global
  * high-water mark (10 000), so one project alone cannot close the global gate for every other
  * project: four projects at their own mark are needed for that.
@@ -210,6 +230,7 @@ export const ENV_GROUPS = Object.freeze({
   redis: 'Redis',
   http: 'HTTP server',
   access: 'Projects and credentials',
+  producer: 'Producers',
   backpressure: 'Backpressure (producers)',
   limits: 'Tenant limits (HTTP)',
   workers: 'Workers',
@@ -408,6 +429,25 @@ export const ENV_VARS = Object.freeze([
     default: 'false',
     allowed: 'true or false',
     doc: '`true`: Bull Board shows queues and jobs but offers no retry, clean, pause or remove',
+  }),
+  // Producers
+  envVar({
+    name: 'MEMQ_APPEND_BATCH_MAX',
+    property: 'appendBatchMaxMessages',
+    group: 'producer',
+    schema: integer(1, MAX_APPEND_BATCH_MESSAGES),
+    default: String(DEFAULT_APPEND_BATCH_MAX_MESSAGES),
+    allowed: `an integer in 1-${MAX_APPEND_BATCH_MESSAGES} (messages)`,
+    doc: 'Group commit: most messages one append job carries when appends arrive while an earlier enqueue is in flight; `1` = one job per append (batching off)',
+  }),
+  envVar({
+    name: 'MEMQ_APPEND_BATCH_MAX_BYTES',
+    property: 'appendBatchMaxBytes',
+    group: 'producer',
+    schema: integer(1024, 64 * 1024 * 1024),
+    default: String(DEFAULT_APPEND_BATCH_MAX_BYTES),
+    allowed: 'an integer in 1024-67108864 (bytes)',
+    doc: 'Group commit: most bytes of messages (JSON) one append job carries; a larger append goes alone',
   }),
   // Backpressure
   envVar({

@@ -145,6 +145,12 @@ export const JobRefSchema = z.object({
   queue: z.string(),
   /** Job id. */
   id: z.string(),
+  /**
+   * Append jobs only: this append's index in the job's `entries` (appends that arrive together
+   * share one job, group commit); `GET /v1/jobs/memory-append/:id` reports every entry's result
+   * under `result.entries` when the job has more than one.
+   */
+  entry: z.number().int().nonnegative().optional(),
 });
 
 /** 202 (or 200 with `?wait=true`) answer of an append. */
@@ -162,7 +168,7 @@ export const AppendResponseSchema = z.object({
   not_persisted: z.number().int(),
   /** Matches the privacy policy redacted before enqueueing. */
   redactions: z.number().int(),
-  /** With `?wait=true`: `{ added, duplicates }` from the committed job. */
+  /** With `?wait=true`: this append's `{ added, duplicates }` (its entry of the committed job). */
   result: z.unknown().optional(),
 });
 

@@ -262,7 +262,10 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     await holding(res, waitKind(query), async () => {
       const receipt = await client.append(target, body.messages, messageRate(res));
       const answer = {
-        job: receipt.jobId === undefined ? null : { queue: 'memory-append', id: receipt.jobId },
+        job:
+          receipt.jobId === undefined
+            ? null
+            : { queue: 'memory-append', id: receipt.jobId, entry: receipt.entry },
         message_ids: receipt.messageIds,
         dropped: receipt.dropped,
         not_persisted: receipt.notPersisted,
@@ -276,6 +279,7 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
         queue: 'memory-append',
         jobId: receipt.jobId,
         ref: receipt.ref,
+        ...(receipt.entry !== undefined ? { entry: receipt.entry } : {}),
       });
       res.status(waited ? 200 : 202).json({ ...answer, ...(waited ?? {}) });
     });

@@ -53,6 +53,12 @@ export interface TokenCacheStats {
  * content or keys (memory keys can be high-cardinality): queue names, outcomes, resource ids,
  * providers and breaker names only.
  */
+/**
+ * Buckets of the group-commit histograms: 1 (an append alone) doubling to 1,024 (above
+ * `MAX_MESSAGES_PER_APPEND_JOB`, so every job falls in a finite bucket).
+ */
+export const APPEND_BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
 export interface MemqMetrics {
   /** The registry to expose on `/metrics`. */
   readonly registry: Registry;
@@ -64,6 +70,13 @@ export interface MemqMetrics {
   readonly jobWait: Histogram<'queue'>;
   /** `memq_messages_appended_total{resource}`: messages committed by append jobs. */
   readonly messagesAppended: Counter<'resource'>;
+  /**
+   * `memq_append_job_entries`: append calls per enqueued append job (group commit; buckets
+   * {@link APPEND_BATCH_BUCKETS}), recorded by the producer.
+   */
+  readonly appendJobEntries: Histogram;
+  /** `memq_append_job_messages`: messages per enqueued append job, recorded by the producer. */
+  readonly appendJobMessages: Histogram;
   /** `memq_messages_duplicate_total{resource}`: message ids an append found already stored. */
   readonly messagesDuplicate: Counter<'resource'>;
   /** `memq_tokens_counted_total{resource,source}`: exact tokens committed; `source` = tiktoken or a provider. */
@@ -222,6 +235,18 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
       help: 'Time from enqueue (plus any requested delay) to the start of the first attempt, seconds.',
       labelNames: ['queue'],
       buckets: JOB_WAIT_BUCKETS,
+      registers: [registry],
+    }),
+    appendJobEntries: new Histogram({
+      name: `${METRIC_PREFIX}append_job_entries`,
+      help: 'Append calls per enqueued append job (group commit).',
+      buckets: APPEND_BATCH_BUCKETS,
+      registers: [registry],
+    }),
+    appendJobMessages: new Histogram({
+      name: `${METRIC_PREFIX}append_job_messages`,
+      help: 'Messages per enqueued append job (group commit).',
+      buckets: APPEND_BATCH_BUCKETS,
       registers: [registry],
     }),
     messagesAppended: counter({

@@ -22,6 +22,7 @@ export const SCRIPTS = {
   memqPutData: { file: 'put-data.lua', numberOfKeys: 9 },
   memqContext: { file: 'context.lua', numberOfKeys: 5 },
   memqScrubJobs: { file: 'scrub-jobs.lua', numberOfKeys: undefined },
+  memqReplaceJobData: { file: 'replace-job-data.lua', numberOfKeys: 1 },
 } as const;
 
 /** Names of the registered script commands. */

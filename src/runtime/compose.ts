@@ -427,6 +427,7 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       project: env.project,
       store,
       metrics,
+      appendBatch: { maxMessages: env.appendBatchMaxMessages, maxBytes: env.appendBatchMaxBytes },
       backpressure: {
         highWaterJobs: env.backpressureHighWaterJobs,
         lowWaterJobs: env.backpressureLowWaterJobs,

@@ -177,10 +177,11 @@ export interface MaintenanceStore {
   pruneSeen(ref: MemoryRef, acceptedBeforeMs: number): Promise<number>;
   /**
    * Removes `ref`'s messages from the job hashes of `queues` (the copies BullMQ keeps in waiting,
-   * delayed, active, completed and failed jobs): every job whose `data.ref` is `ref`, that has a
-   * `messages` array and was enqueued at or before `erasedAtMs` (its `timestamp`) gets the data
-   * `{ ref, erased_ids }` (`ErasedJobSchema`), which its processor completes without touching the
-   * store. Per queue, the ids of every job in every state are read in one MULTI (one instant,
+   * delayed, active, completed and failed jobs): in every job enqueued at or before `erasedAtMs`
+   * (its `timestamp`), each entry of `ref` with a `messages` array (an append job's
+   * `entries[i]`, or the whole data of a write job) becomes `{ ref, erased_ids }`
+   * (`ErasedJobSchema`), which its processor reports erased without touching the store; the
+   * job's other entries stay as they are (see {@link scrubJobKeys}). Per queue, the ids of every job in every state are read in one MULTI (one instant,
    * so a job moving between states is not missed), then checked {@link SCRUB_BATCH} hashes per
    * `scrub-jobs.lua` call. A job added after that instant with an older enqueue time (a slow
    * producer) is refused by the erasure tombstone when it runs, and its processor scrubs it then.
@@ -189,6 +190,16 @@ export interface MaintenanceStore {
    * @throws PayloadError when `erasedAtMs` is not an integer >= 0.
    */
   scrubJobs(ref: MemoryRef, erasedAtMs: number, queues: readonly QueueJobKeys[]): Promise<number>;
+  /**
+   * {@link scrubJobs} for the listed job hashes only (e.g. the append processor's own job, when
+   * the erasure tombstone refused one of its entries). Only `ref`'s entries change: each hash's
+   * data is decoded in Node (`eraseInstance`) and written back with a compare-and-set
+   * (`replace-job-data.lua`), retried when a worker or another scrub changed it in between.
+   * Returns the number of job hashes rewritten.
+   * @throws PayloadError when `erasedAtMs` is not an integer >= 0.
+   * @throws Error when a hash's data changed {@link SCRUB_CAS_ATTEMPTS} times during its scrub.
+   */
+  scrubJobKeys(ref: MemoryRef, erasedAtMs: number, jobKeys: readonly string[]): Promise<number>;
 }
 
 /** Dependencies of {@link createMaintenanceStore}. */
@@ -392,16 +403,7 @@ export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceS
     },
 
     async scrubJobs(ref, erasedAtMs, queues) {
-      if (!Number.isSafeInteger(erasedAtMs) || erasedAtMs < 0) {
-        throw new PayloadError(
-          `scrubJobs: erasedAtMs: expected an integer >= 0 (ms since epoch), got ${erasedAtMs}`,
-        );
-      }
-      const refJson = JSON.stringify({
-        project: ref.project,
-        resource: ref.resource,
-        key: ref.key,
-      });
+      checkErasedAt('scrubJobs', erasedAtMs);
       let scrubbed = 0;
       for (const queue of queues) {
         const snapshot = redis.multi();
@@ -414,25 +416,124 @@ export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceS
           if (error) throw error;
           for (const id of value as string[]) ids.add(id);
         }
-        const keys = [...ids].map((id) => queue.jobPrefix + id);
-        for (let i = 0; i < keys.length; i += SCRUB_BATCH) {
-          const batch = keys.slice(i, i + SCRUB_BATCH);
-          scrubbed += Number(
-            await redis.memqScrubJobs(
-              batch.length,
-              ...batch,
-              erasedAtMs,
-              ref.project,
-              ref.resource,
-              ref.key,
-              refJson,
-            ),
-          );
-        }
+        scrubbed += await scrubKeys(
+          ref,
+          erasedAtMs,
+          [...ids].map((id) => queue.jobPrefix + id),
+        );
       }
       return scrubbed;
     },
+
+    scrubJobKeys(ref, erasedAtMs, jobKeys) {
+      checkErasedAt('scrubJobKeys', erasedAtMs);
+      return scrubKeys(ref, erasedAtMs, jobKeys);
+    },
   };
+
+  /** `scrubJobKeys` without the argument check. */
+  async function scrubKeys(
+    ref: MemoryRef,
+    erasedAtMs: number,
+    jobKeys: readonly string[],
+  ): Promise<number> {
+    // The key as it appears inside JSON (quotes and backslashes escaped), for the text search.
+    const keyText = JSON.stringify(ref.key).slice(1, -1);
+    let scrubbed = 0;
+    for (let i = 0; i < jobKeys.length; i += SCRUB_BATCH) {
+      const batch = jobKeys.slice(i, i + SCRUB_BATCH);
+      const found = (await redis.memqScrubJobs(
+        batch.length,
+        ...batch,
+        erasedAtMs,
+        keyText,
+      )) as string[];
+      for (let j = 0; j < found.length; j += 2) {
+        if (await scrubOne(ref, found[j]!, found[j + 1]!)) scrubbed += 1;
+      }
+    }
+    return scrubbed;
+  }
+
+  /**
+   * Rewrites `ref`'s entries in one job hash whose data was `data`, with a compare-and-set
+   * (`replace-job-data.lua`); when a worker or another scrub changed the data in between, reads
+   * it again and retries, up to {@link SCRUB_CAS_ATTEMPTS} times. True when the hash was rewritten.
+   * @throws Error when the data kept changing.
+   */
+  async function scrubOne(ref: MemoryRef, jobKey: string, data: string): Promise<boolean> {
+    let current: string | null = data;
+    for (let attempt = 0; attempt < SCRUB_CAS_ATTEMPTS; attempt++) {
+      if (current === null) return false;
+      let decoded: unknown;
+      try {
+        decoded = JSON.parse(current);
+      } catch {
+        return false; // not a job of memq's: nothing of ours to remove
+      }
+      const erased = eraseInstance(decoded, ref);
+      if (erased === undefined) return false;
+      if (Number(await redis.memqReplaceJobData(jobKey, current, JSON.stringify(erased))) === 1) {
+        return true;
+      }
+      current = await redis.hget(jobKey, 'data');
+    }
+    throw new Error(
+      `scrubJobs ${memoryId(ref)}: the data of ${jobKey} changed ${SCRUB_CAS_ATTEMPTS} times while it was being scrubbed`,
+    );
+  }
+}
+
+/** Times {@link MaintenanceStore.scrubJobKeys} retries a job hash whose data changed under it. */
+export const SCRUB_CAS_ATTEMPTS = 10;
+
+/** @throws PayloadError when `erasedAtMs` is not an integer >= 0. */
+function checkErasedAt(operation: string, erasedAtMs: number): void {
+  if (!Number.isSafeInteger(erasedAtMs) || erasedAtMs < 0) {
+    throw new PayloadError(
+      `${operation}: erasedAtMs: expected an integer >= 0 (ms since epoch), got ${erasedAtMs}`,
+    );
+  }
+}
+
+/**
+ * Job data with `ref`'s messages replaced by their ids (`ErasedJobSchema`): an append job's
+ * entries of `ref` (`{ entries: [{ ref, messages }, ...] }`), or a one-instance job of `ref`
+ * (`{ ref, messages }`: a write job, or an append job of before group commit). Every other part
+ * of the data is kept as it was. Undefined when there is nothing of `ref`'s to replace.
+ */
+export function eraseInstance(data: unknown, ref: MemoryRef): unknown {
+  const canonical = { project: ref.project, resource: ref.resource, key: ref.key };
+  const erase = (value: unknown): unknown => {
+    if (typeof value !== 'object' || value === null) return undefined;
+    const job = value as { ref?: Partial<MemoryRef>; messages?: unknown };
+    if (
+      job.ref?.project !== ref.project ||
+      job.ref.resource !== ref.resource ||
+      job.ref.key !== ref.key ||
+      !Array.isArray(job.messages)
+    ) {
+      return undefined;
+    }
+    const ids = (job.messages as unknown[]).flatMap((m) =>
+      typeof m === 'object' && m !== null && typeof (m as { id?: unknown }).id === 'string'
+        ? [(m as { id: string }).id]
+        : [],
+    );
+    return { ref: canonical, erased_ids: ids };
+  };
+  const entries = (data as { entries?: unknown } | null)?.entries;
+  if (Array.isArray(entries)) {
+    let changed = false;
+    const next = entries.map((entry: unknown) => {
+      const erased = erase(entry);
+      if (erased === undefined) return entry;
+      changed = true;
+      return erased;
+    });
+    return changed ? { ...(data as object), entries: next } : undefined;
+  }
+  return erase(data);
 }
 
 /** A mid back to its ref, only if the mid is exactly what `memoryId` makes of that ref. */

@@ -5,6 +5,7 @@ import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load
 import type { Message } from '../../src/core/message.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { memoryKeys, type MemoryRef } from '../../src/redis/keys.js';
+import { createMaintenanceStore } from '../../src/store/maintenance-store.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { createAppendProcessor } from '../../processors/append.js';
 import { JOBS, QUEUES } from '../../queues/names.js';
@@ -211,6 +212,13 @@ describe('expiration through the append processor', () => {
         store,
         registry,
         enqueueTokenCount: async () => {},
+        scrubJob: (ref, erasedAtMs, jobKey) =>
+          createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }).scrubJobKeys(
+            ref,
+            erasedAtMs,
+            [jobKey],
+          ),
+        jobKey: (jobId) => queue.toKey(jobId),
         log: quietLog,
         metrics: createMetrics(),
       }),

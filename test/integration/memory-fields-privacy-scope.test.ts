@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryRegistry, parseMemoryResource } from '../../src/config/load-memories.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import type { MemoryRef } from '../../src/redis/keys.js';
+import { createMaintenanceStore } from '../../src/store/maintenance-store.js';
 import { createMemoryStore } from '../../src/store/memory-store.js';
 import { createAppendProcessor } from '../../processors/append.js';
 import { JOBS, QUEUES } from '../../queues/names.js';
@@ -50,6 +51,13 @@ describe('privacy_scope: hash pseudonyms in the append processor, on real Redis'
         store: createMemoryStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
         registry,
         enqueueTokenCount: async () => {},
+        scrubJob: (ref, erasedAtMs, jobKey) =>
+          createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }).scrubJobKeys(
+            ref,
+            erasedAtMs,
+            [jobKey],
+          ),
+        jobKey: (jobId) => queue.toKey(jobId),
         log: quietLog,
         metrics: createMetrics(),
       }),

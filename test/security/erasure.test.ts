@@ -94,6 +94,13 @@ describe('a delete or clear is final', () => {
       store: http.pipeline.store,
       registry,
       enqueueTokenCount: (ref) => http.pipeline.workers.queues.enqueueTokenCount(ref),
+      scrubJob: (ref, erasedAtMs, jobKey) =>
+        createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }).scrubJobKeys(
+          ref,
+          erasedAtMs,
+          [jobKey],
+        ),
+      jobKey: (jobId) => http.pipeline.workers.queues.append.toKey(jobId),
       log: quietLog,
       metrics: http.pipeline.metrics,
     });
