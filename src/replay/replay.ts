@@ -77,7 +77,10 @@ export interface ReplayProgress {
   readonly total: number;
   /** Messages handed to the client so far. */
   readonly enqueued: number;
-  /** Messages whose append job finished (committed, failed, or dropped before enqueueing). */
+  /**
+   * Messages whose append finished: its entry of the append job committed or failed, or it was
+   * dropped before enqueueing (by the policy, `do_not_persist`, or a failed enqueue).
+   */
   readonly committed: number;
   /** Append-queue backlog (waiting + delayed). */
   readonly backlog: number;
@@ -98,13 +101,16 @@ export interface ReplayReport {
   readonly corpus: ReplayStats;
   /** Memories written: one instance per thread, or per conversation of a conversations file. */
   readonly threads: number;
-  /** Messages handed to `MemoryClient.append` (one append job each). */
+  /**
+   * Messages handed to `MemoryClient.append`, one call each (the producer's group commit may carry
+   * several of them in one append job, each as its own entry).
+   */
   readonly messagesEnqueued: number;
-  /** Messages newly stored by append jobs. */
+  /** Messages newly stored: the sum of `added` over the replay's appends (their job entries). */
   readonly messagesAccepted: number;
   /**
-   * Messages stored before: found by the store's idempotency check, or whole batches BullMQ
-   * still had under the same job id (e.g. a second replay of the same slice).
+   * Messages stored before (the store's idempotency check by message id, e.g. a second replay of
+   * the same slice): the sum of `duplicates` over the replay's appends.
    */
   readonly duplicates: number;
   /** Messages the privacy policy dropped (non-persistable roles) before enqueueing. */
@@ -145,8 +151,18 @@ export interface ReplayReport {
    * are not part of it.
    */
   readonly appendCallMaxMs: number;
-  /** Append jobs that failed permanently (dead letters). */
+  /**
+   * Append jobs carrying at least one of the replay's appends that failed permanently (dead
+   * letters). A job of several entries fails when one entry fails; the entries it committed
+   * before are not failed appends (see {@link failedAppends}).
+   */
   readonly failedJobs: number;
+  /**
+   * The replay's appends (one message each) not committed: their entry of a failed append job had
+   * no result in the job's progress, or the job's result marks the entry `failed`. 0 exactly when
+   * {@link failedJobs} is 0.
+   */
+  readonly failedAppends: number;
   /** Messages in the replayed memories' logs afterwards. */
   readonly messagesStored: number;
   /** Exact tokens in the replayed memories afterwards. */
@@ -158,8 +174,11 @@ export interface ReplayReport {
   /** messagesEnqueued / elapsedSeconds. */
   readonly throughputPerSecond: number;
   /**
-   * Enqueue -> append committed, ms: p50, p99, max, and how many jobs were timed (jobs whose
-   * completion was learnt by polling rather than from an event are not timed).
+   * Enqueue -> append committed, ms, per append (per message): from the start of its
+   * `MemoryClient.append` call (after the `--rate` schedule) to the replay learning that the
+   * append job carrying it finished (its `completed` or `failed` event). p50, p99 (nearest rank),
+   * max, and `samples`, the appends timed: appends whose job's end was learnt by polling rather
+   * than from an event are not timed.
    */
   readonly latencyMs: {
     readonly p50: number;
@@ -187,8 +206,91 @@ export interface ReplayDeps {
   readonly metrics?: MemqMetrics;
 }
 
-/** What an append job ended with. */
-type JobOutcome = { added: number; duplicates: number } | 'failed';
+/** What one append (one entry of an append job) ended with. */
+type EntryOutcome = { readonly added: number; readonly duplicates: number } | 'failed';
+
+/** An append job that has finished, as the replay learnt it. */
+export interface FinishedAppendJob {
+  /** When the replay learnt it from an event, ms since epoch; undefined when learnt by polling. */
+  readonly at: number | undefined;
+  /** True when the job failed (a dead letter), whatever some of its entries committed. */
+  readonly failed: boolean;
+  /** Entries the job carries (1 for a job in the one-entry shape `{ ref, messages }`). */
+  readonly size: number;
+  /** What entry `entry` (0-based, `AppendReceipt.entry`) ended with. */
+  outcome(entry: number): EntryOutcome;
+}
+
+/** `{ added, duplicates }` of an entry's result (`AppendEntryResult`), or `failed`. */
+function entryOutcome(result: unknown): EntryOutcome {
+  if (typeof result !== 'object' || result === null) return 'failed';
+  const r = result as { added?: unknown; duplicates?: unknown; failed?: unknown };
+  if (typeof r.failed === 'string') return 'failed';
+  return {
+    added: typeof r.added === 'number' ? r.added : 0,
+    duplicates: typeof r.duplicates === 'number' ? r.duplicates : 0,
+  };
+}
+
+/**
+ * A completed append job from its result (`AppendJobResult`, queues/job-contracts.ts): entry i's
+ * outcome is `entries[i]` when the job carries more than one entry (the result then has
+ * `entries`), else the job's whole result is its one entry's. An entry the result marks `failed`
+ * (or has no element for) is a failed append.
+ * @param at When the replay learnt it (ms), undefined when by polling (see {@link FinishedAppendJob}).
+ */
+export function completedAppendJob(
+  returnvalue: unknown,
+  at: number | undefined,
+): FinishedAppendJob {
+  const entries = (returnvalue as { entries?: unknown } | null | undefined)?.entries;
+  if (Array.isArray(entries)) {
+    return {
+      at,
+      failed: false,
+      size: entries.length,
+      outcome: (entry) => entryOutcome(entries[entry]),
+    };
+  }
+  return {
+    at,
+    failed: false,
+    size: 1,
+    outcome: (entry) => (entry === 0 ? entryOutcome(returnvalue ?? {}) : 'failed'),
+  };
+}
+
+/**
+ * A failed append job from its data and progress (processors/append.ts): entry i committed when
+ * the job's progress `{ entries: [...] }` (`AppendJobProgress`, written when an entry could not be
+ * committed) holds a result for it, and failed otherwise. Without such progress every entry
+ * failed. The job's size is its data's `entries.length` (1 for the one-entry shape `{ ref, ... }`),
+ * else the progress's, else unknown (`Infinity`: the job is never known to be fully accounted).
+ */
+export function failedAppendJob(
+  job: { readonly data?: unknown; readonly progress?: unknown } | undefined,
+  at: number | undefined,
+): FinishedAppendJob {
+  const data = job?.data as { entries?: unknown; ref?: unknown } | undefined;
+  const progress = (job?.progress as { entries?: unknown } | null | undefined)?.entries;
+  const committed = Array.isArray(progress) ? (progress as unknown[]) : [];
+  const size = Array.isArray(data?.entries)
+    ? data.entries.length
+    : data?.ref !== undefined
+      ? 1
+      : Array.isArray(progress)
+        ? progress.length
+        : Number.POSITIVE_INFINITY;
+  return {
+    at,
+    failed: true,
+    size,
+    outcome: (entry) => {
+      const result = committed[entry];
+      return result === null || result === undefined ? 'failed' : entryOutcome(result);
+    },
+  };
+}
 
 /** ULID's alphabet: Crockford's base32 digits (no I, L, O, U), https://github.com/ulid/spec. */
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -414,7 +516,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /**
  * The main job on real input: parses the corpus into threads, streams every message through
- * {@link MemoryClient.append} (one append job per e-mail, key = thread id) while workers run,
+ * {@link MemoryClient.append} (one call per e-mail, key = thread id; the producer may carry
+ * several in one append job, each accounted by its entry) while workers run,
  * waits until every append has committed and every memory's tokens are counted exactly, then
  * reports. Only reports after everything it enqueued is committed.
  * @throws Error when nothing commits for `stallTimeoutMs` (names how many jobs are missing).
@@ -441,14 +544,28 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   eventsConnection.on('error', ignore);
   events.on('error', ignore);
   appendQueue.on('error', ignore);
-  /** Job id -> enqueue start (ms), for jobs whose outcome is not known yet. */
-  const pendingJobs = new Map<string, number>();
-  /** Outcomes that arrived before the job's `add` resolved (fast workers). */
-  const early = new Map<string, { at: number; outcome: JobOutcome }>();
+  /**
+   * The append jobs carrying the replay's appends, by job id. Appends the producer batched
+   * together share one job (group commit): each is accounted on its own, by its entry index.
+   */
+  const jobs = new Map<
+    string,
+    {
+      /** Entries enqueued whose outcome is not known yet: entry index -> enqueue start, ms. */
+      readonly waiting: Map<number, number>;
+      /** Set once the job finished (possibly before its appends' receipts arrived). */
+      finished?: FinishedAppendJob;
+      /** Entries of the job the replay has accounted. */
+      settled: number;
+    }
+  >();
+  /** Appends enqueued whose outcome is not known yet (the sum of every job's `waiting`). */
+  let pendingAppends = 0;
   const latencies: number[] = [];
   let accepted = 0;
   let duplicates = 0;
-  let failed = 0;
+  let failedJobs = 0;
+  let failedAppends = 0;
   let committed = 0;
   let enqueueErrors = 0;
   const tally: ProducerTally = { unavailableRetries: 0, appendCallMaxMs: 0 };
@@ -459,29 +576,63 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let peakRss = options.sampleRss ? process.memoryUsage().rss : 0;
   const tokensSavedBefore = await tokensSavedOf(deps.metrics, options.memory);
   const progressAt = { last: Date.now() };
-  const settle = (jobId: string, outcome: JobOutcome, finishedAt: number | undefined) => {
-    const at = pendingJobs.get(jobId);
-    if (at === undefined) {
-      if (finishedAt !== undefined) early.set(jobId, { at: finishedAt, outcome });
-      return;
+  const tracked = (jobId: string) => {
+    let job = jobs.get(jobId);
+    if (!job) {
+      job = { waiting: new Map(), settled: 0 };
+      jobs.set(jobId, job);
     }
-    pendingJobs.delete(jobId);
+    return job;
+  };
+  /** Accounts entry `entry` (enqueued at `startedAtMs`) of finished job `jobId`. */
+  const settleEntry = (jobId: string, entry: number, startedAtMs: number) => {
+    const job = jobs.get(jobId)!;
+    const finished = job.finished!;
+    const outcome = finished.outcome(entry);
     committed += 1;
     progressAt.last = Date.now();
-    if (outcome === 'failed') failed += 1;
+    if (finished.failed && job.settled === 0) failedJobs += 1;
+    job.settled += 1;
+    if (outcome === 'failed') failedAppends += 1;
     else {
       accepted += outcome.added;
       duplicates += outcome.duplicates;
     }
-    if (finishedAt !== undefined) latencies.push(finishedAt - at);
+    if (finished.at !== undefined) latencies.push(Math.max(0, finished.at - startedAtMs));
+    // Every entry accounted: nothing more can arrive for this job.
+    if (job.settled >= finished.size) jobs.delete(jobId);
+  };
+  /** Records that entry `entry` of job `jobId` was enqueued at `startedAtMs`. */
+  const enqueuedEntry = (jobId: string, entry: number, startedAtMs: number) => {
+    const job = tracked(jobId);
+    if (job.finished) settleEntry(jobId, entry, startedAtMs);
+    else {
+      job.waiting.set(entry, startedAtMs);
+      pendingAppends += 1;
+    }
+  };
+  /** Records that job `jobId` finished; the first report of it wins (events and polling overlap). */
+  const finishedJob = (jobId: string, finished: FinishedAppendJob) => {
+    const job = tracked(jobId);
+    if (job.finished) return;
+    job.finished = finished;
+    const waiting = [...job.waiting];
+    job.waiting.clear();
+    pendingAppends -= waiting.length;
+    for (const [entry, startedAtMs] of waiting) settleEntry(jobId, entry, startedAtMs);
   };
   events.on('completed', ({ jobId, returnvalue }) => {
-    const value = returnvalue as unknown as { added?: number; duplicates?: number } | null;
-    settle(jobId, { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 }, Date.now());
+    finishedJob(jobId, completedAppendJob(returnvalue, Date.now()));
   });
   events.on('failed', ({ jobId, failedReason }) => {
     deps.log.error({ jobId, failedReason }, 'replay: append job failed');
-    settle(jobId, 'failed', Date.now());
+    const at = Date.now();
+    // Which of its entries the job committed before failing is in its progress. When Redis does
+    // not answer now, the job stays pending: polling asks for it again.
+    appendQueue.getJob(jobId).then(
+      (job) => finishedJob(jobId, failedAppendJob(job, at)),
+      () => undefined,
+    );
   });
 
   let phase: ReplayProgress['phase'] = 'enqueueing';
@@ -515,13 +666,14 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     let scheduled = 0;
     let stalled: Error | undefined;
     /**
-     * Hands one message to the client; resolves with its append job id, or undefined when nothing
-     * was enqueued (the policy dropped it, or the enqueue failed: counted and logged).
+     * Hands one message to the client; resolves with its receipt (its append job and entry), or
+     * undefined when nothing was enqueued (the policy dropped it, or the enqueue failed: counted
+     * and logged).
      */
     const send = async (
       target: { resource: string; key: string },
       input: MessageInput,
-    ): Promise<string | undefined> => {
+    ): Promise<AppendReceipt | undefined> => {
       if (options.ratePerSecond) {
         const due = startedAt + (scheduled++ * 1000) / options.ratePerSecond;
         if (due > Date.now()) await sleep(due - Date.now());
@@ -556,29 +708,24 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
         committed += 1; // nothing to store: the policy dropped the message, or do_not_persist
         return undefined;
       }
-      pendingJobs.set(receipt.jobId, startedAtMs);
-      const before = early.get(receipt.jobId);
-      if (before) {
-        early.delete(receipt.jobId);
-        settle(receipt.jobId, before.outcome, before.at);
-      }
-      return receipt.jobId;
+      enqueuedEntry(receipt.jobId, receipt.entry ?? 0, startedAtMs);
+      return receipt;
     };
     /**
-     * Waits until append job `jobId` has finished (committed or failed; counting is the events'
-     * job), polling its state; Redis being away is waited out.
+     * Waits until the append of `receipt` has finished (its entry committed, or its job failed;
+     * counting is the events' job), polling its job's state; Redis being away is waited out.
      * @throws Error when it does not finish within `stallTimeoutMs`.
      */
-    const committedJob = async (jobId: string): Promise<void> => {
+    const committedAppend = async (receipt: AppendReceipt): Promise<void> => {
       const deadline = Date.now() + stallTimeoutMs;
       for (;;) {
         try {
-          await deps.client.waitFor(jobId, { timeoutMs: Math.max(1, deadline - Date.now()) });
+          await deps.client.waitFor(receipt, { timeoutMs: Math.max(1, deadline - Date.now()) });
           return;
         } catch (error) {
           if (error instanceof JobTimeoutError) {
             throw new Error(
-              `replay: append job ${jobId} did not commit within ${stallTimeoutMs} ms; are workers running (memq work)?`,
+              `replay: append job ${receipt.jobId} (entry ${receipt.entry}) did not commit within ${stallTimeoutMs} ms; are workers running (memq work)?`,
               { cause: error },
             );
           }
@@ -598,8 +745,8 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
         const task: Promise<void> = (async () => {
           for (const input of item.inputs) {
             if (stalled) return;
-            const jobId = await send(target, input);
-            if (jobId !== undefined) await committedJob(jobId);
+            const receipt = await send(target, input);
+            if (receipt !== undefined) await committedAppend(receipt);
           }
         })()
           .catch((error: unknown) => {
@@ -622,31 +769,32 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
 
     phase = 'committing';
     progressAt.last = Date.now();
-    while (pendingJobs.size > 0) {
+    while (pendingAppends > 0) {
       await sleep(200);
       if (Date.now() - progressAt.last > 2000) {
         // Events can be missed (a listener lagging past the stream's bound): ask BullMQ for the
         // state of what is still pending. Outcomes learnt this way are not timed.
         try {
-          for (const jobId of [...pendingJobs.keys()].slice(0, 2000)) {
+          const unfinished = [...jobs]
+            .filter(([, job]) => !job.finished && job.waiting.size > 0)
+            .map(([jobId]) => jobId);
+          for (const jobId of unfinished.slice(0, 2000)) {
             const state = await appendQueue.getJobState(jobId);
             if (state === 'completed') {
               const job = await appendQueue.getJob(jobId);
-              const value = job?.returnvalue as { added?: number; duplicates?: number } | undefined;
-              settle(
-                jobId,
-                { added: value?.added ?? 0, duplicates: value?.duplicates ?? 0 },
-                undefined,
-              );
-            } else if (state === 'failed') settle(jobId, 'failed', undefined);
+              if (job) finishedJob(jobId, completedAppendJob(job.returnvalue, undefined));
+            } else if (state === 'failed') {
+              finishedJob(jobId, failedAppendJob(await appendQueue.getJob(jobId), undefined));
+            }
           }
         } catch (error) {
           if (!isConnectionFailure(error)) throw error; // Redis away: ask again next round
         }
       }
       if (Date.now() - progressAt.last > stallTimeoutMs) {
+        const unfinished = [...jobs.values()].filter((job) => job.waiting.size > 0).length;
         throw new Error(
-          `replay: ${pendingJobs.size} append job(s) did not commit within ${stallTimeoutMs} ms of the last progress; are workers running (memq work)?`,
+          `replay: ${pendingAppends} append(s) in ${unfinished} append job(s) did not commit within ${stallTimeoutMs} ms of the last progress; are workers running (memq work)?`,
         );
       }
     }
@@ -755,7 +903,8 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       enqueueErrors,
       unavailableRetries: tally.unavailableRetries,
       appendCallMaxMs: tally.appendCallMaxMs,
-      failedJobs: failed,
+      failedJobs,
+      failedAppends,
       messagesStored,
       tokensCounted,
       exactMemories,
@@ -831,7 +980,7 @@ export function formatReplayReport(report: ReplayReport): string {
       'producer',
       `longest append call ${report.appendCallMaxMs} ms, ${report.unavailableRetries} Redis-unavailable retries`,
     ],
-    ['failed jobs', String(report.failedJobs)],
+    ['failed jobs', `${report.failedJobs} (${report.failedAppends} appends not committed)`],
     ['messages stored', String(report.messagesStored)],
     [
       'flushes',
@@ -851,7 +1000,7 @@ export function formatReplayReport(report: ReplayReport): string {
     ['throughput', `${report.throughputPerSecond.toFixed(1)} messages/s`],
     [
       'enqueue -> committed',
-      `p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms (${report.latencyMs.samples} jobs timed)`,
+      `p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, max ${report.latencyMs.max} ms (${report.latencyMs.samples} appends timed)`,
     ],
     [
       'worker RSS (peak)',
