@@ -1,7 +1,10 @@
 /**
- * Producer backpressure (docs/architecture.md, "Jobs"): a gate in front of `queue.add` that compares the
- * target queue's backlog against high/low water marks, with hysteresis, and either rejects with
- * {@link BackpressureError} or waits for the backlog to drain.
+ * Producer backpressure (docs/decisions.md, "Jobs and pipeline"): a gate in front of `queue.add`
+ * that compares the backlog in messages not yet started against high/low water marks, with
+ * hysteresis, and either rejects with {@link BackpressureError} or waits for the backlog to drain;
+ * and the per-project and byte bounds read from the backlog ledger ({@link backlogRefusal}).
+ * Messages, not jobs: with group commit one append job carries from one to
+ * `MEMQ_APPEND_BATCH_MAX` messages, so a job count says little about the work waiting.
  */
 
 import { BackpressureError } from '../src/core/errors.js';
@@ -17,20 +20,26 @@ export const RETRY_AFTER_DEFAULT_MS = 1000;
 /** Options of {@link createBackpressureGate}. */
 export interface BackpressureGateOptions {
   /**
-   * Reads the target queue's backlog in jobs: waiting + delayed + prioritized, e.g. the sum of
-   * BullMQ `queue.getJobCounts('waiting', 'delayed', 'prioritized')`. Called at most once per
-   * `cacheMs`, never concurrently with itself. A rejection (Redis down) reaches the caller.
+   * Reads the backlog in messages not yet started, e.g. the backlog ledger's total
+   * (`BacklogLedger.backlog`, queues/backlog-ledger.ts). Called at most once per `cacheMs`, never
+   * concurrently with itself. A rejection (Redis down) reaches the caller.
    */
   readonly countBacklog: () => Promise<number>;
-  /** Queue name, used in messages and error details, e.g. `memory-append`. */
-  readonly queueName: string;
-  /** Backlog in jobs at which the gate starts pushing back, >= 1 (`MEMQ_BACKPRESSURE_HIGH_WATER`). */
-  readonly highWaterJobs: number;
   /**
-   * Backlog in jobs at or below which the gate admits again once it pushed back, >= 0 and below
-   * `highWaterJobs` (`MEMQ_BACKPRESSURE_LOW_WATER`).
+   * Queue named in messages and error details when `admit` is not given one, and in the errors
+   * of a closed gate, e.g. `memory-append`.
    */
-  readonly lowWaterJobs: number;
+  readonly queueName: string;
+  /**
+   * Backlog in messages at which the gate starts pushing back, >= 1
+   * (`MEMQ_BACKPRESSURE_HIGH_WATER`).
+   */
+  readonly highWaterMessages: number;
+  /**
+   * Backlog in messages at or below which the gate admits again once it pushed back, >= 0 and
+   * below `highWaterMessages` (`MEMQ_BACKPRESSURE_LOW_WATER`).
+   */
+  readonly lowWaterMessages: number;
   /** `reject`: throw {@link BackpressureError} at once; `wait`: poll until the low-water mark. */
   readonly policy: BackpressurePolicy;
   /**
@@ -58,21 +67,23 @@ export interface BackpressureGateOptions {
 export interface BackpressureGate {
   /**
    * Resolves when a producer may enqueue: at once while the gate is open, otherwise per policy.
-   * The gate closes when the backlog reaches `highWaterJobs` and opens again when it falls to
-   * `lowWaterJobs` or below. The mark is soft: callers admitted on the same cached count may
+   * The gate closes when the backlog reaches `highWaterMessages` and opens again when it falls to
+   * `lowWaterMessages` or below. The mark is soft: callers admitted on the same cached count may
    * together overshoot it by what they enqueue within `cacheMs`.
    * @param signal Aborts a `wait`; `admit` then rejects with `signal.reason` (wrapped in an Error
    *   when it is not one).
+   * @param queue The queue the caller enqueues to, named in the error; default `queueName`.
    * @throws BackpressureError when the gate is closed (policy `reject`), or stayed closed for
    *   `waitTimeoutMs` (policy `wait`); `retryAfterMs` per {@link estimateRetryAfterMs}, `details`
-   *   `{ queue, backlogJobs, highWaterJobs, lowWaterJobs }`.
+   *   `{ queue, bound: 'messages', usage, limit, low_water }` (`usage` the backlog, `limit` the
+   *   high-water mark, `low_water` the low-water mark, all in messages).
    * @throws whatever `countBacklog` throws (never read as "open").
    * @throws Error when the gate has been closed with {@link BackpressureGate.close}.
    */
-  admit(signal?: AbortSignal): Promise<void>;
+  admit(signal?: AbortSignal, queue?: string): Promise<void>;
   /**
-   * The backlog in jobs, from the cache when younger than `cacheMs`; a fresh count also updates
-   * the gate's state.
+   * The backlog in messages, from the cache when younger than `cacheMs`; a fresh count also
+   * updates the gate's state.
    * @throws whatever `countBacklog` throws; Error after {@link BackpressureGate.close}.
    */
   backlog(): Promise<number>;
@@ -82,8 +93,8 @@ export interface BackpressureGate {
 
 /** One backlog count and when it was requested. */
 export interface BacklogSample {
-  /** Backlog, jobs. */
-  readonly backlogJobs: number;
+  /** Backlog, messages. */
+  readonly backlogMessages: number;
   /** When the count was requested, ms since epoch. */
   readonly atMs: number;
 }
@@ -91,8 +102,9 @@ export interface BacklogSample {
 /**
  * Estimates how long until a closed gate opens, i.e. until the backlog reaches the low-water mark:
  *
- * `clamp(ceil((latest.backlogJobs - lowWaterJobs) / rate), 250, 30_000)` with the net drain rate
- * `rate = (previous.backlogJobs - latest.backlogJobs) / (latest.atMs - previous.atMs)` jobs/ms
+ * `clamp(ceil((latest.backlogMessages - lowWaterMessages) / rate), 250, 30_000)` with the net
+ * drain rate `rate = (previous.backlogMessages - latest.backlogMessages) / (latest.atMs -
+ * previous.atMs)` messages/ms
  * from the two most recent counts; {@link RETRY_AFTER_DEFAULT_MS} (1000) when there is no previous
  * count or the backlog did not shrink between them (no rate to extrapolate).
  *
@@ -106,14 +118,14 @@ export interface BacklogSample {
 export function estimateRetryAfterMs(
   previous: BacklogSample | undefined,
   latest: BacklogSample,
-  lowWaterJobs: number,
+  lowWaterMessages: number,
 ): number {
   if (previous === undefined) return RETRY_AFTER_DEFAULT_MS;
-  const drainedJobs = previous.backlogJobs - latest.backlogJobs;
+  const drained = previous.backlogMessages - latest.backlogMessages;
   const elapsedMs = latest.atMs - previous.atMs;
-  if (drainedJobs <= 0 || elapsedMs <= 0) return RETRY_AFTER_DEFAULT_MS;
-  const remainingJobs = Math.max(0, latest.backlogJobs - lowWaterJobs);
-  const estimateMs = Math.ceil((remainingJobs * elapsedMs) / drainedJobs);
+  if (drained <= 0 || elapsedMs <= 0) return RETRY_AFTER_DEFAULT_MS;
+  const remaining = Math.max(0, latest.backlogMessages - lowWaterMessages);
+  const estimateMs = Math.ceil((remaining * elapsedMs) / drained);
   return Math.min(RETRY_AFTER_MAX_MS, Math.max(RETRY_AFTER_MIN_MS, estimateMs));
 }
 
@@ -132,19 +144,20 @@ function checkOption(name: string, value: number, min: number, allowed: string):
 /**
  * Creates a {@link BackpressureGate} over `options.countBacklog` (see
  * {@link BackpressureGateOptions} for units and defaults). Starts open; does no I/O until called.
- * @throws RangeError when a mark or duration is out of range (e.g. `lowWaterJobs >= highWaterJobs`).
+ * @throws RangeError when a mark or duration is out of range (e.g. `lowWaterMessages >=
+ *   highWaterMessages`).
  */
 export function createBackpressureGate(options: BackpressureGateOptions): BackpressureGate {
-  const { countBacklog, queueName, highWaterJobs, lowWaterJobs, policy } = options;
+  const { countBacklog, queueName, highWaterMessages, lowWaterMessages, policy } = options;
   const cacheMs = options.cacheMs ?? 250;
   const waitTimeoutMs = options.waitTimeoutMs ?? 30_000;
   const pollMs = options.pollMs ?? 100;
   const now = options.now ?? (() => Date.now());
-  checkOption('highWaterJobs', highWaterJobs, 1, 'a number >= 1 (jobs)');
-  checkOption('lowWaterJobs', lowWaterJobs, 0, 'a number >= 0 (jobs)');
-  if (lowWaterJobs >= highWaterJobs) {
+  checkOption('highWaterMessages', highWaterMessages, 1, 'a number >= 1 (messages)');
+  checkOption('lowWaterMessages', lowWaterMessages, 0, 'a number >= 0 (messages)');
+  if (lowWaterMessages >= highWaterMessages) {
     throw new RangeError(
-      `backpressure gate: lowWaterJobs: expected a value below highWaterJobs (${highWaterJobs}), got ${lowWaterJobs}`,
+      `backpressure gate: lowWaterMessages: expected a value below highWaterMessages (${highWaterMessages}), got ${lowWaterMessages}`,
     );
   }
   checkOption('cacheMs', cacheMs, 0, 'a duration >= 0 (ms)');
@@ -164,18 +177,18 @@ export function createBackpressureGate(options: BackpressureGateOptions): Backpr
 
   const read = (): Promise<number> => {
     if (latest !== undefined && now() - latest.atMs < cacheMs) {
-      return Promise.resolve(latest.backlogJobs);
+      return Promise.resolve(latest.backlogMessages);
     }
     if (inFlight === undefined) {
       // Aged from the request, not the reply: the count may be older than the reply's arrival.
       const atMs = now();
       inFlight = countBacklog()
-        .then((backlogJobs) => {
+        .then((backlogMessages) => {
           previous = latest;
-          latest = { backlogJobs, atMs };
-          if (!pushingBack && backlogJobs >= highWaterJobs) pushingBack = true;
-          else if (pushingBack && backlogJobs <= lowWaterJobs) pushingBack = false;
-          return backlogJobs;
+          latest = { backlogMessages, atMs };
+          if (!pushingBack && backlogMessages >= highWaterMessages) pushingBack = true;
+          else if (pushingBack && backlogMessages <= lowWaterMessages) pushingBack = false;
+          return backlogMessages;
         })
         .finally(() => {
           inFlight = undefined;
@@ -211,31 +224,44 @@ export function createBackpressureGate(options: BackpressureGateOptions): Backpr
     return interruptible(elapsed, signal).finally(() => clearTimeout(timer));
   };
 
-  const backpressureError = (message: string, sample: BacklogSample): BackpressureError => {
-    const retryAfterMs = estimateRetryAfterMs(previous, sample, lowWaterJobs);
+  const backpressureError = (
+    queue: string,
+    message: string,
+    sample: BacklogSample,
+  ): BackpressureError => {
+    const retryAfterMs = estimateRetryAfterMs(previous, sample, lowWaterMessages);
     return new BackpressureError(`${message}; retry after ${retryAfterMs} ms`, retryAfterMs, {
-      details: { queue: queueName, backlogJobs: sample.backlogJobs, highWaterJobs, lowWaterJobs },
+      details: {
+        queue,
+        bound: 'messages' satisfies BackpressureBound,
+        usage: sample.backlogMessages,
+        limit: highWaterMessages,
+        low_water: lowWaterMessages,
+      },
     });
   };
 
-  const describeClosed = (sample: BacklogSample): string =>
-    sample.backlogJobs >= highWaterJobs
-      ? `${queueName} backlog ${sample.backlogJobs} jobs is at or above the high-water mark ${highWaterJobs}`
-      : `${queueName} backlog ${sample.backlogJobs} jobs has not drained to the low-water mark ${lowWaterJobs} since reaching the high-water mark ${highWaterJobs}`;
+  const describeClosed = (queue: string, sample: BacklogSample): string =>
+    sample.backlogMessages >= highWaterMessages
+      ? `${queue}: backlog ${sample.backlogMessages} messages is at or above the high-water mark ${highWaterMessages} (MEMQ_BACKPRESSURE_HIGH_WATER)`
+      : `${queue}: backlog ${sample.backlogMessages} messages has not drained to the low-water mark ${lowWaterMessages} (MEMQ_BACKPRESSURE_LOW_WATER) since reaching the high-water mark ${highWaterMessages}`;
 
   return {
-    async admit(signal) {
+    async admit(signal, queue = queueName) {
       assertOpen();
       if (signal?.aborted) throw abortReason(signal);
       await interruptible(read(), signal);
       if (!pushingBack) return;
-      if (policy === 'reject') throw backpressureError(describeClosed(latest!), latest!);
+      if (policy === 'reject') {
+        throw backpressureError(queue, describeClosed(queue, latest!), latest!);
+      }
       const deadlineMs = now() + waitTimeoutMs;
       for (;;) {
         const remainingMs = deadlineMs - now();
         if (remainingMs <= 0) {
           throw backpressureError(
-            `${queueName} backlog ${latest!.backlogJobs} jobs did not drain to the low-water mark ${lowWaterJobs} within ${waitTimeoutMs} ms (high-water mark ${highWaterJobs})`,
+            queue,
+            `${queue}: backlog ${latest!.backlogMessages} messages did not drain to the low-water mark ${lowWaterMessages} within ${waitTimeoutMs} ms (high-water mark ${highWaterMessages})`,
             latest!,
           );
         }
@@ -260,21 +286,26 @@ export function createBackpressureGate(options: BackpressureGateOptions): Backpr
 
 /** What the backlog ledger says about the job data not yet started (see `queues/backlog-ledger.ts`). */
 export interface BacklogUsage {
-  /** Bytes of append and write job data not yet started, every project. */
+  /** Messages of append and write jobs not yet started, every project. */
+  readonly messages: number;
+  /** UTF-8 bytes of the JSON data of append and write jobs not yet started, every project. */
   readonly bytes: number;
-  /** The same for the project asking. */
+  /** {@link BacklogUsage.messages} of the project asking. */
+  readonly projectMessages: number;
+  /** {@link BacklogUsage.bytes} of the project asking. */
   readonly projectBytes: number;
-  /** Append and write jobs of the project asking not yet started. */
-  readonly projectJobs: number;
 }
 
 /**
- * Bounds on the backlog besides the global job marks of {@link createBackpressureGate}; each is
- * off when absent or 0.
+ * Bounds on the backlog besides the global message marks of {@link createBackpressureGate}; each
+ * is off when absent or 0.
  */
 export interface BacklogBounds {
-  /** Jobs of one project at or above which it is refused (`MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`). */
-  readonly projectHighWaterJobs?: number;
+  /**
+   * Messages of one project not yet started at or above which it is refused
+   * (`MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`).
+   */
+  readonly projectHighWaterMessages?: number;
   /** Bytes of every project at or above which everyone is refused (`MEMQ_BACKPRESSURE_MAX_BYTES`). */
   readonly maxBytes?: number;
   /** Bytes of one project at or above which it is refused (`MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES`). */
@@ -282,12 +313,19 @@ export interface BacklogBounds {
 }
 
 /** Which {@link BacklogBounds} bound refused a producer (`details.bound` of the error). */
-export type BacklogBound = 'project_jobs' | 'project_bytes' | 'bytes';
+export type BacklogBound = 'project_messages' | 'project_bytes' | 'bytes';
 
-/** True when at least one of `bounds` is on (> 0), i.e. the backlog ledger is needed. */
+/**
+ * Every `details.bound` of a {@link BackpressureError} and `bound` label of
+ * `memq_backpressure_rejections_total`: `messages` (the global high-water mark of
+ * {@link createBackpressureGate}) or a {@link BacklogBound}. Each names its unit.
+ */
+export type BackpressureBound = 'messages' | BacklogBound;
+
+/** True when at least one of `bounds` is on (> 0), i.e. a producer must check the ledger per call. */
 export function hasBacklogBounds(bounds: BacklogBounds): boolean {
   return (
-    (bounds.projectHighWaterJobs ?? 0) > 0 ||
+    (bounds.projectHighWaterMessages ?? 0) > 0 ||
     (bounds.maxBytes ?? 0) > 0 ||
     (bounds.projectMaxBytes ?? 0) > 0
   );
@@ -295,15 +333,15 @@ export function hasBacklogBounds(bounds: BacklogBounds): boolean {
 
 /**
  * The refusal of a producer of `project` whose backlog `usage` is at or above one of `bounds`, or
- * undefined when every bound admits it. The project's own bounds are checked first (its jobs,
+ * undefined when every bound admits it. The project's own bounds are checked first (its messages,
  * then its bytes), then the global bytes, so the message names what the caller itself can change.
  * Bounds are caps without hysteresis (a refused project is admitted again as soon as its usage is
- * below the bound) and soft like the job marks: producers admitted on the same reading together
+ * below the bound) and soft like the global marks: producers admitted on the same reading together
  * overshoot by what they enqueue. Pure.
  * @param queueName The queue named in the message, e.g. `memory-append`.
  * @returns A {@link BackpressureError} with `retryAfterMs` {@link RETRY_AFTER_DEFAULT_MS} (no drain
  *   rate is known per project) and `details` `{ queue, bound, project, usage, limit }` (`usage`
- *   and `limit` in the bound's unit, jobs or bytes).
+ *   and `limit` in the bound's unit, messages or bytes).
  */
 export function backlogRefusal(
   queueName: string,
@@ -319,13 +357,13 @@ export function backlogRefusal(
       RETRY_AFTER_DEFAULT_MS,
       { details: { queue: queueName, bound, project, usage: value, limit } },
     );
-  const { projectHighWaterJobs, projectMaxBytes, maxBytes } = bounds;
-  if (over(projectHighWaterJobs, usage.projectJobs)) {
+  const { projectHighWaterMessages, projectMaxBytes, maxBytes } = bounds;
+  if (over(projectHighWaterMessages, usage.projectMessages)) {
     return refuse(
-      'project_jobs',
-      usage.projectJobs,
-      projectHighWaterJobs!,
-      `project ${project} has ${usage.projectJobs} append and write jobs waiting, at or above its high-water mark ${projectHighWaterJobs} (MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER); other projects are still admitted`,
+      'project_messages',
+      usage.projectMessages,
+      projectHighWaterMessages!,
+      `project ${project} has ${usage.projectMessages} messages of append and write jobs waiting, at or above its high-water mark ${projectHighWaterMessages} (MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER); other projects are still admitted`,
     );
   }
   if (over(projectMaxBytes, usage.projectBytes)) {

@@ -108,18 +108,25 @@ export interface EnqueueOptions {
 }
 
 /**
- * Producer backpressure (docs/decisions.md, "Jobs and pipeline" and "Fairness between tenants"). At or
- * above `highWaterJobs` waiting + delayed + prioritized appends, `append` and `write` reject with
- * `BackpressureError` (policy `reject`) or wait until the backlog is at or below `lowWaterJobs`
- * (policy `wait`, up to `waitTimeoutMs`). The {@link BacklogBounds} (`projectHighWaterJobs`,
- * `maxBytes`, `projectMaxBytes`; each off when absent or 0) are read from the backlog ledger
- * (queues/backlog-ledger.ts) and always reject (`backlogRefusal`), whatever the policy.
+ * Producer backpressure (docs/decisions.md, "Jobs and pipeline" and "Fairness between tenants"),
+ * measured in messages and bytes, not jobs (one append job carries many appends). The backlog is
+ * the messages of append and write jobs not yet started (waiting, delayed or prioritized; a job
+ * leaves it once a worker took it), every project, read from the backlog ledger
+ * (queues/backlog-ledger.ts) and cached up to 250 ms. At or above `highWaterMessages`, `append`
+ * and `write` reject with `BackpressureError` (policy `reject`, `details.bound` `messages`) or
+ * wait until the backlog is at or below `lowWaterMessages` (policy `wait`, up to
+ * `waitTimeoutMs`). The {@link BacklogBounds} (`projectHighWaterMessages`, `maxBytes`,
+ * `projectMaxBytes`; each off when absent or 0) are read from the same ledger on every call and
+ * always reject (`backlogRefusal`), whatever the policy.
  */
 export type ProducerBackpressure = BacklogBounds & {
-  /** Append backlog (jobs) at or above which enqueues are refused or wait. */
-  readonly highWaterJobs: number;
-  /** Append backlog (jobs) a waiting enqueue waits for (policy `wait`). */
-  readonly lowWaterJobs: number;
+  /** Backlog (messages, every project) at or above which enqueues are refused or wait, >= 1. */
+  readonly highWaterMessages: number;
+  /**
+   * Backlog (messages) a waiting enqueue waits for (policy `wait`), and at or below which a
+   * pushing-back gate admits again; >= 0 and below `highWaterMessages`.
+   */
+  readonly lowWaterMessages: number;
   /** `reject` at once, or `wait` for the low-water mark. */
   readonly policy: 'reject' | 'wait';
   /** Longest a `wait` lasts, ms. Default 30 000. */
@@ -141,9 +148,9 @@ export interface ProjectProducer {
    * see `applyInputPrivacy`), strips `privacy`, and enqueues one append job of what is left (none
    * when nothing is). Resolves when the job is in Redis.
    * @throws PayloadError for invalid input (nothing is enqueued).
-   * @throws BackpressureError when the append backlog is over the high-water mark, or the
-   *   project's or everyone's backlog over a bound (see {@link ProducerBackpressure}); nothing is
-   *   enqueued, retry after `retryAfterMs`.
+   * @throws BackpressureError when the backlog (messages) is at or over the high-water mark, or
+   *   the project's messages or bytes, or everyone's bytes, at or over a bound (`details.bound`;
+   *   see {@link ProducerBackpressure}); nothing is enqueued, retry after `retryAfterMs`.
    * @throws MemoryNotFoundError for an unknown resource.
    * @throws whatever `options.beforeEnqueue` throws (nothing is enqueued).
    */
@@ -221,7 +228,11 @@ export interface ProducerDeps {
 export interface Producer {
   /** The enqueueing operations acting for `project` (not validated here). */
   forProject(project: string): ProjectProducer;
-  /** Backlog of the append queue: waiting + delayed + prioritized jobs (cached <= 250 ms with backpressure on). */
+  /**
+   * The backlog: messages of append and write jobs not yet started, every project, from the
+   * backlog ledger (cached <= 250 ms with backpressure on).
+   * @throws RedisUnavailableError when Redis does not answer.
+   */
   backlog(): Promise<number>;
   /** Stops the backpressure gate's timers (not the queues). Idempotent. */
   close(): void;
@@ -244,33 +255,29 @@ export function createProducer(deps: ProducerDeps): Producer {
   const { guard, queues } = deps;
   const now = deps.now ?? Date.now;
   const nextId = monotonicFactory();
-  const countBacklog = async () => {
-    const counts = await guard('backlog', () =>
-      queues.append.getJobCounts('waiting', 'delayed', 'prioritized'),
-    );
-    return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
-  };
+  // Always on, backpressure or not: `backlog()` reads it, and the maintenance sweep reconciles it.
+  const ledger = createBacklogLedger(deps.connection, deps.queuePrefix);
+  /** Messages of append and write jobs not yet started, every project (settles the ledger). */
+  const countBacklog = async () => (await guard('backlog', () => ledger.backlog())).messages;
   const bounds: BacklogBounds = deps.backpressure ?? {};
   const gate = deps.backpressure
     ? createBackpressureGate({ countBacklog, queueName: QUEUES.append, ...deps.backpressure })
     : undefined;
-  const ledger = hasBacklogBounds(bounds)
-    ? createBacklogLedger(deps.connection, deps.queuePrefix)
-    : undefined;
+  const checkBounds = hasBacklogBounds(bounds);
   /**
-   * Admits an enqueue of `project` to `queue` or throws BackpressureError: the global job marks,
-   * then the ledger's bounds.
+   * Admits an enqueue of `project` to `queue` or throws BackpressureError: the global message
+   * marks (the gate, cached), then the ledger's per-project and byte bounds (one script call).
    */
   const admit = async (project: string, queue: QueueName) => {
     try {
-      await gate?.admit();
+      await gate?.admit(undefined, queue);
     } catch (error) {
       if (error instanceof BackpressureError) {
-        deps.metrics?.backpressureRejections.inc({ queue: QUEUES.append, bound: 'jobs' });
+        deps.metrics?.backpressureRejections.inc({ queue, bound: 'messages' });
       }
       throw error;
     }
-    if (!ledger) return;
+    if (!checkBounds) return;
     const usage = await guard('backlog', () => ledger.check(project));
     const refusal = backlogRefusal(queue, project, usage, bounds);
     if (refusal) {
@@ -279,25 +286,25 @@ export function createProducer(deps: ProducerDeps): Producer {
     }
   };
   /**
-   * Adds a job of `project` to `queue`, then records it in the ledger. A failed record leaves the
-   * job uncounted (the enqueue stands): the ledger errs on the side of admitting.
+   * Adds a job of `project` to `queue` carrying `options.messages` messages, then records it in
+   * the ledger with them and its bytes (`options.bytes`, else measured from `data`). A failed
+   * record leaves the job uncounted (the enqueue stands): the ledger errs on the side of admitting.
    */
   const enqueue = async (
     project: string,
     queue: LedgerQueue,
     name: string,
     data: object,
-    options?: { jobId: string; bytes?: number },
+    options: { messages: number; jobId?: string; bytes?: number },
   ): Promise<string> => {
+    const { jobId } = options;
     const job = await guard(name, () =>
-      queues.byName(queue).add(name, data, options ? { jobId: options.jobId } : undefined),
+      queues.byName(queue).add(name, data, jobId !== undefined ? { jobId } : undefined),
     );
-    if (ledger) {
-      const bytes = options?.bytes ?? Buffer.byteLength(JSON.stringify(data), 'utf8');
-      await guard('backlog', () => ledger.record(queue, job.id!, project, bytes)).catch(
-        () => undefined,
-      );
-    }
+    const bytes = options.bytes ?? Buffer.byteLength(JSON.stringify(data), 'utf8');
+    await guard('backlog', () =>
+      ledger.record(queue, job.id!, project, { messages: options.messages, bytes }),
+    ).catch(() => undefined);
     return job.id!;
   };
   const batchLimits: AppendBatchLimits = {
@@ -308,9 +315,11 @@ export function createProducer(deps: ProducerDeps): Producer {
   const batcher = createAppendBatcher(batchLimits, (project, entries, bytes) => {
     const job: AppendJob = { entries: [...entries] };
     const jobId = appendJobId(entries.flatMap((e) => e.messages.slice(0, 1).map((m) => m.id)));
+    const messages = entries.reduce((n, e) => n + e.messages.length, 0);
     deps.metrics?.appendJobEntries.observe(entries.length);
-    deps.metrics?.appendJobMessages.observe(entries.reduce((n, e) => n + e.messages.length, 0));
+    deps.metrics?.appendJobMessages.observe(messages);
     return enqueue(project, QUEUES.append, JOBS.append, job, {
+      messages,
       jobId,
       bytes: bytes + 14 + entries.length, // `{"entries":[` ... `]}` and the commas
     });
@@ -412,7 +421,9 @@ export function createProducer(deps: ProducerDeps): Producer {
         if (!checked.success) throw new PayloadError(formatIssues('messages', checked.error));
         await checkedBeforeEnqueue(options, input.length);
         await admit(project, QUEUES.cleanup);
-        const jobId = await enqueue(project, QUEUES.cleanup, JOBS.write, job);
+        const jobId = await enqueue(project, QUEUES.cleanup, JOBS.write, job, {
+          messages: kept.length,
+        });
         return { queue: QUEUES.cleanup, jobId, ref };
       },
 

@@ -51,22 +51,38 @@ export const DEFAULT_APPEND_BATCH_MAX_MESSAGES = 256;
 export const DEFAULT_APPEND_BATCH_MAX_BYTES = 1024 * 1024;
 
 /**
- * Default `MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`: 2 500 jobs, a quarter of the default global
- * high-water mark (10 000), so one project alone cannot close the global gate for every other
- * project: four projects at their own mark are needed for that.
+ * Default `MEMQ_BACKPRESSURE_HIGH_WATER`: 10 000 messages of append and write jobs not yet started,
+ * every project. At the single-message append rates measured on the reference machine (610-1,301
+ * messages/s, docs/benchmarks.md rows (b) and (b')) that is 8-16 s of work waiting, which keeps
+ * enqueue -> committed latency bounded while a burst is absorbed.
  */
-export const DEFAULT_PROJECT_HIGH_WATER_JOBS = 2_500;
+export const DEFAULT_HIGH_WATER_MESSAGES = 10_000;
+
+/**
+ * Default `MEMQ_BACKPRESSURE_LOW_WATER`: 5 000 messages, half of
+ * {@link DEFAULT_HIGH_WATER_MESSAGES}: a closed gate reopens after about 4-8 s of draining at the
+ * rates above, so admissions do not flap at the mark.
+ */
+export const DEFAULT_LOW_WATER_MESSAGES = 5_000;
+
+/**
+ * Default `MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER`: 2 500 messages, a quarter of
+ * {@link DEFAULT_HIGH_WATER_MESSAGES}, so one project alone cannot close the global gate for every
+ * other project: four projects at their own mark are needed for that. It is 25 full appends (100
+ * messages each) or two full writes (1 000 each).
+ */
+export const DEFAULT_PROJECT_HIGH_WATER_MESSAGES = 2_500;
 
 /**
  * Default `MEMQ_BACKPRESSURE_MAX_BYTES`: 1 GiB of append and write job data not yet started. The
- * job mark alone let 10 000 jobs of 1 MiB bodies (about 10 GiB) in before it closed; a normal
- * backlog (10 000 appends of a few KiB) is tens of MiB, far below this.
+ * message mark alone would let 10 000 messages of 1 MiB (about 10 GiB) in before it closed; a
+ * normal backlog (10 000 messages of a few KiB) is tens of MiB, far below this.
  */
 export const DEFAULT_BACKLOG_MAX_BYTES = 2 ** 30;
 
 /**
  * Default `MEMQ_BACKPRESSURE_PROJECT_MAX_BYTES`: 256 MiB, a quarter of
- * {@link DEFAULT_BACKLOG_MAX_BYTES} (the same share as {@link DEFAULT_PROJECT_HIGH_WATER_JOBS}).
+ * {@link DEFAULT_BACKLOG_MAX_BYTES} (the same share as {@link DEFAULT_PROJECT_HIGH_WATER_MESSAGES}).
  */
 export const DEFAULT_PROJECT_BACKLOG_MAX_BYTES = 2 ** 28;
 
@@ -452,21 +468,21 @@ export const ENV_VARS = Object.freeze([
   // Backpressure
   envVar({
     name: 'MEMQ_BACKPRESSURE_HIGH_WATER',
-    property: 'backpressureHighWaterJobs',
+    property: 'backpressureHighWaterMessages',
     group: 'backpressure',
     schema: integer(1, 1e12),
-    default: '10000',
-    allowed: 'a positive integer (jobs)',
-    doc: 'Append backlog (waiting + delayed + prioritized jobs) at or above which producers push back',
+    default: String(DEFAULT_HIGH_WATER_MESSAGES),
+    allowed: 'a positive integer (messages)',
+    doc: 'Backlog in messages (of append and write jobs not yet started, all projects) at or above which appends and writes push back (`details.bound` `messages`)',
   }),
   envVar({
     name: 'MEMQ_BACKPRESSURE_LOW_WATER',
-    property: 'backpressureLowWaterJobs',
+    property: 'backpressureLowWaterMessages',
     group: 'backpressure',
     schema: integer(0, 1e12),
-    default: '5000',
-    allowed: 'a non-negative integer (jobs)',
-    doc: 'Backlog below which producers resume; must be below `MEMQ_BACKPRESSURE_HIGH_WATER`',
+    default: String(DEFAULT_LOW_WATER_MESSAGES),
+    allowed: 'a non-negative integer (messages)',
+    doc: 'Backlog in messages at or below which producers resume once pushed back; must be below `MEMQ_BACKPRESSURE_HIGH_WATER`',
   }),
   envVar({
     name: 'MEMQ_BACKPRESSURE_POLICY',
@@ -475,16 +491,16 @@ export const ENV_VARS = Object.freeze([
     schema: z.enum(BACKPRESSURE_POLICIES),
     default: 'reject',
     allowed: `one of ${BACKPRESSURE_POLICIES.join(', ')}`,
-    doc: '`reject` (fail with `BACKPRESSURE`, HTTP `429`) or `wait` (until the backlog is below the low-water mark)',
+    doc: '`reject` (fail with `BACKPRESSURE`, HTTP `429`) or `wait` (until the backlog is at or below the low-water mark, up to 30 s, then `BACKPRESSURE`); the per-project and byte bounds always reject',
   }),
   envVar({
     name: 'MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER',
-    property: 'backpressureProjectHighWaterJobs',
+    property: 'backpressureProjectHighWaterMessages',
     group: 'backpressure',
     schema: integer(0, 1e12),
-    default: String(DEFAULT_PROJECT_HIGH_WATER_JOBS),
-    allowed: 'a non-negative integer (jobs; 0 = no per-project mark)',
-    doc: "Append and write jobs of one project not yet started at or above which that project's appends and writes are refused (`429 BACKPRESSURE`, `details.bound` `project_jobs`) while other projects are admitted, whatever the policy; `0` = no per-project mark",
+    default: String(DEFAULT_PROJECT_HIGH_WATER_MESSAGES),
+    allowed: 'a non-negative integer (messages; 0 = no per-project mark)',
+    doc: "Messages of one project's append and write jobs not yet started at or above which that project's appends and writes are refused (`429 BACKPRESSURE`, `details.bound` `project_messages`) while other projects are admitted, whatever the policy; `0` = no per-project mark",
   }),
   envVar({
     name: 'MEMQ_BACKPRESSURE_MAX_BYTES',
@@ -694,7 +710,7 @@ const ENV_RULES: readonly EnvRule[] = [
   },
   {
     variable: 'MEMQ_BACKPRESSURE_LOW_WATER',
-    check: ({ backpressureLowWaterJobs: low, backpressureHighWaterJobs: high }) =>
+    check: ({ backpressureLowWaterMessages: low, backpressureHighWaterMessages: high }) =>
       low >= high
         ? {
             message: `expected an integer below MEMQ_BACKPRESSURE_HIGH_WATER (${high})`,

@@ -429,10 +429,10 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       metrics,
       appendBatch: { maxMessages: env.appendBatchMaxMessages, maxBytes: env.appendBatchMaxBytes },
       backpressure: {
-        highWaterJobs: env.backpressureHighWaterJobs,
-        lowWaterJobs: env.backpressureLowWaterJobs,
+        highWaterMessages: env.backpressureHighWaterMessages,
+        lowWaterMessages: env.backpressureLowWaterMessages,
         policy: env.backpressurePolicy,
-        projectHighWaterJobs: env.backpressureProjectHighWaterJobs,
+        projectHighWaterMessages: env.backpressureProjectHighWaterMessages,
         maxBytes: env.backpressureMaxBytes,
         projectMaxBytes: env.backpressureProjectMaxBytes,
       },

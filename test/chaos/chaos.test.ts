@@ -139,7 +139,7 @@ async function startScenario(
     registry,
     project: PROJECT,
     store,
-    backpressure: { highWaterJobs: 2_000, lowWaterJobs: 1_000, policy: 'reject' },
+    backpressure: { highWaterMessages: 2_000, lowWaterMessages: 1_000, policy: 'reject' },
   });
   const workers = await Promise.all(
     Array.from({ length: workerCount }, () => startMemqProcess('work', workerEnv(redis))),

@@ -27,7 +27,7 @@ describe('producer backpressure and the maintenance sweep', () => {
     await ns.cleanup();
   });
 
-  it('rejects appends past the high-water mark and accepts again once drained below the low mark', async () => {
+  it('rejects appends once the messages waiting reach the high-water mark, though they are in a few batched jobs, and accepts again once drained', async () => {
     const producer = ns.connect({ producer: true });
     const client: MemoryClient = createMemoryClient({
       connection: producer,
@@ -35,20 +35,43 @@ describe('producer backpressure and the maintenance sweep', () => {
       registry,
       project: 'bp',
       store: createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix }),
-      backpressure: { highWaterJobs: 20, lowWaterJobs: 10, policy: 'reject' },
+      backpressure: { highWaterMessages: 40, lowWaterMessages: 10, policy: 'reject' },
     });
     closers.push(() => client.close());
     const target = { resource: 'agent-memory', key: 'agent:bp:1' };
-    for (let i = 0; i < 20; i++) await client.append(target, [{ role: 'user', content: `m${i}` }]);
+    // 40 appends at once: group commit carries them in a few jobs, far fewer than 40.
+    const receipts = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        client.append(target, [{ role: 'user', content: `m${i}` }]),
+      ),
+    );
+    const jobs = new Set(receipts.map((r) => r.jobId)).size;
+    expect(jobs).toBeLessThan(40);
+    const appendQueue = new Queue(QUEUES.append, { connection: ns.redis, prefix: ns.queuePrefix });
+    closers.push(() => appendQueue.close());
+    expect(await appendQueue.getWaitingCount()).toBe(jobs);
     await new Promise((r) => setTimeout(r, 300)); // let the cached backlog count expire
+    expect(await client.backlog()).toBe(40);
     const rejected = await client
       .append(target, [{ role: 'user', content: 'too many' }])
       .catch((e: unknown) => e);
     expect(rejected).toBeInstanceOf(BackpressureError);
     expect((rejected as BackpressureError).retryAfterMs).toBeGreaterThanOrEqual(250);
     expect((rejected as Error).message).toMatch(
-      /memory-append backlog 20 jobs is at or above the high-water mark 20/,
+      /memory-append: backlog 40 messages is at or above the high-water mark 40/,
     );
+    expect((rejected as BackpressureError).details).toMatchObject({
+      bound: 'messages',
+      usage: 40,
+      limit: 40,
+    });
+    // A write is held back by the same mark.
+    await expect(
+      client.write(target, [{ role: 'user', content: 'replace' }]),
+    ).rejects.toMatchObject({
+      code: 'BACKPRESSURE',
+      details: { queue: 'memory-cleanup', bound: 'messages' },
+    });
 
     const pipeline: TestPipeline = await startPipeline(ns, registry, 'bp');
     closers.push(() => pipeline.close());
@@ -62,8 +85,8 @@ describe('producer backpressure and the maintenance sweep', () => {
         }
       }
     })();
-    await pipeline.client.waitFor(receipt.jobId!);
-    expect((await pipeline.client.read(target, { limit: 100 })).total).toBe(21);
+    await pipeline.client.waitFor(receipt);
+    expect((await pipeline.client.read(target, { limit: 100 })).total).toBe(41);
   });
 
   it('sweeps: drops expired index entries, repairs drift, flushes what is over its trigger, reports progress', async () => {

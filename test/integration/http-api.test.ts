@@ -390,7 +390,7 @@ describe('HTTP API', () => {
 
     it('429 with Retry-After past the high-water mark', async () => {
       const { app, close } = appOver(http, ns, registry, ns.connect({ producer: true }), {
-        backpressure: { highWaterJobs: 1, lowWaterJobs: 0, policy: 'reject' },
+        backpressure: { highWaterMessages: 1, lowWaterMessages: 0, policy: 'reject' },
       });
       await http.pipeline.workers.queues.append.pause();
       try {
@@ -406,6 +406,7 @@ describe('HTTP API', () => {
           .send(hello());
         expect(second.status).toBe(429);
         expect(second.body.error.code).toBe('BACKPRESSURE');
+        expect(second.body.error.details).toMatchObject({ bound: 'messages', usage: 1, limit: 1 });
         expect(Number(second.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       } finally {
         await http.pipeline.workers.queues.append.resume();

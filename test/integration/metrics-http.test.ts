@@ -33,8 +33,8 @@ const GENERATED_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0
 type LogLine = Record<string, unknown>;
 
 /**
- * The HTTP app with no worker (nothing moves by itself) over `connection`: a project may hold one
- * append job (then BACKPRESSURE), `limits` as given, its own metrics and a log kept in `lines`.
+ * The HTTP app with no worker (nothing moves by itself) over `connection`: a project may have one
+ * message waiting (then BACKPRESSURE), `limits` as given, its own metrics and a log kept in `lines`.
  */
 function start(
   ns: RedisNamespace,
@@ -65,12 +65,12 @@ function start(
     project: 'test',
     store: createMemoryStore({ redis: connection, keyPrefix: ns.keyPrefix }),
     metrics,
-    // The global marks out of reach; one append job per project at most.
+    // The global marks out of reach; one waiting message per project at most.
     backpressure: {
-      highWaterJobs: 10_000,
-      lowWaterJobs: 5_000,
+      highWaterMessages: 10_000,
+      lowWaterMessages: 5_000,
       policy: 'reject',
-      projectHighWaterJobs: 1,
+      projectHighWaterMessages: 1,
     },
   });
   // Bull Board's queues on a live connection even when `connection` is a dead Redis.

@@ -1,7 +1,7 @@
 /**
- * Fairness between tenants: the backlog gate counted jobs of every project together
- * and no bytes, so one project could enqueue ~10 GiB (10 000 jobs of 1 MiB) and put every other
- * project into 429. Now a byte bound (global and per project) and a per-project job mark refuse
+ * Fairness between tenants: a global backlog mark alone counts every project together and no
+ * bytes, so one project could enqueue ~10 GiB (10 000 messages of 1 MiB) and put every other
+ * project into 429. A byte bound (global and per project) and a per-project message mark refuse
  * the project over them while others are admitted. The append queue is paused, so nothing drains
  * until a test says so.
  */
@@ -56,7 +56,12 @@ describe('backlog bounds per project and in bytes', () => {
       registry,
       project: 'test',
       store: createMemoryStore({ redis: producer, keyPrefix: ns.keyPrefix }),
-      backpressure: { highWaterJobs: 10_000, lowWaterJobs: 5_000, policy: 'reject', ...bounds },
+      backpressure: {
+        highWaterMessages: 10_000,
+        lowWaterMessages: 5_000,
+        policy: 'reject',
+        ...bounds,
+      },
     });
     http = await startHttp(ns, registry, { client });
     await http.pipeline.workers.queues.append.pause();
@@ -142,22 +147,37 @@ describe('backlog bounds per project and in bytes', () => {
     expect(await appendJobs(h)).toBe(3);
   });
 
-  it("refuses a project at its own job mark while another project's appends are accepted", async () => {
-    const h = await start({ projectHighWaterJobs: 3 });
-    for (let n = 0; n < 3; n++) expect((await append(h, KEYS.acme, 'a', n)).status).toBe(202);
-    const refused = await append(h, KEYS.acme, 'a', 3);
+  it("refuses a project at its own message mark, reached with a few batched jobs, while another project's appends are accepted", async () => {
+    const h = await start({ projectHighWaterMessages: 10 });
+    const two = (n: number) => ({
+      messages: [
+        { role: 'user', content: `question ${n}` },
+        { role: 'assistant', content: `answer ${n}` },
+      ],
+    });
+    const post = (key: string, memory: string, body: object) =>
+      request(h.app).post(`${M}/${memory}/messages`).set(auth(key)).send(body);
+    // Five appends at once: ten messages, in five jobs at most (group commit may join them).
+    const accepted = await Promise.all([0, 1, 2, 3, 4].map((n) => post(KEYS.acme, 'a', two(n))));
+    expect(accepted.map((res) => res.status)).toEqual([202, 202, 202, 202, 202]);
+    expect(await appendJobs(h)).toBeLessThanOrEqual(5);
+
+    const refused = await post(KEYS.acme, 'a', two(5));
     expect(refused.status).toBe(429);
     expect(errorOf(refused).details).toMatchObject({
-      bound: 'project_jobs',
+      queue: 'memory-append',
+      bound: 'project_messages',
       project: 'acme',
-      usage: 3,
-      limit: 3,
+      usage: 10,
+      limit: 10,
     });
-    for (let n = 0; n < 3; n++) expect((await append(h, KEYS.beta, 'b', n)).status).toBe(202);
-    expect(await appendJobs(h)).toBe(6);
-    expect(await totals()).toMatchObject({ 'jobs:acme': 3, 'jobs:beta': 3 });
+    expect(errorOf(refused).message).toContain('MEMQ_BACKPRESSURE_PROJECT_HIGH_WATER');
+    for (let n = 0; n < 4; n++) expect((await post(KEYS.beta, 'b', two(n))).status).toBe(202);
+    expect(await totals()).toMatchObject({ messages: 18, 'messages:acme': 10, 'messages:beta': 8 });
     expect(
       await metrics.registry.getSingleMetricAsString('memq_backpressure_rejections_total'),
-    ).toContain('memq_backpressure_rejections_total{queue="memory-append",bound="project_jobs"} 1');
+    ).toContain(
+      'memq_backpressure_rejections_total{queue="memory-append",bound="project_messages"} 1',
+    );
   });
 });

@@ -11,9 +11,9 @@ import {
 } from '../../../queues/backpressure.js';
 
 /** A backlog the test sets by hand; counts its reads and can fail them or hold them pending. */
-function fakeBacklog(initialJobs: number) {
+function fakeBacklog(initialMessages: number) {
   const state = {
-    jobs: initialJobs,
+    messages: initialMessages,
     calls: 0,
     failure: undefined as Error | undefined,
     hold: undefined as Promise<void> | undefined,
@@ -22,7 +22,7 @@ function fakeBacklog(initialJobs: number) {
     state.calls += 1;
     if (state.hold) await state.hold;
     if (state.failure) throw state.failure;
-    return state.jobs;
+    return state.messages;
   };
   return { state, countBacklog };
 }
@@ -35,7 +35,7 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   );
 }
 
-const base = { queueName: 'memory-append', highWaterJobs: 100, lowWaterJobs: 50 } as const;
+const base = { queueName: 'memory-append', highWaterMessages: 100, lowWaterMessages: 50 } as const;
 
 describe('backpressure gate', () => {
   let clockMs: number;
@@ -93,7 +93,7 @@ describe('backpressure gate', () => {
       const backlog = fakeBacklog(42);
       const g = gate({ ...base, policy: 'reject', countBacklog: backlog.countBacklog });
       expect(await g.backlog()).toBe(42);
-      backlog.state.jobs = 43;
+      backlog.state.messages = 43;
       await g.admit();
       expect(await g.backlog()).toBe(42);
       expect(backlog.state.calls).toBe(1);
@@ -117,24 +117,24 @@ describe('backpressure gate', () => {
         [0, 'admitted'],
       ];
       const outcomes: [number, string][] = [];
-      for (const [jobs] of steps) {
-        backlog.state.jobs = jobs;
+      for (const [messages] of steps) {
+        backlog.state.messages = messages;
         clockMs += 1000;
         const outcome = await g.admit().then(
           () => 'admitted',
           (error: unknown) => (error instanceof BackpressureError ? 'rejected' : String(error)),
         );
-        outcomes.push([jobs, outcome]);
+        outcomes.push([messages, outcome]);
       }
       expect(outcomes).toEqual(steps);
     });
 
-    it('rejects with a retryable BackpressureError naming the queue, backlog and marks', async () => {
+    it('rejects with a retryable BackpressureError naming the queue, the bound in messages and the marks', async () => {
       const backlog = fakeBacklog(10_234);
       const g = gate({
         queueName: 'memory-append',
-        highWaterJobs: 10_000,
-        lowWaterJobs: 5_000,
+        highWaterMessages: 10_000,
+        lowWaterMessages: 5_000,
         policy: 'reject',
         countBacklog: backlog.countBacklog,
       });
@@ -145,28 +145,41 @@ describe('backpressure gate', () => {
         retryable: true,
         retryAfterMs: 1000,
         message:
-          'memory-append backlog 10234 jobs is at or above the high-water mark 10000; retry after 1000 ms',
+          'memory-append: backlog 10234 messages is at or above the high-water mark 10000 (MEMQ_BACKPRESSURE_HIGH_WATER); retry after 1000 ms',
         details: {
           queue: 'memory-append',
-          backlogJobs: 10_234,
-          highWaterJobs: 10_000,
-          lowWaterJobs: 5_000,
+          bound: 'messages',
+          usage: 10_234,
+          limit: 10_000,
+          low_water: 5_000,
         },
       });
+    });
+
+    it('names the queue the caller enqueues to when admit is given one', async () => {
+      const backlog = fakeBacklog(100);
+      const g = gate({ ...base, policy: 'reject', countBacklog: backlog.countBacklog });
+      const error = await rejectionOf(g.admit(undefined, 'memory-cleanup'));
+      expect(error).toMatchObject({
+        details: { queue: 'memory-cleanup', bound: 'messages', usage: 100, limit: 100 },
+      });
+      expect((error as Error).message).toMatch(
+        /^memory-cleanup: backlog 100 messages is at or above the high-water mark 100/,
+      );
     });
 
     it('says the backlog has not drained to the low mark when rejecting between the marks', async () => {
       const backlog = fakeBacklog(120);
       const g = gate({ ...base, policy: 'reject', cacheMs: 0, countBacklog: backlog.countBacklog });
       await rejectionOf(g.admit());
-      backlog.state.jobs = 70;
+      backlog.state.messages = 70;
       clockMs += 1000;
       const error = await rejectionOf(g.admit());
-      // 50 jobs drained in 1000 ms; 20 more to the low mark -> 400 ms.
+      // 50 messages drained in 1000 ms; 20 more to the low mark -> 400 ms.
       expect(error).toMatchObject({
         retryAfterMs: 400,
         message:
-          'memory-append backlog 70 jobs has not drained to the low-water mark 50 since reaching the high-water mark 100; retry after 400 ms',
+          'memory-append: backlog 70 messages has not drained to the low-water mark 50 (MEMQ_BACKPRESSURE_LOW_WATER) since reaching the high-water mark 100; retry after 400 ms',
       });
     });
 
@@ -174,21 +187,21 @@ describe('backpressure gate', () => {
       const backlog = fakeBacklog(200);
       const g = gate({ ...base, policy: 'reject', countBacklog: backlog.countBacklog });
       await rejectionOf(g.admit());
-      backlog.state.jobs = 150;
+      backlog.state.messages = 150;
       clockMs += 1000;
-      // 50 jobs/s net drain, 100 jobs above the low mark -> 2000 ms.
+      // 50 messages/s net drain, 100 messages above the low mark -> 2000 ms.
       expect(await rejectionOf(g.admit())).toMatchObject({ retryAfterMs: 2000 });
     });
   });
 
   describe('estimateRetryAfterMs', () => {
-    const at = (backlogJobs: number, atMs: number) => ({ backlogJobs, atMs });
+    const at = (backlogMessages: number, atMs: number) => ({ backlogMessages, atMs });
     it.each([
       ['no previous count', undefined, at(200, 0), 50, RETRY_AFTER_DEFAULT_MS],
       ['a growing backlog', at(100, 0), at(200, 1000), 50, RETRY_AFTER_DEFAULT_MS],
       ['a flat backlog', at(200, 0), at(200, 1000), 50, RETRY_AFTER_DEFAULT_MS],
       ['two counts at the same instant', at(300, 0), at(200, 0), 50, RETRY_AFTER_DEFAULT_MS],
-      ['100 jobs/s with 300 jobs above low', at(450, 0), at(350, 1000), 50, 3000],
+      ['100 messages/s with 300 messages above low', at(450, 0), at(350, 1000), 50, 3000],
       [
         'a rate reaching low in 13 ms (floor)',
         at(2300, 0),
@@ -204,9 +217,12 @@ describe('backpressure gate', () => {
         RETRY_AFTER_MAX_MS,
       ],
       ['a backlog already at or below low', at(100, 0), at(20, 1000), 50, RETRY_AFTER_MIN_MS],
-    ])('gives the documented value for %s', (_case, previous, latest, lowWaterJobs, expected) => {
-      expect(estimateRetryAfterMs(previous, latest, lowWaterJobs)).toBe(expected);
-    });
+    ])(
+      'gives the documented value for %s',
+      (_case, previous, latest, lowWaterMessages, expected) => {
+        expect(estimateRetryAfterMs(previous, latest, lowWaterMessages)).toBe(expected);
+      },
+    );
   });
 
   describe('policy wait', () => {
@@ -252,10 +268,10 @@ describe('backpressure gate', () => {
       await vi.advanceTimersByTimeAsync(300);
       expect(admitted.settled).toBe(false);
       expect(backlog.state.calls).toBe(4);
-      backlog.state.jobs = 60;
+      backlog.state.messages = 60;
       await vi.advanceTimersByTimeAsync(100);
       expect(admitted.settled).toBe(false);
-      backlog.state.jobs = 50;
+      backlog.state.messages = 50;
       await vi.advanceTimersByTimeAsync(100);
       expect(admitted).toEqual({ settled: true, error: undefined });
     });
@@ -270,7 +286,7 @@ describe('backpressure gate', () => {
       expect(admitted.error).toMatchObject({
         retryAfterMs: RETRY_AFTER_DEFAULT_MS,
         message:
-          'memory-append backlog 200 jobs did not drain to the low-water mark 50 within 1000 ms (high-water mark 100); retry after 1000 ms',
+          'memory-append: backlog 200 messages did not drain to the low-water mark 50 within 1000 ms (high-water mark 100); retry after 1000 ms',
       });
       const callsAtTimeout = backlog.state.calls;
       await vi.advanceTimersByTimeAsync(1000);
@@ -347,7 +363,7 @@ describe('backpressure gate', () => {
       backlog.state.failure = new Error('Connection is closed.');
       expect(await rejectionOf(g.admit())).toBe(backlog.state.failure);
       backlog.state.failure = undefined;
-      backlog.state.jobs = 80;
+      backlog.state.messages = 80;
       expect(await rejectionOf(g.admit())).toBeInstanceOf(BackpressureError);
     });
   });
@@ -355,23 +371,23 @@ describe('backpressure gate', () => {
   describe('options', () => {
     it.each([
       [
-        { highWaterJobs: 100, lowWaterJobs: 100 },
-        /lowWaterJobs: expected a value below highWaterJobs \(100\), got 100/,
+        { highWaterMessages: 100, lowWaterMessages: 100 },
+        /lowWaterMessages: expected a value below highWaterMessages \(100\), got 100/,
       ],
       [
-        { highWaterJobs: 0, lowWaterJobs: 0 },
-        /highWaterJobs: expected a number >= 1 \(jobs\), got 0/,
+        { highWaterMessages: 0, lowWaterMessages: 0 },
+        /highWaterMessages: expected a number >= 1 \(messages\), got 0/,
       ],
       [
-        { highWaterJobs: 100, lowWaterJobs: -1 },
-        /lowWaterJobs: expected a number >= 0 \(jobs\), got -1/,
+        { highWaterMessages: 100, lowWaterMessages: -1 },
+        /lowWaterMessages: expected a number >= 0 \(messages\), got -1/,
       ],
       [
-        { highWaterJobs: 100, lowWaterJobs: 50, cacheMs: Number.NaN },
+        { highWaterMessages: 100, lowWaterMessages: 50, cacheMs: Number.NaN },
         /cacheMs: expected a duration >= 0 \(ms\), got NaN/,
       ],
       [
-        { highWaterJobs: 100, lowWaterJobs: 50, pollMs: 0 },
+        { highWaterMessages: 100, lowWaterMessages: 50, pollMs: 0 },
         /pollMs: expected a duration >= 1 \(ms\), got 0/,
       ],
     ])('rejects %o with a RangeError naming the option', (marks, message) => {
