@@ -79,16 +79,19 @@ export function isAppendJobProgress(
  *   to count;
  * - an entry that fails (an undeclared resource, a policy that cannot be applied, Redis failing
  *   for one slot) does not hold back the others: they commit, the job records every entry's
- *   result in its progress ({@link AppendJobProgress}) and then fails with the first entry's
- *   error (retried when it is retryable; the next attempt commits only what is left), so the
- *   failed entries' messages stay in the job, a dead letter once attempts are spent.
+ *   result in its progress ({@link AppendJobProgress}) and then fails with the first failed
+ *   entry's error whose failure is retryable, else the first failed entry's (retried when it is
+ *   retryable; the next attempt commits only what is left, so one non-retryable entry never
+ *   keeps a retryable one from its retry), so the failed entries' messages stay in the job, a
+ *   dead letter once attempts are spent.
  *
  * Erasure: each commit passes the job's enqueue time (`job.timestamp`), so `append.lua` refuses
  * an entry enqueued at or before a delete or clear of its instance that has committed; the
  * processor then replaces that entry's messages in the job hash with their ids
  * (`ErasedJobSchema`, through `scrubJob`, in Redis, so the other entries stay as they are) and
  * reports it `erased`. An entry already replaced (by the delete or clear, or by an earlier
- * attempt) is reported `erased` without touching the store.
+ * attempt) is reported `erased` without touching the store; one an earlier attempt found erased
+ * but could not scrub (the scrub failed, and so did that attempt) is scrubbed again.
  */
 export function createAppendProcessor(deps: AppendProcessorDeps) {
   const now = deps.now ?? Date.now;
@@ -108,8 +111,16 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
       const commit = async (entry: AppendEntryData, index: number): Promise<AppendEntryResult> => {
         const done = earlier?.[index];
         if (done) {
-          // Committed by an earlier attempt, which may have died before its token-count job.
-          if (!('erased_ids' in entry) && !done.erased) counted.set(memoryId(entry.ref), entry.ref);
+          if (!('erased_ids' in entry)) {
+            if (done.erased) {
+              // Refused by the tombstone in an earlier attempt whose scrub of the job hash did not
+              // complete: the hash still carries the messages, so scrub again.
+              erasedRefs.set(memoryId(entry.ref), entry.ref);
+            } else {
+              // Committed by an earlier attempt, which may have died before its token-count job.
+              counted.set(memoryId(entry.ref), entry.ref);
+            }
+          }
           return done;
         }
         if ('erased_ids' in entry)
@@ -166,7 +177,11 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
         await job.updateProgress({ entries: results } satisfies AppendJobProgress);
       }
       if (failures.length > 0) {
-        const first = failures[0]!;
+        // A retryable failure decides when there is one: a non-retryable entry (e.g. of an
+        // undeclared resource) must not dead-letter the job while another entry can still commit
+        // on a retry (that entry is skipped then, its result being in the progress).
+        const first =
+          failures.find((f) => !(f.error instanceof AppError) || f.error.retryable) ?? failures[0]!;
         const ref = entries[first.i]!.ref;
         log.warn(
           { entries: failures.map((f) => f.i), memory: memoryId(ref) },
@@ -180,6 +195,7 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
             first.error.retryable,
             {
               ...(first.error.details ? { details: first.error.details } : {}),
+              cause: first.error,
             },
           );
         }

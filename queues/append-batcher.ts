@@ -5,6 +5,8 @@
  * in flight an append is sent at once, so a lone append waits for nothing; under load a job
  * carries what accumulated during one round trip, up to {@link AppendBatchLimits}.
  */
+import { ConfigError } from '../src/core/errors.js';
+import { MAX_APPEND_BATCH_MESSAGES } from '../src/config/env.js';
 import type { AppendEntry } from './job-contracts.js';
 
 export {
@@ -15,14 +17,15 @@ export {
 /** Bounds of one batched append job. */
 export interface AppendBatchLimits {
   /**
-   * Most messages one job carries (all entries), 1..`MAX_MESSAGES_PER_APPEND_JOB` (default
-   * `DEFAULT_APPEND_BATCH_MAX_MESSAGES`, src/config/env.ts); 1 turns
+   * Most messages one job carries (all entries), an integer 1..`MAX_MESSAGES_PER_APPEND_JOB`
+   * (1000; a larger value is lowered to it) (default `DEFAULT_APPEND_BATCH_MAX_MESSAGES`,
+   * src/config/env.ts); 1 turns
    * batching off (every append is its own job, sent at once). An entry is never split: one
    * larger than this goes out alone.
    */
   readonly maxMessages: number;
   /**
-   * Most bytes of entries (JSON, UTF-8) one job carries (default
+   * Most bytes of entries (JSON, UTF-8) one job carries, an integer >= 1 (default
    * `DEFAULT_APPEND_BATCH_MAX_BYTES`); an entry larger than this goes out alone.
    */
   readonly maxBytes: number;
@@ -68,17 +71,36 @@ interface ProjectState {
 
 /**
  * Creates an {@link AppendBatcher}.
+ * @param limits Bounds of one job; `maxMessages` above `MAX_APPEND_BATCH_MESSAGES` (1000, the
+ *   job contract's `MAX_MESSAGES_PER_APPEND_JOB`) is lowered to it, since a larger job would be
+ *   refused whole by the append processor's payload check.
  * @param send Adds one job of `entries` (all of one project) and resolves with its id.
+ * @throws ConfigError when `maxMessages` or `maxBytes` is not an integer >= 1.
  */
 export function createAppendBatcher(
   limits: AppendBatchLimits,
   send: (project: string, entries: readonly AppendEntry[], bytes: number) => Promise<string>,
 ): AppendBatcher {
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      // NaN would never fill a job: every append of a busy project would pile into one.
+      throw new ConfigError(`appendBatch.${name}: expected an integer >= 1, got ${String(value)}`);
+    }
+  }
+  const maxMessages = Math.min(limits.maxMessages, MAX_APPEND_BATCH_MESSAGES);
+  const maxBytes = limits.maxBytes;
   const projects = new Map<string, ProjectState>();
+
+  /**
+   * `send`, called at once, with a synchronous throw turned into a rejection (async), so the
+   * job's appends are rejected and `inFlight` is given back.
+   */
+  const sent = async (project: string, job: PendingJob): Promise<string> =>
+    send(project, job.entries, job.bytes);
 
   const dispatch = (project: string, state: ProjectState, job: PendingJob) => {
     state.inFlight += 1;
-    send(project, job.entries, job.bytes)
+    sent(project, job)
       .then(
         (jobId) => job.settle.forEach(({ resolve }, entry) => resolve({ jobId, entry })),
         (error: unknown) => job.settle.forEach(({ reject }) => reject(error)),
@@ -111,15 +133,19 @@ export function createAppendBatcher(
           messages: size,
           bytes,
         };
-        if (state.inFlight === 0 || size >= limits.maxMessages || bytes >= limits.maxBytes) {
-          // Nothing in flight, batching off (maxMessages 1), or a full job by itself: it goes now.
+        if (state.inFlight === 0 || size >= maxMessages || bytes >= maxBytes) {
+          // Nothing in flight, batching off (maxMessages 1), or a full job by itself: it goes now,
+          // after what gathered before it, so jobs are added in the order appends were submitted.
+          const before = state.pending;
+          state.pending = undefined;
+          if (before !== undefined) dispatch(project, state, before);
           dispatch(project, state, alone);
           return;
         }
         const pending = state.pending;
         if (
           pending !== undefined &&
-          (pending.messages + size > limits.maxMessages || pending.bytes + bytes > limits.maxBytes)
+          (pending.messages + size > maxMessages || pending.bytes + bytes > maxBytes)
         ) {
           // The job being gathered is full: it goes now, beside the one in flight.
           state.pending = undefined;

@@ -72,13 +72,19 @@ export interface JobInfo {
 }
 
 /**
- * The project a job's data belongs to: `ref.project`, or for an append job (`{ entries }`,
- * all of one project) its first entry's; undefined when the data names none.
+ * The project a job's data belongs to: `ref.project`, or for an append job (`{ entries }`) the
+ * project every entry's `ref` names; undefined when the data names none, or when its entries
+ * name different projects (a job the producer never makes: shown to no project).
  */
 function projectOf(data: unknown): unknown {
   const job = data as { ref?: { project?: unknown }; entries?: unknown } | undefined;
   if (Array.isArray(job?.entries)) {
-    return (job.entries[0] as { ref?: { project?: unknown } } | undefined)?.ref?.project;
+    const projects = new Set(
+      (job.entries as unknown[]).map(
+        (entry) => (entry as { ref?: { project?: unknown } } | null)?.ref?.project,
+      ),
+    );
+    return projects.size === 1 ? [...projects][0] : undefined;
   }
   return job?.ref?.project;
 }
@@ -97,7 +103,9 @@ export interface JobStatus {
    * @param options `timeoutMs`: longest wait, ms; default {@link DEFAULT_WAIT_TIMEOUT_MS}.
    * @throws JobFailedError when the job failed (the message carries its failed reason).
    * @throws JobTimeoutError when it did not finish within `timeoutMs` (the job goes on).
-   * @throws PayloadError when no such job exists (unknown id, or already removed by retention).
+   * @throws PayloadError when no such job exists (unknown id, or already removed by retention),
+   *   when an append receipt enqueued nothing (`jobId` undefined), or when the job completed
+   *   without the receipt's entry (an index that is not one of the job's).
    * @throws RedisUnavailableError when Redis does not answer (see `RedisGuard`).
    */
   waitFor<R = AppendJobResult>(
@@ -145,6 +153,10 @@ export function createJobStatus(queues: MemoryQueues, guard: RedisGuard): JobSta
             if (entry === undefined) return found.returnvalue as R;
             const own = entryResult(found.returnvalue, entry);
             if (own) return own as R;
+            throw new PayloadError(
+              `waitFor: ${queueName} job ${jobId} completed without an entry ${entry} (the receipt's entry index is not one of this job's)`,
+              { details: { queue: queueName, job_id: jobId, entry } },
+            );
           }
           // A failed job may have committed this entry before another entry failed.
           const progress = found?.progress as { entries?: unknown } | undefined;
