@@ -3,10 +3,11 @@
  * `npm start` would), a producer client and memq's workers on it, and a teardown that stops all
  * of it and removes the data directory.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
@@ -16,6 +17,7 @@ import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
 import { NO_PROVIDER_API_KEYS } from '../src/providers/api-keys.js';
 import { composeWorkers, type WorkerEnv } from '../src/runtime/compose.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
+import type { AppendBatchLimits } from '../queues/append-batcher.js';
 import { createMemoryClient, type MemoryClient } from '../queues/memory-client.js';
 import { createMemoryQueues } from '../queues/memory-queues.js';
 import type { Workers } from '../processors/workers.js';
@@ -65,25 +67,37 @@ export interface BenchPipeline {
   readonly close: () => Promise<void>;
 }
 
+/** What {@link startBenchPipeline} takes besides {@link WorkerEnv} settings. */
+export interface BenchPipelineExtra {
+  /** Debounce of token-count jobs, ms (`createMemoryQueues`' option); default memq's. */
+  readonly tokenCountDelayMs: number;
+  /**
+   * The client's group commit (queues/append-batcher.ts); default memq's (256 messages, 1 MiB
+   * per job); `{ maxMessages: 1 }` turns batching off (one job per append).
+   */
+  readonly appendBatch: Partial<AppendBatchLimits>;
+}
+
 /**
  * Starts a client (project `bench`, no backpressure) and workers on one set of queues, through
  * the composition root's worker graph (src/runtime/compose.ts), under BullMQ prefix `{prefix}`
  * and key prefix `prefix:`: append concurrency 16, the rest of {@link WorkerEnv} at memq's
- * defaults unless `extra` says otherwise (e.g. `tokenCacheBytes`, `tokenCountDelayMs`). Resolves
- * once the workers are ready (tokenizers loaded).
+ * defaults unless `extra` says otherwise (e.g. `tokenCacheBytes`, `tokenCountDelayMs`,
+ * `appendBatch`). Resolves once the workers are ready (tokenizers loaded).
  */
 export async function startBenchPipeline(
   redis: BenchRedis,
   prefix: string,
   registry: MemoryRegistry,
-  extra: Partial<WorkerEnv & { tokenCountDelayMs: number }> = {},
+  extra: Partial<WorkerEnv & BenchPipelineExtra> = {},
 ): Promise<BenchPipeline> {
   const producer = redis.connect(true);
   const workerConnection = redis.connect();
+  const { appendBatch, ...workerExtra } = extra;
   const env = {
     ...loadEnvConfig({ MEMQ_KEY_PREFIX: `${prefix}:`, MEMQ_QUEUE_PREFIX: `{${prefix}}` }),
     appendConcurrency: 16,
-    ...extra,
+    ...workerExtra,
   };
   const metrics = createMetrics();
   const queues = createMemoryQueues(
@@ -99,6 +113,7 @@ export async function startBenchPipeline(
     project: 'bench',
     store: createMemoryStore({ redis: producer, keyPrefix: env.keyPrefix }),
     metrics,
+    ...(appendBatch ? { appendBatch } : {}),
   });
   const graph = await composeWorkers({
     connection: workerConnection,
@@ -143,4 +158,114 @@ export async function untilDrained(queue: Queue, timeoutMs = 300_000): Promise<v
       throw new Error(`${queue.name}: jobs still pending after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * Messages an append job carries: the sum over its `entries` (group commit,
+ * queues/job-contracts.ts `AppendJobSchema`), or the one-entry shape's `messages`; an erased
+ * entry (`erased_ids`) counts its ids. 1 for any other job (e.g. a no-op job).
+ */
+export function messagesOf(job: Job): number {
+  type Entry = { messages?: unknown[]; erased_ids?: unknown[] };
+  const data = job.data as (Entry & { entries?: Entry[] }) | undefined;
+  const size = (e: Entry) => e.messages?.length ?? e.erased_ids?.length ?? 0;
+  if (Array.isArray(data?.entries)) return data.entries.reduce((sum, e) => sum + size(e), 0);
+  return data && ('messages' in data || 'erased_ids' in data) ? size(data) : 1;
+}
+
+/** CPU seconds a Redis server has used (user + system), from `INFO cpu`. */
+export async function redisCpuSeconds(connection: Redis): Promise<number> {
+  const info = await connection.info('cpu');
+  const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+/** Median and range of a ratio measured in several rounds. */
+export interface RoundSummary {
+  /** Median of `rounds` (the mean of the middle two for an even count). */
+  readonly median: number;
+  /** Smallest round. */
+  readonly min: number;
+  /** Largest round. */
+  readonly max: number;
+  /** Every round's value, in the order the rounds ran. */
+  readonly rounds: readonly number[];
+}
+
+/**
+ * The median, min and max of `values` (one per round), each rounded to `digits` decimals.
+ * @throws Error when `values` is empty.
+ */
+export function summarize(values: readonly number[], digits = 3): RoundSummary {
+  if (values.length === 0) throw new Error('no rounds to summarize');
+  const round = (v: number) => Number(v.toFixed(digits));
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  const median =
+    sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return {
+    median: round(median),
+    min: round(sorted[0]!),
+    max: round(sorted.at(-1)!),
+    rounds: values.map(round),
+  };
+}
+
+/** `median (min-max)` of a {@link RoundSummary}, for the printed table. */
+export const formatSummary = (s: RoundSummary) => `${s.median} (${s.min}-${s.max})`;
+
+/**
+ * Compiles memq (`npm run -s build`: dist/, as the npm package ships it), so the benches can run
+ * `memq work` as users run it (plain Node, no tsx loader in the process).
+ * @throws Error with the compiler's output when the build fails.
+ */
+export function buildDist(): void {
+  const build = spawnSync('npm', ['run', '-s', 'build'], { encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
+}
+
+/** A running compiled `memq work` process. */
+export interface CompiledMemq {
+  /** Its process id (for {@link rssOf}). */
+  readonly pid: number;
+  /** What it printed on stderr so far. */
+  stderr(): string;
+  /** Sends SIGTERM (memq drains active jobs) and resolves once it exited. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `node dist/src/main.js work` (build first: {@link buildDist}) with `env` (REDIS_URL,
+ * REDIS_CLUSTER_NODES, MEMQ_KEY_PREFIX, MEMQ_QUEUE_PREFIX, ...) and resolves once it says "Ctrl-C
+ * to stop" (its workers are ready).
+ * @throws Error with its stderr when it exits or is not ready within 30 s (it is killed).
+ */
+export async function startCompiledWorker(env: NodeJS.ProcessEnv): Promise<CompiledMemq> {
+  const child = spawn(process.execPath, ['dist/src/main.js', 'work'], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 30_000;
+  while (!stderr.includes('Ctrl-C to stop') && Date.now() < deadline && child.exitCode === null)
+    await new Promise((r) => setTimeout(r, 50));
+  if (!stderr.includes('Ctrl-C to stop')) {
+    child.kill('SIGKILL');
+    await exited;
+    throw new Error(`memq work did not start:\n${stderr}`);
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    pid: child.pid!,
+    stderr: () => stderr,
+    stop() {
+      if (!stopping) {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        stopping = exited;
+      }
+      return stopping;
+    },
+  };
 }

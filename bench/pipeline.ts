@@ -2,63 +2,110 @@
  * `npm run bench` (this file): memq side by side with what a user would otherwise run, on this
  * machine, in one run.
  *
- *   npm run bench            # 5,000 jobs per scenario, full token and flush benches (~6 min)
- *   npm run bench -- --quick # 1,000 jobs, quick token and flush benches (< 90 s)
+ *   npm run bench            # 5 rounds of 5,000 messages per scenario, full sub-benches (~10 min)
+ *   npm run bench -- --quick # 3 rounds of 1,000, quick sub-benches (~2 min)
+ *
+ * This machine's speed drifts by up to 2-3x between minutes, so every ratio comes from rounds of
+ * the two scenarios it compares run one after the other (A B A B ...), one ratio per round (the
+ * adjacent pair), reported as the median with the min-max of the rounds. Each round starts from
+ * fresh queues and key prefixes.
  *
  * Starts a private redis-server on a free loopback port (AOF everysec, as `npm start` would),
- * then measures, one after the other:
+ * then, in each of ROUNDS rounds:
  *  (a) BullMQ no-op ceiling: N single `add`s (64 in flight) of no-op jobs, consumed by one
  *      Worker at concurrency C, from the first add to the last completion;
- *  (b) memq appends: N single-message `MemoryClient.append` calls (64 in flight; 50 memories,
- *      real e-mail text, customer-support: privacy policy, exact counting, hybrid_summary
- *      flushing) consumed by memq's workers at the same C, from the first append to the last
- *      committed append job (enqueue -> committed); (b') the same with token counting deferred
- *      until after the timed window (the append path alone);
- *  (b'') the most (b) could reach on this machine: work every single-message append must do,
- *      measured in this run -- (a)'s BullMQ job, the producer's `prepareAppend` (mean, with
- *      redaction), an exact count of each distinct text, append.lua's Redis CPU -- on one Node
- *      main thread and on all cores; the smaller, over (a)'s rate, is `append_vs_noop_upper_bound`
- *      (everything else an append costs is left out, so it is an upper bound);
- *  (c) token-count pipeline vs a raw tokenizer loop over the same messages: `bench/tokens.ts`
- *      in a child process (its own private Redis), read from bench/results/tokens-latest.json;
- *  (d) the peer a user would pick instead: LangChain's RedisChatMessageHistory plus
- *      trimMessages to the same 4,000-token budget (bench/peer-langchain.ts), one message per
- *      turn (add, read back, trim), on the first 1,000 of the same texts in the same 50
- *      conversations at the same concurrency: as documented (the token counter recounts the
- *      history every turn, so the cost grows with the history: shorter histories favour it) and
- *      (d') hand-tuned with token counts memoized per content;
- *  (e) flush cost for 100 messages folded out of 1k / 10k / 100k-message memories:
- *      `bench/flush.ts` in a child process, from bench/results/flush-latest.json;
- *  (f) enqueue latency at 50 % of (a)'s ceiling: memq appends paced at half the no-op rate;
- *      p50/p99 of the `append` call (producer -> job in Redis) and of enqueue -> committed
- *      (`finishedOn - timestamp` of each append job);
- *  (g) worker peak RSS: this process (workers, producer, the corpus) sampled every 100 ms during
- *      (b), (b') and (f);
- *  (h) horizontal workers: the appends of (b) with 1 and with 2 `memq work` processes
- *      (`bench/workers.ts` in a child process, from bench/results/workers-latest.json).
+ *  (b) memq appends: N single-message `MemoryClient.append` calls from 64 concurrent callers
+ *      (50 memories, real e-mail text, customer-support: privacy policy, exact counting,
+ *      hybrid_summary flushing; group commit on, memq's default) consumed by memq's workers at the
+ *      same C, from the first append until every message's append job has completed (enqueue ->
+ *      committed); then, untimed, until every memory's counts are exact (the round only counts if
+ *      they are). Node CPU (this process: producer, workers, counting thread) and Redis CPU per
+ *      message, in the timed window and up to exact counts;
+ *  (d') LangChain's RedisChatMessageHistory plus trimMessages to the same 4,000-token budget
+ *      (bench/peer-langchain.ts), hand-tuned with token counts memoized per content, one message
+ *      per turn (add, read back, trim), on the first PEER_MESSAGES of the same texts in the same
+ *      50 conversations at the same concurrency;
+ *  (d) the same as LangChain documents it (the token counter recounts the history every turn, so
+ *      the cost grows with the history: shorter histories favour it), in the first DOC_ROUNDS
+ *      rounds only (it is slow).
+ * Ratios per round: append_vs_noop = (b)/(a), append_vs_langchain_memoized = (b)/(d'),
+ * append_vs_langchain = (b)/(d).
+ * Then:
+ *  (f) latency at 10 % of (a)'s median rate: LATENCY_ROUNDS rounds each of appends paced at that
+ *      rate (one caller per message, 50 memories) with group commit on and off
+ *      (`appendBatch: { maxMessages: 1 }`), alternating; per message enqueue -> committed is
+ *      from the `append` call to the local `completed` event of the job that carries it; the
+ *      figure is p50(on) - p50(off) per adjacent pair (target <= +1 ms);
+ *  (g) worker peak RSS: a compiled `memq work` process (`npm run -s build`, then `node
+ *      dist/src/main.js work` on this run's Redis) sampled every 100 ms while this process
+ *      replays the whole ham corpus into it (`memq replay --no-workers`: runReplay with a
+ *      producer-only runtime); target < 250 MiB;
+ *  (c) token-count pipeline vs a raw tokenizer loop: `bench/tokens.ts` in a child process (its
+ *      own private Redis; 9 alternating rounds), from bench/results/tokens-latest.json;
+ *  (e) flush cost for 100 messages folded out of 1k and 100k-message memories (alternating
+ *      rounds): `bench/flush.ts` in a child process, from bench/results/flush-latest.json;
+ *  (h) horizontal workers: appends with 1 and with 2 compiled `memq work` processes on one Redis
+ *      and on a 3-master Redis Cluster (alternating rounds): `bench/workers.ts` in a child
+ *      process, from bench/results/workers-latest.json.
  * Also the producer's work per message (`prepareAppend`: validation, key, ids, privacy; no I/O).
- * Prints a table and writes bench/results/latest.json: `ratios` (append_vs_noop,
- * tokencount_vs_raw, append_vs_langchain, flush_100k_vs_1k, two_vs_one_worker_process) and
- * `figures` with units.
+ * Prints a table with each target met or missed and writes bench/results/latest.json: `ratios`
+ * (each `{ median, min, max, rounds }`), `targets`, `met`, `figures` with units, `cpu_per_message`.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import pino from 'pino';
 import { Queue, Worker, type Job } from 'bullmq';
-import { DEFAULT_TOKEN_COUNT_CONCURRENCY } from '../src/config/env.js';
+import { DEFAULT_TOKEN_COUNT_CONCURRENCY, loadEnvConfig } from '../src/config/env.js';
 import { loadMemoryResources } from '../src/config/load-memories.js';
 import { buildConversations } from '../src/replay/corpus.js';
-import { createTokenCounter, localEncodingFor } from '../src/tokens/counter.js';
-import { createMemoryStore } from '../src/store/memory-store.js';
-import { startBenchPipeline, startBenchRedis } from './harness.js';
+import { runReplay } from '../src/replay/replay.js';
+import { startRuntime } from '../src/runtime/runtime.js';
+import {
+  buildDist,
+  formatSummary,
+  messagesOf,
+  redisCpuSeconds,
+  rssOf,
+  startBenchPipeline,
+  startBenchRedis,
+  startCompiledWorker,
+  summarize,
+  untilDrained,
+  type RoundSummary,
+} from './harness.js';
 import { runLangchainPeer } from './peer-langchain.js';
 
 const quick = process.argv.includes('--quick');
+/** Messages (or no-op jobs) per scenario per round. */
 const N = quick ? 1000 : 5000;
+/** Rounds of (a), (b) and (d'). */
+const ROUNDS = quick ? 3 : 5;
+/** Rounds that also run (d), LangChain as documented (~30 s each for 1,000 messages here). */
+const DOC_ROUNDS = quick ? 1 : 3;
 const CONCURRENCY = 16;
+/** Appends (or adds) in flight at once in (a) and (b): the concurrent callers. */
+const CALLERS = 64;
 const MEMORIES = 50;
-/** Messages the LangChain peer plays (20 per conversation; see (d)). */
-const PEER_MESSAGES = 1000;
+/** Messages the LangChain peer plays per round (20 per conversation; 10 with --quick). */
+const PEER_MESSAGES = quick ? 500 : 1000;
+/** (f)'s rate, as a share of (a)'s median rate. */
+const LATENCY_SHARE = 0.1;
+/** (f)'s rounds per setting (on, off), and each round's length, seconds. */
+const LATENCY_ROUNDS = quick ? 3 : 5;
+const LATENCY_SECONDS = quick ? 3 : 8;
+/** Messages (g) replays: the whole ham corpus (1,000 with --quick). */
+const REPLAY_LIMIT = quick ? 1000 : undefined;
+
+/** Issue 22's targets, as printed and written; `check` says whether a figure meets it. */
+const TARGETS = {
+  append_vs_noop: { text: '>= 0.8', check: (v: number) => v >= 0.8 },
+  append_vs_langchain_memoized: { text: '>= 2', check: (v: number) => v >= 2 },
+  append_vs_langchain: { text: '>= 20', check: (v: number) => v >= 20 },
+  tokencount_vs_raw: { text: '>= 0.9', check: (v: number) => v >= 0.9 },
+  flush_100k_vs_1k: { text: '<= 2', check: (v: number) => v <= 2 },
+  batching_committed_p50_delta_ms: { text: '<= +1 ms', check: (v: number) => v <= 1 },
+  worker_peak_rss_mib: { text: '< 250 MiB', check: (v: number) => v < 250 },
+} as const;
 
 const registry = await loadMemoryResources('memories');
 const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
@@ -66,272 +113,392 @@ const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((
 );
 /** customer-support's token budget: the peer trims to it as memq flushes to it. */
 const BUDGET_TOKENS = registry.get('customer-support').maxTokens ?? 4000;
-
-let peakRss = process.memoryUsage().rss;
-const rssSampler = setInterval(() => {
-  peakRss = Math.max(peakRss, process.memoryUsage().rss);
-}, 100);
-rssSampler.unref();
+const message = (i: number) => ({
+  role: i % 2 ? ('assistant' as const) : ('user' as const),
+  content: texts[i % texts.length]!,
+});
 
 /** Runs another bench file in a child process (its own private Redis) and reads its result. */
-function childBench(file: string, resultFile: string): Record<string, unknown> {
+function childBench(file: string, resultFile: string, args: string[] = []): unknown {
   const run = spawnSync(
     process.execPath,
-    ['--import', 'tsx', file, ...(quick ? ['--quick'] : [])],
+    ['--import', 'tsx', file, ...(quick ? ['--quick'] : []), ...args],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
   if (run.status !== 0) throw new Error(`${file} exited with ${run.status}`);
-  return JSON.parse(readFileSync(resultFile, 'utf8')) as Record<string, unknown>;
+  return JSON.parse(readFileSync(resultFile, 'utf8'));
 }
 
+/** The value at percentile `p` (0-100) of ascending `sorted`; 0 when empty. */
 const percentile = (sorted: readonly number[], p: number) =>
   sorted.length === 0
     ? 0
     : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
-const redis = await startBenchRedis('pipeline');
-const connect = (producer = false) => redis.connect(producer);
+const median = (values: readonly number[]) => summarize(values, 6).median;
 
-const admin = connect();
-/** CPU seconds the Redis server has used (user + system), from `INFO cpu`. */
-async function redisCpuSeconds(): Promise<number> {
-  const info = await admin.info('cpu');
-  const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
-  return field('used_cpu_user') + field('used_cpu_sys');
+const redis = await startBenchRedis('pipeline');
+const admin = redis.connect();
+
+const benchStarted = performance.now();
+/** Prints that `what` is done, with the minutes since the bench started. */
+const done = (what: string) =>
+  console.log(`  ${what} done at ${((performance.now() - benchStarted) / 60_000).toFixed(1)} min`);
+
+/** CPU of a timed scenario, microseconds per message (or no-op job). */
+interface CpuPerMessage {
+  /** This process, every thread (producer, workers, counting thread). */
+  readonly node: number;
+  /** The Redis server. */
+  readonly redis: number;
 }
 
-/** A timed scenario: wall seconds and CPU per job, microseconds. */
+/** A timed scenario. */
 interface Timing {
   readonly seconds: number;
-  readonly nodeCpuUsPerJob: number;
-  readonly redisCpuUsPerJob: number;
+  readonly perSecond: number;
+  readonly cpu: CpuPerMessage;
+}
+
+/** Starts CPU clocks; the returned function gives the CPU since, per message of `n`. */
+async function cpuSince(): Promise<(n: number) => Promise<CpuPerMessage>> {
+  const node = process.cpuUsage();
+  const redisBefore = await redisCpuSeconds(admin);
+  return async (n) => {
+    const used = process.cpuUsage(node);
+    const redisSeconds = (await redisCpuSeconds(admin)) - redisBefore;
+    return {
+      node: Math.round((used.user + used.system) / n),
+      redis: Math.round((redisSeconds * 1e6) / n),
+    };
+  };
 }
 
 /**
- * Runs `enqueue(0..n-1)` with 64 calls in flight until `worker` has finished n jobs (counted
- * from its events: completed jobs are trimmed by retention, so queue counts cannot).
+ * Runs `enqueue(0..n-1)` with {@link CALLERS} calls in flight until `worker`'s finished jobs
+ * carry n messages (counted from its events with {@link messagesOf}: completed jobs are trimmed
+ * by retention, so queue counts cannot). Returns the timing and how many messages' jobs failed.
  */
 async function timed(
   n: number,
   enqueue: (i: number) => Promise<void>,
   worker: Worker,
-): Promise<Timing> {
-  const cpuBefore = process.cpuUsage();
-  const redisBefore = await redisCpuSeconds();
+): Promise<{ timing: Timing; failed: number }> {
+  const cpu = await cpuSince();
   let finished = 0;
-  const onFinished = () => (finished += 1);
-  worker.on('completed', onFinished);
-  worker.on('failed', onFinished);
+  let failed = 0;
+  const onCompleted = (job: Job) => (finished += messagesOf(job));
+  const onFailed = (job: Job | undefined) => {
+    const size = job ? messagesOf(job) : 1;
+    finished += size;
+    failed += size;
+  };
+  worker.on('completed', onCompleted);
+  worker.on('failed', onFailed);
   const started = performance.now();
   const inFlight = new Set<Promise<void>>();
   for (let i = 0; i < n; i++) {
-    while (inFlight.size >= 64) await Promise.race(inFlight);
+    while (inFlight.size >= CALLERS) await Promise.race(inFlight);
     const p: Promise<void> = enqueue(i).finally(() => inFlight.delete(p));
     inFlight.add(p);
   }
   await Promise.all(inFlight);
   while (finished < n) await new Promise((r) => setTimeout(r, 5));
   const seconds = (performance.now() - started) / 1000;
-  const cpu = process.cpuUsage(cpuBefore);
-  const redisSeconds = (await redisCpuSeconds()) - redisBefore;
-  worker.off('completed', onFinished);
-  worker.off('failed', onFinished);
+  worker.off('completed', onCompleted);
+  worker.off('failed', onFailed);
+  return { timing: { seconds, perSecond: n / seconds, cpu: await cpu(n) }, failed };
+}
+
+/** (a): N no-op jobs through BullMQ under a fresh prefix. */
+async function runNoop(round: number): Promise<Timing> {
+  const prefix = `{bench-noop-${round}}`;
+  const queue = new Queue('noop', { connection: redis.connect(true), prefix });
+  const worker = new Worker('noop', () => Promise.resolve(undefined), {
+    connection: redis.connect(),
+    prefix,
+    concurrency: CONCURRENCY,
+  });
+  await worker.waitUntilReady();
+  const { timing } = await timed(N, (i) => queue.add('noop', { i }).then(() => undefined), worker);
+  await worker.close();
+  await queue.close();
+  return timing;
+}
+
+/** What one (b) round measured. */
+interface AppendRound {
+  readonly timing: Timing;
+  /** CPU from the first append until every memory's counts were exact, per message. */
+  readonly settledCpu: CpuPerMessage;
+  /** Of `settledCpu.node`: the counting thread's time spent counting, us per message. */
+  readonly countingUs: number;
+  /** Append jobs the N messages went in (group commit). */
+  readonly jobs: number;
+  readonly failed: number;
+}
+
+/** (b): N single-message appends through memq under fresh prefixes. */
+async function runAppends(round: number): Promise<AppendRound> {
+  const { client, workers, metrics, close } = await startBenchPipeline(
+    redis,
+    `bench-memq-${round}`,
+    registry,
+    { appendConcurrency: CONCURRENCY, tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY },
+  );
+  const busySeconds = async () =>
+    (await metrics.countingThreadBusy.get()).values.reduce((sum, v) => sum + v.value, 0);
+  const busyBefore = await busySeconds();
+  const targets = Array.from({ length: MEMORIES }, (_, m) => ({
+    resource: 'customer-support',
+    key: `thread:${m}`,
+  }));
+  let jobs = 0;
+  const countJob = () => (jobs += 1);
+  const appendWorker = workers.workers[0]!;
+  appendWorker.on('completed', countJob);
+  const settled = await cpuSince();
+  const { timing, failed } = await timed(
+    N,
+    (i) => client.append(targets[i % MEMORIES]!, [message(i)]).then(() => undefined),
+    appendWorker,
+  );
+  appendWorker.off('completed', countJob);
+  // Every memory ends with exact counts (the round only counts if it does): wait for the
+  // debounced token-count jobs and the flushes they trigger, then check each memory.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    await untilDrained(workers.queues.tokenCount);
+    await untilDrained(workers.queues.flush);
+    let exact = true;
+    for (const target of targets) {
+      if (!(await client.read(target, { limit: 1 })).exact) exact = false;
+    }
+    if (exact) break;
+    if (Date.now() > deadline) throw new Error(`round ${round}: counts not exact after 120 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const settledCpu = await settled(N);
+  const countingUs = Math.round((((await busySeconds()) - busyBefore) * 1e6) / N);
+  await close();
+  return { timing, settledCpu, countingUs, jobs, failed };
+}
+
+/** The peer's conversations: the first `messages` texts, in the same 50 conversations as (b). */
+const peerConversations = (messages: number) =>
+  Array.from({ length: MEMORIES }, (_, m) => ({
+    key: `thread:${m}`,
+    messages: Array.from({ length: Math.ceil((messages - m) / MEMORIES) }, (_, j) =>
+      message(m + j * MEMORIES),
+    ),
+  }));
+
+/** (d) or (d'): LangChain on PEER_MESSAGES messages, messages/s. */
+async function runPeer(round: number, memoizeCounts: boolean): Promise<number> {
+  const result = await runLangchainPeer({
+    redisUrl: redis.url,
+    keyPrefix: `bench-langchain-${memoizeCounts ? 'memo' : 'doc'}-${round}:`,
+    conversations: peerConversations(PEER_MESSAGES),
+    budgetTokens: BUDGET_TOKENS,
+    concurrency: CONCURRENCY,
+    memoizeCounts,
+  });
+  return result.messagesPerSecond;
+}
+
+/** What one (f) round measured: enqueue -> committed and the `append` call, ms. */
+interface LatencyRound {
+  readonly committedMs: number[];
+  readonly callMs: number[];
+  readonly jobs: number;
+}
+
+/** (f): appends paced at `rate`/s for LATENCY_SECONDS, group commit on or off. */
+async function runLatency(round: number, rate: number, batching: boolean): Promise<LatencyRound> {
+  const pipeline = await startBenchPipeline(
+    redis,
+    `bench-paced-${batching ? 'on' : 'off'}-${round}`,
+    registry,
+    {
+      appendConcurrency: CONCURRENCY,
+      tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
+      ...(batching ? {} : { appendBatch: { maxMessages: 1 } }),
+    },
+  );
+  const n = Math.max(1, Math.round(rate * LATENCY_SECONDS));
+  /** performance.now() of each job's local `completed` event, by job id. */
+  const completedAt = new Map<string, number>();
+  const worker = pipeline.workers.workers[0]!;
+  const onCompleted = (job: Job) => completedAt.set(job.id!, performance.now());
+  worker.on('completed', onCompleted);
+  const sent: Array<{ started: number; jobId: string }> = [];
+  const callMs: number[] = [];
+  const started = performance.now();
+  const inFlight = new Set<Promise<void>>();
+  for (let i = 0; i < n; i++) {
+    const wait = started + (i * 1000) / rate - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const t0 = performance.now();
+    const p: Promise<void> = pipeline.client
+      .append({ resource: 'customer-support', key: `paced:${i % MEMORIES}` }, [message(i)])
+      .then((receipt) => {
+        callMs.push(performance.now() - t0);
+        sent.push({ started: t0, jobId: receipt.jobId! });
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  }
+  await Promise.all(inFlight);
+  const deadline = Date.now() + 120_000;
+  while (sent.some((s) => !completedAt.has(s.jobId))) {
+    if (Date.now() > deadline) throw new Error(`(f) round ${round}: jobs not completed in 120 s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  worker.off('completed', onCompleted);
+  await pipeline.close();
   return {
-    seconds,
-    nodeCpuUsPerJob: Math.round((cpu.user + cpu.system) / n),
-    redisCpuUsPerJob: Math.round((redisSeconds * 1e6) / n),
+    committedMs: sent.map((s) => completedAt.get(s.jobId)! - s.started).sort((a, b) => a - b),
+    callMs: callMs.sort((a, b) => a - b),
+    jobs: new Set(sent.map((s) => s.jobId)).size,
   };
+}
+
+/** What (g) measured: the compiled worker's RSS, MiB, and the replay's report. */
+async function runWorkerMemory(): Promise<{
+  idleMiB: number;
+  peakMiB: number;
+  messages: number;
+  seconds: number;
+  failedJobs: number;
+}> {
+  buildDist();
+  const prefix = 'bench-rss';
+  const vars = {
+    REDIS_URL: redis.url,
+    MEMQ_KEY_PREFIX: `${prefix}:`,
+    MEMQ_QUEUE_PREFIX: `{${prefix}}`,
+    MEMQ_PROJECT: 'bench',
+    MEMQ_LOG_LEVEL: 'warn',
+  };
+  const worker = await startCompiledWorker({ ...process.env, ...vars });
+  const log = pino({ level: 'silent' });
+  const runtime = await startRuntime({
+    env: loadEnvConfig(vars),
+    redisUrl: redis.url,
+    registry,
+    log,
+    workers: false,
+  });
+  try {
+    const idle = rssOf(worker.pid);
+    let peak = idle;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssOf(worker.pid))), 100);
+    const report = await runReplay(
+      {
+        client: runtime.client,
+        store: runtime.store,
+        connection: runtime.producerConnection,
+        queuePrefix: `{${prefix}}`,
+        project: 'bench',
+        log,
+      },
+      { memory: 'customer-support', ...(REPLAY_LIMIT ? { limit: REPLAY_LIMIT } : {}) },
+    );
+    clearInterval(sampler);
+    peak = Math.max(peak, rssOf(worker.pid));
+    return {
+      idleMiB: Math.round(idle / 2 ** 20),
+      peakMiB: Math.round(peak / 2 ** 20),
+      messages: report.messagesEnqueued,
+      seconds: report.elapsedSeconds,
+      failedJobs: report.failedJobs + report.enqueueErrors,
+    };
+  } finally {
+    await runtime.close();
+    await worker.stop();
+  }
 }
 
 let redisStopped = false;
 try {
-  // (a) BullMQ no-op ceiling.
-  const noopPrefix = '{bench-noop}';
-  const noopQueue = new Queue('noop', { connection: connect(true), prefix: noopPrefix });
-  const noopWorker = new Worker('noop', () => Promise.resolve(undefined), {
-    connection: connect(),
-    prefix: noopPrefix,
-    concurrency: CONCURRENCY,
-  });
-  await noopWorker.waitUntilReady();
-  const noop = await timed(
-    N,
-    (i) => noopQueue.add('noop', { i }).then(() => undefined),
-    noopWorker,
-  );
-  await noopWorker.close();
-  await noopQueue.close();
-
-  // (b) and (b') memq single-message appends through the real processors.
-  const runAppends = async (prefix: string, deferCounting: boolean) => {
-    const { client, workers, stopWorkers, close } = await startBenchPipeline(
-      redis,
-      prefix,
-      registry,
-      {
-        appendConcurrency: CONCURRENCY,
-        tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
-      },
+  // (a), (b), (d'), (d) in alternating rounds.
+  const noop: Timing[] = [];
+  const appends: AppendRound[] = [];
+  const memoized: number[] = [];
+  const documented: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    noop.push(await runNoop(round));
+    appends.push(await runAppends(round));
+    memoized.push(await runPeer(round, true));
+    if (round < DOC_ROUNDS) documented.push(await runPeer(round, false));
+    const a = noop[round]!;
+    const b = appends[round]!;
+    console.log(
+      `  round ${round + 1}/${ROUNDS}: (a) ${Math.round(a.perSecond)} jobs/s, (b) ${Math.round(b.timing.perSecond)} messages/s in ${b.jobs} jobs, (d') ${Math.round(memoized[round]!)}/s${round < DOC_ROUNDS ? `, (d) ${Math.round(documented[round]!)}/s` : ''}`,
     );
-    if (deferCounting) await workers.queues.tokenCount.pause();
-    const targets = Array.from({ length: MEMORIES }, (_, m) => ({
-      resource: 'customer-support',
-      key: `thread:${m}`,
-    }));
-    const timing = await timed(
-      N,
-      (i) =>
-        client
-          .append(targets[i % MEMORIES]!, [
-            { role: i % 2 ? 'assistant' : 'user', content: texts[i % texts.length]! },
-          ])
-          .then(() => undefined),
-      workers.workers[0]!,
-    );
-    const failed = (await workers.queues.append.getJobCounts('failed')).failed ?? 0;
-    if (deferCounting) await workers.queues.tokenCount.resume();
-    // Every memory ends with exact counts either way (the run is only valid if it does).
-    for (const target of targets) {
-      const deadline = Date.now() + 120_000;
-      while (!(await client.read(target, { limit: 1 })).exact) {
-        if (Date.now() > deadline) throw new Error(`${target.key}: counts not exact after 120 s`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
-    await stopWorkers();
-    return { timing, failed, client, close };
-  };
-  const live = await runAppends('bench-memq', false);
-  await live.close();
-  const deferred = await runAppends('bench-memq-deferred', true);
-  const client = deferred.client;
-
-  // (f) enqueue latency at 50 % of the no-op ceiling.
-  const paced = await startBenchPipeline(redis, 'bench-paced', registry, {
-    appendConcurrency: CONCURRENCY,
-    tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
-  });
-  const pacedRate = (N / noop.seconds) * 0.5;
-  const callMs: number[] = [];
-  const committedMs: number[] = [];
-  const appendWorker = paced.workers.workers[0]!;
-  const onCommitted = (job: Job) => {
-    if (job.finishedOn !== undefined) committedMs.push(job.finishedOn - job.timestamp);
-  };
-  appendWorker.on('completed', onCommitted);
-  {
-    const started = performance.now();
-    const inFlight = new Set<Promise<void>>();
-    for (let i = 0; i < N; i++) {
-      const due = started + (i * 1000) / pacedRate;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const t0 = performance.now();
-      const p: Promise<void> = paced.client
-        .append({ resource: 'customer-support', key: `paced:${i % MEMORIES}` }, [
-          { role: i % 2 ? 'assistant' : 'user', content: texts[i % texts.length]! },
-        ])
-        .then(() => {
-          callMs.push(performance.now() - t0);
-        })
-        .finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    }
-    await Promise.all(inFlight);
-    const deadline = Date.now() + 120_000;
-    while (committedMs.length < N && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20));
   }
-  appendWorker.off('completed', onCommitted);
-  await paced.close();
-  callMs.sort((a, b) => a - b);
-  committedMs.sort((a, b) => a - b);
-  const rss = peakRss;
+  done("rounds of (a), (b), (d'), (d)");
+  const failedAppends = appends.reduce((sum, b) => sum + b.failed, 0);
+  if (failedAppends > 0) throw new Error(`${failedAppends} appended messages' jobs failed`);
+  const appendVsNoop = summarize(appends.map((b, r) => b.timing.perSecond / noop[r]!.perSecond));
+  const appendVsMemo = summarize(
+    appends.map((b, r) => b.timing.perSecond / memoized[r]!),
+    2,
+  );
+  const appendVsDoc = summarize(
+    documented.map((d, r) => appends[r]!.timing.perSecond / d),
+    1,
+  );
+  const noopRate = median(noop.map((a) => a.perSecond));
 
   // Producer-side work per message.
+  const producer = await startBenchPipeline(redis, 'bench-prepare', registry);
   const samples: number[] = [];
   for (let i = 0; i < 10_000; i++) {
     const t0 = performance.now();
-    client.prepareAppend({ resource: 'customer-support', key: `thread:${i % MEMORIES}` }, [
-      { role: 'user', content: texts[i % texts.length]! },
+    producer.client.prepareAppend({ resource: 'customer-support', key: `thread:${i % MEMORIES}` }, [
+      message(i),
     ]);
     samples.push((performance.now() - t0) * 1000);
   }
+  await producer.close();
   samples.sort((a, b) => a - b);
-  const median = samples[Math.floor(samples.length / 2)]!;
-  const p99 = samples[Math.floor(samples.length * 0.99)]!;
   const prepareMeanUs = samples.reduce((sum, us) => sum + us, 0) / samples.length;
 
-  // (b'') The most (b) could reach here, from work every single-message append must do, measured
-  // now: BullMQ's own job lifecycle ((a), per job), the producer's preparation (mean of the
-  // samples above: validation, ids, redaction), the exact count of each distinct text once (later
-  // repeats hit the worker's count cache) and the Redis CPU of append.lua (sequential calls).
-  // Everything else memq does per append (the worker's validation and redaction pass, token-count
-  // and flush jobs, commit-tokens, metrics) is left out, so this is an upper bound.
-  const support = registry.get('customer-support');
-  const boundCounter = await createTokenCounter(
-    localEncodingFor(support.tokenProvider.provider, support.tokenProvider.model),
-  );
-  const distinct = [...new Set(Array.from({ length: N }, (_, i) => texts[i % texts.length]!))];
-  for (const text of distinct) boundCounter.countText(text); // warm-up, as (c) does
-  const countStarted = performance.now();
-  for (const text of distinct) boundCounter.countText(text);
-  const countUsPerAppend = ((performance.now() - countStarted) * 1000) / N;
-  const boundStore = createMemoryStore({ redis: admin, keyPrefix: 'bench-bound:' });
-  const scriptCalls = Math.min(N, 2000);
-  const prepared = Array.from({ length: scriptCalls }, (_, i) => {
-    const { entry } = client.prepareAppend(
-      { resource: 'customer-support', key: `bound:${i % MEMORIES}` },
-      [{ role: i % 2 ? 'assistant' : 'user', content: texts[i % texts.length]! }],
-    );
-    return entry!;
-  });
-  const scriptRedisBefore = await redisCpuSeconds();
-  for (const job of prepared) {
-    await boundStore.append(job.ref, job.messages, support.persistence.ttlSeconds);
+  // (f) latency at 10 % of (a): group commit on and off, alternating.
+  const pacedRate = noopRate * LATENCY_SHARE;
+  const latency: Array<{ on: LatencyRound; off: LatencyRound }> = [];
+  for (let round = 0; round < LATENCY_ROUNDS; round++) {
+    // Which setting goes first alternates, so neither always follows the other.
+    const first = round % 2 === 0;
+    const a = await runLatency(round, pacedRate, first);
+    const b = await runLatency(round, pacedRate, !first);
+    latency.push(first ? { on: a, off: b } : { on: b, off: a });
   }
-  const appendScriptRedisUs = (((await redisCpuSeconds()) - scriptRedisBefore) * 1e6) / scriptCalls;
-  await deferred.close();
-  const cores = availableParallelism();
-  // Producer and workers share one Node main thread here, as (a)'s queue and worker do.
-  const mainThreadBound = 1e6 / (noop.nodeCpuUsPerJob + prepareMeanUs);
-  const cpuBound =
-    (cores * 1e6) /
-    (noop.nodeCpuUsPerJob +
-      noop.redisCpuUsPerJob +
-      prepareMeanUs +
-      countUsPerAppend +
-      appendScriptRedisUs);
+  done('(f) latency');
+  const p = (r: LatencyRound, q: number, of: 'committedMs' | 'callMs' = 'committedMs') =>
+    percentile(r[of], q);
+  const p50Delta = summarize(
+    latency.map(({ on, off }) => p(on, 50) - p(off, 50)),
+    2,
+  );
+  const latencyFigure = (of: 'committedMs' | 'callMs', q: number, setting: 'on' | 'off') =>
+    Number(median(latency.map((l) => p(l[setting], q, of))).toFixed(2));
 
-  // (d) LangChain on the first PEER_MESSAGES of the same texts, in the same 50 conversations,
-  // at the same concurrency: as documented (recounting every turn) and with memoized counts. Its
-  // per-turn cost grows with a conversation's history, so the shorter histories favour it.
-  const conversations = Array.from({ length: MEMORIES }, (_, m) => ({
-    key: `thread:${m}`,
-    messages: Array.from({ length: Math.ceil((PEER_MESSAGES - m) / MEMORIES) }, (_, j) => {
-      const i = m + j * MEMORIES;
-      return {
-        role: i % 2 ? ('assistant' as const) : ('user' as const),
-        content: texts[i % texts.length]!,
-      };
-    }),
-  }));
-  const peerRun = (memoizeCounts: boolean) =>
-    runLangchainPeer({
-      redisUrl: redis.url,
-      keyPrefix: `bench-langchain-${memoizeCounts ? 'memo' : 'doc'}:`,
-      conversations,
-      budgetTokens: BUDGET_TOKENS,
-      concurrency: CONCURRENCY,
-      memoizeCounts,
-    });
-  const peer = await peerRun(false);
-  const peerMemo = await peerRun(true);
+  // (g) a compiled `memq work` during a replay of the corpus from this process.
+  const rss = await runWorkerMemory();
+  done('(g) worker memory');
 
-  // (c) and (e) in child processes (each starts its own private Redis).
+  // (c), (e), (h) in child processes (each starts its own private Redis).
   await redis.stop();
   redisStopped = true;
-  const tokens = childBench('bench/tokens.ts', 'bench/results/tokens-latest.json') as {
+  // --quick leaves out the token bench's linearity part (~1 min); the full bench runs it.
+  const tokens = childBench(
+    'bench/tokens.ts',
+    'bench/results/tokens-latest.json',
+    quick ? ['--no-linearity'] : [],
+  ) as {
     ratios: { pipeline_vs_raw: number; count_vs_cache_hit: number };
+    round_ratios: number[];
     figures: {
       raw_messages_per_second: { value: number; unit: string };
       pipeline_messages_per_second: { value: number; unit: string };
@@ -339,170 +506,209 @@ try {
   };
   const flush = childBench('bench/flush.ts', 'bench/results/flush-latest.json') as {
     sizes: number[];
-    ratios: { large_vs_small: number };
+    ratios: { large_vs_small: RoundSummary };
     figures: Record<string, { value: number; unit: string }>;
   };
-  const horizontal = childBench('bench/workers.ts', 'bench/results/workers-latest.json') as {
-    ratios: { two_vs_one_process: number };
+  done('(c), (e) child benches');
+  const horizontal = childBench('bench/workers.ts', 'bench/results/workers-latest.json', [
+    '--built',
+  ]) as {
+    ratios: { two_vs_one_process: RoundSummary; two_vs_one_process_cluster: RoundSummary };
     figures: Record<string, { value: number; unit: string }>;
   };
-  clearInterval(rssSampler);
 
-  const noopRate = N / noop.seconds;
-  const appendRate = N / live.timing.seconds;
-  const deferredRate = N / deferred.timing.seconds;
-  const largest = flush.sizes.at(-1)!;
-  const cpu = (t: Timing) => ({
-    node: { value: t.nodeCpuUsPerJob, unit: 'us/job' },
-    redis: { value: t.redisCpuUsPerJob, unit: 'us/job' },
-  });
+  const tokencountVsRaw = summarize(tokens.round_ratios);
+  const ratios = {
+    append_vs_noop: appendVsNoop,
+    append_vs_langchain_memoized: appendVsMemo,
+    append_vs_langchain: appendVsDoc,
+    tokencount_vs_raw: tokencountVsRaw,
+    // With --quick the largest memory is 20k messages, not 100k (see `figures.flush_sizes`).
+    flush_100k_vs_1k: flush.ratios.large_vs_small,
+    batching_committed_p50_delta_ms: p50Delta,
+    two_vs_one_worker_process: horizontal.ratios.two_vs_one_process,
+    two_vs_one_worker_process_cluster: horizontal.ratios.two_vs_one_process_cluster,
+  };
+  const checked = {
+    append_vs_noop: appendVsNoop.median,
+    append_vs_langchain_memoized: appendVsMemo.median,
+    append_vs_langchain: appendVsDoc.median,
+    tokencount_vs_raw: tokencountVsRaw.median,
+    flush_100k_vs_1k: flush.ratios.large_vs_small.median,
+    batching_committed_p50_delta_ms: p50Delta.median,
+    worker_peak_rss_mib: rss.peakMiB,
+  };
+  const met = Object.fromEntries(
+    Object.entries(checked).map(([name, value]) => [
+      name,
+      TARGETS[name as keyof typeof TARGETS].check(value),
+    ]),
+  ) as Record<keyof typeof TARGETS, boolean>;
+  const medianCpu = (pick: (b: AppendRound) => number) => Math.round(median(appends.map(pick)));
+  const cpu = {
+    noop: {
+      node: Math.round(median(noop.map((a) => a.cpu.node))),
+      redis: Math.round(median(noop.map((a) => a.cpu.redis))),
+    },
+    append: {
+      node: medianCpu((b) => b.timing.cpu.node),
+      redis: medianCpu((b) => b.timing.cpu.redis),
+    },
+    append_until_exact: {
+      node: medianCpu((b) => b.settledCpu.node),
+      redis: medianCpu((b) => b.settledCpu.redis),
+      counting_thread: medianCpu((b) => b.countingUs),
+    },
+  };
+  const appendRate = median(appends.map((b) => b.timing.perSecond));
+  const jobsPerRound = median(appends.map((b) => b.jobs));
   const result = {
     when: new Date().toISOString(),
     node: process.version,
     quick,
-    jobs: N,
+    rounds: ROUNDS,
+    messages_per_round: N,
     concurrency: CONCURRENCY,
-    ratios: {
-      append_vs_noop: Number((appendRate / noopRate).toFixed(3)),
-      tokencount_vs_raw: tokens.ratios.pipeline_vs_raw,
-      append_vs_langchain: Number((appendRate / peer.messagesPerSecond).toFixed(2)),
-      append_vs_langchain_memoized: Number((appendRate / peerMemo.messagesPerSecond).toFixed(3)),
-      // With --quick the largest memory is 20k messages, not 100k (see `figures.flush_sizes`).
-      flush_100k_vs_1k: flush.ratios.large_vs_small,
-      two_vs_one_worker_process: horizontal.ratios.two_vs_one_process,
-      append_deferred_counting_vs_noop: Number((deferredRate / noopRate).toFixed(3)),
-      append_vs_noop_upper_bound: Number(
-        (Math.min(mainThreadBound, cpuBound) / noopRate).toFixed(3),
-      ),
-    },
-    targets: {
-      append_vs_noop: '>= 0.7',
-      tokencount_vs_raw: '>= 0.9',
-      append_vs_langchain: '>= 20',
-      flush_100k_vs_1k: '<= 2',
-      worker_peak_rss: '< 300 MB',
-    },
+    callers: CALLERS,
+    ratios,
+    targets: Object.fromEntries(Object.entries(TARGETS).map(([k, t]) => [k, t.text])),
+    met,
     figures: {
-      noop_jobs_per_second: { value: Math.round(noopRate), unit: 'jobs/s' },
-      append_commits_per_second: { value: Math.round(appendRate), unit: 'messages/s' },
-      append_deferred_counting_commits_per_second: {
-        value: Math.round(deferredRate),
-        unit: 'messages/s',
+      noop_jobs_per_second: { value: Math.round(noopRate), unit: 'jobs/s (median of rounds)' },
+      append_commits_per_second: {
+        value: Math.round(appendRate),
+        unit: 'messages/s (median of rounds)',
       },
-      append_failed_jobs: { value: live.failed + deferred.failed, unit: 'jobs' },
+      append_jobs_per_round: { value: jobsPerRound, unit: `jobs for ${N} messages (median)` },
+      langchain_memoized_messages_per_second: {
+        value: Math.round(median(memoized)),
+        unit: `messages/s (counts memoized per content; ${PEER_MESSAGES} messages, median)`,
+      },
+      langchain_messages_per_second: {
+        value: Math.round(median(documented)),
+        unit: `messages/s (add + read + trimMessages, recounting every turn; ${PEER_MESSAGES} messages, median of ${DOC_ROUNDS})`,
+      },
       tokencount_raw_messages_per_second: tokens.figures.raw_messages_per_second,
       tokencount_pipeline_messages_per_second: tokens.figures.pipeline_messages_per_second,
       token_cache_hit_vs_count: { value: tokens.ratios.count_vs_cache_hit, unit: 'x' },
-      langchain_messages_per_second: {
-        value: Math.round(peer.messagesPerSecond),
-        unit: `messages/s (add + read + trimMessages, recounting every turn; ${PEER_MESSAGES} messages)`,
-      },
-      langchain_memoized_messages_per_second: {
-        value: Math.round(peerMemo.messagesPerSecond),
-        unit: `messages/s (the same with token counts memoized per content; ${PEER_MESSAGES} messages)`,
-      },
       flush_sizes: { value: flush.sizes, unit: 'messages' },
-      ...Object.fromEntries(Object.entries(flush.figures)),
-      paced_rate: { value: Math.round(pacedRate), unit: 'messages/s (50 % of the no-op ceiling)' },
-      paced_enqueue_call_p50: { value: Number(percentile(callMs, 50).toFixed(2)), unit: 'ms' },
-      paced_enqueue_call_p99: { value: Number(percentile(callMs, 99).toFixed(2)), unit: 'ms' },
-      paced_committed_p50: { value: percentile(committedMs, 50), unit: 'ms enqueue -> committed' },
-      paced_committed_p99: { value: percentile(committedMs, 99), unit: 'ms enqueue -> committed' },
-      paced_committed_samples: { value: committedMs.length, unit: 'jobs' },
-      worker_peak_rss: { value: Math.round(rss / 2 ** 20), unit: 'MiB' },
-      one_worker_process_messages_per_second: horizontal.figures.one_process_messages_per_second!,
-      two_worker_processes_messages_per_second:
-        horizontal.figures.two_processes_messages_per_second!,
-      producer_prepare_median: { value: Number(median.toFixed(1)), unit: 'us/message' },
-      producer_prepare_p99: { value: Number(p99.toFixed(1)), unit: 'us/message' },
-      producer_prepare_mean: { value: Number(prepareMeanUs.toFixed(1)), unit: 'us/message' },
-      bound_count_per_append: { value: Number(countUsPerAppend.toFixed(1)), unit: 'us/message' },
-      bound_append_script_redis: {
-        value: Number(appendScriptRedisUs.toFixed(1)),
-        unit: 'us of Redis CPU per append.lua call',
+      ...flush.figures,
+      paced_rate: {
+        value: Math.round(pacedRate),
+        unit: `messages/s (${LATENCY_SHARE * 100} % of (a)), ${LATENCY_SECONDS} s per round`,
       },
-      bound_main_thread: { value: Math.round(mainThreadBound), unit: 'messages/s' },
-      bound_cpu: { value: Math.round(cpuBound), unit: `messages/s on ${cores} cores` },
+      committed_p50_batching_on: { value: latencyFigure('committedMs', 50, 'on'), unit: 'ms' },
+      committed_p50_batching_off: { value: latencyFigure('committedMs', 50, 'off'), unit: 'ms' },
+      committed_p99_batching_on: { value: latencyFigure('committedMs', 99, 'on'), unit: 'ms' },
+      committed_p99_batching_off: { value: latencyFigure('committedMs', 99, 'off'), unit: 'ms' },
+      append_call_p50_batching_on: { value: latencyFigure('callMs', 50, 'on'), unit: 'ms' },
+      append_call_p50_batching_off: { value: latencyFigure('callMs', 50, 'off'), unit: 'ms' },
+      paced_messages_per_job_batching_on: {
+        value: Number(median(latency.map((l) => l.on.committedMs.length / l.on.jobs)).toFixed(2)),
+        unit: 'messages per append job',
+      },
+      worker_idle_rss: { value: rss.idleMiB, unit: 'MiB (compiled memq work, ready)' },
+      worker_peak_rss: {
+        value: rss.peakMiB,
+        unit: `MiB (compiled memq work, replay of ${rss.messages} messages in ${rss.seconds.toFixed(1)} s)`,
+      },
+      ...horizontal.figures,
+      producer_prepare_median: {
+        value: Number(percentile(samples, 50).toFixed(1)),
+        unit: 'us/message',
+      },
+      producer_prepare_p99: {
+        value: Number(percentile(samples, 99).toFixed(1)),
+        unit: 'us/message',
+      },
+      producer_prepare_mean: { value: Number(prepareMeanUs.toFixed(1)), unit: 'us/message' },
     },
-    cpu_per_job: {
-      noop: cpu(noop),
-      append: cpu(live.timing),
-      append_deferred: cpu(deferred.timing),
-    },
+    /**
+     * Median over the rounds, microseconds of CPU per message (per job for `noop`): `node` is this
+     * process (every thread), `redis` the server. `append` is the timed window (first append to
+     * last commit); `append_until_exact` runs on until every count is exact (token counting and
+     * flushes that finish after the window), `counting_thread` being the counting thread's share.
+     */
+    cpu_per_message: cpu,
   };
-  const cpuText = (t: Timing) =>
-    `node ${t.nodeCpuUsPerJob} us/job, redis ${t.redisCpuUsPerJob} us/job`;
+  if (rss.failedJobs > 0) throw new Error(`(g) replay: ${rss.failedJobs} failed jobs or enqueues`);
+
+  const mark = (name: keyof typeof TARGETS) =>
+    `(target ${TARGETS[name].text}: ${met[name] ? 'met' : 'MISSED'})`;
   const f = result.figures;
+  const largest = flush.sizes.at(-1)!;
   const rows: Array<[string, string, string]> = [
-    ['(a) BullMQ no-op ceiling', `${f.noop_jobs_per_second.value} jobs/s`, cpuText(noop)],
     [
-      '(b) memq single-message appends',
+      '(a) BullMQ no-op ceiling',
+      `${f.noop_jobs_per_second.value} jobs/s`,
+      `CPU per job: node ${cpu.noop.node} us, redis ${cpu.noop.redis} us`,
+    ],
+    [
+      '(b) memq appends, 64 callers',
       `${f.append_commits_per_second.value} messages/s`,
-      `append_vs_noop ${result.ratios.append_vs_noop} (target >= 0.7); ${cpuText(live.timing)}`,
+      `append_vs_noop ${formatSummary(appendVsNoop)} ${mark('append_vs_noop')}; ${Math.round(N / jobsPerRound)} messages per job`,
     ],
     [
-      "(b'') upper bound for (b)",
-      `${Math.round(Math.min(mainThreadBound, cpuBound))} messages/s`,
-      `append_vs_noop <= ${result.ratios.append_vs_noop_upper_bound}: main thread (no-op job ${noop.nodeCpuUsPerJob} + prepare mean ${prepareMeanUs.toFixed(0)} us) ${Math.round(mainThreadBound)}/s; ${cores} cores (+ Redis ${noop.redisCpuUsPerJob} + count ${countUsPerAppend.toFixed(0)} + append.lua ${appendScriptRedisUs.toFixed(0)} us) ${Math.round(cpuBound)}/s`,
+      '    CPU per message',
+      `node ${cpu.append.node} us`,
+      `redis ${cpu.append.redis} us in the timed window; until exact: node ${cpu.append_until_exact.node} us (counting thread ${cpu.append_until_exact.counting_thread} us, producer prepareAppend mean ${prepareMeanUs.toFixed(0)} us), redis ${cpu.append_until_exact.redis} us`,
     ],
     [
-      "(b') same, counting deferred",
-      `${f.append_deferred_counting_commits_per_second.value} messages/s`,
-      `${result.ratios.append_deferred_counting_vs_noop} of no-op; ${cpuText(deferred.timing)}`,
+      "(d') LangChain, counts memoized",
+      `${f.langchain_memoized_messages_per_second.value} messages/s`,
+      `hand-tuned: append_vs_langchain_memoized ${formatSummary(appendVsMemo)} ${mark('append_vs_langchain_memoized')}`,
+    ],
+    [
+      '(d) LangChain as documented',
+      `${f.langchain_messages_per_second.value} messages/s`,
+      `+ trimMessages to ${BUDGET_TOKENS} tokens: append_vs_langchain ${formatSummary(appendVsDoc)} ${mark('append_vs_langchain')}`,
     ],
     [
       '(c) token-count pipeline',
       `${f.tokencount_pipeline_messages_per_second.value} messages/s`,
-      `raw loop ${f.tokencount_raw_messages_per_second.value}/s: tokencount_vs_raw ${result.ratios.tokencount_vs_raw} (target >= 0.9); cache hit ${tokens.ratios.count_vs_cache_hit}x cheaper`,
-    ],
-    [
-      '(d) LangChain RedisChatMessageHistory',
-      `${f.langchain_messages_per_second.value} messages/s`,
-      `+ trimMessages to ${BUDGET_TOKENS} tokens, as documented: append_vs_langchain ${result.ratios.append_vs_langchain} (target >= 20)`,
-    ],
-    [
-      "(d') the same, counts memoized",
-      `${f.langchain_memoized_messages_per_second.value} messages/s`,
-      `hand-tuned: append_vs_langchain_memoized ${result.ratios.append_vs_langchain_memoized}`,
+      `raw loop ${f.tokencount_raw_messages_per_second.value}/s: tokencount_vs_raw ${formatSummary(tokencountVsRaw)} ${mark('tokencount_vs_raw')}`,
     ],
     [
       '(e) flush, fold 100 messages',
       flush.sizes
         .map((size) => `${size}: ${flush.figures[`flush_${size}_median`]!.value} ms`)
         .join(', '),
-      `flush_${largest >= 100_000 ? '100k' : `${largest / 1000}k`}_vs_1k ${result.ratios.flush_100k_vs_1k} (target <= 2)`,
+      `flush_${largest >= 100_000 ? '100k' : `${largest / 1000}k`}_vs_1k ${formatSummary(flush.ratios.large_vs_small)} ${mark('flush_100k_vs_1k')}`,
     ],
     [
-      '(f) at 50 % of the ceiling',
+      `(f) at ${LATENCY_SHARE * 100} % of (a)`,
       `${f.paced_rate.value} messages/s`,
-      `append call p50 ${f.paced_enqueue_call_p50.value} / p99 ${f.paced_enqueue_call_p99.value} ms; enqueue -> committed p50 ${f.paced_committed_p50.value} / p99 ${f.paced_committed_p99.value} ms`,
+      `enqueue -> committed p50 on ${f.committed_p50_batching_on.value} / off ${f.committed_p50_batching_off.value} ms (p99 ${f.committed_p99_batching_on.value} / ${f.committed_p99_batching_off.value}); on - off ${formatSummary(p50Delta)} ms ${mark('batching_committed_p50_delta_ms')}`,
     ],
     [
-      '(g) worker peak RSS',
-      `${f.worker_peak_rss.value} MiB`,
-      'target < 300 MB (workers, producer and corpus in one process)',
+      '(g) memq work peak RSS',
+      `${rss.peakMiB} MiB`,
+      `idle ${rss.idleMiB} MiB; replay of ${rss.messages} messages ${mark('worker_peak_rss_mib')}`,
     ],
     [
-      '(h) memq work processes: 1 / 2',
-      `${f.one_worker_process_messages_per_second.value} / ${f.two_worker_processes_messages_per_second.value} messages/s`,
-      `x${result.ratios.two_vs_one_worker_process} with a second process (bench/workers.ts; 2 cores shared with Redis and the producer)`,
+      '(h) memq work processes: 2 / 1',
+      `x${formatSummary(horizontal.ratios.two_vs_one_process)}`,
+      `Redis Cluster (3 masters): x${formatSummary(horizontal.ratios.two_vs_one_process_cluster)} (report only; 2 cores shared with Redis and the producer)`,
     ],
     [
       'producer work per message',
       `median ${f.producer_prepare_median.value} us`,
-      `p99 ${f.producer_prepare_p99.value} us (target median < 50 us)`,
+      `p99 ${f.producer_prepare_p99.value} us, mean ${f.producer_prepare_mean.value} us`,
     ],
   ];
   console.log(
-    `\nmemq bench (${N} jobs, concurrency ${CONCURRENCY}, ${process.version}${quick ? ', --quick' : ''})`,
+    `\nmemq bench (${ROUNDS} rounds x ${N} messages, ${CALLERS} callers, concurrency ${CONCURRENCY}, ${process.version}${quick ? ', --quick' : ''}); ratios: median (min-max) of rounds`,
   );
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
   for (const [name, value, note] of rows)
     console.log(`  ${name.padEnd(w0)}  ${value.padEnd(w1)}  ${note}`);
+  const missed = Object.entries(met).filter(([, ok]) => !ok);
+  console.log(
+    `targets met: ${Object.keys(met).length - missed.length}/${Object.keys(met).length}${missed.length ? `; missed: ${missed.map(([k]) => k).join(', ')}` : ''}`,
+  );
   mkdirSync('bench/results', { recursive: true });
   writeFileSync('bench/results/latest.json', JSON.stringify(result, null, 2) + '\n');
 } finally {
-  clearInterval(rssSampler);
   if (!redisStopped) await redis.stop();
 }

@@ -5,6 +5,7 @@
  *   npm run bench:tokens                 # 3,500 corpus messages (the ham threads hold ~3,870)
  *   npm run bench:tokens -- --quick      # 1,000
  *   npm run bench:tokens -- --linearity  # only (d), merged into the existing result file
+ *   npm run bench:tokens -- --no-linearity  # (a)-(c) only (`npm run bench -- --quick` does this)
  *
  * Starts a private redis-server on a free loopback port, then:
  *  (a) raw loop: `countMessage` over every message in one loop (after one untimed warm-up pass,
@@ -40,6 +41,7 @@ import { buildConversations } from '../src/replay/corpus.js';
 
 const quick = process.argv.includes('--quick');
 const linearityOnly = process.argv.includes('--linearity');
+const noLinearity = process.argv.includes('--no-linearity');
 const RESULT_FILE = 'bench/results/tokens-latest.json';
 const N = quick ? 1000 : 3500;
 const MEMORIES = 50;
@@ -373,6 +375,8 @@ if (linearityOnly) {
     ? (JSON.parse(readFileSync(RESULT_FILE, 'utf8')) as object)
     : {};
   writeFileSync(RESULT_FILE, JSON.stringify({ ...previous, linearity }, null, 2) + '\n');
+} else if (noLinearity) {
+  writeFileSync(RESULT_FILE, JSON.stringify(await pipelineBench(), null, 2) + '\n');
 } else {
   const result = await pipelineBench();
   const linearity = await linearityBench(encoding, corpusProse());
