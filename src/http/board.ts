@@ -13,6 +13,7 @@ import type { MemoryRegistry } from '../config/load-memories.js';
 import { MemoryRefSchema } from '../core/memory-key.js';
 import { MESSAGE_ID_PATTERN, ROLES } from '../core/message.js';
 import { applyPrivacy } from '../core/privacy.js';
+import { ErasedJobSchema } from '../../queues/job-contracts.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
 import { QUEUES } from '../../queues/names.js';
 import { basicAuth } from './auth.js';
@@ -65,15 +66,12 @@ function hiddenMessage(message: unknown): Record<string, unknown> {
 }
 
 /**
- * Job data as Bull Board shows it: every message of an append or write job passed through its
- * resource's privacy policy again (`applyPrivacy`: every string of the message at any depth, so
- * string content, text parts, image URLs, tool-call arguments, names and metadata alike), as a
- * job a producer enqueued around `MemoryClient` must not show raw text either. A message of an
- * unknown resource, one that is not a JSON object, one the policy would not store (a
- * non-persistable role, action `drop`) or one whose policy fails is shown as
- * {@link hiddenMessage}: its id and role only.
+ * One instance's messages as Bull Board shows them: `job` (`{ ref, messages, ... }`: a write
+ * job, an append job of before group commit, or an entry of an append job) with every message
+ * passed through its resource's privacy policy (see {@link boardJobData}); anything without a
+ * `messages` array is returned as it is.
  */
-export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
+function boardMessages(registry: MemoryRegistry, data: unknown): unknown {
   const job = data as { ref?: { resource?: unknown }; messages?: unknown } | null;
   if (!job || !Array.isArray(job.messages)) return data;
   const resourceId = typeof job.ref?.resource === 'string' ? job.ref.resource : undefined;
@@ -98,6 +96,56 @@ export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
       }
     }),
   };
+}
+
+/**
+ * An entry of an append job as Bull Board shows it. An entry of messages (`{ ref, messages }`)
+ * shows its messages through its own resource's policy and its own `ref` (see
+ * {@link boardMessages}); an erased entry (`ErasedJobSchema`, its ids ULIDs: no content) as it
+ * is. Anything else the job contract does not allow in an entry (another field, a `ref` that is
+ * not a memory instance, ids that are not ULIDs, another shape) cannot be vouched for: its
+ * value is shown as {@link HIDDEN}, keeping only the field names.
+ */
+function boardEntry(registry: MemoryRegistry, entry: unknown): unknown {
+  if (!isPlainObject(entry)) return HIDDEN;
+  const erased = ErasedJobSchema.safeParse(entry);
+  if (erased.success && erased.data.erased_ids.every((id) => MESSAGE_ID_PATTERN.test(id))) {
+    return entry;
+  }
+  const ref = MemoryRefSchema.safeParse(entry.ref);
+  const messages = Array.isArray(entry.messages);
+  const shown = messages ? (boardMessages(registry, entry) as Record<string, unknown>) : entry;
+  return Object.fromEntries(
+    Object.entries(shown).map(([field, value]) =>
+      (field === 'ref' && ref.success) || (field === 'messages' && messages)
+        ? [field, value]
+        : [field, HIDDEN],
+    ),
+  );
+}
+
+/**
+ * Job data as Bull Board shows it: every message of an append or write job passed through its
+ * resource's privacy policy again (`applyPrivacy`: every string of the message at any depth, so
+ * string content, text parts, image URLs, tool-call arguments, names and metadata alike), as a
+ * job a producer enqueued around `MemoryClient` must not show raw text either. An append job of
+ * several appends (`{ entries: [...] }`, group commit) shows each entry through its own
+ * resource's policy and instance ({@link boardEntry}; erased entries as they are; a field beside
+ * `entries` as {@link HIDDEN}). A message of
+ * an unknown resource, one that is not a JSON object, one the policy would not store (a
+ * non-persistable role, action `drop`) or one whose policy fails is shown as
+ * {@link hiddenMessage}: its id and role only.
+ */
+export function boardJobData(registry: MemoryRegistry, data: unknown): unknown {
+  if (isPlainObject(data) && Array.isArray(data.entries)) {
+    // An append job is `{ entries }` only: another field is not the producer's, so not shown.
+    const others = Object.keys(data).filter((field) => field !== 'entries');
+    return {
+      ...Object.fromEntries(others.map((field) => [field, HIDDEN])),
+      entries: data.entries.map((entry: unknown) => boardEntry(registry, entry)),
+    };
+  }
+  return boardMessages(registry, data);
 }
 
 /**

@@ -135,3 +135,97 @@ describe('Bull Board job data with content parts and tool calls', () => {
     ]);
   });
 });
+
+describe('Bull Board job data of a batched append job (group commit)', () => {
+  const message = (id: string, content: string) => ({
+    id,
+    role: 'user',
+    content,
+    name: `from ${ADDRESS}`,
+    metadata: { mail: ADDRESS, n: 1 },
+    created_at: '2026-12-02T00:00:00.000Z',
+  });
+  const sessionRef = (key: string) => ({ project: 'p', resource: 'session', key });
+  const erased = { ref: sessionRef('chat:9'), erased_ids: ['01J00000000000000000000009'] };
+  const batched = {
+    entries: [
+      { ref: sessionRef('chat:1'), messages: [message('01J00000000000000000000001', ADDRESS)] },
+      { ref: sessionRef('chat:2'), messages: [message('01J00000000000000000000002', ADDRESS)] },
+      {
+        ref: { project: 'p', resource: 'global', key: 'chat:3' },
+        messages: [message('01J00000000000000000000003', `mail ${ADDRESS}`)],
+      },
+      {
+        ref: { project: 'p', resource: 'undeclared', key: 'chat:4' },
+        messages: [message('01J00000000000000000000004', ADDRESS)],
+      },
+      erased,
+    ],
+  };
+  type Shown = {
+    entries: Array<{
+      ref: unknown;
+      messages: Array<{ content: string; name?: string; metadata?: Record<string, unknown> }>;
+    }>;
+  };
+  const view = boardJobData(registry, batched) as Shown;
+
+  it('shows no string of any entry raw, at any depth', () => {
+    expect(JSON.stringify(view)).not.toContain(ADDRESS);
+    expect(JSON.stringify(view)).not.toContain('jane.doe');
+  });
+
+  it("redacts each entry through its own resource's policy and its own instance", () => {
+    const [one, two, global] = view.entries.map((e) => e.messages?.[0]);
+    expect(one!.content).toMatch(/^pii_[0-9a-f]{16}$/);
+    expect(two!.content).toMatch(/^pii_[0-9a-f]{16}$/);
+    // privacy_scope session: per-instance pseudonyms, so two entries of two chats differ
+    expect(one!.content).not.toBe(two!.content);
+    expect(one!.name).toMatch(/^from pii_[0-9a-f]{16}$/);
+    expect(one!.metadata).toEqual({
+      mail: expect.stringMatching(/^pii_[0-9a-f]{16}$/) as unknown,
+      n: 1,
+    });
+    // privacy_scope global: the same pseudonym as a lone job of that resource shows
+    expect(global!.content).toBe(shown('global', 'chat:3'));
+    expect(view.entries.map((e) => e.ref)).toEqual(batched.entries.map((e) => e.ref));
+  });
+
+  it('hides the messages of an entry of an undeclared resource; shows an erased entry as it is', () => {
+    expect(view.entries[3]!.messages).toEqual([
+      {
+        id: '01J00000000000000000000004',
+        role: 'user',
+        content: expect.stringMatching(/hidden by memq/) as unknown,
+      },
+    ]);
+    expect(view.entries[4]).toEqual(erased);
+  });
+
+  it('hides what the job contract does not allow: other fields, non-ULID ids, other shapes', () => {
+    const odd = boardJobData(registry, {
+      note: ADDRESS,
+      entries: [
+        { ref: sessionRef('chat:1'), erased_ids: [ADDRESS] },
+        { ref: { key: ADDRESS }, messages: [], extra: ADDRESS },
+        ADDRESS,
+      ],
+    });
+    expect(JSON.stringify(odd)).not.toContain(ADDRESS);
+    expect(odd).toEqual({
+      note: expect.stringMatching(/hidden by memq/) as unknown,
+      entries: [
+        {
+          ref: sessionRef('chat:1'),
+          erased_ids: expect.stringMatching(/hidden by memq/) as unknown,
+        },
+        {
+          ref: expect.stringMatching(/hidden by memq/) as unknown,
+          messages: [],
+          extra: expect.stringMatching(/hidden by memq/) as unknown,
+        },
+        expect.stringMatching(/hidden by memq/) as unknown,
+      ],
+    });
+  });
+});
