@@ -267,12 +267,6 @@ export interface AppendEntryResult {
    * was enqueued, committed first (`added` and `duplicates` are then 0). Present only when > 0.
    */
   readonly erased?: number;
-  /**
-   * Why this entry was not committed (e.g. `MEMORY_NOT_FOUND: ...` for a resource no longer
-   * declared), while the job's other entries were. Present only then; `MemoryClient.waitFor`
-   * throws it for this entry's receipt.
-   */
-  readonly failed?: string;
 }
 
 /**
@@ -291,8 +285,6 @@ export interface AppendJobResult {
    * `{ added, duplicates }`.
    */
   readonly erased?: number;
-  /** Entries that were not committed (see {@link AppendEntryResult.failed}); present only when > 0. */
-  readonly failedEntries?: number;
   /** Each entry's result, in the job's order; present only when the job has more than one entry. */
   readonly entries?: readonly AppendEntryResult[];
 }

@@ -21,7 +21,8 @@ describe('the metric catalogue follows the Prometheus naming conventions', () =>
       expect(name, name).toMatch(/^memq_[a-z][a-z0-9_]*[a-z0-9]$/);
       if (type === 'counter') expect(name, name).toMatch(/_total$/);
       else expect(name, `${name} (${type})`).not.toMatch(/_total$/);
-      if (type === 'histogram') expect(name, name).toMatch(/_(seconds|bytes)$/);
+      // A histogram ends with its unit: seconds, bytes, or the plural of what it counts.
+      if (type === 'histogram') expect(name, name).toMatch(/_(seconds|bytes|entries|messages)$/);
       // A ratio is PromQL over counters, never a gauge of its own.
       if (type === 'gauge')
         expect(name, name).not.toMatch(/(^|_)(ratio|rate|percent|utili[sz]ation)(_|$)/);
