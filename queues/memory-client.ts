@@ -176,7 +176,10 @@ export interface MemoryClient extends ProjectProducer {
     job: string | JobReceipt | AppendReceipt,
     options?: { timeoutMs?: number },
   ): Promise<R>;
-  /** Backlog of the append queue: waiting + delayed + prioritized jobs (cached <= 250 ms with backpressure on). */
+  /**
+   * Messages of append and write jobs not yet started, every project (the backlog ledger,
+   * queues/backlog-ledger.ts; cached <= 250 ms with backpressure on).
+   */
   backlog(): Promise<number>;
   /**
    * Readiness probe: enqueues a `canary` job on `memory-cleanup` and waits until a worker has

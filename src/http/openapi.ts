@@ -103,7 +103,7 @@ const ERROR_MEANING: Record<number, string> = {
   413: 'body (after Content-Encoding is undone), message text, message count, session-data entries or value over the limit (PAYLOAD_TOO_LARGE)',
   415: 'a body that is not application/json in UTF-8, or a Content-Encoding other than identity, gzip, deflate or br (UNSUPPORTED_MEDIA_TYPE)',
   422: 'the privacy policy could not be applied; nothing stored (POLICY_FAILED)',
-  429: "BACKPRESSURE: the backlog is over its high-water mark, or the project's or everyone's waiting jobs over their job or byte bound (details.bound); RATE_LIMITED: the API key is over its request or message rate, or the project has its most concurrent ?wait=true calls or dry-run flushes running (details.limit). Nothing was enqueued; retry after Retry-After (details.retry_after_ms)",
+  429: "BACKPRESSURE: the backlog is at or over its high-water mark in messages, or the project's messages or bytes or everyone's bytes over their bound (details.bound); RATE_LIMITED: the API key is over its request or message rate, or the project has its most concurrent ?wait=true calls or dry-run flushes running (details.limit). Nothing was enqueued; retry after Retry-After (details.retry_after_ms)",
   503: 'Redis unreachable (REDIS_UNAVAILABLE); see Retry-After',
   504: '?wait=true timed out (WAIT_TIMEOUT); the job goes on',
 };

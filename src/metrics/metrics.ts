@@ -105,7 +105,8 @@ export interface MemqMetrics {
   readonly redactions: Counter<'resource'>;
   /**
    * `memq_backpressure_rejections_total{queue,bound}`: producer calls refused by backpressure;
-   * `bound` is `jobs` (the global job marks), `project_jobs`, `project_bytes` or `bytes`.
+   * `bound` is `messages` (the global high-water mark), `project_messages`, `project_bytes` or
+   * `bytes`.
    */
   readonly backpressureRejections: Counter<'queue' | 'bound'>;
   /**
@@ -319,7 +320,7 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
     }),
     backpressureRejections: counter({
       name: 'backpressure_rejections_total',
-      help: 'Producer calls refused because the backlog was over a bound (jobs: the global high-water mark; project_jobs, project_bytes, bytes).',
+      help: 'Producer calls refused because the backlog was over a bound (messages: the global high-water mark; project_messages, project_bytes, bytes).',
       labelNames: ['queue', 'bound'],
     }),
     rateLimited: counter({

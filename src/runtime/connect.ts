@@ -48,14 +48,20 @@ export type ConnectRedis =
 
 /** Producer backpressure (the `MEMQ_BACKPRESSURE_*` variables; defaults as theirs). */
 export interface ConnectBackpressure {
-  /** Append backlog (jobs) at or above which appends and writes push back; default 10 000. */
-  readonly highWaterJobs?: number;
-  /** Backlog a `wait` policy waits for; below `highWaterJobs`; default 5 000. */
-  readonly lowWaterJobs?: number;
+  /**
+   * Backlog in messages (append and write jobs not yet started, every project) at or above which
+   * appends and writes push back; default 10 000.
+   */
+  readonly highWaterMessages?: number;
+  /** Backlog in messages a `wait` policy waits for; below `highWaterMessages`; default 5 000. */
+  readonly lowWaterMessages?: number;
   /** `reject` (BackpressureError) or `wait` (for the low-water mark); default `reject`. */
   readonly policy?: BackpressurePolicy;
-  /** One project's jobs not yet started at or above which its appends are refused; 0 = off; default 2 500. */
-  readonly projectHighWaterJobs?: number;
+  /**
+   * Messages of one project's append and write jobs not yet started at or above which its
+   * appends and writes are refused; 0 = off; default 2 500.
+   */
+  readonly projectHighWaterMessages?: number;
   /** Bytes of append and write job data not yet started, all projects; 0 = off; default 1 GiB. */
   readonly maxBytes?: number;
   /** The same per project; 0 = off; default 256 MiB. */
@@ -185,22 +191,22 @@ const ConnectOptionsSchema = z.strictObject({
   queuePrefix: envSchema('queuePrefix').optional(),
   backpressure: z
     .strictObject({
-      highWaterJobs: count(1).optional(),
-      lowWaterJobs: count(0).optional(),
+      highWaterMessages: count(1).optional(),
+      lowWaterMessages: count(0).optional(),
       policy: z.enum(BACKPRESSURE_POLICIES).optional(),
-      projectHighWaterJobs: count(0).optional(),
+      projectHighWaterMessages: count(0).optional(),
       maxBytes: count(0).optional(),
       projectMaxBytes: count(0).optional(),
     })
     .superRefine((bp, ctx) => {
       // As the MEMQ_BACKPRESSURE_LOW_WATER rule, over the values in effect (defaults included).
-      const high = bp.highWaterJobs ?? DEFAULTS.backpressureHighWaterJobs;
-      const low = bp.lowWaterJobs ?? DEFAULTS.backpressureLowWaterJobs;
+      const high = bp.highWaterMessages ?? DEFAULTS.backpressureHighWaterMessages;
+      const low = bp.lowWaterMessages ?? DEFAULTS.backpressureLowWaterMessages;
       if (low >= high) {
         ctx.addIssue({
           code: 'custom',
-          path: ['lowWaterJobs'],
-          message: `expected below highWaterJobs (${high}), got ${low}`,
+          path: ['lowWaterMessages'],
+          message: `expected below highWaterMessages (${high}), got ${low}`,
         });
       }
     })
@@ -304,11 +310,11 @@ export async function connect(options: ConnectOptions): Promise<Memq> {
     project: given.project ?? DEFAULTS.project,
     keyPrefix: given.keyPrefix ?? DEFAULTS.keyPrefix,
     queuePrefix: given.queuePrefix ?? DEFAULTS.queuePrefix,
-    backpressureHighWaterJobs: bp.highWaterJobs ?? DEFAULTS.backpressureHighWaterJobs,
-    backpressureLowWaterJobs: bp.lowWaterJobs ?? DEFAULTS.backpressureLowWaterJobs,
+    backpressureHighWaterMessages: bp.highWaterMessages ?? DEFAULTS.backpressureHighWaterMessages,
+    backpressureLowWaterMessages: bp.lowWaterMessages ?? DEFAULTS.backpressureLowWaterMessages,
     backpressurePolicy: bp.policy ?? DEFAULTS.backpressurePolicy,
-    backpressureProjectHighWaterJobs:
-      bp.projectHighWaterJobs ?? DEFAULTS.backpressureProjectHighWaterJobs,
+    backpressureProjectHighWaterMessages:
+      bp.projectHighWaterMessages ?? DEFAULTS.backpressureProjectHighWaterMessages,
     backpressureMaxBytes: bp.maxBytes ?? DEFAULTS.backpressureMaxBytes,
     backpressureProjectMaxBytes: bp.projectMaxBytes ?? DEFAULTS.backpressureProjectMaxBytes,
     shutdownGraceMs: given.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,

@@ -141,7 +141,7 @@ describe('connect', () => {
         redis: nowhere,
         project: 'no spaces allowed',
         keyPrefix: '{braces}',
-        backpressure: { highWaterJobs: 10, lowWaterJobs: 10 },
+        backpressure: { highWaterMessages: 10, lowWaterMessages: 10 },
         workers: 'yes' as unknown as boolean,
       }),
     );
@@ -150,7 +150,7 @@ describe('connect', () => {
     expect(config.details.options).toEqual([
       'project',
       'keyPrefix',
-      'backpressure.lowWaterJobs',
+      'backpressure.lowWaterMessages',
       'workers',
     ]);
     expect(config.message).toContain('connect: keyPrefix: expected 1-64 characters without braces');

@@ -24,6 +24,8 @@ function errorOf(env: Record<string, string | undefined>): ConfigError {
 describe('loadEnvConfig', () => {
   it('applies every default to an empty environment', () => {
     expect(loadEnvConfig({})).toEqual({
+      appendBatchMaxMessages: 256,
+      appendBatchMaxBytes: 1_048_576,
       memoriesDir: 'memories',
       port: 3000,
       host: '127.0.0.1',
@@ -80,6 +82,8 @@ describe('loadEnvConfig', () => {
       MEMQ_QUEUE_PREFIX: 'staging{memq}',
       MEMQ_APPEND_CONCURRENCY: '32',
       MEMQ_TOKEN_COUNT_CONCURRENCY: '3',
+      MEMQ_APPEND_BATCH_MAX: '1',
+      MEMQ_APPEND_BATCH_MAX_BYTES: '65536',
       MEMQ_BACKPRESSURE_HIGH_WATER: '200',
       MEMQ_BACKPRESSURE_LOW_WATER: '100',
       MEMQ_BACKPRESSURE_POLICY: 'wait',
@@ -97,6 +101,8 @@ describe('loadEnvConfig', () => {
       queuePrefix: 'staging{memq}',
       appendConcurrency: 32,
       tokenCountConcurrency: 3,
+      appendBatchMaxMessages: 1,
+      appendBatchMaxBytes: 65_536,
       backpressureHighWaterMessages: 200,
       backpressureLowWaterMessages: 100,
       backpressurePolicy: 'wait',
@@ -400,6 +406,8 @@ describe('loadEnvConfig', () => {
       'MEMQ_BOARD_USER',
       'MEMQ_BOARD_PASSWORD',
       'MEMQ_BOARD_READ_ONLY',
+      'MEMQ_APPEND_BATCH_MAX',
+      'MEMQ_APPEND_BATCH_MAX_BYTES',
       'MEMQ_BACKPRESSURE_HIGH_WATER',
       'MEMQ_BACKPRESSURE_LOW_WATER',
       'MEMQ_BACKPRESSURE_POLICY',
