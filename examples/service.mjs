@@ -43,7 +43,7 @@ try {
   );
 
   // The append is a job: wait until a worker has committed it.
-  const result = await memq.waitFor(receipt.jobId);
+  const result = await memq.waitFor(receipt);
   console.log(`committed: ${result.added} added, ${result.duplicates} duplicates`);
 
   // Tokens are counted by a job of their own a moment later; wait until every count is in.

@@ -124,7 +124,7 @@ export function historyBackend(
     return {
       async append(messages) {
         const receipt = await client.append(target, messages);
-        if (receipt.jobId !== undefined) await client.waitFor(receipt.jobId);
+        if (receipt.jobId !== undefined) await client.waitFor(receipt);
       },
       async page(offset, limit) {
         const window = await client.read(target, { offset, limit });

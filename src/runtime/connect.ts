@@ -275,7 +275,7 @@ export function endpointOf(redis: ConnectRedis): RedisEndpoint {
  * @example
  * const memq = await connect({ redis: 'redis://127.0.0.1:6379', memories: './memories', project: 'acme' });
  * const receipt = await memq.append({ resource: 'customer-support', key: 'support:42' }, [{ role: 'user', content: 'hi' }]);
- * await memq.waitFor(receipt.jobId!);
+ * await memq.waitFor(receipt); // this append's { added, duplicates }
  * await memq.close();
  *
  * @throws ConfigError (`CONFIG_INVALID`) for invalid options (naming each option), invalid or
