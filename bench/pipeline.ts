@@ -4,6 +4,7 @@
  *
  *   npm run bench            # 5 rounds of 5,000 messages per scenario, full sub-benches (~10 min)
  *   npm run bench -- --quick # 3 rounds of 1,000, quick sub-benches (~2 min)
+ *   npm run bench -- --profile # also where the main thread's time goes in the last (b) round
  *
  * This machine's speed drifts by up to 2-3x between minutes, so every ratio comes from rounds of
  * the two scenarios it compares run one after the other (A B A B ...), one ratio per round (the
@@ -47,12 +48,14 @@
  *  (h) horizontal workers: appends with 1 and with 2 compiled `memq work` processes on one Redis
  *      and on a 3-master Redis Cluster (alternating rounds): `bench/workers.ts` in a child
  *      process, from bench/results/workers-latest.json.
- * Also the producer's work per message (`prepareAppend`: validation, key, ids, privacy; no I/O).
+ * Also the producer's work per message (`prepareAppend`: validation, key, ids, privacy; no I/O),
+ * and with `--profile` the main thread's time in the last (b) round by part (profileShares).
  * Prints a table with each target met or missed and writes bench/results/latest.json: `ratios`
  * (each `{ median, min, max, rounds }`), `targets`, `met`, `figures` with units, `cpu_per_message`.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session, type Profiler } from 'node:inspector/promises';
 import pino from 'pino';
 import { Queue, Worker, type Job } from 'bullmq';
 import { DEFAULT_TOKEN_COUNT_CONCURRENCY, loadEnvConfig } from '../src/config/env.js';
@@ -76,6 +79,8 @@ import {
 import { runLangchainPeer } from './peer-langchain.js';
 
 const quick = process.argv.includes('--quick');
+/** `--profile`: sample this process's main thread during the last (b) round (see below). */
+const profiling = process.argv.includes('--profile');
 /** Messages (or no-op jobs) per scenario per round. */
 const N = quick ? 1000 : 5000;
 /** Rounds of (a), (b) and (d'). */
@@ -92,7 +97,7 @@ const PEER_MESSAGES = quick ? 500 : 1000;
 const LATENCY_SHARE = 0.1;
 /** (f)'s rounds per setting (on, off), and each round's length, seconds. */
 const LATENCY_ROUNDS = quick ? 3 : 5;
-const LATENCY_SECONDS = quick ? 3 : 8;
+const LATENCY_SECONDS = quick ? 2 : 6;
 /** Messages (g) replays: the whole ham corpus (1,000 with --quick). */
 const REPLAY_LIMIT = quick ? 1000 : undefined;
 
@@ -225,6 +230,58 @@ async function runNoop(round: number): Promise<Timing> {
   return timing;
 }
 
+/**
+ * Where the main thread's time went in a CPU profile (V8's sampling profiler, through
+ * node:inspector), as shares of the sampled time, 0-1. A sample goes to the first of these found
+ * on its stack from the root: the producer (queues/producer.ts, memory-client.ts,
+ * append-batcher.ts: validation, redaction, ids, enqueue), the append, token-count and flush
+ * processors (processors/*.ts, with the store calls and scripts they make); else to garbage
+ * collection or idle (V8's own pseudo-frames); else to "bullmq_ioredis_other" (BullMQ's job
+ * fetching and completion, ioredis reply parsing, timers, the bench's own loop). `redaction`
+ * overlaps the others: samples with src/core/privacy.ts on the stack, wherever it was called.
+ */
+function profileShares(profile: Profiler.Profile): Record<string, number> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const categories: Array<[string, RegExp]> = [
+    ['producer', /\/queues\/(producer|memory-client|append-batcher)\.ts$/],
+    ['append_processor', /\/processors\/append\.ts$/],
+    ['token_count_processor', /\/processors\/token-count\.ts$/],
+    ['flush_processor', /\/processors\/flush\.ts$/],
+  ];
+  const time = new Map<string, number>();
+  let total = 0;
+  const add = (key: string, us: number) => time.set(key, (time.get(key) ?? 0) + us);
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  samples.forEach((leaf, i) => {
+    const us = deltas[i] ?? 0;
+    total += us;
+    const stack: string[] = [];
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id))
+      stack.push(byId.get(id)!.callFrame.url);
+    const fromRoot = stack.reverse();
+    const category = fromRoot
+      .map((url) => categories.find(([, pattern]) => pattern.test(url))?.[0])
+      .find((c) => c !== undefined);
+    const leafName = byId.get(leaf)!.callFrame.functionName;
+    add(
+      category ??
+        (leafName === '(garbage collector)'
+          ? 'garbage_collection'
+          : leafName === '(idle)'
+            ? 'idle'
+            : 'bullmq_ioredis_other'),
+      us,
+    );
+    if (fromRoot.some((url) => url.endsWith('/src/core/privacy.ts'))) add('redaction', us);
+  });
+  return Object.fromEntries(
+    [...time].map(([key, us]) => [key, Number((us / Math.max(1, total)).toFixed(3))]),
+  );
+}
+
 /** What one (b) round measured. */
 interface AppendRound {
   readonly timing: Timing;
@@ -235,6 +292,8 @@ interface AppendRound {
   /** Append jobs the N messages went in (group commit). */
   readonly jobs: number;
   readonly failed: number;
+  /** With `--profile`, in the last round: {@link profileShares} of the timed window. */
+  readonly profile?: Record<string, number>;
 }
 
 /** (b): N single-message appends through memq under fresh prefixes. */
@@ -256,6 +315,12 @@ async function runAppends(round: number): Promise<AppendRound> {
   const countJob = () => (jobs += 1);
   const appendWorker = workers.workers[0]!;
   appendWorker.on('completed', countJob);
+  const session = profiling && round === ROUNDS - 1 ? new Session() : undefined;
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+  }
   const settled = await cpuSince();
   const { timing, failed } = await timed(
     N,
@@ -263,6 +328,11 @@ async function runAppends(round: number): Promise<AppendRound> {
     appendWorker,
   );
   appendWorker.off('completed', countJob);
+  let profile: Record<string, number> | undefined;
+  if (session) {
+    profile = profileShares((await session.post('Profiler.stop')).profile);
+    session.disconnect();
+  }
   // Every memory ends with exact counts (the round only counts if it does): wait for the
   // debounced token-count jobs and the flushes they trigger, then check each memory.
   const deadline = Date.now() + 120_000;
@@ -280,7 +350,7 @@ async function runAppends(round: number): Promise<AppendRound> {
   const settledCpu = await settled(N);
   const countingUs = Math.round((((await busySeconds()) - busyBefore) * 1e6) / N);
   await close();
-  return { timing, settledCpu, countingUs, jobs, failed };
+  return { timing, settledCpu, countingUs, jobs, failed, ...(profile ? { profile } : {}) };
 }
 
 /** The peer's conversations: the first `messages` texts, in the same 50 conversations as (b). */
@@ -630,6 +700,8 @@ try {
      * flushes that finish after the window), `counting_thread` being the counting thread's share.
      */
     cpu_per_message: cpu,
+    /** With --profile: shares of the main thread's time in the last (b) round (see profileShares). */
+    ...(appends.at(-1)?.profile ? { main_thread_profile: appends.at(-1)!.profile } : {}),
   };
   if (rss.failedJobs > 0) throw new Error(`(g) replay: ${rss.failedJobs} failed jobs or enqueues`);
 
@@ -703,6 +775,13 @@ try {
   const w1 = Math.max(...rows.map((r) => r[1].length));
   for (const [name, value, note] of rows)
     console.log(`  ${name.padEnd(w0)}  ${value.padEnd(w1)}  ${note}`);
+  if (result.main_thread_profile) {
+    console.log(
+      `  main thread in the last (b) round (--profile): ${Object.entries(result.main_thread_profile)
+        .map(([k, share]) => `${k} ${(share * 100).toFixed(1)} %`)
+        .join(', ')}`,
+    );
+  }
   const missed = Object.entries(met).filter(([, ok]) => !ok);
   console.log(
     `targets met: ${Object.keys(met).length - missed.length}/${Object.keys(met).length}${missed.length ? `; missed: ${missed.map(([k]) => k).join(', ')}` : ''}`,
