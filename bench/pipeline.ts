@@ -4,7 +4,7 @@
  *
  *   npm run bench            # 5 rounds of 5,000 messages per scenario, full sub-benches (~10 min)
  *   npm run bench -- --quick # 3 rounds of 1,000, quick sub-benches (~2 min)
- *   npm run bench -- --profile # also where the main thread's time goes in the last (b) round
+ *   npm run bench -- --profile # also where the main thread's time goes in an extra (b) round
  *
  * This machine's speed drifts by up to 2-3x between minutes, so every ratio comes from rounds of
  * the two scenarios it compares run one after the other (A B A B ...), one ratio per round (the
@@ -49,7 +49,7 @@
  *      and on a 3-master Redis Cluster (alternating rounds): `bench/workers.ts` in a child
  *      process, from bench/results/workers-latest.json.
  * Also the producer's work per message (`prepareAppend`: validation, key, ids, privacy; no I/O),
- * and with `--profile` the main thread's time in the last (b) round by part (profileShares).
+ * and with `--profile` the main thread's time in an extra (b) round by part (profileShares).
  * Prints a table with each target met or missed and writes bench/results/latest.json: `ratios`
  * (each `{ median, min, max, rounds }`), `targets`, `met`, `figures` with units, `cpu_per_message`.
  */
@@ -79,7 +79,10 @@ import {
 import { runLangchainPeer } from './peer-langchain.js';
 
 const quick = process.argv.includes('--quick');
-/** `--profile`: sample this process's main thread during the last (b) round (see below). */
+/**
+ * `--profile`: after the rounds, one more (b) round (not in any ratio: the profiler slows it)
+ * with this process's main thread sampled (see profileShares).
+ */
 const profiling = process.argv.includes('--profile');
 /** Messages (or no-op jobs) per scenario per round. */
 const N = quick ? 1000 : 5000;
@@ -257,10 +260,12 @@ function profileShares(profile: Profiler.Profile): Record<string, number> {
   const deltas = profile.timeDeltas ?? [];
   samples.forEach((leaf, i) => {
     const us = deltas[i] ?? 0;
-    total += us;
     const stack: string[] = [];
     for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id))
       stack.push(byId.get(id)!.callFrame.url);
+    // The profiler's own work (starting and stopping it) is left out.
+    if (stack.includes('node:inspector')) return;
+    total += us;
     const fromRoot = stack.reverse();
     const category = fromRoot
       .map((url) => categories.find(([, pattern]) => pattern.test(url))?.[0])
@@ -292,12 +297,15 @@ interface AppendRound {
   /** Append jobs the N messages went in (group commit). */
   readonly jobs: number;
   readonly failed: number;
-  /** With `--profile`, in the last round: {@link profileShares} of the timed window. */
+  /** With `profile`: {@link profileShares} of the timed window. */
   readonly profile?: Record<string, number>;
 }
 
-/** (b): N single-message appends through memq under fresh prefixes. */
-async function runAppends(round: number): Promise<AppendRound> {
+/**
+ * (b): N single-message appends through memq under fresh prefixes; with `profile`, the main
+ * thread is sampled during the timed window.
+ */
+async function runAppends(round: number, profile = false): Promise<AppendRound> {
   const { client, workers, metrics, close } = await startBenchPipeline(
     redis,
     `bench-memq-${round}`,
@@ -315,7 +323,7 @@ async function runAppends(round: number): Promise<AppendRound> {
   const countJob = () => (jobs += 1);
   const appendWorker = workers.workers[0]!;
   appendWorker.on('completed', countJob);
-  const session = profiling && round === ROUNDS - 1 ? new Session() : undefined;
+  const session = profile ? new Session() : undefined;
   if (session) {
     session.connect();
     await session.post('Profiler.enable');
@@ -328,9 +336,9 @@ async function runAppends(round: number): Promise<AppendRound> {
     appendWorker,
   );
   appendWorker.off('completed', countJob);
-  let profile: Record<string, number> | undefined;
+  let shares: Record<string, number> | undefined;
   if (session) {
-    profile = profileShares((await session.post('Profiler.stop')).profile);
+    shares = profileShares((await session.post('Profiler.stop')).profile);
     session.disconnect();
   }
   // Every memory ends with exact counts (the round only counts if it does): wait for the
@@ -350,7 +358,7 @@ async function runAppends(round: number): Promise<AppendRound> {
   const settledCpu = await settled(N);
   const countingUs = Math.round((((await busySeconds()) - busyBefore) * 1e6) / N);
   await close();
-  return { timing, settledCpu, countingUs, jobs, failed, ...(profile ? { profile } : {}) };
+  return { timing, settledCpu, countingUs, jobs, failed, ...(shares ? { profile: shares } : {}) };
 }
 
 /** The peer's conversations: the first `messages` texts, in the same 50 conversations as (b). */
@@ -507,6 +515,7 @@ try {
     );
   }
   done("rounds of (a), (b), (d'), (d)");
+  const profiled = profiling ? (await runAppends(ROUNDS, true)).profile : undefined;
   const failedAppends = appends.reduce((sum, b) => sum + b.failed, 0);
   if (failedAppends > 0) throw new Error(`${failedAppends} appended messages' jobs failed`);
   const appendVsNoop = summarize(appends.map((b, r) => b.timing.perSecond / noop[r]!.perSecond));
@@ -700,8 +709,8 @@ try {
      * flushes that finish after the window), `counting_thread` being the counting thread's share.
      */
     cpu_per_message: cpu,
-    /** With --profile: shares of the main thread's time in the last (b) round (see profileShares). */
-    ...(appends.at(-1)?.profile ? { main_thread_profile: appends.at(-1)!.profile } : {}),
+    /** With --profile: shares of the main thread's time in an extra (b) round (profileShares). */
+    ...(profiled ? { main_thread_profile: profiled } : {}),
   };
   if (rss.failedJobs > 0) throw new Error(`(g) replay: ${rss.failedJobs} failed jobs or enqueues`);
 
@@ -777,7 +786,7 @@ try {
     console.log(`  ${name.padEnd(w0)}  ${value.padEnd(w1)}  ${note}`);
   if (result.main_thread_profile) {
     console.log(
-      `  main thread in the last (b) round (--profile): ${Object.entries(result.main_thread_profile)
+      `  main thread in an extra (b) round (--profile): ${Object.entries(result.main_thread_profile)
         .map(([k, share]) => `${k} ${(share * 100).toFixed(1)} %`)
         .join(', ')}`,
     );
