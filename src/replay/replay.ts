@@ -159,7 +159,7 @@ export interface ReplayReport {
   readonly failedJobs: number;
   /**
    * The replay's appends (one message each) not committed: their entry of a failed append job had
-   * no result in the job's progress, or the job's result marks the entry `failed`. 0 exactly when
+   * no result in the job's progress, or the job's result marks the entry `failed`. 0 whenever
    * {@link failedJobs} is 0.
    */
   readonly failedAppends: number;
