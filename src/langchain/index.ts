@@ -137,7 +137,7 @@ export class MemqChatMessageHistory extends BaseListChatMessageHistory {
   }
 
   /**
-   * Appends `messages` in order, in batches of {@link APPEND_BATCH} (one append job each; a batch
+   * Appends `messages` in order, in batches of {@link APPEND_BATCH} (one append call each; a batch
    * is all or nothing, and the call stops at the first failing batch), and resolves once every
    * batch is committed. Every message is mapped before anything is sent, so an unmappable
    * message fails the call with nothing stored.
