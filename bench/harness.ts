@@ -138,9 +138,17 @@ export async function startBenchPipeline(
   };
 }
 
-/** Resident set size of process `pid`, bytes (`VmRSS` in /proc/<pid>/status; Linux). */
+/**
+ * Resident set size of process `pid`, bytes (`VmRSS` in /proc/<pid>/status; Linux); 0 once the
+ * process has exited (no such file), so a sampler outliving its process does not throw.
+ */
 export function rssOf(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return 0;
+  }
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
@@ -230,6 +238,8 @@ export interface CompiledMemq {
   readonly pid: number;
   /** What it printed on stderr so far. */
   stderr(): string;
+  /** True while the process runs. */
+  alive(): boolean;
   /** Sends SIGTERM (memq drains active jobs) and resolves once it exited. Idempotent. */
   stop(): Promise<void>;
 }
@@ -260,6 +270,7 @@ export async function startCompiledWorker(env: NodeJS.ProcessEnv): Promise<Compi
   return {
     pid: child.pid!,
     stderr: () => stderr,
+    alive: () => child.exitCode === null && child.signalCode === null,
     stop() {
       if (!stopping) {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

@@ -88,11 +88,12 @@ async function run(
     connection: runtime.producerConnection,
     prefix: `{${prefix}}`,
   });
+  let sampler: NodeJS.Timeout | undefined;
   try {
     for (let i = 0; i < processes; i++)
       workers.push(await startCompiledWorker({ ...process.env, ...vars }));
     let peakRss = 0;
-    const sampler = setInterval(() => {
+    sampler = setInterval(() => {
       peakRss = Math.max(peakRss, ...workers.map((w) => rssOf(w.pid)));
     }, 100);
     const targets = Array.from({ length: MEMORIES }, (_, m) => ({
@@ -124,8 +125,17 @@ async function run(
         await new Promise((r) => setTimeout(r, 20));
       }
     }
+    const dead = workers.filter((w) => !w.alive());
+    if (dead.length > 0)
+      throw new Error(`a memq work process exited during the run:\n${dead[0]!.stderr()}`);
     return { perSecond: N / seconds, peakRssBytes: peakRss };
+  } catch (error) {
+    // Whatever went wrong, say what the worker processes said.
+    for (const [i, w] of workers.entries())
+      if (w.stderr().trim()) console.error(`memq work #${i + 1} stderr:\n${w.stderr()}`);
+    throw error;
   } finally {
+    clearInterval(sampler);
     await Promise.all(workers.map((w) => w.stop()));
     await queue.close();
     await runtime.close();
