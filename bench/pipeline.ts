@@ -32,9 +32,11 @@
  * Ratios per round: append_vs_noop = (b)/(a), append_vs_langchain_memoized = (b)/(d'),
  * append_vs_langchain = (b)/(d).
  * Then:
- *  (f) latency at 10 % of (a)'s median rate: LATENCY_ROUNDS rounds each of appends paced at that
- *      rate (one caller per message, 50 memories) with group commit on and off
- *      (`appendBatch: { maxMessages: 1 }`), alternating; per message enqueue -> committed is
+ *  (f) latency at 10 % of (a)'s median rate: LATENCY_ROUNDS rounds each of LATENCY_SECONDS of
+ *      appends paced at that rate (one caller per message, 50 memories) through two pipelines
+ *      started once, group commit on and off (`appendBatch: { maxMessages: 1 }`), alternating
+ *      (on off, off on, ...; each run waits for its counting and flushes to finish, and an
+ *      untimed second of each warms them up); per message enqueue -> committed is
  *      from the `append` call to the local `completed` event of the job that carries it; the
  *      figure is p50(on) - p50(off) per adjacent pair (target <= +1 ms);
  *  (g) worker peak RSS: a compiled `memq work` process (`npm run -s build`, then `node
@@ -99,8 +101,8 @@ const PEER_MESSAGES = quick ? 500 : 1000;
 /** (f)'s rate, as a share of (a)'s median rate. */
 const LATENCY_SHARE = 0.1;
 /** (f)'s rounds per setting (on, off), and each round's length, seconds. */
-const LATENCY_ROUNDS = quick ? 3 : 5;
-const LATENCY_SECONDS = quick ? 2 : 6;
+const LATENCY_ROUNDS = quick ? 4 : 10;
+const LATENCY_SECONDS = quick ? 2 : 3;
 /** Messages (g) replays: the whole ham corpus (1,000 with --quick). */
 const REPLAY_LIMIT = quick ? 1000 : undefined;
 
@@ -390,19 +392,21 @@ interface LatencyRound {
   readonly jobs: number;
 }
 
-/** (f): appends paced at `rate`/s for LATENCY_SECONDS, group commit on or off. */
-async function runLatency(round: number, rate: number, batching: boolean): Promise<LatencyRound> {
-  const pipeline = await startBenchPipeline(
-    redis,
-    `bench-paced-${batching ? 'on' : 'off'}-${round}`,
-    registry,
-    {
-      appendConcurrency: CONCURRENCY,
-      tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
-      ...(batching ? {} : { appendBatch: { maxMessages: 1 } }),
-    },
-  );
-  const n = Math.max(1, Math.round(rate * LATENCY_SECONDS));
+/** (f)'s two pipelines: group commit on (memq's default) and off (`maxMessages: 1`). */
+type LatencyPipelines = Record<'on' | 'off', Awaited<ReturnType<typeof startBenchPipeline>>>;
+
+/**
+ * (f): appends paced at `rate`/s for `seconds` through `pipeline` (keys `paced:<round>:<m>`),
+ * then, untimed, until its token-count and flush queues are drained (so nothing of this run
+ * spills into the next one).
+ */
+async function runLatency(
+  pipeline: LatencyPipelines['on'],
+  round: number,
+  rate: number,
+  seconds: number,
+): Promise<LatencyRound> {
+  const n = Math.max(1, Math.round(rate * seconds));
   /** performance.now() of each job's local `completed` event, by job id. */
   const completedAt = new Map<string, number>();
   const worker = pipeline.workers.workers[0]!;
@@ -417,7 +421,7 @@ async function runLatency(round: number, rate: number, batching: boolean): Promi
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const t0 = performance.now();
     const p: Promise<void> = pipeline.client
-      .append({ resource: 'customer-support', key: `paced:${i % MEMORIES}` }, [message(i)])
+      .append({ resource: 'customer-support', key: `paced:${round}:${i % MEMORIES}` }, [message(i)])
       .then((receipt) => {
         callMs.push(performance.now() - t0);
         sent.push({ started: t0, jobId: receipt.jobId! });
@@ -432,7 +436,8 @@ async function runLatency(round: number, rate: number, batching: boolean): Promi
     await new Promise((r) => setTimeout(r, 20));
   }
   worker.off('completed', onCompleted);
-  await pipeline.close();
+  await untilDrained(pipeline.workers.queues.tokenCount);
+  await untilDrained(pipeline.workers.queues.flush);
   return {
     committedMs: sent.map((s) => completedAt.get(s.jobId)! - s.started).sort((a, b) => a - b),
     callMs: callMs.sort((a, b) => a - b),
@@ -546,13 +551,29 @@ try {
   // (f) latency at 10 % of (a): group commit on and off, alternating.
   const pacedRate = noopRate * LATENCY_SHARE;
   const latency: Array<{ on: LatencyRound; off: LatencyRound }> = [];
+  const latencyPipeline = (batching: boolean) =>
+    startBenchPipeline(redis, `bench-paced-${batching ? 'on' : 'off'}`, registry, {
+      appendConcurrency: CONCURRENCY,
+      tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
+      ...(batching ? {} : { appendBatch: { maxMessages: 1 } }),
+    });
+  const paced: LatencyPipelines = {
+    on: await latencyPipeline(true),
+    off: await latencyPipeline(false),
+  };
+  // An untimed second of each first (each pipeline's counting thread loads its encoder).
+  await runLatency(paced.on, -1, pacedRate, 1);
+  await runLatency(paced.off, -1, pacedRate, 1);
   for (let round = 0; round < LATENCY_ROUNDS; round++) {
     // Which setting goes first alternates, so neither always follows the other.
-    const first = round % 2 === 0;
-    const a = await runLatency(round, pacedRate, first);
-    const b = await runLatency(round, pacedRate, !first);
-    latency.push(first ? { on: a, off: b } : { on: b, off: a });
+    const order = round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const);
+    const runs: Partial<Record<'on' | 'off', LatencyRound>> = {};
+    for (const setting of order)
+      runs[setting] = await runLatency(paced[setting], round, pacedRate, LATENCY_SECONDS);
+    latency.push({ on: runs.on!, off: runs.off! });
   }
+  await paced.on.close();
+  await paced.off.close();
   done('(f) latency');
   const p = (r: LatencyRound, q: number, of: 'committedMs' | 'callMs' = 'committedMs') =>
     percentile(r[of], q);

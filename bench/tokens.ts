@@ -3,7 +3,7 @@
  * the same real messages, and the count cache against counting.
  *
  *   npm run bench:tokens                 # 3,500 corpus messages (the ham threads hold ~3,870)
- *   npm run bench:tokens -- --quick      # 1,000
+ *   npm run bench:tokens -- --quick      # 1,000 messages, 5 rounds
  *   npm run bench:tokens -- --linearity  # only (d), merged into the existing result file
  *   npm run bench:tokens -- --no-linearity  # (a)-(c) only (`npm run bench -- --quick` does this)
  *
@@ -11,7 +11,7 @@
  *  (a) raw loop: `countMessage` over every message in one loop (after one untimed warm-up pass,
  *      so gpt-tokenizer's merge cache is equally warm for (a) and (b)), timed just before and
  *      just after each round of (b) and averaged: this machine's speed drifts by up to 2x between
- *      minutes, so 9 rounds run and the round with the median ratio is reported (every round's
+ *      minutes, so 9 rounds run (--quick: 5) and the round with the median ratio is reported (every round's
  *      ratio is in the result file);
  *  (b) pipeline: the same messages appended to 50 memories with the token-count queue paused,
  *      then resumed (twice: an untimed pass warms the counting thread's tokenizer as (a)'s
@@ -47,9 +47,10 @@ const N = quick ? 1000 : 3500;
 const MEMORIES = 50;
 /**
  * Timed pipeline rounds; the median round is reported. Single rounds (~0.6 s each) ranged from
- * 0.62x to 1.28x of the raw loop within one run on this 2-core VM, so 9 rounds, not 5.
+ * 0.62x to 1.28x of the raw loop within one run on this 2-core VM, so 9 rounds, not 5 (--quick:
+ * 5, for development).
  */
-const ROUNDS = 9;
+const ROUNDS = quick ? 5 : 9;
 const RESOURCE = 'agent-memory'; // no privacy patterns: the pipeline counts exactly what (a) counts
 
 const registry = await loadMemoryResources('memories');

@@ -4,7 +4,7 @@
  * "Horizontal workers").
  *
  *   npm run bench:workers            # 3 rounds of 5,000 appends per process count and setup
- *   npm run bench:workers -- --quick # 2 rounds of 1,000
+ *   npm run bench:workers -- --quick # 1 round of 1,000
  *   (--built: dist/ is already compiled, skip `npm run -s build`; `npm run bench` passes it)
  *
  * Compiles memq (`npm run -s build`) and runs the workers as users run them: `node
@@ -46,7 +46,8 @@ import {
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 1000 : 5000;
-const ROUNDS = quick ? 2 : 3;
+/** Rounds per setup (--quick: 1, for development: a single pair is no ratio to rely on). */
+const ROUNDS = quick ? 1 : 3;
 const MEMORIES = 50;
 
 const registry = await loadMemoryResources('memories');
