@@ -208,9 +208,9 @@ export function jobScrubber(
 
 /**
  * Builds what the workers need -- lock service (recording lock metrics), token counters (with
- * the provider keys), summarizers, maintenance store, job scrubber -- waits until every declared
- * resource's tokenizer is loaded (about 1 s for o200k, so the first jobs do not stall the event
- * loop), then starts the workers.
+ * the provider keys), summarizers, maintenance store, job scrubber -- waits until the counters
+ * are ready (`TokenCounters.ready`: at once, as the counting thread loads the tokenizers on its
+ * first count, off the event loop), then starts the workers.
  * @throws ConfigError when a remote provider or summarizer has no key in `providerKeys`
  *   (nothing is left running).
  */

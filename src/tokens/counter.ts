@@ -274,15 +274,26 @@ export interface TokenCache {
 }
 
 /**
- * Default {@link createTokenCache} bound: 16 MiB, about 100,000 entries of hashed content (each
- * entry is a ~60-character key and a number: estimated at 2 bytes per key character plus 48).
+ * Default {@link createTokenCache} bound: 16 MiB, about 46,000 entries of hashed content (each
+ * entry is a 54-character key and a number, estimated at {@link tokenCacheEntryBytes}).
  */
 export const DEFAULT_TOKEN_CACHE_BYTES = 16 * 2 ** 20;
+/**
+ * Estimated heap bytes of one count-cache entry with key `key`: 2 per key character (a V8 string
+ * holds 1 or 2) plus 256 for the key string's headers (a concatenation and its flattened copy),
+ * the Map entry and lru-cache's per-entry arrays. An upper bound of what was measured here: heap
+ * growth per entry after a full collection, in a full cache that evicts (100,000 texts into
+ * 4 MiB), 218-257 bytes for a hashed key (54 characters; estimated 364) and 248 for a short
+ * inline key (19 characters; estimated 294).
+ */
+export function tokenCacheEntryBytes(key: string): number {
+  return key.length * 2 + 256;
+}
 /** Texts up to this many characters are their own cache key; longer ones are keyed by SHA-256. */
 const CACHE_KEY_INLINE_CHARS = 64;
 
 /**
- * A {@link TokenCache} holding at most `maxBytes` (estimated: 2 bytes per key character plus 48
+ * A {@link TokenCache} holding at most `maxBytes` (estimated: {@link tokenCacheEntryBytes}
  * per entry), least recently used entries evicted first.
  * @throws RangeError when `maxBytes` is not a positive integer.
  */
@@ -292,7 +303,7 @@ export function createTokenCache(maxBytes = DEFAULT_TOKEN_CACHE_BYTES): TokenCac
   }
   const cache = new LRUCache<string, number>({
     maxSize: maxBytes,
-    sizeCalculation: (_value, key) => key.length * 2 + 48,
+    sizeCalculation: (_value, key) => tokenCacheEntryBytes(key),
   });
   let hits = 0;
   let misses = 0;
@@ -310,12 +321,104 @@ export function createTokenCache(maxBytes = DEFAULT_TOKEN_CACHE_BYTES): TokenCac
   };
 }
 
+/**
+ * The count-cache lookup of {@link TokenCounter.probe} for `encoding`, without a tokenizer: a text
+ * of up to 64 characters is its own key, a longer one is keyed by its SHA-256 (hashed once per
+ * probe, for the lookup and the later `remember`). Without `cache` (or for empty text) every
+ * probe misses and `remember` does nothing.
+ */
+export function createCacheProbe(
+  encoding: EncodingName,
+  cache: TokenCache | undefined,
+): (text: string) => CacheProbe {
+  return (text) => {
+    if (!cache || text.length === 0) return { tokens: undefined, remember: () => {} };
+    const key = cacheKeyOf(encoding, text);
+    return { tokens: cache.get(key), remember: (tokens) => cache.set(key, tokens) };
+  };
+}
+
+/** The count-cache key of `text` under `encoding` (see {@link createCacheProbe}). */
+function cacheKeyOf(encoding: EncodingName, text: string): string {
+  return text.length <= CACHE_KEY_INLINE_CHARS
+    ? `${encoding}:${text}`
+    : `${encoding}#${hash('sha256', text, 'base64url')}`;
+}
+
 /** The part of a gpt-tokenizer encoding module memq uses. */
 interface Encoder {
   countTokens(
     text: string,
     options: { allowedSpecial: Set<string>; disallowedSpecial: Set<string> },
   ): number;
+  /** Sets the merge cache's bound, entries (0 = no cache, Infinity = unbounded). */
+  setMergeCacheSize(size: number): void;
+  /** The module's `GptEncoding` instance, whose internals {@link boundMergeCache} reaches. */
+  readonly default: unknown;
+}
+
+/**
+ * Bytes the merge cache of one loaded encoding may hold (estimated, see
+ * {@link boundMergeCache}): 8 MiB. The 3,867 messages of the ham corpus leave ~30,000 pieces in
+ * it, ~7.7 MiB of heap measured here, and counting them again takes half the time it takes
+ * without the cache (gpt-tokenizer merges a piece that is not a token anew each time).
+ */
+export const MERGE_CACHE_BYTES = 8 * 2 ** 20;
+
+/** The Map methods gpt-tokenizer 4.0.0's `BytePairEncodingCore` calls on its `mergeCache`. */
+interface MergeCacheLike {
+  has(key: string): boolean;
+  get(key: string): number[] | undefined;
+  delete(key: string): boolean;
+  set(key: string, value: number[]): unknown;
+  clear(): void;
+  readonly size: number;
+  keys(): Iterator<string>;
+}
+
+/**
+ * Replaces gpt-tokenizer's merge cache (piece -> its tokens, bounded at 100,000 entries, which a
+ * piece of up to {@link SLICE_CHARS} characters and its ~2,000 token ids could make ~2 GB) by an
+ * lru-cache bounded at `maxBytes`, estimating an entry at 2 bytes per key character (a V8 string
+ * holds 1 or 2 per character), 8 per token id (a small-integer array element) and 96 for the
+ * Map entry, the array and lru-cache's bookkeeping. The library's own bound is lifted
+ * (`setMergeCacheSize(Infinity)`) so it never evicts on its own; its LRU bump (delete, then set
+ * again after a hit) becomes lru-cache's `get`. Reaches a private field of gpt-tokenizer 4.0.0
+ * (`bytePairEncodingCoreProcessor.mergeCache`, pinned in package.json); should that field be
+ * missing, the library keeps its own cache, bounded at `maxBytes` / 20 KiB entries instead (the
+ * largest entry: a 2,048-character piece).
+ */
+function boundMergeCache(encoder: Encoder, maxBytes = MERGE_CACHE_BYTES): void {
+  const core = (encoder.default as { bytePairEncodingCoreProcessor?: { mergeCache?: unknown } })
+    .bytePairEncodingCoreProcessor;
+  if (!core || !(core.mergeCache instanceof Map)) {
+    encoder.setMergeCacheSize(Math.max(1, Math.floor(maxBytes / (20 * 2 ** 10))));
+    return;
+  }
+  const lru = new LRUCache<string, number[]>({
+    maxSize: maxBytes,
+    sizeCalculation: (tokens, piece) => piece.length * 2 + tokens.length * 8 + 200,
+  });
+  const cache: MergeCacheLike = {
+    has: (key) => lru.has(key),
+    get: (key) => lru.get(key),
+    // Called only to move a hit to the end: `get` did that already.
+    delete: (key) => lru.has(key),
+    set(key, value) {
+      // Copies: a regex match of 13 or more characters is a slice of the text it was found in,
+      // and as a key it would keep that whole text alive; the tokens array may have spare
+      // capacity from being pushed to.
+      if (!lru.has(key)) lru.set(JSON.parse(JSON.stringify(key)) as string, value.slice());
+      return cache;
+    },
+    clear: () => lru.clear(),
+    get size() {
+      return lru.size;
+    },
+    keys: () => lru.keys(),
+  };
+  encoder.setMergeCacheSize(Infinity);
+  core.mergeCache = cache;
 }
 
 /** An encoding as memq counts with it (see {@link createTokenCounter}). */
@@ -567,6 +670,7 @@ export async function createTokenCounter(
       const started = performance.now();
       const rssBefore = process.memoryUsage.rss();
       const [encoder, ranks] = await Promise.all([loadEncoder(encoding), loadRanks(encoding)]);
+      boundMergeCache(encoder);
       encoder.countTokens('warm up', PLAIN_TEXT);
       options.onLoad?.({
         encoding,
@@ -584,10 +688,7 @@ export async function createTokenCounter(
   }
   const { encoder, pattern, mergeTable } = await pending;
   const { cache } = options;
-  const keyOf = (text: string) =>
-    text.length <= CACHE_KEY_INLINE_CHARS
-      ? `${encoding}:${text}`
-      : `${encoding}#${hash('sha256', text, 'base64url')}`;
+  const keyOf = (text: string) => cacheKeyOf(encoding, text);
 
   /** True for a slice gpt-tokenizer counts: at most SLICE_CHARS, without U+FEFF. */
   const ordinary = (slice: string) =>
@@ -682,11 +783,7 @@ export async function createTokenCounter(
     },
     countTextAsync,
     framing,
-    probe(text) {
-      if (!cache || text.length === 0) return { tokens: undefined, remember: () => {} };
-      const key = keyOf(text);
-      return { tokens: cache.get(key), remember: (tokens) => cache.set(key, tokens) };
-    },
+    probe: createCacheProbe(encoding, cache),
   };
 }
 

@@ -2,14 +2,21 @@ import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../config/load-memories.js';
 import type { MemoryResource } from '../core/memory-resource.js';
 import {
+  createCacheProbe,
   createTokenCache,
   type CountableMessage,
   createTokenCounter,
+  type EncoderLoadListener,
   isRemoteTokenProvider,
   localEncodingFor,
   messageParts,
   type EncodingName,
+  type CacheProbe,
+  type MessageParts,
+  type TokenCache,
   type TokenCounter,
+  TOKENS_PER_MESSAGE,
+  TOKENS_PER_NAME,
 } from './counter.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import {
@@ -20,7 +27,7 @@ import {
   type ProviderBreakerOptions,
   type RemoteCounter,
 } from './remote-providers.js';
-import { createCountingThread } from './counting-thread.js';
+import { createCountingThread, type CountingThread } from './counting-thread.js';
 import { ConfigError } from '../core/errors.js';
 
 /**
@@ -58,14 +65,12 @@ export interface TokenCountersOptions {
   /** Breaker settings for every provider (defaults in {@link ProviderBreakerOptions}). */
   readonly breaker?: ProviderBreakerOptions;
   /**
-   * Count batches of more than {@link INLINE_COUNT_CHARS} uncached characters in a worker
-   * thread (default true), so counting uses another core and never holds the event loop.
+   * Count in a worker thread (default true): the thread is then the only place of the process
+   * that loads a tokenizer, counting uses another core and never holds the event loop. False:
+   * every count runs on the main thread, whose encoders {@link TokenCounters.ready} loads.
    */
   readonly countInThread?: boolean;
 }
-
-/** Uncached characters up to which a batch is counted on the main thread (a thread hop costs more). */
-export const INLINE_COUNT_CHARS = 4096;
 
 /** The per-resource counters of a worker process. */
 export interface TokenCounters {
@@ -76,21 +81,148 @@ export interface TokenCounters {
    */
   counterFor(resource: MemoryResource): Promise<MessageCounter>;
   /**
-   * The local (tokenizer) counter of `resource`'s encoding, cached; summaries are counted with
-   * it (exact only for provider `openai`: `localApproximation` names the approximation).
+   * The local (tokenizer) counter of `resource`'s encoding, one per encoding, through the count
+   * cache; summaries are counted with it (exact only for provider `openai`:
+   * `localApproximation` names the approximation). With the counting thread, its synchronous
+   * methods block until the thread answers (`CountingThread.countSync`) and throw when it
+   * cannot; its asynchronous ones fall back to the main thread.
    */
   localCounterFor(resource: MemoryResource): Promise<TokenCounter>;
   /** True when some declared resource counts through a provider API. */
   readonly usesProviders: boolean;
-  /** Resolves once every declared resource's local encoder is loaded, here and in the thread. */
+  /**
+   * Resolves once the workers may take jobs: at once with the counting thread (it loads its
+   * encoders on its first count, off the event loop); without it, once every declared
+   * resource's encoder is loaded on the main thread.
+   */
   readonly ready: Promise<void>;
   /** Stops the breakers' timers and the counting thread. */
   close(): Promise<void>;
 }
 
+/** How a batch of texts gets counted: the thread, or the main thread's encoder. */
+interface TextCounting {
+  /** Tokens of each text, in order (no cache). Rejects only when `signal` aborts. */
+  count(texts: readonly string[], signal?: AbortSignal): Promise<number[]>;
+  /** The same, synchronously. @throws Error when it cannot count (see `localCounterFor`). */
+  countSync(texts: readonly string[]): number[];
+}
+
+/** One thing to count: texts whose tokens add up, plus a message's framing when given. */
+interface CountItem {
+  /** Role and name of the message whose framing is added; absent for plain text. */
+  readonly framing?: Omit<CountableMessage, 'content'>;
+  /** Texts counted through the cache (a message's `messageParts` texts). */
+  readonly texts: readonly string[];
+}
+
+/** A {@link TokenCounter} that also counts a batch of messages in one request. */
+interface CachedCounter extends TokenCounter {
+  /** Tokens of each message, whose `messageParts` are `parts`, in order. */
+  countParts(
+    messages: readonly CountableMessage[],
+    parts: readonly MessageParts[],
+    signal?: AbortSignal,
+  ): Promise<number[]>;
+}
+
 /**
- * Builds the counters a worker process needs: one local encoder per encoding (shared, with one
- * byte-bounded count cache), and one breaker-guarded API client per remote provider and model.
+ * A {@link TokenCounter} of `encoding` that looks every content text up in `cache` and has the
+ * rest counted by `counting`, with the framing of {@link TokenCounter.countMessage}: role tokens
+ * (remembered per role: `Role` has five values) and name tokens (counted each time, not cached,
+ * so the cache's hit and miss figures describe message texts only). A batch is one request to
+ * `counting` for all its uncached texts, roles not yet known and names.
+ */
+function cachedCounter(
+  encoding: EncodingName,
+  cache: TokenCache,
+  counting: TextCounting,
+): CachedCounter {
+  const probe = createCacheProbe(encoding, cache);
+  const roleTokens = new Map<string, number>();
+  /** The texts `items` need counted, and how their counts make each item's tokens. */
+  const plan = (items: readonly CountItem[]) => {
+    const probes = items.map((item) => item.texts.map((text) => probe(text)));
+    const request: string[] = [];
+    const misses: CacheProbe[] = [];
+    items.forEach((item, i) =>
+      probes[i]!.forEach((p, t) => {
+        if (p.tokens !== undefined) return;
+        misses.push(p);
+        request.push(item.texts[t]!);
+      }),
+    );
+    const roles = [
+      ...new Set(items.flatMap((item) => (item.framing ? [item.framing.role] : []))),
+    ].filter((role) => !roleTokens.has(role));
+    request.push(...roles);
+    for (const item of items) if (item.framing?.name !== undefined) request.push(item.framing.name);
+    const finish = (counted: readonly number[]): number[] => {
+      let next = 0;
+      const found = new Map<CacheProbe, number>();
+      for (const p of misses) {
+        const tokens = counted[next++]!;
+        found.set(p, tokens);
+        p.remember(tokens);
+      }
+      for (const role of roles) roleTokens.set(role, counted[next++]!);
+      return items.map((item, i) => {
+        let tokens = 0;
+        for (const p of probes[i]!) tokens += p.tokens ?? found.get(p)!;
+        const { framing } = item;
+        if (framing) {
+          tokens += TOKENS_PER_MESSAGE + roleTokens.get(framing.role)!;
+          if (framing.name !== undefined) tokens += counted[next++]! + TOKENS_PER_NAME;
+        }
+        return tokens;
+      });
+    };
+    return { request, finish };
+  };
+  const countAsync = async (items: readonly CountItem[], signal?: AbortSignal) => {
+    const { request, finish } = plan(items);
+    const counted = request.length > 0 ? await counting.count(request, signal) : [];
+    signal?.throwIfAborted();
+    return finish(counted);
+  };
+  const countSync = (items: readonly CountItem[]) => {
+    const { request, finish } = plan(items);
+    return finish(request.length > 0 ? counting.countSync(request) : []);
+  };
+  const messageItem = (message: CountableMessage, parts: MessageParts): CountItem => ({
+    framing: message,
+    texts: parts.texts,
+  });
+  return {
+    encoding,
+    countText: (text) => countSync([{ texts: [text] }])[0]!,
+    countTextAsync: async (text, signal) => (await countAsync([{ texts: [text] }], signal))[0]!,
+    countMessage(message) {
+      const parts = messageParts(message);
+      return countSync([messageItem(message, parts)])[0]! + parts.ruleTokens;
+    },
+    async countMessageAsync(message, signal) {
+      const parts = messageParts(message);
+      return (await countAsync([messageItem(message, parts)], signal))[0]! + parts.ruleTokens;
+    },
+    framing: (message) => countSync([{ framing: message, texts: [] }])[0]!,
+    probe,
+    async countParts(messages, parts, signal) {
+      const counts = await countAsync(
+        messages.map((m, i) => messageItem(m, parts[i]!)),
+        signal,
+      );
+      return counts.map((n, i) => n + parts[i]!.ruleTokens);
+    },
+  };
+}
+
+/**
+ * Builds the counters a worker process needs: one count cache (byte-bounded) and, per encoding,
+ * one local counter; and one breaker-guarded API client per remote provider and model. Every
+ * local count runs in the counting thread (`src/tokens/counting-thread.ts`), the only place that
+ * loads a tokenizer, unless `countInThread` is false or the thread fails (the main thread then
+ * loads the encoder and counts, logged once).
  * @throws ConfigError, before anything is started, when a resource with provider `anthropic` or
  *   `google` has no key in `apiKeys` (the keys were resolved for other resources).
  */
@@ -109,87 +241,115 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
   }
   const cache = createTokenCache(options.cacheBytes);
   metrics.setTokenCacheSource(() => cache.stats());
-  const locals = new Map<EncodingName, Promise<TokenCounter>>();
-  const local = (encoding: EncodingName) => {
-    let counter = locals.get(encoding);
+  const onLoad: EncoderLoadListener = (info) =>
+    log.info(
+      {
+        encoding: info.encoding,
+        loadMs: info.loadMs,
+        rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20),
+      },
+      'tokenizer loaded',
+    );
+  /** Main-thread encoders (no cache: misses are remembered through the cache probes). */
+  const mains = new Map<EncodingName, Promise<TokenCounter>>();
+  /** Main-thread encoders loaded so far, for synchronous counts after a thread failure. */
+  const mainsLoaded = new Map<EncodingName, TokenCounter>();
+  const main = (encoding: EncodingName) => {
+    let counter = mains.get(encoding);
     if (!counter) {
-      counter = createTokenCounter(encoding, {
-        cache,
-        onLoad: (info) =>
-          log.info(
-            {
-              encoding: info.encoding,
-              loadMs: info.loadMs,
-              rssDeltaMB: Math.round(info.rssDeltaBytes / 2 ** 20),
-            },
-            'tokenizer loaded',
-          ),
+      counter = createTokenCounter(encoding, { onLoad }).then((c) => {
+        mainsLoaded.set(encoding, c);
+        return c;
       });
-      locals.set(encoding, counter);
+      mains.set(encoding, counter);
     }
     return counter;
   };
-  const thread =
+  const thread: CountingThread | undefined =
     options.countInThread === false
       ? undefined
       : createCountingThread(log, {
           onBusy: (ms) => metrics.countingThreadBusy.inc(ms / 1000),
+          onLoad,
         });
   let threadFailed = false;
+  /** Logs the first thread failure and starts loading the main thread's encoder. */
+  const threadFailure = (encoding: EncodingName, error: unknown) => {
+    if (!threadFailed) {
+      threadFailed = true;
+      log.warn(
+        { err: error instanceof Error ? error.message : String(error) },
+        'counting thread unavailable; counting on the main thread',
+      );
+    }
+    void main(encoding).catch(() => {});
+  };
+  const countingOf = (encoding: EncodingName): TextCounting => {
+    const onMain = async (texts: readonly string[], signal?: AbortSignal) => {
+      const counter = await main(encoding);
+      const counts: number[] = [];
+      for (const text of texts) counts.push(await counter.countTextAsync(text, signal));
+      return counts;
+    };
+    if (!thread) {
+      return {
+        count: onMain,
+        countSync(texts) {
+          const counter = mainsLoaded.get(encoding);
+          if (!counter) throw new Error(`token counter: ${encoding} is not loaded (await ready)`);
+          return texts.map((text) => counter.countText(text));
+        },
+      };
+    }
+    return {
+      async count(texts, signal) {
+        try {
+          return await thread.count(encoding, texts);
+        } catch (error) {
+          threadFailure(encoding, error);
+          return onMain(texts, signal);
+        }
+      },
+      countSync(texts) {
+        try {
+          return thread.countSync(encoding, texts);
+        } catch (error) {
+          threadFailure(encoding, error);
+          const counter = mainsLoaded.get(encoding);
+          if (!counter) throw error;
+          return texts.map((text) => counter.countText(text));
+        }
+      },
+    };
+  };
+  const locals = new Map<EncodingName, CachedCounter>();
+  const local = (encoding: EncodingName) => {
+    let counter = locals.get(encoding);
+    if (!counter) {
+      counter = cachedCounter(encoding, cache, countingOf(encoding));
+      locals.set(encoding, counter);
+    }
+    return counter;
+  };
   /**
    * The local counter of `encoding` for `model`. `approximatedBy`: the resource's
    * `localApproximation`, set on every count when `encoding` only approximates the model's
    * tokenizer; a message with estimated parts is marked by `localCountApproximation` either way.
    */
-  const localCounter = async (
+  const localCounter = (
     encoding: EncodingName,
     model: string,
     approximatedBy: string | undefined,
-  ): Promise<MessageCounter> => {
-    const counter = await local(encoding);
-    // Counts misses and framing without touching the cache, so its hit/miss figures describe
-    // message texts only (one lookup per text, one miss per uncached text).
-    const raw = await createTokenCounter(encoding);
+  ): MessageCounter => {
+    const counter = local(encoding);
     return {
       async countMessages(messages, signal) {
         const parts = messages.map((m) => messageParts(m));
-        // Every text of every message, flat: the cache and the thread count texts.
-        const texts = parts.flatMap((p) => p.texts);
-        const probes = texts.map((text) => counter.probe(text));
-        const counts = probes.map((p) => p.tokens);
-        const misses = texts.flatMap((_, i) => (counts[i] === undefined ? [i] : []));
-        const missChars = misses.reduce((sum, i) => sum + texts[i]!.length, 0);
-        let counted: number[] | undefined;
-        if (thread && missChars > INLINE_COUNT_CHARS) {
-          try {
-            counted = await thread.count(
-              encoding,
-              misses.map((i) => texts[i]!),
-            );
-          } catch (error) {
-            if (!threadFailed) {
-              threadFailed = true;
-              log.warn(
-                { err: error instanceof Error ? error.message : String(error) },
-                'counting thread unavailable; counting on the main thread',
-              );
-            }
-          }
-        }
-        for (const [n, i] of misses.entries()) {
-          const text = texts[i]!;
-          const tokens = counted?.[n] ?? (await raw.countTextAsync(text, signal));
-          counts[i] = tokens;
-          probes[i]!.remember(tokens);
-        }
-        let next = 0;
-        return messages.map((m, i) => {
-          const p = parts[i]!;
-          let tokens = raw.framing(m) + p.ruleTokens;
-          for (let t = 0; t < p.texts.length; t++) tokens += counts[next++]!;
-          const mark = localCountApproximation(p, encoding, model, approximatedBy);
+        const counts = await counter.countParts(messages, parts, signal);
+        return messages.map((_, i) => {
+          const mark = localCountApproximation(parts[i]!, encoding, model, approximatedBy);
           return {
-            tokens,
+            tokens: counts[i]!,
             source: encoding,
             ...(mark !== undefined ? { approximatedBy: mark } : {}),
           };
@@ -198,31 +358,28 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     };
   };
 
-  const remotes = new Map<string, Promise<RemoteCounter>>();
+  const remotes = new Map<string, RemoteCounter>();
+  const encodings = [
+    ...new Set(
+      registry.list().map((r) => localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model)),
+    ),
+  ];
 
   return {
     usesProviders: apiKeys.size > 0,
-    ready: Promise.all(
-      [
-        ...new Set(
-          registry
-            .list()
-            .map((r) => localEncodingFor(r.tokenProvider.provider, r.tokenProvider.model)),
-        ),
-      ].map(async (encoding) => {
-        // The counting thread is not warmed here: it starts with the first large batch (about
-        // 1 s to load its encoder) and stops when idle, so an idle worker does not hold it.
-        await local(encoding);
-      }),
-    ).then(() => undefined),
+    ready: thread
+      ? Promise.resolve()
+      : Promise.all(encodings.map((encoding) => main(encoding))).then(() => undefined),
     localCounterFor(resource) {
-      return local(localEncodingFor(resource.tokenProvider.provider, resource.tokenProvider.model));
+      return Promise.resolve(
+        local(localEncodingFor(resource.tokenProvider.provider, resource.tokenProvider.model)),
+      );
     },
     counterFor(resource) {
       const { provider, model, endpoint } = resource.tokenProvider;
       const encoding = localEncodingFor(provider, model);
       if (!isRemoteTokenProvider(provider)) {
-        return localCounter(encoding, model, localApproximation(provider, model));
+        return Promise.resolve(localCounter(encoding, model, localApproximation(provider, model)));
       }
       const apiKey = apiKeys.get(resource.id);
       if (apiKey === undefined) {
@@ -236,24 +393,22 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
       const key = `${provider}\u0000${model}\u0000${endpoint ?? ''}\u0000${apiKey}`;
       let remote = remotes.get(key);
       if (!remote) {
-        remote = local(encoding).then((fallback) =>
-          createRemoteCounter({
-            ...options.breaker,
-            provider,
-            model,
-            apiKey,
-            ...(endpoint !== undefined ? { baseUrl: endpoint } : {}),
-            fallback,
-            metrics,
-            log,
-          }),
-        );
+        remote = createRemoteCounter({
+          ...options.breaker,
+          provider,
+          model,
+          apiKey,
+          ...(endpoint !== undefined ? { baseUrl: endpoint } : {}),
+          fallback: local(encoding),
+          metrics,
+          log,
+        });
         remotes.set(key, remote);
       }
-      return remote;
+      return Promise.resolve(remote);
     },
     async close() {
-      await Promise.allSettled([...remotes.values()].map(async (r) => (await r).close()));
+      for (const remote of remotes.values()) remote.close();
       remotes.clear();
       await thread?.close();
     },
