@@ -39,6 +39,9 @@
  *      untimed second of each warms them up); per message enqueue -> committed is
  *      from the `append` call to the local `completed` event of the job that carries it; the
  *      figure is p50(on) - p50(off) per adjacent pair (target <= +1 ms);
+ *  (f') the same at 10 % of (b)'s median rate: a light load for memq whatever (b)/(a) is (while
+ *      (b) is far below (a), 10 % of (a) is half of what memq sustains, so (f) is mostly
+ *      queueing);
  *  (g) worker peak RSS: a compiled `memq work` process (`npm run -s build`, then `node
  *      dist/src/main.js work` on this run's Redis) sampled every 100 ms while this process
  *      replays the whole ham corpus into it (`memq replay --no-workers`: runReplay with a
@@ -100,8 +103,8 @@ const MEMORIES = 50;
 const PEER_MESSAGES = quick ? 500 : 1000;
 /** (f)'s rate, as a share of (a)'s median rate. */
 const LATENCY_SHARE = 0.1;
-/** (f)'s rounds per setting (on, off), and each round's length, seconds. */
-const LATENCY_ROUNDS = quick ? 4 : 10;
+/** (f)'s and (f')'s rounds per setting (on, off), and each round's length, seconds. */
+const LATENCY_ROUNDS = quick ? 3 : 8;
 const LATENCY_SECONDS = quick ? 2 : 3;
 /** Messages (g) replays: the whole ham corpus (1,000 with --quick). */
 const REPLAY_LIMIT = quick ? 1000 : undefined;
@@ -501,6 +504,93 @@ async function runWorkerMemory(): Promise<{
   }
 }
 
+/** What {@link latencyAt} measured at one rate. */
+interface LatencyResult {
+  /** The paced rate, messages/s. */
+  readonly rate: number;
+  /** Per round: p50(on) - p50(off) of enqueue -> committed, ms. */
+  readonly p50Delta: RoundSummary;
+  /** Median over the rounds of the `p`th percentile of `of` with group commit `setting`, ms. */
+  readonly figure: (of: 'committedMs' | 'callMs', p: number, setting: 'on' | 'off') => number;
+  /** Median over the rounds of messages per append job with group commit on. */
+  readonly messagesPerJob: number;
+}
+
+/**
+ * (f): LATENCY_ROUNDS alternating rounds (on off, off on, ...) of LATENCY_SECONDS of appends
+ * paced at `rate` through two pipelines started for it, group commit on and off, after an
+ * untimed second of each (each pipeline's counting thread loads its encoder).
+ */
+async function latencyAt(rate: number): Promise<LatencyResult> {
+  const start = (batching: boolean) =>
+    startBenchPipeline(
+      redis,
+      `bench-paced-${Math.round(rate)}-${batching ? 'on' : 'off'}`,
+      registry,
+      {
+        appendConcurrency: CONCURRENCY,
+        tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
+        ...(batching ? {} : { appendBatch: { maxMessages: 1 } }),
+      },
+    );
+  const paced: LatencyPipelines = { on: await start(true), off: await start(false) };
+  const rounds: Array<{ on: LatencyRound; off: LatencyRound }> = [];
+  try {
+    await runLatency(paced.on, -1, rate, 1);
+    await runLatency(paced.off, -1, rate, 1);
+    for (let round = 0; round < LATENCY_ROUNDS; round++) {
+      const order = round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const);
+      const runs: Partial<Record<'on' | 'off', LatencyRound>> = {};
+      for (const setting of order)
+        runs[setting] = await runLatency(paced[setting], round, rate, LATENCY_SECONDS);
+      rounds.push({ on: runs.on!, off: runs.off! });
+    }
+  } finally {
+    await paced.on.close();
+    await paced.off.close();
+  }
+  return {
+    rate,
+    p50Delta: summarize(
+      rounds.map(({ on, off }) => percentile(on.committedMs, 50) - percentile(off.committedMs, 50)),
+      2,
+    ),
+    figure: (of, p, setting) =>
+      Number(median(rounds.map((r) => percentile(r[setting][of], p))).toFixed(2)),
+    messagesPerJob: Number(
+      median(rounds.map((r) => r.on.committedMs.length / r.on.jobs)).toFixed(2),
+    ),
+  };
+}
+
+/** The figures of a {@link LatencyResult}, named with `prefix`, for the result file. */
+const latencyFigures = (prefix: string, l: LatencyResult, of: string) => ({
+  [`${prefix}_rate`]: {
+    value: Math.round(l.rate),
+    unit: `messages/s (${LATENCY_SHARE * 100} % of ${of}), ${LATENCY_ROUNDS} rounds of ${LATENCY_SECONDS} s per setting`,
+  },
+  [`${prefix}_committed_p50_batching_on`]: { value: l.figure('committedMs', 50, 'on'), unit: 'ms' },
+  [`${prefix}_committed_p50_batching_off`]: {
+    value: l.figure('committedMs', 50, 'off'),
+    unit: 'ms',
+  },
+  [`${prefix}_committed_p99_batching_on`]: { value: l.figure('committedMs', 99, 'on'), unit: 'ms' },
+  [`${prefix}_committed_p99_batching_off`]: {
+    value: l.figure('committedMs', 99, 'off'),
+    unit: 'ms',
+  },
+  [`${prefix}_append_call_p50_batching_on`]: { value: l.figure('callMs', 50, 'on'), unit: 'ms' },
+  [`${prefix}_append_call_p50_batching_off`]: { value: l.figure('callMs', 50, 'off'), unit: 'ms' },
+  [`${prefix}_messages_per_job_batching_on`]: {
+    value: l.messagesPerJob,
+    unit: 'messages per append job',
+  },
+});
+
+/** The printed note of a {@link LatencyResult}. */
+const latencyNote = (l: LatencyResult) =>
+  `enqueue -> committed p50 on ${l.figure('committedMs', 50, 'on')} / off ${l.figure('committedMs', 50, 'off')} ms (p99 ${l.figure('committedMs', 99, 'on')} / ${l.figure('committedMs', 99, 'off')}); on - off ${formatSummary(l.p50Delta)} ms`;
+
 let redisStopped = false;
 try {
   // (a), (b), (d'), (d) in alternating rounds.
@@ -548,41 +638,12 @@ try {
   samples.sort((a, b) => a - b);
   const prepareMeanUs = samples.reduce((sum, us) => sum + us, 0) / samples.length;
 
-  // (f) latency at 10 % of (a): group commit on and off, alternating.
-  const pacedRate = noopRate * LATENCY_SHARE;
-  const latency: Array<{ on: LatencyRound; off: LatencyRound }> = [];
-  const latencyPipeline = (batching: boolean) =>
-    startBenchPipeline(redis, `bench-paced-${batching ? 'on' : 'off'}`, registry, {
-      appendConcurrency: CONCURRENCY,
-      tokenCountConcurrency: DEFAULT_TOKEN_COUNT_CONCURRENCY,
-      ...(batching ? {} : { appendBatch: { maxMessages: 1 } }),
-    });
-  const paced: LatencyPipelines = {
-    on: await latencyPipeline(true),
-    off: await latencyPipeline(false),
-  };
-  // An untimed second of each first (each pipeline's counting thread loads its encoder).
-  await runLatency(paced.on, -1, pacedRate, 1);
-  await runLatency(paced.off, -1, pacedRate, 1);
-  for (let round = 0; round < LATENCY_ROUNDS; round++) {
-    // Which setting goes first alternates, so neither always follows the other.
-    const order = round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const);
-    const runs: Partial<Record<'on' | 'off', LatencyRound>> = {};
-    for (const setting of order)
-      runs[setting] = await runLatency(paced[setting], round, pacedRate, LATENCY_SECONDS);
-    latency.push({ on: runs.on!, off: runs.off! });
-  }
-  await paced.on.close();
-  await paced.off.close();
-  done('(f) latency');
-  const p = (r: LatencyRound, q: number, of: 'committedMs' | 'callMs' = 'committedMs') =>
-    percentile(r[of], q);
-  const p50Delta = summarize(
-    latency.map(({ on, off }) => p(on, 50) - p(off, 50)),
-    2,
-  );
-  const latencyFigure = (of: 'committedMs' | 'callMs', q: number, setting: 'on' | 'off') =>
-    Number(median(latency.map((l) => p(l[setting], q, of))).toFixed(2));
+  // (f) latency at 10 % of (a) -- and (f') at 10 % of (b), a light load for memq whatever (b)/(a)
+  // is: group commit on and off, alternating.
+  const appendRate = median(appends.map((b) => b.timing.perSecond));
+  const noopLatency = await latencyAt(noopRate * LATENCY_SHARE);
+  const appendLatency = await latencyAt(appendRate * LATENCY_SHARE);
+  done("(f), (f') latency");
 
   // (g) a compiled `memq work` during a replay of the corpus from this process.
   const rss = await runWorkerMemory();
@@ -625,7 +686,8 @@ try {
     tokencount_vs_raw: tokencountVsRaw,
     // With --quick the largest memory is 20k messages, not 100k (see `figures.flush_sizes`).
     flush_100k_vs_1k: flush.ratios.large_vs_small,
-    batching_committed_p50_delta_ms: p50Delta,
+    batching_committed_p50_delta_ms: noopLatency.p50Delta,
+    batching_committed_p50_delta_ms_light: appendLatency.p50Delta,
     two_vs_one_worker_process: horizontal.ratios.two_vs_one_process,
     two_vs_one_worker_process_cluster: horizontal.ratios.two_vs_one_process_cluster,
   };
@@ -635,7 +697,7 @@ try {
     append_vs_langchain: appendVsDoc.median,
     tokencount_vs_raw: tokencountVsRaw.median,
     flush_100k_vs_1k: flush.ratios.large_vs_small.median,
-    batching_committed_p50_delta_ms: p50Delta.median,
+    batching_committed_p50_delta_ms: noopLatency.p50Delta.median,
     worker_peak_rss_mib: rss.peakMiB,
   };
   const met = Object.fromEntries(
@@ -660,7 +722,6 @@ try {
       counting_thread: medianCpu((b) => b.countingUs),
     },
   };
-  const appendRate = median(appends.map((b) => b.timing.perSecond));
   const jobsPerRound = median(appends.map((b) => b.jobs));
   const result = {
     when: new Date().toISOString(),
@@ -693,20 +754,8 @@ try {
       token_cache_hit_vs_count: { value: tokens.ratios.count_vs_cache_hit, unit: 'x' },
       flush_sizes: { value: flush.sizes, unit: 'messages' },
       ...flush.figures,
-      paced_rate: {
-        value: Math.round(pacedRate),
-        unit: `messages/s (${LATENCY_SHARE * 100} % of (a)), ${LATENCY_SECONDS} s per round`,
-      },
-      committed_p50_batching_on: { value: latencyFigure('committedMs', 50, 'on'), unit: 'ms' },
-      committed_p50_batching_off: { value: latencyFigure('committedMs', 50, 'off'), unit: 'ms' },
-      committed_p99_batching_on: { value: latencyFigure('committedMs', 99, 'on'), unit: 'ms' },
-      committed_p99_batching_off: { value: latencyFigure('committedMs', 99, 'off'), unit: 'ms' },
-      append_call_p50_batching_on: { value: latencyFigure('callMs', 50, 'on'), unit: 'ms' },
-      append_call_p50_batching_off: { value: latencyFigure('callMs', 50, 'off'), unit: 'ms' },
-      paced_messages_per_job_batching_on: {
-        value: Number(median(latency.map((l) => l.on.committedMs.length / l.on.jobs)).toFixed(2)),
-        unit: 'messages per append job',
-      },
+      ...latencyFigures('paced', noopLatency, '(a)'),
+      ...latencyFigures('paced_light', appendLatency, '(b)'),
       worker_idle_rss: { value: rss.idleMiB, unit: 'MiB (compiled memq work, ready)' },
       worker_peak_rss: {
         value: rss.peakMiB,
@@ -779,8 +828,13 @@ try {
     ],
     [
       `(f) at ${LATENCY_SHARE * 100} % of (a)`,
-      `${f.paced_rate.value} messages/s`,
-      `enqueue -> committed p50 on ${f.committed_p50_batching_on.value} / off ${f.committed_p50_batching_off.value} ms (p99 ${f.committed_p99_batching_on.value} / ${f.committed_p99_batching_off.value}); on - off ${formatSummary(p50Delta)} ms ${mark('batching_committed_p50_delta_ms')}`,
+      `${Math.round(noopLatency.rate)} messages/s`,
+      `${latencyNote(noopLatency)} ${mark('batching_committed_p50_delta_ms')}`,
+    ],
+    [
+      `(f') at ${LATENCY_SHARE * 100} % of (b)`,
+      `${Math.round(appendLatency.rate)} messages/s`,
+      `${latencyNote(appendLatency)} (a light load for memq; report only)`,
     ],
     [
       '(g) memq work peak RSS',
