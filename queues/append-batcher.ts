@@ -61,6 +61,8 @@ interface PendingJob {
   }>;
   messages: number;
   bytes: number;
+  /** When its first entry was submitted, ms since epoch (the job's enqueue time). */
+  readonly submittedAtMs: number;
 }
 
 /** A project's state: jobs being added now, and the job gathering what arrives meanwhile. */
@@ -74,12 +76,21 @@ interface ProjectState {
  * @param limits Bounds of one job; `maxMessages` above `MAX_APPEND_BATCH_MESSAGES` (1000, the
  *   job contract's `MAX_MESSAGES_PER_APPEND_JOB`) is lowered to it, since a larger job would be
  *   refused whole by the append processor's payload check.
- * @param send Adds one job of `entries` (all of one project) and resolves with its id.
+ * @param send Adds one job of `entries` (all of one project), `bytes` of them as JSON, with
+ *   `submittedAtMs` (when its first entry was submitted, ms since epoch) as its enqueue time,
+ *   and resolves with its id.
+ * @param now Clock for `submittedAtMs`, ms since epoch; default `Date.now`.
  * @throws ConfigError when `maxMessages` or `maxBytes` is not an integer >= 1.
  */
 export function createAppendBatcher(
   limits: AppendBatchLimits,
-  send: (project: string, entries: readonly AppendEntry[], bytes: number) => Promise<string>,
+  send: (
+    project: string,
+    entries: readonly AppendEntry[],
+    bytes: number,
+    submittedAtMs: number,
+  ) => Promise<string>,
+  now: () => number = Date.now,
 ): AppendBatcher {
   for (const [name, value] of Object.entries(limits)) {
     if (!Number.isSafeInteger(value) || value < 1) {
@@ -96,7 +107,7 @@ export function createAppendBatcher(
    * job's appends are rejected and `inFlight` is given back.
    */
   const sent = async (project: string, job: PendingJob): Promise<string> =>
-    send(project, job.entries, job.bytes);
+    send(project, job.entries, job.bytes, job.submittedAtMs);
 
   const dispatch = (project: string, state: ProjectState, job: PendingJob) => {
     state.inFlight += 1;
@@ -132,6 +143,7 @@ export function createAppendBatcher(
           settle: [{ resolve, reject }],
           messages: size,
           bytes,
+          submittedAtMs: now(),
         };
         if (state.inFlight === 0 || size >= maxMessages || bytes >= maxBytes) {
           // Nothing in flight, batching off (maxMessages 1), or a full job by itself: it goes now,

@@ -295,11 +295,14 @@ export function createProducer(deps: ProducerDeps): Producer {
     queue: LedgerQueue,
     name: string,
     data: object,
-    options: { messages: number; jobId?: string; bytes?: number },
+    options: { messages: number; jobId?: string; bytes?: number; timestamp?: number },
   ): Promise<string> => {
-    const { jobId } = options;
+    const { jobId, timestamp } = options;
     const job = await guard(name, () =>
-      queues.byName(queue).add(name, data, jobId !== undefined ? { jobId } : undefined),
+      queues.byName(queue).add(name, data, {
+        ...(jobId !== undefined ? { jobId } : {}),
+        ...(timestamp !== undefined ? { timestamp } : {}),
+      }),
     );
     const bytes = options.bytes ?? Buffer.byteLength(JSON.stringify(data), 'utf8');
     await guard('backlog', () =>
@@ -311,9 +314,17 @@ export function createProducer(deps: ProducerDeps): Producer {
     maxMessages: deps.appendBatch?.maxMessages ?? DEFAULT_APPEND_BATCH_MAX_MESSAGES,
     maxBytes: deps.appendBatch?.maxBytes ?? DEFAULT_APPEND_BATCH_MAX_BYTES,
   };
-  /** Adds one append job of `entries` (one project's), recorded in the ledger with `bytes`. */
-  const batcher = createAppendBatcher(batchLimits, (project, entries, bytes) => {
-    const job: AppendJob = { entries: [...entries] };
+  /**
+   * Adds one append job of `entries` (one project's), recorded in the ledger with `bytes`. Its
+   * enqueue time (`timestamp`, what the erasure tombstone is compared with) is when its first
+   * append was submitted: a delete that commits while an append waits in the batcher still
+   * refuses it. A job of one entry keeps the shape jobs had before group commit
+   * (`{ ref, messages }`), which workers of every version run, so a deployment can upgrade its
+   * producers with `MEMQ_APPEND_BATCH_MAX=1` before its workers (docs/operations.md, "Upgrading").
+   */
+  const batcher = createAppendBatcher(batchLimits, (project, entries, bytes, submittedAtMs) => {
+    const job: AppendJob | AppendEntry =
+      entries.length === 1 ? entries[0]! : { entries: [...entries] };
     const jobId = appendJobId(entries.flatMap((e) => e.messages.slice(0, 1).map((m) => m.id)));
     const messages = entries.reduce((n, e) => n + e.messages.length, 0);
     deps.metrics?.appendJobEntries.observe(entries.length);
@@ -321,7 +332,8 @@ export function createProducer(deps: ProducerDeps): Producer {
     return enqueue(project, QUEUES.append, JOBS.append, job, {
       messages,
       jobId,
-      bytes: bytes + 14 + entries.length, // `{"entries":[` ... `]}` and the commas
+      timestamp: submittedAtMs,
+      bytes: entries.length === 1 ? bytes : bytes + 13 + entries.length, // `{"entries":[`, `]}`, commas
     });
   });
   /**

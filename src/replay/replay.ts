@@ -82,7 +82,7 @@ export interface ReplayProgress {
    * dropped before enqueueing (by the policy, `do_not_persist`, or a failed enqueue).
    */
   readonly committed: number;
-  /** Append-queue backlog (waiting + delayed). */
+  /** Messages of append and write jobs not yet started (`MemoryClient.backlog`). */
   readonly backlog: number;
   /** Commits per second since the first enqueue. */
   readonly ratePerSecond: number;
@@ -221,11 +221,10 @@ export interface FinishedAppendJob {
   outcome(entry: number): EntryOutcome;
 }
 
-/** `{ added, duplicates }` of an entry's result (`AppendEntryResult`), or `failed`. */
+/** `{ added, duplicates }` of an entry's result (`AppendEntryResult`), or `failed` for none. */
 function entryOutcome(result: unknown): EntryOutcome {
   if (typeof result !== 'object' || result === null) return 'failed';
-  const r = result as { added?: unknown; duplicates?: unknown; failed?: unknown };
-  if (typeof r.failed === 'string') return 'failed';
+  const r = result as { added?: unknown; duplicates?: unknown };
   return {
     added: typeof r.added === 'number' ? r.added : 0,
     duplicates: typeof r.duplicates === 'number' ? r.duplicates : 0,
@@ -235,8 +234,8 @@ function entryOutcome(result: unknown): EntryOutcome {
 /**
  * A completed append job from its result (`AppendJobResult`, queues/job-contracts.ts): entry i's
  * outcome is `entries[i]` when the job carries more than one entry (the result then has
- * `entries`), else the job's whole result is its one entry's. An entry the result marks `failed`
- * (or has no element for) is a failed append.
+ * `entries`), else the job's whole result is its one entry's. An entry the result has no element
+ * for is a failed append.
  * @param at When the replay learnt it (ms), undefined when by polling (see {@link FinishedAppendJob}).
  */
 export function completedAppendJob(

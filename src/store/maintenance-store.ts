@@ -437,8 +437,9 @@ export function createMaintenanceStore(deps: MaintenanceStoreDeps): MaintenanceS
     erasedAtMs: number,
     jobKeys: readonly string[],
   ): Promise<number> {
-    // The key as it appears inside JSON (quotes and backslashes escaped), for the text search.
-    const keyText = JSON.stringify(ref.key).slice(1, -1);
+    // The ref's key field as JSON.stringify writes it (`"key":"<key, escaped>"`), for the text
+    // search: a bare short key (`42`) would match ids and content of almost every job.
+    const keyText = `"key":${JSON.stringify(ref.key)}`;
     let scrubbed = 0;
     for (let i = 0; i < jobKeys.length; i += SCRUB_BATCH) {
       const batch = jobKeys.slice(i, i + SCRUB_BATCH);

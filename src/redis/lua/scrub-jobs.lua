@@ -1,8 +1,9 @@
 -- scrub-jobs.lua: find the BullMQ job hashes that may carry one memory instance's messages.
 -- KEYS: job hashes (`<queue prefix>:<queue>:<job id>`), all of one queue prefix's hash tag
--- ARGV: 1 erasedAtMs (the instance's erasure tombstone), 2 the instance's key (plain text)
+-- ARGV: 1 erasedAtMs (the instance's erasure tombstone), 2 the instance's key field as JSON
+--       writes it (`"key":"<key>"`, plain text)
 -- A hash is a candidate when it still exists, its `timestamp` (enqueue time, kept across
--- retries) is at or before erasedAtMs and its `data` contains the key as plain text (which skips
+-- retries) is at or before erasedAtMs and its `data` contains that key field (which skips
 -- the jobs of other instances without decoding them). Returns a flat array
 -- `{ job key, data, job key, data, ... }` of the candidates; the caller decodes each `data`
 -- (JSON, as BullMQ stored it), rewrites the instance's entries and writes it back with

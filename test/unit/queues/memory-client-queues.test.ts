@@ -45,7 +45,8 @@ describe('createMemoryClient with injected queues', () => {
   it('enqueues on the injected queues and leaves them open on close', async () => {
     const { queues, added, closed } = recordingQueues();
     const client = createMemoryClient({
-      connection: { status: 'ready' } as unknown as RedisConnection,
+      // The backlog ledger registers its scripts on the connection; nothing here runs them.
+      connection: { status: 'ready', defineCommand: () => undefined } as unknown as RedisConnection,
       queuePrefix: '{memq-unit}',
       registry: createMemoryRegistry([testResource({ id: 'chat-buffer' })]),
       project: 'p1',
