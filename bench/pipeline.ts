@@ -56,7 +56,8 @@
  * Also the producer's work per message (`prepareAppend`: validation, key, ids, privacy; no I/O),
  * and with `--profile` the main thread's time in an extra (b) round by part (profileShares).
  * Prints a table with each target met or missed and writes bench/results/latest.json: `ratios`
- * (each `{ median, min, max, rounds }`), `targets`, `met`, `figures` with units, `cpu_per_message`.
+ * (each `{ median, min, max, rounds }`), `targets`, `met`, `figures` with units, `cpu_per_message`,
+ * `worker_memory_replay` (what (g)'s replay reported) and, with --profile, `main_thread_profile`.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -455,6 +456,7 @@ async function runWorkerMemory(): Promise<{
   messages: number;
   seconds: number;
   failedJobs: number;
+  replay: Record<string, number>;
 }> {
   buildDist();
   const prefix = 'bench-rss';
@@ -497,6 +499,20 @@ async function runWorkerMemory(): Promise<{
       messages: report.messagesEnqueued,
       seconds: report.elapsedSeconds,
       failedJobs: report.failedJobs + report.enqueueErrors,
+      replay: {
+        messages_enqueued: report.messagesEnqueued,
+        messages_accepted: report.messagesAccepted,
+        messages_stored: report.messagesStored,
+        messages_folded: report.messagesFolded,
+        summaries: report.summaries,
+        redactions: report.redactions,
+        exact_memories: report.exactMemories,
+        threads: report.threads,
+        seconds: Number(report.elapsedSeconds.toFixed(2)),
+        messages_per_second: Math.round(report.throughputPerSecond),
+        committed_p50_ms: report.latencyMs.p50,
+        committed_p99_ms: report.latencyMs.p99,
+      },
     };
   } finally {
     await runtime.close();
@@ -779,6 +795,8 @@ try {
      * flushes that finish after the window), `counting_thread` being the counting thread's share.
      */
     cpu_per_message: cpu,
+    /** (g)'s replay into the compiled worker: what runReplay reported (src/replay/replay.ts). */
+    worker_memory_replay: rss.replay,
     /** With --profile: shares of the main thread's time in an extra (b) round (profileShares). */
     ...(profiled ? { main_thread_profile: profiled } : {}),
   };
