@@ -52,8 +52,9 @@ export const DEFAULT_APPEND_BATCH_MAX_BYTES = 1024 * 1024;
 
 /**
  * Default `MEMQ_BACKPRESSURE_HIGH_WATER`: 10 000 messages of append and write jobs not yet started,
- * every project. At the single-message append rates measured on the reference machine (610-1,301
- * messages/s, docs/benchmarks.md rows (b) and (b')) that is 8-16 s of work waiting, which keeps
+ * every project. At the single-message append rates measured on the reference machine (630-1,813
+ * messages/s, docs/benchmarks.md, "Side by side: npm run bench", row (b)) that is 6-16 s of work
+ * waiting, which keeps
  * enqueue -> committed latency bounded while a burst is absorbed.
  */
 export const DEFAULT_HIGH_WATER_MESSAGES = 10_000;

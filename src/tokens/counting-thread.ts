@@ -42,7 +42,7 @@ export interface CountingThread {
 
 /**
  * How long the counting thread may sit idle before it is stopped, ms: it holds its own V8 isolate
- * and the process's only encoders (~75 MB RSS with o200k_base, docs/benchmarks.md), which an
+ * and the process's only encoders (~97 MB RSS with o200k_base, docs/benchmarks.md), which an
  * idle worker should not keep.
  */
 export const COUNTING_THREAD_IDLE_MS = 60_000;
