@@ -14,7 +14,9 @@
  * isolate's heap can be told from the rest (the counting thread's isolate, native memory, code).
  * Idle = the median RSS of the 5 s before the replay (the worker has been up 5 s by then); peak
  * = the highest sample from the replay's start to 5 s after it exits; after = the median of the
- * last second of a further 10 s. `node dist/src/main.js replay --no-workers` runs with the same
+ * last second of a further 10 s. Worker CPU = its user + system time (all threads,
+ * /proc/<pid>/stat) from the replay's start to 5 s after it exits.
+ * `node dist/src/main.js replay --no-workers` runs with the same
  * `REDIS_URL`, `MEMQ_KEY_PREFIX` and `MEMQ_QUEUE_PREFIX`, and the rest of this environment.
  *
  * Diagnostics (each changes what it measures a little):
@@ -86,6 +88,14 @@ function rssOf(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** CPU time `pid` has used so far (all its threads, user + system), seconds. */
+function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command (in parentheses): state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** The worker's own `process.memoryUsage()` line, written by the preload. */
@@ -263,6 +273,7 @@ interface RunResult {
   peak_external_mib: number;
   peak_non_heap_mib: number;
   replay_seconds: number;
+  worker_cpu_seconds: number;
   replay_exit: number | null;
 }
 
@@ -328,6 +339,7 @@ async function run(index: number): Promise<RunResult> {
     if (snapDir) snaps.push(await snapshot(worker, snapDir, 'idle'));
     const idleRss = median(samples.filter((s) => s.t >= idleFrom).map((s) => s.rss));
     const replayStart = Date.now();
+    const cpuBefore = cpuSecondsOf(worker.pid!);
     const replay = spawn(
       process.execPath,
       [MAIN, 'replay', '--no-workers', ...(values.limit ? ['--limit', values.limit] : [])],
@@ -349,6 +361,7 @@ async function run(index: number): Promise<RunResult> {
     if (peakSnap) snaps.push(await peakSnap);
     const replayEnd = Date.now();
     await sleep(5000);
+    const workerCpu = cpuSecondsOf(worker.pid!) - cpuBefore;
     if (values.smaps) printSmaps(worker.pid!);
     const peakRss = Math.max(...samples.filter((s) => s.t >= replayStart).map((s) => s.rss));
     await sleep(5000);
@@ -368,10 +381,11 @@ async function run(index: number): Promise<RunResult> {
       peak_external_mib: Math.round(Math.max(...during.map((u) => u.external)) / MiB),
       peak_non_heap_mib: Math.round(Math.max(...during.map((u) => u.rss - u.heapTotal)) / MiB),
       replay_seconds: Math.round(replaySeconds * 10) / 10,
+      worker_cpu_seconds: Math.round(workerCpu * 10) / 10,
       replay_exit: code,
     };
     console.log(
-      `run ${index + 1}: idle ${result.idle_rss_mib} MiB, peak ${result.peak_rss_mib} MiB, 10 s after ${result.after_rss_mib} MiB; main heap used idle ${result.idle_heap_used_mib} / peak ${result.peak_heap_used_mib} MiB, external peak ${result.peak_external_mib} MiB, rss - heapTotal peak ${result.peak_non_heap_mib} MiB; replay ${result.replay_seconds} s, exit ${code}`,
+      `run ${index + 1}: idle ${result.idle_rss_mib} MiB, peak ${result.peak_rss_mib} MiB, 10 s after ${result.after_rss_mib} MiB; main heap used idle ${result.idle_heap_used_mib} / peak ${result.peak_heap_used_mib} MiB, external peak ${result.peak_external_mib} MiB, rss - heapTotal peak ${result.peak_non_heap_mib} MiB; replay ${result.replay_seconds} s (worker CPU ${result.worker_cpu_seconds} s), exit ${code}`,
     );
     if (code !== 0) console.log(replayOut.slice(-2000));
     if (values.timeline) {

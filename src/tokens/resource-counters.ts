@@ -100,6 +100,32 @@ export interface TokenCounters {
   close(): Promise<void>;
 }
 
+/**
+ * Most characters sent to the counting thread in one request (2^22, 4 Mi): a larger batch goes
+ * in several, one after the other, so the copy of a batch (on both sides of the hand-off) and
+ * the thread's share of it stay bounded whatever the messages' sizes. A single longer text
+ * (messages are capped at 4 Mi characters) is a request of its own.
+ */
+export const THREAD_REQUEST_CHARS = 2 ** 22;
+
+/** `texts` in consecutive runs of at most {@link THREAD_REQUEST_CHARS} characters (or one text). */
+function threadRequests(texts: readonly string[]): string[][] {
+  const requests: string[][] = [];
+  let current: string[] = [];
+  let chars = 0;
+  for (const text of texts) {
+    if (current.length > 0 && chars + text.length > THREAD_REQUEST_CHARS) {
+      requests.push(current);
+      current = [];
+      chars = 0;
+    }
+    current.push(text);
+    chars += text.length;
+  }
+  if (current.length > 0) requests.push(current);
+  return requests;
+}
+
 /** How a batch of texts gets counted: the thread, or the main thread's encoder. */
 interface TextCounting {
   /** Tokens of each text, in order (no cache). Rejects only when `signal` aborts. */
@@ -303,12 +329,17 @@ export function createTokenCounters(options: TokenCountersOptions): TokenCounter
     }
     return {
       async count(texts, signal) {
-        try {
-          return await thread.count(encoding, texts);
-        } catch (error) {
-          threadFailure(encoding, error);
-          return onMain(texts, signal);
+        const counts: number[] = [];
+        for (const request of threadRequests(texts)) {
+          try {
+            counts.push(...(await thread.count(encoding, request)));
+          } catch (error) {
+            threadFailure(encoding, error);
+            counts.push(...(await onMain(request, signal)));
+          }
+          signal?.throwIfAborted();
         }
+        return counts;
       },
       countSync(texts) {
         try {

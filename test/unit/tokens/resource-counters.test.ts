@@ -1,6 +1,9 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createTokenCounters } from '../../../src/tokens/resource-counters.js';
+import {
+  createTokenCounters,
+  THREAD_REQUEST_CHARS,
+} from '../../../src/tokens/resource-counters.js';
 import { createMemoryRegistry } from '../../../src/config/load-memories.js';
 import { createTokenCounter } from '../../../src/tokens/counter.js';
 import { createMetrics } from '../../../src/metrics/metrics.js';
@@ -162,4 +165,29 @@ describe('token counters of a worker process', () => {
       await counters.close();
     }
   }, 60_000);
+
+  it('counts a batch larger than one thread request in several, in order', async () => {
+    const resource = testResource();
+    const counters = createTokenCounters({
+      registry: createMemoryRegistry([resource]),
+      metrics: createMetrics(),
+      log: pino({ level: 'silent' }),
+    });
+    // 3 x 1.5 Mi characters: more than THREAD_REQUEST_CHARS (4 Mi), so two requests.
+    const size = 1.5 * 2 ** 20;
+    const messages: CountableMessage[] = ['parcel ', 'depot 12 ', 'Monday, '].map((word) => ({
+      role: 'user',
+      content: word.repeat(Math.ceil(size / word.length)),
+    }));
+    expect(messages.reduce((n, m) => n + (m.content as string).length, 0)).toBeGreaterThan(
+      THREAD_REQUEST_CHARS,
+    );
+    try {
+      const results = await (await counters.counterFor(resource)).countMessages(messages);
+      const oracle = await createTokenCounter('o200k_base');
+      expect(results.map((r) => r.tokens)).toEqual(messages.map((m) => oracle.countMessage(m)));
+    } finally {
+      await counters.close();
+    }
+  }, 120_000);
 });
