@@ -6,8 +6,8 @@
  *   npm run build && npx tsx bench/worker-memory.ts   # one run
  *   npx tsx bench/worker-memory.ts --runs 3            # three, each with a fresh Redis and worker
  *
- * Each run starts a private redis-server on a free loopback port (`--save '' --appendonly no`,
- * shut down and its directory removed afterwards), then `node dist/src/main.js work` (compiled:
+ * Each run starts a private redis-server (`startBenchRedis`, bench/harness.ts: a free loopback
+ * port, AOF everysec as `npm start`; stopped and its directory removed afterwards), then `node dist/src/main.js work` (compiled:
  * `npm run build` first; log level warn) and waits for its start line. The worker's RSS
  * (`VmRSS`, /proc/<pid>/status) is sampled every 100 ms throughout; a preload (`--import`, a
  * temporary file) has the worker append its own `process.memoryUsage()` every 100 ms, so the main
@@ -36,7 +36,7 @@
  *
  * Prints one line per run and a JSON summary; exits 1 when a replay fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import {
   createReadStream,
   mkdirSync,
@@ -51,7 +51,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from '../src/runtime/embedded-redis.js';
+import { startBenchRedis } from './harness.js';
 
 const { values } = parseArgs({
   options: {
@@ -138,38 +138,6 @@ if (profile) {
   }, Number(process.env.MEMQ_BENCH_ALLOC_MS ?? 45000)).unref();
 }
 `;
-
-async function startRedis(dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const server = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-    ],
-    { stdio: 'ignore' },
-  );
-  for (let i = 0; i < 100; i++) {
-    const ping = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
-    if (ping.stdout.trim() === 'PONG') break;
-    await sleep(50);
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop() {
-      spawnSync('redis-cli', ['-p', String(port), 'shutdown', 'nosave']);
-      if (server.exitCode === null) await new Promise((r) => server.once('exit', r));
-    },
-  };
-}
 
 /** Self size per constructor (`node` name of type object/closure/...) of a heap snapshot. */
 async function summarize(file: string): Promise<Map<string, { count: number; size: number }>> {
@@ -282,7 +250,7 @@ async function run(index: number): Promise<RunResult> {
   const probeFile = join(dir, 'probe.mjs');
   writeFileSync(probeFile, PROBE);
   const usageFile = join(dir, 'usage.jsonl');
-  const redis = await startRedis(dir);
+  const redis = await startBenchRedis(`worker-memory-${index}`);
   const prefix = `wm${index}`;
   const env = {
     ...process.env,

@@ -4,7 +4,7 @@
  * composition root (src/runtime/compose.ts), which also closes them (docs/architecture.md,
  * "Lifecycle").
  */
-import { Worker } from 'bullmq';
+import { Worker, type Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { MemoryRegistry } from '../src/config/load-memories.js';
 import type { MemoryResource } from '../src/core/memory-resource.js';
@@ -18,7 +18,7 @@ import type { MemoryStore } from '../src/store/memory-store.js';
 import type { TokenCounters } from '../src/tokens/resource-counters.js';
 import type { MemoryQueues } from '../queues/memory-queues.js';
 import { QUEUES } from '../queues/names.js';
-import { createAppendProcessor } from './append.js';
+import { createAppendProcessor, type AppendProcessorDeps } from './append.js';
 import { createCleanupProcessor } from './cleanup.js';
 import { createFlushProcessor } from './flush.js';
 import { createMaintenanceProcessor } from './maintenance.js';
@@ -131,6 +131,20 @@ export interface Workers {
   close(force?: boolean): Promise<void>;
 }
 
+/**
+ * The append processor's erasure dependencies: `scrubJob` is `MaintenanceStore.scrubJobKeys` on
+ * the one job hash, `jobKey` the hash's key in `appendQueue` (`<prefix>:memory-append:<id>`).
+ */
+export function appendErasureDeps(
+  maintenance: MaintenanceStore,
+  appendQueue: Queue,
+): Pick<AppendProcessorDeps, 'scrubJob' | 'jobKey'> {
+  return {
+    scrubJob: (ref, erasedAtMs, jobKey) => maintenance.scrubJobKeys(ref, erasedAtMs, [jobKey]),
+    jobKey: (jobId) => appendQueue.toKey(jobId),
+  };
+}
+
 /** Starts one BullMQ worker per queue over `deps`' processors. Nothing else is created. */
 export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Workers {
   const { connection, queues, store, registry, locks, counters, log, metrics } = deps;
@@ -150,9 +164,7 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
         store,
         registry,
         enqueueTokenCount,
-        scrubJob: (ref, erasedAtMs, jobKey) =>
-          deps.maintenance.scrubJobKeys(ref, erasedAtMs, [jobKey]),
-        jobKey: (jobId) => queues.append.toKey(jobId),
+        ...appendErasureDeps(deps.maintenance, queues.append),
         log,
         metrics,
       }),

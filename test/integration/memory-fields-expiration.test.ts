@@ -8,6 +8,7 @@ import { memoryKeys, type MemoryRef } from '../../src/redis/keys.js';
 import { createMaintenanceStore } from '../../src/store/maintenance-store.js';
 import { createMemoryStore, type MemoryStore } from '../../src/store/memory-store.js';
 import { createAppendProcessor } from '../../processors/append.js';
+import { appendErasureDeps } from '../../processors/workers.js';
 import { JOBS, QUEUES } from '../../queues/names.js';
 import { eventually, quietLog } from '../helpers/pipeline.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
@@ -212,13 +213,10 @@ describe('expiration through the append processor', () => {
         store,
         registry,
         enqueueTokenCount: async () => {},
-        scrubJob: (ref, erasedAtMs, jobKey) =>
-          createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }).scrubJobKeys(
-            ref,
-            erasedAtMs,
-            [jobKey],
-          ),
-        jobKey: (jobId) => queue.toKey(jobId),
+        ...appendErasureDeps(
+          createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
+          queue,
+        ),
         log: quietLog,
         metrics: createMetrics(),
       }),

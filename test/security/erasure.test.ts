@@ -3,6 +3,7 @@ import request, { type Test } from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createAppendProcessor } from '../../processors/append.js';
 import { createCleanupProcessor } from '../../processors/cleanup.js';
+import { appendErasureDeps } from '../../processors/workers.js';
 import type { AppendJobResult } from '../../queues/job-contracts.js';
 import { JOBS, QUEUES } from '../../queues/names.js';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
@@ -94,13 +95,10 @@ describe('a delete or clear is final', () => {
       store: http.pipeline.store,
       registry,
       enqueueTokenCount: (ref) => http.pipeline.workers.queues.enqueueTokenCount(ref),
-      scrubJob: (ref, erasedAtMs, jobKey) =>
-        createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }).scrubJobKeys(
-          ref,
-          erasedAtMs,
-          [jobKey],
-        ),
-      jobKey: (jobId) => http.pipeline.workers.queues.append.toKey(jobId),
+      ...appendErasureDeps(
+        createMaintenanceStore({ redis: ns.redis, keyPrefix: ns.keyPrefix }),
+        http.pipeline.workers.queues.append,
+      ),
       log: quietLog,
       metrics: http.pipeline.metrics,
     });
