@@ -334,6 +334,28 @@ export const ENV_VARS = Object.freeze([
     doc: 'Redis Cluster seed nodes; memq then talks to the cluster (credentials from `REDIS_URL`), every memq key and BullMQ queue being single-slot (hash tags). Unset: one server',
   }),
   envVar({
+    name: 'REDIS_SENTINELS',
+    property: 'redisSentinels',
+    group: 'redis',
+    schema: z
+      .string()
+      .transform((text) => text.split(',').map((node) => node.trim()))
+      .pipe(z.array(z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/)))
+      .transform((nodes): readonly string[] => Object.freeze(nodes)),
+    default: undefined,
+    allowed: 'comma-separated host:port entries',
+    doc: "Redis Sentinel nodes (ioredis's Sentinel support): memq asks them for the primary of `REDIS_SENTINEL_NAME` and follows a failover; credentials and TLS of the data nodes from `REDIS_URL`. Unset: no Sentinel",
+  }),
+  envVar({
+    name: 'REDIS_SENTINEL_NAME',
+    property: 'redisSentinelName',
+    group: 'redis',
+    schema: z.string().regex(/^[A-Za-z0-9._\-]{1,128}$/),
+    default: undefined,
+    allowed: '1-128 letters, digits, dots, dashes or underscores',
+    doc: 'The Sentinel master group name (`sentinel monitor <name> ...`); required with `REDIS_SENTINELS`',
+  }),
+  envVar({
     name: 'MEMQ_KEY_PREFIX',
     property: 'keyPrefix',
     group: 'redis',
@@ -465,6 +487,24 @@ export const ENV_VARS = Object.freeze([
     default: String(DEFAULT_APPEND_BATCH_MAX_BYTES),
     allowed: 'an integer in 1024-67108864 (bytes)',
     doc: 'Group commit: most bytes of messages (JSON) one append job carries; a larger append goes alone',
+  }),
+  envVar({
+    name: 'MEMQ_WAIT_REPLICAS',
+    property: 'waitReplicas',
+    group: 'producer',
+    schema: integer(0, 16),
+    default: '0',
+    allowed: 'an integer in 0-16 (replicas; 0 = off)',
+    doc: 'Durability over latency: an append or write is acknowledged (202, receipt) only once this many replicas confirm the enqueued job (Redis `WAIT`), and a worker completes it only once they confirm the commit; unconfirmed: the call fails with 503 and the job retries. `0`: acknowledged by the primary alone (a failover may lose what its replicas had not copied)',
+  }),
+  envVar({
+    name: 'MEMQ_WAIT_REPLICAS_TIMEOUT_MS',
+    property: 'waitReplicasTimeoutMs',
+    group: 'producer',
+    schema: integer(1, 60_000),
+    default: '1000',
+    allowed: `an integer in 1-60000 (${MS})`,
+    doc: 'How long one `WAIT` for `MEMQ_WAIT_REPLICAS` replicas may take, milliseconds; fewer confirmations by then count as not confirmed',
   }),
   // Backpressure
   envVar({
@@ -646,9 +686,9 @@ export const ENV_VARS = Object.freeze([
     property: 'shutdownGraceMs',
     group: 'process',
     schema: integer(0, 3_600_000),
-    default: '30000',
+    default: '25000',
     allowed: `an integer in 0-3600000 (${MS})`,
-    doc: 'How long shutdown waits for each step (HTTP, workers, queues, Redis), milliseconds; a late step is logged and the next still runs',
+    doc: 'Shutdown deadline, milliseconds: after the first SIGTERM or SIGINT the process exits within this time whatever Redis does (HTTP, workers, queues, connections share it; what cannot finish is abandoned, and BullMQ takes unfinished jobs back through their locks). The default fits a 30 s termination grace',
   }),
   envVar({
     name: 'MEMQ_LOG_LEVEL',
@@ -670,7 +710,7 @@ type Flatten<T> = { [K in keyof T]: T[K] } & {};
 /**
  * Resolved environment configuration (frozen), derived from {@link ENV_VARS}: one read-only
  * property per variable, typed by its schema's output; optional when the variable has no default
- * (`redisUrl`, `redisClusterNodes`, `apiKeys`, `apiKeysFile`, `boardPassword`). What a property
+ * (`redisUrl`, `redisClusterNodes`, `redisSentinels`, `redisSentinelName`, `apiKeys`, `apiKeysFile`, `boardPassword`). What a property
  * means, its unit, range and default: the `doc`, `allowed` and `default` of the entry whose
  * `property` it is (rendered in docs/configuration.md, "Environment variables").
  */
@@ -706,6 +746,26 @@ const ENV_RULES: readonly EnvRule[] = [
         ? {
             message: `expected at least ${RATE_LIMIT_MIN_MESSAGES} while MEMQ_RATE_LIMIT_MESSAGES_PER_SECOND (${perSecond}) is below it (a write carries up to ${RATE_LIMIT_MIN_MESSAGES} messages; 0 per second turns the limit off)`,
             got: String(burst),
+          }
+        : undefined,
+  },
+  {
+    variable: 'REDIS_SENTINEL_NAME',
+    check: ({ redisSentinels: sentinels, redisSentinelName: name }) =>
+      (sentinels !== undefined) !== (name !== undefined)
+        ? {
+            message: 'expected REDIS_SENTINELS and REDIS_SENTINEL_NAME together',
+            got: name === undefined ? 'unset' : JSON.stringify(name),
+          }
+        : undefined,
+  },
+  {
+    variable: 'REDIS_SENTINELS',
+    check: ({ redisSentinels: sentinels, redisClusterNodes: cluster }) =>
+      sentinels !== undefined && cluster !== undefined
+        ? {
+            message: 'expected either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both',
+            got: sentinels.join(','),
           }
         : undefined,
   },

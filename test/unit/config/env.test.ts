@@ -26,6 +26,8 @@ describe('loadEnvConfig', () => {
     expect(loadEnvConfig({})).toEqual({
       appendBatchMaxMessages: 256,
       appendBatchMaxBytes: 1_048_576,
+      waitReplicas: 0,
+      waitReplicasTimeoutMs: 1000,
       memoriesDir: 'memories',
       port: 3000,
       host: '127.0.0.1',
@@ -40,7 +42,7 @@ describe('loadEnvConfig', () => {
       backpressureProjectHighWaterMessages: 2_500,
       backpressureMaxBytes: 1_073_741_824,
       backpressureProjectMaxBytes: 268_435_456,
-      shutdownGraceMs: 30_000,
+      shutdownGraceMs: 25_000,
       maintenanceIntervalMs: 300_000,
       idempotencyWindowMs: 86_400_000,
       jobLockMs: 30_000,
@@ -131,6 +133,29 @@ describe('loadEnvConfig', () => {
     expect(() => loadEnvConfig({ REDIS_CLUSTER_NODES: 'redis-a,redis-b:7001' })).toThrow(
       'REDIS_CLUSTER_NODES: expected comma-separated host:port entries',
     );
+  });
+
+  it('reads REDIS_SENTINELS with REDIS_SENTINEL_NAME, and refuses one without the other or with a cluster', () => {
+    const env = loadEnvConfig({
+      REDIS_SENTINELS: '10.0.0.1:26379, sentinel-b:26380',
+      REDIS_SENTINEL_NAME: 'memq-primary',
+    });
+    expect(env.redisSentinels).toEqual(['10.0.0.1:26379', 'sentinel-b:26380']);
+    expect(env.redisSentinelName).toBe('memq-primary');
+    expect(() => loadEnvConfig({ REDIS_SENTINELS: '10.0.0.1:26379' })).toThrow(
+      'REDIS_SENTINEL_NAME: expected REDIS_SENTINELS and REDIS_SENTINEL_NAME together, got unset',
+    );
+    expect(() => loadEnvConfig({ REDIS_SENTINEL_NAME: 'memq-primary' })).toThrow(
+      'REDIS_SENTINEL_NAME: expected REDIS_SENTINELS and REDIS_SENTINEL_NAME together',
+    );
+    expect(() =>
+      loadEnvConfig({
+        REDIS_SENTINELS: '10.0.0.1:26379',
+        REDIS_SENTINEL_NAME: 'memq-primary',
+        REDIS_CLUSTER_NODES: '10.0.0.1:7000',
+      }),
+    ).toThrow('REDIS_SENTINELS: expected either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both');
+    expect(() => loadEnvConfig({ MEMQ_WAIT_REPLICAS: '17' })).toThrow('MEMQ_WAIT_REPLICAS');
   });
 
   it('listens on loopback unless HOST says otherwise; takes IPv6 and host names', () => {
@@ -394,6 +419,8 @@ describe('loadEnvConfig', () => {
     expect(ENV_VARS.map((v) => v.name)).toEqual([
       'REDIS_URL',
       'REDIS_CLUSTER_NODES',
+      'REDIS_SENTINELS',
+      'REDIS_SENTINEL_NAME',
       'MEMQ_KEY_PREFIX',
       'MEMQ_QUEUE_PREFIX',
       'PORT',
@@ -408,6 +435,8 @@ describe('loadEnvConfig', () => {
       'MEMQ_BOARD_READ_ONLY',
       'MEMQ_APPEND_BATCH_MAX',
       'MEMQ_APPEND_BATCH_MAX_BYTES',
+      'MEMQ_WAIT_REPLICAS',
+      'MEMQ_WAIT_REPLICAS_TIMEOUT_MS',
       'MEMQ_BACKPRESSURE_HIGH_WATER',
       'MEMQ_BACKPRESSURE_LOW_WATER',
       'MEMQ_BACKPRESSURE_POLICY',
