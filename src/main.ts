@@ -14,6 +14,7 @@ import { AppError } from './core/errors.js';
 import { loadEnvConfig, retiredEnvVariables } from './config/env.js';
 import type { ProcessMode } from './cli/run-command.js';
 import { createLogger } from './runtime/logger.js';
+import { reexecWithYoungGenerationCap } from './runtime/v8-heap.js';
 
 // Commands are imported when run: a `memq work` process need not hold the HTTP stack, the corpus
 // parser or the audit's tokenizer in memory (worker RSS, docs/benchmarks.md).
@@ -227,6 +228,9 @@ async function main(argv: string[]): Promise<number> {
       return 2;
   }
 }
+
+// start/serve/work of the compiled CLI re-execute once with a capped young generation (worker RSS).
+reexecWithYoungGenerationCap(process.argv[2], import.meta.url);
 
 main(process.argv.slice(2)).then(
   (code) => {
