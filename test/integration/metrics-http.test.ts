@@ -380,9 +380,9 @@ describe('route labels of a running memq serve', () => {
         415,
         'UNSUPPORTED_MEDIA_TYPE',
       );
-      // One key, three requests at once: over 1 request per second.
+      // One key, five requests at once: over 1 request per second.
       const limitedKey = keys.next().value!;
-      const limited = await Promise.all([1, 2, 3].map(() => post(append, hello, limitedKey)));
+      const limited = await Promise.all([1, 2, 3, 4, 5].map(() => post(append, hello, limitedKey)));
       const limitedCodes = await Promise.all(
         limited.filter((res) => res.status === 429).map(codeOfAnswer),
       );
@@ -411,15 +411,19 @@ describe('route labels of a running memq serve', () => {
       expect(posts.filter((s) => s.metric === 'memq_http_request_duration_seconds_count')).toEqual([
         { metric: 'memq_http_request_duration_seconds_count', method: 'POST', route },
       ]);
-      // The request log lines carry the same label.
-      const logged = memq
+      // The request log lines, and the 503's error line, carry the same label.
+      const lines = memq
         .stderr()
         .split('\n')
         .filter((line) => line.startsWith('{'))
         .map((line) => JSON.parse(line) as LogLine)
-        .filter((line) => line.msg === 'http request' && line.method === 'POST');
-      expect(logged.length).toBe(codes.length + 11);
+        .filter((line) => line.method === 'POST');
+      const logged = lines.filter((line) => line.msg === 'http request');
+      expect(logged.length).toBe(codes.length + 7 + limited.length + 1);
       expect(new Set(logged.map((line) => line.route))).toEqual(new Set([route]));
+      expect(lines.filter((line) => line.msg === 'request failed')).toEqual([
+        expect.objectContaining({ route, status: 503 }),
+      ]);
     } finally {
       await memq?.stop();
       await redis.destroy();
