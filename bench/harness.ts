@@ -232,10 +232,12 @@ export function buildDist(): void {
   if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
 }
 
-/** A running compiled `memq work` process. */
+/** A running compiled `memq work`, `serve` or `start` process. */
 export interface CompiledMemq {
   /** Its process id (for {@link rssOf}). */
   readonly pid: number;
+  /** `http://localhost:<port>` from its start line (`serve`, `start`); undefined for `work`. */
+  readonly base: string | undefined;
   /** What it printed on stderr so far. */
   stderr(): string;
   /** True while the process runs. */
@@ -245,13 +247,16 @@ export interface CompiledMemq {
 }
 
 /**
- * Spawns `node dist/src/main.js work` (build first: {@link buildDist}) with `env` (REDIS_URL,
- * REDIS_CLUSTER_NODES, MEMQ_KEY_PREFIX, MEMQ_QUEUE_PREFIX, ...) and resolves once it says "Ctrl-C
- * to stop" (its workers are ready).
+ * Spawns `node dist/src/main.js <command>` (build first: {@link buildDist}) with `env`
+ * (REDIS_URL, REDIS_CLUSTER_NODES, MEMQ_KEY_PREFIX, MEMQ_QUEUE_PREFIX, PORT, ...) and resolves
+ * once its start line says "Ctrl-C to stop" (its workers are ready, its HTTP server listens).
  * @throws Error with its stderr when it exits or is not ready within 30 s (it is killed).
  */
-export async function startCompiledWorker(env: NodeJS.ProcessEnv): Promise<CompiledMemq> {
-  const child = spawn(process.execPath, ['dist/src/main.js', 'work'], {
+export async function startCompiledMemq(
+  command: 'work' | 'serve' | 'start',
+  env: NodeJS.ProcessEnv,
+): Promise<CompiledMemq> {
+  const child = spawn(process.execPath, ['dist/src/main.js', command], {
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -264,11 +269,12 @@ export async function startCompiledWorker(env: NodeJS.ProcessEnv): Promise<Compi
   if (!stderr.includes('Ctrl-C to stop')) {
     child.kill('SIGKILL');
     await exited;
-    throw new Error(`memq work did not start:\n${stderr}`);
+    throw new Error(`memq ${command} did not start:\n${stderr}`);
   }
   let stopping: Promise<void> | undefined;
   return {
     pid: child.pid!,
+    base: /http:\/\/localhost:\d+/.exec(stderr)?.[0],
     stderr: () => stderr,
     alive: () => child.exitCode === null && child.signalCode === null,
     stop() {
@@ -280,3 +286,7 @@ export async function startCompiledWorker(env: NodeJS.ProcessEnv): Promise<Compi
     },
   };
 }
+
+/** {@link startCompiledMemq} of `memq work` (the append and token-count workers alone). */
+export const startCompiledWorker = (env: NodeJS.ProcessEnv): Promise<CompiledMemq> =>
+  startCompiledMemq('work', env);

@@ -158,9 +158,12 @@ function routeMatchers(router: Router, prefix: string): RouteMatcher[] {
 /**
  * The route label of a request path (docs/architecture.md, "Observability"): the pattern of the
  * route the path belongs to, e.g. `/v1/memories/:resource/:key/messages`, whatever answered it
- * (the route, or a 401, 413, 415 or 429 from a middleware before it), so that one route has one
- * label; {@link BOARD_PATH} for Bull Board; `unmatched` for anything else. Bounded: the patterns
- * are the app's own.
+ * (the route with any status, its errors included, such as a 429 `BACKPRESSURE` or a 503; or a
+ * 401, 413, 415 or 429 `RATE_LIMITED` from a middleware before it), so that one route has one
+ * label; {@link BOARD_PATH} for Bull Board; `unmatched` for anything else. Read from the full path
+ * before any router runs: `req.route.path` and `req.baseUrl` of a request whose error left the
+ * `/v1` router give `/memories/...` without the mount path. Bounded: the patterns are the app's
+ * own.
  */
 function routeLabel(matchers: readonly RouteMatcher[], path: string): string {
   const parts = path.replace(/\/$/, '').split('/').slice(1);

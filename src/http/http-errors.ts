@@ -269,10 +269,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
         {
           ...(typeof locals.requestId === 'string' ? { requestId: locals.requestId } : {}),
           method: req.method,
-          route:
-            typeof locals.route === 'string'
-              ? locals.route
-              : (req.route as { path?: string } | undefined)?.path,
+          // Only the app's label: `req.route.path` here would be the mounted router's pattern
+          // without its mount path (`/memories/...` for `/v1/memories/...`).
+          ...(typeof locals.route === 'string' ? { route: locals.route } : {}),
           status: mapped.status,
           // The name and the frames, not the message: an internal error's message can quote
           // input (JSON.parse does), and logs never carry message content.

@@ -124,7 +124,8 @@ export interface MemqMetrics {
   /**
    * `memq_http_requests_total{method,route,status}`: HTTP requests answered; `route` is the
    * route pattern (`/v1/memories/:resource/:key/messages`), never a path with ids, and the same
-   * for every answer of that route (its 2xx, and the 401, 413, 415 and 429 of the middlewares
+   * for every answer of that route whatever its status (its own 2xx and errors, e.g. 400, 404,
+   * 429 `BACKPRESSURE`, 503; and the 401, 413, 415 and 429 `RATE_LIMITED` of the middlewares
    * before it); `/admin/queues` for Bull Board, `unmatched` for any other path.
    */
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;

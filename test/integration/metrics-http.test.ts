@@ -1,7 +1,8 @@
 /**
  * What an operator reads of HTTP traffic: one `route` label per route on
- * `memq_http_requests_total` whatever answered (the route, or a middleware's 401/415/429), and an
- * `X-Request-Id` on every answer that its log lines carry too.
+ * `memq_http_requests_total` whatever answered (the route, or a middleware's 401/415/429), in the
+ * app and in a running `memq serve` under real backpressure, rate limits and a Redis outage, and
+ * an `X-Request-Id` on every answer that its log lines carry too.
  */
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
@@ -17,9 +18,11 @@ import type { TenantLimitSettings } from '../../src/http/rate-limit.js';
 import { createMetrics, type MemqMetrics } from '../../src/metrics/metrics.js';
 import { createRedis, type RedisConnection } from '../../src/redis/connection.js';
 import { createMemoryStore } from '../../src/store/memory-store.js';
+import { startMemqProcess, type MemqProcess } from '../helpers/cli.js';
 import { BOARD, KEYS, TEST_GRANTS } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+import { startTestRedisServer } from '../helpers/redis-server.js';
 
 const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
 const MESSAGES = '/v1/memories/agent-memory';
@@ -267,6 +270,163 @@ describe('HTTP route labels and request ids', () => {
       await app.client.close().catch(() => undefined);
       app = undefined;
       dead.disconnect();
+    }
+  });
+});
+
+/** Write keys of the `memq serve` test: the request rate is 1 per key per second, so one key per request. */
+const SERVE_KEYS = Array.from(
+  { length: 40 },
+  (_, i) => `route-label-key-${String(i).padStart(4, '0')}`,
+);
+/** A read-only key of the same project (its appends are 403). */
+const READ_KEY = 'route-label-read-key-0000';
+
+/** The `memq_http_requests_total` and `memq_http_request_duration_seconds_count` samples of a `/metrics` text. */
+function scrapedSamples(text: string) {
+  const samples: { metric: string; method: string; route: string; status?: string }[] = [];
+  for (const line of text.split('\n')) {
+    const match =
+      /^(memq_http_requests_total|memq_http_request_duration_seconds_count)\{([^}]*)\} /.exec(line);
+    if (!match) continue;
+    const labels = Object.fromEntries(
+      [...match[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]),
+    );
+    samples.push({
+      metric: match[1]!,
+      method: labels.method!,
+      route: labels.route!,
+      ...(labels.status !== undefined ? { status: labels.status } : {}),
+    });
+  }
+  return samples;
+}
+
+describe('route labels of a running memq serve', () => {
+  it('gives every answer of the append route (202, 400, 401, 403, 404, 413, 415, 429 BACKPRESSURE and RATE_LIMITED, 503 with Redis away) the one /v1 label, in /metrics and in the log', async () => {
+    const redis = await startTestRedisServer('none');
+    let memq: MemqProcess | undefined;
+    try {
+      // No workers (serve): the backlog only grows, so the backpressure bound is reached for real.
+      memq = await startMemqProcess('serve', {
+        ...process.env,
+        REDIS_URL: redis.url,
+        PORT: '0',
+        MEMQ_LOG_LEVEL: 'info',
+        MEMQ_API_KEYS: [...SERVE_KEYS.map((k) => `${k}:labels`), `${READ_KEY}:labels:read`].join(
+          ',',
+        ),
+        MEMQ_BOARD_PASSWORD: 'route-label-board',
+        MEMQ_BACKPRESSURE_HIGH_WATER: '2',
+        MEMQ_BACKPRESSURE_LOW_WATER: '1',
+        MEMQ_RATE_LIMIT_REQUESTS_PER_SECOND: '1',
+        MEMQ_RATE_LIMIT_REQUESTS_BURST: '0',
+        MEMQ_MAX_BODY_BYTES: '1024',
+        MEMQ_MAX_MESSAGE_BYTES: '100',
+      });
+      const base = memq.base!;
+      const keys = SERVE_KEYS[Symbol.iterator]();
+      const post = (
+        path: string,
+        body: string,
+        key: string | undefined = keys.next().value,
+        type = 'application/json',
+      ) =>
+        fetch(`${base}${path}`, {
+          method: 'POST',
+          headers: { 'Content-Type': type, ...(key ? { Authorization: `Bearer ${key}` } : {}) },
+          body,
+        });
+      const append = '/v1/memories/agent-memory/labels-1/messages';
+      const hello = JSON.stringify(say('hello'));
+      const codeOfAnswer = async (res: Response) => ((await res.json()) as ErrorBody).error.code;
+
+      // 202s until the backlog is at the high-water mark, then 429 BACKPRESSURE (the producer
+      // reuses a backlog count for 250 ms, hence the pauses).
+      const codes: string[] = [];
+      for (let i = 0; i < 20 && !codes.includes('BACKPRESSURE'); i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 100));
+        const res = await post(append, hello);
+        codes.push(res.status === 202 ? '202' : await codeOfAnswer(res));
+      }
+      expect(codes[0]).toBe('202');
+      expect(codes.at(-1)).toBe('BACKPRESSURE');
+
+      const expectAnswer = async (res: Promise<Response>, status: number, code: string) => {
+        const answer = await res;
+        expect(answer.status).toBe(status);
+        expect(await codeOfAnswer(answer)).toBe(code);
+      };
+      await expectAnswer(post(append, '{"messages":"x"}'), 400, 'PAYLOAD_INVALID');
+      await expectAnswer(post(append, hello, ''), 401, 'UNAUTHENTICATED');
+      await expectAnswer(post(append, hello, READ_KEY), 403, 'FORBIDDEN');
+      await expectAnswer(
+        post('/v1/memories/undeclared/labels-1/messages', hello),
+        404,
+        'MEMORY_NOT_FOUND',
+      );
+      await expectAnswer(
+        post(append, JSON.stringify(say('x'.repeat(2000)))),
+        413,
+        'PAYLOAD_TOO_LARGE',
+      );
+      await expectAnswer(
+        post(append, JSON.stringify(say('x'.repeat(200)))),
+        413,
+        'PAYLOAD_TOO_LARGE',
+      );
+      await expectAnswer(
+        post(append, 'hello', undefined, 'text/plain'),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      );
+      // One key, five requests at once: over 1 request per second.
+      const limitedKey = keys.next().value!;
+      const limited = await Promise.all([1, 2, 3, 4, 5].map(() => post(append, hello, limitedKey)));
+      const limitedCodes = await Promise.all(
+        limited.filter((res) => res.status === 429).map(codeOfAnswer),
+      );
+      // The first may pass the rate and meet the full backlog; the later ones are over the rate.
+      expect(limitedCodes).toContain('RATE_LIMITED');
+
+      // Redis away: 503; back again: /metrics answers (its queue gauge reads Redis).
+      await redis.halt('SIGKILL');
+      // Past the producer's 250 ms backlog cache, so the append reads Redis.
+      await new Promise((r) => setTimeout(r, 300));
+      await expectAnswer(post(append, hello), 503, 'REDIS_UNAVAILABLE');
+      await redis.start();
+      let metricsText = '';
+      for (let i = 0; i < 100 && metricsText === ''; i++) {
+        const res = await fetch(`${base}/metrics`);
+        if (res.status === 200) metricsText = await res.text();
+        else await new Promise((r) => setTimeout(r, 100));
+      }
+
+      const route = '/v1/memories/:resource/:key/messages';
+      const posts = scrapedSamples(metricsText).filter((s) => s.method === 'POST');
+      expect(new Set(posts.map((s) => s.route))).toEqual(new Set([route]));
+      expect(
+        new Set(posts.filter((s) => s.metric === 'memq_http_requests_total').map((s) => s.status)),
+      ).toEqual(new Set(['202', '400', '401', '403', '404', '413', '415', '429', '503']));
+      expect(posts.filter((s) => s.metric === 'memq_http_request_duration_seconds_count')).toEqual([
+        { metric: 'memq_http_request_duration_seconds_count', method: 'POST', route },
+      ]);
+      // The request log lines, and the 503's error line, carry the same label.
+      const lines = memq
+        .stderr()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as LogLine)
+        .filter((line) => line.method === 'POST');
+      const logged = lines.filter((line) => line.msg === 'http request');
+      expect(logged.length).toBe(codes.length + 7 + limited.length + 1);
+      expect(new Set(logged.map((line) => line.route))).toEqual(new Set([route]));
+      expect(lines.filter((line) => line.msg === 'request failed')).toEqual([
+        expect.objectContaining({ route, status: 503 }),
+      ]);
+    } finally {
+      await memq?.stop();
+      await redis.destroy();
     }
   });
 });
