@@ -28,6 +28,23 @@ export const JOB_WAIT_BUCKETS = [
   0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
 ];
 
+/**
+ * Longest a scrape waits for the queue depths (`memq_queue_jobs`), ms: 1 000. Past it, or when the
+ * read fails, the scrape answers without that gauge and with `memq_redis_up 0`, well inside
+ * Prometheus's default 10 s scrape timeout.
+ */
+export const QUEUE_DEPTH_DEADLINE_MS = 1000;
+
+/** `promise`, or a rejection once `ms` have passed (the timer does not hold the process). */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** Source of queue depths for the `memq_queue_jobs` gauge, read at scrape time. */
 export type QueueDepthSource = () => Promise<
   ReadonlyArray<{ queue: string; state: string; jobs: number }>
@@ -177,6 +194,19 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
 
   let queueDepth: QueueDepthSource | undefined;
   let tokenCache: TokenCacheSource | undefined;
+  // One read of the queue depths per scrape, shared by the two gauges below: prom-client collects
+  // every metric of a scrape at once, so both ask within the same tick.
+  type DepthRead = Promise<Awaited<ReturnType<QueueDepthSource>> | undefined>;
+  let depthRead: DepthRead | undefined;
+  const readDepths = (source: QueueDepthSource): DepthRead => {
+    // Redis away must not fail the scrape: every other series would be lost with it.
+    depthRead ??= withDeadline(source(), QUEUE_DEPTH_DEADLINE_MS)
+      .catch(() => undefined)
+      .finally(() => {
+        depthRead = undefined;
+      });
+    return depthRead;
+  };
   new Gauge({
     name: `${METRIC_PREFIX}queue_jobs`,
     help: 'Jobs per queue and state (waiting, active, delayed, prioritized, failed), read at scrape time.',
@@ -185,7 +215,17 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
     async collect() {
       this.reset();
       if (!queueDepth) return;
-      for (const { queue, state, jobs } of await queueDepth()) this.set({ queue, state }, jobs);
+      for (const { queue, state, jobs } of (await readDepths(queueDepth)) ?? []) {
+        this.set({ queue, state }, jobs);
+      }
+    },
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}redis_up`,
+    help: `1 when this scrape read the queue depths from Redis, 0 when Redis failed or took over ${QUEUE_DEPTH_DEADLINE_MS} ms (memq_queue_jobs then has no series). Without a queue-depth source: 0.`,
+    registers: [registry],
+    async collect() {
+      this.set(queueDepth && (await readDepths(queueDepth)) !== undefined ? 1 : 0);
     },
   });
   // The cache keeps its own cumulative counts; each scrape adds what they grew by since the last

@@ -389,18 +389,27 @@ describe('route labels of a running memq serve', () => {
       // The first may pass the rate and meet the full backlog; the later ones are over the rate.
       expect(limitedCodes).toContain('RATE_LIMITED');
 
-      // Redis away: 503; back again: /metrics answers (its queue gauge reads Redis).
+      // Redis away: 503; /metrics still answers; back again: the queue gauge is back.
       await redis.halt('SIGKILL');
       // Past the producer's 250 ms backlog cache, so the append reads Redis.
       await new Promise((r) => setTimeout(r, 300));
       await expectAnswer(post(append, hello), 503, 'REDIS_UNAVAILABLE');
+      // A scrape still answers, without the queue gauge and saying Redis did not.
+      const away = await fetch(`${base}/metrics`);
+      expect(away.status).toBe(200);
+      const awayText = await away.text();
+      expect(awayText).toMatch(/^memq_redis_up 0$/m);
+      expect(awayText).not.toMatch(/^memq_queue_jobs\{/m);
+      expect(awayText).toMatch(/^memq_http_requests_total\{/m);
       await redis.start();
       let metricsText = '';
       for (let i = 0; i < 100 && metricsText === ''; i++) {
         const res = await fetch(`${base}/metrics`);
-        if (res.status === 200) metricsText = await res.text();
+        const text = res.status === 200 ? await res.text() : '';
+        if (/^memq_redis_up 1$/m.test(text)) metricsText = text;
         else await new Promise((r) => setTimeout(r, 100));
       }
+      expect(metricsText).toMatch(/^memq_queue_jobs\{/m);
 
       const route = '/v1/memories/:resource/:key/messages';
       const posts = scrapedSamples(metricsText).filter((s) => s.method === 'POST');
