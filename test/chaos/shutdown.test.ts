@@ -146,6 +146,24 @@ describe('shutdown while Redis is gone', () => {
     expect(memq.stderr()).not.toContain('Unhandled error event');
   });
 
+  it('a second SIGTERM during the drain exits at once with 130', async () => {
+    redis = await startTestRedisServer();
+    memq = await startMemqProcess('work', memqEnv(redis));
+    await redis.halt('SIGKILL');
+    await sleep(2_000);
+    const first = timedStop(memq);
+    await sleep(300);
+    const again = Date.now();
+    process.kill(memq.pid, 'SIGTERM');
+    const { code } = await first;
+    const ms = Date.now() - again;
+    console.log(`memq work, second SIGTERM: exited ${ms} ms after it (code ${code})`);
+    expect(code).toBe(130);
+    expect(ms).toBeLessThan(GRACE_MS / 2); // at once, not at the deadline
+    expect(memq.stderr()).toContain(`SIGTERM: draining (deadline ${GRACE_MS} ms)`);
+    expect(memq.stderr()).toContain('SIGTERM again: forcing exit');
+  });
+
   it('with Redis up, memq start stops cleanly (exit 0) long before the deadline', async () => {
     redis = await startTestRedisServer();
     memq = await startMemqProcess('start', memqEnv(redis));
