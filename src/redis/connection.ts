@@ -168,8 +168,8 @@ export async function closeRedis(client: RedisConnection): Promise<void> {
 /**
  * A new connection with `client`'s settings and `overrides` (e.g. `maxRetriesPerRequest: null`
  * for a blocking BullMQ reader); for a Cluster, the overrides apply to every node. It has an
- * `error` listener, and reports to the outage reporter `client` reports to (see
- * {@link watchConnection}), whether or not `client` came from {@link createRedis}.
+ * `error` listener whether or not `client` came from {@link createRedis}, and reports to the
+ * outage reporter of `client` when it has one (see {@link watchConnection}).
  */
 export function duplicateConnection(
   client: RedisConnection,

@@ -55,13 +55,13 @@ export interface Runtime {
   /** The HTTP server, when started with `http`. */
   readonly http: HttpServer | undefined;
   /**
-   * Stops everything within one deadline, `graceMs` (default `env.shutdownGraceMs`) from the
-   * call (`closeInOrder`,
-   * src/runtime/compose.ts): `/readyz` answers 503 at once, then the workers drain active jobs,
-   * the HTTP server closes, then the client, the queues and the Redis connections; what has not
-   * finished by its deadline is abandoned (BullMQ takes unfinished jobs back when their locks
-   * expire). Resolves with what happened; never rejects. Idempotent: later calls return the
-   * first call's promise. (A forced exit does not call this.)
+   * Stops everything within one deadline, `graceMs` ms from the call (default
+   * `env.shutdownGraceMs`; `closeInOrder`, src/runtime/compose.ts): `/readyz` answers 503 at
+   * once, then the workers drain active jobs, the HTTP server closes, then the client, the
+   * queues and the Redis connections; what has not finished by its deadline is abandoned (BullMQ
+   * takes unfinished jobs back when their locks expire). Resolves with what happened; never
+   * rejects. Idempotent: later calls return the first call's promise, whatever their `graceMs`.
+   * (A forced exit does not call this.)
    */
   close(graceMs?: number): Promise<ShutdownOutcome>;
 }
