@@ -11,6 +11,7 @@ import type { MemoryResource } from '../src/core/memory-resource.js';
 import type { Summarizer } from '../src/flush/summary.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
+import { isConnectionFailure } from '../src/redis/connection-failures.js';
 import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MaintenanceStore } from '../src/store/maintenance-store.js';
@@ -233,12 +234,15 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
     ),
   ];
   for (const worker of workers) {
-    worker.on('error', (err) =>
+    worker.on('error', (err) => {
+      // Redis being away is reported once per outage by the connections themselves
+      // (src/redis/redis-outage.ts), not once per worker, connection and reconnect attempt.
+      if (isConnectionFailure(err)) return;
       log.error(
         { queue: worker.name, err: { name: err.name, message: err.message } },
         'worker error',
-      ),
-    );
+      );
+    });
   }
 
   let closing: Promise<void> | undefined;

@@ -2,8 +2,9 @@
  * The `memq` command line. The only module that reads `process.env` and argv and installs signal
  * handlers (docs/architecture.md, "Lifecycle"). Every command takes `--help`.
  *
- * Exit codes: 0 success; 1 failure (configuration, Redis, a failed replay, an error); 2 usage
- * (unknown command or option); 130 forced exit after a second SIGINT/SIGTERM.
+ * Exit codes: 0 success; 1 failure (configuration, Redis, a failed replay, an error, a shutdown
+ * that abandoned work at its deadline); 2 usage (unknown command or option); 130 forced exit
+ * after a second SIGINT/SIGTERM.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -36,7 +37,8 @@ commands:
   help               this text
   --version, -v      the package version
 
-exit codes: 0 success, 1 failure, 2 usage error, 130 forced exit (second Ctrl-C)`;
+exit codes: 0 success, 1 failure (or a shutdown that abandoned work), 2 usage error, 130 forced
+exit (second Ctrl-C)`;
 
 const PROCESS_HELP: Record<ProcessMode, string> = {
   start: `usage: memq start
@@ -47,16 +49,17 @@ accept remote connections: /v1 API, /admin/queues Bull Board, /metrics, /healthz
 Redis: $REDIS_URL, else redis://127.0.0.1:6379 if it answers, else a private redis-server.
 API keys: $MEMQ_API_KEYS or $MEMQ_API_KEYS_FILE, else .memq/api-key (created once).
 Bull Board: $MEMQ_BOARD_USER / $MEMQ_BOARD_PASSWORD, else .memq/board-password (created once).
-The first SIGINT/SIGTERM drains (grace $MEMQ_SHUTDOWN_GRACE_MS per step); a second forces.
-exit codes: 0 stopped cleanly, 1 could not start, 130 forced`,
+The first SIGINT/SIGTERM drains: /readyz answers 503, the workers finish their jobs, then HTTP
+and Redis close, all within $MEMQ_SHUTDOWN_GRACE_MS (default 25000); a second forces.
+exit codes: 0 stopped cleanly, 1 could not start or abandoned work at the deadline, 130 forced`,
   serve: `usage: memq serve
 
 As memq start without workers or schedule: the HTTP server only (run memq work elsewhere).
-exit codes: 0 stopped cleanly, 1 could not start, 130 forced`,
+exit codes: 0 stopped cleanly, 1 could not start or abandoned work at the deadline, 130 forced`,
   work: `usage: memq work
 
 As memq start without the HTTP server: workers and the maintenance schedule only.
-exit codes: 0 stopped cleanly, 1 could not start, 130 forced`,
+exit codes: 0 stopped cleanly, 1 could not start or abandoned work at the deadline, 130 forced`,
 };
 
 const VALIDATE_HELP = `usage: memq validate [dir]
@@ -107,6 +110,12 @@ const out = (line: string) => process.stdout.write(line + '\n');
 const err = (line: string) => process.stderr.write(line + '\n');
 const wantsHelp = (args: string[]) => args.includes('--help') || args.includes('-h');
 
+/**
+ * Runs `memq start` / `serve` / `work` until a signal. The first SIGINT/SIGTERM stops it within
+ * `MEMQ_SHUTDOWN_GRACE_MS` (docs/operations.md, "Shutdown"): 0 when everything closed in time,
+ * 1 when something was abandoned at the deadline or failed to close; at the deadline the process
+ * exits whatever still runs. A second signal exits 130 at once.
+ */
 async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
   if (wantsHelp(rest)) {
     out(PROCESS_HELP[mode]);
@@ -129,15 +138,43 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
       : []),
   ];
   err(`memq ${mode}: ${parts.join('; ')}; Ctrl-C to stop`);
-  await new Promise<void>((resolve) => {
+  return new Promise<number>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals += 1;
       if (signals === 1) {
-        err(
-          `memq: ${signal}: draining (grace ${env.shutdownGraceMs} ms per step); send again to force`,
-        );
-        void running.stop().then(resolve);
+        const graceMs = env.shutdownGraceMs;
+        const started = Date.now();
+        err(`memq: ${signal}: draining (deadline ${graceMs} ms); send again to force`);
+        let code: number | undefined;
+        // The last resort: whatever still holds the event loop at the deadline (a socket, a
+        // timer of a library) does not hold the process. Unref'd: it never delays an exit.
+        setTimeout(() => {
+          const open = process
+            .getActiveResourcesInfo()
+            .filter((resource) => resource !== 'TTYWrap');
+          err(
+            `memq: shutdown deadline (${graceMs} ms) reached with ${open.join(', ') || 'nothing'} still open; exiting`,
+          );
+          process.exit(code ?? 1);
+        }, graceMs).unref();
+        void running.stop(Math.max(0, graceMs - exitReserveMs(graceMs))).then((outcome) => {
+          code = outcome.clean ? 0 : 1;
+          err(
+            outcome.clean
+              ? `memq: stopped cleanly in ${Date.now() - started} ms`
+              : `memq: shutdown incomplete after ${Date.now() - started} ms: ${[
+                  ...(outcome.abandoned.length > 0
+                    ? [`abandoned ${outcome.abandoned.join(', ')}`]
+                    : []),
+                  ...(outcome.failed.length > 0 ? [`failed ${outcome.failed.join(', ')}`] : []),
+                ].join('; ')} (unfinished jobs return to waiting when their locks expire); exit 1`,
+          );
+          // Abandoned work leaves sockets and timers of what was cut off: exit now rather than
+          // wait for them (a clean stop ends when the event loop is empty).
+          if (code !== 0) process.exit(code);
+          resolve(code);
+        });
       } else {
         err(`memq: ${signal} again: forcing exit`);
         void running.abandon().finally(() => process.exit(130));
@@ -146,7 +183,15 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
-  return 0;
+}
+
+/**
+ * The part of `MEMQ_SHUTDOWN_GRACE_MS` kept back from the runtime's shutdown for what comes after
+ * it -- stopping the private redis-server, if memq started one, and the exit -- ms: 500, or a
+ * tenth of the grace when that is less.
+ */
+function exitReserveMs(graceMs: number): number {
+  return Math.min(500, graceMs / 10);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -3,7 +3,7 @@ import type { EnvConfig } from '../config/env.js';
 import { loadMemoryResources } from '../config/load-memories.js';
 import { resolveProviderApiKeys } from '../providers/api-keys.js';
 import { resolveDefaultRedis } from '../runtime/embedded-redis.js';
-import { startRuntime, type Runtime } from '../runtime/runtime.js';
+import { startRuntime, type Runtime, type ShutdownOutcome } from '../runtime/runtime.js';
 import { resolveApiKeys, resolveBoardCredentials } from './credentials.js';
 import { configuredRedis, type RedisTarget } from './redis-target.js';
 
@@ -17,8 +17,12 @@ export type ProcessMode = 'start' | 'serve' | 'work';
 export interface RunningProcess {
   /** The started runtime (store, client, workers). */
   readonly runtime: Runtime;
-  /** Drains and stops the runtime, then the private Redis if memq started one. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Drains and stops the runtime within `graceMs` (default `MEMQ_SHUTDOWN_GRACE_MS`;
+   * `Runtime.close`), then the private Redis if memq started one; resolves with the runtime's
+   * outcome. Idempotent: later calls return the first call's promise.
+   */
+  stop(graceMs?: number): Promise<ShutdownOutcome>;
   /**
    * For a forced exit: stops only the private Redis (if any), so it does not outlive memq.
    * Active jobs are abandoned; BullMQ returns them to wait when their locks expire.
@@ -85,13 +89,14 @@ export async function runMemq(
     },
     'memq running',
   );
-  let stopping: Promise<void> | undefined;
+  let stopping: Promise<ShutdownOutcome> | undefined;
   return {
     runtime,
-    stop() {
+    stop(graceMs) {
       stopping ??= (async () => {
-        await runtime.close();
+        const outcome = await runtime.close(graceMs);
         await redis.embedded?.stop();
+        return outcome;
       })();
       return stopping;
     },

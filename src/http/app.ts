@@ -48,6 +48,12 @@ export interface HttpAppOptions {
   /** How long a `/readyz` answer is reused after its probe finished, ms. Default {@link READY_CACHE_MS}. */
   readonly readyCacheMs?: number;
   /**
+   * True once the process has begun to shut down: from then on `/readyz` answers 503
+   * `{"status":"draining"}` without probing, so load balancers stop sending while the server
+   * still answers (`/healthz` stays 200). Default: never.
+   */
+  readonly draining?: () => boolean;
+  /**
    * Per-tenant limits (request and message rates per API key, counted on `redis`; concurrent
    * waits and dry runs per project); absent = none (src/http/rate-limit.ts).
    */
@@ -269,9 +275,18 @@ export function createHttpApp(options: HttpAppOptions): Express {
     return probing;
   };
 
+  const draining = options.draining ?? (() => false);
   app.get('/readyz', async (_req, res) => {
-    const { ready, checks } = await readiness();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+    // Checked before and after the probe: one that was running when the shutdown began must
+    // not answer 200 after it.
+    if (!draining()) {
+      const { ready, checks } = await readiness();
+      if (!draining()) {
+        res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+        return;
+      }
+    }
+    res.status(503).json({ status: 'draining', checks: {} });
   });
 
   app.get('/metrics', async (_req, res) => {
@@ -334,6 +349,11 @@ export interface HttpServer {
   readonly host: string;
   /** Stops accepting connections and closes idle ones; resolves when all are closed. Idempotent. */
   close(): Promise<void>;
+  /**
+   * For a shutdown past its deadline: closes every connection at once, requests in progress
+   * included (their callers get no answer), so no socket keeps the process alive. Never throws.
+   */
+  abandon(): void;
 }
 
 /**
@@ -359,6 +379,9 @@ export async function listen(app: Express, port: number, host?: string): Promise
         server.closeIdleConnections();
       });
       return closing;
+    },
+    abandon() {
+      server.closeAllConnections();
     },
   };
 }

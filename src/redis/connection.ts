@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { disconnectNow, watchConnection, type RedisOutageReporter } from './redis-outage.js';
 
 /** A connection memq works with: one Redis server, or a Redis Cluster (every memq key is single-slot). */
 export type RedisConnection = Redis | Cluster;
@@ -31,6 +32,13 @@ export interface CreateRedisOptions {
    * error event" for each attempt); commands still reject with their own errors. Default: none.
    */
   readonly onError?: (error: Error) => void;
+  /**
+   * The process's outage reporter (src/redis/redis-outage.ts): this connection and every
+   * duplicate of it -- the ones {@link duplicateConnection} makes, and BullMQ's own worker and
+   * blocking connections, which BullMQ makes with the connection's `duplicate()` -- report their
+   * errors, readiness and end to it. Default: none (errors are still listened to, and dropped).
+   */
+  readonly outages?: RedisOutageReporter;
 }
 
 /** What {@link redisClientOptions} builds: the ioredis constructor arguments of a connection. */
@@ -101,7 +109,9 @@ export function redisClientOptions(
 
 /**
  * Creates an ioredis client for `role` with {@link redisClientOptions} and an `error` listener
- * (see {@link CreateRedisOptions.onError}). The caller closes it with {@link closeRedis}.
+ * (see {@link CreateRedisOptions.onError}); it and its duplicates report to
+ * {@link CreateRedisOptions.outages} (see {@link watchConnection}). The caller closes it with
+ * {@link closeRedis}.
  */
 export function createRedis(options: CreateRedisOptions & { clusterNodes?: undefined }): Redis;
 export function createRedis(options: CreateRedisOptions): RedisConnection;
@@ -120,6 +130,7 @@ export function createRedis(options: CreateRedisOptions): RedisConnection {
     reported = true;
     options.onError?.(error);
   });
+  watchConnection(client, options.outages);
   return client;
 }
 
@@ -151,20 +162,25 @@ export async function closeRedis(client: RedisConnection): Promise<void> {
       clearTimeout(timer);
     }
   }
-  client.disconnect();
+  disconnectNow(client);
 }
 
 /**
  * A new connection with `client`'s settings and `overrides` (e.g. `maxRetriesPerRequest: null`
- * for a blocking BullMQ reader); for a Cluster, the overrides apply to every node.
+ * for a blocking BullMQ reader); for a Cluster, the overrides apply to every node. It has an
+ * `error` listener whether or not `client` came from {@link createRedis}, and reports to the
+ * outage reporter of `client` when it has one (see {@link watchConnection}).
  */
 export function duplicateConnection(
   client: RedisConnection,
   overrides: RedisOptions,
 ): RedisConnection {
-  return client instanceof Cluster
-    ? client.duplicate(undefined, {
-        redisOptions: { ...client.options.redisOptions, ...overrides },
-      })
-    : client.duplicate(overrides);
+  const copy =
+    client instanceof Cluster
+      ? client.duplicate(undefined, {
+          redisOptions: { ...client.options.redisOptions, ...overrides },
+        })
+      : client.duplicate(overrides);
+  watchConnection(copy);
+  return copy;
 }

@@ -20,6 +20,11 @@ import { createMetrics, type MemqMetrics } from '../metrics/metrics.js';
 import { NO_PROVIDER_API_KEYS, type ProviderApiKeys } from '../providers/api-keys.js';
 import { createResourceSummarizers } from '../providers/summarizers.js';
 import { closeRedis, createRedis, type RedisConnection } from '../redis/connection.js';
+import {
+  abandonConnection,
+  abandonDuplicates,
+  createRedisOutageReporter,
+} from '../redis/redis-outage.js';
 import type { MemoryRef } from '../redis/keys.js';
 import { createLockService, type LockService } from '../redis/lock-service.js';
 import { createMaintenanceStore, type MaintenanceStore } from '../store/maintenance-store.js';
@@ -33,17 +38,55 @@ import { startWorkers, type Workers } from '../../processors/workers.js';
 
 /** Something the composition started; closed in the order {@link Composition.closables} lists. */
 export interface Closable {
-  /** Name of the shutdown step, for logs: `http`, `workers`, `client`, `queues`, `redis`. */
+  /** Name of the shutdown step, for logs: `workers`, `http`, `client`, `queues`, `redis`. */
   readonly name: string;
-  /** Stops it. Idempotent. */
+  /** Stops it, waiting for what it has in hand (active jobs, requests, replies). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Called once as the shutdown begins, before any step closes, on every step: announces the
+   * shutdown without stopping anything (the HTTP server's `/readyz` answers 503 from then on).
+   * Must not wait or throw.
+   */
+  drain?(): void;
+  /**
+   * Called when {@link close} did not finish by the step's deadline, or the deadline passed before
+   * its turn: stops what is left at once (sockets, reconnecting connections, the commands waiting
+   * on them) so nothing of it keeps the process alive. Must not wait or throw.
+   */
+  abandon?(): void;
+}
+
+/** What {@link closeInOrder} did. */
+export interface ShutdownOutcome {
+  /** True when every step closed in time and none failed. */
+  readonly clean: boolean;
+  /** Steps abandoned at their deadline (late, or not reached in time), in order. */
+  readonly abandoned: readonly string[];
+  /** Steps whose close threw (logged at error), in order. */
+  readonly failed: readonly string[];
+  /** From the call to the end of the last step or abandonment, ms. */
+  readonly elapsedMs: number;
 }
 
 /**
- * Closes `closables` one after another, in the order given (reverse start order for
- * {@link Composition.closables}), each under `graceMs`: a step that is late is logged at warn and
- * left running, a step that fails is logged at error, and the next step runs either way. Never
- * throws.
+ * Longest time {@link closeInOrder} holds back for each step after the current one, ms: 1 000,
+ * or an eighth of the budget per step when that is less. A step that hangs (a drain waiting on a
+ * Redis that is gone) stops at the overall deadline minus this reserve per later step, so the
+ * later steps -- quick when Redis answers (QUIT, bounded by `QUIT_TIMEOUT_MS`) -- still get to
+ * close cleanly; time a step does not use passes on to the next.
+ */
+export const STEP_RESERVE_MS = 1_000;
+
+/**
+ * Closes `closables` one after another, in the order given, all within one deadline `graceMs`
+ * from the call (docs/operations.md, "Shutdown"). First every step's `drain` is called. Step
+ * `i` of `n` may run until the deadline minus `min(STEP_RESERVE_MS, graceMs / (8 * n))` per step
+ * after it; a step still running then is logged at warn and abandoned, as is a step whose turn
+ * comes too late, and after the last step every abandoned step's `abandon` is called. A step
+ * that throws is logged at error; the next step runs either way. Ends with one line: `info`
+ * "<what> complete" when clean, else `warn` "<what> incomplete" naming the abandoned and failed
+ * steps. Never throws.
+ * @param graceMs The whole budget, ms (`MEMQ_SHUTDOWN_GRACE_MS`).
  * @param what Names the shutdown in the log lines, e.g. `shutdown` or `close`.
  */
 export async function closeInOrder(
@@ -51,21 +94,43 @@ export async function closeInOrder(
   graceMs: number,
   log: Logger,
   what = 'shutdown',
-): Promise<void> {
+): Promise<ShutdownOutcome> {
+  const started = Date.now();
+  const deadline = started + graceMs;
+  const reserveMs = Math.min(STEP_RESERVE_MS, graceMs / (8 * Math.max(1, closables.length)));
+  const abandoned: Closable[] = [];
+  const failed: string[] = [];
   for (const closable of closables) {
+    try {
+      closable.drain?.();
+    } catch {
+      // drain must not throw; a broken one does not stop the shutdown.
+    }
+  }
+  for (const [index, closable] of closables.entries()) {
+    const stepDeadline = deadline - reserveMs * (closables.length - 1 - index);
+    const budgetMs = stepDeadline - Date.now();
+    if (budgetMs <= 0) {
+      // Started all the same (what it stops at once, it stops), then abandoned with the rest.
+      closable.close().catch(() => undefined);
+      abandoned.push(closable);
+      continue;
+    }
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), graceMs);
+      timer = setTimeout(() => resolve('late'), budgetMs);
       timer.unref();
     });
     try {
       if ((await Promise.race([closable.close().then(() => 'done' as const), late])) === 'late') {
+        abandoned.push(closable);
         log.warn(
-          { step: closable.name, graceMs },
-          `${what} step exceeded its grace time; continuing`,
+          { step: closable.name, budget_ms: Math.round(budgetMs) },
+          `${what} step did not finish by its deadline; abandoning it`,
         );
       }
     } catch (error) {
+      failed.push(closable.name);
       log.error(
         { step: closable.name, err: error instanceof Error ? error.message : String(error) },
         `${what} step failed; continuing`,
@@ -74,6 +139,33 @@ export async function closeInOrder(
       clearTimeout(timer);
     }
   }
+  for (const closable of abandoned) {
+    try {
+      closable.abandon?.();
+    } catch {
+      // abandon must not throw; what it could not stop, the process exit does.
+    }
+  }
+  const outcome: ShutdownOutcome = {
+    clean: abandoned.length === 0 && failed.length === 0,
+    abandoned: abandoned.map((closable) => closable.name),
+    failed,
+    elapsedMs: Date.now() - started,
+  };
+  if (outcome.clean) {
+    log.info({ elapsed_ms: outcome.elapsedMs }, `${what} complete`);
+  } else {
+    log.warn(
+      {
+        abandoned: outcome.abandoned,
+        failed,
+        grace_ms: graceMs,
+        elapsed_ms: outcome.elapsedMs,
+      },
+      `${what} incomplete: abandoned what did not finish by the deadline (BullMQ takes unfinished jobs back when their locks expire)`,
+    );
+  }
+  return outcome;
 }
 
 /** Settings of the HTTP server (API, Bull Board, metrics, health) a process may start. */
@@ -192,6 +284,12 @@ export interface WorkerGraph {
    * summarizers' breakers and the lock service. Idempotent.
    */
   close(force?: boolean): Promise<void>;
+  /**
+   * For a shutdown past its deadline: disconnects the workers' own connections (BullMQ's
+   * duplicates of the worker connection) at once, so a close waiting on Redis unwinds, and
+   * closes the counters, breakers and lock service without waiting. Never throws.
+   */
+  abandon(): void;
 }
 
 /**
@@ -245,11 +343,13 @@ export async function composeWorkers(options: WorkerGraphOptions): Promise<Worke
       }
     },
   });
-  const closeHeld = async () => {
-    await counters.close();
-    summarizers.close();
-    await locks.close();
-  };
+  let heldClosing: Promise<void> | undefined;
+  const closeHeld = () =>
+    (heldClosing ??= (async () => {
+      await counters.close();
+      summarizers.close();
+      await locks.close();
+    })());
   try {
     await counters.ready;
   } catch (error) {
@@ -288,6 +388,10 @@ export async function composeWorkers(options: WorkerGraphOptions): Promise<Worke
         await closeHeld();
       })();
       return closing;
+    },
+    abandon() {
+      abandonDuplicates(connection);
+      closeHeld().catch(() => undefined);
     },
   };
 }
@@ -372,6 +476,21 @@ async function pingAll(
 }
 
 /**
+ * The shutdown order of `started` (reverse start order): the same, except that the HTTP server
+ * closes right after the workers have drained instead of before them, so that during the drain
+ * `/readyz` answers 503 (load balancers stop sending) and `/healthz` 200 on a server that still
+ * listens (docs/operations.md, "Shutdown").
+ */
+function shutdownOrder(started: readonly Closable[]): Closable[] {
+  const order = started.filter((closable) => closable.name !== 'http');
+  const http = started.find((closable) => closable.name === 'http');
+  if (!http) return order;
+  const workers = order.findIndex((closable) => closable.name === 'workers');
+  order.splice(workers + 1, 0, http);
+  return order;
+}
+
+/**
  * Builds and starts one memq process in start order (see the module comment). With
  * `workers: false` (a producer only) no schedule is set and no worker is built. If a step
  * fails, what was started is closed in reverse and the error is rethrown.
@@ -383,8 +502,18 @@ async function pingAll(
 export async function compose(options: ComposeOptions): Promise<Composition> {
   const { env, log, registry } = options;
   const started: Closable[] = [];
-  const begun = (name: string, close: () => Promise<unknown>) =>
-    started.unshift({ name, close: async () => void (await close()) });
+  const begun = (
+    name: string,
+    close: () => Promise<unknown>,
+    abandon?: () => void,
+    drain?: () => void,
+  ) =>
+    started.unshift({
+      name,
+      close: async () => void (await close()),
+      ...(abandon ? { abandon } : {}),
+      ...(drain ? { drain } : {}),
+    });
   try {
     let producer: RedisConnection;
     let worker: RedisConnection;
@@ -392,22 +521,19 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       const cluster = options.redis.clusterNodes
         ? { clusterNodes: options.redis.clusterNodes }
         : {};
-      const onError = (role: string) => (error: Error) =>
-        log.warn({ role, err: error.message }, 'Redis connection error; reconnecting');
-      producer = createRedis({
-        url: options.redis.url,
-        ...cluster,
-        role: 'producer',
-        onError: onError('producer'),
-      });
-      worker = createRedis({
-        url: options.redis.url,
-        ...cluster,
-        role: 'worker',
-        onError: onError('worker'),
-      });
+      // One reporter for every connection of the process, BullMQ's duplicates included: an
+      // outage is logged once, with reminders, and once when it is over.
+      const outages = createRedisOutageReporter({ log });
+      producer = createRedis({ url: options.redis.url, ...cluster, role: 'producer', outages });
+      worker = createRedis({ url: options.redis.url, ...cluster, role: 'worker', outages });
       const opened = [producer, worker];
-      begun('redis', () => Promise.all(opened.map((c) => closeRedis(c))));
+      begun(
+        'redis',
+        () => Promise.all(opened.map((c) => closeRedis(c))),
+        () => {
+          for (const connection of opened) abandonConnection(connection);
+        },
+      );
       await pingAll(options.redis, opened);
     } else {
       ({ producer, worker } = options.redis);
@@ -456,14 +582,20 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
         log,
       });
       workerGraph = graph;
-      begun('workers', () => graph.close());
+      begun(
+        'workers',
+        () => graph.close(),
+        () => graph.abandon(),
+      );
     }
 
     let http: HttpServer | undefined;
     if (options.http) {
       // Imported here: a workers-only process (memq work) never loads express and Bull Board.
       const { createHttpApp, listen } = await import('../http/app.js');
+      let draining = false;
       const app = createHttpApp({
+        draining: () => draining,
         client,
         queues,
         registry,
@@ -478,7 +610,14 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       });
       const server = await listen(app, options.http.port, options.http.host ?? env.host);
       http = server;
-      begun('http', () => server.close());
+      begun(
+        'http',
+        () => server.close(),
+        () => server.abandon(),
+        () => {
+          draining = true;
+        },
+      );
     }
 
     return {
@@ -489,7 +628,7 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       client,
       workerGraph,
       http,
-      closables: [...started],
+      closables: shutdownOrder(started),
     };
   } catch (error) {
     for (const step of started) {

@@ -103,7 +103,11 @@ export interface ConnectOptions {
    * Default `process.env`.
    */
   readonly env?: Readonly<Record<string, string | undefined>>;
-  /** How long `close()` waits for each step (workers draining, queues, connections), ms; default 30 000. */
+  /**
+   * The deadline of `close()`, ms from its call, shared by its steps (workers draining, client,
+   * queues, Redis connections): what has not finished by then is abandoned and `close()`
+   * resolves. Default 25 000 (as `MEMQ_SHUTDOWN_GRACE_MS`).
+   */
   readonly shutdownGraceMs?: number;
 }
 
@@ -111,8 +115,10 @@ export interface ConnectOptions {
 export interface Memq extends MemoryClient {
   /**
    * Stops in reverse start order -- workers (draining active jobs), client, queues, Redis
-   * connections -- each step under `shutdownGraceMs`; a failed or late step is logged and the next
-   * still runs. First of all, the `memq_*` metrics this connect registered on `metricsRegistry`
+   * connections -- all within one deadline, `shutdownGraceMs` from the call: a failed step is
+   * logged and the next still runs; what has not finished by its deadline is logged and
+   * abandoned (its connections disconnected at once; BullMQ takes unfinished jobs back when
+   * their locks expire), so `close()` resolves by the deadline. First of all, the `memq_*` metrics this connect registered on `metricsRegistry`
    * are removed from it (so it scrapes cleanly and can serve another `connect`). Idempotent:
    * later calls return the first call's promise.
    *

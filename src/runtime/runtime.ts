@@ -9,10 +9,10 @@ import type { MemoryStore } from '../store/memory-store.js';
 import type { MemoryClient } from '../../queues/memory-client.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
 import type { Workers } from '../../processors/workers.js';
-import { closeInOrder, compose, type HttpSettings } from './compose.js';
+import { closeInOrder, compose, type HttpSettings, type ShutdownOutcome } from './compose.js';
 
 // The runtime's option types and settings, for callers that import only this module.
-export { tenantLimitSettings, type HttpSettings } from './compose.js';
+export { tenantLimitSettings, type HttpSettings, type ShutdownOutcome } from './compose.js';
 
 /** Options of {@link startRuntime}. */
 export interface RuntimeOptions {
@@ -55,20 +55,22 @@ export interface Runtime {
   /** The HTTP server, when started with `http`. */
   readonly http: HttpServer | undefined;
   /**
-   * Stops in reverse start order -- HTTP, workers (drain active jobs), client, queues,
-   * connections -- each step under `shutdownGraceMs`; a failed or late step is logged and the
-   * next still runs. Idempotent: later calls return the first call's promise. (A forced exit
-   * does not call this: the process exits and BullMQ returns active jobs to wait when their
-   * locks expire.)
+   * Stops everything within one deadline, `graceMs` ms from the call (default
+   * `env.shutdownGraceMs`; `closeInOrder`, src/runtime/compose.ts): `/readyz` answers 503 at
+   * once, then the workers drain active jobs, the HTTP server closes, then the client, the
+   * queues and the Redis connections; what has not finished by its deadline is abandoned (BullMQ
+   * takes unfinished jobs back when their locks expire). Resolves with what happened; never
+   * rejects. Idempotent: later calls return the first call's promise, whatever their `graceMs`.
+   * (A forced exit does not call this.)
    */
-  close(): Promise<void>;
+  close(graceMs?: number): Promise<ShutdownOutcome>;
 }
 
 /**
  * Starts memq through the composition root ({@link compose}: Redis connections -> stores ->
  * metrics -> queues and client -> the maintenance schedule -> workers -> HTTP;
  * docs/architecture.md, "Lifecycle"). With `workers: false` (a producer only) no schedule is
- * set. Stops in reverse, each step under `env.shutdownGraceMs`.
+ * set. Stops within one deadline, `env.shutdownGraceMs` (see {@link Runtime.close}).
  * @throws what {@link compose} throws, after closing what it had started.
  */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
@@ -86,7 +88,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     ...(options.http ? { http: options.http } : {}),
   });
 
-  let closing: Promise<void> | undefined;
+  let closing: Promise<ShutdownOutcome> | undefined;
   return {
     store: graph.store,
     queues: graph.queues,
@@ -95,8 +97,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     producerConnection: graph.producerConnection,
     metrics: graph.metrics,
     http: graph.http,
-    close() {
-      closing ??= closeInOrder(graph.closables, env.shutdownGraceMs, log);
+    close(graceMs = env.shutdownGraceMs) {
+      closing ??= closeInOrder(graph.closables, graceMs, log);
       return closing;
     },
   };

@@ -105,8 +105,16 @@ describe('createRedis and closeRedis on an unreachable server', () => {
         [],
       );
 
-      // QUIT would wait for a connection that never comes; closeRedis disconnects instead.
+      // QUIT would wait for a connection that never comes; closeRedis disconnects instead, and
+      // the connection ends: a command waiting for it rejects (ioredis 6 alone leaves a
+      // connection disconnected while reconnecting with its commands pending for good).
+      const pending = worker.get('never').then(
+        () => 'resolved',
+        (error: Error) => error.message,
+      );
       await closeRedis(worker);
+      expect(await pending).toBe('Connection is closed.');
+      expect(worker.status).toBe('end');
       expect(await attemptsDuring(worker, 600)).toBe(0);
       await closeRedis(worker); // idempotent
     } finally {

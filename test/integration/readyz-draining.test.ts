@@ -1,0 +1,55 @@
+/**
+ * `/readyz` during a shutdown (docs/operations.md, "Shutdown"): from the moment the drain starts
+ * it answers 503 `draining` -- also a probe that was already running then -- while `/healthz`
+ * still answers 200, so a load balancer stops sending to a process that still serves.
+ */
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MemoryRegistry } from '../../src/config/load-memories.js';
+import { startHttp, type TestHttp } from '../helpers/http.js';
+import { shippedMemories } from '../helpers/memories.js';
+import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
+
+describe('/readyz while draining', () => {
+  let ns: RedisNamespace;
+  let registry: MemoryRegistry;
+  let http: TestHttp;
+  let draining = false;
+
+  beforeAll(async () => {
+    ns = createRedisNamespace();
+    registry = await shippedMemories();
+    http = await startHttp(ns, registry, { draining: () => draining, readyCacheMs: 0 });
+  });
+  afterAll(async () => {
+    await http.close();
+    await ns.cleanup();
+  });
+
+  it('answers 503 "draining" once the drain starts, a probe already running included; /healthz stays 200', async () => {
+    expect((await request(http.app).get('/readyz')).status).toBe(200);
+
+    // A probe whose canary waits (no worker takes it while the queue is paused) when the drain
+    // starts: its answer comes after, and says draining.
+    await http.pipeline.workers.queues.cleanup.pause();
+    try {
+      const running = request(http.app)
+        .get('/readyz')
+        .then((res) => res);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      draining = true;
+      const late = await running;
+      expect(late.status).toBe(503);
+      expect(late.body).toEqual({ status: 'draining', checks: {} });
+    } finally {
+      await http.pipeline.workers.queues.cleanup.resume();
+    }
+
+    const ready = await request(http.app).get('/readyz');
+    expect(ready.status).toBe(503);
+    expect((ready.body as { status: string }).status).toBe('draining');
+    const health = await request(http.app).get('/healthz');
+    expect(health.status).toBe(200);
+    expect((health.body as { status: string }).status).toBe('ok');
+  });
+});
