@@ -350,7 +350,7 @@ export const ENV_VARS = Object.freeze([
     name: 'REDIS_SENTINEL_NAME',
     property: 'redisSentinelName',
     group: 'redis',
-    schema: z.string().regex(/^[A-Za-z0-9._\-]{1,128}$/),
+    schema: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/),
     default: undefined,
     allowed: '1-128 letters, digits, dots, dashes or underscores',
     doc: 'The Sentinel master group name (`sentinel monitor <name> ...`); required with `REDIS_SENTINELS`',
