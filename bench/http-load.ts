@@ -1,5 +1,5 @@
 /**
- * `npm run bench:http`: HTTP load on one `memq start` process (docs/benchmarks.md, "HTTP load").
+ * `npm run bench:http`: HTTP load on one `memq start` process (docs/benchmarks.md, "HTTP load: npm run bench:http").
  *
  *   npm run bench:http                         # 32 connections for 20 s
  *   npm run bench:http -- --connections 64 --duration 30
