@@ -11,6 +11,11 @@ import type { MemoryResource } from '../src/core/memory-resource.js';
 import type { Summarizer } from '../src/flush/summary.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
+import {
+  checkReplicaConfirmation,
+  confirmReplicas,
+  type ReplicaConfirmation,
+} from '../src/redis/replicas.js';
 import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MaintenanceStore } from '../src/store/maintenance-store.js';
@@ -80,6 +85,13 @@ export interface WorkerSettings {
   /** Jobs run at once per queue in this process. */
   readonly concurrency: WorkerConcurrency;
   /**
+   * Replica confirmation (`MEMQ_WAIT_REPLICAS`): appends, writes, clears and deletes complete
+   * only once `WAIT` on {@link WorkerDeps.connection} (where the store commits) confirms this many
+   * replicas; too few fail the attempt with RedisUnavailableError (retried). Absent = off. Not
+   * on a Redis Cluster connection.
+   */
+  readonly waitReplicas?: ReplicaConfirmation;
+  /**
    * BullMQ job lock duration, ms (also the stalled-job check interval; `MEMQ_JOB_LOCK_MS`): a
    * job whose worker stops renewing its lock for this long is taken back and retried. Default
    * 30 000 (BullMQ's).
@@ -148,6 +160,14 @@ export function appendErasureDeps(
 /** Starts one BullMQ worker per queue over `deps`' processors. Nothing else is created. */
 export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Workers {
   const { connection, queues, store, registry, locks, counters, log, metrics } = deps;
+  const waitReplicas = settings.waitReplicas;
+  checkReplicaConfirmation(connection, waitReplicas);
+  const replicas = waitReplicas
+    ? {
+        confirmReplicas: async (what: string) =>
+          void (await confirmReplicas(connection, waitReplicas, what)),
+      }
+    : {};
   const enqueueTokenCount = (ref: MemoryRef) => queues.enqueueTokenCount(ref);
   const lockDuration = settings.lockDurationMs ?? 30_000;
   const common = {
@@ -165,6 +185,7 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
         registry,
         enqueueTokenCount,
         ...appendErasureDeps(deps.maintenance, queues.append),
+        ...replicas,
         log,
         metrics,
       }),
@@ -217,6 +238,7 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
         locks,
         enqueueTokenCount,
         scrubJobs: deps.scrubJobs,
+        ...replicas,
         log,
         metrics,
         maintenance: createMaintenanceProcessor({
