@@ -38,6 +38,17 @@ export interface TestSentinels {
    * @throws Error when that does not happen within `timeoutMs` (default 30 000).
    */
   waitForFailover(oldPort: number, timeoutMs?: number): Promise<number>;
+  /**
+   * Replication lag, as a network fault between the primary and its replicas would make it:
+   * every other data node is made unable to resynchronize (its `masteruser` set to a user the
+   * primary does not have, so its AUTH fails) and the primary at `primaryPort` closes its
+   * replica links (`CLIENT KILL TYPE replica`); from then on the primary's writes are on it
+   * alone. (A bare `CLIENT KILL` is not lag: a Redis 7 replica reconnects and resynchronizes in a
+   * few milliseconds.) `release` lets the replicas resynchronize again (with whichever primary
+   * they are pointed at then).
+   * @returns The replica links closed, and `release`.
+   */
+  holdReplication(primaryPort: number): Promise<{ links: number; release(): Promise<void> }>;
   /** Stops the sentinels and every data node, and removes their directories. */
   stop(): Promise<void>;
 }
@@ -176,6 +187,23 @@ export async function startTestSentinels(
         return role[0] === 'master';
       });
       return promoted;
+    },
+    async holdReplication(primaryPort) {
+      const others = nodes.filter((node) => node.port !== primaryPort && node.running());
+      const auth = (user: string, password: string) =>
+        Promise.all(
+          others.map((node) =>
+            ask(node.port, async (r) => {
+              await r.config('SET', 'masteruser', user);
+              await r.config('SET', 'masterauth', password);
+            }),
+          ),
+        );
+      await auth('memq-test-no-such-user', 'memq-test-lag');
+      const links = Number(
+        await ask(primaryPort, (r) => r.call('CLIENT', 'KILL', 'TYPE', 'replica')),
+      );
+      return { links, release: () => auth('', '').then(() => undefined) };
     },
     stop,
   };
