@@ -2,11 +2,11 @@
  * The cost of `MEMQ_WAIT_REPLICAS` (docs/reliability.md, "Failover"): single-message appends on a
  * primary with one replica, replica confirmation off (0) and on (1), in alternating rounds.
  *
- *   npx tsx bench/replicas.ts            # 6 rounds (3 per setting) of 3,000 messages
+ *   npx tsx bench/replicas.ts            # 10 rounds (5 per setting) of 3,000 messages (~1 min)
  *   npx tsx bench/replicas.ts --quick    # 4 rounds of 1,000
  *
  * Starts two private redis-servers on free loopback ports (AOF everysec, bench/harness.ts
- * `startBenchRedis`) and makes the second a replica of the first (`REPLICAOF`), then starts two
+ * `startBenchRedis`) and makes the second a replica of the first (`masterauth`, `REPLICAOF`), then starts two
  * pipelines (client + workers, bench/harness.ts `startBenchPipeline`, append concurrency 16, group
  * commit on) on the primary: one with `MEMQ_WAIT_REPLICAS=0`, one with `1` (timeout 1000 ms). In
  * each round (order off on, on off, ...) one pipeline takes N single-message
@@ -18,6 +18,7 @@
  *    event of the job that carries it;
  *  - acknowledged p50, ms: per message, the `append` call itself (enqueue, and with WAIT on the
  *    replica's confirmation).
+ * and the ratio on/off of appends/s per round pair (the two adjacent rounds), median (min-max).
  * Each round waits, untimed, for its token counts and flushes, so nothing spills into the next.
  * Prints a table and writes bench/results/replicas-latest.json.
  */
@@ -36,7 +37,7 @@ import {
 
 const quick = process.argv.includes('--quick');
 /** Rounds per setting. */
-const ROUNDS = quick ? 2 : 3;
+const ROUNDS = quick ? 2 : 5;
 /** Messages per round. */
 const N = quick ? 1_000 : 3_000;
 /** Concurrent callers, each awaiting its append's acknowledgement before the next. */
@@ -110,7 +111,10 @@ const replica = await startBenchRedis('replicas-replica');
 const pipelines: Partial<Record<'off' | 'on', BenchPipeline>> = {};
 try {
   const admin = replica.connect(true);
-  const port = Number(new URL(primary.url).port);
+  const primaryUrl = new URL(primary.url);
+  const port = Number(primaryUrl.port);
+  // The private servers have passwords (src/runtime/embedded-redis.ts): the replica needs the primary's.
+  await admin.config('SET', 'masterauth', decodeURIComponent(primaryUrl.password));
   await admin.replicaof('127.0.0.1', port);
   for (let i = 0; !(await admin.info('replication')).includes('master_link_status:up'); i++) {
     if (i > 200) throw new Error('the replica did not sync');
@@ -153,6 +157,10 @@ try {
       },
     ]),
   ) as unknown as Record<'off' | 'on', Record<string, ReturnType<typeof summarize>>>;
+  const ratio = summarize(
+    rounds.on.map((on, r) => on.appendsPerSecond / rounds.off[r]!.appendsPerSecond),
+    3,
+  );
   console.log(
     `MEMQ_WAIT_REPLICAS cost: ${N} single-message appends per round, ${CALLERS} callers, primary + 1 replica, median (min-max) of ${ROUNDS} rounds each`,
   );
@@ -163,10 +171,11 @@ try {
       `${setting === 'off' ? 'MEMQ_WAIT_REPLICAS=0' : 'MEMQ_WAIT_REPLICAS=1'}    ${formatSummary(f.appends_per_second!).padEnd(20)} ${formatSummary(f.committed_p50_ms!).padEnd(20)} ${formatSummary(f.ack_p50_ms!)}`,
     );
   }
+  console.log(`appends/s, WAIT on / off per round pair: ${formatSummary(ratio)}`);
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(
     'bench/results/replicas-latest.json',
-    `${JSON.stringify({ messages_per_round: N, callers: CALLERS, rounds_per_setting: ROUNDS, wait_timeout_ms: WAIT_TIMEOUT_MS, figures }, null, 2)}\n`,
+    `${JSON.stringify({ messages_per_round: N, callers: CALLERS, rounds_per_setting: ROUNDS, wait_timeout_ms: WAIT_TIMEOUT_MS, figures, appends_on_vs_off: ratio }, null, 2)}\n`,
   );
 } finally {
   await pipelines.on?.close();
