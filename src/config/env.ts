@@ -495,7 +495,7 @@ export const ENV_VARS = Object.freeze([
     schema: integer(0, 16),
     default: '0',
     allowed: 'an integer in 0-16 (replicas; 0 = off)',
-    doc: 'Durability over latency: an append, write, clear or delete is acknowledged (202, receipt) only once this many replicas confirm the enqueued job (Redis `WAIT` on the connection that added it), and a worker completes it only once they confirm the commit. Too few: the call fails with 503 (retryable; the job stays enqueued and may still commit, a retry with the same message ids is deduplicated) and the worker retries the job. `0`: acknowledged by the primary alone (a failover may lose what its replicas had not copied). Not with `REDIS_CLUSTER_NODES`',
+    doc: 'Durability over latency: an append, write, clear or delete is acknowledged (202, receipt) only once this many replicas confirm the enqueued job (Redis `WAIT` on the connection that added it), and a worker completes it only once they confirm the commit. Too few: the call fails with 503 (retryable; the job stays enqueued and may still commit, a retry with the same message ids is deduplicated) and the worker retries the job. Equal to the number of replicas, a failover loses nothing acknowledged; below it, Sentinel may promote a replica that had not confirmed. `0`: acknowledged by the primary alone (a failover may lose what its replicas had not copied). Not with `REDIS_CLUSTER_NODES`',
   }),
   envVar({
     name: 'MEMQ_WAIT_REPLICAS_TIMEOUT_MS',

@@ -1,16 +1,18 @@
 /**
  * Failover (docs/reliability.md, "Failover"): real e-mail threads replayed through memq on a
- * Redis Sentinel deployment -- a primary, two replicas and three sentinels, each a local process
- * (test/helpers/redis-sentinel.ts) -- while the primary is SIGKILLed; Sentinel promotes a
- * replica, the `memq work` processes and the in-process producer (all with `REDIS_SENTINELS`)
- * follow it, the replay goes on, and the independent audit then counts what is missing. The
- * replicas stop receiving the primary's writes {@link LAG_MS} before the kill (replication lag).
+ * Redis Sentinel deployment -- a primary, one replica and three sentinels, each a local process
+ * (test/helpers/redis-sentinel.ts) -- while the primary is SIGKILLed with its replica lagging
+ * ({@link LAG_MS}); Sentinel promotes the replica, the `memq work` processes and the in-process
+ * producer (all with `REDIS_SENTINELS`) follow it, the killed node comes back empty as the new
+ * primary's replica, the replay goes on, and the independent audit then counts what is missing.
  *
  * Replication is asynchronous: with `MEMQ_WAIT_REPLICAS=0` an append the primary acknowledged
  * but no replica had copied is lost, so that mode prints how many the audit finds missing (every
  * append the replay saw vanish with its job among them) and asserts only what a failover cannot
- * break. With `MEMQ_WAIT_REPLICAS=1` nothing acknowledged is missing.
- * Two replicas, so that after the promotion one is left to confirm the WAITs.
+ * break. With `MEMQ_WAIT_REPLICAS=1`, every replica there is, nothing acknowledged is missing.
+ * (With two replicas and `MEMQ_WAIT_REPLICAS=1`, Sentinel may promote the replica that had not
+ * confirmed a write: its choice of the most up-to-date replica is best effort; one of three such
+ * runs lost 1 of 1,200.)
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AuditViolation } from '../../src/replay/replay-audit.js';
@@ -58,7 +60,7 @@ describe('chaos: failover of the Redis primary (Sentinel)', () => {
     'MEMQ_WAIT_REPLICAS=%i: the primary is SIGKILLed mid-replay while its replicas lag, a replica is promoted, the replay goes on',
     async (waitReplicas) => {
       deployment = await startTestSentinels({
-        replicas: 2,
+        replicas: 1,
         downAfterMs: 1_000,
         failoverTimeoutMs: 3_000,
       });
@@ -85,7 +87,7 @@ describe('chaos: failover of the Redis primary (Sentinel)', () => {
         await replay.started;
         await sleep(between(3_000, 8_000));
         const held = await deployment.holdReplication(primaryPort);
-        expect(held.links).toBe(2);
+        expect(held.links).toBe(1);
         await sleep(LAG_MS);
         const killedAt = Date.now();
         await deployment.nodes.find((node) => node.port === primaryPort)!.halt('SIGKILL');
@@ -93,6 +95,9 @@ describe('chaos: failover of the Redis primary (Sentinel)', () => {
         const promoted = await deployment.waitForFailover(primaryPort);
         failoverMs = Date.now() - killedAt;
         expect(promoted).not.toBe(primaryPort);
+        // The killed node comes back, empty, as the promoted one's replica: WAIT has a replica
+        // to confirm again.
+        await deployment.rejoin(primaryPort, promoted);
       })();
       const report = await replay.done;
       await chaos;

@@ -49,6 +49,13 @@ export interface TestSentinels {
    * @returns The replica links closed, and `release`.
    */
   holdReplication(primaryPort: number): Promise<{ links: number; release(): Promise<void> }>;
+  /**
+   * Starts the stopped data node at `port` again (empty: no persistence) as a replica of the
+   * primary at `primaryPort` (`REPLICAOF`, as a node brought back with `replicaof` in its
+   * configuration would be) and waits until its link is up; Sentinel then lists it as a replica.
+   * @throws Error when it does not sync within 20 s.
+   */
+  rejoin(port: number, primaryPort: number): Promise<void>;
   /** Stops the sentinels and every data node, and removes their directories. */
   stop(): Promise<void>;
 }
@@ -204,6 +211,15 @@ export async function startTestSentinels(
         await ask(primaryPort, (r) => r.call('CLIENT', 'KILL', 'TYPE', 'replica')),
       );
       return { links, release: () => auth('', '').then(() => undefined) };
+    },
+    async rejoin(port, primaryPort) {
+      const node = nodes.find((candidate) => candidate.port === port);
+      if (!node) throw new Error(`redis-sentinel helper: no data node on port ${port}`);
+      await node.start();
+      await ask(port, (r) => r.replicaof('127.0.0.1', primaryPort));
+      await until(`node ${port} did not sync with ${primaryPort}`, 20_000, () =>
+        ask(port, async (r) => (await r.info('replication')).includes('master_link_status:up')),
+      );
     },
     stop,
   };
