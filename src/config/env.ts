@@ -504,7 +504,7 @@ export const ENV_VARS = Object.freeze([
     schema: integer(1, 60_000),
     default: '1000',
     allowed: `an integer in 1-60000 (${MS})`,
-    doc: 'How long one `WAIT` for `MEMQ_WAIT_REPLICAS` replicas may take, milliseconds; fewer confirmations by then count as not confirmed',
+    doc: 'How long one `WAIT` for `MEMQ_WAIT_REPLICAS` replicas may take, milliseconds; fewer confirmations by then count as not confirmed. A producer call is also bounded by its Redis deadline (5 s): above that, the deadline answers first (503 either way). The connection waits meanwhile, so the calls and job completions behind it wait too',
   }),
   // Backpressure
   envVar({
