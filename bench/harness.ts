@@ -16,6 +16,7 @@ import { freePort, resolveDefaultRedis } from '../src/runtime/embedded-redis.js'
 import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
 import { NO_PROVIDER_API_KEYS } from '../src/providers/api-keys.js';
 import { composeWorkers, type WorkerEnv } from '../src/runtime/compose.js';
+import { replicaConfirmation } from '../src/redis/replicas.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
 import type { AppendBatchLimits } from '../queues/append-batcher.js';
 import { createMemoryClient, type MemoryClient } from '../queues/memory-client.js';
@@ -83,7 +84,7 @@ export interface BenchPipelineExtra {
  * the composition root's worker graph (src/runtime/compose.ts), under BullMQ prefix `{prefix}`
  * and key prefix `prefix:`: append concurrency 16, the rest of {@link WorkerEnv} at memq's
  * defaults unless `extra` says otherwise (e.g. `tokenCacheBytes`, `tokenCountDelayMs`,
- * `appendBatch`). Resolves once the workers are ready (tokenizers loaded).
+ * `appendBatch`, `waitReplicas`: the client's and the workers' replica confirmation). Resolves once the workers are ready (tokenizers loaded).
  */
 export async function startBenchPipeline(
   redis: BenchRedis,
@@ -100,6 +101,7 @@ export async function startBenchPipeline(
     ...workerExtra,
   };
   const metrics = createMetrics();
+  const waitReplicas = replicaConfirmation(env);
   const queues = createMemoryQueues(
     producer,
     env.queuePrefix,
@@ -114,6 +116,7 @@ export async function startBenchPipeline(
     store: createMemoryStore({ redis: producer, keyPrefix: env.keyPrefix }),
     metrics,
     ...(appendBatch ? { appendBatch } : {}),
+    ...(waitReplicas ? { waitReplicas } : {}),
   });
   const graph = await composeWorkers({
     connection: workerConnection,

@@ -35,6 +35,14 @@ export interface AppendProcessorDeps {
   readonly log: Logger;
   /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
   readonly metrics: MemqMetrics;
+  /**
+   * Replica confirmation (`MEMQ_WAIT_REPLICAS`): resolves once enough replicas confirm every
+   * write of the worker connection so far (`confirmReplicas` of src/redis/replicas.ts on the
+   * connection the store commits on); throws RedisUnavailableError (retryable: the job retries,
+   * and the store's commits are idempotent) when too few do. `what` names the operation in the
+   * error. Absent = a commit on the primary completes the job.
+   */
+  readonly confirmReplicas?: (what: string) => Promise<void>;
   /** Clock, ms since epoch; default `Date.now`. */
   readonly now?: () => number;
 }
@@ -84,6 +92,10 @@ export function isAppendJobProgress(
  *   retryable; the next attempt commits only what is left, so one non-retryable entry never
  *   keeps a retryable one from its retry), so the failed entries' messages stay in the job, a
  *   dead letter once attempts are spent.
+ *
+ * With `confirmReplicas` (`MEMQ_WAIT_REPLICAS`), the job completes only once the replicas
+ * confirm the commits; too few confirmations fail the attempt (retryable), and the retry finds
+ * the messages as duplicates and confirms again.
  *
  * Erasure: each commit passes the job's enqueue time (`job.timestamp`), so `append.lua` refuses
  * an entry enqueued at or before a delete or clear of its instance that has committed; the
@@ -202,6 +214,8 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
         throw first.error;
       }
       if (followUpFailure?.status === 'rejected') throw followUpFailure.reason;
+      // Completed only once the commits are on enough replicas (a failover keeps them).
+      await deps.confirmReplicas?.('append');
       const done = results as AppendEntryResult[];
       const sum = (field: 'added' | 'duplicates' | 'erased') =>
         done.reduce((total, r) => total + (r[field] ?? 0), 0);

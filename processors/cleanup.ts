@@ -39,6 +39,14 @@ export interface CleanupProcessorDeps {
    * maintenance jobs fail without retries, touching nothing.
    */
   readonly maintenance?: (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
+  /**
+   * Replica confirmation (`MEMQ_WAIT_REPLICAS`): resolves once enough replicas confirm every
+   * write of the worker connection so far (`confirmReplicas` of src/redis/replicas.ts on the
+   * connection the store commits on); throws RedisUnavailableError (retryable: the job retries,
+   * and the store's commits are idempotent) when too few do. `what` names the operation in the
+   * error. Absent = a commit on the primary completes the job.
+   */
+  readonly confirmReplicas?: (what: string) => Promise<void>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
   /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
@@ -80,6 +88,9 @@ export function queueJobKeys(queue: Queue): QueueJobKeys {
  * both steps (both are idempotent). A write enqueued at or before the tombstone changes nothing,
  * replaces its own job data with the message ids and completes with `erased`.
  *
+ * With `confirmReplicas` (`MEMQ_WAIT_REPLICAS`), a clear, delete or write completes only once
+ * the replicas confirm it; too few confirmations fail the attempt (retryable; each is idempotent).
+ *
  * Dispatch is by job name through `CLEANUP_JOB_SCHEMAS` (queues/job-contracts.ts): each name's
  * processor parses the data with that name's schema; a name the map does not know (or
  * `maintenance` without `deps.maintenance`) fails with BullMQ's `UnrecoverableError` (recorded
@@ -99,6 +110,7 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
           operation === 'clear' ? deps.store.clear(ref, request) : deps.store.delete(ref, request),
         );
         const jobsScrubbed = await deps.scrubJobs(ref, erased.erasedAtMs);
+        await deps.confirmReplicas?.(operation);
         return { ...erased, jobsScrubbed };
       },
     });
@@ -134,6 +146,7 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
       // A written instance is active: index it (the sweep and the listing read the indexes).
       await deps.store.touchIndex(ref, Date.now());
       if (kept.length > 0) await deps.enqueueTokenCount(ref);
+      await deps.confirmReplicas?.(JOBS.write);
       return { messageCount, epoch, erased: 0 };
     },
   });

@@ -12,6 +12,11 @@ import type { Summarizer } from '../src/flush/summary.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
 import { isConnectionFailure } from '../src/redis/connection-failures.js';
+import {
+  checkReplicaConfirmation,
+  confirmReplicas,
+  type ReplicaConfirmation,
+} from '../src/redis/replicas.js';
 import type { LockService } from '../src/redis/lock-service.js';
 import type { MemoryRef } from '../src/redis/keys.js';
 import type { MaintenanceStore } from '../src/store/maintenance-store.js';
@@ -81,6 +86,13 @@ export interface WorkerSettings {
   /** Jobs run at once per queue in this process. */
   readonly concurrency: WorkerConcurrency;
   /**
+   * Replica confirmation (`MEMQ_WAIT_REPLICAS`): appends, writes, clears and deletes complete
+   * only once `WAIT` on {@link WorkerDeps.connection} (where the store commits) confirms this many
+   * replicas; too few fail the attempt with RedisUnavailableError (retried). Absent = off. Not
+   * on a Redis Cluster connection.
+   */
+  readonly waitReplicas?: ReplicaConfirmation;
+  /**
    * BullMQ job lock duration, ms (also the stalled-job check interval; `MEMQ_JOB_LOCK_MS`): a
    * job whose worker stops renewing its lock for this long is taken back and retried. Default
    * 30 000 (BullMQ's).
@@ -149,6 +161,14 @@ export function appendErasureDeps(
 /** Starts one BullMQ worker per queue over `deps`' processors. Nothing else is created. */
 export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Workers {
   const { connection, queues, store, registry, locks, counters, log, metrics } = deps;
+  const waitReplicas = settings.waitReplicas;
+  checkReplicaConfirmation(connection, waitReplicas);
+  const replicas = waitReplicas
+    ? {
+        confirmReplicas: async (what: string) =>
+          void (await confirmReplicas(connection, waitReplicas, what)),
+      }
+    : {};
   const enqueueTokenCount = (ref: MemoryRef) => queues.enqueueTokenCount(ref);
   const lockDuration = settings.lockDurationMs ?? 30_000;
   const common = {
@@ -166,6 +186,7 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
         registry,
         enqueueTokenCount,
         ...appendErasureDeps(deps.maintenance, queues.append),
+        ...replicas,
         log,
         metrics,
       }),
@@ -218,6 +239,7 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
         locks,
         enqueueTokenCount,
         scrubJobs: deps.scrubJobs,
+        ...replicas,
         log,
         metrics,
         maintenance: createMaintenanceProcessor({

@@ -13,6 +13,7 @@ import type { MemoryRegistry } from '../src/config/load-memories.js';
 import { effectiveLimits } from '../src/flush/plan.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
+import { checkReplicaConfirmation, type ReplicaConfirmation } from '../src/redis/replicas.js';
 import { readContext, type ContextResult, type Recounted } from '../src/store/context-read.js';
 import {
   MAX_LIST_LIMIT,
@@ -247,6 +248,13 @@ export interface MemoryClientDeps {
    * (1 MiB); `maxMessages` 1 = one job per append.
    */
   readonly appendBatch?: Partial<AppendBatchLimits>;
+  /**
+   * Replica confirmation of every append, write, clear and delete (`MEMQ_WAIT_REPLICAS`; see
+   * `ProducerDeps.waitReplicas`); absent = off. The WAIT runs under the same deadline as every
+   * Redis call of the client ({@link redisTimeoutMs}).
+   * @throws ConfigError (from createMemoryClient) on a Redis Cluster connection.
+   */
+  readonly waitReplicas?: ReplicaConfirmation;
 }
 
 /**
@@ -427,6 +435,7 @@ export function privateData(
 
 /** Creates a {@link MemoryClient} acting for `deps.project`. */
 export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
+  checkReplicaConfirmation(deps.connection, deps.waitReplicas);
   const ownsQueues = deps.queues === undefined;
   const queues = deps.queues ?? createMemoryQueues(deps.connection, deps.queuePrefix);
   const guard = createRedisGuard(deps.connection, deps.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS);
@@ -440,6 +449,7 @@ export function createMemoryClient(deps: MemoryClientDeps): MemoryClient {
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
     ...(deps.backpressure ? { backpressure: deps.backpressure } : {}),
     ...(deps.appendBatch ? { appendBatch: deps.appendBatch } : {}),
+    ...(deps.waitReplicas ? { waitReplicas: deps.waitReplicas } : {}),
   });
   const jobs = createJobStatus(queues, guard);
   const views = new Map<string, MemoryClient>();

@@ -15,6 +15,7 @@ import {
 import { applyInputPrivacy, type RedactionPolicy } from '../src/core/privacy.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
+import { confirmReplicas, type ReplicaConfirmation } from '../src/redis/replicas.js';
 import { createBacklogLedger, type LedgerQueue } from './backlog-ledger.js';
 import {
   backlogRefusal,
@@ -146,7 +147,8 @@ export interface ProjectProducer {
    * `privacy.redact_fields` values are replaced) and the resource's privacy policy (drops
    * non-persistable roles, redacts patterns: raw content never reaches Redis, job data included;
    * see `applyInputPrivacy`), strips `privacy`, and enqueues one append job of what is left (none
-   * when nothing is). Resolves when the job is in Redis.
+   * when nothing is). Resolves when the job is in Redis (and, with `waitReplicas`, confirmed by
+   * that many replicas).
    * @throws PayloadError for invalid input (nothing is enqueued).
    * @throws BackpressureError when the backlog (messages) is at or over the high-water mark, or
    *   the project's messages or bytes, or everyone's bytes, at or over a bound (`details.bound`;
@@ -222,6 +224,16 @@ export interface ProducerDeps {
    * job; `maxMessages` 1 = one job per append.
    */
   readonly appendBatch?: Partial<AppendBatchLimits>;
+  /**
+   * Replica confirmation (`MEMQ_WAIT_REPLICAS`): when set, an append, write, clear or delete is
+   * acknowledged only after `WAIT` on {@link connection} (the connection the job was added on,
+   * so WAIT covers the job; one WAIT per group-committed job) confirms `replicas` replicas.
+   * Fewer: the call throws RedisUnavailableError (503, retryable) and the job stays enqueued (a
+   * worker may still commit it; a retry with the same message ids is deduplicated by the store's
+   * `seen` window). Flushes are not confirmed (a lost flush leaves the messages unsummarized,
+   * nothing lost). Absent = acknowledged by the primary alone. Not on a Redis Cluster (ConfigError).
+   */
+  readonly waitReplicas?: ReplicaConfirmation;
 }
 
 /** The producer: per-project enqueueing over one set of queues, one gate and one ledger. */
@@ -253,6 +265,11 @@ export function appendJobId(messageIds: readonly string[]): string {
 /** Creates the {@link Producer}. */
 export function createProducer(deps: ProducerDeps): Producer {
   const { guard, queues } = deps;
+  const waitReplicas = deps.waitReplicas;
+  /** With replica confirmation on, waits for it (see {@link ProducerDeps.waitReplicas}). */
+  const confirmed = async (what: string) => {
+    if (waitReplicas) await guard(what, () => confirmReplicas(deps.connection, waitReplicas, what));
+  };
   const now = deps.now ?? Date.now;
   const nextId = monotonicFactory();
   // Always on, backpressure or not: `backlog()` reads it, and the maintenance sweep reconciles it.
@@ -308,6 +325,7 @@ export function createProducer(deps: ProducerDeps): Producer {
     await guard('backlog', () =>
       ledger.record(queue, job.id!, project, { messages: options.messages, bytes }),
     ).catch(() => undefined);
+    await confirmed(name);
     return job.id!;
   };
   const batchLimits: AppendBatchLimits = {
@@ -355,6 +373,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   };
   const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
     const job = await guard(name, () => queues.cleanup.add(name, data));
+    await confirmed(name);
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };
   /**

@@ -86,6 +86,7 @@ export async function replayCommand(
     env,
     redisUrl: redis.url,
     ...(redis.clusterNodes ? { clusterNodes: redis.clusterNodes } : {}),
+    ...(redis.sentinel ? { sentinel: redis.sentinel } : {}),
     registry,
     log,
     workers: values.workers,

@@ -64,6 +64,7 @@ export async function runMemq(
       ...('clusterNodes' in redis && redis.clusterNodes
         ? { clusterNodes: redis.clusterNodes }
         : {}),
+      ...(redis.sentinel ? { sentinel: redis.sentinel } : {}),
       registry,
       log,
       workers: mode !== 'serve',

@@ -495,7 +495,7 @@ export const ENV_VARS = Object.freeze([
     schema: integer(0, 16),
     default: '0',
     allowed: 'an integer in 0-16 (replicas; 0 = off)',
-    doc: 'Durability over latency: an append or write is acknowledged (202, receipt) only once this many replicas confirm the enqueued job (Redis `WAIT`), and a worker completes it only once they confirm the commit; unconfirmed: the call fails with 503 and the job retries. `0`: acknowledged by the primary alone (a failover may lose what its replicas had not copied)',
+    doc: 'Durability over latency: an append, write, clear or delete is acknowledged (202, receipt) only once this many replicas confirm the enqueued job (Redis `WAIT` on the connection that added it), and a worker completes it only once they confirm the commit. Too few: the call fails with 503 (retryable; the job stays enqueued and may still commit, a retry with the same message ids is deduplicated) and the worker retries the job. Equal to the number of replicas, a failover loses nothing acknowledged; below it, Sentinel may promote a replica that had not confirmed. `0`: acknowledged by the primary alone (a failover may lose what its replicas had not copied). Not with `REDIS_CLUSTER_NODES`',
   }),
   envVar({
     name: 'MEMQ_WAIT_REPLICAS_TIMEOUT_MS',
@@ -504,7 +504,7 @@ export const ENV_VARS = Object.freeze([
     schema: integer(1, 60_000),
     default: '1000',
     allowed: `an integer in 1-60000 (${MS})`,
-    doc: 'How long one `WAIT` for `MEMQ_WAIT_REPLICAS` replicas may take, milliseconds; fewer confirmations by then count as not confirmed',
+    doc: 'How long one `WAIT` for `MEMQ_WAIT_REPLICAS` replicas may take, milliseconds; fewer confirmations by then count as not confirmed. A producer call is also bounded by its Redis deadline (5 s): above that, the deadline answers first (503 either way). The connection waits meanwhile, so the calls and job completions behind it wait too',
   }),
   // Backpressure
   envVar({
@@ -766,6 +766,17 @@ const ENV_RULES: readonly EnvRule[] = [
         ? {
             message: 'expected either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both',
             got: sentinels.join(','),
+          }
+        : undefined,
+  },
+  {
+    variable: 'MEMQ_WAIT_REPLICAS',
+    check: ({ waitReplicas, redisClusterNodes: cluster }) =>
+      waitReplicas > 0 && cluster !== undefined
+        ? {
+            message:
+              'expected 0 with REDIS_CLUSTER_NODES (WAIT has no key: a cluster client cannot send it to the node that took the writes)',
+            got: String(waitReplicas),
           }
         : undefined,
   },

@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { ConfigError } from '../core/errors.js';
 import { disconnectNow, watchConnection, type RedisOutageReporter } from './redis-outage.js';
 
 /** A connection memq works with: one Redis server, or a Redis Cluster (every memq key is single-slot). */
@@ -21,6 +22,13 @@ export interface CreateRedisOptions {
    * Default: none.
    */
   readonly clusterNodes?: readonly string[];
+  /**
+   * Redis Sentinel (`REDIS_SENTINELS`, `REDIS_SENTINEL_NAME`): when given, the client asks the
+   * sentinels for the primary of `name` and follows a failover (ioredis's Sentinel support); the
+   * URL's host and port are then unused, its credentials, database and TLS (`rediss:`) apply to
+   * the data nodes. Not with {@link clusterNodes}. Default: none.
+   */
+  readonly sentinel?: SentinelTarget;
   /** See {@link ConnectionRole}. */
   readonly role: ConnectionRole;
   /** Connection name shown by `CLIENT LIST`; default `memq-<role>`. */
@@ -41,6 +49,20 @@ export interface CreateRedisOptions {
   readonly outages?: RedisOutageReporter;
 }
 
+/** A Redis Sentinel deployment: the sentinels to ask, and the master group they watch. */
+export interface SentinelTarget {
+  /** Sentinel nodes, `host:port` each (an IPv6 host in brackets, `[::1]:26379`); at least one. */
+  readonly nodes: readonly string[];
+  /** The master group name (`sentinel monitor <name> ...`). */
+  readonly name: string;
+}
+
+/** `host:port` (an IPv6 host in brackets, which ioredis does not take) as ioredis's `{ host, port }`. */
+function hostPort(node: string): { host: string; port: number } {
+  const at = node.lastIndexOf(':');
+  return { host: node.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(node.slice(at + 1)) };
+}
+
 /** What {@link redisClientOptions} builds: the ioredis constructor arguments of a connection. */
 export type RedisClientOptions =
   | {
@@ -49,6 +71,17 @@ export type RedisClientOptions =
       /** The server URL as given. */
       readonly url: string;
       /** ioredis options (role, name, RESP2 and, for `rediss:`, `tls: {}`). */
+      readonly options: RedisOptions;
+    }
+  | {
+      /**
+       * A primary found through Redis Sentinel: `new Redis(url, options)`, `options` holding
+       * `sentinels` and `name` (ioredis's Sentinel support).
+       */
+      readonly kind: 'sentinel';
+      /** The URL as given: credentials, database and `rediss:` of the data nodes. */
+      readonly url: string;
+      /** ioredis options: as for one server, plus the sentinels, the group name and failover detection. */
       readonly options: RedisOptions;
     }
   | {
@@ -66,12 +99,26 @@ export type RedisClientOptions =
  * across ioredis 6's RESP3 default; a `rediss:` URL sets `tls: {}` (Node's default TLS settings:
  * the server certificate is verified against the system CAs), for one server and for every
  * cluster node alike. On a cluster, the URL's username and password (percent-decoded) apply to
- * every node.
+ * every node. With a {@link SentinelTarget}, the URL's credentials and database apply to the
+ * primary (and, after a failover, to the replica promoted), a `rediss:` URL sets TLS for the
+ * data nodes and the sentinels alike, and the sentinels are asked without credentials. A
+ * failover is followed when the old primary's connection breaks (it died, or Sentinel's
+ * `CLIENT KILL TYPE normal` when it demotes it): the client reconnects to the primary the
+ * sentinels name then. ioredis's `failoverDetector` is left off: its sentinel subscriptions
+ * outlive `QUIT` in ioredis 6.0.0 and would keep a stopping process alive.
+ * @throws TypeError for a URL that does not parse; ConfigError for cluster nodes and a sentinel
+ *   together, or a sentinel without nodes.
  */
 export function redisClientOptions(
   options: Omit<CreateRedisOptions, 'onError'>,
 ): RedisClientOptions {
   const url = new URL(options.url);
+  if (options.sentinel && (options.clusterNodes?.length ?? 0) > 0) {
+    throw new ConfigError('redis: expected either Sentinel nodes or Cluster nodes, not both');
+  }
+  if (options.sentinel && options.sentinel.nodes.length === 0) {
+    throw new ConfigError('redis: sentinel.nodes: expected at least one host:port, got none');
+  }
   const common: RedisOptions = {
     connectionName: options.connectionName ?? `memq-${options.role}`,
     protocol: 2,
@@ -85,12 +132,7 @@ export function redisClientOptions(
   if (options.clusterNodes && options.clusterNodes.length > 0) {
     return {
       kind: 'cluster',
-      nodes: options.clusterNodes.map((node) => {
-        // `host:port`; an IPv6 host comes in brackets (`[::1]:7000`), which ioredis does not take.
-        const at = node.lastIndexOf(':');
-        const host = node.slice(0, at).replace(/^\[(.*)\]$/, '$1');
-        return { host, port: Number(node.slice(at + 1)) };
-      }),
+      nodes: options.clusterNodes.map(hostPort),
       options: {
         redisOptions: {
           ...common,
@@ -101,6 +143,20 @@ export function redisClientOptions(
         // As for one server: producers give up after one retry (maxRetriesPerRequest above).
         enableOfflineQueue: true,
         enableReadyCheck: true,
+      },
+    };
+  }
+  if (options.sentinel) {
+    const tls = url.protocol === 'rediss:';
+    return {
+      kind: 'sentinel',
+      url: options.url,
+      options: {
+        ...common,
+        ...roleOptions,
+        sentinels: options.sentinel.nodes.map(hostPort),
+        name: options.sentinel.name,
+        ...(tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
       },
     };
   }

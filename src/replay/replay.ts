@@ -67,6 +67,16 @@ export interface ReplayOptions {
    * unset: such an append counts as an enqueue error and is not retried.
    */
   readonly retryUnavailableMs?: number;
+  /**
+   * Count an append job that no longer exists while its appends are pending (BullMQ state
+   * `unknown`, asked once nothing has committed for 2 s after the last enqueue) as lost
+   * ({@link ReplayReport.lostAppends}) instead of waiting for it: what a Redis failover leaves of
+   * a job the old primary acknowledged but no replica had copied. Sound only while the replay
+   * runs fewer append jobs than BullMQ keeps completed (1,000, `removeOnComplete`): beyond that, a
+   * job removed after completing whose event was missed reads the same. Default false: such a
+   * job is waited for until `stallTimeoutMs`.
+   */
+  readonly countVanishedJobsAsLost?: boolean;
 }
 
 /** A progress sample. */
@@ -163,6 +173,13 @@ export interface ReplayReport {
    * {@link failedJobs} is 0.
    */
   readonly failedAppends: number;
+  /**
+   * The replay's appends (one message each) acknowledged by the producer whose append job
+   * vanished from Redis before finishing (only with `countVanishedJobsAsLost`; else 0): lost.
+   */
+  readonly lostAppends: number;
+  /** Append jobs that vanished so (see {@link lostAppends}). */
+  readonly lostJobs: number;
   /** Messages in the replayed memories' logs afterwards. */
   readonly messagesStored: number;
   /** Exact tokens in the replayed memories afterwards. */
@@ -565,6 +582,9 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   let duplicates = 0;
   let failedJobs = 0;
   let failedAppends = 0;
+  /** Jobs found vanished (`countVanishedJobsAsLost`): their entries count as lost appends. */
+  const vanished = new Set<string>();
+  let lostAppends = 0;
   let committed = 0;
   let enqueueErrors = 0;
   const tally: ProducerTally = { unavailableRetries: 0, appendCallMaxMs: 0 };
@@ -590,9 +610,10 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
     const outcome = finished.outcome(entry);
     committed += 1;
     progressAt.last = Date.now();
-    if (finished.failed && job.settled === 0) failedJobs += 1;
+    if (finished.failed && job.settled === 0 && !vanished.has(jobId)) failedJobs += 1;
     job.settled += 1;
-    if (outcome === 'failed') failedAppends += 1;
+    if (vanished.has(jobId)) lostAppends += 1;
+    else if (outcome === 'failed') failedAppends += 1;
     else {
       accepted += outcome.added;
       duplicates += outcome.duplicates;
@@ -784,6 +805,10 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
               if (job) finishedJob(jobId, completedAppendJob(job.returnvalue, undefined));
             } else if (state === 'failed') {
               finishedJob(jobId, failedAppendJob(await appendQueue.getJob(jobId), undefined));
+            } else if (state === 'unknown' && options.countVanishedJobsAsLost) {
+              vanished.add(jobId);
+              deps.log.error({ jobId }, 'replay: append job vanished (lost)');
+              finishedJob(jobId, failedAppendJob(undefined, undefined));
             }
           }
         } catch (error) {
@@ -904,6 +929,8 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       appendCallMaxMs: tally.appendCallMaxMs,
       failedJobs,
       failedAppends,
+      lostAppends,
+      lostJobs: vanished.size,
       messagesStored,
       tokensCounted,
       exactMemories,

@@ -19,12 +19,18 @@ import type { TenantLimitSettings } from '../http/rate-limit.js';
 import { createMetrics, type MemqMetrics } from '../metrics/metrics.js';
 import { NO_PROVIDER_API_KEYS, type ProviderApiKeys } from '../providers/api-keys.js';
 import { createResourceSummarizers } from '../providers/summarizers.js';
-import { closeRedis, createRedis, type RedisConnection } from '../redis/connection.js';
+import {
+  closeRedis,
+  createRedis,
+  type RedisConnection,
+  type SentinelTarget,
+} from '../redis/connection.js';
 import {
   abandonConnection,
   abandonDuplicates,
   createRedisOutageReporter,
 } from '../redis/redis-outage.js';
+import { replicaConfirmation } from '../redis/replicas.js';
 import type { MemoryRef } from '../redis/keys.js';
 import { createLockService, type LockService } from '../redis/lock-service.js';
 import { createMaintenanceStore, type MaintenanceStore } from '../store/maintenance-store.js';
@@ -186,6 +192,11 @@ export interface RedisEndpoint {
   readonly url: string;
   /** Redis Cluster seed nodes (`host:port`); absent = one server at `url`. */
   readonly clusterNodes?: readonly string[];
+  /**
+   * Redis Sentinel: the primary the sentinels name for the group (`url`: its credentials, database
+   * and TLS); not with {@link clusterNodes}.
+   */
+  readonly sentinel?: SentinelTarget;
 }
 
 /** Connections owned by the caller: {@link compose} uses them and never closes them. */
@@ -241,7 +252,10 @@ export interface Composition {
   readonly closables: readonly Closable[];
 }
 
-/** The environment settings the workers use. */
+/**
+ * The environment settings the workers use; `waitReplicas` (default 0, off) and
+ * `waitReplicasTimeoutMs` (default 1000) may be left out.
+ */
 export type WorkerEnv = Pick<
   EnvConfig,
   | 'keyPrefix'
@@ -251,7 +265,8 @@ export type WorkerEnv = Pick<
   | 'jobLockMs'
   | 'idempotencyWindowMs'
   | 'tokenCacheBytes'
->;
+> &
+  Partial<Pick<EnvConfig, 'waitReplicas' | 'waitReplicasTimeoutMs'>>;
 
 /** Options of {@link composeWorkers}. */
 export interface WorkerGraphOptions {
@@ -357,6 +372,7 @@ export async function composeWorkers(options: WorkerGraphOptions): Promise<Worke
     throw error;
   }
   const maintenance = createMaintenanceStore({ redis: connection, keyPrefix: env.keyPrefix });
+  const waitReplicas = replicaConfirmation(env);
   const workers = startWorkers(
     {
       connection,
@@ -376,6 +392,7 @@ export async function composeWorkers(options: WorkerGraphOptions): Promise<Worke
       concurrency: { append: env.appendConcurrency, tokenCount: env.tokenCountConcurrency },
       lockDurationMs: env.jobLockMs,
       idempotencyWindowMs: env.idempotencyWindowMs,
+      ...(waitReplicas ? { waitReplicas } : {}),
     },
   );
   let closing: Promise<void> | undefined;
@@ -433,6 +450,9 @@ export const START_PING_TIMEOUT_MS = 10_000;
 /** `host:port` of the endpoint, for messages (never the URL: it may hold a password). */
 function describeEndpoint(endpoint: RedisEndpoint): string {
   if (endpoint.clusterNodes) return `Redis Cluster (${endpoint.clusterNodes.join(', ')})`;
+  if (endpoint.sentinel) {
+    return `Redis primary ${endpoint.sentinel.name} of Sentinel (${endpoint.sentinel.nodes.join(', ')})`;
+  }
   const url = new URL(endpoint.url);
   return `Redis at ${url.hostname}:${url.port || '6379'}`;
 }
@@ -518,9 +538,10 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
     let producer: RedisConnection;
     let worker: RedisConnection;
     if ('url' in options.redis) {
-      const cluster = options.redis.clusterNodes
-        ? { clusterNodes: options.redis.clusterNodes }
-        : {};
+      const cluster = {
+        ...(options.redis.clusterNodes ? { clusterNodes: options.redis.clusterNodes } : {}),
+        ...(options.redis.sentinel ? { sentinel: options.redis.sentinel } : {}),
+      };
       // One reporter for every connection of the process, BullMQ's duplicates included: an
       // outage is logged once, with reminders, and once when it is over.
       const outages = createRedisOutageReporter({ log });
@@ -554,6 +575,7 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       store,
       metrics,
       appendBatch: { maxMessages: env.appendBatchMaxMessages, maxBytes: env.appendBatchMaxBytes },
+      ...(replicaConfirmation(env) ? { waitReplicas: replicaConfirmation(env)! } : {}),
       backpressure: {
         highWaterMessages: env.backpressureHighWaterMessages,
         lowWaterMessages: env.backpressureLowWaterMessages,

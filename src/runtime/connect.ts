@@ -26,18 +26,24 @@ import { ConfigError } from '../core/errors.js';
 import type { MemoryResource } from '../core/memory-resource.js';
 import { createMetrics, METRIC_PREFIX, type MemqMetrics } from '../metrics/metrics.js';
 import { resolveProviderApiKeys } from '../providers/api-keys.js';
+import type { SentinelTarget } from '../redis/connection.js';
 import type { MemoryClient } from '../../queues/memory-client.js';
 import { closeInOrder, compose, type Composition, type RedisEndpoint } from './compose.js';
 
 /**
- * Where Redis is: a `redis://` / `rediss://` URL (one server); `{ url, clusterNodes? }` (the
- * runtime's endpoint shape: with `clusterNodes`, a Redis Cluster whose credentials come from
- * `url`); or `{ cluster: ['host:port', ...], username?, password?, tls? }` (a Redis Cluster).
+ * Where Redis is: a `redis://` / `rediss://` URL (one server); `{ url, clusterNodes?, sentinel? }`
+ * (the runtime's endpoint shape: with `clusterNodes`, a Redis Cluster whose credentials come from
+ * `url`; with `sentinel` (`{ nodes: ['host:port', ...], name }`), the primary Redis Sentinel names
+ * for the group, with `url`'s credentials, database and TLS); or `{ cluster: ['host:port', ...], username?, password?, tls? }` (a Redis Cluster).
  * On a cluster every memq key and queue is single-slot (hash tags in the prefixes).
  */
 export type ConnectRedis =
   | string
-  | { readonly url: string; readonly clusterNodes?: readonly string[] }
+  | {
+      readonly url: string;
+      readonly clusterNodes?: readonly string[];
+      readonly sentinel?: SentinelTarget;
+    }
   | {
       readonly cluster: readonly string[];
       readonly username?: string;
@@ -133,7 +139,7 @@ export interface Memq extends MemoryClient {
 const DEFAULTS: EnvConfig = loadEnvConfig({});
 
 /** The string schema of the environment variable filling `property`, with its `allowed` text. */
-function envSchema(property: 'project' | 'keyPrefix' | 'queuePrefix') {
+function envSchema(property: 'project' | 'keyPrefix' | 'queuePrefix' | 'redisSentinelName') {
   const entry = ENV_VARS.find((candidate) => candidate.property === property)!;
   return z.string().refine((text) => entry.schema.safeParse(text).success, {
     error: `expected ${entry.allowed}`,
@@ -169,7 +175,17 @@ const ConnectOptionsSchema = z.strictObject({
   redis: z.union(
     [
       RedisUrlSchema,
-      z.strictObject({ url: RedisUrlSchema, clusterNodes: NodesSchema.optional() }),
+      z
+        .strictObject({
+          url: RedisUrlSchema,
+          clusterNodes: NodesSchema.optional(),
+          sentinel: z
+            .strictObject({ nodes: NodesSchema, name: envSchema('redisSentinelName') })
+            .optional(),
+        })
+        .refine((redis) => !(redis.clusterNodes && redis.sentinel), {
+          error: 'expected clusterNodes or sentinel, not both',
+        }),
       z.strictObject({
         cluster: NodesSchema,
         username: z.string().min(1).optional(),
@@ -179,7 +195,7 @@ const ConnectOptionsSchema = z.strictObject({
     ],
     {
       error:
-        'expected a redis:// or rediss:// URL, { url, clusterNodes? } or { cluster: ["host:port", ...], username?, password?, tls? }',
+        'expected a redis:// or rediss:// URL, { url, clusterNodes?, sentinel? } or { cluster: ["host:port", ...], username?, password?, tls? }',
     },
   ),
   memories: z.union(
@@ -255,10 +271,13 @@ function parseOptions(options: unknown): z.output<typeof ConnectOptionsSchema> {
  */
 export function endpointOf(redis: ConnectRedis): RedisEndpoint {
   if (typeof redis === 'string') return { url: redis };
-  if ('url' in redis)
-    return redis.clusterNodes
-      ? { url: redis.url, clusterNodes: redis.clusterNodes }
-      : { url: redis.url };
+  if ('url' in redis) {
+    return {
+      url: redis.url,
+      ...(redis.clusterNodes ? { clusterNodes: redis.clusterNodes } : {}),
+      ...(redis.sentinel ? { sentinel: redis.sentinel } : {}),
+    };
+  }
   const auth =
     redis.password !== undefined || redis.username !== undefined
       ? `${encodeURIComponent(redis.username ?? '')}:${encodeURIComponent(redis.password ?? '')}@`

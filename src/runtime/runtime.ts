@@ -4,7 +4,7 @@ import type { MemoryRegistry } from '../config/load-memories.js';
 import type { HttpServer } from '../http/app.js';
 import type { MemqMetrics } from '../metrics/metrics.js';
 import type { ProviderApiKeys } from '../providers/api-keys.js';
-import type { RedisConnection } from '../redis/connection.js';
+import type { RedisConnection, SentinelTarget } from '../redis/connection.js';
 import type { MemoryStore } from '../store/memory-store.js';
 import type { MemoryClient } from '../../queues/memory-client.js';
 import type { MemoryQueues } from '../../queues/memory-queues.js';
@@ -22,6 +22,8 @@ export interface RuntimeOptions {
   readonly redisUrl: string;
   /** Redis Cluster seed nodes (`host:port`); absent = one server at `redisUrl`. */
   readonly clusterNodes?: readonly string[];
+  /** Redis Sentinel: the primary is the one the sentinels name (`redisUrl`: credentials, TLS). */
+  readonly sentinel?: SentinelTarget;
   /** Declared memory resources. */
   readonly registry: MemoryRegistry;
   /** Process logger. */
@@ -80,6 +82,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     redis: {
       url: options.redisUrl,
       ...(options.clusterNodes ? { clusterNodes: options.clusterNodes } : {}),
+      ...(options.sentinel ? { sentinel: options.sentinel } : {}),
     },
     registry: options.registry,
     log,

@@ -30,12 +30,14 @@ export interface TestRedisServer {
 /**
  * Spawns `redis-server` (`REDIS_SERVER_BIN` if set) on a free loopback port with `persistence`
  * and waits until it answers PING (a server loading its AOF answers `LOADING`, not PONG, so this
- * also waits for the load).
+ * also waits for the load). `extraArgs` are appended to its command line (e.g. `--replicaof
+ * 127.0.0.1 6380`); default none.
  * @throws Error naming the fix when the binary cannot be spawned, or when it exits or does not
  *   answer within 20 s.
  */
 export async function startTestRedisServer(
   persistence: Persistence = 'none',
+  extraArgs: readonly string[] = [],
 ): Promise<TestRedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'memq-redis-'));
@@ -58,6 +60,7 @@ export async function startTestRedisServer(
           '--appendfsync',
           persistence === 'aof-always' ? 'always' : 'everysec',
         ]),
+    ...extraArgs,
   ];
   let child: ChildProcess | undefined;
   const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;

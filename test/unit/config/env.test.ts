@@ -158,6 +158,22 @@ describe('loadEnvConfig', () => {
     expect(() => loadEnvConfig({ MEMQ_WAIT_REPLICAS: '17' })).toThrow('MEMQ_WAIT_REPLICAS');
   });
 
+  it('refuses MEMQ_WAIT_REPLICAS with a Redis Cluster, and takes it with one server or Sentinel', () => {
+    expect(() =>
+      loadEnvConfig({ MEMQ_WAIT_REPLICAS: '1', REDIS_CLUSTER_NODES: '10.0.0.1:7000' }),
+    ).toThrow('MEMQ_WAIT_REPLICAS: expected 0 with REDIS_CLUSTER_NODES');
+    expect(
+      loadEnvConfig({ MEMQ_WAIT_REPLICAS: '0', REDIS_CLUSTER_NODES: '10.0.0.1:7000' }).waitReplicas,
+    ).toBe(0);
+    const env = loadEnvConfig({
+      MEMQ_WAIT_REPLICAS: '2',
+      MEMQ_WAIT_REPLICAS_TIMEOUT_MS: '250',
+      REDIS_SENTINELS: '10.0.0.1:26379',
+      REDIS_SENTINEL_NAME: 'memq-primary',
+    });
+    expect([env.waitReplicas, env.waitReplicasTimeoutMs]).toEqual([2, 250]);
+  });
+
   it('listens on loopback unless HOST says otherwise; takes IPv6 and host names', () => {
     expect(loadEnvConfig({}).host).toBe('127.0.0.1');
     expect(loadEnvConfig({ HOST: '' }).host).toBe('127.0.0.1');
