@@ -2,8 +2,8 @@
  * The cost of `MEMQ_WAIT_REPLICAS` (docs/reliability.md, "Failover"): single-message appends on a
  * primary with one replica, replica confirmation off (0) and on (1), in alternating rounds.
  *
- *   npx tsx bench/replicas.ts            # 10 rounds (5 per setting) of 3,000 messages (~1 min)
- *   npx tsx bench/replicas.ts --quick    # 4 rounds of 1,000
+ *   npm run bench:replicas              # 10 rounds (5 per setting) of 3,000 messages (~1 min)
+ *   npm run bench:replicas -- --quick    # 4 rounds of 1,000
  *
  * Starts two private redis-servers on free loopback ports (AOF everysec, bench/harness.ts
  * `startBenchRedis`) and makes the second a replica of the first (`masterauth`, `REPLICAOF`), then starts two
