@@ -148,8 +148,9 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
         err(`memq: ${signal}: draining (deadline ${graceMs} ms); send again to force`);
         let code: number | undefined;
         // The last resort: whatever still holds the event loop at the deadline (a socket, a
-        // timer of a library) does not hold the process. Unref'd: it never delays an exit.
-        setTimeout(() => {
+        // timer of a library) does not hold the process. Referenced until the stop settles, so
+        // the process cannot end with 0 while a step is still pending.
+        const deadline = setTimeout(() => {
           const open = process
             .getActiveResourcesInfo()
             .filter((resource) => resource !== 'TTYWrap');
@@ -157,7 +158,7 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
             `memq: shutdown deadline (${graceMs} ms) reached with ${open.join(', ') || 'nothing'} still open; exiting`,
           );
           process.exit(code ?? 1);
-        }, graceMs).unref();
+        }, graceMs);
         void running.stop(Math.max(0, graceMs - exitReserveMs(graceMs))).then((outcome) => {
           code = outcome.clean ? 0 : 1;
           err(
@@ -173,6 +174,7 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
           // Abandoned work leaves sockets and timers of what was cut off: exit now rather than
           // wait for them (a clean stop ends when the event loop is empty).
           if (code !== 0) process.exit(code);
+          clearTimeout(deadline);
           resolve(code);
         });
       } else {

@@ -501,10 +501,10 @@ export const ENV_VARS = Object.freeze([
     name: 'MEMQ_WAIT_REPLICAS_TIMEOUT_MS',
     property: 'waitReplicasTimeoutMs',
     group: 'producer',
-    schema: integer(1, 60_000),
+    schema: integer(1, 4000),
     default: '1000',
-    allowed: `an integer in 1-60000 (${MS})`,
-    doc: 'How long one `WAIT` for `MEMQ_WAIT_REPLICAS` replicas may take, milliseconds; fewer confirmations by then count as not confirmed. A producer call is also bounded by its Redis deadline (5 s): above that, the deadline answers first (503 either way). The connection waits meanwhile, so the calls and job completions behind it wait too',
+    allowed: `an integer in 1-4000 (${MS})`,
+    doc: "How long one `WAIT` for `MEMQ_WAIT_REPLICAS` replicas may take, milliseconds; fewer confirmations by then count as not confirmed. At most 4 s, inside a producer call's 5 s Redis deadline (longer, the deadline would answer every call first). The connection waits meanwhile, so the calls, lock extensions and job completions behind it wait too: keep it short",
   }),
   // Backpressure
   envVar({
@@ -685,9 +685,9 @@ export const ENV_VARS = Object.freeze([
     name: 'MEMQ_SHUTDOWN_GRACE_MS',
     property: 'shutdownGraceMs',
     group: 'process',
-    schema: integer(0, 3_600_000),
+    schema: integer(1000, 3_600_000),
     default: '25000',
-    allowed: `an integer in 0-3600000 (${MS})`,
+    allowed: `an integer in 1000-3600000 (${MS})`,
     doc: 'Shutdown deadline, milliseconds: after the first SIGTERM or SIGINT the process exits within this time whatever Redis does (HTTP, workers, queues, connections share it; what cannot finish is abandoned, and BullMQ takes unfinished jobs back through their locks). The default fits a 30 s termination grace',
   }),
   envVar({

@@ -7,6 +7,7 @@
  * builds its own queues or checks an API key.
  */
 import type { Logger } from 'pino';
+import { Cluster, type Redis } from 'ioredis';
 import {
   RATE_LIMIT_BURST_WINDOW_SECONDS,
   type ApiKeyGrant,
@@ -462,6 +463,31 @@ function describeEndpoint(endpoint: RedisEndpoint): string {
  * @throws RedisUnavailableError naming the endpoint (host and port only) and the connection
  *   error (e.g. `connect ECONNREFUSED 127.0.0.1:1`), with the error as `cause`.
  */
+/**
+ * Logs a warning when the primary has fewer connected replicas than `MEMQ_WAIT_REPLICAS` asks to
+ * confirm (`INFO replication`, `connected_slaves`): every acknowledged write would then answer 503
+ * after the `WAIT` timeout, and start-up is where an operator looks. Only warns: a replica may
+ * be reconnecting. Never throws (a failed `INFO` is left to the first real command).
+ */
+async function warnOfMissingReplicas(
+  producer: Redis,
+  replicas: number,
+  log: Logger,
+): Promise<void> {
+  try {
+    const info = await producer.info('replication');
+    const connected = Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0);
+    if (connected < replicas) {
+      log.warn(
+        { connectedReplicas: connected, waitReplicas: replicas },
+        'MEMQ_WAIT_REPLICAS asks more replicas to confirm than the primary has connected: acknowledged writes will answer 503 until enough replicas connect',
+      );
+    }
+  } catch {
+    // The connection's own error handling reports an unreachable Redis.
+  }
+}
+
 async function pingAll(
   endpoint: RedisEndpoint,
   connections: readonly RedisConnection[],
@@ -562,6 +588,10 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
 
     const store = createMemoryStore({ redis: producer, keyPrefix: env.keyPrefix });
     const metrics = options.metrics ?? createMetrics({ processMetrics: true });
+    const confirmation = replicaConfirmation(env);
+    if (confirmation && !(producer instanceof Cluster)) {
+      await warnOfMissingReplicas(producer, confirmation.replicas, log);
+    }
 
     const queues = createMemoryQueues(producer, env.queuePrefix);
     begun('queues', () => queues.close());
@@ -575,7 +605,7 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
       store,
       metrics,
       appendBatch: { maxMessages: env.appendBatchMaxMessages, maxBytes: env.appendBatchMaxBytes },
-      ...(replicaConfirmation(env) ? { waitReplicas: replicaConfirmation(env)! } : {}),
+      ...(confirmation ? { waitReplicas: confirmation } : {}),
       backpressure: {
         highWaterMessages: env.backpressureHighWaterMessages,
         lowWaterMessages: env.backpressureLowWaterMessages,

@@ -112,7 +112,7 @@ export interface ConnectOptions {
   /**
    * The deadline of `close()`, ms from its call, shared by its steps (workers draining, client,
    * queues, Redis connections): what has not finished by then is abandoned and `close()`
-   * resolves. Default 25 000 (as `MEMQ_SHUTDOWN_GRACE_MS`).
+   * resolves. 1 000-3 600 000; default 25 000 (as `MEMQ_SHUTDOWN_GRACE_MS`).
    */
   readonly shutdownGraceMs?: number;
 }
@@ -245,7 +245,7 @@ const ConnectOptionsSchema = z.strictObject({
     })
     .optional(),
   env: z.record(z.string(), z.string().optional()).optional(),
-  shutdownGraceMs: count(0).max(3_600_000).optional(),
+  shutdownGraceMs: count(1000).max(3_600_000).optional(),
 });
 
 /**

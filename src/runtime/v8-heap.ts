@@ -4,13 +4,14 @@
  * grow to 32 MiB (`new_space` 64 MiB), which a worker's append path fills with short-lived
  * garbage and which the process's RSS keeps afterwards. `--max-semi-space-size=8` caps it at 16
  * MiB; measured with bench/worker-memory.ts over a replay of the whole ham corpus, a compiled
- * `memq work` then peaks at 218 MiB instead of 288-297 MiB, with no measurable CPU cost
+ * `memq work` then peaks at 227-254 MiB (four runs) instead of 288-297 MiB, with no measurable CPU cost
  * (docs/benchmarks.md, "Worker memory"). Unlike `--max-old-space-size`, it is no hard limit:
  * a process never crashes because of it.
  *
  * The flag can only be given when the process starts (`v8.setFlagsFromString` does not resize a
  * running heap), so the compiled CLI re-executes itself with it, in the same process
- * (`process.execve`, Node >= 22.15; the PID, standard streams and signals stay the same).
+ * (`process.execve`, Node >= 22.15, experimental in Node 24; the PID, standard streams and
+ * signals stay the same).
  */
 
 /** The flag memq adds: each young-generation semi-space at most 8 MiB. */

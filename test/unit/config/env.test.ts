@@ -156,6 +156,14 @@ describe('loadEnvConfig', () => {
       }),
     ).toThrow('REDIS_SENTINELS: expected either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both');
     expect(() => loadEnvConfig({ MEMQ_WAIT_REPLICAS: '17' })).toThrow('MEMQ_WAIT_REPLICAS');
+    // Longer than a producer call's 5 s Redis deadline could never confirm anything.
+    expect(() => loadEnvConfig({ MEMQ_WAIT_REPLICAS_TIMEOUT_MS: '5000' })).toThrow(
+      'MEMQ_WAIT_REPLICAS_TIMEOUT_MS: expected an integer in 1-4000',
+    );
+    // A zero deadline would abandon every step of every shutdown.
+    expect(() => loadEnvConfig({ MEMQ_SHUTDOWN_GRACE_MS: '0' })).toThrow(
+      'MEMQ_SHUTDOWN_GRACE_MS: expected an integer in 1000-3600000',
+    );
   });
 
   it('refuses MEMQ_WAIT_REPLICAS with a Redis Cluster, and takes it with one server or Sentinel', () => {
@@ -325,7 +333,7 @@ describe('loadEnvConfig', () => {
     [
       'MEMQ_SHUTDOWN_GRACE_MS',
       '30s',
-      'MEMQ_SHUTDOWN_GRACE_MS: expected an integer in 0-3600000 (milliseconds), got "30s"',
+      'MEMQ_SHUTDOWN_GRACE_MS: expected an integer in 1000-3600000 (milliseconds), got "30s"',
     ],
     [
       'MEMQ_PROJECT',
