@@ -323,6 +323,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
     registry: options.registry,
     maxMessageBytes: options.maxMessageBytes,
     limits,
+    draining,
   });
   app.use(
     '/v1',

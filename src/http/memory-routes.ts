@@ -58,6 +58,14 @@ export interface MemoryRoutesDeps {
    * request rate is the app's middleware). Default: none.
    */
   readonly limits?: TenantLimits;
+  /**
+   * True once the process is shutting down (`HttpAppOptions.draining`). A `?wait=true` append,
+   * write, clear, delete or flush that arrives then is answered `202` with its receipt at once
+   * instead of waiting: the process's own workers have stopped taking jobs, so the wait could
+   * outlast the shutdown deadline (dry-run flushes, which answer only with their result, still
+   * wait). Default: never.
+   */
+  readonly draining?: () => boolean;
 }
 
 /** Parses `value` with `schema`, or throws PayloadError naming `where` and each field. */
@@ -225,6 +233,7 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     force = false,
   ): Promise<{ result: unknown } | undefined> => {
     if (query.wait !== 'true' && !force) return undefined;
+    if (!force && deps.draining?.()) return undefined;
     const timeoutMs = query.timeout_ms ?? 30_000;
     try {
       return { result: await client.waitFor<unknown>(receipt, { timeoutMs }) };

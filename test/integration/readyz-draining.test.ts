@@ -6,7 +6,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryRegistry } from '../../src/config/load-memories.js';
-import { startHttp, type TestHttp } from '../helpers/http.js';
+import { KEYS, startHttp, type TestHttp } from '../helpers/http.js';
 import { shippedMemories } from '../helpers/memories.js';
 import { createRedisNamespace, type RedisNamespace } from '../helpers/redis-namespace.js';
 
@@ -51,5 +51,34 @@ describe('/readyz while draining', () => {
     const health = await request(http.app).get('/healthz');
     expect(health.status).toBe(200);
     expect((health.body as { status: string }).status).toBe('ok');
+  });
+
+  it('answers a ?wait=true append that arrives during the drain 202 with its receipt, without waiting', async () => {
+    // No worker takes the job (the append queue is paused, as the process's workers are once
+    // they drained): before the drain, the wait would run into its timeout.
+    await http.pipeline.workers.queues.append.pause();
+    try {
+      draining = true;
+      const answer = await request(http.app)
+        .post('/v1/memories/customer-support/drain-1/messages?wait=true&timeout_ms=20000')
+        .set({ Authorization: `Bearer ${KEYS.acme}` })
+        .send({ messages: [{ role: 'user', content: 'sent while the process drains' }] });
+      expect(answer.status).toBe(202);
+      expect(answer.body).toMatchObject({ job: { queue: 'memory-append' } });
+      expect(answer.body).not.toHaveProperty('result');
+      // The append was accepted: the job is in the queue for another worker.
+      const jobs = await http.pipeline.workers.queues.append.getJobCounts('waiting');
+      expect(jobs.waiting).toBe(1);
+      draining = false;
+      const waited = await request(http.app)
+        .post('/v1/memories/customer-support/drain-1/messages?wait=true&timeout_ms=300')
+        .set({ Authorization: `Bearer ${KEYS.acme}` })
+        .send({ messages: [{ role: 'user', content: 'sent while serving' }] });
+      // Not draining: the call waits (and here times out, the queue being paused).
+      expect(waited.status).toBe(504);
+    } finally {
+      draining = false;
+      await http.pipeline.workers.queues.append.resume();
+    }
   });
 });
