@@ -115,6 +115,14 @@ export interface ConnectOptions {
    * resolves. 1 000-3 600 000; default 25 000 (as `MEMQ_SHUTDOWN_GRACE_MS`).
    */
   readonly shutdownGraceMs?: number;
+  /**
+   * Replica confirmation (as `MEMQ_WAIT_REPLICAS` / `MEMQ_WAIT_REPLICAS_TIMEOUT_MS`): `replicas`
+   * (1-16) must confirm each enqueued append, write, clear or delete before it is acknowledged,
+   * and each commit before a worker completes the job, within `timeoutMs` (1-4 000, default
+   * 1 000) per `WAIT`; too few: `RedisUnavailableError` / a retried job. Not with a Redis
+   * Cluster (ConfigError). Default: off (acknowledged by the primary alone).
+   */
+  readonly waitReplicas?: { readonly replicas: number; readonly timeoutMs?: number };
 }
 
 /** What {@link connect} returns: the client, whose `close()` stops what `connect` started. */
@@ -246,6 +254,12 @@ const ConnectOptionsSchema = z.strictObject({
     .optional(),
   env: z.record(z.string(), z.string().optional()).optional(),
   shutdownGraceMs: count(1000).max(3_600_000).optional(),
+  waitReplicas: z
+    .strictObject({
+      replicas: count(1).max(16),
+      timeoutMs: count(1).max(4000).optional(),
+    })
+    .optional(),
 });
 
 /**
@@ -343,6 +357,8 @@ export async function connect(options: ConnectOptions): Promise<Memq> {
     backpressureMaxBytes: bp.maxBytes ?? DEFAULTS.backpressureMaxBytes,
     backpressureProjectMaxBytes: bp.projectMaxBytes ?? DEFAULTS.backpressureProjectMaxBytes,
     shutdownGraceMs: given.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
+    waitReplicas: given.waitReplicas?.replicas ?? DEFAULTS.waitReplicas,
+    waitReplicasTimeoutMs: given.waitReplicas?.timeoutMs ?? DEFAULTS.waitReplicasTimeoutMs,
   });
 
   const metricsRegistry = given.metricsRegistry;

@@ -5,10 +5,11 @@
  * refused before anything starts.
  */
 import { describe, expect, it } from 'vitest';
+import { ConfigError, connect, RedisUnavailableError } from '../../src/index.js';
 import { memqEnv, startMemqProcess } from '../helpers/cli.js';
 import { createRedisNamespace } from '../helpers/redis-namespace.js';
 
-describe('MEMQ_WAIT_REPLICAS at start-up', () => {
+describe('MEMQ_WAIT_REPLICAS at start-up and in connect()', () => {
   it('warns when the primary has fewer connected replicas than asked (a cluster refuses the setting)', async () => {
     const ns = createRedisNamespace();
     try {
@@ -38,6 +39,41 @@ describe('MEMQ_WAIT_REPLICAS at start-up', () => {
       } finally {
         await plain.stop();
       }
+    } finally {
+      await ns.cleanup();
+    }
+  });
+
+  it('connect({ waitReplicas }): an append no replica confirms is refused as Redis-unavailable (a cluster refuses the option)', async () => {
+    const ns = createRedisNamespace();
+    try {
+      const options = {
+        memories: 'memories',
+        project: 'wait-replicas',
+        keyPrefix: ns.keyPrefix,
+        queuePrefix: ns.queuePrefix,
+        waitReplicas: { replicas: 1, timeoutMs: 100 },
+      };
+      if (ns.clusterNodes) {
+        await expect(connect({ ...options, redis: { cluster: ns.clusterNodes } })).rejects.toThrow(
+          ConfigError,
+        );
+        return;
+      }
+      const memq = await connect({ ...options, redis: ns.url });
+      try {
+        // The test Redis has no replica: WAIT 1 answers 0 after 100 ms.
+        await expect(
+          memq.append({ resource: 'customer-support', key: 'wait-1' }, [
+            { role: 'user', content: 'hello' },
+          ]),
+        ).rejects.toThrow(RedisUnavailableError);
+      } finally {
+        await memq.close();
+      }
+      await expect(
+        connect({ ...options, redis: ns.url, waitReplicas: { replicas: 1, timeoutMs: 5000 } }),
+      ).rejects.toThrow(/waitReplicas/);
     } finally {
       await ns.cleanup();
     }
