@@ -300,6 +300,27 @@ function envVar<const P extends string, T, const D extends string | undefined>(
   return Object.freeze({ ...spec, secret: spec.secret ?? false });
 }
 
+/**
+ * A comma-separated list of `host:port` entries (a host name, an IPv4 address or a bracketed IPv6
+ * address; port 1-65535), as `REDIS_CLUSTER_NODES` and `REDIS_SENTINELS` take them; spaces
+ * around entries are dropped. Output: the entries, frozen.
+ */
+const HostPortListSchema = z
+  .string()
+  .transform((text) => text.split(',').map((node) => node.trim()))
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/)
+        .refine((node) => {
+          const port = Number(node.slice(node.lastIndexOf(':') + 1));
+          return port >= 1 && port <= 65_535;
+        }),
+    ),
+  )
+  .transform((nodes): readonly string[] => Object.freeze(nodes));
+
 /** The unit the `allowed` text of a duration variable names. */
 const MS = 'milliseconds';
 
@@ -324,26 +345,18 @@ export const ENV_VARS = Object.freeze([
     name: 'REDIS_CLUSTER_NODES',
     property: 'redisClusterNodes',
     group: 'redis',
-    schema: z
-      .string()
-      .transform((text) => text.split(',').map((node) => node.trim()))
-      .pipe(z.array(z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/)))
-      .transform((nodes): readonly string[] => Object.freeze(nodes)),
+    schema: HostPortListSchema,
     default: undefined,
-    allowed: 'comma-separated host:port entries',
+    allowed: 'comma-separated host:port entries (port 1-65535)',
     doc: 'Redis Cluster seed nodes; memq then talks to the cluster (credentials from `REDIS_URL`), every memq key and BullMQ queue being single-slot (hash tags). Unset: one server',
   }),
   envVar({
     name: 'REDIS_SENTINELS',
     property: 'redisSentinels',
     group: 'redis',
-    schema: z
-      .string()
-      .transform((text) => text.split(',').map((node) => node.trim()))
-      .pipe(z.array(z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/)))
-      .transform((nodes): readonly string[] => Object.freeze(nodes)),
+    schema: HostPortListSchema,
     default: undefined,
-    allowed: 'comma-separated host:port entries',
+    allowed: 'comma-separated host:port entries (port 1-65535)',
     doc: "Redis Sentinel nodes (ioredis's Sentinel support): memq asks them for the primary of `REDIS_SENTINEL_NAME` and follows a failover; credentials and TLS of the data nodes from `REDIS_URL`. Unset: no Sentinel",
   }),
   envVar({

@@ -133,6 +133,12 @@ describe('loadEnvConfig', () => {
     expect(() => loadEnvConfig({ REDIS_CLUSTER_NODES: 'redis-a,redis-b:7001' })).toThrow(
       'REDIS_CLUSTER_NODES: expected comma-separated host:port entries',
     );
+    expect(() => loadEnvConfig({ REDIS_CLUSTER_NODES: 'redis-a:70000' })).toThrow(
+      'REDIS_CLUSTER_NODES: expected comma-separated host:port entries (port 1-65535)',
+    );
+    expect(() =>
+      loadEnvConfig({ REDIS_SENTINELS: 'sentinel-a:0', REDIS_SENTINEL_NAME: 'memq-primary' }),
+    ).toThrow('REDIS_SENTINELS: expected comma-separated host:port entries (port 1-65535)');
   });
 
   it('reads REDIS_SENTINELS with REDIS_SENTINEL_NAME, and refuses one without the other or with a cluster', () => {
