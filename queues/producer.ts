@@ -15,7 +15,11 @@ import {
 import { applyInputPrivacy, type RedactionPolicy } from '../src/core/privacy.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
-import { confirmReplicas, type ReplicaConfirmation } from '../src/redis/replicas.js';
+import {
+  confirmReplicas,
+  connectionSession,
+  type ReplicaConfirmation,
+} from '../src/redis/replicas.js';
 import { createBacklogLedger, type LedgerQueue } from './backlog-ledger.js';
 import {
   backlogRefusal,
@@ -266,9 +270,14 @@ export function appendJobId(messageIds: readonly string[]): string {
 export function createProducer(deps: ProducerDeps): Producer {
   const { guard, queues } = deps;
   const waitReplicas = deps.waitReplicas;
-  /** With replica confirmation on, waits for it (see {@link ProducerDeps.waitReplicas}). */
-  const confirmed = async (what: string) => {
-    if (waitReplicas) await guard(what, () => confirmReplicas(deps.connection, waitReplicas, what));
+  /**
+   * With replica confirmation on, waits for it (see {@link ProducerDeps.waitReplicas}) for the
+   * writes made since `session` ({@link connectionSession} taken before them).
+   */
+  const confirmed = async (what: string, session: number) => {
+    if (waitReplicas) {
+      await guard(what, () => confirmReplicas(deps.connection, waitReplicas, what, session));
+    }
   };
   const now = deps.now ?? Date.now;
   const nextId = monotonicFactory();
@@ -315,6 +324,7 @@ export function createProducer(deps: ProducerDeps): Producer {
     options: { messages: number; jobId?: string; bytes?: number; timestamp?: number },
   ): Promise<string> => {
     const { jobId, timestamp } = options;
+    const session = connectionSession(deps.connection);
     const job = await guard(name, () =>
       queues.byName(queue).add(name, data, {
         ...(jobId !== undefined ? { jobId } : {}),
@@ -325,7 +335,7 @@ export function createProducer(deps: ProducerDeps): Producer {
     await guard('backlog', () =>
       ledger.record(queue, job.id!, project, { messages: options.messages, bytes }),
     ).catch(() => undefined);
-    await confirmed(name);
+    await confirmed(name, session);
     return job.id!;
   };
   const batchLimits: AppendBatchLimits = {
@@ -372,8 +382,9 @@ export function createProducer(deps: ProducerDeps): Producer {
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   };
   const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
+    const session = connectionSession(deps.connection);
     const job = await guard(name, () => queues.cleanup.add(name, data));
-    await confirmed(name);
+    await confirmed(name, session);
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };
   /**
