@@ -272,7 +272,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   const waitReplicas = deps.waitReplicas;
   /**
    * With replica confirmation on, waits for it (see {@link ProducerDeps.waitReplicas}) for the
-   * writes made since `session` ({@link connectionSession} taken before them).
+   * writes made in `session` ({@link connectionSession} taken when the add's reply is in).
    */
   const confirmed = async (what: string, session: number) => {
     if (waitReplicas) {
@@ -324,13 +324,15 @@ export function createProducer(deps: ProducerDeps): Producer {
     options: { messages: number; jobId?: string; bytes?: number; timestamp?: number },
   ): Promise<string> => {
     const { jobId, timestamp } = options;
-    const session = connectionSession(deps.connection);
     const job = await guard(name, () =>
       queues.byName(queue).add(name, data, {
         ...(jobId !== undefined ? { jobId } : {}),
         ...(timestamp !== undefined ? { timestamp } : {}),
       }),
     );
+    // Taken as the add's reply is in: an add re-sent after a reconnect is confirmed on the
+    // connection that made it, instead of answering 503 for a job that is enqueued.
+    const session = connectionSession(deps.connection);
     const bytes = options.bytes ?? Buffer.byteLength(JSON.stringify(data), 'utf8');
     await guard('backlog', () =>
       ledger.record(queue, job.id!, project, { messages: options.messages, bytes }),
@@ -382,8 +384,8 @@ export function createProducer(deps: ProducerDeps): Producer {
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   };
   const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
-    const session = connectionSession(deps.connection);
     const job = await guard(name, () => queues.cleanup.add(name, data));
+    const session = connectionSession(deps.connection); // as in enqueue
     await confirmed(name, session);
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };

@@ -60,7 +60,9 @@ const readyCounts = new WeakMap<RedisConnection, { count: number }>();
 /**
  * The current session of `connection`: a number that changes each time the connection becomes
  * ready again (a reconnect, after a failover possibly to another primary). Take it before the
- * writes {@link confirmReplicas} is to confirm: ioredis re-sends commands in flight after a
+ * writes {@link confirmReplicas} is to confirm, or when the last one's reply is in with no I/O
+ * awaited in between (a reply arrives on the connection that ran the command, so the session
+ * then is the one the write was made in): ioredis re-sends commands in flight after a
  * reconnect (`autoResendUnfulfilledCommands`), and a WAIT answered on a new connection says
  * nothing of writes made on the old one. A connection not ready now (connecting,
  * reconnecting) is given the session it enters when it becomes ready, where commands queued
