@@ -274,6 +274,8 @@ export function createProducer(deps: ProducerDeps): Producer {
    * With replica confirmation on, waits for it (see {@link ProducerDeps.waitReplicas}) for the
    * writes made in `session` ({@link connectionSession} taken when the add's reply is in).
    */
+  /** {@link connectionSession} of the connection when replica confirmation is on; else 0. */
+  const replicaSession = () => (waitReplicas ? connectionSession(deps.connection) : 0);
   const confirmed = async (what: string, session: number) => {
     if (waitReplicas) {
       await guard(what, () => confirmReplicas(deps.connection, waitReplicas, what, session));
@@ -332,7 +334,7 @@ export function createProducer(deps: ProducerDeps): Producer {
     );
     // Taken as the add's reply is in: an add re-sent after a reconnect is confirmed on the
     // connection that made it, instead of answering 503 for a job that is enqueued.
-    const session = connectionSession(deps.connection);
+    const session = replicaSession();
     const bytes = options.bytes ?? Buffer.byteLength(JSON.stringify(data), 'utf8');
     await guard('backlog', () =>
       ledger.record(queue, job.id!, project, { messages: options.messages, bytes }),
@@ -385,7 +387,7 @@ export function createProducer(deps: ProducerDeps): Producer {
   };
   const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
     const job = await guard(name, () => queues.cleanup.add(name, data));
-    const session = connectionSession(deps.connection); // as in enqueue
+    const session = replicaSession(); // as in enqueue
     await confirmed(name, session);
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };
