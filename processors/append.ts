@@ -36,13 +36,15 @@ export interface AppendProcessorDeps {
   /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
   readonly metrics: MemqMetrics;
   /**
-   * Replica confirmation (`MEMQ_WAIT_REPLICAS`): resolves once enough replicas confirm every
-   * write of the worker connection so far (`confirmReplicas` of src/redis/replicas.ts on the
-   * connection the store commits on); throws RedisUnavailableError (retryable: the job retries,
-   * and the store's commits are idempotent) when too few do. `what` names the operation in the
+   * Replica confirmation (`MEMQ_WAIT_REPLICAS`), called before a job's first write: returns the
+   * confirmation to await after its last one, which resolves once enough replicas confirm every
+   * write of the worker connection so far (`connectionSession` and `confirmReplicas` of
+   * src/redis/replicas.ts on the connection the store commits on) and throws
+   * RedisUnavailableError (retryable: the job retries, and the store's commits are idempotent)
+   * when too few do or the connection reconnected in between. `what` names the operation in the
    * error. Absent = a commit on the primary completes the job.
    */
-  readonly confirmReplicas?: (what: string) => Promise<void>;
+  readonly startReplicaConfirmation?: () => (what: string) => Promise<void>;
   /** Clock, ms since epoch; default `Date.now`. */
   readonly now?: () => number;
 }
@@ -93,7 +95,7 @@ export function isAppendJobProgress(
  *   keeps a retryable one from its retry), so the failed entries' messages stay in the job, a
  *   dead letter once attempts are spent.
  *
- * With `confirmReplicas` (`MEMQ_WAIT_REPLICAS`), the job completes only once the replicas
+ * With `startReplicaConfirmation` (`MEMQ_WAIT_REPLICAS`), the job completes only once the replicas
  * confirm the commits; too few confirmations fail the attempt (retryable), and the retry finds
  * the messages as duplicates and confirms again.
  *
@@ -113,6 +115,7 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
     log: deps.log,
     metrics: deps.metrics,
     async run(data, { job, log }): Promise<AppendJobResult> {
+      const confirmReplicas = deps.startReplicaConfirmation?.();
       const { entries } = data;
       const earlier = isAppendJobProgress(job.progress, entries.length)
         ? job.progress.entries
@@ -215,7 +218,7 @@ export function createAppendProcessor(deps: AppendProcessorDeps) {
       }
       if (followUpFailure?.status === 'rejected') throw followUpFailure.reason;
       // Completed only once the commits are on enough replicas (a failover keeps them).
-      await deps.confirmReplicas?.('append');
+      await confirmReplicas?.('append');
       const done = results as AppendEntryResult[];
       const sum = (field: 'added' | 'duplicates' | 'erased') =>
         done.reduce((total, r) => total + (r[field] ?? 0), 0);

@@ -40,13 +40,15 @@ export interface CleanupProcessorDeps {
    */
   readonly maintenance?: (job: Job, token?: string, signal?: AbortSignal) => Promise<unknown>;
   /**
-   * Replica confirmation (`MEMQ_WAIT_REPLICAS`): resolves once enough replicas confirm every
-   * write of the worker connection so far (`confirmReplicas` of src/redis/replicas.ts on the
-   * connection the store commits on); throws RedisUnavailableError (retryable: the job retries,
-   * and the store's commits are idempotent) when too few do. `what` names the operation in the
+   * Replica confirmation (`MEMQ_WAIT_REPLICAS`), called before a job's first write: returns the
+   * confirmation to await after its last one, which resolves once enough replicas confirm every
+   * write of the worker connection so far (`connectionSession` and `confirmReplicas` of
+   * src/redis/replicas.ts on the connection the store commits on) and throws
+   * RedisUnavailableError (retryable: the job retries, and the store's commits are idempotent)
+   * when too few do or the connection reconnected in between. `what` names the operation in the
    * error. Absent = a commit on the primary completes the job.
    */
-  readonly confirmReplicas?: (what: string) => Promise<void>;
+  readonly startReplicaConfirmation?: () => (what: string) => Promise<void>;
   /** Base logger (job ids and memory ids only). */
   readonly log: Logger;
   /** Instruments (job outcomes and durations via the wrapper, plus this processor's own). */
@@ -88,7 +90,7 @@ export function queueJobKeys(queue: Queue): QueueJobKeys {
  * both steps (both are idempotent). A write enqueued at or before the tombstone changes nothing,
  * replaces its own job data with the message ids and completes with `erased`.
  *
- * With `confirmReplicas` (`MEMQ_WAIT_REPLICAS`), a clear, delete or write completes only once
+ * With `startReplicaConfirmation` (`MEMQ_WAIT_REPLICAS`), a clear, delete or write completes only once
  * the replicas confirm it; too few confirmations fail the attempt (retryable; each is idempotent).
  *
  * Dispatch is by job name through `CLEANUP_JOB_SCHEMAS` (queues/job-contracts.ts): each name's
@@ -106,11 +108,12 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
       async run({ ref }, { job }): Promise<ErasureJobResult> {
         const resource = deps.registry.get(ref.resource);
         const request = { requestedAtMs: job.timestamp };
+        const confirmReplicas = deps.startReplicaConfirmation?.();
         const erased = await deps.locks.withLock(ref, resource.locking, 'clear', () =>
           operation === 'clear' ? deps.store.clear(ref, request) : deps.store.delete(ref, request),
         );
         const jobsScrubbed = await deps.scrubJobs(ref, erased.erasedAtMs);
-        await deps.confirmReplicas?.(operation);
+        await confirmReplicas?.(operation);
         return { ...erased, jobsScrubbed };
       },
     });
@@ -129,6 +132,7 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
         };
       }
       const { ref, messages } = data;
+      const confirmReplicas = deps.startReplicaConfirmation?.();
       const resource = deps.registry.get(ref.resource);
       const { kept } = applyPrivacy(resource.privacyPolicy, messages, ref);
       const result = await deps.locks.withLock(ref, resource.locking, 'clear', () =>
@@ -146,7 +150,7 @@ export function createCleanupProcessor(deps: CleanupProcessorDeps) {
       // A written instance is active: index it (the sweep and the listing read the indexes).
       await deps.store.touchIndex(ref, Date.now());
       if (kept.length > 0) await deps.enqueueTokenCount(ref);
-      await deps.confirmReplicas?.(JOBS.write);
+      await confirmReplicas?.(JOBS.write);
       return { messageCount, epoch, erased: 0 };
     },
   });

@@ -15,6 +15,7 @@ import { isConnectionFailure } from '../src/redis/connection-failures.js';
 import {
   checkReplicaConfirmation,
   confirmReplicas,
+  connectionSession,
   type ReplicaConfirmation,
 } from '../src/redis/replicas.js';
 import type { LockService } from '../src/redis/lock-service.js';
@@ -165,8 +166,11 @@ export function startWorkers(deps: WorkerDeps, settings: WorkerSettings): Worker
   checkReplicaConfirmation(connection, waitReplicas);
   const replicas = waitReplicas
     ? {
-        confirmReplicas: async (what: string) =>
-          void (await confirmReplicas(connection, waitReplicas, what)),
+        startReplicaConfirmation: () => {
+          const session = connectionSession(connection);
+          return async (what: string) =>
+            void (await confirmReplicas(connection, waitReplicas, what, session));
+        },
       }
     : {};
   const enqueueTokenCount = (ref: MemoryRef) => queues.enqueueTokenCount(ref);

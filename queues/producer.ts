@@ -15,7 +15,11 @@ import {
 import { applyInputPrivacy, type RedactionPolicy } from '../src/core/privacy.js';
 import type { MemqMetrics } from '../src/metrics/metrics.js';
 import type { RedisConnection } from '../src/redis/connection.js';
-import { confirmReplicas, type ReplicaConfirmation } from '../src/redis/replicas.js';
+import {
+  confirmReplicas,
+  connectionSession,
+  type ReplicaConfirmation,
+} from '../src/redis/replicas.js';
 import { createBacklogLedger, type LedgerQueue } from './backlog-ledger.js';
 import {
   backlogRefusal,
@@ -266,9 +270,16 @@ export function appendJobId(messageIds: readonly string[]): string {
 export function createProducer(deps: ProducerDeps): Producer {
   const { guard, queues } = deps;
   const waitReplicas = deps.waitReplicas;
-  /** With replica confirmation on, waits for it (see {@link ProducerDeps.waitReplicas}). */
-  const confirmed = async (what: string) => {
-    if (waitReplicas) await guard(what, () => confirmReplicas(deps.connection, waitReplicas, what));
+  /**
+   * With replica confirmation on, waits for it (see {@link ProducerDeps.waitReplicas}) for the
+   * writes made in `session` ({@link connectionSession} taken when the add's reply is in).
+   */
+  /** {@link connectionSession} of the connection when replica confirmation is on; else 0. */
+  const replicaSession = () => (waitReplicas ? connectionSession(deps.connection) : 0);
+  const confirmed = async (what: string, session: number) => {
+    if (waitReplicas) {
+      await guard(what, () => confirmReplicas(deps.connection, waitReplicas, what, session));
+    }
   };
   const now = deps.now ?? Date.now;
   const nextId = monotonicFactory();
@@ -321,11 +332,14 @@ export function createProducer(deps: ProducerDeps): Producer {
         ...(timestamp !== undefined ? { timestamp } : {}),
       }),
     );
+    // Taken as the add's reply is in: an add re-sent after a reconnect is confirmed on the
+    // connection that made it, instead of answering 503 for a job that is enqueued.
+    const session = replicaSession();
     const bytes = options.bytes ?? Buffer.byteLength(JSON.stringify(data), 'utf8');
     await guard('backlog', () =>
       ledger.record(queue, job.id!, project, { messages: options.messages, bytes }),
     ).catch(() => undefined);
-    await confirmed(name);
+    await confirmed(name, session);
     return job.id!;
   };
   const batchLimits: AppendBatchLimits = {
@@ -373,7 +387,8 @@ export function createProducer(deps: ProducerDeps): Producer {
   };
   const cleanupJob = async (name: string, data: object, ref: MemoryRef): Promise<JobReceipt> => {
     const job = await guard(name, () => queues.cleanup.add(name, data));
-    await confirmed(name);
+    const session = replicaSession(); // as in enqueue
+    await confirmed(name, session);
     return { queue: QUEUES.cleanup, jobId: job.id!, ref };
   };
   /**

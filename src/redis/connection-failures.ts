@@ -6,14 +6,20 @@
  */
 
 /**
- * Socket error codes that mean the connection to Redis dropped or never came up (Node's `net`
- * errors, carried as `error.code`).
+ * Socket and name-resolution error codes that mean the connection to Redis dropped or never came
+ * up (Node's `net` and `dns` errors, carried as `error.code`): refused, reset, broken pipe, timed
+ * out, host or network unreachable, and a host name that does not resolve (`ENOTFOUND`) or could
+ * not be resolved right now (`EAI_AGAIN`).
  */
 const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'EPIPE',
   'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
 ]);
 
 /**
@@ -26,16 +32,21 @@ const NOT_SERVING_REPLY = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN)\b/;
 
 /**
  * ioredis's own messages for a connection it cannot use: the connection was closed
- * (`Connection is closed.`), or it is not connected and its offline queue is off
- * (`Stream isn't writeable and enableOfflineQueue options is false`).
+ * (`Connection is closed.`), it is not connected and its offline queue is off
+ * (`Stream isn't writeable and enableOfflineQueue options is false`), or no sentinel answered
+ * with a primary (`All sentinels are unreachable. Retrying from scratch after <n>ms.`, and
+ * `... and retry is disabled.`; ioredis 6, src/connectors/SentinelConnector; no error code).
  */
-const IOREDIS_NOT_CONNECTED = /^(Connection is closed\.|Stream isn't writeable)/;
+const IOREDIS_NOT_CONNECTED =
+  /^(Connection is closed\.|Stream isn't writeable|All sentinels are unreachable\b)/;
 
 /**
  * True when `error` says Redis was unreachable or not serving, not that the request was wrong:
  * ioredis's closed-connection or not-writeable errors and its retry-limit error
- * (`MaxRetriesPerRequestError`, the connection was lost mid-command), a socket error code
- * (`ECONNREFUSED`, `ECONNRESET`, `EPIPE`, `ETIMEDOUT`), or a Redis reply of `LOADING`,
+ * (`MaxRetriesPerRequestError`, the connection was lost mid-command), its "All sentinels are
+ * unreachable" error, a socket or name-resolution error code (`ECONNREFUSED`, `ECONNRESET`,
+ * `EPIPE`, `ETIMEDOUT`, `EHOSTUNREACH`, `ENETUNREACH`, `ENOTFOUND`, `EAI_AGAIN`), or a Redis
+ * reply of `LOADING`,
  * `CLUSTERDOWN`, `TRYAGAIN` or `MASTERDOWN`. False for anything that is not an `Error`.
  */
 export function isConnectionFailure(error: unknown): boolean {

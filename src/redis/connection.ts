@@ -34,17 +34,12 @@ export interface CreateRedisOptions {
   /** Connection name shown by `CLIENT LIST`; default `memq-<role>`. */
   readonly connectionName?: string;
   /**
-   * Told of connection errors (refused, reset, TLS, auth): the first error after the connection
-   * was created or was last ready, so an outage is reported once, not once per reconnect attempt.
-   * Every connection has an `error` listener either way (without one, ioredis prints "Unhandled
-   * error event" for each attempt); commands still reject with their own errors. Default: none.
-   */
-  readonly onError?: (error: Error) => void;
-  /**
    * The process's outage reporter (src/redis/redis-outage.ts): this connection and every
    * duplicate of it -- the ones {@link duplicateConnection} makes, and BullMQ's own worker and
    * blocking connections, which BullMQ makes with the connection's `duplicate()` -- report their
-   * errors, readiness and end to it. Default: none (errors are still listened to, and dropped).
+   * errors, readiness and end to it. Every connection has an `error` listener either way (without
+   * one, ioredis prints "Unhandled error event" for each attempt); commands still reject with
+   * their own errors. Default: none (errors are listened to, and dropped).
    */
   readonly outages?: RedisOutageReporter;
 }
@@ -109,9 +104,7 @@ export type RedisClientOptions =
  * @throws TypeError for a URL that does not parse; ConfigError for cluster nodes and a sentinel
  *   together, or a sentinel without nodes.
  */
-export function redisClientOptions(
-  options: Omit<CreateRedisOptions, 'onError'>,
-): RedisClientOptions {
+export function redisClientOptions(options: CreateRedisOptions): RedisClientOptions {
   const url = new URL(options.url);
   if (options.sentinel && (options.clusterNodes?.length ?? 0) > 0) {
     throw new ConfigError('redis: expected either Sentinel nodes or Cluster nodes, not both');
@@ -164,10 +157,9 @@ export function redisClientOptions(
 }
 
 /**
- * Creates an ioredis client for `role` with {@link redisClientOptions} and an `error` listener
- * (see {@link CreateRedisOptions.onError}); it and its duplicates report to
- * {@link CreateRedisOptions.outages} (see {@link watchConnection}). The caller closes it with
- * {@link closeRedis}.
+ * Creates an ioredis client for `role` with {@link redisClientOptions} and an `error` listener;
+ * it and its duplicates report to {@link CreateRedisOptions.outages} (see
+ * {@link watchConnection}). The caller closes it with {@link closeRedis}.
  */
 export function createRedis(options: CreateRedisOptions & { clusterNodes?: undefined }): Redis;
 export function createRedis(options: CreateRedisOptions): RedisConnection;
@@ -177,15 +169,6 @@ export function createRedis(options: CreateRedisOptions): RedisConnection {
     built.kind === 'cluster'
       ? new Cluster([...built.nodes], built.options)
       : new Redis(built.url, built.options);
-  let reported = false;
-  client.on('ready', () => {
-    reported = false;
-  });
-  client.on('error', (error: Error) => {
-    if (reported) return;
-    reported = true;
-    options.onError?.(error);
-  });
   watchConnection(client, options.outages);
   return client;
 }

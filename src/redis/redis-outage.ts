@@ -11,13 +11,20 @@ import type { Logger } from 'pino';
 
 /**
  * Least time between two "Redis still unreachable" reminders, ms: 30 000. A reminder needs a
- * connection error to come with it (ioredis retries every 2 s at most, so one always does while
- * Redis stays away); no timer runs for it. 30 s keeps a long outage visible in a log window
- * without one line per reconnect attempt (ioredis's retry ceiling, 2 s).
+ * connection error to come with it; no timer runs for it. ioredis 6's default `retryStrategy`
+ * waits min(2^(n-1) x 50, 5000) ms plus up to 200 ms of jitter before reconnect attempt n (at most
+ * 5.2 s), and a Sentinel connection asks the sentinels again after min(n x 10, 1000) ms
+ * (`sentinelRetryStrategy`), so an error always comes while Redis stays away. 30 s keeps a long
+ * outage visible in a log window without one line per reconnect attempt.
  */
 export const OUTAGE_REMINDER_MS = 30_000;
 
-/** Where a connection goes: `host:port`, or the cluster's seed nodes; never credentials. */
+/**
+ * Where a connection goes, for logs: `host:port` (or a Unix socket path) for one server,
+ * `sentinel <name> (<host:port>,...)` for a primary found through Redis Sentinel (the master
+ * group and the sentinels asked), `cluster <host:port>,...` for a Redis Cluster (its seed
+ * nodes); never credentials.
+ */
 export type RedisTargetName = string;
 
 /** The sink every connection reports its state changes to. */
@@ -125,24 +132,46 @@ export function createRedisOutageReporter(
 /** A connection {@link watchConnection} watches: one server or a Redis Cluster. */
 type Watched = Redis | Cluster;
 
-/** Where `client` connects, for logs: `host:port`, or a cluster's seed nodes; never credentials. */
-function targetOf(client: Watched): RedisTargetName {
+/** `host`, in brackets when it is an IPv6 address (it holds a colon). */
+const hostName = (host: string) => (host.includes(':') ? `[${host}]` : host);
+
+/**
+ * `host:port` of each `{ host, port }` entry of `nodes` (ioredis's node shape), an IPv6 host in
+ * brackets, comma-separated; other entries are skipped.
+ */
+function hostPorts(nodes: unknown): string {
+  const named = Array.isArray(nodes)
+    ? nodes.flatMap((node: unknown) =>
+        typeof node === 'object' && node !== null && 'host' in node && 'port' in node
+          ? [`${hostName(String(node.host))}:${String(node.port)}`]
+          : [],
+      )
+    : [];
+  return named.join(',');
+}
+
+/**
+ * Where `client` connects, for logs ({@link RedisTargetName}): `host:port`, the sentinels and
+ * group of a Sentinel connection (its own `host` and `port` are then unused), or a cluster's
+ * seed nodes; never credentials. Exported for tests and diagnostics.
+ */
+export function targetOf(client: Watched): RedisTargetName {
   if (client instanceof Cluster) {
     // ioredis keeps the seed nodes in a private field; its shape is checked here.
     const nodes = (client as unknown as { startupNodes?: unknown }).startupNodes;
-    const named = Array.isArray(nodes)
-      ? nodes.flatMap((node: unknown) =>
-          typeof node === 'object' && node !== null && 'host' in node && 'port' in node
-            ? [`${String(node.host)}:${String(node.port)}`]
-            : [],
-        )
-      : [];
-    return `cluster ${named.join(',')}`.trim();
+    return `cluster ${hostPorts(nodes)}`.trim();
+  }
+  const { sentinels, name } = client.options;
+  if (sentinels && sentinels.length > 0) {
+    return `sentinel ${name ?? ''} (${hostPorts(sentinels)})`;
   }
   return client.options.path ?? `${client.options.host}:${client.options.port}`;
 }
 
-/** The duplicates made of every watched connection, for {@link abandonConnection}. */
+/**
+ * The duplicates made of every watched connection and not ended yet, for
+ * {@link abandonConnection}; a duplicate leaves its set on its `end` event.
+ */
 const duplicatesOf = new WeakMap<Watched, Set<Watched>>();
 
 /**
@@ -166,6 +195,9 @@ export function watchConnection(client: Watched, outages?: RedisOutageReporter):
   const adopt = <T extends Watched>(copy: T): T => {
     watchConnection(copy, outages);
     copies.add(copy);
+    // Tracked while it may be open: an ended duplicate is let go, one connected again is back.
+    copy.on('end', () => copies.delete(copy));
+    copy.on('connecting', () => copies.add(copy));
     return copy;
   };
   if (client instanceof Cluster) {
@@ -208,6 +240,14 @@ export function disconnectNow(client: Watched): void {
   } catch {
     // Already closed: nothing to stop.
   }
+}
+
+/**
+ * How many duplicates made of `client` since {@link watchConnection} are still tracked (not
+ * ended); 0 for a connection not watched. For tests and diagnostics only.
+ */
+export function trackedDuplicates(client: Watched): number {
+  return duplicatesOf.get(client)?.size ?? 0;
 }
 
 /**

@@ -54,28 +54,63 @@ export function checkReplicaConfirmation(
   }
 }
 
+/** Per connection, how many times it became ready since {@link connectionSession} first saw it. */
+const readyCounts = new WeakMap<RedisConnection, { count: number }>();
+
+/**
+ * The current session of `connection`: a number that changes each time the connection becomes
+ * ready again (a reconnect, after a failover possibly to another primary). Take it before the
+ * writes {@link confirmReplicas} is to confirm, or when the last one's reply is in with no I/O
+ * awaited in between (a reply arrives on the connection that ran the command, so the session
+ * then is the one the write was made in): ioredis re-sends commands in flight after a
+ * reconnect (`autoResendUnfulfilledCommands`), and a WAIT answered on a new connection says
+ * nothing of writes made on the old one. A connection not ready now (connecting,
+ * reconnecting) is given the session it enters when it becomes ready, where commands queued
+ * meanwhile run. The first call for a connection starts counting (a `ready` listener); never
+ * throws.
+ */
+export function connectionSession(connection: RedisConnection): number {
+  let counter = readyCounts.get(connection);
+  if (!counter) {
+    const created = { count: 0 };
+    connection.on('ready', () => (created.count += 1));
+    readyCounts.set(connection, created);
+    counter = created;
+  }
+  return connection.status === 'ready' ? counter.count : counter.count + 1;
+}
+
 /**
  * Sends `WAIT replicas timeoutMs` on `connection` (the connection that made the writes to
  * confirm: WAIT covers every earlier write of that connection) and resolves with the replicas
- * that confirmed, when at least `replicas` did.
+ * that confirmed, when at least `replicas` did and `connection` is still in `session`.
  * @param what Names the operation in the error, e.g. `append`.
+ * @param session {@link connectionSession} of `connection` taken before the writes; when the
+ *   connection reconnected since (before WAIT or while it waited), the writes are not confirmed.
  * @throws RedisUnavailableError (retryable) when fewer than `replicas` confirmed within
- *   `timeoutMs`: the writes are on the primary but may be lost by a failover. ConfigError for a
- *   Cluster connection ({@link checkReplicaConfirmation}). What the command itself throws
- *   (connection failures).
+ *   `timeoutMs`, or the connection reconnected after `session`: the writes may be on a primary
+ *   that a failover loses. ConfigError for a Cluster connection
+ *   ({@link checkReplicaConfirmation}). What the command itself throws (connection failures).
  */
 export async function confirmReplicas(
   connection: RedisConnection,
   confirmation: ReplicaConfirmation,
   what: string,
+  session: number,
 ): Promise<number> {
   checkReplicaConfirmation(connection, confirmation);
+  const reconnected = () =>
+    new RedisUnavailableError(
+      `${what}: the connection to Redis was re-established between the write and its replica confirmation (MEMQ_WAIT_REPLICAS); a failover could lose the write, retry shortly`,
+    );
+  if (connectionSession(connection) !== session) throw reconnected();
   const confirmed = Number(
     await (connection as Exclude<RedisConnection, Cluster>).wait(
       confirmation.replicas,
       confirmation.timeoutMs,
     ),
   );
+  if (connectionSession(connection) !== session) throw reconnected();
   if (confirmed < confirmation.replicas) {
     throw new RedisUnavailableError(
       `${what}: ${confirmed} of ${confirmation.replicas} replicas confirmed the write within ${confirmation.timeoutMs} ms (MEMQ_WAIT_REPLICAS); a failover could lose it, retry shortly`,

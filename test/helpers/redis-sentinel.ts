@@ -56,6 +56,8 @@ export interface TestSentinels {
    * @throws Error when it does not sync within 20 s.
    */
   rejoin(port: number, primaryPort: number): Promise<void>;
+  /** Kills every sentinel (SIGKILL) and waits until they have exited; they stay down. */
+  haltSentinels(): Promise<void>;
   /** Stops the sentinels and every data node, and removes their directories. */
   stop(): Promise<void>;
 }
@@ -101,17 +103,20 @@ export async function startTestSentinels(
   const nodes: TestRedisServer[] = [];
   const processes: ChildProcess[] = [];
   const sentinels: string[] = [];
-  const stop = async () => {
-    await Promise.all(
+  /** Sends `signal` to every sentinel still running and waits until each has exited. */
+  const haltSentinels = (signal: NodeJS.Signals) =>
+    Promise.all(
       processes.map(
         (p) =>
           new Promise<void>((resolve) => {
             if (p.exitCode !== null || p.signalCode !== null) return resolve();
             p.once('exit', () => resolve());
-            p.kill('SIGTERM');
+            p.kill(signal);
           }),
       ),
     );
+  const stop = async () => {
+    await haltSentinels('SIGTERM');
     await Promise.all(nodes.map((node) => node.destroy()));
     rmSync(dir, { recursive: true, force: true });
   };
@@ -212,6 +217,7 @@ export async function startTestSentinels(
       );
       return { links, release: () => auth('', '').then(() => undefined) };
     },
+    haltSentinels: () => haltSentinels('SIGKILL').then(() => undefined),
     async rejoin(port, primaryPort) {
       const node = nodes.find((candidate) => candidate.port === port);
       if (!node) throw new Error(`redis-sentinel helper: no data node on port ${port}`);

@@ -105,7 +105,12 @@ describe('memq through Redis Sentinel', () => {
       let unavailable = 0;
       for (;;) {
         try {
-          const after = await runtime.client.append(target, [{ role: 'user', content: 'after' }]);
+          // One message id for every retry: a 503 after the job was enqueued (too few replicas
+          // confirmed it) leaves that job to commit, and the retry's copy is a duplicate. An id
+          // later than the first message's, so it is stored after it.
+          const after = await runtime.client.append(target, [
+            { id: '06000000000000000000000AF7', role: 'user', content: 'after' },
+          ]);
           await runtime.client.waitFor(after, { timeoutMs: 20_000 });
           break;
         } catch (error) {
@@ -121,4 +126,40 @@ describe('memq through Redis Sentinel', () => {
       await runtime.close();
     }
   }, 90_000);
+
+  // Last: it leaves the deployment down.
+  it('memq work with the sentinels and the data nodes down: one "Redis unreachable" line naming the sentinels, no "worker error"', async () => {
+    const memq = await startMemqProcess('work', {
+      ...process.env,
+      REDIS_SENTINELS: deployment.sentinels.join(','),
+      REDIS_SENTINEL_NAME: deployment.name,
+      MEMQ_KEY_PREFIX: KEY_PREFIX,
+      MEMQ_QUEUE_PREFIX: QUEUE_PREFIX,
+      MEMQ_LOG_LEVEL: 'warn',
+      MEMQ_SHUTDOWN_GRACE_MS: '3000',
+    });
+    try {
+      await deployment.haltSentinels();
+      await Promise.all(deployment.nodes.map((node) => node.halt('SIGKILL')));
+      // Several reconnect attempts of every connection, each asking every sentinel.
+      await new Promise((r) => setTimeout(r, 5000));
+      const lines = memq
+        .stderr()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(lines.filter((line) => line.msg === 'worker error')).toEqual([]);
+      const unreachable = lines.filter((line) => line.msg === 'Redis unreachable; reconnecting');
+      expect(unreachable).toHaveLength(1);
+      expect(unreachable[0]!.target).toBe(
+        `sentinel ${deployment.name} (${deployment.sentinels.join(',')})`,
+      );
+      // Nothing but the outage reporter's lines while Redis is away (no reminder within 30 s).
+      expect(lines.filter((line) => Number(line.level) >= 40).map((line) => line.msg)).toEqual([
+        'Redis unreachable; reconnecting',
+      ]);
+    } finally {
+      await memq.stop();
+    }
+  }, 60_000);
 });

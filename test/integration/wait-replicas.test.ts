@@ -3,11 +3,13 @@
  * (never the shared Redis): an acknowledged append is on the replica, and too few replicas make
  * the producer answer Redis-unavailable (503) and the worker retry the job until they confirm.
  */
+import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { loadEnvConfig } from '../../src/config/env.js';
 import { RedisUnavailableError } from '../../src/core/errors.js';
 import { closeRedis, createRedis } from '../../src/redis/connection.js';
+import { confirmReplicas, connectionSession } from '../../src/redis/replicas.js';
 import { compose, type Composition } from '../../src/runtime/compose.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { createMemoryStore } from '../../src/store/memory-store.js';
@@ -166,5 +168,36 @@ describe('MEMQ_WAIT_REPLICAS on a primary with one replica', () => {
     } finally {
       expect(await memq.stop()).toBe(0);
     }
+  });
+
+  it('a reconnect between the write and WAIT leaves the write unconfirmed (a retry confirms it)', async () => {
+    const worker = createRedis({ url: primary.url, role: 'worker' });
+    const admin = createRedis({ url: primary.url, role: 'producer' });
+    opened.push(worker, admin);
+    const confirmation = { replicas: 1, timeoutMs: 1000 };
+    await worker.ping();
+    // Without a reconnect, the replica confirms the write.
+    let session = connectionSession(worker);
+    await worker.set(`${KEY_PREFIX}reconnect`, 'one');
+    expect(await confirmReplicas(worker, confirmation, 'append', session)).toBe(1);
+    // The connection is closed after the write and comes back before WAIT: WAIT would answer on
+    // the new connection, which made no write, so it says nothing of the one to confirm.
+    session = connectionSession(worker);
+    await worker.set(`${KEY_PREFIX}reconnect`, 'two');
+    const id = await worker.client('ID');
+    const ready = once(worker, 'ready');
+    expect(await admin.client('KILL', 'ID', String(id))).toBe(1);
+    await ready;
+    const failure = await confirmReplicas(worker, confirmation, 'append', session).catch(
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(RedisUnavailableError);
+    expect((failure as Error).message).toContain(
+      'append: the connection to Redis was re-established',
+    );
+    // The retry (a new session, the idempotent write made again) is confirmed.
+    session = connectionSession(worker);
+    await worker.set(`${KEY_PREFIX}reconnect`, 'two');
+    expect(await confirmReplicas(worker, confirmation, 'append', session)).toBe(1);
   });
 });

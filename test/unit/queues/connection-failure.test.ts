@@ -20,6 +20,20 @@ describe('isConnectionFailure', () => {
       named('MaxRetriesPerRequestError', 'Reached the max retries per request limit (which is 1).'),
     ],
     ['refused', coded('ECONNREFUSED')],
+    ['a host that does not resolve', coded('ENOTFOUND')],
+    ['a name server not answering', coded('EAI_AGAIN')],
+    ['an unreachable host', coded('EHOSTUNREACH')],
+    ['an unreachable network', coded('ENETUNREACH')],
+    [
+      'ioredis with no sentinel answering',
+      new Error(
+        'All sentinels are unreachable. Retrying from scratch after 10ms. Last error: connect ECONNREFUSED 127.0.0.1:26379',
+      ),
+    ],
+    [
+      'ioredis with no sentinel answering and retry off',
+      new Error('All sentinels are unreachable and retry is disabled.'),
+    ],
     ['reset', coded('ECONNRESET')],
     ['Redis loading its AOF', new Error('LOADING Redis is loading the dataset in memory')],
     ['cluster down', new Error('CLUSTERDOWN The cluster is down')],
@@ -37,6 +51,10 @@ describe('isConnectionFailure', () => {
     ['a message that merely mentions LOADING later', new Error('ERR value LOADING')],
     ['a non-error', 'Connection is closed.'],
     ['a message that merely mentions a closed connection', new Error('ERR Connection is closed.')],
+    [
+      'a message that merely mentions the sentinels',
+      new Error('ERR All sentinels are unreachable'),
+    ],
     ['an unrelated error code', coded('ENOENT')],
   ])('is false for %s', (_what, error) => {
     expect(isConnectionFailure(error)).toBe(false);

@@ -1,10 +1,23 @@
 /**
  * The outage reporter's lines (src/redis/redis-outage.ts): one when an outage starts, reminders
  * at most every `reminderMs`, one when every failing connection is back. No Redis: connections
- * are plain objects, the clock is the test's.
+ * are plain objects, the clock is the test's. The target names are read off clients that never
+ * connect; duplicate tracking uses the shared Redis (connect and quit only).
  */
-import { describe, expect, it } from 'vitest';
-import { createRedisOutageReporter, OUTAGE_REMINDER_MS } from '../../../src/redis/redis-outage.js';
+import { Cluster, Redis } from 'ioredis';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  closeRedis,
+  createRedis,
+  duplicateConnection,
+  redisClientOptions,
+} from '../../../src/redis/connection.js';
+import {
+  createRedisOutageReporter,
+  OUTAGE_REMINDER_MS,
+  targetOf,
+  trackedDuplicates,
+} from '../../../src/redis/redis-outage.js';
 
 /** A reporter over a recording log and a clock the test moves. */
 function reporterWithClock() {
@@ -70,5 +83,59 @@ describe('createRedisOutageReporter', () => {
     // A later outage is a new one.
     reporter.error(b, 'h:1', refused());
     expect(messages()).toHaveLength(3);
+  });
+});
+
+describe('targetOf', () => {
+  /** A client of `options` (createRedis's ioredis options) that never connects. */
+  const lazy = (options: Parameters<typeof redisClientOptions>[0]) => {
+    const built = redisClientOptions(options);
+    if (built.kind === 'cluster')
+      return new Cluster([...built.nodes], { ...built.options, lazyConnect: true });
+    return new Redis(built.url, { ...built.options, lazyConnect: true });
+  };
+
+  it('names the sentinels and the group of a Sentinel connection, not the unused URL host, and no credentials', () => {
+    const client = lazy({
+      url: 'redis://app:s3cret@127.0.0.1:6379',
+      role: 'worker',
+      sentinel: { nodes: ['10.0.0.1:26379', '[::1]:26380'], name: 'memq-primary' },
+    });
+    expect(targetOf(client)).toBe('sentinel memq-primary (10.0.0.1:26379,[::1]:26380)');
+  });
+
+  it('names host:port of one server and the seed nodes of a cluster, without credentials', () => {
+    expect(targetOf(lazy({ url: 'redis://app:s3cret@cache:6380', role: 'producer' }))).toBe(
+      'cache:6380',
+    );
+    expect(
+      targetOf(
+        lazy({
+          url: 'redis://app:s3cret@ignored:6379',
+          role: 'worker',
+          clusterNodes: ['10.0.0.1:7000', '10.0.0.2:7001'],
+        }),
+      ),
+    ).toBe('cluster 10.0.0.1:7000,10.0.0.2:7001');
+  });
+});
+
+describe('watchConnection duplicates', () => {
+  it('a duplicate that was quit is no longer tracked', async () => {
+    const client = createRedis({ url: 'redis://127.0.0.1:6379', role: 'producer' });
+    try {
+      const copy = duplicateConnection(client, {});
+      const other = duplicateConnection(client, {});
+      expect(trackedDuplicates(client)).toBe(2);
+      await copy.ping();
+      await copy.quit();
+      await vi.waitFor(() => expect(copy.status).toBe('end'));
+      expect(trackedDuplicates(client)).toBe(1);
+      await closeRedis(other);
+      await vi.waitFor(() => expect(other.status).toBe('end'));
+      expect(trackedDuplicates(client)).toBe(0);
+    } finally {
+      await closeRedis(client);
+    }
   });
 });

@@ -32,7 +32,7 @@ describe('replica confirmation', () => {
         ConfigError,
       );
       await expect(
-        confirmReplicas(cluster, { replicas: 1, timeoutMs: 100 }, 'append'),
+        confirmReplicas(cluster, { replicas: 1, timeoutMs: 100 }, 'append', 0),
       ).rejects.toThrow('MEMQ_WAIT_REPLICAS: expected 0 on a Redis Cluster');
     } finally {
       cluster.disconnect();
