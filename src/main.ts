@@ -174,7 +174,8 @@ async function runProcess(mode: ProcessMode, rest: string[]): Promise<number> {
           // Abandoned work leaves sockets and timers of what was cut off: exit now rather than
           // wait for them (a clean stop ends when the event loop is empty).
           if (code !== 0) process.exit(code);
-          clearTimeout(deadline);
+          // Clean: the deadline no longer holds the process, but still ends it if something lingers.
+          deadline.unref();
           resolve(code);
         });
       } else {

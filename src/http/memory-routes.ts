@@ -59,14 +59,21 @@ export interface MemoryRoutesDeps {
    */
   readonly limits?: TenantLimits;
   /**
-   * True once the process is shutting down (`HttpAppOptions.draining`). A `?wait=true` append,
-   * write, clear, delete or flush that arrives then is answered `202` with its receipt at once
-   * instead of waiting: the process's own workers have stopped taking jobs, so the wait could
-   * outlast the shutdown deadline (dry-run flushes, which answer only with their result, still
-   * wait). Default: never.
+   * True once the process is shutting down (`HttpAppOptions.draining`). A `?wait=true` call
+   * (append, write, clear, delete, flush) that starts waiting then waits at most
+   * {@link DRAIN_WAIT_MS}, then answers `504 WAIT_TIMEOUT` as any wait that ran out of time (the
+   * job goes on; its status URL tells): the process's own workers have stopped taking jobs, so a
+   * longer wait could outlast the shutdown deadline. Dry-run flushes, which answer only with
+   * their result, wait as asked. Default: never.
    */
   readonly draining?: () => boolean;
 }
+
+/**
+ * Longest a `?wait=true` call waits once the process is draining, ms: 1 000 (the job may still
+ * be taken by another process's workers; the client is told `504` and the job's status URL).
+ */
+export const DRAIN_WAIT_MS = 1000;
 
 /** Parses `value` with `schema`, or throws PayloadError naming `where` and each field. */
 function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
@@ -233,8 +240,8 @@ export function createMemoryRoutes(deps: MemoryRoutesDeps): Router {
     force = false,
   ): Promise<{ result: unknown } | undefined> => {
     if (query.wait !== 'true' && !force) return undefined;
-    if (!force && deps.draining?.()) return undefined;
-    const timeoutMs = query.timeout_ms ?? 30_000;
+    const asked = query.timeout_ms ?? 30_000;
+    const timeoutMs = !force && deps.draining?.() ? Math.min(asked, DRAIN_WAIT_MS) : asked;
     try {
       return { result: await client.waitFor<unknown>(receipt, { timeoutMs }) };
     } catch (error) {

@@ -13,7 +13,7 @@ import type { RedisConnection } from './connection.js';
 export interface ReplicaConfirmation {
   /** Replicas that must confirm, an integer 1-16 (`MEMQ_WAIT_REPLICAS`). */
   readonly replicas: number;
-  /** Longest one `WAIT` blocks, ms, an integer 1-60000 (`MEMQ_WAIT_REPLICAS_TIMEOUT_MS`). */
+  /** Longest one `WAIT` blocks, ms, an integer 1-4000 (`MEMQ_WAIT_REPLICAS_TIMEOUT_MS`). */
   readonly timeoutMs: number;
 }
 

@@ -459,11 +459,6 @@ function describeEndpoint(endpoint: RedisEndpoint): string {
 }
 
 /**
- * PINGs every connection, under {@link START_PING_TIMEOUT_MS}.
- * @throws RedisUnavailableError naming the endpoint (host and port only) and the connection
- *   error (e.g. `connect ECONNREFUSED 127.0.0.1:1`), with the error as `cause`.
- */
-/**
  * Logs a warning when the primary has fewer connected replicas than `MEMQ_WAIT_REPLICAS` asks to
  * confirm (`INFO replication`, `connected_slaves`): every acknowledged write would then answer 503
  * after the `WAIT` timeout, and start-up is where an operator looks. Only warns: a replica may
@@ -488,6 +483,11 @@ async function warnOfMissingReplicas(
   }
 }
 
+/**
+ * PINGs every connection, under {@link START_PING_TIMEOUT_MS}.
+ * @throws RedisUnavailableError naming the endpoint (host and port only) and the connection
+ *   error (e.g. `connect ECONNREFUSED 127.0.0.1:1`), with the error as `cause`.
+ */
 async function pingAll(
   endpoint: RedisEndpoint,
   connections: readonly RedisConnection[],

@@ -53,9 +53,9 @@ describe('/readyz while draining', () => {
     expect((health.body as { status: string }).status).toBe('ok');
   });
 
-  it('answers a ?wait=true append that arrives during the drain 202 with its receipt, without waiting', async () => {
+  it('cuts a ?wait=true append that arrives during the drain short: 504 with the job, which stays queued', async () => {
     // No worker takes the job (the append queue is paused, as the process's workers are once
-    // they drained): before the drain, the wait would run into its timeout.
+    // they drained): the wait cannot end in a result, and must not last the 20 s asked.
     await http.pipeline.workers.queues.append.pause();
     try {
       draining = true;
@@ -63,9 +63,10 @@ describe('/readyz while draining', () => {
         .post('/v1/memories/customer-support/drain-1/messages?wait=true&timeout_ms=20000')
         .set({ Authorization: `Bearer ${KEYS.acme}` })
         .send({ messages: [{ role: 'user', content: 'sent while the process drains' }] });
-      expect(answer.status).toBe(202);
-      expect(answer.body).toMatchObject({ job: { queue: 'memory-append' } });
-      expect(answer.body).not.toHaveProperty('result');
+      expect(answer.status).toBe(504);
+      expect(answer.body).toMatchObject({
+        error: { code: 'WAIT_TIMEOUT', details: { queue: 'memory-append', timeout_ms: 1000 } },
+      });
       // The append was accepted: the job is in the queue for another worker.
       const jobs = await http.pipeline.workers.queues.append.getJobCounts('waiting');
       expect(jobs.waiting).toBe(1);
@@ -74,8 +75,9 @@ describe('/readyz while draining', () => {
         .post('/v1/memories/customer-support/drain-1/messages?wait=true&timeout_ms=300')
         .set({ Authorization: `Bearer ${KEYS.acme}` })
         .send({ messages: [{ role: 'user', content: 'sent while serving' }] });
-      // Not draining: the call waits (and here times out, the queue being paused).
+      // Not draining: the call waits as long as asked (here 300 ms, the queue being paused).
       expect(waited.status).toBe(504);
+      expect(waited.body).toMatchObject({ error: { details: { timeout_ms: 300 } } });
     } finally {
       draining = false;
       await http.pipeline.workers.queues.append.resume();
