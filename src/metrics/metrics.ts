@@ -29,23 +29,17 @@ export const JOB_WAIT_BUCKETS = [
 ];
 
 /**
- * Longest a scrape waits for the queue depths (`memq_queue_jobs`), ms: 1 000. Past it, or when the
- * read fails, the scrape answers without that gauge and with `memq_redis_up 0`, well inside
- * Prometheus's default 10 s scrape timeout.
+ * Longest a scrape may wait for the queue depths (`memq_queue_jobs`), ms: 1 000, well inside
+ * Prometheus's default 10 s scrape timeout. The {@link QueueDepthSource} enforces it (the
+ * composition root wraps the queue read in a Redis guard of this bound); when the source rejects,
+ * the scrape answers without that gauge and with `memq_redis_up 0`.
  */
 export const QUEUE_DEPTH_DEADLINE_MS = 1000;
 
-/** `promise`, or a rejection once `ms` have passed (the timer does not hold the process). */
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
-}
-
-/** Source of queue depths for the `memq_queue_jobs` gauge, read at scrape time. */
+/**
+ * Source of queue depths for the `memq_queue_jobs` gauge, read at scrape time. It must settle
+ * within {@link QUEUE_DEPTH_DEADLINE_MS}; a rejection means Redis did not answer.
+ */
 export type QueueDepthSource = () => Promise<
   ReadonlyArray<{ queue: string; state: string; jobs: number }>
 >;
@@ -200,7 +194,7 @@ export function createMetrics(options: MetricsOptions = {}): MemqMetrics {
   let depthRead: DepthRead | undefined;
   const readDepths = (source: QueueDepthSource): DepthRead => {
     // Redis away must not fail the scrape: every other series would be lost with it.
-    depthRead ??= withDeadline(source(), QUEUE_DEPTH_DEADLINE_MS)
+    depthRead ??= source()
       .catch(() => undefined)
       .finally(() => {
         depthRead = undefined;

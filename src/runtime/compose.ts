@@ -17,7 +17,7 @@ import type { MemoryRegistry } from '../config/load-memories.js';
 import { RedisUnavailableError } from '../core/errors.js';
 import type { HttpServer } from '../http/app.js';
 import type { TenantLimitSettings } from '../http/rate-limit.js';
-import { createMetrics, type MemqMetrics } from '../metrics/metrics.js';
+import { createMetrics, QUEUE_DEPTH_DEADLINE_MS, type MemqMetrics } from '../metrics/metrics.js';
 import { NO_PROVIDER_API_KEYS, type ProviderApiKeys } from '../providers/api-keys.js';
 import { createResourceSummarizers } from '../providers/summarizers.js';
 import {
@@ -39,6 +39,7 @@ import { createMemoryStore, type MemoryStore } from '../store/memory-store.js';
 import { createTokenCounters } from '../tokens/resource-counters.js';
 import { createMemoryClient, type MemoryClient } from '../../queues/memory-client.js';
 import { createMemoryQueues, type MemoryQueues } from '../../queues/memory-queues.js';
+import { createRedisGuard } from '../../queues/redis-guard.js';
 import { upsertMaintenanceSchedule } from '../../queues/schedules.js';
 import { queueJobKeys } from '../../processors/cleanup.js';
 import { startWorkers, type Workers } from '../../processors/workers.js';
@@ -595,7 +596,9 @@ export async function compose(options: ComposeOptions): Promise<Composition> {
 
     const queues = createMemoryQueues(producer, env.queuePrefix);
     begun('queues', () => queues.close());
-    metrics.setQueueDepthSource(() => queues.depths());
+    // A scrape must not wait on Redis: bounded, and at once refused while it is known to be down.
+    const depthGuard = createRedisGuard(producer, QUEUE_DEPTH_DEADLINE_MS);
+    metrics.setQueueDepthSource(() => depthGuard('queue depths', () => queues.depths()));
     const client = createMemoryClient({
       connection: producer,
       queuePrefix: env.queuePrefix,
