@@ -17,6 +17,7 @@ import { createMetrics, type MemqMetrics } from '../src/metrics/metrics.js';
 import { NO_PROVIDER_API_KEYS } from '../src/providers/api-keys.js';
 import { composeWorkers, type WorkerEnv } from '../src/runtime/compose.js';
 import { replicaConfirmation } from '../src/redis/replicas.js';
+import { buildConversations } from '../src/replay/corpus.js';
 import { createMemoryStore } from '../src/store/memory-store.js';
 import type { AppendBatchLimits } from '../queues/append-batcher.js';
 import { createMemoryClient, type MemoryClient } from '../queues/memory-client.js';
@@ -293,3 +294,22 @@ export async function startCompiledMemq(
 /** {@link startCompiledMemq} of `memq work` (the append and token-count workers alone). */
 export const startCompiledWorker = (env: NodeJS.ProcessEnv): Promise<CompiledMemq> =>
   startCompiledMemq('work', env);
+
+/**
+ * The texts of every message of the first `limit` easy-ham conversations of the replay corpus, in
+ * order: what the benches append (real e-mail text).
+ */
+export async function corpusTexts(limit: number): Promise<string[]> {
+  return (await buildConversations({ limit })).conversations.flatMap((c) =>
+    c.messages.map((m) => m.content),
+  );
+}
+
+/**
+ * The `p`-th percentile (0-100) of ascending `sorted`, by nearest rank (the smallest value with
+ * at least `p` % of the values at or below it); undefined when `sorted` is empty.
+ */
+export function nearestRank(sorted: readonly number[], p: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}

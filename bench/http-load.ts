@@ -34,9 +34,15 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { monotonicFactory } from 'ulid';
-import { buildConversations } from '../src/replay/corpus.js';
 import { QUEUES } from '../queues/names.js';
-import { buildDist, messagesOf, startBenchRedis, startCompiledMemq } from './harness.js';
+import {
+  buildDist,
+  corpusTexts,
+  messagesOf,
+  nearestRank,
+  startBenchRedis,
+  startCompiledMemq,
+} from './harness.js';
 
 /** Memory instances the appends go to, in turn (`load-0` .. `load-49` of customer-support). */
 const MEMORIES = 50;
@@ -116,23 +122,15 @@ function sumBy(samples: readonly Sample[], label: string): Record<string, number
   return sums;
 }
 
-/** The `p`-th percentile (0-100) of `sorted` (ascending), by nearest rank; undefined when empty. */
-function percentile(sorted: readonly number[], p: number): number | undefined {
-  if (sorted.length === 0) return undefined;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 /** p50 and p99 of `latencies` (ms), rounded to 0.1 ms; null when there are none. */
 function latencyOf(latencies: number[]): { p50: number | null; p99: number | null } {
   const sorted = latencies.sort((a, b) => a - b);
   const round = (v: number | undefined) => (v === undefined ? null : Math.round(v * 10) / 10);
-  return { p50: round(percentile(sorted, 50)), p99: round(percentile(sorted, 99)) };
+  return { p50: round(nearestRank(sorted, 50)), p99: round(nearestRank(sorted, 99)) };
 }
 
 const options = parseOptions(process.argv.slice(2));
-const texts = (await buildConversations({ limit: 2_000 })).conversations.flatMap((c) =>
-  c.messages.map((m) => m.content),
-);
+const texts = await corpusTexts(2_000);
 if (!options.built) buildDist();
 const redis = await startBenchRedis('http');
 const prefix = 'bench-http';

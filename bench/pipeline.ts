@@ -66,10 +66,10 @@ import pino from 'pino';
 import { Queue, Worker, type Job } from 'bullmq';
 import { DEFAULT_TOKEN_COUNT_CONCURRENCY, loadEnvConfig } from '../src/config/env.js';
 import { loadMemoryResources } from '../src/config/load-memories.js';
-import { buildConversations } from '../src/replay/corpus.js';
 import { runReplay } from '../src/replay/replay.js';
 import { startRuntime } from '../src/runtime/runtime.js';
 import {
+  corpusTexts,
   buildDist,
   formatSummary,
   messagesOf,
@@ -127,9 +127,7 @@ const TARGETS = {
 } as const;
 
 const registry = await loadMemoryResources('memories');
-const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
-  c.messages.map((m) => m.content),
-);
+const texts = await corpusTexts(500);
 /** customer-support's token budget: the peer trims to it as memq flushes to it. */
 const BUDGET_TOKENS = registry.get('customer-support').maxTokens ?? 4000;
 const message = (i: number) => ({

@@ -25,8 +25,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Job } from 'bullmq';
 import { loadMemoryResources } from '../src/config/load-memories.js';
-import { buildConversations } from '../src/replay/corpus.js';
 import {
+  nearestRank,
+  corpusTexts,
   startBenchPipeline,
   startBenchRedis,
   summarize,
@@ -47,16 +48,14 @@ const MEMORIES = 50;
 const WAIT_TIMEOUT_MS = 1_000;
 
 const registry = await loadMemoryResources('memories');
-const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
-  c.messages.map((m) => m.content),
-);
+const texts = await corpusTexts(500);
 const message = (i: number) => ({
   role: i % 2 ? ('assistant' as const) : ('user' as const),
   content: texts[i % texts.length]!,
 });
 
-/** p50 (nearest rank) of sorted `values`. */
-const p50 = (values: readonly number[]) => values[Math.ceil(values.length / 2) - 1] ?? 0;
+/** p50 (nearest rank) of sorted `values`; 0 when empty. */
+const p50 = (values: readonly number[]) => nearestRank(values, 50) ?? 0;
 
 /** What one round measured. */
 interface Round {

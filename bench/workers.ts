@@ -29,11 +29,11 @@ import { Queue } from 'bullmq';
 import pino from 'pino';
 import { loadEnvConfig } from '../src/config/env.js';
 import { loadMemoryResources } from '../src/config/load-memories.js';
-import { buildConversations } from '../src/replay/corpus.js';
 import { startRuntime } from '../src/runtime/runtime.js';
 import { QUEUES } from '../queues/names.js';
 import { startTestCluster } from '../test/helpers/redis-cluster.js';
 import {
+  corpusTexts,
   buildDist,
   formatSummary,
   rssOf,
@@ -51,9 +51,7 @@ const ROUNDS = quick ? 1 : 3;
 const MEMORIES = 50;
 
 const registry = await loadMemoryResources('memories');
-const texts = (await buildConversations({ limit: 500 })).conversations.flatMap((c) =>
-  c.messages.map((m) => m.content),
-);
+const texts = await corpusTexts(500);
 
 /** Where the runs go: one server, or a cluster's seed nodes. */
 interface Target {

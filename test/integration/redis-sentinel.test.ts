@@ -36,6 +36,15 @@ async function storedOn(port: number, project: string, key: string): Promise<str
 
 describe('memq through Redis Sentinel', () => {
   let deployment: TestSentinels;
+  /** A memq process's environment on the deployment: its sentinels, the suite's prefixes, warn logs. */
+  const sentinelEnv = (): NodeJS.ProcessEnv => ({
+    ...process.env,
+    REDIS_SENTINELS: deployment.sentinels.join(','),
+    REDIS_SENTINEL_NAME: deployment.name,
+    MEMQ_KEY_PREFIX: KEY_PREFIX,
+    MEMQ_QUEUE_PREFIX: QUEUE_PREFIX,
+    MEMQ_LOG_LEVEL: 'warn',
+  });
   beforeAll(async () => {
     // Two replicas: after a failover one is left to replicate from the promoted one.
     deployment = await startTestSentinels({ replicas: 2 });
@@ -46,12 +55,7 @@ describe('memq through Redis Sentinel', () => {
 
   it('memq start with REDIS_SENTINELS (no REDIS_URL) commits an append on the primary', async () => {
     const memq = await startMemqProcess('start', {
-      ...process.env,
-      REDIS_SENTINELS: deployment.sentinels.join(','),
-      REDIS_SENTINEL_NAME: deployment.name,
-      MEMQ_KEY_PREFIX: KEY_PREFIX,
-      MEMQ_QUEUE_PREFIX: QUEUE_PREFIX,
-      MEMQ_LOG_LEVEL: 'warn',
+      ...sentinelEnv(),
       PORT: '0',
       MEMQ_API_KEYS: `${KEY}:sentinel`,
       MEMQ_BOARD_PASSWORD: 'sentinel-board-password',
@@ -130,12 +134,7 @@ describe('memq through Redis Sentinel', () => {
   // Last: it leaves the deployment down.
   it('memq work with the sentinels and the data nodes down: one "Redis unreachable" line naming the sentinels, no "worker error"', async () => {
     const memq = await startMemqProcess('work', {
-      ...process.env,
-      REDIS_SENTINELS: deployment.sentinels.join(','),
-      REDIS_SENTINEL_NAME: deployment.name,
-      MEMQ_KEY_PREFIX: KEY_PREFIX,
-      MEMQ_QUEUE_PREFIX: QUEUE_PREFIX,
-      MEMQ_LOG_LEVEL: 'warn',
+      ...sentinelEnv(),
       MEMQ_SHUTDOWN_GRACE_MS: '3000',
     });
     try {
